@@ -137,14 +137,14 @@ export function createAuthHandler(opts: AuthOptions) {
     const input = RefreshGrant.safeParse(body);
     if (!input.success) throw new AuthError(400, "validation_failed", "refresh_token is required");
     const tokenHash = sha256(input.data.refresh_token);
-    return await sql.begin(async (tx) => {
+    const outcome = await sql.begin(async (tx) => {
       const [row] = await tx<{ id: string; revoked: boolean; session_id: string; user_id: string }[]>`
         select id, revoked, session_id, user_id from auth.refresh_tokens where token_hash = ${tokenHash} for update`;
       if (!row) throw new AuthError(400, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found");
       if (row.revoked) {
-        // A rotated-out token presented again means it leaked: end the whole session.
+        // A rotated-out token presented again means it leaked: end the whole session (and commit that).
         await tx`delete from auth.sessions where id = ${row.session_id}`;
-        throw new AuthError(400, "refresh_token_already_used", "Invalid Refresh Token: Already Used");
+        return null;
       }
       await tx`update auth.refresh_tokens set revoked = true, updated_at = now() where id = ${row.id}`;
       const [user] = await tx<UserRow[]>`select * from auth.users where id = ${row.user_id} and deleted_at is null`;
@@ -152,6 +152,8 @@ export function createAuthHandler(opts: AuthOptions) {
       await tx`update auth.sessions set updated_at = now() where id = ${row.session_id}`;
       return await issueSession(tx, user, row.session_id, tokenHash);
     });
+    if (!outcome) throw new AuthError(400, "refresh_token_already_used", "Invalid Refresh Token: Already Used");
+    return outcome;
   }
 
   async function authenticate(req: IncomingMessage): Promise<{ userId: string; sessionId: string }> {

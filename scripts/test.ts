@@ -1,0 +1,146 @@
+/**
+ * npm test: everything, against a throwaway stack on free ports (never the npm start data).
+ *   1. typecheck (Node and Deno)
+ *   2. start a fresh stack in a temporary folder (migrations + seed through the Supabase CLI)
+ *   3. supabase db advisors --type all --level info --fail-on info (target: zero findings)
+ *   4. vitest: unit and integration tests, which reach the stack over HTTP and SQL
+ *   5. pgTAP suites in supabase/tests/database through pg_prove
+ * Ends with one line `total: N passed, M failed`, and exits non-zero if anything failed.
+ *
+ * Arguments after `--` are passed to vitest (e.g. `npm test -- tests/integration/vault.test.ts`).
+ */
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import postgres from "postgres";
+import { StackError } from "./stack/errors.ts";
+import { freePorts, startStack, type Stack } from "./stack/index.ts";
+import { typecheck } from "./typecheck.ts";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+
+interface StepResult {
+  step: string;
+  passed: number;
+  failed: number;
+}
+
+function runLive(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; output: string }> {
+  return new Promise((resolvePromise) => {
+    const child = spawn(cmd, args, { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    const tee = (stream: NodeJS.WriteStream) => (b: Buffer) => {
+      output += b.toString();
+      stream.write(b);
+    };
+    child.stdout.on("data", tee(process.stdout));
+    child.stderr.on("data", tee(process.stderr));
+    child.on("close", (code) => resolvePromise({ code: code ?? 1, output }));
+  });
+}
+
+async function advisors(dbUrl: string): Promise<StepResult> {
+  console.log("\n== supabase db advisors");
+  const { code, output } = await runLive(
+    process.execPath,
+    [join(root, "node_modules/supabase/dist/supabase.js"), "db", "advisors", `--remote=${dbUrl}`, "--type", "all", "--level", "info", "--fail-on", "info"],
+    { ...process.env, PGSSLMODE: "disable", SUPABASE_TELEMETRY_DISABLED: "1", DO_NOT_TRACK: "1" },
+  );
+  const clean = code === 0 && /No issues found/.test(output);
+  return { step: "advisors", passed: clean ? 1 : 0, failed: clean ? 0 : 1 };
+}
+
+async function vitest(stackFile: string, extra: string[]): Promise<StepResult> {
+  console.log("\n== vitest");
+  const report = join(dirname(stackFile), "vitest.json");
+  const { code } = await runLive(
+    process.execPath,
+    [join(root, "node_modules/vitest/vitest.mjs"), "run", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...extra],
+    { ...process.env, GATEHOUSE_STACK_FILE: stackFile },
+  );
+  try {
+    const r = JSON.parse(readFileSync(report, "utf8")) as { numPassedTests: number; numFailedTests: number };
+    return { step: "vitest", passed: r.numPassedTests, failed: r.numFailedTests + (code !== 0 && r.numFailedTests === 0 ? 1 : 0) };
+  } catch {
+    return { step: "vitest", passed: 0, failed: 1 };
+  }
+}
+
+async function pgTap(stack: Stack): Promise<StepResult> {
+  console.log("\n== pgTAP (pg_prove)");
+  const sql = postgres(stack.info.dbUrl, { max: 1, onnotice: () => {} });
+  try {
+    await sql`create extension if not exists pgtap with schema extensions`;
+    await sql`create extension if not exists plpgsql_check with schema extensions`;
+  } catch (e) {
+    console.error(`cannot install pgtap/plpgsql_check (run npm run setup): ${(e as Error).message}`);
+    return { step: "pgtap", passed: 0, failed: 1 };
+  } finally {
+    await sql.end();
+  }
+  const dir = join(root, "supabase/tests/database");
+  const files = readdirSync(dir).filter((f) => f.endsWith(".test.sql")).sort().map((f) => join(dir, f));
+  if (files.length === 0) return { step: "pgtap", passed: 0, failed: 1 };
+  const url = new URL(stack.info.dbUrl);
+  const probe = spawnSync("pg_prove", ["--version"]);
+  if (probe.error) {
+    console.error("pg_prove not found: run npm run setup");
+    return { step: "pgtap", passed: 0, failed: 1 };
+  }
+  const { code, output } = await runLive(
+    "pg_prove",
+    ["--host", url.hostname, "--port", url.port, "--username", "postgres", "--dbname", "postgres", "--failures", ...files],
+    { ...process.env, PGPASSWORD: decodeURIComponent(url.password), PGSSLMODE: "disable" },
+  );
+  const tests = Number(/Tests=(\d+)/.exec(output)?.[1] ?? 0);
+  const failedLine = /Failed (\d+)\/(\d+) subtests/g;
+  let failed = 0;
+  for (const m of output.matchAll(failedLine)) failed += Number(m[1]);
+  if (code !== 0 && failed === 0) failed = 1;
+  return { step: "pgtap", passed: tests - failed, failed };
+}
+
+async function main(): Promise<number> {
+  const extra = process.argv.slice(2);
+  const results: StepResult[] = [];
+  console.log("== typecheck");
+  const typesOk = typecheck();
+  results.push({ step: "typecheck", passed: typesOk ? 1 : 0, failed: typesOk ? 0 : 1 });
+
+  console.log("\n== building the web app");
+  const web = spawnSync(process.execPath, [join(root, "node_modules/vite/bin/vite.js"), "build", "--config", "web/vite.config.ts", "--logLevel", "error"], { cwd: root, stdio: "inherit" });
+  results.push({ step: "web build", passed: web.status === 0 ? 1 : 0, failed: web.status === 0 ? 0 : 1 });
+
+  console.log("\n== starting a throwaway stack");
+  const stateDir = mkdtempSync(join(tmpdir(), "gatehouse-test-"));
+  let stack: Stack | null = null;
+  const cleanup = async () => {
+    await stack?.stop().catch(() => {});
+    rmSync(stateDir, { recursive: true, force: true });
+  };
+  process.once("SIGINT", () => void cleanup().then(() => process.exit(130)));
+  try {
+    const started = Date.now();
+    stack = await startStack({ root, stateDir, ports: await freePorts(), log: (l) => console.log(l) });
+    console.log(`stack up in ${((Date.now() - started) / 1000).toFixed(1)} s at ${stack.info.apiUrl}`);
+    results.push(await advisors(stack.info.dbUrl));
+    results.push(await vitest(join(stateDir, "stack.json"), extra));
+    results.push(await pgTap(stack));
+  } catch (e) {
+    console.error(e instanceof StackError ? `gatehouse: ${e.message}` : e);
+    results.push({ step: "stack", passed: 0, failed: 1 });
+  } finally {
+    await cleanup();
+  }
+
+  console.log("\n== summary");
+  for (const r of results) console.log(`  ${r.step.padEnd(10)} ${r.passed} passed, ${r.failed} failed`);
+  const passed = results.reduce((n, r) => n + r.passed, 0);
+  const failed = results.reduce((n, r) => n + r.failed, 0);
+  console.log(`total: ${passed} passed, ${failed} failed`);
+  return failed === 0 ? 0 : 1;
+}
+
+main().then((code) => process.exit(code));

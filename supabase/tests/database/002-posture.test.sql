@@ -1,0 +1,57 @@
+-- Security posture every migration must keep, checked over the catalog so that new objects are
+-- covered without editing this file:
+--   * every table in an exposed schema has RLS enabled and forced;
+--   * every security-definer function in our schemas pins search_path;
+--   * anon holds no table privilege in an exposed schema;
+--   * the `private` schema is not exposed.
+begin;
+select plan(5);
+
+create temporary view exposed_schemas as
+  select trim(s) as nspname from unnest(string_to_array(current_setting('pgrst.db_schemas'), ',')) s;
+
+select is(
+  (select array_agg(format('%I.%I', n.nspname, c.relname) order by 1)
+     from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    where c.relkind in ('r', 'p') and n.nspname in (select nspname from exposed_schemas)
+      and not c.relrowsecurity),
+  null,
+  'every table in an exposed schema has RLS enabled'
+);
+
+select is(
+  (select array_agg(format('%I.%I', n.nspname, c.relname) order by 1)
+     from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    where c.relkind in ('r', 'p') and n.nspname in (select nspname from exposed_schemas)
+      and not c.relforcerowsecurity),
+  null,
+  'every table in an exposed schema forces RLS (even for its owner)'
+);
+
+select is(
+  (select array_agg(p.oid::regprocedure::text order by 1)
+     from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+    where p.prosecdef
+      and n.nspname not in ('pg_catalog', 'information_schema', 'extensions')
+      and not exists (select 1 from unnest(coalesce(p.proconfig, '{}')) cfg where cfg like 'search_path=%')),
+  null,
+  'every security-definer function pins its search_path'
+);
+
+select is(
+  (select array_agg(format('%I.%I', n.nspname, c.relname) order by 1)
+     from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    where c.relkind in ('r', 'p', 'v', 'm') and n.nspname in (select nspname from exposed_schemas)
+      and (has_table_privilege('anon', c.oid, 'select') or has_table_privilege('anon', c.oid, 'insert')
+           or has_table_privilege('anon', c.oid, 'update') or has_table_privilege('anon', c.oid, 'delete'))),
+  null,
+  'anon holds no privilege on any table in an exposed schema'
+);
+
+select ok(
+  'private' not in (select nspname from exposed_schemas),
+  'the private schema is not exposed through PostgREST'
+);
+
+select * from finish();
+rollback;

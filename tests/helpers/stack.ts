@@ -1,0 +1,42 @@
+/**
+ * How tests find the stack: GATEHOUSE_STACK_FILE (set by npm test for its throwaway stack), else
+ * the running `npm start` stack's .local/stack.json.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { createClient, type SupabaseClient } from "@supabase/supabase-js";
+import postgres from "postgres";
+import ws from "ws";
+import type { StackInfo } from "../../scripts/stack/index.ts";
+
+/** The running stack's URLs and keys. */
+export function stack(): StackInfo {
+  const file = process.env.GATEHOUSE_STACK_FILE ?? join(process.cwd(), ".local", "stack.json");
+  if (!existsSync(file)) throw new Error(`no running stack (${file} missing): run the tests with npm test, or npm start first`);
+  return JSON.parse(readFileSync(file, "utf8")) as StackInfo;
+}
+
+/** A supabase-js client with the anon key and no persisted session. */
+export function anonClient(): SupabaseClient {
+  const s = stack();
+  return createClient(s.apiUrl, s.anonKey, {
+    auth: { persistSession: false, autoRefreshToken: false },
+    // Node 20 has no global WebSocket; supabase-js's realtime client needs one at construction.
+    realtime: { transport: ws as unknown as typeof WebSocket },
+  });
+}
+
+/** A supabase-js client signed in as the seeded demo user `email`. */
+export async function signedIn(email: string): Promise<SupabaseClient> {
+  const user = stack().demoUsers.find((u) => u.email === email);
+  if (!user) throw new Error(`no demo user ${email}`);
+  const client = anonClient();
+  const { error } = await client.auth.signInWithPassword({ email, password: user.password });
+  if (error) throw error;
+  return client;
+}
+
+/** A superuser SQL connection (tests use it to set up and inspect, never to assert access). */
+export function superuser(): postgres.Sql {
+  return postgres(stack().dbUrl, { max: 2, onnotice: () => {} });
+}
