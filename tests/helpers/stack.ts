@@ -9,9 +9,14 @@ import postgres from "postgres";
 import ws from "ws";
 import type { StackInfo } from "../../scripts/stack/index.ts";
 
+/** The stack.json of the stack under test. */
+export function stackFile(): string {
+  return process.env.GATEHOUSE_STACK_FILE ?? join(process.cwd(), ".local", "stack.json");
+}
+
 /** The running stack's URLs and keys. */
 export function stack(): StackInfo {
-  const file = process.env.GATEHOUSE_STACK_FILE ?? join(process.cwd(), ".local", "stack.json");
+  const file = stackFile();
   if (!existsSync(file)) throw new Error(`no running stack (${file} missing): run the tests with npm test, or npm start first`);
   return JSON.parse(readFileSync(file, "utf8")) as StackInfo;
 }

@@ -1,9 +1,9 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
-import { stack, superuser } from "../helpers/stack.ts";
+import { stack, stackFile, superuser } from "../helpers/stack.ts";
 
 const s = stack();
 const sql = superuser();
@@ -49,7 +49,7 @@ describe("vault", () => {
   });
 
   it("keeps the root key out of the database: a full dump does not contain it", () => {
-    const rootKey = readFileSync(join(stateDirOf(), "vault_root.key"), "utf8").trim();
+    const rootKey = readFileSync(join(dirname(stackFile()), "vault_root.key"), "utf8").trim();
     expect(rootKey).toMatch(/^[0-9a-f]{64}$/);
     const fullDump = pgDump([]);
     expect(fullDump).not.toContain(rootKey);
@@ -84,8 +84,3 @@ describe("vault", () => {
     expect(await decryptAsServiceRole(id)).toBe("v2");
   });
 });
-
-function stateDirOf(): string {
-  const file = process.env.GATEHOUSE_STACK_FILE ?? join(process.cwd(), ".local", "stack.json");
-  return join(file, "..");
-}

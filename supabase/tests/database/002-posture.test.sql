@@ -10,23 +10,15 @@ select plan(5);
 create temporary view exposed_schemas as
   select trim(s) as nspname from unnest(string_to_array(current_setting('pgrst.db_schemas'), ',')) s;
 
-select is(
-  (select array_agg(format('%I.%I', n.nspname, c.relname) order by 1)
-     from pg_class c join pg_namespace n on n.oid = c.relnamespace
-    where c.relkind in ('r', 'p') and n.nspname in (select nspname from exposed_schemas)
-      and not c.relrowsecurity),
-  null,
-  'every table in an exposed schema has RLS enabled'
-);
+create temporary view exposed_tables as
+  select format('%I.%I', n.nspname, c.relname) as name, c.relrowsecurity, c.relforcerowsecurity
+    from pg_class c join pg_namespace n on n.oid = c.relnamespace
+   where c.relkind in ('r', 'p') and n.nspname in (select nspname from exposed_schemas);
 
-select is(
-  (select array_agg(format('%I.%I', n.nspname, c.relname) order by 1)
-     from pg_class c join pg_namespace n on n.oid = c.relnamespace
-    where c.relkind in ('r', 'p') and n.nspname in (select nspname from exposed_schemas)
-      and not c.relforcerowsecurity),
-  null,
-  'every table in an exposed schema forces RLS (even for its owner)'
-);
+select is((select array_agg(name order by name) from exposed_tables where not relrowsecurity), null,
+          'every table in an exposed schema has RLS enabled');
+select is((select array_agg(name order by name) from exposed_tables where not relforcerowsecurity), null,
+          'every table in an exposed schema forces RLS (even for its owner)');
 
 select is(
   (select array_agg(p.oid::regprocedure::text order by 1)
