@@ -3,9 +3,10 @@
 --   * every table in an exposed schema has RLS enabled and forced;
 --   * every security-definer function in our schemas pins search_path;
 --   * anon holds no table privilege in an exposed schema;
+--   * every tenant table has forced RLS and a policy for each operation (the migration guard's rule);
 --   * the `private` schema is not exposed.
 begin;
-select plan(5);
+select plan(6);
 
 create temporary view exposed_schemas as
   select trim(s) as nspname from unnest(string_to_array(current_setting('pgrst.db_schemas'), ',')) s;
@@ -38,6 +39,14 @@ select is(
            or has_table_privilege('anon', c.oid, 'update') or has_table_privilege('anon', c.oid, 'delete'))),
   null,
   'anon holds no privilege on any table in an exposed schema'
+);
+
+select is(
+  (select array_agg(format('%s: %s', t.oid::regclass, private.tenant_table_gap(t.oid)) order by 1)
+     from pg_class t
+    where private.is_tenant_table(t.oid) and private.tenant_table_gap(t.oid) is not null),
+  null,
+  'every tenant table (exposed, with org_id) has forced RLS and a policy for each operation'
 );
 
 select ok(
