@@ -50,7 +50,7 @@ class AuthError extends Error {
   }
 }
 
-const PasswordGrant = z.object({ email: z.string().email().max(255), password: z.string().min(1).max(1024) });
+const PasswordGrant = z.object({ email: z.email().max(255), password: z.string().min(1).max(1024) });
 const RefreshGrant = z.object({ refresh_token: z.string().min(1).max(256) });
 
 /** A request handler for everything under /auth/v1 (the prefix already stripped from `path`). */

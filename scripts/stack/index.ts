@@ -254,8 +254,10 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
   let authSql: postgres.Sql | null = null;
   let createdCluster = false;
   let gateway: Server | null = null;
+  // If this process dies without stop(), take the detached children down with it.
   const killAll = () => {
     for (const c of children) if (c.child.exitCode === null) c.child.kill("SIGKILL");
+    pg?.signal("SIGINT");
   };
   process.once("exit", killAll);
 
@@ -363,14 +365,15 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
         },
       ),
     );
-    const exitedEarly = (name: string) => () => {
-      const c = children.find((x) => x.name === name)!;
-      if (c.child.exitCode !== null || c.child.signalCode !== null) {
+    const readyWhenUp = (name: string, url: string) => async () => {
+      const { child } = children.find((c) => c.name === name)!;
+      if (child.exitCode !== null || child.signalCode !== null) {
         throw new StackError(`${name} exited during startup; see ${join(stateDir, "logs", name + ".log")}`);
       }
+      return httpUp(url);
     };
-    await waitFor("PostgREST", 30_000, async () => (exitedEarly("postgrest")(), httpUp(`http://127.0.0.1:${ports.rest}/`)));
-    await waitFor("edge functions", 60_000, async () => (exitedEarly("edge-functions")(), httpUp(`http://127.0.0.1:${ports.functions}/`)));
+    await waitFor("PostgREST", 30_000, readyWhenUp("postgrest", `http://127.0.0.1:${ports.rest}/`));
+    await waitFor("edge functions", 60_000, readyWhenUp("edge-functions", `http://127.0.0.1:${ports.functions}/`));
 
     authSql = postgres(`postgresql://supabase_auth_admin:${encodeURIComponent(state.authAdminPassword)}@${dbHost}`, { max: 4, onnotice: () => {} });
     const authHandle = createAuthHandler({ sql: authSql, jwtSecret: state.jwtSecret, jwtExpiry: config.auth.jwt_expiry, issuer: `${apiUrl}/auth/v1` });

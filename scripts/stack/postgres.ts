@@ -26,6 +26,8 @@ export interface PgServer {
   port: number;
   superuserUrl: string;
   stop(): Promise<void>;
+  /** Sends `signal` without waiting (SIGINT = fast shutdown); for exit handlers that can't await. */
+  signal(signal: NodeJS.Signals): void;
 }
 
 function majorOf(postgresBin: string): number | null {
@@ -200,6 +202,9 @@ export async function startPostgres(
     binaries: bins,
     port: opts.port,
     superuserUrl,
+    signal(signal) {
+      if (exited === null) child.kill(signal);
+    },
     async stop() {
       if (exited !== null) return;
       const done = new Promise<void>((resolve) => child.once("exit", () => resolve()));
