@@ -114,6 +114,16 @@ create constraint trigger check_at_commit
 -- Fire even under session_replication_role = replica.
 alter table private.pending_tenant_table_checks enable always trigger check_at_commit;
 
+create function private.queue_tenant_table_check(p_relid oid) returns void
+language sql
+set search_path = ''
+as $$
+  insert into private.pending_tenant_table_checks (relid)
+  select p_relid where p_relid is not null and private.is_tenant_table(p_relid)
+  on conflict do nothing
+$$;
+revoke execute on function private.queue_tenant_table_check(oid) from public, anon, authenticated;
+
 create function private.queue_tenant_table_checks() returns event_trigger
 language plpgsql
 set search_path = ''
@@ -127,9 +137,7 @@ begin
       when cmd.classid = 'pg_catalog.pg_class'::regclass then cmd.objid
       when cmd.classid = 'pg_catalog.pg_policy'::regclass then (select p.polrelid from pg_catalog.pg_policy p where p.oid = cmd.objid)
     end;
-    if relid is not null and private.is_tenant_table(relid) then
-      insert into private.pending_tenant_table_checks (relid) values (relid) on conflict do nothing;
-    end if;
+    perform private.queue_tenant_table_check(relid);
   end loop;
 end
 $$;
@@ -146,9 +154,7 @@ declare
 begin
   for obj in select * from pg_catalog.pg_event_trigger_dropped_objects() where object_type = 'policy' loop
     relid := pg_catalog.to_regclass(pg_catalog.format('%I.%I', obj.address_names[1], obj.address_names[2]));
-    if relid is not null and private.is_tenant_table(relid) then
-      insert into private.pending_tenant_table_checks (relid) values (relid) on conflict do nothing;
-    end if;
+    perform private.queue_tenant_table_check(relid);
   end loop;
 end
 $$;
