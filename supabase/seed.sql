@@ -23,3 +23,55 @@ values
   ('0b000000-0000-4000-8000-00000000000b', 'b0000000-0000-4000-8000-000000000002', 'project_viewer'),
   ('0a000000-0000-4000-8000-00000000000a', 'c0000000-0000-4000-8000-000000000001', 'project_contributor'),
   ('0b000000-0000-4000-8000-00000000000b', 'c0000000-0000-4000-8000-000000000001', 'project_contributor');
+
+-- Every tenant table gets rows in both organizations: the generated isolation matrix
+-- (supabase/tests/database/900-isolation-matrix.test.sql) needs something to fail to see.
+insert into public.projects (id, org_id, name, slug)
+values
+  ('1a000000-0000-4000-8000-00000000000a', '0a000000-0000-4000-8000-00000000000a', 'Support bot', 'support-bot'),
+  ('1b000000-0000-4000-8000-00000000000b', '0b000000-0000-4000-8000-00000000000b', 'Helpdesk', 'helpdesk');
+
+-- Casey contributes to both organizations and administers one project in each.
+insert into public.project_members (org_id, project_id, user_id, role)
+values
+  ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', 'c0000000-0000-4000-8000-000000000001', 'project_admin'),
+  ('0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b', 'c0000000-0000-4000-8000-000000000001', 'project_admin');
+
+insert into public.agents (id, org_id, project_id, name, description)
+values
+  ('2a000000-0000-4000-8000-00000000000a', '0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a',
+   'Returns assistant', 'Answers questions about returns.'),
+  ('2b000000-0000-4000-8000-00000000000b', '0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b',
+   'Ticket triage', 'Sorts incoming tickets.');
+
+-- Version 1 of each agent is published (immutable); version 2 is a draft.
+insert into public.agent_versions (id, org_id, project_id, agent_id, config)
+values
+  ('3a000000-0000-4000-8000-00000000001a', '0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a',
+   '2a000000-0000-4000-8000-00000000000a', '{"model":"gpt-4o-mini","instructions":"Be brief."}'),
+  ('3a000000-0000-4000-8000-00000000002a', '0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a',
+   '2a000000-0000-4000-8000-00000000000a', '{"model":"gpt-4o-mini","instructions":"Be brief and kind."}'),
+  ('3b000000-0000-4000-8000-00000000001b', '0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b',
+   '2b000000-0000-4000-8000-00000000000b', '{"model":"gpt-4o-mini","instructions":"Label every ticket."}'),
+  ('3b000000-0000-4000-8000-00000000002b', '0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b',
+   '2b000000-0000-4000-8000-00000000000b', '{"model":"gpt-4o-mini","instructions":"Label and route every ticket."}');
+update public.agent_versions
+   set published_at = now(), published_by = 'a0000000-0000-4000-8000-000000000001'
+ where id = '3a000000-0000-4000-8000-00000000001a';
+update public.agent_versions
+   set published_at = now(), published_by = 'b0000000-0000-4000-8000-000000000001'
+ where id = '3b000000-0000-4000-8000-00000000001b';
+
+-- Pending invitations whose tokens nobody knows (only hashes are stored).
+insert into public.invitations (org_id, email, role, token_hash, invited_by)
+values
+  ('0a000000-0000-4000-8000-00000000000a', 'newhire@acme.test', 'project_contributor',
+   extensions.digest(extensions.gen_random_bytes(32), 'sha256'), 'a0000000-0000-4000-8000-000000000001'),
+  ('0b000000-0000-4000-8000-00000000000b', 'newhire@globex.test', 'project_viewer',
+   extensions.digest(extensions.gen_random_bytes(32), 'sha256'), 'b0000000-0000-4000-8000-000000000001');
+
+-- Acme has verified acme.test; Globex has claimed globex.test but not verified it yet.
+insert into public.organization_domains (org_id, domain, verified_at)
+values
+  ('0a000000-0000-4000-8000-00000000000a', 'acme.test', now()),
+  ('0b000000-0000-4000-8000-00000000000b', 'globex.test', null);

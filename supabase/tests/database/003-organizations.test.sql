@@ -13,7 +13,7 @@ select is((select count(*)::int from public.organization_members where org_id = 
           'a member sees no members of another organization');
 select throws_ok($$ insert into public.organizations (name, slug) values ('Evil', 'evil') $$, '42501', null,
                  'a member cannot create organizations directly');
-select throws_ok($$ update public.organizations set name = 'Pwned' $$, '42501', null, 'a member cannot rename organizations directly');
+select throws_ok($$ update public.organizations set name = 'Pwned' $$, '42501', null, 'a member cannot rename an organization without a context');
 reset role;
 
 select pg_temp.act_as('c0000000-0000-4000-8000-000000000001'); -- casey, in both

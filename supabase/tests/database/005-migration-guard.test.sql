@@ -64,16 +64,16 @@ select throws_like(
 
 select throws_like(
   $$ set constraints all deferred;
-     drop policy "memberships are not removed directly" on public.organization_members;
+     drop policy "project admins delete agents" on public.agents;
      set constraints all immediate $$,
-  '%organization_members unprotected: it has no policy for DELETE%',
+  '%agents unprotected: it has no policy for DELETE%',
   'dropping the last policy of an operation is refused'
 );
 
 select lives_ok(
   $$ set constraints all deferred;
-     drop policy "memberships are not removed directly" on public.organization_members;
-     create policy "memberships are not removed directly" on public.organization_members
+     drop policy "project admins delete agents" on public.agents;
+     create policy "project admins delete agents" on public.agents
        for delete to authenticated using (false);
      set constraints all immediate $$,
   'replacing a policy within one migration is accepted'
