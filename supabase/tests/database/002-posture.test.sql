@@ -4,9 +4,11 @@
 --   * every security-definer function in our schemas pins search_path;
 --   * anon holds no table privilege in an exposed schema;
 --   * every tenant table has forced RLS and a policy for each operation (the migration guard's rule);
+--   * every tenant table has org_id not null, leading an index, and the no-context write guard;
+--   * every policy on an exposed table applies to authenticated only, one operation at a time;
 --   * the `private` schema is not exposed.
 begin;
-select plan(6);
+select plan(11);
 
 create temporary view exposed_schemas as
   select trim(s) as nspname from unnest(string_to_array(current_setting('pgrst.db_schemas'), ',')) s;
@@ -47,6 +49,55 @@ select is(
     where private.is_tenant_table(t.oid) and private.tenant_table_gap(t.oid) is not null),
   null,
   'every tenant table (exposed, with org_id) has forced RLS and a policy for each operation'
+);
+
+create temporary view tenant_tables as
+  select c.oid, c.oid::regclass::text as name from pg_class c where private.is_tenant_table(c.oid);
+
+select is(
+  (select array_agg(t.name order by 1) from tenant_tables t
+     join pg_attribute a on a.attrelid = t.oid and a.attname = 'org_id'
+    where not a.attnotnull),
+  null,
+  'every tenant table declares org_id not null'
+);
+
+select is(
+  (select array_agg(t.name order by 1) from tenant_tables t
+    where not exists (
+      select 1 from pg_index i join pg_attribute a on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
+       where i.indrelid = t.oid and a.attname = 'org_id')),
+  null,
+  'every tenant table has an index led by org_id'
+);
+
+select is(
+  (select array_agg(t.name order by 1) from tenant_tables t
+    where not exists (
+      select 1 from pg_trigger g
+       where g.tgrelid = t.oid and g.tgfoid = 'private.require_org_context()'::regprocedure
+         and g.tgtype & 1 = 0          -- statement level
+         and g.tgtype & 2 = 2          -- before
+         and g.tgtype & 28 = 28)),     -- insert, delete and update
+  null,
+  'every tenant table refuses writes without an organization context'
+);
+
+select is(
+  (select array_agg(format('%s: %s', p.polrelid::regclass, p.polname) order by 1)
+     from pg_policy p join pg_class c on c.oid = p.polrelid join pg_namespace n on n.oid = c.relnamespace
+    where n.nspname in (select nspname from exposed_schemas)
+      and p.polroles <> array['authenticated'::regrole::oid]),
+  null,
+  'every policy on an exposed table is granted to authenticated only'
+);
+
+select is(
+  (select array_agg(format('%s: %s', p.polrelid::regclass, p.polname) order by 1)
+     from pg_policy p join pg_class c on c.oid = p.polrelid join pg_namespace n on n.oid = c.relnamespace
+    where n.nspname in (select nspname from exposed_schemas) and p.polcmd = '*'),
+  null,
+  'no policy on an exposed table covers all operations at once'
 );
 
 select ok(

@@ -1,0 +1,66 @@
+-- The current-organization context for direct database sessions (private.set_context), and what
+-- a signed-in session sees and may do without one. The HTTP side (X-Org-Id through PostgREST's
+-- db-pre-request) is covered in tests/integration/tenancy.test.ts.
+begin;
+\ir _helpers.psql
+select plan(17);
+
+-- Without a context, tenant tables show nothing and writes are refused with a clear error.
+select pg_temp.act_as(pg_temp.uid('ada'));
+select is((select count(*)::int from public.agents), 0, 'without a context, a member sees no agents');
+select is((select count(*)::int from public.organization_members), 0, 'without a context, a member sees no memberships');
+select results_eq($$ select slug from public.organizations order by slug $$, array['acme'],
+                  'without a context, a member still lists their organizations');
+select throws_ok($$ insert into public.agents (org_id, project_id, name)
+                    values ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', 'x') $$,
+                 '42501', 'no organization context: insert on public.agents needs X-Org-Id (or private.set_context())',
+                 'without a context, an insert is refused with a clear error');
+select throws_like($$ delete from public.agents $$, '%no organization context: delete on public.agents%',
+                   'without a context, a delete is refused with a clear error');
+
+-- set_context validates membership before anything runs.
+select throws_ok($$ select private.set_context('0b000000-0000-4000-8000-00000000000b') $$, '42501',
+                 'not a member of organization 0b000000-0000-4000-8000-00000000000b',
+                 'a member cannot set the context of an organization they do not belong to');
+select throws_ok($$ select private.set_context('0a000000-0000-4000-8000-00000000000a', '1b000000-0000-4000-8000-00000000000b') $$,
+                 '42501', null, 'a project of another organization is refused as the context project');
+select throws_ok($$ select private.set_context(null) $$, '22023', null, 'a context needs an organization');
+
+-- A forged setting (skipping set_context) is re-validated on every statement, so it matches nothing.
+set local gatehouse.org_id = '0b000000-0000-4000-8000-00000000000b';
+select is((select count(*)::int from public.agents), 0, 'a forged context of another organization shows nothing');
+select is(private.current_org_id(), null, 'a forged context is not a current organization');
+set local gatehouse.org_id = 'not-a-uuid';
+select is((select count(*)::int from public.agents), 0, 'a malformed context shows nothing and raises nothing');
+reset role;
+
+-- A member of both organizations sees exactly the organization in context.
+select pg_temp.act_as(pg_temp.uid('casey'), pg_temp.org('acme'));
+select results_eq($$ select name from public.agents order by name $$, array['Returns assistant'],
+                  'a member of two organizations in Acme''s context sees only Acme''s agents');
+select results_eq($$ select slug from public.organizations $$, array['acme'],
+                  'in a context, the organization list narrows to the current one');
+reset role;
+select pg_temp.act_as(pg_temp.uid('casey'), pg_temp.org('globex'));
+select results_eq($$ select name from public.agents order by name $$, array['Ticket triage'],
+                  'the same member in Globex''s context sees only Globex''s agents');
+select throws_ok($$ insert into public.agents (org_id, project_id, name)
+                    values ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', 'Crossed') $$,
+                 '42501', null, 'in Globex''s context, the member cannot write an Acme row');
+reset role;
+
+-- A project context narrows project-scoped tables to that project.
+insert into public.projects (id, org_id, name, slug)
+values ('1a000000-0000-4000-8000-0000000000c0', pg_temp.org('acme'), 'Second', 'second');
+insert into public.agents (org_id, project_id, name)
+values (pg_temp.org('acme'), '1a000000-0000-4000-8000-0000000000c0', 'Second agent');
+select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'), '1a000000-0000-4000-8000-0000000000c0');
+select results_eq($$ select name from public.agents $$, array['Second agent'],
+                  'with X-Project-Id, agents narrow to that project');
+select throws_ok($$ insert into public.agents (org_id, project_id, name)
+                    values ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', 'Other project') $$,
+                 '42501', null, 'with X-Project-Id, writes to another project of the organization are refused');
+reset role;
+
+select * from finish();
+rollback;
