@@ -265,6 +265,8 @@ declare
   raw_org text := headers ->> 'x-org-id';
   raw_project text := headers ->> 'x-project-id';
   uuid_pattern constant text := '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$';
+  -- The role PostgREST switched to (current_user is this function's owner).
+  api_role text := pg_catalog.current_setting('role', true);
 begin
   if raw_org is null then
     if raw_project is not null then
@@ -278,10 +280,10 @@ begin
   if raw_project is not null and raw_project !~* uuid_pattern then
     perform private.refuse_request(400, 'context_invalid_project_id', 'X-Project-Id must be a uuid.');
   end if;
-  if current_user = 'anon' then
+  if api_role = 'anon' then
     perform private.refuse_request(401, 'context_requires_sign_in', 'Sign in to act in an organization.');
   end if;
-  if current_user = 'authenticated' and not private.is_org_member(raw_org::uuid) then
+  if api_role <> 'service_role' and not private.is_org_member(raw_org::uuid) then
     perform private.refuse_request(403, 'context_not_a_member', 'You are not a member of this organization.');
   end if;
   if raw_project is not null and not exists (
@@ -315,6 +317,28 @@ $$;
 comment on function private.email_domain_allowed(uuid, text) is
   'True unless the organization restricts membership to verified domains and the email''s domain is not one.';
 revoke execute on function private.email_domain_allowed(uuid, text) from public, anon, authenticated;
+
+-- Seed 004's worker trust boundary: background work names a row, and its organization comes from
+-- the row itself, never from the job's payload.
+create function private.row_org_id(p_table regclass, p_id uuid) returns uuid
+language plpgsql stable security definer
+set search_path = ''
+as $$
+declare
+  found_org uuid;
+begin
+  if not private.is_tenant_table(p_table) then
+    raise exception '% is not a tenant table', p_table using errcode = 'invalid_parameter_value';
+  end if;
+  execute pg_catalog.format('select org_id from %s where id = $1', p_table) into found_org using p_id;
+  return found_org;
+end
+$$;
+comment on function private.row_org_id(regclass, uuid) is
+  'The org_id stored on a tenant row (null if there is no such row); what workers scope their work by.';
+revoke execute on function private.row_org_id(regclass, uuid) from public, anon, authenticated;
+grant usage on schema private to service_role;
+grant execute on function private.row_org_id(regclass, uuid) to service_role;
 
 -- =============================================================================================
 -- Triggers
