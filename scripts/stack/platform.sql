@@ -118,9 +118,11 @@ alter table auth.refresh_tokens owner to supabase_auth_admin;
 revoke all on auth.users, auth.sessions, auth.refresh_tokens from anon, authenticated;
 grant select on auth.users to service_role;
 
+-- Like hosted Supabase's, these have no SET clause, so the planner can inline them into the
+-- queries (and policies) that call them. Everything they name lives in pg_catalog, which is always
+-- searched first, so no search_path can redirect them.
 create or replace function auth.uid() returns uuid
 language sql stable
-set search_path = ''
 as $$
   select nullif(
     coalesce(
@@ -133,7 +135,6 @@ $$;
 
 create or replace function auth.role() returns text
 language sql stable
-set search_path = ''
 as $$
   select coalesce(
     nullif(current_setting('request.jwt.claim.role', true), ''),
@@ -143,7 +144,6 @@ $$;
 
 create or replace function auth.email() returns text
 language sql stable
-set search_path = ''
 as $$
   select coalesce(
     nullif(current_setting('request.jwt.claim.email', true), ''),
@@ -153,7 +153,6 @@ $$;
 
 create or replace function auth.jwt() returns jsonb
 language sql stable
-set search_path = ''
 as $$
   select coalesce(
     nullif(current_setting('request.jwt.claim', true), ''),

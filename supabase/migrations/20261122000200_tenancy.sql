@@ -121,63 +121,77 @@ create unique index organization_domains_verified_once on public.organization_do
 -- =============================================================================================
 -- Helper functions: the request context
 -- =============================================================================================
--- A setting parsed as a uuid, or null when it is unset or not a uuid.
+-- These run once per statement (policies wrap them as `(select private.fn())`), so they are
+-- PL/pgSQL, whose plans are cached for the session (a non-inlined SQL function is re-planned on
+-- every statement), and the two that every policy calls keep one generic plan instead of
+-- re-planning per call. `npm run bench -- rls` measures what they cost.
+
+-- A setting read as a uuid, or null when it is unset or not a uuid in canonical (lowercase) form,
+-- the form check_request() and set_context() store.
 create function private.setting_uuid(p_name text) returns uuid
-language sql stable
+language plpgsql stable
 set search_path = ''
 as $$
-  select case when s ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then s::uuid end
-    from (select pg_catalog.current_setting(p_name, true) as s) setting
+declare
+  raw text := pg_catalog.current_setting(p_name, true);
+begin
+  if raw ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+    return raw::uuid;
+  end if;
+  return null;
+end
 $$;
 comment on function private.setting_uuid(text) is 'A configuration setting read as a uuid; null when unset or malformed.';
 revoke execute on function private.setting_uuid(text) from public, anon, authenticated;
 
-create function private.current_org_id() returns uuid
-language sql stable security definer
+create function private.org_role() returns public.member_role
+language plpgsql stable security definer
 set search_path = ''
 as $$
-  select m.org_id
+declare
+  member_role public.member_role;
+begin
+  select m.role into member_role
     from public.organization_members m
    where m.org_id = private.setting_uuid('gatehouse.org_id')
-     and m.user_id = (select auth.uid())
+     and m.user_id = (select auth.uid());
+  return member_role;
+end
+$$;
+comment on function private.org_role() is
+  'The caller''s role in the organization of the context; null without a context or a membership.';
+revoke execute on function private.org_role() from public, anon, authenticated;
+
+create function private.current_org_id() returns uuid
+language plpgsql stable security definer
+set search_path = ''
+as $$
+declare
+  context text := pg_catalog.current_setting('gatehouse.org_id', true);
+  member_of uuid;
+begin
+  -- The context setting alone proves nothing (a direct session can set it): it counts only while
+  -- the caller is a member of that organization. Compared as text, so a malformed setting
+  -- matches nothing instead of raising.
+  select m.org_id into member_of
+    from public.organization_members m
+   where m.user_id = (select auth.uid()) and m.org_id::text = context;
+  return member_of;
+end
 $$;
 comment on function private.current_org_id() is
   'The organization of the current request, re-validated against the caller''s membership; null if none.';
 revoke execute on function private.current_org_id() from public, anon, authenticated;
 grant execute on function private.current_org_id() to authenticated;
 
-create function private.current_project_id() returns uuid
-language sql stable security definer
-set search_path = ''
-as $$
-  select p.id
-    from public.projects p
-   where p.id = private.setting_uuid('gatehouse.project_id')
-     and p.org_id = private.current_org_id()
-$$;
-comment on function private.current_project_id() is
-  'The project of the current request, if it belongs to the current organization; null otherwise.';
-revoke execute on function private.current_project_id() from public, anon, authenticated;
-grant execute on function private.current_project_id() to authenticated;
-
-create function private.org_role() returns public.member_role
-language sql stable security definer
-set search_path = ''
-as $$
-  select m.role
-    from public.organization_members m
-   where m.org_id = private.current_org_id()
-     and m.user_id = (select auth.uid())
-$$;
-comment on function private.org_role() is 'The caller''s role in the current organization; null without a context.';
-revoke execute on function private.org_role() from public, anon, authenticated;
-
 create function private.has_org_role(p_at_least public.member_role) returns boolean
-language sql stable security definer
+language plpgsql stable security definer
 set search_path = ''
 as $$
+begin
   -- Enum order runs from most to least privileged, so "at least" means "sorts no later than".
-  select coalesce(private.org_role() <= p_at_least, false)
+  return coalesce(private.org_role() <= p_at_least, false);
+end
 $$;
 comment on function private.has_org_role(public.member_role) is
   'True when the caller''s role in the current organization is at least the given one.';
@@ -185,30 +199,49 @@ revoke execute on function private.has_org_role(public.member_role) from public,
 grant execute on function private.has_org_role(public.member_role) to authenticated;
 
 create function private.project_ids_with_role(p_at_least public.member_role) returns uuid[]
-language sql stable security definer
+language plpgsql stable security definer
 set search_path = ''
+set plan_cache_mode = force_generic_plan
 as $$
-  select coalesce(pg_catalog.array_agg(p.id), '{}')
-    from public.projects p
-    left join public.project_members pm
-      on pm.org_id = p.org_id and pm.project_id = p.id and pm.user_id = (select auth.uid())
-   where p.org_id = private.current_org_id()
-     and (private.setting_uuid('gatehouse.project_id') is null or p.id = private.current_project_id())
-     and least(private.org_role(), pm.role) <= p_at_least
+declare
+  org uuid := private.setting_uuid('gatehouse.org_id');
+  project uuid := private.setting_uuid('gatehouse.project_id');
+  project_ids uuid[];
+begin
+  -- A malformed project setting narrows to nothing rather than widening to every project.
+  if project is null and coalesce(pg_catalog.current_setting('gatehouse.project_id', true), '') <> '' then
+    return '{}';
+  end if;
+  -- The effective role on a project is the higher of the organization role and the project role.
+  select coalesce(pg_catalog.array_agg(p.id), '{}') into project_ids
+    from public.organization_members m
+    join public.projects p on p.org_id = m.org_id
+    left join public.project_members pm on pm.org_id = p.org_id and pm.project_id = p.id and pm.user_id = m.user_id
+   where m.org_id = org and m.user_id = (select auth.uid())
+     and (project is null or p.id = project)
+     and least(m.role, pm.role) <= p_at_least;
+  return project_ids;
+end
 $$;
 comment on function private.project_ids_with_role(public.member_role) is
-  'Projects of the current context (one, if X-Project-Id is set) where the caller has at least the given role.';
+  'Projects of the current context (just one, if X-Project-Id is set) where the caller has at least the given role.';
 revoke execute on function private.project_ids_with_role(public.member_role) from public, anon, authenticated;
 grant execute on function private.project_ids_with_role(public.member_role) to authenticated;
 
 create function private.visible_org_ids() returns uuid[]
-language sql stable security definer
+language plpgsql stable security definer
 set search_path = ''
 as $$
-  select coalesce(pg_catalog.array_agg(m.org_id), '{}')
+declare
+  org uuid := private.setting_uuid('gatehouse.org_id');
+  org_ids uuid[];
+begin
+  select coalesce(pg_catalog.array_agg(m.org_id), '{}') into org_ids
     from public.organization_members m
    where m.user_id = (select auth.uid())
-     and (private.setting_uuid('gatehouse.org_id') is null or m.org_id = private.setting_uuid('gatehouse.org_id'))
+     and (org is null or m.org_id = org);
+  return org_ids;
+end
 $$;
 comment on function private.visible_org_ids() is
   'The organizations the caller may see: the current one in a context, all of theirs without one.';
@@ -291,8 +324,9 @@ begin
   ) then
     perform private.refuse_request(403, 'context_project_not_in_org', 'That project is not in this organization.');
   end if;
-  perform pg_catalog.set_config('gatehouse.org_id', raw_org, true);
-  perform pg_catalog.set_config('gatehouse.project_id', coalesce(raw_project, ''), true);
+  -- Stored in canonical (lowercase) form, as the policies compare it with uuid::text.
+  perform pg_catalog.set_config('gatehouse.org_id', raw_org::uuid::text, true);
+  perform pg_catalog.set_config('gatehouse.project_id', coalesce(raw_project::uuid::text, ''), true);
 end
 $$;
 comment on function private.check_request() is
@@ -627,6 +661,11 @@ grant execute on function public.publish_agent_version(uuid) to authenticated;
 -- =============================================================================================
 -- RLS policies
 -- =============================================================================================
+-- Reads of project-scoped rows need no role lookup: every member's organization role is at least
+-- project_viewer on every project of the organization, so `org_id = current_org_id()` decides, and
+-- X-Project-Id (already validated) narrows to one project with an inline comparison, evaluated once
+-- per statement like the helpers. That keeps a read at one membership lookup per statement
+-- (`npm run bench -- rls`). Writes check the role on each project.
 -- organizations: without a context, members list all of theirs (the organization picker); in a
 -- context, only the current one. Renamed and configured by its tenant admins, in context.
 drop policy "members read their organizations" on public.organizations;
@@ -658,7 +697,9 @@ alter table public.projects enable row level security;
 alter table public.projects force row level security;
 create policy "members read their organization's projects" on public.projects
   for select to authenticated
-  using (org_id = (select private.current_org_id()) and id = any ((select private.project_ids_with_role('project_viewer'))::uuid[]));
+  using (org_id = (select private.current_org_id())
+         and ((select nullif(current_setting('gatehouse.project_id', true), '')) is null
+              or id::text = (select current_setting('gatehouse.project_id', true))));
 create policy "tenant admins create projects" on public.projects
   for insert to authenticated
   with check (org_id = (select private.current_org_id()) and (select private.has_org_role('tenant_admin')));
@@ -674,7 +715,9 @@ alter table public.project_members enable row level security;
 alter table public.project_members force row level security;
 create policy "members read project memberships" on public.project_members
   for select to authenticated
-  using (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_viewer'))::uuid[]));
+  using (org_id = (select private.current_org_id())
+         and ((select nullif(current_setting('gatehouse.project_id', true), '')) is null
+              or project_id::text = (select current_setting('gatehouse.project_id', true))));
 create policy "project admins add project members" on public.project_members
   for insert to authenticated
   with check (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_admin'))::uuid[]));
@@ -720,7 +763,9 @@ alter table public.agents enable row level security;
 alter table public.agents force row level security;
 create policy "members read their projects' agents" on public.agents
   for select to authenticated
-  using (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_viewer'))::uuid[]));
+  using (org_id = (select private.current_org_id())
+         and ((select nullif(current_setting('gatehouse.project_id', true), '')) is null
+              or project_id::text = (select current_setting('gatehouse.project_id', true))));
 create policy "contributors create agents" on public.agents
   for insert to authenticated
   with check (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_contributor'))::uuid[]));
@@ -736,7 +781,9 @@ alter table public.agent_versions enable row level security;
 alter table public.agent_versions force row level security;
 create policy "members read their projects' agent versions" on public.agent_versions
   for select to authenticated
-  using (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_viewer'))::uuid[]));
+  using (org_id = (select private.current_org_id())
+         and ((select nullif(current_setting('gatehouse.project_id', true), '')) is null
+              or project_id::text = (select current_setting('gatehouse.project_id', true))));
 create policy "contributors draft agent versions" on public.agent_versions
   for insert to authenticated
   with check (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_contributor'))::uuid[]));

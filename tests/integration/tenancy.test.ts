@@ -59,6 +59,16 @@ describe("organization context through X-Org-Id", () => {
     expect(orgs.data!.map((o) => o.slug)).toEqual(["acme"]);
   });
 
+  it("accepts context headers in any letter case", async () => {
+    const { data, error } = await casey
+      .from("agents")
+      .select("name")
+      .setHeader("x-org-id", ACME.toUpperCase())
+      .setHeader("x-project-id", ACME_PROJECT.toUpperCase());
+    expect(error).toBeNull();
+    expect(data!.map((a) => a.name)).toEqual(["Returns assistant"]);
+  });
+
   it("refuses an organization the caller does not belong to with 403 before the query runs", async () => {
     const res = await rest("agents?select=name", { authorization: `Bearer ${await tokenOf(ada)}`, "x-org-id": GLOBEX });
     expect(res.status).toBe(403);
