@@ -31,6 +31,25 @@ describe("admin web app (Chromium)", () => {
     await page.close();
   });
 
+  it("shows the agents of the organization a member of two picks, and only those", async () => {
+    const casey = s.demoUsers.find((u) => u.email === "casey@both.test")!;
+    const page = await browser.newPage();
+    await page.goto(s.apiUrl);
+    await page.getByLabel("Email").fill(casey.email);
+    await page.getByLabel("Password").fill(casey.password);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    const agents = page.getByRole("list", { name: "Agents" });
+
+    await page.getByRole("button", { name: "Acme Robotics" }).click();
+    await agents.getByText("Returns assistant").waitFor();
+    expect(await agents.getByText("Ticket triage").count()).toBe(0);
+
+    await page.getByRole("button", { name: "Globex Support" }).click();
+    await agents.getByText("Ticket triage").waitFor();
+    expect(await agents.getByText("Returns assistant").count()).toBe(0);
+    await page.close();
+  });
+
   it("shows the auth error for a wrong password", async () => {
     const page = await browser.newPage();
     await page.goto(s.apiUrl);

@@ -8,10 +8,21 @@ interface Organization {
   slug: string;
 }
 
-/** Sign-in, then the organizations the signed-in user belongs to (as RLS lets them see). */
+interface Agent {
+  id: string;
+  name: string;
+  projects: { name: string } | null;
+}
+
+/**
+ * Sign-in, the organizations the signed-in user belongs to, and the agents of the one they pick.
+ * Every tenant query names its organization with X-Org-Id; the database checks the membership.
+ */
 export function App() {
   const [session, setSession] = useState<Session | null>(null);
   const [orgs, setOrgs] = useState<Organization[]>([]);
+  const [current, setCurrent] = useState<Organization | null>(null);
+  const [agents, setAgents] = useState<Agent[]>([]);
   const [error, setError] = useState<string | null>(null);
 
   useEffect(() => {
@@ -30,6 +41,19 @@ export function App() {
     });
   }, [session]);
 
+  useEffect(() => {
+    if (!session || !current) return setAgents([]);
+    void supabase().then(async (sb) => {
+      const { data, error } = await sb
+        .from("agents")
+        .select("id, name, projects(name)")
+        .order("name")
+        .setHeader("x-org-id", current.id);
+      if (error) setError(error.message);
+      else setAgents(data as unknown as Agent[]);
+    });
+  }, [session, current]);
+
   async function signIn(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
     const form = new FormData(event.currentTarget);
@@ -39,6 +63,7 @@ export function App() {
   }
 
   async function signOut() {
+    setCurrent(null);
     await (await supabase()).auth.signOut();
   }
 
@@ -55,10 +80,25 @@ export function App() {
           <ul>
             {orgs.map((o) => (
               <li key={o.id}>
-                {o.name} <code>{o.slug}</code>
+                <button onClick={() => setCurrent(o)} aria-pressed={current?.id === o.id}>
+                  {o.name}
+                </button>{" "}
+                <code>{o.slug}</code>
               </li>
             ))}
           </ul>
+          {current && (
+            <>
+              <h2>Agents in {current.name}</h2>
+              <ul aria-label="Agents">
+                {agents.map((a) => (
+                  <li key={a.id}>
+                    {a.name} <small>{a.projects?.name}</small>
+                  </li>
+                ))}
+              </ul>
+            </>
+          )}
         </section>
       ) : (
         <form onSubmit={signIn}>
