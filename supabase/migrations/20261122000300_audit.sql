@@ -1,0 +1,418 @@
+-- Audit chain (seed 000): every consequential action is appended to a per-organization hash chain,
+-- sealed inside the database.
+--
+-- Each entry has a gapless per-organization sequence number, the previous entry's hash and its own:
+--   entry_hash = SHA-256( 'gatehouse.audit.v1' || 0x00 || prev_hash || canonical )
+-- where `canonical` is the RFC 8785 (JCS) JSON of the chained fields, stored as it was hashed, so a
+-- verifier hashes exactly those bytes. Timestamps in it are UTC, `YYYY-MM-DDTHH:MM:SS.ffffffZ`,
+-- whatever the session's TimeZone or DateStyle. The payload lives apart (audit.payloads) and the
+-- chain covers only its hash, so a purge can redact a payload while the chain still verifies.
+--
+-- Appends serialize per organization on the organization's head row (never across organizations),
+-- which is what keeps concurrent writers from forking the chain or leaving gaps: a rolled-back
+-- append rolls back its head update too. Nobody, the owner included, can update, delete or
+-- truncate entries; the triggers that refuse it fire in replica mode too.
+
+-- =============================================================================================
+-- Schemas
+-- =============================================================================================
+create schema audit;
+comment on schema audit is 'Append-only audit chains, one per organization. Not exposed through PostgREST.';
+revoke all on schema audit from public, anon, authenticated, service_role;
+
+-- =============================================================================================
+-- Tables
+-- =============================================================================================
+create table audit.heads (
+  org_id uuid primary key,
+  seq bigint not null check (seq >= 0),
+  head_hash bytea not null check (octet_length(head_hash) = 32)
+);
+comment on table audit.heads is 'The latest sequence number and hash of each organization''s chain; appends lock it.';
+
+create table audit.entries (
+  org_id uuid not null,
+  seq bigint not null check (seq > 0),
+  prev_hash bytea not null check (octet_length(prev_hash) = 32),
+  entry_hash bytea not null check (octet_length(entry_hash) = 32),
+  canonical text not null,
+  action text not null check (action ~ '^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$'),
+  actor uuid,
+  target_type text,
+  target_id text,
+  occurred_at timestamptz not null,
+  primary key (org_id, seq)
+);
+comment on table audit.entries is
+  'The chain: one row per action, hashed over the previous hash and its canonical (RFC 8785) bytes. Append-only.';
+comment on column audit.entries.canonical is
+  'The exact JSON text that was hashed: {"action","actor","at","org","payload_sha256","seq","target","v"}.';
+
+create table audit.payloads (
+  org_id uuid not null,
+  seq bigint not null,
+  payload jsonb not null,
+  primary key (org_id, seq),
+  foreign key (org_id, seq) references audit.entries (org_id, seq)
+);
+comment on table audit.payloads is
+  'Details of each entry (row snapshots). The chain covers their hash; a purge may delete one, never change it.';
+
+-- =============================================================================================
+-- Helper functions: RFC 8785 canonical JSON
+-- =============================================================================================
+-- A JSON number as ECMAScript's Number::toString prints the IEEE 754 double nearest to it (RFC
+-- 8785 section 3.2.2.3). float8 output with extra_float_digits = 1 gives the shortest digits that
+-- round-trip; only their layout differs from ECMAScript's.
+create function audit.jcs_number(p_value numeric) returns text
+language plpgsql immutable strict
+set search_path = ''
+set extra_float_digits = 1
+as $$
+declare
+  shortest text := pg_catalog.abs(p_value::float8)::text;
+  sign text := case when p_value::float8 < 0 then '-' else '' end;
+  mantissa text;
+  exponent integer := 0;
+  digits text;
+  point integer;  -- value = 0.<digits> × 10^point
+begin
+  if p_value::float8 = 0 then
+    return '0';
+  end if;
+  if shortest like '%e%' then
+    mantissa := pg_catalog.split_part(shortest, 'e', 1);
+    exponent := pg_catalog.split_part(shortest, 'e', 2)::integer;
+  else
+    mantissa := shortest;
+  end if;
+  point := coalesce(nullif(pg_catalog.strpos(mantissa, '.'), 0) - 1, pg_catalog.length(mantissa)) + exponent;
+  digits := pg_catalog.replace(mantissa, '.', '');
+  -- Leading zeros (0.00123) move the point; trailing zeros are not significant.
+  while pg_catalog.left(digits, 1) = '0' loop
+    digits := pg_catalog.substr(digits, 2);
+    point := point - 1;
+  end loop;
+  digits := pg_catalog.rtrim(digits, '0');
+  if pg_catalog.length(digits) <= point and point <= 21 then
+    return sign || digits || pg_catalog.repeat('0', point - pg_catalog.length(digits));
+  elsif 0 < point and point <= 21 then
+    return sign || pg_catalog.left(digits, point) || '.' || pg_catalog.substr(digits, point + 1);
+  elsif -6 < point and point <= 0 then
+    return sign || '0.' || pg_catalog.repeat('0', -point) || digits;
+  end if;
+  return sign || pg_catalog.left(digits, 1)
+         || case when pg_catalog.length(digits) > 1 then '.' || pg_catalog.substr(digits, 2) else '' end
+         || 'e' || case when point - 1 > 0 then '+' else '-' end || pg_catalog.abs(point - 1)::text;
+end
+$$;
+comment on function audit.jcs_number(numeric) is 'A JSON number serialized as RFC 8785 requires (ECMAScript Number::toString).';
+
+-- RFC 8785 sorts object keys by their UTF-16 code units: code point order, except that characters
+-- above U+FFFF sort as surrogates (before U+E000..U+FFFF).
+create function audit.utf16_units(p_key text) returns integer[]
+language sql immutable strict
+set search_path = ''
+as $$
+  select coalesce(pg_catalog.array_agg(unit order by ord, half), '{}')
+    from (
+      select c.ord, h.half,
+             case when cp < 65536 then cp
+                  when h.half = 1 then 55296 + ((cp - 65536) >> 10)
+                  else 56320 + ((cp - 65536) & 1023) end as unit
+        from pg_catalog.regexp_split_to_table(p_key, '') with ordinality as c (ch, ord)
+        cross join lateral (select pg_catalog.ascii(c.ch) as cp) code
+        cross join lateral pg_catalog.generate_series(1, case when code.cp < 65536 then 1 else 2 end) as h (half)
+    ) units
+$$;
+comment on function audit.utf16_units(text) is 'A string as UTF-16 code units: the sort key RFC 8785 orders object members by.';
+
+create function audit.jcs(p_value jsonb) returns text
+language plpgsql immutable strict
+set search_path = ''
+as $$
+declare
+  out text;
+begin
+  case pg_catalog.jsonb_typeof(p_value)
+    when 'object' then
+      select '{' || coalesce(pg_catalog.string_agg(pg_catalog.to_json(e.key)::text || ':' || audit.jcs(e.value), ','
+                                                   order by audit.utf16_units(e.key)), '') || '}'
+        into out from pg_catalog.jsonb_each(p_value) e;
+    when 'array' then
+      select '[' || coalesce(pg_catalog.string_agg(audit.jcs(e.value), ',' order by e.ord), '') || ']'
+        into out from pg_catalog.jsonb_array_elements(p_value) with ordinality as e (value, ord);
+    when 'number' then
+      out := audit.jcs_number((p_value #>> '{}')::numeric);
+    else
+      -- Strings, true, false and null: PostgreSQL escapes strings exactly as ECMAScript's
+      -- JSON.stringify does ("\"", "\\", \b \f \n \r \t, other controls as \u00xx, nothing else).
+      out := p_value::text;
+  end case;
+  return out;
+end
+$$;
+comment on function audit.jcs(jsonb) is 'RFC 8785 (JSON Canonicalization Scheme) serialization of a JSON value.';
+
+-- =============================================================================================
+-- Helper functions: appending
+-- =============================================================================================
+create function audit.append(
+  p_org_id uuid,
+  p_action text,
+  p_target_type text,
+  p_target_id text,
+  p_payload jsonb default '{}'
+) returns bigint
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  head audit.heads%rowtype;
+  at_utc text := pg_catalog.to_char(pg_catalog.clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
+  actor uuid := (select auth.uid());
+  payload jsonb := coalesce(p_payload, '{}');
+  canonical text;
+  entry_hash bytea;
+begin
+  if p_org_id is null then
+    raise exception 'an audit entry needs an organization' using errcode = 'not_null_violation';
+  end if;
+  -- The head row serializes appends to one organization and no other.
+  insert into audit.heads (org_id, seq, head_hash) values (p_org_id, 0, pg_catalog.decode(pg_catalog.repeat('00', 32), 'hex'))
+  on conflict (org_id) do nothing;
+  select * into head from audit.heads h where h.org_id = p_org_id for update;
+
+  canonical := '{"action":' || pg_catalog.to_json(p_action)::text
+            || ',"actor":' || coalesce(pg_catalog.to_json(actor::text)::text, 'null')
+            || ',"at":' || pg_catalog.to_json(at_utc)::text
+            || ',"org":' || pg_catalog.to_json(p_org_id::text)::text
+            || ',"payload_sha256":"' || pg_catalog.encode(extensions.digest(pg_catalog.convert_to(audit.jcs(payload), 'UTF8'), 'sha256'), 'hex') || '"'
+            || ',"seq":' || (head.seq + 1)::text
+            || ',"target":' || case when p_target_type is null then 'null'
+                                    else '{"id":' || coalesce(pg_catalog.to_json(p_target_id)::text, 'null')
+                                         || ',"type":' || pg_catalog.to_json(p_target_type)::text || '}' end
+            || ',"v":1}';
+  entry_hash := extensions.digest(
+    pg_catalog.convert_to('gatehouse.audit.v1', 'UTF8') || '\x00'::bytea || head.head_hash || pg_catalog.convert_to(canonical, 'UTF8'),
+    'sha256');
+
+  insert into audit.entries (org_id, seq, prev_hash, entry_hash, canonical, action, actor, target_type, target_id, occurred_at)
+  values (p_org_id, head.seq + 1, head.head_hash, entry_hash, canonical, p_action, actor, p_target_type, p_target_id,
+          at_utc::timestamptz);
+  insert into audit.payloads (org_id, seq, payload) values (p_org_id, head.seq + 1, payload);
+  update audit.heads set seq = head.seq + 1, head_hash = entry_hash where org_id = p_org_id;
+  return head.seq + 1;
+end
+$$;
+comment on function audit.append(uuid, text, text, text, jsonb) is
+  'Appends an action to an organization''s chain and returns its sequence number. The only way in.';
+revoke execute on function audit.append(uuid, text, text, text, jsonb) from public, anon, authenticated;
+grant usage on schema audit to service_role;
+grant execute on function audit.append(uuid, text, text, text, jsonb) to service_role;
+
+-- Row changes of a tenant table, recorded with one line per table:
+--   create trigger audit after insert or update or delete on public.t
+--     for each row execute function audit.record_change('subject'[, 'column to leave out', ...]);
+-- The action is '<subject>.<insert|update|delete>'; the payload holds the old and new rows.
+create function audit.record_change() returns trigger
+language plpgsql security definer
+set search_path = ''
+as $$
+declare
+  old_row jsonb := case when tg_op <> 'INSERT' then pg_catalog.to_jsonb(old) end;
+  new_row jsonb := case when tg_op <> 'DELETE' then pg_catalog.to_jsonb(new) end;
+  row_data jsonb := coalesce(new_row, old_row);
+  hidden text[] := tg_argv[1:];
+begin
+  if tg_op = 'UPDATE' and old_row = new_row then
+    return null;
+  end if;
+  perform audit.append(
+    coalesce((row_data ->> 'org_id')::uuid, (row_data ->> 'id')::uuid),
+    tg_argv[0] || '.' || pg_catalog.lower(tg_op),
+    tg_table_schema || '.' || tg_table_name,
+    coalesce(row_data ->> 'id', row_data ->> 'user_id', row_data ->> 'domain'),
+    pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+      'old', old_row - hidden,
+      'new', new_row - hidden))
+  );
+  return null;
+end
+$$;
+comment on function audit.record_change() is
+  'AFTER ROW trigger: records a tenant table''s insert, update or delete in its organization''s chain.';
+revoke execute on function audit.record_change() from public, anon, authenticated;
+
+-- =============================================================================================
+-- Helper functions: verification
+-- =============================================================================================
+-- Walks an organization's chain and reports the first entry that does not verify: a sequence gap,
+-- a broken link, a hash that is not the hash of its bytes, canonical bytes that disagree with the
+-- entry's columns, a payload that is not the one hashed, or a chain that stops short of its head.
+create function audit.verify_chain(p_org_id uuid)
+returns table (ok boolean, checked bigint, first_bad_seq bigint, reason text)
+language plpgsql stable security definer
+set search_path = ''
+as $$
+declare
+  e record;
+  expected_seq bigint := 1;
+  prev bytea := pg_catalog.decode(pg_catalog.repeat('00', 32), 'hex');
+  fields jsonb;
+  head audit.heads%rowtype;
+begin
+  checked := 0;
+  for e in
+    select x.*, p.payload from audit.entries x
+      left join audit.payloads p on p.org_id = x.org_id and p.seq = x.seq
+     where x.org_id = p_org_id order by x.seq
+  loop
+    first_bad_seq := e.seq;
+    fields := e.canonical::jsonb;
+    if e.seq <> expected_seq then
+      reason := pg_catalog.format('sequence gap: expected entry %s, found %s', expected_seq, e.seq);
+    elsif e.prev_hash <> prev then
+      reason := 'prev_hash is not the hash of the entry before';
+    elsif e.entry_hash <> extensions.digest(
+            pg_catalog.convert_to('gatehouse.audit.v1', 'UTF8') || '\x00'::bytea || e.prev_hash || pg_catalog.convert_to(e.canonical, 'UTF8'),
+            'sha256') then
+      reason := 'entry_hash is not the hash of the entry';
+    elsif (fields ->> 'seq')::bigint is distinct from e.seq or fields ->> 'org' is distinct from e.org_id::text
+          or fields ->> 'action' is distinct from e.action or fields ->> 'actor' is distinct from e.actor::text then
+      reason := 'the entry''s columns disagree with its hashed bytes';
+    elsif e.payload is not null and fields ->> 'payload_sha256' is distinct from
+          pg_catalog.encode(extensions.digest(pg_catalog.convert_to(audit.jcs(e.payload), 'UTF8'), 'sha256'), 'hex') then
+      reason := 'the payload is not the one that was hashed';
+    end if;
+    if reason is not null then
+      ok := false;
+      return next;
+      return;
+    end if;
+    checked := checked + 1;
+    prev := e.entry_hash;
+    expected_seq := e.seq + 1;
+  end loop;
+  select * into head from audit.heads h where h.org_id = p_org_id;
+  if coalesce(head.seq, 0) <> checked or (head.seq > 0 and head.head_hash <> prev) then
+    ok := false;
+    first_bad_seq := checked + 1;
+    reason := pg_catalog.format('the chain ends at entry %s but its head is entry %s', checked, coalesce(head.seq, 0));
+    return next;
+    return;
+  end if;
+  ok := true;
+  first_bad_seq := null;
+  return next;
+end
+$$;
+comment on function audit.verify_chain(uuid) is 'Verifies an organization''s whole chain in place; reports the first bad entry and why.';
+revoke execute on function audit.verify_chain(uuid) from public, anon, authenticated;
+grant execute on function audit.verify_chain(uuid) to service_role;
+
+create function public.verify_audit_chain()
+returns table (ok boolean, checked bigint, first_bad_seq bigint, reason text)
+language plpgsql stable security definer
+set search_path = ''
+as $$
+begin
+  if not private.has_org_role('tenant_admin') then
+    raise exception 'only a tenant_admin can verify the audit chain, in the organization''s context'
+      using errcode = 'insufficient_privilege';
+  end if;
+  return query select * from audit.verify_chain(private.current_org_id());
+end
+$$;
+comment on function public.verify_audit_chain() is 'Verifies the current organization''s audit chain (tenant_admin).';
+revoke execute on function public.verify_audit_chain() from public, anon, authenticated;
+grant execute on function public.verify_audit_chain() to authenticated;
+
+-- =============================================================================================
+-- Triggers: append-only for real
+-- =============================================================================================
+create function audit.refuse_change() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  raise exception 'audit entries are append-only: % on %.% is refused', pg_catalog.lower(tg_op), tg_table_schema, tg_table_name
+    using errcode = 'insufficient_privilege';
+end
+$$;
+comment on function audit.refuse_change() is 'Refuses UPDATE, DELETE and TRUNCATE on the audit chain.';
+revoke execute on function audit.refuse_change() from public, anon, authenticated;
+
+create trigger refuse_update_delete before update or delete on audit.entries
+  for each row execute function audit.refuse_change();
+create trigger refuse_truncate before truncate on audit.entries
+  for each statement execute function audit.refuse_change();
+create trigger refuse_update before update on audit.payloads
+  for each row execute function audit.refuse_change();
+create trigger refuse_truncate before truncate on audit.payloads
+  for each statement execute function audit.refuse_change();
+-- Replica mode (session_replication_role = replica) skips ordinary triggers, not these.
+alter table audit.entries enable always trigger refuse_update_delete;
+alter table audit.entries enable always trigger refuse_truncate;
+alter table audit.payloads enable always trigger refuse_update;
+alter table audit.payloads enable always trigger refuse_truncate;
+
+-- What gets recorded (tenancy). Later tables add their own line.
+create trigger audit after update on public.organizations
+  for each row execute function audit.record_change('organization');
+create trigger audit after insert or update or delete on public.organization_members
+  for each row execute function audit.record_change('membership');
+create trigger audit after insert or update or delete on public.projects
+  for each row execute function audit.record_change('project');
+create trigger audit after insert or update or delete on public.project_members
+  for each row execute function audit.record_change('project_membership');
+create trigger audit after insert or update or delete on public.invitations
+  for each row execute function audit.record_change('invitation', 'token_hash');
+create trigger audit after insert or update or delete on public.organization_domains
+  for each row execute function audit.record_change('domain', 'verification_token');
+create trigger audit after insert or update or delete on public.agents
+  for each row execute function audit.record_change('agent');
+create trigger audit after insert or update or delete on public.agent_versions
+  for each row execute function audit.record_change('agent_version');
+
+-- =============================================================================================
+-- RLS policies
+-- =============================================================================================
+alter table audit.entries enable row level security;
+alter table audit.entries force row level security;
+create policy "members read their organization's audit entries" on audit.entries
+  for select to authenticated
+  using (org_id = (select private.current_org_id()));
+
+alter table audit.payloads enable row level security;
+alter table audit.payloads force row level security;
+create policy "members read their organization's audit payloads" on audit.payloads
+  for select to authenticated
+  using (org_id = (select private.current_org_id()));
+
+alter table audit.heads enable row level security;
+alter table audit.heads force row level security;
+create policy "members read their organization's chain head" on audit.heads
+  for select to authenticated
+  using (org_id = (select private.current_org_id()));
+
+-- Members read the chain through the API as public.audit_log (RLS of audit.* applies: the view
+-- runs with the caller's rights).
+create view public.audit_log with (security_invoker = true) as
+  select e.org_id, e.seq, e.action, e.actor, e.target_type, e.target_id, e.occurred_at,
+         pg_catalog.encode(e.prev_hash, 'hex') as prev_hash,
+         pg_catalog.encode(e.entry_hash, 'hex') as entry_hash,
+         e.canonical, p.payload
+    from audit.entries e
+    left join audit.payloads p on p.org_id = e.org_id and p.seq = e.seq;
+comment on view public.audit_log is 'The organization''s audit chain, as its members may read it (in context).';
+
+-- =============================================================================================
+-- Grants
+-- =============================================================================================
+revoke all on audit.heads, audit.entries, audit.payloads from public, anon, authenticated, service_role;
+grant usage on schema audit to authenticated;
+grant select on audit.entries, audit.payloads, audit.heads to authenticated;
+grant select on audit.entries, audit.payloads, audit.heads to service_role;
+revoke all on public.audit_log from public, anon, authenticated, service_role;
+grant select on public.audit_log to authenticated, service_role;

@@ -1,0 +1,134 @@
+-- The audit chain (seed 000): what gets recorded, append-only for every role, and in-place
+-- verification that finds each kind of tampering. Tampering is simulated the only way it can
+-- happen: as a superuser who first disables the append-only triggers.
+begin;
+\ir _helpers.psql
+select plan(23);
+
+create function pg_temp.verdict(p_org uuid) returns text language sql as $$
+  select case when v.ok then 'ok' else format('entry %s: %s', v.first_bad_seq, v.reason) end
+    from audit.verify_chain(p_org) v
+$$;
+
+-- A scratch organization with a chain of 6 entries.
+insert into public.organizations (id, name, slug) values ('0c000000-0000-4000-8000-00000000000c', 'Chain Co', 'chain-co');
+do $$ begin
+  perform audit.append('0c000000-0000-4000-8000-00000000000c', 'test.event', 'test', n::text,
+                       jsonb_build_object('n', n, 'note', 'entry ' || n))
+     from generate_series(1, 6) n;
+end $$;
+
+-- What gets recorded
+select is(pg_temp.verdict(pg_temp.org('acme')), 'ok', 'the seeded chain of Acme verifies');
+select is(pg_temp.verdict('0c000000-0000-4000-8000-00000000000c'), 'ok', 'a fresh chain verifies');
+select results_eq($$ select seq from audit.entries where org_id = '0c000000-0000-4000-8000-00000000000c' order by seq $$,
+                  array[1, 2, 3, 4, 5, 6]::bigint[], 'sequence numbers are gapless from 1');
+
+select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
+do $$ begin
+  perform public.create_invitation('audited@acme.test', 'project_viewer');
+  perform public.publish_agent_version('3a000000-0000-4000-8000-00000000002a');
+end $$;
+update public.organization_members set role = 'project_contributor' where user_id = pg_temp.uid('victor');
+reset role;
+select results_eq(
+  $$ select action, actor from audit.entries where org_id = '0a000000-0000-4000-8000-00000000000a' order by seq desc limit 3 $$,
+  $$ values ('membership.update', 'a0000000-0000-4000-8000-000000000001'::uuid),
+            ('agent_version.update', 'a0000000-0000-4000-8000-000000000001'::uuid),
+            ('invitation.insert', 'a0000000-0000-4000-8000-000000000001'::uuid) $$,
+  'invitations, publishing and role changes are recorded with their actor');
+select ok((select p.payload -> 'new' ? 'email' and not (p.payload -> 'new' ? 'token_hash')
+             from audit.entries e join audit.payloads p using (org_id, seq)
+            where e.org_id = pg_temp.org('acme') and e.action = 'invitation.insert' order by e.seq desc limit 1),
+          'an invitation''s payload leaves out its token hash');
+select ok((select canonical ~ '"at":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"' from audit.entries
+            where org_id = pg_temp.org('acme') order by seq desc limit 1),
+          'timestamps are hashed as UTC with microseconds, in one fixed format');
+set local timezone = 'America/New_York';
+set local datestyle = 'SQL, DMY';
+do $$ begin perform audit.append('0c000000-0000-4000-8000-00000000000c', 'test.event', null, null, '{"x": 1.50}'); end $$;
+select is(pg_temp.verdict('0c000000-0000-4000-8000-00000000000c'), 'ok',
+          'the chain verifies whatever the session''s TimeZone and DateStyle');
+reset timezone;
+reset datestyle;
+
+-- Append-only for every role
+select throws_ok($$ update audit.entries set action = 'x.y' where seq = 1 $$, '42501', null, 'the owner cannot update an entry');
+select throws_ok($$ delete from audit.entries where seq = 1 $$, '42501', null, 'the owner cannot delete an entry');
+select throws_ok($$ truncate audit.entries cascade $$, '42501', null, 'the owner cannot truncate the chain');
+select throws_ok($$ update audit.payloads set payload = '{}' $$, '42501', null, 'the owner cannot rewrite a payload');
+set local session_replication_role = replica;
+select throws_ok($$ delete from audit.entries where seq = 1 $$, '42501', null, 'replica mode does not open the chain');
+set local session_replication_role = origin;
+set local role service_role;
+select throws_ok($$ delete from audit.entries $$, '42501', null, 'the service role cannot delete entries');
+select throws_ok($$ insert into audit.entries (org_id, seq, prev_hash, entry_hash, canonical, action, occurred_at)
+                    values ('0c000000-0000-4000-8000-00000000000c', 99, '\x00', '\x00', '{}', 'x.y', now()) $$,
+                 '42501', null, 'the service role cannot write entries except through audit.append');
+reset role;
+select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
+select throws_ok($$ select audit.append('0a000000-0000-4000-8000-00000000000a', 'forged.event', null, null) $$,
+                 '42501', null, 'a member cannot append to the chain directly');
+select is((select ok from public.verify_audit_chain()), true, 'a tenant admin verifies their chain in place');
+reset role;
+select pg_temp.act_as(pg_temp.uid('victor'), pg_temp.org('acme'));
+select throws_ok($$ select * from public.verify_audit_chain() $$, '42501', null, 'a viewer cannot run the verification RPC');
+reset role;
+
+-- Tampering, each case undone before the next. Verdicts are kept in psql variables, because
+-- rolling back to the savepoint would also roll back pgTAP's record of an assertion.
+alter table audit.entries disable trigger user;
+alter table audit.payloads disable trigger user;
+set local session_replication_role = replica;  -- and foreign-key checks, as an attacker would
+savepoint tamper;
+update audit.payloads set payload = '{"n": 3, "note": "nothing happened"}'
+ where org_id = '0c000000-0000-4000-8000-00000000000c' and seq = 3;
+select pg_temp.verdict('0c000000-0000-4000-8000-00000000000c') as edited_payload \gset
+rollback to savepoint tamper;
+
+update audit.entries set entry_hash = extensions.digest('forged', 'sha256')
+ where org_id = '0c000000-0000-4000-8000-00000000000c' and seq = 3;
+select pg_temp.verdict('0c000000-0000-4000-8000-00000000000c') as edited_hash \gset
+rollback to savepoint tamper;
+
+delete from audit.payloads where org_id = '0c000000-0000-4000-8000-00000000000c' and seq = 3;
+delete from audit.entries where org_id = '0c000000-0000-4000-8000-00000000000c' and seq = 3;
+select pg_temp.verdict('0c000000-0000-4000-8000-00000000000c') as deleted_middle \gset
+rollback to savepoint tamper;
+
+update audit.entries set seq = seq + 1000 where org_id = '0c000000-0000-4000-8000-00000000000c' and seq in (3, 4);
+update audit.entries set seq = case seq when 1003 then 4 else 3 end
+ where org_id = '0c000000-0000-4000-8000-00000000000c' and seq in (1003, 1004);
+update audit.payloads set seq = seq + 1000 where org_id = '0c000000-0000-4000-8000-00000000000c' and seq in (3, 4);
+update audit.payloads set seq = case seq when 1003 then 4 else 3 end
+ where org_id = '0c000000-0000-4000-8000-00000000000c' and seq in (1003, 1004);
+select pg_temp.verdict('0c000000-0000-4000-8000-00000000000c') as reordered \gset
+rollback to savepoint tamper;
+
+-- A forged entry with a well-formed hash, slipped in after entry 2.
+update audit.entries set seq = seq + 1000 where org_id = '0c000000-0000-4000-8000-00000000000c' and seq > 2;
+update audit.entries set seq = seq - 999 where org_id = '0c000000-0000-4000-8000-00000000000c' and seq > 1000;
+update audit.payloads set seq = seq + 1000 where org_id = '0c000000-0000-4000-8000-00000000000c' and seq > 2;
+update audit.payloads set seq = seq - 999 where org_id = '0c000000-0000-4000-8000-00000000000c' and seq > 1000;
+insert into audit.entries (org_id, seq, prev_hash, entry_hash, canonical, action, occurred_at)
+select '0c000000-0000-4000-8000-00000000000c', 3, e.entry_hash,
+       extensions.digest(convert_to('gatehouse.audit.v1', 'UTF8') || '\x00'::bytea || e.entry_hash
+                         || convert_to('{"action":"forged.event","actor":null,"org":"0c000000-0000-4000-8000-00000000000c","seq":3}', 'UTF8'), 'sha256'),
+       '{"action":"forged.event","actor":null,"org":"0c000000-0000-4000-8000-00000000000c","seq":3}', 'forged.event', now()
+  from audit.entries e where e.org_id = '0c000000-0000-4000-8000-00000000000c' and e.seq = 2;
+select pg_temp.verdict('0c000000-0000-4000-8000-00000000000c') as forged \gset
+rollback to savepoint tamper;
+
+truncate audit.entries, audit.payloads;
+select pg_temp.verdict('0c000000-0000-4000-8000-00000000000c') as truncated \gset
+rollback to savepoint tamper;
+
+select is(:'edited_payload'::text, 'entry 3: the payload is not the one that was hashed', 'an edited payload is detected');
+select is(:'edited_hash'::text, 'entry 3: entry_hash is not the hash of the entry', 'an edited hash is detected');
+select is(:'deleted_middle'::text, 'entry 4: sequence gap: expected entry 3, found 4', 'a deleted middle entry is detected');
+select is(:'reordered'::text, 'entry 3: prev_hash is not the hash of the entry before', 'reordered entries are detected');
+select is(:'forged'::text, 'entry 4: prev_hash is not the hash of the entry before', 'a forged entry inserted in the middle is detected');
+select is(:'truncated'::text, 'entry 1: the chain ends at entry 0 but its head is entry 7', 'a truncation is detected');
+
+select * from finish();
+rollback;
