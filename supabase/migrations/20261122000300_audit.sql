@@ -26,9 +26,35 @@ revoke all on schema audit from public, anon, authenticated, service_role;
 create table audit.heads (
   org_id uuid primary key,
   seq bigint not null check (seq >= 0),
-  head_hash bytea not null check (octet_length(head_hash) = 32)
+  head_hash bytea not null check (octet_length(head_hash) = 32),
+  -- The RFC 6962 Merkle tree over the chain's entry hashes, kept as its frontier: the roots of the
+  -- perfect subtrees that make up the tree, left to right (one per set bit of seq).
+  frontier bytea[] not null default '{}'
 );
-comment on table audit.heads is 'The latest sequence number and hash of each organization''s chain; appends lock it.';
+comment on table audit.heads is
+  'The latest sequence number, hash and Merkle frontier of each organization''s chain; appends lock it.';
+
+create table audit.signing_keys (
+  key_id text primary key,
+  public_key bytea not null unique check (octet_length(public_key) = 32),
+  secret_id uuid not null,
+  created_at timestamptz not null default now(),
+  retired_at timestamptz
+);
+comment on table audit.signing_keys is
+  'Ed25519 keys that sign checkpoints. The private key is in Vault (secret_id); the public key is published.';
+
+create table audit.checkpoints (
+  org_id uuid not null,
+  size bigint not null check (size >= 0),
+  body text not null,
+  signature bytea not null check (octet_length(signature) = 64),
+  key_id text not null references audit.signing_keys (key_id),
+  created_at timestamptz not null default now(),
+  primary key (org_id, size)
+);
+comment on table audit.checkpoints is
+  'Signed statements of a chain''s size, head hash and Merkle root. body is the RFC 8785 JSON that was signed.';
 
 create table audit.entries (
   org_id uuid not null,
@@ -57,6 +83,14 @@ create table audit.payloads (
 );
 comment on table audit.payloads is
   'Details of each entry (row snapshots). The chain covers their hash; a purge may delete one, never change it.';
+
+-- =============================================================================================
+-- Indexes
+-- =============================================================================================
+-- One active signing key at a time.
+create unique index signing_keys_one_active on audit.signing_keys ((true)) where retired_at is null;
+create unique index signing_keys_secret on audit.signing_keys (secret_id);
+create unique index checkpoints_by_key on audit.checkpoints (key_id, org_id, size);
 
 -- =============================================================================================
 -- Helper functions: RFC 8785 canonical JSON
@@ -155,6 +189,71 @@ $$;
 comment on function audit.jcs(jsonb) is 'RFC 8785 (JSON Canonicalization Scheme) serialization of a JSON value.';
 
 -- =============================================================================================
+-- Helper functions: the RFC 6962 Merkle tree
+-- =============================================================================================
+-- Leaves are entry hashes: leaf = SHA-256(0x00 || entry_hash), node = SHA-256(0x01 || left || right).
+-- The frontier of a tree of n leaves holds one perfect-subtree root per set bit of n, left to
+-- right; adding a leaf merges it with the subtrees it completes (one per trailing set bit of n).
+create function audit.frontier_push(p_frontier bytea[], p_size bigint, p_entry_hash bytea) returns bytea[]
+language plpgsql immutable strict
+set search_path = ''
+as $$
+declare
+  node bytea := extensions.digest('\x00'::bytea || p_entry_hash, 'sha256');
+  remaining bigint := p_size;
+  frontier bytea[] := p_frontier;
+  last integer;
+begin
+  while remaining & 1 = 1 loop
+    last := pg_catalog.array_length(frontier, 1);
+    node := extensions.digest('\x01'::bytea || frontier[last] || node, 'sha256');
+    frontier := frontier[1:last - 1];
+    remaining := remaining >> 1;
+  end loop;
+  return frontier || node;
+end
+$$;
+comment on function audit.frontier_push(bytea[], bigint, bytea) is 'The Merkle frontier after appending one leaf to a tree of p_size leaves.';
+
+create function audit.merkle_root(p_frontier bytea[]) returns bytea
+language plpgsql immutable strict
+set search_path = ''
+as $$
+declare
+  root bytea;
+  i integer;
+begin
+  if coalesce(pg_catalog.array_length(p_frontier, 1), 0) = 0 then
+    return extensions.digest(''::bytea, 'sha256');  -- RFC 6962: the hash of the empty tree
+  end if;
+  root := p_frontier[pg_catalog.array_length(p_frontier, 1)];
+  for i in reverse pg_catalog.array_length(p_frontier, 1) - 1 .. 1 loop
+    root := extensions.digest('\x01'::bytea || p_frontier[i] || root, 'sha256');
+  end loop;
+  return root;
+end
+$$;
+comment on function audit.merkle_root(bytea[]) is 'The RFC 6962 Merkle tree hash of the tree a frontier describes.';
+
+-- The frontier of an organization's tree at an earlier size (an export starting after entry 1
+-- carries it, so that a verifier can rebuild the root from the entries it holds).
+create function audit.frontier_at(p_org_id uuid, p_size bigint) returns bytea[]
+language plpgsql stable
+set search_path = ''
+as $$
+declare
+  frontier bytea[] := '{}';
+  e record;
+begin
+  for e in select x.seq, x.entry_hash from audit.entries x where x.org_id = p_org_id and x.seq <= p_size order by x.seq loop
+    frontier := audit.frontier_push(frontier, e.seq - 1, e.entry_hash);
+  end loop;
+  return frontier;
+end
+$$;
+comment on function audit.frontier_at(uuid, bigint) is 'The Merkle frontier of an organization''s chain after its first p_size entries.';
+
+-- =============================================================================================
 -- Helper functions: appending
 -- =============================================================================================
 create function audit.append(
@@ -201,7 +300,9 @@ begin
   values (p_org_id, head.seq + 1, head.head_hash, entry_hash, canonical, p_action, actor, p_target_type, p_target_id,
           at_utc::timestamptz);
   insert into audit.payloads (org_id, seq, payload) values (p_org_id, head.seq + 1, payload);
-  update audit.heads set seq = head.seq + 1, head_hash = entry_hash where org_id = p_org_id;
+  update audit.heads
+     set seq = head.seq + 1, head_hash = entry_hash, frontier = audit.frontier_push(head.frontier, head.seq, entry_hash)
+   where org_id = p_org_id;
   return head.seq + 1;
 end
 $$;
@@ -259,9 +360,17 @@ declare
   e record;
   expected_seq bigint := 1;
   prev bytea := pg_catalog.decode(pg_catalog.repeat('00', 32), 'hex');
+  frontier bytea[] := '{}';
   fields jsonb;
   head audit.heads%rowtype;
+  pins jsonb[];
+  pin jsonb;
+  next_pin integer := 1;
 begin
+  -- Stored checkpoints pin the history: the chain must still have, at each checkpoint's size, the
+  -- head and Merkle root it signed.
+  select coalesce(pg_catalog.array_agg(c.body::jsonb order by c.size), '{}') into pins
+    from audit.checkpoints c where c.org_id = p_org_id;
   checked := 0;
   for e in
     select x.*, p.payload from audit.entries x
@@ -285,6 +394,17 @@ begin
           pg_catalog.encode(extensions.digest(pg_catalog.convert_to(audit.jcs(e.payload), 'UTF8'), 'sha256'), 'hex') then
       reason := 'the payload is not the one that was hashed';
     end if;
+    if reason is null then
+      frontier := audit.frontier_push(frontier, e.seq - 1, e.entry_hash);
+      pin := pins[next_pin];
+      if pin is not null and (pin ->> 'size')::bigint = e.seq then
+        if pin ->> 'head' <> pg_catalog.encode(e.entry_hash, 'hex')
+           or pin ->> 'root' <> pg_catalog.encode(audit.merkle_root(frontier), 'hex') then
+          reason := pg_catalog.format('the chain up to entry %s is not the one its checkpoint signed', e.seq);
+        end if;
+        next_pin := next_pin + 1;
+      end if;
+    end if;
     if reason is not null then
       ok := false;
       return next;
@@ -295,6 +415,14 @@ begin
     expected_seq := e.seq + 1;
   end loop;
   select * into head from audit.heads h where h.org_id = p_org_id;
+  pin := pins[next_pin];
+  if pin is not null then
+    ok := false;
+    first_bad_seq := checked + 1;
+    reason := pg_catalog.format('the chain ends at entry %s, but a checkpoint signed %s entries (the tail was cut)', checked, pin ->> 'size');
+    return next;
+    return;
+  end if;
   if coalesce(head.seq, 0) <> checked or (head.seq > 0 and head.head_hash <> prev) then
     ok := false;
     first_bad_seq := checked + 1;
@@ -307,7 +435,8 @@ begin
   return next;
 end
 $$;
-comment on function audit.verify_chain(uuid) is 'Verifies an organization''s whole chain in place; reports the first bad entry and why.';
+comment on function audit.verify_chain(uuid) is
+  'Verifies an organization''s whole chain in place, against its stored checkpoints too; reports the first bad entry and why.';
 revoke execute on function audit.verify_chain(uuid) from public, anon, authenticated;
 grant execute on function audit.verify_chain(uuid) to service_role;
 
@@ -327,6 +456,141 @@ $$;
 comment on function public.verify_audit_chain() is 'Verifies the current organization''s audit chain (tenant_admin).';
 revoke execute on function public.verify_audit_chain() from public, anon, authenticated;
 grant execute on function public.verify_audit_chain() to authenticated;
+
+-- =============================================================================================
+-- Helper functions: checkpoints
+-- =============================================================================================
+-- The RFC 8785 body a checkpoint signs: {"head","key","org","root","size","time","v"}. For the
+-- chain's current size it locks the head, so no append can slip in before the checkpoint is stored
+-- in the same transaction; an earlier size is rebuilt from the entries.
+create function audit.checkpoint_body(p_org_id uuid, p_key_id text, p_size bigint default null) returns text
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  head audit.heads%rowtype;
+  size bigint;
+  head_hash bytea;
+  root bytea;
+begin
+  select * into head from audit.heads h where h.org_id = p_org_id for update;
+  if head.org_id is null then
+    raise exception 'organization % has no audit chain', p_org_id using errcode = 'no_data_found';
+  end if;
+  size := coalesce(p_size, head.seq);
+  if size < 1 or size > head.seq then
+    raise exception 'a checkpoint of organization % covers 1 to % entries, not %', p_org_id, head.seq, size
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if size = head.seq then
+    head_hash := head.head_hash;
+    root := audit.merkle_root(head.frontier);
+  else
+    select e.entry_hash into head_hash from audit.entries e where e.org_id = p_org_id and e.seq = size;
+    root := audit.merkle_root(audit.frontier_at(p_org_id, size));
+  end if;
+  return '{"head":"' || pg_catalog.encode(head_hash, 'hex') || '"'
+      || ',"key":' || pg_catalog.to_json(p_key_id)::text
+      || ',"org":"' || p_org_id::text || '"'
+      || ',"root":"' || pg_catalog.encode(root, 'hex') || '"'
+      || ',"size":' || size::text
+      || ',"time":"' || pg_catalog.to_char(pg_catalog.clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"'
+      || ',"v":1}';
+end
+$$;
+comment on function audit.checkpoint_body(uuid, text, bigint) is
+  'The canonical body of a checkpoint of an organization''s chain (its current size unless given).';
+revoke execute on function audit.checkpoint_body(uuid, text, bigint) from public, anon, authenticated;
+grant execute on function audit.checkpoint_body(uuid, text, bigint) to service_role;
+
+-- Stores a signed checkpoint after checking that its body states the chain as it is. (The Ed25519
+-- signature itself is made and checked outside: Postgres has no Ed25519 here.)
+create function audit.store_checkpoint(p_body text, p_signature bytea) returns audit.checkpoints
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  fields jsonb := p_body::jsonb;
+  expected text;
+  stored audit.checkpoints;
+begin
+  expected := audit.checkpoint_body((fields ->> 'org')::uuid, fields ->> 'key', (fields ->> 'size')::bigint);
+  if (expected::jsonb - 'time') <> (fields - 'time') then
+    raise exception 'checkpoint body does not state organization %''s chain at size %', fields ->> 'org', fields ->> 'size'
+      using errcode = 'invalid_parameter_value';
+  end if;
+  insert into audit.checkpoints (org_id, size, body, signature, key_id)
+  values ((fields ->> 'org')::uuid, (fields ->> 'size')::bigint, p_body, p_signature, fields ->> 'key')
+  on conflict (org_id, size) do nothing
+  returning * into stored;
+  if stored.org_id is null then
+    select * into stored from audit.checkpoints c
+     where c.org_id = (fields ->> 'org')::uuid and c.size = (fields ->> 'size')::bigint;
+  end if;
+  return stored;
+end
+$$;
+comment on function audit.store_checkpoint(text, bytea) is
+  'Records a signed checkpoint whose body matches the chain; returns the stored one (the first for that size).';
+revoke execute on function audit.store_checkpoint(text, bytea) from public, anon, authenticated;
+grant execute on function audit.store_checkpoint(text, bytea) to service_role;
+
+-- Redaction (for example an erasure request): the payload goes, the entry and its hash of the
+-- payload stay, so the chain still verifies. The purge itself is recorded.
+create function public.purge_audit_payload(p_seq bigint, p_reason text) returns bigint
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  org uuid := private.current_org_id();
+begin
+  if not private.has_org_role('tenant_admin') then
+    raise exception 'only a tenant_admin can purge audit payloads, in the organization''s context'
+      using errcode = 'insufficient_privilege';
+  end if;
+  if coalesce(pg_catalog.length(pg_catalog.btrim(p_reason)), 0) = 0 or pg_catalog.length(p_reason) > 500 then
+    raise exception 'a purge needs a reason of 1 to 500 characters' using errcode = 'invalid_parameter_value';
+  end if;
+  delete from audit.payloads p where p.org_id = org and p.seq = p_seq;
+  if not found then
+    raise exception 'entry % has no payload to purge', p_seq using errcode = 'no_data_found';
+  end if;
+  return audit.append(org, 'audit.payload_purged', 'audit.entries', p_seq::text,
+                      pg_catalog.jsonb_build_object('seq', p_seq, 'reason', p_reason));
+end
+$$;
+comment on function public.purge_audit_payload(bigint, text) is
+  'Deletes one audit entry''s payload (tenant_admin) and records the purge; the chain still verifies.';
+revoke execute on function public.purge_audit_payload(bigint, text) from public, anon, authenticated;
+grant execute on function public.purge_audit_payload(bigint, text) to authenticated;
+
+create function public.latest_audit_checkpoint()
+returns table (checkpoint text, signature text, key_id text, public_key text)
+language sql stable security definer
+set search_path = ''
+as $$
+  select c.body, pg_catalog.encode(c.signature, 'base64'), c.key_id, pg_catalog.encode(k.public_key, 'base64')
+    from audit.checkpoints c join audit.signing_keys k on k.key_id = c.key_id
+   where c.org_id = private.current_org_id()
+   order by c.size desc, c.created_at desc
+   limit 1
+$$;
+comment on function public.latest_audit_checkpoint() is
+  'The newest signed checkpoint of the current organization''s chain: what a customer pins.';
+revoke execute on function public.latest_audit_checkpoint() from public, anon, authenticated;
+grant execute on function public.latest_audit_checkpoint() to authenticated;
+
+create function public.audit_signing_keys()
+returns table (key_id text, public_key text, created_at timestamptz, retired_at timestamptz)
+language sql stable security definer
+set search_path = ''
+as $$
+  select k.key_id, pg_catalog.encode(k.public_key, 'base64'), k.created_at, k.retired_at
+    from audit.signing_keys k order by k.created_at
+$$;
+comment on function public.audit_signing_keys() is 'The Ed25519 public keys (raw, base64) that sign audit checkpoints.';
+revoke execute on function public.audit_signing_keys() from public, anon, authenticated;
+grant execute on function public.audit_signing_keys() to authenticated;
 
 -- =============================================================================================
 -- Triggers: append-only for real
@@ -349,6 +613,10 @@ create trigger refuse_truncate before truncate on audit.entries
   for each statement execute function audit.refuse_change();
 create trigger refuse_update before update on audit.payloads
   for each row execute function audit.refuse_change();
+create trigger refuse_update_delete before update or delete on audit.checkpoints
+  for each row execute function audit.refuse_change();
+create trigger refuse_truncate before truncate on audit.checkpoints
+  for each statement execute function audit.refuse_change();
 create trigger refuse_truncate before truncate on audit.payloads
   for each statement execute function audit.refuse_change();
 -- Replica mode (session_replication_role = replica) skips ordinary triggers, not these.
@@ -356,6 +624,8 @@ alter table audit.entries enable always trigger refuse_update_delete;
 alter table audit.entries enable always trigger refuse_truncate;
 alter table audit.payloads enable always trigger refuse_update;
 alter table audit.payloads enable always trigger refuse_truncate;
+alter table audit.checkpoints enable always trigger refuse_update_delete;
+alter table audit.checkpoints enable always trigger refuse_truncate;
 
 -- What gets recorded (tenancy). Later tables add their own line.
 create trigger audit after update on public.organizations
@@ -396,6 +666,17 @@ create policy "members read their organization's chain head" on audit.heads
   for select to authenticated
   using (org_id = (select private.current_org_id()));
 
+alter table audit.signing_keys enable row level security;
+alter table audit.signing_keys force row level security;
+alter table audit.checkpoints enable row level security;
+alter table audit.checkpoints force row level security;
+create policy "members read their organization's checkpoints" on audit.checkpoints
+  for select to authenticated
+  using (org_id = (select private.current_org_id()));
+create policy "signing keys are read through audit_signing_keys()" on audit.signing_keys
+  for select to authenticated
+  using (false);
+
 -- Members read the chain through the API as public.audit_log (RLS of audit.* applies: the view
 -- runs with the caller's rights).
 create view public.audit_log with (security_invoker = true) as
@@ -412,7 +693,8 @@ comment on view public.audit_log is 'The organization''s audit chain, as its mem
 -- =============================================================================================
 revoke all on audit.heads, audit.entries, audit.payloads from public, anon, authenticated, service_role;
 grant usage on schema audit to authenticated;
-grant select on audit.entries, audit.payloads, audit.heads to authenticated;
-grant select on audit.entries, audit.payloads, audit.heads to service_role;
+grant select on audit.entries, audit.payloads, audit.heads, audit.checkpoints to authenticated;
+grant select on audit.entries, audit.payloads, audit.heads, audit.checkpoints to service_role;
+grant select, insert, update (retired_at) on audit.signing_keys to service_role;
 revoke all on public.audit_log from public, anon, authenticated, service_role;
 grant select on public.audit_log to authenticated, service_role;

@@ -3,7 +3,7 @@
 -- happen: as a superuser who first disables the append-only triggers.
 begin;
 \ir _helpers.psql
-select plan(23);
+select plan(31);
 
 create function pg_temp.verdict(p_org uuid) returns text language sql as $$
   select case when v.ok then 'ok' else format('entry %s: %s', v.first_bad_seq, v.reason) end
@@ -73,7 +73,33 @@ select is((select ok from public.verify_audit_chain()), true, 'a tenant admin ve
 reset role;
 select pg_temp.act_as(pg_temp.uid('victor'), pg_temp.org('acme'));
 select throws_ok($$ select * from public.verify_audit_chain() $$, '42501', null, 'a viewer cannot run the verification RPC');
+select throws_ok($$ select public.purge_audit_payload(2, 'erasure request') $$, '42501', null, 'a viewer cannot purge a payload');
 reset role;
+
+-- Purging a payload keeps the chain verifiable, and is itself recorded.
+select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
+select public.purge_audit_payload(2, 'erasure request') as purge_seq \gset
+reset role;
+select is((select count(*)::int from audit.payloads where org_id = pg_temp.org('acme') and seq = 2), 0,
+          'a tenant admin purges one entry''s payload');
+select is((select action || ' ' || target_id from audit.entries where org_id = pg_temp.org('acme') and seq = :purge_seq),
+          'audit.payload_purged 2', 'the purge is recorded in the chain');
+
+select is(pg_temp.verdict(pg_temp.org('acme')), 'ok', 'the chain still verifies after a purge');
+
+-- A stored checkpoint at the chain's current size (7). The database can't check Ed25519, so a
+-- placeholder key (retired, so it never signs for real) and signature stand in for the ones
+-- audit-checkpoint makes.
+insert into audit.signing_keys (key_id, public_key, secret_id, retired_at)
+values ('pgtap', extensions.digest('pgtap key', 'sha256'), gen_random_uuid(), now());
+select audit.store_checkpoint(audit.checkpoint_body('0c000000-0000-4000-8000-00000000000c', 'pgtap'), extensions.gen_random_bytes(64)) is not null
+  as stored \gset
+select ok(:'stored', 'a checkpoint whose body states the chain is stored');
+select throws_like($$ select audit.store_checkpoint(
+                        regexp_replace(audit.checkpoint_body('0c000000-0000-4000-8000-00000000000c', 'pgtap'),
+                                       '"root":"[0-9a-f]{64}"', '"root":"' || repeat('0', 64) || '"'),
+                        extensions.gen_random_bytes(64)) $$,
+                   'checkpoint body does not state%', 'a checkpoint body that misstates the chain is refused');
 
 -- Tampering, each case undone before the next. Verdicts are kept in psql variables, because
 -- rolling back to the savepoint would also roll back pgTAP's record of an assertion.
@@ -119,6 +145,24 @@ select '0c000000-0000-4000-8000-00000000000c', 3, e.entry_hash,
 select pg_temp.verdict('0c000000-0000-4000-8000-00000000000c') as forged \gset
 rollback to savepoint tamper;
 
+delete from audit.payloads where org_id = '0c000000-0000-4000-8000-00000000000c' and seq > 5;
+delete from audit.entries where org_id = '0c000000-0000-4000-8000-00000000000c' and seq > 5;
+update audit.heads h set seq = 5, head_hash = e.entry_hash, frontier = audit.frontier_at(h.org_id, 5)
+  from audit.entries e where h.org_id = '0c000000-0000-4000-8000-00000000000c' and e.org_id = h.org_id and e.seq = 5;
+select pg_temp.verdict('0c000000-0000-4000-8000-00000000000c') as tail_cut \gset
+rollback to savepoint tamper;
+
+-- A wholesale rewrite: a fresh chain with recomputed hashes throughout, head included.
+delete from audit.payloads where org_id = '0c000000-0000-4000-8000-00000000000c';
+delete from audit.entries where org_id = '0c000000-0000-4000-8000-00000000000c';
+delete from audit.heads where org_id = '0c000000-0000-4000-8000-00000000000c';
+do $$ begin
+  perform audit.append('0c000000-0000-4000-8000-00000000000c', 'test.event', 'test', n::text, jsonb_build_object('n', n, 'note', 'rewritten'))
+     from generate_series(1, 7) n;
+end $$;
+select pg_temp.verdict('0c000000-0000-4000-8000-00000000000c') as rewritten \gset
+rollback to savepoint tamper;
+
 truncate audit.entries, audit.payloads;
 select pg_temp.verdict('0c000000-0000-4000-8000-00000000000c') as truncated \gset
 rollback to savepoint tamper;
@@ -128,7 +172,11 @@ select is(:'edited_hash'::text, 'entry 3: entry_hash is not the hash of the entr
 select is(:'deleted_middle'::text, 'entry 4: sequence gap: expected entry 3, found 4', 'a deleted middle entry is detected');
 select is(:'reordered'::text, 'entry 3: prev_hash is not the hash of the entry before', 'reordered entries are detected');
 select is(:'forged'::text, 'entry 4: prev_hash is not the hash of the entry before', 'a forged entry inserted in the middle is detected');
-select is(:'truncated'::text, 'entry 1: the chain ends at entry 0 but its head is entry 7', 'a truncation is detected');
+select is(:'tail_cut'::text, 'entry 6: the chain ends at entry 5, but a checkpoint signed 7 entries (the tail was cut)',
+          'a tail cut is detected against the stored checkpoint');
+select is(:'rewritten'::text, 'entry 7: the chain up to entry 7 is not the one its checkpoint signed',
+          'a wholesale rewrite with recomputed hashes is detected against the stored checkpoint');
+select is(:'truncated'::text, 'entry 1: the chain ends at entry 0, but a checkpoint signed 7 entries (the tail was cut)', 'a truncation is detected');
 
 select * from finish();
 rollback;

@@ -1,0 +1,182 @@
+/**
+ * RFC 6962 Merkle trees over audit entry hashes (the same tree audit.frontier_push builds in the
+ * database): leaf = SHA-256(0x00 || data), node = SHA-256(0x01 || left || right). Proof
+ * generation follows RFC 6962 §2.1; verification follows RFC 9162 §2.1.3.2 and §2.1.4.2.
+ * Runs on Node and Deno alike (node:crypto).
+ */
+import { createHash } from "node:crypto";
+
+const LEAF = Uint8Array.of(0);
+const NODE = Uint8Array.of(1);
+
+function sha256(...parts: Uint8Array[]): Uint8Array {
+  const h = createHash("sha256");
+  for (const p of parts) h.update(p);
+  return new Uint8Array(h.digest());
+}
+
+function equal(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
+  return diff === 0;
+}
+
+/** The hash of a leaf holding `data`. */
+export function leafHash(data: Uint8Array): Uint8Array {
+  return sha256(LEAF, data);
+}
+
+/** The hash of an interior node. */
+export function nodeHash(left: Uint8Array, right: Uint8Array): Uint8Array {
+  return sha256(NODE, left, right);
+}
+
+/**
+ * A tree built one leaf at a time, kept as its frontier: the roots of its perfect subtrees, left
+ * to right (one per set bit of the size). Appending and taking the root are O(log n).
+ */
+export class MerkleFrontier {
+  private nodes: Uint8Array[];
+  private count: number;
+
+  /** Resumes a tree of `size` leaves from its frontier (as audit exports carry it). */
+  constructor(frontier: Uint8Array[] = [], size = 0) {
+    const expected = size.toString(2).split("").filter((b) => b === "1").length;
+    if (frontier.length !== expected) {
+      throw new Error(`a frontier of a ${size}-leaf tree has ${expected} nodes, not ${frontier.length}`);
+    }
+    this.nodes = [...frontier];
+    this.count = size;
+  }
+
+  /** The frontier (perfect-subtree roots, left to right), e.g. to resume the tree later. */
+  frontier(): Uint8Array[] {
+    return [...this.nodes];
+  }
+
+  /** Number of leaves. */
+  get size(): number {
+    return this.count;
+  }
+
+  /** Appends a leaf holding `data`. */
+  push(data: Uint8Array): void {
+    let node = leafHash(data);
+    for (let n = this.count; n % 2 === 1; n = Math.floor(n / 2)) node = nodeHash(this.nodes.pop()!, node);
+    this.nodes.push(node);
+    this.count++;
+  }
+
+  /** The Merkle tree hash (the empty tree's is SHA-256 of nothing). */
+  root(): Uint8Array {
+    if (this.nodes.length === 0) return sha256();
+    let root = this.nodes[this.nodes.length - 1];
+    for (let i = this.nodes.length - 2; i >= 0; i--) root = nodeHash(this.nodes[i], root);
+    return root;
+  }
+}
+
+/** The largest power of two smaller than n (n > 1). */
+function split(n: number): number {
+  let k = 1;
+  while (k * 2 < n) k *= 2;
+  return k;
+}
+
+/** The Merkle tree hash of leaves (RFC 6962 MTH). */
+export function merkleRoot(leaves: Uint8Array[]): Uint8Array {
+  const tree = new MerkleFrontier();
+  for (const leaf of leaves) tree.push(leaf);
+  return tree.root();
+}
+
+/** The audit path of leaf `index` in the tree of `leaves` (RFC 6962 PATH). */
+export function inclusionProof(leaves: Uint8Array[], index: number): Uint8Array[] {
+  if (index < 0 || index >= leaves.length) throw new RangeError(`leaf ${index} is not in a tree of ${leaves.length}`);
+  if (leaves.length === 1) return [];
+  const k = split(leaves.length);
+  return index < k
+    ? [...inclusionProof(leaves.slice(0, k), index), merkleRoot(leaves.slice(k))]
+    : [...inclusionProof(leaves.slice(k), index - k), merkleRoot(leaves.slice(0, k))];
+}
+
+/** A proof that the tree of the first `first` leaves is a prefix of the tree of `leaves` (RFC 6962 PROOF). */
+export function consistencyProof(leaves: Uint8Array[], first: number): Uint8Array[] {
+  if (first < 1 || first > leaves.length) throw new RangeError(`no consistency proof from ${first} to ${leaves.length}`);
+  const sub = (m: number, d: Uint8Array[], complete: boolean): Uint8Array[] => {
+    if (m === d.length) return complete ? [] : [merkleRoot(d)];
+    const k = split(d.length);
+    return m <= k
+      ? [...sub(m, d.slice(0, k), complete), merkleRoot(d.slice(k))]
+      : [...sub(m - k, d.slice(k), false), merkleRoot(d.slice(0, k))];
+  };
+  return sub(first, leaves, true);
+}
+
+/** Checks that `data` is leaf `index` of the tree of `size` leaves whose root is `root` (RFC 9162 §2.1.3.2). */
+export function verifyInclusion(
+  data: Uint8Array,
+  index: number,
+  size: number,
+  proof: Uint8Array[],
+  root: Uint8Array,
+): boolean {
+  if (index < 0 || index >= size) return false;
+  let fn = index;
+  let sn = size - 1;
+  let r = leafHash(data);
+  for (const p of proof) {
+    if (sn === 0) return false;
+    if (fn % 2 === 1 || fn === sn) {
+      r = nodeHash(p, r);
+      while (fn % 2 === 0 && fn !== 0) {
+        fn = Math.floor(fn / 2);
+        sn = Math.floor(sn / 2);
+      }
+    } else {
+      r = nodeHash(r, p);
+    }
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  return sn === 0 && equal(r, root);
+}
+
+/** Checks that the tree (`first`, `firstRoot`) is a prefix of (`second`, `secondRoot`) (RFC 9162 §2.1.4.2). */
+export function verifyConsistency(
+  first: number,
+  second: number,
+  proof: Uint8Array[],
+  firstRoot: Uint8Array,
+  secondRoot: Uint8Array,
+): boolean {
+  if (first < 1 || first > second) return false;
+  if (first === second) return proof.length === 0 && equal(firstRoot, secondRoot);
+  const path = (first & (first - 1)) === 0 ? [firstRoot, ...proof] : [...proof];
+  if (path.length === 0) return false;
+  let fn = first - 1;
+  let sn = second - 1;
+  while (fn % 2 === 1) {
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  let fr = path[0];
+  let sr = path[0];
+  for (const c of path.slice(1)) {
+    if (sn === 0) return false;
+    if (fn % 2 === 1 || fn === sn) {
+      fr = nodeHash(c, fr);
+      sr = nodeHash(c, sr);
+      while (fn % 2 === 0 && fn !== 0) {
+        fn = Math.floor(fn / 2);
+        sn = Math.floor(sn / 2);
+      }
+    } else {
+      sr = nodeHash(sr, c);
+    }
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  return sn === 0 && equal(fr, firstRoot) && equal(sr, secondRoot);
+}

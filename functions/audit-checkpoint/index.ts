@@ -1,0 +1,58 @@
+/**
+ * POST /functions/v1/audit-checkpoint: signs a checkpoint of an organization's audit chain now.
+ *   - a tenant admin: X-Org-Id names the organization;
+ *   - the service role (the scheduler): body {"org_id": …} for one, or {} for every chain that grew
+ *     since its last checkpoint.
+ * Answers the signed checkpoint(s): {"checkpoints": [{checkpoint, signature, key_id, public_key}]}.
+ */
+import { z } from "npm:zod@^4";
+import { signCheckpoint } from "../_shared/audit_checkpoint.ts";
+import { callerOf, orgIdOf, requireOrgRole } from "../_shared/caller.ts";
+import { db } from "../_shared/db.ts";
+import { HttpError, requireMethod, withErrors } from "../_shared/http_error.ts";
+
+const MAX_BODY = 4096;
+const ServiceBody = z.strictObject({ org_id: z.uuid().optional() });
+
+async function serviceBody(req: Request): Promise<z.infer<typeof ServiceBody>> {
+  const text = await req.text();
+  if (text.length > MAX_BODY) throw new HttpError(413, "body_too_large", `the body is limited to ${MAX_BODY} bytes`);
+  if (text.trim() === "") return {};
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new HttpError(400, "invalid_json", "the body is not JSON");
+  }
+  const parsed = ServiceBody.safeParse(json);
+  if (!parsed.success) throw new HttpError(400, "invalid_body", "expected {} or {\"org_id\": \"<uuid>\"}");
+  return parsed.data;
+}
+
+Deno.serve(withErrors(async (req) => {
+  requireMethod(req, "POST");
+  const caller = callerOf(req);
+  const sql = db();
+  let orgIds: string[];
+  if (caller.kind === "user") {
+    orgIds = [orgIdOf(req)];
+  } else {
+    const body = await serviceBody(req);
+    orgIds = body.org_id
+      ? [body.org_id]
+      : (await sql`
+          select h.org_id from audit.heads h
+           where h.seq > coalesce((select max(c.size) from audit.checkpoints c where c.org_id = h.org_id), 0)`
+        ).map((r) => r.org_id as string);
+  }
+  const checkpoints = [];
+  for (const orgId of orgIds) {
+    checkpoints.push(await sql.begin(async (tx) => {
+      await requireOrgRole(tx, caller, orgId, "tenant_admin");
+      const [head] = await tx`select seq from audit.heads where org_id = ${orgId}`;
+      if (!head || Number(head.seq) === 0) throw new HttpError(404, "no_audit_chain", "this organization has no audit entries yet");
+      return signCheckpoint(tx, orgId);
+    }));
+  }
+  return Response.json({ checkpoints });
+}));
