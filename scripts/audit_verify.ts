@@ -2,12 +2,14 @@
 /**
  * Offline audit-export verifier: needs the export file and nothing else (no database, no network).
  *
- *   npm run audit:verify -- <export.jsonl> [--pin <checkpoint.json>] [--public-key <base64>]
+ *   npm run audit:verify -- <export.jsonl> [--pin <checkpoint.json>] [--public-key <base64>] [--strict]
  *
  * Recomputes every entry's hash and link, each payload's hash, the RFC 6962 Merkle root, and the
  * closing checkpoint's Ed25519 signature; with --pin, checks that the export extends the pinned
  * checkpoint (same history up to its size, nothing cut from the tail). Reports the first broken
- * entry and why. Exit status: 0 verified, 1 verification failed, 2 usage or unreadable input.
+ * entry and why. --strict also requires every hashed JSON text to be in RFC 8785 canonical form
+ * (the hashes cover the bytes either way). Exit status: 0 verified, 1 verification failed, 2 usage
+ * or unreadable input.
  */
 import { createReadStream, readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
@@ -15,7 +17,7 @@ import { parseArgs } from "node:util";
 import canonicalize from "canonicalize";
 import { ExportVerifier, type SignedCheckpoint } from "../functions/_shared/audit_export.ts";
 
-const USAGE = "usage: npm run audit:verify -- <export.jsonl> [--pin <checkpoint.json>] [--public-key <base64>]";
+const USAGE = "usage: npm run audit:verify -- <export.jsonl> [--pin <checkpoint.json>] [--public-key <base64>] [--strict]";
 
 function readPin(path: string): SignedCheckpoint {
   const pin = JSON.parse(readFileSync(path, "utf8")) as SignedCheckpoint;
@@ -29,21 +31,23 @@ async function main(): Promise<number> {
   let file: string;
   let pin: SignedCheckpoint | undefined;
   let publicKey: string | undefined;
+  let strict = false;
   try {
     const { positionals, values } = parseArgs({
       allowPositionals: true,
-      options: { pin: { type: "string" }, "public-key": { type: "string" } },
+      options: { pin: { type: "string" }, "public-key": { type: "string" }, strict: { type: "boolean" } },
     });
     if (positionals.length !== 1) throw new Error(USAGE);
     file = positionals[0];
     pin = values.pin ? readPin(values.pin) : undefined;
     publicKey = values["public-key"];
+    strict = values.strict ?? false;
   } catch (e) {
     console.error((e as Error).message);
     return 2;
   }
 
-  const verifier = new ExportVerifier({ pin, publicKey, canonicalize: (v) => canonicalize(v) });
+  const verifier = new ExportVerifier({ pin, publicKey, canonicalize: strict ? (v) => canonicalize(v) : undefined });
   let lineNo = 0;
   try {
     for await (const text of createInterface({ input: createReadStream(file), crlfDelay: Infinity })) {

@@ -10,7 +10,8 @@
  * `payload` is the payload's RFC 8785 text (null once purged). The checkpoint states size b.
  * Runs on Node and Deno alike (node:crypto, Web Crypto).
  */
-import { createHash } from "node:crypto";
+import { Buffer } from "node:buffer";
+import { hash } from "node:crypto";
 import { MerkleFrontier } from "./merkle.ts";
 
 export const EXPORT_FORMAT = "gatehouse-audit-export/1";
@@ -59,11 +60,11 @@ export type VerifyResult =
   | { ok: false; seq: number | null; reason: string };
 
 function hexOf(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex");
 }
 
 function bytesOf(hex: string): Uint8Array {
-  return Uint8Array.from(hex.match(/../g) ?? [], (h) => parseInt(h, 16));
+  return Buffer.from(hex, "hex");
 }
 
 /** The bytes of base64 text. */
@@ -76,7 +77,7 @@ export function base64Bytes(b64: string): Uint8Array<ArrayBuffer> {
 
 /** The hash that chains an entry: SHA-256("gatehouse.audit.v1" 0x00 || prev_hash || canonical). */
 export function entryHash(prevHash: string, canonical: string): string {
-  return createHash("sha256").update(ENTRY_TAG).update(bytesOf(prevHash)).update(canonical, "utf8").digest("hex");
+  return hash("sha256", Buffer.concat([ENTRY_TAG, Buffer.from(prevHash, "hex"), Buffer.from(canonical, "utf8")]), "hex");
 }
 
 /** The bytes an Ed25519 checkpoint signature covers. */
@@ -202,7 +203,7 @@ export class ExportVerifier {
     if (canonicalize && canonicalize(fields) !== e.canonical) return this.fail(e.seq, "the hashed bytes are not RFC 8785 canonical JSON");
     if (e.payload !== null) {
       if (typeof e.payload !== "string") return this.fail(e.seq, "the payload is malformed");
-      if (createHash("sha256").update(e.payload, "utf8").digest("hex") !== fields.payload_sha256) {
+      if (hash("sha256", e.payload, "hex") !== fields.payload_sha256) {
         return this.fail(e.seq, "the payload is not the one that was hashed");
       }
     }

@@ -4,15 +4,14 @@
  * generation follows RFC 6962 §2.1; verification follows RFC 9162 §2.1.3.2 and §2.1.4.2.
  * Runs on Node and Deno alike (node:crypto).
  */
-import { createHash } from "node:crypto";
+import { Buffer } from "node:buffer";
+import { hash } from "node:crypto";
 
 const LEAF = Uint8Array.of(0);
 const NODE = Uint8Array.of(1);
 
 function sha256(...parts: Uint8Array[]): Uint8Array {
-  const h = createHash("sha256");
-  for (const p of parts) h.update(p);
-  return new Uint8Array(h.digest());
+  return hash("sha256", Buffer.concat(parts), "buffer");
 }
 
 function equal(a: Uint8Array, b: Uint8Array): boolean {

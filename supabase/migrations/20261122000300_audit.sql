@@ -170,23 +170,49 @@ declare
 begin
   case pg_catalog.jsonb_typeof(p_value)
     when 'object' then
-      select '{' || coalesce(pg_catalog.string_agg(pg_catalog.to_json(e.key)::text || ':' || audit.jcs(e.value), ','
-                                                   order by audit.utf16_units(e.key)), '') || '}'
-        into out from pg_catalog.jsonb_each(p_value) e;
+      -- Code point order (collation "C" on UTF-8) is UTF-16 order unless a key holds a character
+      -- from U+E000 up; only then are the keys compared as UTF-16 code units.
+      select '{' || coalesce(pg_catalog.string_agg(pg_catalog.to_json(e.key)::text || ':' || audit.jcs_member(e.value), ','
+                 order by case when special.any_key then audit.utf16_units(e.key) end, e.key collate "C"), '') || '}'
+        into out
+        from pg_catalog.jsonb_each(p_value) e,
+             lateral (select pg_catalog.bool_or(k ~ '[\ue000-\U0010ffff]') as any_key
+                        from pg_catalog.jsonb_object_keys(p_value) k) special;
     when 'array' then
-      select '[' || coalesce(pg_catalog.string_agg(audit.jcs(e.value), ',' order by e.ord), '') || ']'
+      select '[' || coalesce(pg_catalog.string_agg(audit.jcs_member(e.value), ',' order by e.ord), '') || ']'
         into out from pg_catalog.jsonb_array_elements(p_value) with ordinality as e (value, ord);
-    when 'number' then
-      out := audit.jcs_number((p_value #>> '{}')::numeric);
     else
-      -- Strings, true, false and null: PostgreSQL escapes strings exactly as ECMAScript's
-      -- JSON.stringify does ("\"", "\\", \b \f \n \r \t, other controls as \u00xx, nothing else).
-      out := p_value::text;
+      out := audit.jcs_member(p_value);
   end case;
   return out;
 end
 $$;
 comment on function audit.jcs(jsonb) is 'RFC 8785 (JSON Canonicalization Scheme) serialization of a JSON value.';
+
+-- One JSON value: scalars inline (the common case, kept out of PL/pgSQL), containers through
+-- audit.jcs. PostgreSQL escapes strings exactly as ECMAScript's JSON.stringify does ("\"", "\\",
+-- \b \f \n \r \t, other controls as \u00xx, nothing else); integers below 2^53 print as they are.
+create function audit.jcs_member(p_value jsonb) returns text
+language plpgsql immutable strict
+set search_path = ''
+as $$
+declare
+  kind text := pg_catalog.jsonb_typeof(p_value);
+  n numeric;
+begin
+  if kind = 'object' or kind = 'array' then
+    return audit.jcs(p_value);
+  elsif kind = 'number' then
+    n := p_value::numeric;
+    if pg_catalog.abs(n) < 9007199254740992 and n = pg_catalog.trunc(n) then
+      return pg_catalog.trunc(n)::text;
+    end if;
+    return audit.jcs_number(n);
+  end if;
+  return p_value::text;
+end
+$$;
+comment on function audit.jcs_member(jsonb) is 'RFC 8785 serialization of one JSON value (scalars inline, containers via audit.jcs).';
 
 -- =============================================================================================
 -- Helper functions: the RFC 6962 Merkle tree
@@ -271,6 +297,8 @@ declare
   at_utc text := pg_catalog.to_char(pg_catalog.clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
   actor uuid := (select auth.uid());
   payload jsonb := coalesce(p_payload, '{}');
+  -- Hashed before the head is locked, to keep the lock (held until commit) short.
+  payload_sha256 text := pg_catalog.encode(extensions.digest(pg_catalog.convert_to(audit.jcs(payload), 'UTF8'), 'sha256'), 'hex');
   canonical text;
   entry_hash bytea;
 begin
@@ -278,15 +306,18 @@ begin
     raise exception 'an audit entry needs an organization' using errcode = 'not_null_violation';
   end if;
   -- The head row serializes appends to one organization and no other.
-  insert into audit.heads (org_id, seq, head_hash) values (p_org_id, 0, pg_catalog.decode(pg_catalog.repeat('00', 32), 'hex'))
-  on conflict (org_id) do nothing;
   select * into head from audit.heads h where h.org_id = p_org_id for update;
+  if head.org_id is null then
+    insert into audit.heads (org_id, seq, head_hash) values (p_org_id, 0, pg_catalog.decode(pg_catalog.repeat('00', 32), 'hex'))
+    on conflict (org_id) do nothing;
+    select * into head from audit.heads h where h.org_id = p_org_id for update;
+  end if;
 
   canonical := '{"action":' || pg_catalog.to_json(p_action)::text
             || ',"actor":' || coalesce(pg_catalog.to_json(actor::text)::text, 'null')
             || ',"at":' || pg_catalog.to_json(at_utc)::text
             || ',"org":' || pg_catalog.to_json(p_org_id::text)::text
-            || ',"payload_sha256":"' || pg_catalog.encode(extensions.digest(pg_catalog.convert_to(audit.jcs(payload), 'UTF8'), 'sha256'), 'hex') || '"'
+            || ',"payload_sha256":"' || payload_sha256 || '"'
             || ',"seq":' || (head.seq + 1)::text
             || ',"target":' || case when p_target_type is null then 'null'
                                     else '{"id":' || coalesce(pg_catalog.to_json(p_target_id)::text, 'null')

@@ -98,9 +98,15 @@ describe("audit export and offline verification", () => {
     expect(lines[0]).toMatchObject({ type: "header", org: ACME, from_seq: 1, frontier: [] });
     expect(lines.at(-1)!.type).toBe("checkpoint");
     const { data: keys } = await ada.rpc("audit_signing_keys");
-    const run = cli(lines, "--public-key", keys[0].public_key);
+    const run = cli(lines, "--public-key", keys[0].public_key, "--strict");
     expect(run.out).toMatch(/^ok: \d+ entries of organization 0a000000/);
     expect(run.status).toBe(0);
+    // --strict also holds the hashed bytes to RFC 8785 form: re-spaced JSON with the same meaning fails.
+    const respaced = structuredClone(lines);
+    const e = entries(respaced)[0];
+    e.canonical = JSON.stringify(JSON.parse(e.canonical), null, 1);
+    e.entry_hash = entryHash(e.prev_hash, e.canonical);
+    expect(cli(respaced, "--strict").out).toMatch(/FAILED at entry 1: the hashed bytes are not RFC 8785 canonical JSON/);
   });
 
   it("exports a sequence range whose root is rebuilt from the header's frontier", async () => {

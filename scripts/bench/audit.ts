@@ -1,0 +1,166 @@
+/**
+ * `npm run bench -- audit`, on a throwaway database, everything measured side by side in one run:
+ *   - append throughput: audit.append (hashing, chaining, Merkle frontier) against a plain INSERT
+ *     of the same payload into an unchained table, 8 writers on 8 organizations (target ≥ 0.8) and
+ *     8 writers on 1 organization, where appends serialize on the chain head (target ≥ 0.35);
+ *   - the offline verifier as the CLI runs it by default (JSON parsing, every hash and link, the
+ *     Merkle root, the signature)
+ *     against raw SHA-256 over the same export bytes (target ≥ 0.6).
+ */
+import { generateKeyPairSync, hash, randomUUID, sign } from "node:crypto";
+import postgres from "postgres";
+import { ExportVerifier, EXPORT_FORMAT, checkpointMessage } from "../../functions/_shared/audit_export.ts";
+import { median, withThrowawayDatabase } from "./common.ts";
+
+export interface AuditOptions {
+  /** Events per writer per measured round. */
+  events: number;
+  /** Entries in the export the verifier checks. */
+  entries: number;
+  rounds: number;
+}
+
+const WRITERS = 8;
+
+/** A payload the size of a typical row snapshot. */
+function payload(writer: number, i: number) {
+  return {
+    new: { id: randomUUID(), name: `agent ${writer}-${i}`, description: "Answers questions about returns.", config: { model: "m", temperature: 0.2 } },
+    old: null,
+  };
+}
+
+/** Events per second for WRITERS connections doing `events` statements each. */
+async function throughput(
+  writers: postgres.Sql[],
+  events: number,
+  statement: (sql: postgres.Sql, writer: number, i: number) => Promise<unknown>,
+): Promise<number> {
+  const start = process.hrtime.bigint();
+  await Promise.all(writers.map(async (sql, w) => {
+    for (let i = 0; i < events; i++) await statement(sql, w, i);
+  }));
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  return (writers.length * events) / seconds;
+}
+
+async function appendBench(dbUrl: string, opts: AuditOptions): Promise<{ spread: number; single: number }> {
+  const admin = postgres(dbUrl, { max: 1, onnotice: () => {} });
+  const writers = Array.from({ length: WRITERS }, () => postgres(dbUrl, { max: 1, onnotice: () => {} }));
+  try {
+    const orgs = Array.from({ length: WRITERS }, () => randomUUID());
+    for (const id of orgs) await admin`insert into public.organizations (id, name, slug) values (${id}, 'Bench', ${`bench-${id.slice(0, 8)}`})`;
+    await admin`create schema bench`;
+    await admin`
+      create table bench.plain_events (
+        id bigint generated always as identity primary key, org_id uuid not null, action text not null,
+        target_type text, target_id text, payload jsonb not null, occurred_at timestamptz not null default clock_timestamp())`;
+
+    const plain = (orgOf: (w: number) => string) => (sql: postgres.Sql, w: number, i: number) =>
+      sql`insert into bench.plain_events (org_id, action, target_type, target_id, payload)
+          values (${orgOf(w)}, 'bench.event', 'bench', ${String(i)}, ${sql.json(payload(w, i))})`;
+    const chained = (orgOf: (w: number) => string) => (sql: postgres.Sql, w: number, i: number) =>
+      sql`select audit.append(${orgOf(w)}, 'bench.event', 'bench', ${String(i)}, ${sql.json(payload(w, i))})`;
+
+    const results = { spreadPlain: [] as number[], spreadChained: [] as number[], singlePlain: [] as number[], singleChained: [] as number[] };
+    await throughput(writers, 50, chained((w) => orgs[w]));  // warm up plans and caches
+    await throughput(writers, 50, plain((w) => orgs[w]));
+    for (let r = 0; r < opts.rounds; r++) {
+      results.spreadPlain.push(await throughput(writers, opts.events, plain((w) => orgs[w])));
+      results.spreadChained.push(await throughput(writers, opts.events, chained((w) => orgs[w])));
+      results.singlePlain.push(await throughput(writers, opts.events, plain(() => orgs[0])));
+      results.singleChained.push(await throughput(writers, opts.events, chained(() => orgs[0])));
+    }
+    const report = (label: string, p: number[], c: number[], target: number) => {
+      const ratio = median(c) / median(p);
+      console.log(
+        `${label}\n  plain insert: ${median(p).toFixed(0)} events/s; chained append: ${median(c).toFixed(0)} events/s` +
+          `\n  ratio ${ratio.toFixed(3)} (target ≥ ${target})`,
+      );
+      return ratio;
+    };
+    return {
+      spread: report(`append, ${WRITERS} writers on ${WRITERS} organizations`, results.spreadPlain, results.spreadChained, 0.8),
+      single: report(`append, ${WRITERS} writers on 1 organization`, results.singlePlain, results.singleChained, 0.35),
+    };
+  } finally {
+    await Promise.all([admin, ...writers].map((sql) => sql.end()));
+  }
+}
+
+/** Builds a signed export of `entries` entries, as audit-export writes it, and returns its lines. */
+async function buildExport(dbUrl: string, entries: number): Promise<{ lines: string[]; publicKey: string }> {
+  const sql = postgres(dbUrl, { max: 1, onnotice: () => {} });
+  try {
+    const org = randomUUID();
+    await sql`insert into public.organizations (id, name, slug) values (${org}, 'Export', ${`export-${org.slice(0, 8)}`})`;
+    for (let done = 0; done < entries; done += 5000) {
+      await sql`
+        select audit.append(${org}, 'bench.event', 'bench', n::text,
+                            jsonb_build_object('new', jsonb_build_object('id', gen_random_uuid(), 'name', 'agent ' || n, 'temperature', 0.2)))
+          from generate_series(1, ${Math.min(5000, entries - done)}) n`;
+    }
+    const keys = generateKeyPairSync("ed25519");
+    const publicKey = (keys.publicKey.export({ format: "der", type: "spki" }) as Buffer).subarray(-32);
+    await sql`insert into audit.signing_keys (key_id, public_key, secret_id) values ('bench', ${publicKey}, ${randomUUID()})`;
+    const [{ body }] = await sql`select audit.checkpoint_body(${org}, 'bench') as body`;
+    const signature = sign(null, Buffer.from(checkpointMessage(body)), keys.privateKey);
+    await sql`select audit.store_checkpoint(${body}, ${signature})`;
+
+    const lines = [JSON.stringify({ type: "header", format: EXPORT_FORMAT, org, from_seq: 1, to_seq: entries, frontier: [] })];
+    const rows = await sql`
+      select e.seq, encode(e.prev_hash, 'hex') as prev_hash, encode(e.entry_hash, 'hex') as entry_hash, e.canonical,
+             audit.jcs(p.payload) as payload
+        from audit.entries e join audit.payloads p using (org_id, seq)
+       where e.org_id = ${org} order by e.seq`;
+    for (const r of rows) {
+      lines.push(JSON.stringify({ type: "entry", seq: Number(r.seq), prev_hash: r.prev_hash, entry_hash: r.entry_hash, canonical: r.canonical, payload: r.payload }));
+    }
+    lines.push(JSON.stringify({ type: "checkpoint", checkpoint: body, signature: signature.toString("base64"), key_id: "bench", public_key: publicKey.toString("base64") }));
+    return { lines, publicKey: publicKey.toString("base64") };
+  } finally {
+    await sql.end();
+  }
+}
+
+async function verifierBench(dbUrl: string, opts: AuditOptions): Promise<number> {
+  const start = Date.now();
+  const { lines, publicKey } = await buildExport(dbUrl, opts.entries);
+  const bytes = lines.map((l) => Buffer.from(l + "\n"));
+  const size = bytes.reduce((n, b) => n + b.length, 0);
+  console.log(`export: ${opts.entries} entries, ${(size / 1e6).toFixed(1)} MB, built in ${((Date.now() - start) / 1000).toFixed(1)} s`);
+
+  const verifierRates: number[] = [];
+  const rawRates: number[] = [];
+  for (let r = 0; r < opts.rounds + 1; r++) {
+    let t = process.hrtime.bigint();
+    const verifier = new ExportVerifier({ publicKey });
+    for (const l of lines) verifier.line(JSON.parse(l));
+    const result = await verifier.finish();
+    if (!result.ok) throw new Error(`the benchmark export does not verify: ${result.reason}`);
+    const verifierSeconds = Number(process.hrtime.bigint() - t) / 1e9;
+
+    t = process.hrtime.bigint();
+    for (const b of bytes) hash("sha256", b);
+    const rawSeconds = Number(process.hrtime.bigint() - t) / 1e9;
+    if (r > 0) {  // the first round warms up the JIT
+      verifierRates.push(opts.entries / verifierSeconds);
+      rawRates.push(opts.entries / rawSeconds);
+    }
+  }
+  const ratio = median(verifierRates) / median(rawRates);
+  console.log(
+    `offline verifier\n  raw SHA-256 over the export's bytes: ${median(rawRates).toFixed(0)} entries/s; verifier: ${median(verifierRates).toFixed(0)} entries/s` +
+      `\n  ratio ${ratio.toFixed(3)} (target ≥ 0.6)`,
+  );
+  return ratio;
+}
+
+/** Runs the audit benchmark; true when every ratio meets its target. */
+export async function benchAudit(opts: AuditOptions): Promise<boolean> {
+  return withThrowawayDatabase(async (dbUrl) => {
+    const { spread, single } = await appendBench(dbUrl, opts);
+    const verify = await verifierBench(dbUrl, opts);
+    return spread >= 0.8 && single >= 0.35 && verify >= 0.6;
+  });
+}

@@ -1,0 +1,33 @@
+/** What the benchmarks share: a throwaway database, and statistics. */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { freePorts, startStack } from "../stack/index.ts";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+
+/** Runs `work` against a fresh, migrated and seeded database that is removed afterwards. */
+export async function withThrowawayDatabase<T>(work: (dbUrl: string) => Promise<T>): Promise<T> {
+  const stateDir = mkdtempSync(join(tmpdir(), "gatehouse-bench-"));
+  const stack = await startStack({ root, stateDir, ports: await freePorts(), databaseOnly: true, log: () => {} });
+  try {
+    return await work(stack.info.dbUrl);
+  } finally {
+    await stack.stop();
+    rmSync(stateDir, { recursive: true, force: true });
+  }
+}
+
+/** The median of some numbers. */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** The p-th percentile of some numbers. */
+export function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
