@@ -7,7 +7,7 @@
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { Server } from "node:http";
 import { createRequire } from "node:module";
 import { createServer } from "node:net";
@@ -191,6 +191,33 @@ async function stopChild({ child }: ManagedChild, signal: NodeJS.Signals = "SIGT
   clearTimeout(timer);
 }
 
+/**
+ * Periodic audit checkpoints, as Cron would call audit-checkpoint on hosted Supabase: every
+ * GATEHOUSE_CHECKPOINT_SECONDS (default 600; 0 turns it off), every chain that grew is signed.
+ */
+function scheduleCheckpoints(url: string, serviceRoleKey: string, logFile: string): NodeJS.Timeout | null {
+  const raw = process.env.GATEHOUSE_CHECKPOINT_SECONDS ?? "600";
+  const seconds = Number(raw);
+  if (!Number.isInteger(seconds) || seconds < 0) throw new StackError(`GATEHOUSE_CHECKPOINT_SECONDS=${raw} is not a whole number of seconds`);
+  if (seconds === 0) return null;
+  const timer = setInterval(async () => {
+    try {
+      const res = await fetch(url, {
+        method: "POST",
+        headers: { authorization: `Bearer ${serviceRoleKey}`, apikey: serviceRoleKey, "content-type": "application/json" },
+        body: "{}",
+        signal: AbortSignal.timeout(60_000),
+      });
+      const body = (await res.json()) as { checkpoints?: unknown[] };
+      appendFileSync(logFile, `${new Date().toISOString()} ${res.status} ${body.checkpoints?.length ?? 0} checkpoint(s)\n`);
+    } catch (e) {
+      appendFileSync(logFile, `${new Date().toISOString()} failed: ${(e as Error).message}\n`);
+    }
+  }, seconds * 1000);
+  timer.unref();
+  return timer;
+}
+
 async function httpUp(url: string): Promise<boolean> {
   try {
     const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
@@ -254,6 +281,7 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
   let authSql: postgres.Sql | null = null;
   let createdCluster = false;
   let gateway: Server | null = null;
+  let checkpointTimer: NodeJS.Timeout | null = null;
   // If this process dies without stop(), take the detached children down with it.
   const killAll = () => {
     for (const c of children) if (c.child.exitCode === null) c.child.kill("SIGKILL");
@@ -263,6 +291,7 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
 
   async function stop(): Promise<void> {
     process.removeListener("exit", killAll);
+    if (checkpointTimer) clearInterval(checkpointTimer);
     if (gateway) await new Promise<void>((r) => gateway!.close(() => r()));
     gateway?.closeAllConnections();
     for (const c of [...children].reverse()) await stopChild(c);
@@ -389,6 +418,7 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
       functionVerifiesJwt: (name) => functionVerifiesJwt(config, name),
       auth: authHandle,
     });
+    checkpointTimer = scheduleCheckpoints(`${apiUrl}/functions/v1/audit-checkpoint`, serviceRoleKey, join(stateDir, "logs", "checkpoints.log"));
     writeFileSync(join(stateDir, "stack.json"), JSON.stringify(info, null, 2) + "\n", { mode: 0o600 });
     return { info, stop };
   } catch (e) {
