@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { chromium, type Browser } from "playwright-core";
+import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stack } from "../helpers/stack.ts";
 
@@ -17,27 +17,28 @@ afterAll(async () => {
   await browser?.close();
 });
 
+/** A new page with the demo user `email` signed in through the form. */
+async function signedInPage(email: string): Promise<Page> {
+  const user = s.demoUsers.find((u) => u.email === email)!;
+  const page = await browser.newPage();
+  await page.goto(s.apiUrl);
+  await page.getByLabel("Email").fill(user.email);
+  await page.getByLabel("Password").fill(user.password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByText("Signed in as").waitFor();
+  return page;
+}
+
 describe("admin web app (Chromium)", () => {
   it("signs a member in and lists only their organizations", async () => {
-    const ada = s.demoUsers.find((u) => u.email === "ada@acme.test")!;
-    const page = await browser.newPage();
-    await page.goto(s.apiUrl);
-    await page.getByLabel("Email").fill(ada.email);
-    await page.getByLabel("Password").fill(ada.password);
-    await page.getByRole("button", { name: "Sign in" }).click();
-    await page.getByText("Signed in as").waitFor();
+    const page = await signedInPage("ada@acme.test");
     await page.getByText("Acme Robotics").waitFor();
     expect(await page.getByText("Globex Support").count()).toBe(0);
     await page.close();
   });
 
   it("shows the agents of the organization a member of two picks, and only those", async () => {
-    const casey = s.demoUsers.find((u) => u.email === "casey@both.test")!;
-    const page = await browser.newPage();
-    await page.goto(s.apiUrl);
-    await page.getByLabel("Email").fill(casey.email);
-    await page.getByLabel("Password").fill(casey.password);
-    await page.getByRole("button", { name: "Sign in" }).click();
+    const page = await signedInPage("casey@both.test");
     const agents = page.getByRole("list", { name: "Agents" });
 
     await page.getByRole("button", { name: "Acme Robotics" }).click();
