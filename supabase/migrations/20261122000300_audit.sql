@@ -189,8 +189,8 @@ end
 $$;
 comment on function audit.jcs(jsonb) is 'RFC 8785 (JSON Canonicalization Scheme) serialization of a JSON value.';
 
--- One JSON value: scalars inline (the common case, kept out of PL/pgSQL), containers through
--- audit.jcs. PostgreSQL escapes strings exactly as ECMAScript's JSON.stringify does ("\"", "\\",
+-- One JSON value: scalars here (the common case, without another level of recursion), containers
+-- through audit.jcs. PostgreSQL escapes strings exactly as ECMAScript's JSON.stringify does ("\"", "\\",
 -- \b \f \n \r \t, other controls as \u00xx, nothing else); integers below 2^53 print as they are.
 create function audit.jcs_member(p_value jsonb) returns text
 language plpgsql immutable strict
@@ -213,6 +213,29 @@ begin
 end
 $$;
 comment on function audit.jcs_member(jsonb) is 'RFC 8785 serialization of one JSON value (scalars inline, containers via audit.jcs).';
+
+-- The two hashes the chain is made of, defined once for sealing and verifying alike.
+create function audit.payload_sha256(p_payload jsonb) returns text
+language plpgsql immutable strict
+set search_path = ''
+as $$
+begin
+  return pg_catalog.encode(extensions.digest(pg_catalog.convert_to(audit.jcs(p_payload), 'UTF8'), 'sha256'), 'hex');
+end
+$$;
+comment on function audit.payload_sha256(jsonb) is 'SHA-256 (hex) of a payload''s RFC 8785 bytes: what an entry''s canonical text records.';
+
+create function audit.entry_hash(p_prev_hash bytea, p_canonical text) returns bytea
+language plpgsql immutable strict
+set search_path = ''
+as $$
+begin
+  return extensions.digest(
+    pg_catalog.convert_to('gatehouse.audit.v1', 'UTF8') || '\x00'::bytea || p_prev_hash || pg_catalog.convert_to(p_canonical, 'UTF8'),
+    'sha256');
+end
+$$;
+comment on function audit.entry_hash(bytea, text) is 'SHA-256("gatehouse.audit.v1" 0x00 || prev_hash || canonical): an entry''s hash.';
 
 -- =============================================================================================
 -- Helper functions: the RFC 6962 Merkle tree
@@ -298,7 +321,7 @@ declare
   actor uuid := (select auth.uid());
   payload jsonb := coalesce(p_payload, '{}');
   -- Hashed before the head is locked, to keep the lock (held until commit) short.
-  payload_sha256 text := pg_catalog.encode(extensions.digest(pg_catalog.convert_to(audit.jcs(payload), 'UTF8'), 'sha256'), 'hex');
+  payload_sha256 text := audit.payload_sha256(payload);
   canonical text;
   entry_hash bytea;
 begin
@@ -323,9 +346,7 @@ begin
                                     else '{"id":' || coalesce(pg_catalog.to_json(p_target_id)::text, 'null')
                                          || ',"type":' || pg_catalog.to_json(p_target_type)::text || '}' end
             || ',"v":1}';
-  entry_hash := extensions.digest(
-    pg_catalog.convert_to('gatehouse.audit.v1', 'UTF8') || '\x00'::bytea || head.head_hash || pg_catalog.convert_to(canonical, 'UTF8'),
-    'sha256');
+  entry_hash := audit.entry_hash(head.head_hash, canonical);
 
   insert into audit.entries (org_id, seq, prev_hash, entry_hash, canonical, action, actor, target_type, target_id, occurred_at)
   values (p_org_id, head.seq + 1, head.head_hash, entry_hash, canonical, p_action, actor, p_target_type, p_target_id,
@@ -414,15 +435,12 @@ begin
       reason := pg_catalog.format('sequence gap: expected entry %s, found %s', expected_seq, e.seq);
     elsif e.prev_hash <> prev then
       reason := 'prev_hash is not the hash of the entry before';
-    elsif e.entry_hash <> extensions.digest(
-            pg_catalog.convert_to('gatehouse.audit.v1', 'UTF8') || '\x00'::bytea || e.prev_hash || pg_catalog.convert_to(e.canonical, 'UTF8'),
-            'sha256') then
+    elsif e.entry_hash <> audit.entry_hash(e.prev_hash, e.canonical) then
       reason := 'entry_hash is not the hash of the entry';
     elsif (fields ->> 'seq')::bigint is distinct from e.seq or fields ->> 'org' is distinct from e.org_id::text
           or fields ->> 'action' is distinct from e.action or fields ->> 'actor' is distinct from e.actor::text then
       reason := 'the entry''s columns disagree with its hashed bytes';
-    elsif e.payload is not null and fields ->> 'payload_sha256' is distinct from
-          pg_catalog.encode(extensions.digest(pg_catalog.convert_to(audit.jcs(e.payload), 'UTF8'), 'sha256'), 'hex') then
+    elsif e.payload is not null and fields ->> 'payload_sha256' is distinct from audit.payload_sha256(e.payload) then
       reason := 'the payload is not the one that was hashed';
     end if;
     if reason is null then
@@ -491,9 +509,11 @@ grant execute on function public.verify_audit_chain() to authenticated;
 -- =============================================================================================
 -- Helper functions: checkpoints
 -- =============================================================================================
--- The RFC 8785 body a checkpoint signs: {"head","key","org","root","size","time","v"}. For the
--- chain's current size it locks the head, so no append can slip in before the checkpoint is stored
--- in the same transaction; an earlier size is rebuilt from the entries.
+-- The RFC 8785 body a checkpoint signs: {"head","key","org","root","size","time","v"}. Without a
+-- size it states the chain as it is and locks the head, so that no append slips in before the
+-- checkpoint is stored in the same transaction (storing then takes the frontier's fast path). A
+-- given size needs no lock: entries never change, so an earlier size is rebuilt from them, and
+-- appends to the organization go on meanwhile.
 create function audit.checkpoint_body(p_org_id uuid, p_key_id text, p_size bigint default null) returns text
 language plpgsql volatile security definer
 set search_path = ''
@@ -504,7 +524,11 @@ declare
   head_hash bytea;
   root bytea;
 begin
-  select * into head from audit.heads h where h.org_id = p_org_id for update;
+  if p_size is null then
+    select * into head from audit.heads h where h.org_id = p_org_id for update;
+  else
+    select * into head from audit.heads h where h.org_id = p_org_id;
+  end if;
   if head.org_id is null then
     raise exception 'organization % has no audit chain', p_org_id using errcode = 'no_data_found';
   end if;

@@ -41,6 +41,13 @@ export async function signedIn(email: string): Promise<SupabaseClient> {
   return client;
 }
 
+/** The access token of a signed-in client, for raw HTTP calls. */
+export async function accessToken(client: SupabaseClient): Promise<string> {
+  const { data } = await client.auth.getSession();
+  if (!data.session) throw new Error("the client is not signed in");
+  return data.session.access_token;
+}
+
 /** A superuser SQL connection (tests use it to set up and inspect, never to assert access). */
 export function superuser(): postgres.Sql {
   return postgres(stack().dbUrl, { max: 2, onnotice: () => {} });

@@ -13,9 +13,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SupabaseClient } from "@supabase/supabase-js";
 import { ExportVerifier, checkpointMessage, entryHash, type SignedCheckpoint } from "../../functions/_shared/audit_export.ts";
 import { MerkleFrontier } from "../../functions/_shared/merkle.ts";
-import { signedIn, stack, superuser } from "../helpers/stack.ts";
+import { accessToken, signedIn, stack, superuser } from "../helpers/stack.ts";
 
 const ACME = "0a000000-0000-4000-8000-00000000000a";
+const GLOBEX = "0b000000-0000-4000-8000-00000000000b";
 const dir = mkdtempSync(join(tmpdir(), "gatehouse-audit-"));
 const sql = superuser();
 let ada: SupabaseClient;
@@ -32,10 +33,9 @@ afterAll(async () => {
 });
 
 async function call(client: SupabaseClient, path: string, init: RequestInit = {}) {
-  const { data } = await client.auth.getSession();
   return fetch(`${stack().functionsUrl}/${path}`, {
     ...init,
-    headers: { authorization: `Bearer ${data.session!.access_token}`, "x-org-id": ACME, ...init.headers },
+    headers: { authorization: `Bearer ${await accessToken(client)}`, "x-org-id": ACME, ...init.headers },
   });
 }
 
@@ -75,13 +75,20 @@ describe("signed checkpoints", () => {
     expect(keys.map((k: { public_key: string }) => k.public_key)).toContain(cp.public_key);
     const { data: latest } = await ada.rpc("latest_audit_checkpoint").setHeader("x-org-id", ACME);
     expect(latest[0].checkpoint).toBe(cp.checkpoint);
+    // Another organization's context, or none, never shows Acme's checkpoint.
+    const casey = await signedIn("casey@both.test");
+    const inGlobex = await casey.rpc("latest_audit_checkpoint").setHeader("x-org-id", GLOBEX);
+    expect(inGlobex.data.every((c: SignedCheckpoint) => JSON.parse(c.checkpoint).org === GLOBEX)).toBe(true);
+    const { data: none } = await casey.rpc("latest_audit_checkpoint");
+    expect(none).toEqual([]);
+    await casey.auth.signOut();
   });
 
   it("refuses checkpoints to non-admins, and bad requests with 4xx JSON errors", async () => {
     const viewer = await call(victor, "audit-checkpoint", { method: "POST" });
     expect(viewer.status).toBe(403);
     expect((await viewer.json()).error.code).toBe("forbidden");
-    const foreign = await call(ada, "audit-checkpoint", { method: "POST", headers: { "x-org-id": "0b000000-0000-4000-8000-00000000000b" } });
+    const foreign = await call(ada, "audit-checkpoint", { method: "POST", headers: { "x-org-id": GLOBEX } });
     expect(foreign.status).toBe(403);
     const badOrg = await call(ada, "audit-checkpoint", { method: "POST", headers: { "x-org-id": "nope" } });
     expect(badOrg.status).toBe(400);
@@ -114,6 +121,17 @@ describe("audit export and offline verification", () => {
     expect(lines[0]).toMatchObject({ from_seq: 3, to_seq: 9 });
     expect(entries(lines).map((e) => e.seq)).toEqual([3, 4, 5, 6, 7, 8, 9]);
     expect(await verify(lines)).toMatchObject({ ok: true, entries: 7, size: 9 });
+  });
+
+  it("exports only an organization the caller belongs to, and nothing to anon", async () => {
+    const foreign = await call(ada, "audit-export", { headers: { "x-org-id": GLOBEX } });
+    expect(foreign.status).toBe(403);
+    expect((await foreign.json()).error.code).toBe("context_not_a_member");
+    const anon = await fetch(`${stack().functionsUrl}/audit-export`, { headers: { apikey: stack().anonKey, "x-org-id": ACME } });
+    expect(anon.status).toBe(401);
+    const member = await call(victor, "audit-export?from_seq=1&to_seq=1");
+    expect(member.status).toBe(200);
+    await member.body?.cancel();
   });
 
   it("answers bad ranges and parameters with 4xx JSON errors", async () => {

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SupabaseClient } from "@supabase/supabase-js";
-import { anonClient, signedIn, stack } from "../helpers/stack.ts";
+import { accessToken, anonClient, signedIn, stack } from "../helpers/stack.ts";
 
 const ACME = "0a000000-0000-4000-8000-00000000000a";
 const GLOBEX = "0b000000-0000-4000-8000-00000000000b";
@@ -38,11 +38,6 @@ async function rest(path: string, headers: Record<string, string>, init: Request
   return { status: res.status, body: await res.json() };
 }
 
-async function tokenOf(client: SupabaseClient): Promise<string> {
-  const { data } = await client.auth.getSession();
-  return data.session!.access_token;
-}
-
 describe("organization context through X-Org-Id", () => {
   it("shows no tenant rows without a context", async () => {
     const { data, error } = await ada.from("agents").select("name");
@@ -70,13 +65,13 @@ describe("organization context through X-Org-Id", () => {
   });
 
   it("refuses an organization the caller does not belong to with 403 before the query runs", async () => {
-    const res = await rest("agents?select=name", { authorization: `Bearer ${await tokenOf(ada)}`, "x-org-id": GLOBEX });
+    const res = await rest("agents?select=name", { authorization: `Bearer ${await accessToken(ada)}`, "x-org-id": GLOBEX });
     expect(res.status).toBe(403);
     expect(res.body).toMatchObject({ code: "context_not_a_member" });
   });
 
   it("answers malformed context headers with 400 and a stable code", async () => {
-    const auth = { authorization: `Bearer ${await tokenOf(ada)}` };
+    const auth = { authorization: `Bearer ${await accessToken(ada)}` };
     const badOrg = await rest("agents", { ...auth, "x-org-id": "acme' or 1=1 --" });
     expect(badOrg).toMatchObject({ status: 400, body: { code: "context_invalid_org_id" } });
     const badProject = await rest("agents", { ...auth, "x-org-id": ACME, "x-project-id": "nope" });
@@ -87,7 +82,7 @@ describe("organization context through X-Org-Id", () => {
 
   it("refuses a project of another organization as the context project", async () => {
     const res = await rest("agents", {
-      authorization: `Bearer ${await tokenOf(casey)}`,
+      authorization: `Bearer ${await accessToken(casey)}`,
       "x-org-id": ACME,
       "x-project-id": GLOBEX_PROJECT,
     });
