@@ -75,3 +75,45 @@ insert into public.organization_domains (org_id, domain, verified_at)
 values
   ('0a000000-0000-4000-8000-00000000000a', 'acme.test', now()),
   ('0b000000-0000-4000-8000-00000000000b', 'globex.test', null);
+
+-- Approvals: Acme asks one approver (two from high risk up) and lets its returns agent look up CRM
+-- records freely; Globex asks two approvers for everything. One scheduled run in each.
+insert into public.approval_policies (org_id, project_id, agent_id, tool, mode, dual_control_from_risk)
+values
+  ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', null, null, 'require_approval', 'high'),
+  ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', '2a000000-0000-4000-8000-00000000000a',
+   'crm.lookup', 'allow', null),
+  ('0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b', null, null, 'require_dual_control', null);
+
+insert into public.agent_runs (id, org_id, project_id, agent_id, agent_version_id, started_by)
+values
+  ('4a000000-0000-4000-8000-00000000000a', '0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a',
+   '2a000000-0000-4000-8000-00000000000a', '3a000000-0000-4000-8000-00000000001a', null),
+  ('4b000000-0000-4000-8000-00000000000b', '0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b',
+   '2b000000-0000-4000-8000-00000000000b', '3b000000-0000-4000-8000-00000000001b', null);
+
+-- In each organization, one request waiting for approval and one already decided.
+insert into public.action_requests (id, org_id, project_id, agent_id, run_id, tool, connector, canonical_payload,
+                                    payload_sha256, risk, mode, approvals_required, approver_role, status,
+                                    requested_via, expires_at, decided_at)
+select v.id::uuid, v.org_id::uuid, v.project_id::uuid, v.agent_id::uuid, v.run_id::uuid, v.tool, v.connector,
+       audit.jcs(v.payload::jsonb), audit.payload_sha256(v.payload::jsonb), v.risk::public.risk_level,
+       v.mode::public.approval_mode, v.required, 'project_admin', v.status::public.action_status,
+       'agent_runtime', now() + interval '30 days', case when v.status <> 'pending' then now() end
+  from (values
+    ('5a000000-0000-4000-8000-00000000000a', '0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a',
+     '2a000000-0000-4000-8000-00000000000a', '4a000000-0000-4000-8000-00000000000a', 'slack.post_message', 'slack',
+     '{"channel": "#returns", "text": "Refund for order 1042 approved."}', 'medium', 'require_approval', 1, 'pending'),
+    ('5a000000-0000-4000-8000-00000000001a', '0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a',
+     '2a000000-0000-4000-8000-00000000000a', '4a000000-0000-4000-8000-00000000000a', 'ticket.comment', 'webhook',
+     '{"ticket": 1042, "comment": "Refund issued."}', 'low', 'require_approval', 1, 'approved'),
+    ('5b000000-0000-4000-8000-00000000000b', '0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b',
+     '2b000000-0000-4000-8000-00000000000b', '4b000000-0000-4000-8000-00000000000b', 'ticket.route', 'webhook',
+     '{"ticket": 77, "queue": "billing"}', 'medium', 'require_dual_control', 2, 'pending')
+  ) as v (id, org_id, project_id, agent_id, run_id, tool, connector, payload, risk, mode, required, status);
+
+insert into public.approval_decisions (org_id, project_id, request_id, decided_by, approve, payload_sha256)
+select r.org_id, r.project_id, r.id, d.decided_by::uuid, true, r.payload_sha256
+  from (values ('5a000000-0000-4000-8000-00000000001a', 'a0000000-0000-4000-8000-000000000001'),
+               ('5b000000-0000-4000-8000-00000000000b', 'b0000000-0000-4000-8000-000000000001')) as d (request_id, decided_by)
+  join public.action_requests r on r.id = d.request_id::uuid;

@@ -1,0 +1,200 @@
+-- Hash-pinned approvals (seed 000): policies per agent and tool, decisions bound to the payload hash
+-- the approver saw, dual control, and an execution gate that lets the approved payload through once.
+-- (Two executors racing are covered against the running stack: tests/integration/approvals.test.ts.)
+begin;
+\ir _helpers.psql
+select plan(48);
+
+-- Acting as the agent runtime (the service role, no person).
+create function pg_temp.as_runtime() returns void language plpgsql as $$
+begin
+  perform set_config('request.jwt.claims', '', true);
+  perform set_config('gatehouse.org_id', '', true);
+  perform set_config('gatehouse.project_id', '', true);
+  perform set_config('role', 'service_role', true);
+end
+$$;
+
+-- Acme's seeded run was started on a schedule, so its proposals are nobody's own request.
+\set run '4a000000-0000-4000-8000-00000000000a'
+\set agent '2a000000-0000-4000-8000-00000000000a'
+\set project '1a000000-0000-4000-8000-00000000000a'
+
+-- =============================================================================================
+-- Proposing: canonical payload, hash and policy
+-- =============================================================================================
+select pg_temp.as_runtime();
+select id as req, payload_sha256 as req_hash, status as req_status, mode as req_mode, approvals_required as req_required
+  from public.propose_action(:'run', 'slack.post_message', 'slack',
+         '{"text": "Refund approved", "channel": "#returns", "meta": {"b": 1.0, "a": [1, 2e0]}}', 'medium') \gset
+select id as dual_req, mode as dual_mode, approvals_required as dual_required
+  from public.propose_action(:'run', 'slack.post_message', 'slack', '{"text": "Refund 5000 EUR"}', 'high') \gset
+select id as lookup_req, status as lookup_status, approvals_required as lookup_required
+  from public.propose_action(:'run', 'crm.lookup', 'crm', '{"customer": 7}', 'low') \gset
+reset role;
+
+select is(:'req_status'::text, 'pending', 'without a specific policy, the project default applies: the action waits');
+select is(:'req_required'::int, 1, 'the project default asks one approver');
+select is((select canonical_payload from public.action_requests where id = :'req'),
+          '{"channel":"#returns","meta":{"a":[1,2],"b":1},"text":"Refund approved"}',
+          'the payload is stored as its RFC 8785 canonical text');
+select is(:'req_hash'::text, encode(sha256(convert_to('{"channel":"#returns","meta":{"a":[1,2],"b":1},"text":"Refund approved"}', 'UTF8')), 'hex'),
+          'the request is pinned to the SHA-256 of the canonical text');
+select is(:'dual_mode'::text, 'require_dual_control', 'from the policy''s risk threshold up, two approvers are needed');
+select is(:'dual_required'::int, 2, 'dual control asks two approvals');
+select is(:'lookup_status'::text, 'approved', 'an allow policy for the agent''s tool approves at once');
+select is(:'lookup_required'::int, 0, 'an allowed action needs no approver');
+
+-- The most specific policy wins: agent+tool over tool, tool over the project default.
+insert into public.approval_policies (org_id, project_id, agent_id, tool, mode)
+values (pg_temp.org('acme'), :'project', null, 'crm.lookup', 'deny'),
+       (pg_temp.org('acme'), :'project', null, 'payments.refund', 'deny');
+select pg_temp.as_runtime();
+select is((public.propose_action(:'run', 'crm.lookup', 'crm', '{"customer": 8}', 'low')).status, 'approved',
+          'an agent-and-tool policy beats a tool policy');
+select is((public.propose_action(:'run', 'payments.refund', 'stripe', '{"amount": 10}', 'low')).status, 'denied',
+          'a tool policy beats the project default, and deny refuses at once');
+select throws_like($$ select public.propose_action('4a000000-0000-4000-8000-00000000000a', 'x', 'slack', '[1]') $$,
+                   '%invalid_payload%', 'a payload that is not a JSON object is refused');
+select throws_like($$ select public.propose_action('4a000000-0000-4000-8000-00000000000a', 'Bad Tool', 'slack', '{}') $$,
+                   '%invalid_tool%', 'a malformed tool name is refused');
+select throws_like($$ select public.propose_action('4a000000-0000-4000-8000-00000000000a', 'x', 'slack', '{}', 'low', 10) $$,
+                   '%invalid_expiry%', 'an expiry under a minute is refused');
+reset role;
+
+select pg_temp.act_as(pg_temp.uid('victor'), pg_temp.org('acme'));
+select throws_like($$ select public.propose_action('4a000000-0000-4000-8000-00000000000a', 'x', 'slack', '{}') $$,
+                   '%run_not_found%', 'a viewer cannot propose actions');
+reset role;
+select pg_temp.act_as(pg_temp.uid('grace'), pg_temp.org('globex'));
+select throws_like($$ select public.propose_action('4a000000-0000-4000-8000-00000000000a', 'x', 'slack', '{}') $$,
+                   '%run_not_found%', 'another organization cannot propose for the run');
+reset role;
+set local role anon;
+select throws_ok($$ select public.propose_action('4a000000-0000-4000-8000-00000000000a', 'x', 'slack', '{}') $$,
+                 '42501', null, 'anon cannot call the approval RPCs');
+reset role;
+
+-- =============================================================================================
+-- Deciding
+-- =============================================================================================
+select pg_temp.act_as(pg_temp.uid('victor'), pg_temp.org('acme'));
+select is((select count(*)::int from public.pending_approvals where id = :'req'), 1, 'a viewer sees the pending request');
+select throws_like(format('select public.decide_action(%L, %L, true)', :'req', :'req_hash'),
+                   '%approver_role_required%', 'a viewer cannot decide');
+reset role;
+
+select pg_temp.act_as(pg_temp.uid('grace'), pg_temp.org('globex'));
+select is((select count(*)::int from public.action_requests where id = :'req'), 0, 'another organization cannot see the request');
+select throws_like(format('select public.decide_action(%L, %L, true)', :'req', :'req_hash'),
+                   '%action_request_not_found%', 'another organization cannot decide the request');
+reset role;
+
+select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
+select throws_like(format('select public.decide_action(%L, %L, true)', :'req', encode(sha256('{"text":"something else"}'), 'hex')),
+                   '%stale_payload_hash%', 'a decision made on a stale payload hash is refused');
+select is((select status::text from public.action_requests where id = :'req'), 'pending', 'a refused decision changes nothing');
+select is((public.execute_action(:'req', '{"channel": "#returns", "text": "Refund approved", "meta": {"a": [1, 2], "b": 1}}')) ->> 'reason',
+          'not_approved', 'a pending action cannot be executed');
+select is((public.decide_action(:'req', :'req_hash', true, 'checked the refund')).status, 'approved',
+          'an approver with the shown hash approves');
+reset role;
+
+-- Self-approval: casey starts a run and proposes from it, by hand and through the runtime.
+select pg_temp.act_as(pg_temp.uid('casey'), pg_temp.org('acme'));
+select id as casey_run from public.start_agent_run(:'agent') \gset
+select id as own_req, payload_sha256 as own_hash from public.propose_action(:'casey_run', 'ticket.comment', 'webhook', '{"ticket": 9}') \gset
+reset role;
+select pg_temp.as_runtime();
+select id as run_req, payload_sha256 as run_hash from public.propose_action(:'casey_run', 'ticket.comment', 'webhook', '{"ticket": 10}') \gset
+reset role;
+select pg_temp.act_as(pg_temp.uid('casey'), pg_temp.org('acme'));
+select throws_like(format('select public.decide_action(%L, %L, true)', :'own_req', :'own_hash'),
+                   '%self_approval%', 'the requester cannot approve its own request');
+select throws_like(format('select public.decide_action(%L, %L, true)', :'run_req', :'run_hash'),
+                   '%self_approval%', 'whoever started the run cannot approve what its agent proposes');
+select is((select awaiting_you from public.pending_approvals where id = :'own_req'), false,
+          'the pending list does not offer the requester its own request');
+reset role;
+
+-- Dual control.
+select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
+select is((select payload_sha256 from public.pending_approvals where id = :'dual_req'),
+          encode(sha256(convert_to('{"text":"Refund 5000 EUR"}', 'UTF8')), 'hex'),
+          'the pending list shows the exact hash to approve');
+select is((public.decide_action(:'dual_req', encode(sha256(convert_to('{"text":"Refund 5000 EUR"}', 'UTF8')), 'hex'), true)).status,
+          'pending', 'under dual control, one approval is not enough');
+select throws_like(format('select public.decide_action(%L, %L, true)', :'dual_req', encode(sha256(convert_to('{"text":"Refund 5000 EUR"}', 'UTF8')), 'hex')),
+                   '%already_decided%', 'one person cannot count twice');
+reset role;
+select pg_temp.act_as(pg_temp.uid('casey'), pg_temp.org('acme'));
+select is((public.decide_action(:'dual_req', encode(sha256(convert_to('{"text":"Refund 5000 EUR"}', 'UTF8')), 'hex'), true)).status,
+          'approved', 'a second, different approver completes dual control');
+reset role;
+
+-- =============================================================================================
+-- Executing
+-- =============================================================================================
+select pg_temp.as_runtime();
+select is((public.execute_action(:'req', '{"channel": "#returns", "text": "Refund approved!", "meta": {"a": [1, 2], "b": 1}}')) ->> 'reason',
+          'payload_mismatch', 'a payload changed by one value after approval is refused');
+select is((public.execute_action(:'req', '{"meta":{"b":1.00,"a":[1.0,2]},"text":"Refund approved","channel":"#returns"}')) ->> 'ok',
+          'true', 'the approved payload with keys reordered and numbers respelled is the same payload');
+select is((public.execute_action(:'req', '{"channel": "#returns", "text": "Refund approved", "meta": {"a": [1, 2], "b": 1}}')) ->> 'reason',
+          'already_executed', 'an approval cannot be reused');
+select is((public.record_action_outcome(:'req', true, 'posted')).outcome, 'delivered', 'the executor records the delivery');
+select throws_like(format('select public.record_action_outcome(%L, false)', :'req'),
+                   '%action_not_awaiting_outcome%', 'an outcome is recorded once');
+reset role;
+
+select pg_temp.act_as(pg_temp.uid('victor'), pg_temp.org('acme'));
+select throws_like(format('select public.execute_action(%L, %L)', :'dual_req', '{"text":"Refund 5000 EUR"}'),
+                   '%action_request_not_found%', 'a viewer cannot execute');
+reset role;
+select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
+select throws_like(format('select public.decide_action(%L, %L, false)', :'req', :'req_hash'),
+                   '%action_request_not_pending%', 'an executed request takes no more decisions');
+-- A rejection ends the request.
+select is((public.decide_action(:'run_req', :'run_hash', false, 'not this ticket')).status, 'rejected', 'an approver rejects');
+select is((public.execute_action(:'run_req', '{"ticket": 10}')) ->> 'reason', 'not_approved', 'a rejected action cannot be executed');
+reset role;
+
+-- Expiry: the approved dual-control request and a pending one run out of time.
+update public.action_requests set created_at = now() - interval '2 hours', expires_at = now() - interval '1 hour'
+ where id in (:'dual_req', :'own_req');
+select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
+select throws_like(format('select public.decide_action(%L, %L, true)', :'own_req', :'own_hash'),
+                   '%action_request_expired%', 'an expired request cannot be decided');
+select is((select count(*)::int from public.pending_approvals where id = :'own_req'), 0, 'an expired request leaves the pending list');
+reset role;
+select pg_temp.as_runtime();
+select is((public.execute_action(:'dual_req', '{"text":"Refund 5000 EUR"}')) ->> 'reason', 'expired',
+          'an approved request that has expired cannot be executed');
+reset role;
+
+-- =============================================================================================
+-- Audit
+-- =============================================================================================
+select is((select count(*)::int from audit.entries
+            where org_id = pg_temp.org('acme') and action = 'approval_decision.insert'
+              and canonical::jsonb -> 'target' ->> 'type' = 'public.approval_decisions'
+              and seq > (select max(seq) - 100 from audit.entries where org_id = pg_temp.org('acme'))), 5,
+          'each of the five decisions is an audit entry');
+select is((select array_agg(p.payload ->> 'reason' order by e.seq) from audit.entries e
+             join audit.payloads p using (org_id, seq)
+            where e.org_id = pg_temp.org('acme') and e.action = 'action_request.execution_refused' and e.target_id = :'req'),
+          array['not_approved', 'payload_mismatch', 'already_executed'],
+          'every refused execution is an audit entry, with its reason');
+select is((select count(*)::int from audit.entries e join audit.payloads p using (org_id, seq)
+            where e.org_id = pg_temp.org('acme') and e.action = 'action_request.update' and e.target_id = :'req'
+              and p.payload -> 'new' ->> 'status' = 'executed' and p.payload -> 'old' ->> 'status' = 'approved'), 1,
+          'the execution is an audit entry');
+select is((select count(*)::int from audit.payloads p join audit.entries e using (org_id, seq)
+            where e.org_id = pg_temp.org('acme') and e.target_id = :'req' and p.payload::text like '%Refund approved%'), 0,
+          'the chain holds the payload''s hash, never the payload');
+select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
+select is((select ok from public.verify_audit_chain()), true, 'the chain verifies after all of it');
+reset role;
+
+select * from finish();
+rollback;
