@@ -175,11 +175,11 @@ reset role;
 -- =============================================================================================
 -- Audit
 -- =============================================================================================
-select is((select count(*)::int from audit.entries
-            where org_id = pg_temp.org('acme') and action = 'approval_decision.insert'
-              and canonical::jsonb -> 'target' ->> 'type' = 'public.approval_decisions'
-              and seq > (select max(seq) - 100 from audit.entries where org_id = pg_temp.org('acme'))), 5,
-          'each of the five decisions is an audit entry');
+select is((select count(*)::int from audit.entries e
+             join public.approval_decisions d on d.id::text = e.target_id
+            where e.org_id = pg_temp.org('acme') and e.action = 'approval_decision.insert'
+              and d.request_id in (:'req', :'dual_req', :'run_req')), 4,
+          'each decision is an audit entry');
 select is((select array_agg(p.payload ->> 'reason' order by e.seq) from audit.entries e
              join audit.payloads p using (org_id, seq)
             where e.org_id = pg_temp.org('acme') and e.action = 'action_request.execution_refused' and e.target_id = :'req'),

@@ -1,0 +1,162 @@
+/**
+ * Approvals over the API (PostgREST RPCs, as clients call them) and the runtime's execution gate
+ * (functions/_shared/action_gate.ts) under racing executors. The database rules themselves are
+ * proven case by case in supabase/tests/database/030-approvals.test.sql.
+ */
+import postgres from "postgres";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { SupabaseClient } from "@supabase/supabase-js";
+import { executeApprovedAction, type ApprovedAction } from "../../functions/_shared/action_gate.ts";
+import { payloadSha256 } from "../../functions/_shared/canonical_json.ts";
+import { accessToken, signedIn, stack, superuser } from "../helpers/stack.ts";
+
+const ACME = "0a000000-0000-4000-8000-00000000000a";
+const GLOBEX = "0b000000-0000-4000-8000-00000000000b";
+const ACME_RUN = "4a000000-0000-4000-8000-00000000000a";
+
+const sql = superuser();
+let ada: SupabaseClient;
+let casey: SupabaseClient;
+let victor: SupabaseClient;
+let grace: SupabaseClient;
+
+beforeAll(async () => {
+  [ada, casey, victor, grace] = await Promise.all(
+    ["ada@acme.test", "casey@both.test", "victor@acme.test", "grace@globex.test"].map(signedIn),
+  );
+});
+afterAll(async () => {
+  await Promise.all([ada, casey, victor, grace].map((c) => c?.auth.signOut()));
+  await sql.end();
+});
+
+/** An RPC through the gateway, as the service role (the agent runtime) or a signed-in member. */
+async function rpc(fn: string, args: unknown, as: SupabaseClient | "runtime", org?: string) {
+  const s = stack();
+  const token = as === "runtime" ? s.serviceRoleKey : await accessToken(as);
+  const res = await fetch(`${s.apiUrl}/rest/v1/rpc/${fn}`, {
+    method: "POST",
+    headers: {
+      apikey: s.anonKey,
+      authorization: `Bearer ${token}`,
+      "content-type": "application/json",
+      ...(org ? { "x-org-id": org } : {}),
+    },
+    body: typeof args === "string" ? args : JSON.stringify(args),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+/** Proposes an action as the runtime, in Acme's scheduled run. */
+async function propose(payload: Record<string, unknown>, risk = "medium") {
+  const { status, body } = await rpc("propose_action", { p_run_id: ACME_RUN, p_tool: "slack.post_message", p_connector: "slack", p_payload: payload, p_risk: risk }, "runtime");
+  expect(status).toBe(200);
+  return body as { id: string; payload_sha256: string; canonical_payload: string; status: string };
+}
+
+describe("approvals over the API", () => {
+  it("pins the request to the hash the TypeScript side computes for the same payload", async () => {
+    const payload = { text: "Refund approved", channel: "#returns", amount: 10.5 };
+    const request = await propose(payload);
+    expect(request.status).toBe("pending");
+    expect(request.payload_sha256).toBe(payloadSha256(payload));
+    expect(request.canonical_payload).toBe('{"amount":10.5,"channel":"#returns","text":"Refund approved"}');
+  });
+
+  it("answers every refused decision with a 4xx and a stable code", async () => {
+    const request = await propose({ text: "Close ticket 12" });
+    const decide = (who: SupabaseClient, org: string, hash: string) =>
+      rpc("decide_action", { p_request_id: request.id, p_payload_sha256: hash, p_approve: true }, who, org);
+
+    expect(await decide(victor, ACME, request.payload_sha256)).toMatchObject({ status: 403, body: { code: "approver_role_required" } });
+    expect(await decide(grace, GLOBEX, request.payload_sha256)).toMatchObject({ status: 404, body: { code: "action_request_not_found" } });
+    expect(await decide(ada, ACME, payloadSha256({ text: "Close ticket 13" }))).toMatchObject({ status: 409, body: { code: "stale_payload_hash" } });
+    expect(await decide(ada, ACME, "not-a-hash")).toMatchObject({ status: 400, body: { code: "invalid_payload_hash" } });
+    expect(await rpc("decide_action", "{not json", ada, ACME)).toMatchObject({ status: 400 });
+    expect(await decide(ada, ACME, request.payload_sha256)).toMatchObject({ status: 200, body: { status: "approved" } });
+  });
+
+  it("lists pending approvals with the exact canonical payload and hash", async () => {
+    const request = await propose({ b: [1, 2], a: "x" });
+    const { data, error } = await ada.from("pending_approvals").select("canonical_payload, payload_sha256, awaiting_you")
+      .eq("id", request.id).setHeader("x-org-id", ACME).single();
+    expect(error).toBeNull();
+    expect(data).toEqual({ canonical_payload: '{"a":"x","b":[1,2]}', payload_sha256: payloadSha256({ a: "x", b: [1, 2] }), awaiting_you: true });
+  });
+
+  it("refuses malformed proposals without writing anything", async () => {
+    const [{ count: before }] = await sql`select count(*)::int from public.action_requests`;
+    const bad = [
+      { p_run_id: ACME_RUN, p_tool: "slack.post_message", p_connector: "slack", p_payload: [1] },
+      { p_run_id: ACME_RUN, p_tool: "Slack Post", p_connector: "slack", p_payload: {} },
+      { p_run_id: ACME_RUN, p_tool: "slack.post_message", p_connector: "slack", p_payload: {}, p_expires_in_seconds: 10 },
+      { p_run_id: ACME_RUN, p_tool: "slack.post_message", p_connector: "slack", p_payload: { big: "x".repeat(70_000) } },
+    ];
+    const codes = [];
+    for (const args of bad) {
+      const { status, body } = await rpc("propose_action", args, "runtime");
+      expect(status).toBeGreaterThanOrEqual(400);
+      expect(status).toBeLessThan(500);
+      codes.push(body.code);
+    }
+    expect(codes).toEqual(["invalid_payload", "invalid_tool", "invalid_expiry", "payload_too_large"]);
+    const [{ count: after }] = await sql`select count(*)::int from public.action_requests`;
+    expect(after).toBe(before);
+  });
+});
+
+describe("the execution gate", () => {
+  it("lets one of several racing executors through, exactly once", async () => {
+    const payload = { channel: "#returns", text: "Refund 42 approved" };
+    const request = await propose(payload);
+    expect((await rpc("decide_action", { p_request_id: request.id, p_payload_sha256: request.payload_sha256, p_approve: true }, ada, ACME)).status).toBe(200);
+
+    const sent: ApprovedAction[] = [];
+    const executor = async (action: ApprovedAction) => {
+      sent.push(action);
+      return { delivered: true, detail: "posted" };
+    };
+    // Eight runtimes, each on its own connection, with the payload's keys in another order.
+    const runtimes = Array.from({ length: 8 }, () => postgres(stack().dbUrl, { max: 1, onnotice: () => {} }));
+    try {
+      const results = await Promise.all(runtimes.map((rt) =>
+        executeApprovedAction(rt, { requestId: request.id, payload: { text: payload.text, channel: payload.channel } }, executor)));
+      expect(results.filter((r) => r.ok)).toHaveLength(1);
+      expect(results.filter((r) => !r.ok).map((r) => !r.ok && r.reason)).toEqual(Array(7).fill("already_executed"));
+    } finally {
+      await Promise.all(runtimes.map((rt) => rt.end()));
+    }
+    expect(sent).toHaveLength(1);
+    expect(sent[0].canonicalPayload).toBe(request.canonical_payload);
+
+    const [row] = await sql`select status, outcome from public.action_requests where id = ${request.id}`;
+    expect(row).toEqual({ status: "executed", outcome: "delivered" });
+    const [{ refused }] = await sql`
+      select count(*)::int as refused from audit.entries
+       where org_id = ${ACME} and action = 'action_request.execution_refused' and target_id = ${request.id}`;
+    expect(refused).toBe(7);
+  });
+
+  it("never hands a changed payload to the executor", async () => {
+    const request = await propose({ to: "ops@acme.test", amount: 100 });
+    await rpc("decide_action", { p_request_id: request.id, p_payload_sha256: request.payload_sha256, p_approve: true }, ada, ACME);
+    let calls = 0;
+    const result = await executeApprovedAction(sql, { requestId: request.id, payload: { to: "ops@acme.test", amount: 1000 } }, async () => {
+      calls++;
+      return { delivered: true };
+    });
+    expect(result).toEqual({ ok: false, reason: "payload_mismatch" });
+    expect(calls).toBe(0);
+  });
+
+  it("records a failed delivery when the executor throws, without its message", async () => {
+    const request = await propose({ text: "will fail" });
+    await rpc("decide_action", { p_request_id: request.id, p_payload_sha256: request.payload_sha256, p_approve: true }, ada, ACME);
+    const result = await executeApprovedAction(sql, { requestId: request.id, payload: { text: "will fail" } }, async () => {
+      throw new Error("token xoxb-secret rejected");
+    });
+    expect(result).toMatchObject({ ok: true, value: { delivered: false, detail: "executor_error" } });
+    const [row] = await sql`select outcome, outcome_detail from public.action_requests where id = ${request.id}`;
+    expect(row).toEqual({ outcome: "failed", outcome_detail: "executor_error" });
+  });
+});
