@@ -5,6 +5,8 @@
  *   3. supabase db advisors --type all --level info --fail-on info (target: zero findings)
  *   4. vitest: unit and integration tests, which reach the stack over HTTP and SQL
  *   5. pgTAP suites in supabase/tests/database through pg_prove
+ *   6. Deno tests (tests/deno/*.test.mts): code that must run in the functions' runtime, such as
+ *      the egress guard's sockets, against local servers they start
  * Ends with one line `total: N passed, M failed`, and exits non-zero if anything failed.
  *
  * Arguments after `--` are passed to vitest (e.g. `npm test -- tests/integration/vault.test.ts`).
@@ -102,6 +104,19 @@ async function pgTap(stack: Stack): Promise<StepResult> {
   return { step: "pgtap", passed: tests - failed, failed };
 }
 
+async function denoTests(): Promise<StepResult> {
+  console.log("\n== deno test");
+  const { code, output } = await runLive(
+    join(root, "node_modules/.bin/deno"),
+    ["test", "--allow-net", "--allow-read", "tests/deno/"],
+    { ...process.env, NO_COLOR: "1" },
+  );
+  const summary = /^(?:ok|FAILED) \| (\d+) passed.*?\| (\d+) failed/m.exec(output);
+  if (!summary) return { step: "deno", passed: 0, failed: 1 };
+  const failed = Number(summary[2]) + (code !== 0 && summary[2] === "0" ? 1 : 0);
+  return { step: "deno", passed: Number(summary[1]), failed };
+}
+
 async function main(): Promise<number> {
   const extra = process.argv.slice(2);
   const results: StepResult[] = [];
@@ -128,6 +143,7 @@ async function main(): Promise<number> {
     results.push(await advisors(stack.info.dbUrl));
     results.push(await vitest(join(stateDir, "stack.json"), extra));
     results.push(await pgTap(stack));
+    results.push(await denoTests());
   } catch (e) {
     console.error(e instanceof StackError ? `gatehouse: ${e.message}` : e);
     results.push({ step: "stack", passed: 0, failed: 1 });
