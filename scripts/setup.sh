@@ -7,7 +7,7 @@
 # Idempotent: packages already installed are left alone, and it says what it does.
 set -euo pipefail
 
-want=(postgresql-15 postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl postgresql-15-plpgsql-check chromium)
+want=(postgresql-15 postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl postgresql-15-plpgsql-check chromium openssl)
 missing=()
 for pkg in "${want[@]}"; do
   if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then

@@ -108,7 +108,7 @@ async function denoTests(): Promise<StepResult> {
   console.log("\n== deno test");
   const { code, output } = await runLive(
     join(root, "node_modules/.bin/deno"),
-    ["test", "--allow-net", "--allow-read", "tests/deno/"],
+    ["test", "--allow-net", "--allow-read", "--allow-write", "--allow-run=openssl", "tests/deno/"],
     { ...process.env, NO_COLOR: "1" },
   );
   const summary = /^(?:ok|FAILED) \| (\d+) passed.*?\| (\d+) failed/m.exec(output);

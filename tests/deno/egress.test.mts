@@ -7,17 +7,40 @@
  *   - response size and total time limits.
  * Local servers stand in for the internet through the test-only allowance (loopback endpoints).
  *
- * Run: node_modules/.bin/deno test --allow-net --allow-read tests/deno/
+ * Run: node_modules/.bin/deno test --allow-net --allow-read --allow-write --allow-run=openssl tests/deno/
  * (.mts keeps this file out of tsc and vitest, which include tests/**\/*.ts; Deno type-checks it.)
  */
 import assert from "node:assert/strict";
 import { checkUrl, type EgressOptions, guardedFetch } from "../../functions/_shared/egress.ts";
 import { allowed, blocked, names } from "./egress_corpus.ts";
 
-const fixtures = new URL("./fixtures/", import.meta.url);
-const CA = await Deno.readTextFile(new URL("ca.pem", fixtures));
-const CERT = await Deno.readTextFile(new URL("leaf.pem", fixtures));
-const KEY = await Deno.readTextFile(new URL("leaf.key", fixtures));
+/**
+ * A throwaway CA and a server certificate it signed for `tls.gatehouse.example` only (no IP
+ * address), made fresh for each run with openssl, so that no private key lives in the repository.
+ * The CA's key is deleted once the leaf is signed.
+ */
+async function testCertificates(): Promise<{ ca: string; cert: string; key: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "gatehouse-egress-" });
+  const openssl = async (...args: string[]) => {
+    const { success, stderr } = await new Deno.Command("openssl", { args, cwd: dir, stdout: "null", stderr: "piped" }).output();
+    if (!success) throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(stderr)}`);
+  };
+  try {
+    const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    await openssl("req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+      "-subj", "/CN=Gatehouse egress test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign");
+    await openssl("req", ...ec, "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=tls.gatehouse.example");
+    await Deno.writeTextFile(`${dir}/ext.cnf`,
+      "subjectAltName=DNS:tls.gatehouse.example\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n");
+    await openssl("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+      "-out", "leaf.pem", "-days", "2", "-extfile", "ext.cnf");
+    const read = (name: string) => Deno.readTextFile(`${dir}/${name}`);
+    return { ca: await read("ca.pem"), cert: await read("leaf.pem"), key: await read("leaf.key") };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+const { ca: CA, cert: CERT, key: KEY } = await testCertificates();
 
 /** A resolver answering from a table, counting its calls. */
 function tableResolver(table: Record<string, string[]>) {
