@@ -117,3 +117,12 @@ select r.org_id, r.project_id, r.id, d.decided_by::uuid, true, r.payload_sha256
   from (values ('5a000000-0000-4000-8000-00000000001a', 'a0000000-0000-4000-8000-000000000001'),
                ('5b000000-0000-4000-8000-00000000000b', 'b0000000-0000-4000-8000-000000000001')) as d (request_id, decided_by)
   join public.action_requests r on r.id = d.request_id::uuid;
+
+-- A connection in each organization, its credential in Vault (fake tokens, for the isolation matrix
+-- and the secret scan; nothing here reaches a real provider).
+insert into public.connections (org_id, provider, display_name, scopes, secret_id, verified_at)
+values
+  ('0a000000-0000-4000-8000-00000000000a', 'slack_webhook', 'Returns channel', '{incoming-webhook}',
+   vault.create_secret('seed-acme-' || encode(extensions.gen_random_bytes(16), 'hex'), null, 'connection credential'), now()),
+  ('0b000000-0000-4000-8000-00000000000b', 'github', 'Helpdesk repository', '{repo:status}',
+   vault.create_secret('seed-globex-' || encode(extensions.gen_random_bytes(16), 'hex'), null, 'connection credential'), now());
