@@ -1,0 +1,64 @@
+/**
+ * functions/_shared/sanitize.ts: a planted credential never comes out of a tool result, wherever it
+ * hides, and ordinary content passes through unchanged.
+ */
+import { describe, expect, it } from "vitest";
+import { REDACTED, sanitizeToolResult } from "../../functions/_shared/sanitize.ts";
+
+const PLANTED = "ghp_PLANTEDplantedPLANTED1234567890ab";
+
+describe("sanitizeToolResult", () => {
+  it("never lets the connection's own credential out, wherever it is", () => {
+    const custom = "c0nn3ction-cr3dential-without-a-known-shape";
+    const result = {
+      status: 200,
+      headers: { Authorization: `token ${custom}`, "X-Api-Key": custom, "content-type": "application/json" },
+      body: {
+        echo: `you sent ${custom} and ${PLANTED}`,
+        items: [{ note: `nested ${custom}` }, [`deeper ${PLANTED}`]],
+        [custom]: "as a key",
+      },
+    };
+    const text = JSON.stringify(sanitizeToolResult(result, { secrets: [custom] }));
+    expect(text).not.toContain(custom);
+    expect(text).not.toContain(PLANTED);
+    expect(text).toContain("application/json");
+  });
+
+  it("drops auth headers and credential members by name", () => {
+    const out = sanitizeToolResult({
+      authorization: "anything", Cookie: "s=1", "set-cookie": "s=2", access_token: "a", refresh_token: "r",
+      client_secret: "c", password: "p", private_key: "k", ok: true,
+    });
+    expect(out).toEqual({ ok: true });
+  });
+
+  it("redacts strings shaped like well-known credentials", () => {
+    const samples = [
+      "Bearer abc.def-ghi_jkl",
+      "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl",
+      "xoxb-1234567890-abcdefghij",
+      PLANTED,
+      "github_pat_11ABCDEFG0abcdefghijklmnopqrstuvwxyz",
+      "secret_abcdefghijklmnopqrstuvwxyz0123456789",
+      "sk_live_abcdefghijklmnop",
+      "AKIAABCDEFGHIJKLMNOP",
+      "https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXX",
+      "https://discord.com/api/webhooks/123/abcDEF",
+      "https://user:hunter22@example.com/path",
+      "https://api.example.com/cb?code=1&access_token=abc123&x=2",
+      "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----",
+    ];
+    for (const sample of samples) {
+      const out = sanitizeToolResult({ text: `before ${sample} after` }) as { text: string };
+      expect(out.text, sample).toContain(REDACTED);
+      expect(out.text, sample).toMatch(/^before /);
+    }
+    expect(JSON.stringify(sanitizeToolResult(samples))).not.toMatch(/hunter22|abc123|XXXXXXXXXXXXXXXX|PLANTED|AKIAABCD/);
+  });
+
+  it("leaves ordinary content alone", () => {
+    const ordinary = { title: "Refund for order 1042", tokens_used: 120, url: "https://example.com/a?page=2", tags: ["a", "b"], n: null };
+    expect(sanitizeToolResult(ordinary)).toEqual(ordinary);
+  });
+});
