@@ -193,6 +193,36 @@ comment on function private.approval_policy_for(uuid, uuid, uuid, text) is
   'The most specific approval policy for an agent''s tool: agent+tool, agent, tool, then project default.';
 revoke execute on function private.approval_policy_for(uuid, uuid, uuid, text) from public, anon, authenticated;
 
+-- Why the caller may not decide a request, or null when they may: the approver role on its
+-- project, neither its requester nor its run's starter, and not decided by them already. One
+-- definition for decide_action() and pending_approvals.awaiting_you.
+create function private.decision_refusal(p_request public.action_requests) returns text
+language plpgsql stable security definer
+set search_path = ''
+as $$
+declare
+  approver uuid := (select auth.uid());
+begin
+  if not p_request.project_id = any (private.project_ids_with_role(p_request.approver_role)) then
+    return 'approver_role_required';
+  end if;
+  if approver = p_request.requested_by
+     or exists (select 1 from public.agent_runs r where r.id = p_request.run_id and r.started_by = approver) then
+    return 'self_approval';
+  end if;
+  if exists (select 1 from public.approval_decisions d
+              where d.org_id = p_request.org_id and d.project_id = p_request.project_id
+                and d.request_id = p_request.id and d.decided_by = approver) then
+    return 'already_decided';
+  end if;
+  return null;
+end
+$$;
+comment on function private.decision_refusal(public.action_requests) is
+  'Why the caller may not decide an action request (approver_role_required, self_approval, already_decided), or null.';
+revoke execute on function private.decision_refusal(public.action_requests) from public, anon, authenticated;
+grant execute on function private.decision_refusal(public.action_requests) to authenticated;
+
 -- =============================================================================================
 -- RPCs
 -- =============================================================================================
@@ -321,7 +351,6 @@ set search_path = ''
 as $$
 declare
   request public.action_requests;
-  run_starter uuid;
   approver uuid := (select auth.uid());
   approvals integer;
 begin
@@ -335,10 +364,6 @@ begin
      for update;
   if request.id is null then
     perform private.refuse_request(404, 'action_request_not_found', 'No action request with that id in this organization.');
-  end if;
-  if not request.project_id = any (private.project_ids_with_role(request.approver_role)) then
-    perform private.refuse_request(403, 'approver_role_required',
-      pg_catalog.format('Deciding needs the %s role on the project.', request.approver_role));
   end if;
   if p_approve is null then
     perform private.refuse_request(400, 'invalid_decision', 'approve must be true or false.');
@@ -356,18 +381,20 @@ begin
   if request.expires_at <= pg_catalog.now() then
     perform private.refuse_request(409, 'action_request_expired', 'The request has expired.');
   end if;
-  select r.started_by into run_starter from public.agent_runs r where r.id = request.run_id;
-  if approver = request.requested_by or approver = run_starter then
-    perform private.refuse_request(403, 'self_approval', 'Nobody decides an action they requested or whose run they started.');
-  end if;
+  case private.decision_refusal(request)
+    when 'approver_role_required' then
+      perform private.refuse_request(403, 'approver_role_required',
+        pg_catalog.format('Deciding needs the %s role on the project.', request.approver_role));
+    when 'self_approval' then
+      perform private.refuse_request(403, 'self_approval', 'Nobody decides an action they requested or whose run they started.');
+    when 'already_decided' then
+      perform private.refuse_request(409, 'already_decided', 'You have already decided this request; a second approval needs another person.');
+    else
+      null;
+  end case;
   if p_payload_sha256 <> request.payload_sha256 then
     perform private.refuse_request(409, 'stale_payload_hash',
       'The payload hash you were shown is not the request''s; reload the request and review its payload.');
-  end if;
-  if exists (select 1 from public.approval_decisions d
-              where d.org_id = request.org_id and d.project_id = request.project_id
-                and d.request_id = request.id and d.decided_by = approver) then
-    perform private.refuse_request(409, 'already_decided', 'You have already decided this request; a second approval needs another person.');
   end if;
 
   insert into public.approval_decisions (org_id, project_id, request_id, decided_by, approve, payload_sha256, comment)
@@ -550,12 +577,7 @@ create view public.pending_approvals with (security_invoker = true) as
          (select pg_catalog.count(*) from public.approval_decisions d
            where d.org_id = r.org_id and d.project_id = r.project_id and d.request_id = r.id and d.approve)::integer as approvals,
          r.canonical_payload, r.payload_sha256, r.requested_by, r.requested_via, r.created_at, r.expires_at,
-         (r.requested_by is distinct from (select auth.uid())
-          and r.project_id = any (private.project_ids_with_role(r.approver_role))
-          and not exists (select 1 from public.agent_runs ru where ru.id = r.run_id and ru.started_by = (select auth.uid()))
-          and not exists (select 1 from public.approval_decisions d
-                           where d.org_id = r.org_id and d.project_id = r.project_id and d.request_id = r.id
-                             and d.decided_by = (select auth.uid()))) as awaiting_you
+         private.decision_refusal(r) is null as awaiting_you
     from public.action_requests r
    where r.status = 'pending' and r.expires_at > pg_catalog.now();
 comment on view public.pending_approvals is

@@ -5,8 +5,8 @@
 -- 9.999999999999999e+22, while ECMAScript's Number::toString, which RFC 8785 follows, prints 1e+23
 -- (both denote the same double). Found by the appendix B vectors in
 -- tests/integration/canonical_json.test.ts. The digits are now shortened while the shorter
--- decimal still reads back as the same double. No stored entry changes: none of the affected
--- values had been recorded.
+-- decimal still reads back as the same double. A chain that already held such a number in a
+-- payload would now report that payload's hash as changed; no deployment predates this migration.
 
 -- =============================================================================================
 -- Helper functions

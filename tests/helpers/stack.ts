@@ -48,6 +48,16 @@ export async function accessToken(client: SupabaseClient): Promise<string> {
   return data.session.access_token;
 }
 
+/** A raw PostgREST call through the gateway, for headers and bodies supabase-js would not send. */
+export async function rest(path: string, headers: Record<string, string>, init: RequestInit = {}) {
+  const s = stack();
+  const res = await fetch(`${s.apiUrl}/rest/v1/${path}`, {
+    ...init,
+    headers: { apikey: s.anonKey, "content-type": "application/json", ...headers },
+  });
+  return { status: res.status, body: await res.json() };
+}
+
 /** A superuser SQL connection (tests use it to set up and inspect, never to assert access). */
 export function superuser(): postgres.Sql {
   return postgres(stack().dbUrl, { max: 2, onnotice: () => {} });

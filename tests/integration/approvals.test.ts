@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SupabaseClient } from "@supabase/supabase-js";
 import { executeApprovedAction, type ApprovedAction } from "../../functions/_shared/action_gate.ts";
 import { payloadSha256 } from "../../functions/_shared/canonical_json.ts";
-import { accessToken, signedIn, stack, superuser } from "../helpers/stack.ts";
+import { accessToken, rest, signedIn, stack, superuser } from "../helpers/stack.ts";
 
 const ACME = "0a000000-0000-4000-8000-00000000000a";
 const GLOBEX = "0b000000-0000-4000-8000-00000000000b";
@@ -32,19 +32,9 @@ afterAll(async () => {
 
 /** An RPC through the gateway, as the service role (the agent runtime) or a signed-in member. */
 async function rpc(fn: string, args: unknown, as: SupabaseClient | "runtime", org?: string) {
-  const s = stack();
-  const token = as === "runtime" ? s.serviceRoleKey : await accessToken(as);
-  const res = await fetch(`${s.apiUrl}/rest/v1/rpc/${fn}`, {
-    method: "POST",
-    headers: {
-      apikey: s.anonKey,
-      authorization: `Bearer ${token}`,
-      "content-type": "application/json",
-      ...(org ? { "x-org-id": org } : {}),
-    },
-    body: typeof args === "string" ? args : JSON.stringify(args),
-  });
-  return { status: res.status, body: await res.json() };
+  const token = as === "runtime" ? stack().serviceRoleKey : await accessToken(as);
+  return rest(`rpc/${fn}`, { authorization: `Bearer ${token}`, ...(org ? { "x-org-id": org } : {}) },
+    { method: "POST", body: typeof args === "string" ? args : JSON.stringify(args) });
 }
 
 /** Proposes an action as the runtime, in Acme's scheduled run. */

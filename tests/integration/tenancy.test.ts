@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SupabaseClient } from "@supabase/supabase-js";
-import { accessToken, anonClient, signedIn, stack } from "../helpers/stack.ts";
+import { accessToken, anonClient, rest, signedIn } from "../helpers/stack.ts";
 
 const ACME = "0a000000-0000-4000-8000-00000000000a";
 const GLOBEX = "0b000000-0000-4000-8000-00000000000b";
@@ -27,16 +27,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all([ada, casey, victor].map((c) => c?.auth.signOut()));
 });
-
-/** A raw PostgREST call through the gateway, for headers and bodies supabase-js would not send. */
-async function rest(path: string, headers: Record<string, string>, init: RequestInit = {}) {
-  const s = stack();
-  const res = await fetch(`${s.apiUrl}/rest/v1/${path}`, {
-    ...init,
-    headers: { apikey: s.anonKey, "content-type": "application/json", ...headers },
-  });
-  return { status: res.status, body: await res.json() };
-}
 
 describe("organization context through X-Org-Id", () => {
   it("shows no tenant rows without a context", async () => {

@@ -3,7 +3,7 @@
 -- (Two executors racing are covered against the running stack: tests/integration/approvals.test.ts.)
 begin;
 \ir _helpers.psql
-select plan(48);
+select plan(50);
 
 -- Acting as the agent runtime (the service role, no person).
 create function pg_temp.as_runtime() returns void language plpgsql as $$
@@ -146,6 +146,13 @@ select is((public.record_action_outcome(:'req', true, 'posted')).outcome, 'deliv
 select throws_like(format('select public.record_action_outcome(%L, false)', :'req'),
                    '%action_not_awaiting_outcome%', 'an outcome is recorded once');
 reset role;
+
+select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
+select throws_ok(format('select public.record_action_outcome(%L, true)', :'dual_req'), '42501', null,
+                 'only the runtime records outcomes, not even a tenant admin');
+reset role;
+select throws_ok(format('update public.action_requests set canonical_payload = %L where id = %L', '{"text":"Refund 50000 EUR"}', :'dual_req'),
+                 '23514', null, 'a stored payload cannot be changed away from its pinned hash, even by the owner');
 
 select pg_temp.act_as(pg_temp.uid('victor'), pg_temp.org('acme'));
 select throws_like(format('select public.execute_action(%L, %L)', :'dual_req', '{"text":"Refund 5000 EUR"}'),

@@ -118,10 +118,10 @@ select cmp_ok((select count(distinct source)::int from leaks where source like '
               'the scan covers every exposed function a client can call');
 select is((select array_agg(actor || ': ' || source order by 1) from leaks where leaked), null,
           'no relation or RPC a client can reach returns a stored credential');
-select is(pg_temp.as_actor(null, null, 'select 1') is not null and
-          (select decrypted_secret from vault.decrypted_secrets s join public.connections c on c.secret_id = s.id where c.id = :'conn')
-            like '%PLANTED%', true,
-          'control: the planted credential is there to be found by whoever may read Vault');
+select ok(pg_temp.as_actor(pg_temp.uid('ada'), pg_temp.org('acme'),
+            format('select %L', (select decrypted_secret from vault.decrypted_secrets s join public.connections c on c.secret_id = s.id
+                                  where c.id = :'conn'))) like '%PLANTED%',
+          'control: the scan sees what a query returns, so a source that did return the credential would be caught');
 
 -- Disabling deletes the credential from Vault; only a tenant admin (or the service role) can.
 select pg_temp.act_as(pg_temp.uid('casey'), pg_temp.org('acme'));
