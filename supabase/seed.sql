@@ -118,11 +118,29 @@ select r.org_id, r.project_id, r.id, d.decided_by::uuid, true, r.payload_sha256
                ('5b000000-0000-4000-8000-00000000000b', 'b0000000-0000-4000-8000-000000000001')) as d (request_id, decided_by)
   join public.action_requests r on r.id = d.request_id::uuid;
 
--- A connection in each organization, its credential in Vault (fake tokens, for the isolation matrix
--- and the secret scan; nothing here reaches a real provider).
-insert into public.connections (org_id, provider, display_name, scopes, secret_id, verified_at)
+-- A connection in each organization, its credential in Vault as the connectors function stores it
+-- (fake values, for the isolation matrix and the secret scan; nothing here reaches a provider),
+-- and a tool of each agent bound to it.
+insert into public.connections (id, org_id, provider, display_name, scopes, secret_id, verified_at)
 values
-  ('0a000000-0000-4000-8000-00000000000a', 'slack_webhook', 'Returns channel', '{incoming-webhook}',
-   vault.create_secret('seed-acme-' || encode(extensions.gen_random_bytes(16), 'hex'), null, 'connection credential'), now()),
-  ('0b000000-0000-4000-8000-00000000000b', 'github', 'Helpdesk repository', '{repo:status}',
-   vault.create_secret('seed-globex-' || encode(extensions.gen_random_bytes(16), 'hex'), null, 'connection credential'), now());
+  ('6a000000-0000-4000-8000-00000000000a', '0a000000-0000-4000-8000-00000000000a', 'slack_webhook', 'Returns channel',
+   '{incoming-webhook}',
+   vault.create_secret(json_build_object('url', 'https://hooks.slack.com/services/T0/B0/seed' || encode(extensions.gen_random_bytes(12), 'hex'))::text,
+                       null, 'connection credential'), now()),
+  ('6b000000-0000-4000-8000-00000000000b', '0b000000-0000-4000-8000-00000000000b', 'github', 'Helpdesk repository',
+   '{repo:status}',
+   vault.create_secret(json_build_object('token', 'seed-globex-' || encode(extensions.gen_random_bytes(16), 'hex'))::text,
+                       null, 'connection credential'), now());
+
+insert into public.agent_tools (org_id, project_id, agent_id, tool, provider, connection_id, scopes)
+values
+  ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', '2a000000-0000-4000-8000-00000000000a',
+   'slack.post_message', 'slack_webhook', '6a000000-0000-4000-8000-00000000000a', '{incoming-webhook}'),
+  ('0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b', '2b000000-0000-4000-8000-00000000000b',
+   'github.set_status', 'github', '6b000000-0000-4000-8000-00000000000b', '{repo:status}');
+
+-- Acme keeps the default connector limits; Globex allows fewer calls.
+insert into public.connector_limits (org_id, calls_per_minute, monthly_budget_units)
+values
+  ('0a000000-0000-4000-8000-00000000000a', 60, 100000),
+  ('0b000000-0000-4000-8000-00000000000b', 30, 20000);
