@@ -3,7 +3,9 @@
  *   1. typecheck (Node and Deno)
  *   2. start a fresh stack in a temporary folder (migrations + seed through the Supabase CLI)
  *   3. supabase db advisors --type all --level info --fail-on info (target: zero findings)
- *   4. vitest: unit and integration tests, which reach the stack over HTTP and SQL
+ *   4. vitest: unit and integration tests, which reach the stack over HTTP and SQL; the connector
+ *      tests run local provider servers on a loopback port that only this throwaway stack's edge
+ *      functions may reach (testProviders below), over TLS with a CA made for this run
  *   5. pgTAP suites in supabase/tests/database through pg_prove
  *   6. Deno tests (tests/deno/*.test.mts): code that must run in the functions' runtime, such as
  *      the egress guard's sockets, against local servers they start
@@ -12,7 +14,8 @@
  * Arguments after `--` are passed to vitest (e.g. `npm test -- tests/integration/vault.test.ts`).
  */
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -54,13 +57,65 @@ async function advisors(dbUrl: string): Promise<StepResult> {
   return { step: "advisors", passed: clean ? 1 : 0, failed: clean ? 0 : 1 };
 }
 
+/** The settings of the local provider servers the connector tests run (tests/helpers/providers.ts). */
+export interface TestProviders {
+  port: number;
+  ca: string;
+  cert: string;
+  key: string;
+}
+
+/** A free loopback port. */
+function freePort(): Promise<number> {
+  return new Promise((done, failed) => {
+    const server = createServer().once("error", failed).listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => done(port));
+    });
+  });
+}
+
+/**
+ * A port and a TLS certificate for 127.0.0.1, signed by a CA made for this run with openssl (no
+ * private key lives in the repository; the CA's key is deleted once the leaf is signed).
+ */
+async function testProviders(dir: string): Promise<TestProviders> {
+  const openssl = (...args: string[]) => {
+    const r = spawnSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
+    if (r.status !== 0) throw new StackError(`openssl ${args[0]} failed (run npm run setup): ${r.stderr?.toString() ?? r.error?.message}`);
+  };
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  openssl("req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+    "-subj", "/CN=Gatehouse test providers CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign");
+  openssl("req", ...ec, "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=127.0.0.1");
+  writeFileSync(join(dir, "ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n");
+  openssl("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "leaf.pem", "-days", "2", "-extfile", "ext.cnf");
+  rmSync(join(dir, "ca.key"));
+  const read = (name: string) => readFileSync(join(dir, name), "utf8");
+  return { port: await freePort(), ca: read("ca.pem"), cert: read("leaf.pem"), key: read("leaf.key") };
+}
+
+/** The edge functions' environment that lets them reach the local provider servers, and only those. */
+function providersEnv(p: TestProviders): Record<string, string> {
+  const base = `https://127.0.0.1:${p.port}`;
+  return {
+    GATEHOUSE_EGRESS_TEST_ALLOWANCE: JSON.stringify({ endpoints: [`127.0.0.1:${p.port}`], caCerts: [p.ca] }),
+    GATEHOUSE_PROVIDER_URLS: JSON.stringify({
+      slack_webhook: `${base}/slack/services/`,
+      discord_webhook: `${base}/discord/api/webhooks/`,
+      github: `${base}/github`,
+      notion: `${base}/notion`,
+    }),
+  };
+}
+
 async function vitest(stackFile: string, extra: string[]): Promise<StepResult> {
   console.log("\n== vitest");
   const report = join(dirname(stackFile), "vitest.json");
   const { code } = await runLive(
     process.execPath,
     [join(root, "node_modules/vitest/vitest.mjs"), "run", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...extra],
-    { ...process.env, GATEHOUSE_STACK_FILE: stackFile },
+    { ...process.env, GATEHOUSE_STACK_FILE: stackFile, GATEHOUSE_TEST_PROVIDERS_FILE: join(dirname(stackFile), "providers.json") },
   );
   try {
     const r = JSON.parse(readFileSync(report, "utf8")) as { numPassedTests: number; numFailedTests: number };
@@ -138,7 +193,9 @@ async function main(): Promise<number> {
   process.once("SIGINT", () => void cleanup().then(() => process.exit(130)));
   try {
     const started = Date.now();
-    stack = await startStack({ root, stateDir, ports: await freePorts(), log: (l) => console.log(l) });
+    const providers = await testProviders(stateDir);
+    writeFileSync(join(stateDir, "providers.json"), JSON.stringify(providers), { mode: 0o600 });
+    stack = await startStack({ root, stateDir, ports: await freePorts(), log: (l) => console.log(l), functionsEnv: providersEnv(providers) });
     console.log(`stack up in ${((Date.now() - started) / 1000).toFixed(1)} s at ${stack.info.apiUrl}`);
     results.push(await advisors(stack.info.dbUrl));
     results.push(await vitest(join(stateDir, "stack.json"), extra));

@@ -9,25 +9,10 @@ import { z } from "npm:zod@^4";
 import { signCheckpoint } from "../_shared/audit_checkpoint.ts";
 import { callerOf, orgIdOf, requireOrgRole } from "../_shared/caller.ts";
 import { db } from "../_shared/db.ts";
-import { HttpError, requireMethod, withErrors } from "../_shared/http_error.ts";
+import { HttpError, readJsonBody, requireMethod, withErrors } from "../_shared/http_error.ts";
 
 const MAX_BODY = 4096;
 const ServiceBody = z.strictObject({ org_id: z.uuid().optional() });
-
-async function serviceBody(req: Request): Promise<z.infer<typeof ServiceBody>> {
-  const text = await req.text();
-  if (text.length > MAX_BODY) throw new HttpError(413, "body_too_large", `the body is limited to ${MAX_BODY} bytes`);
-  if (text.trim() === "") return {};
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw new HttpError(400, "invalid_json", "the body is not JSON");
-  }
-  const parsed = ServiceBody.safeParse(json);
-  if (!parsed.success) throw new HttpError(400, "invalid_body", "expected {} or {\"org_id\": \"<uuid>\"}");
-  return parsed.data;
-}
 
 Deno.serve(withErrors(async (req) => {
   requireMethod(req, "POST");
@@ -37,7 +22,7 @@ Deno.serve(withErrors(async (req) => {
   if (caller.kind === "user") {
     orgIds = [orgIdOf(req)];
   } else {
-    const body = await serviceBody(req);
+    const body = await readJsonBody(req, ServiceBody, MAX_BODY);
     orgIds = body.org_id
       ? [body.org_id]
       : (await sql`

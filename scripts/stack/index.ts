@@ -75,6 +75,11 @@ export interface StartOptions {
   /** Only bring up the database (migrated and seeded), then stop: used by db:reset. */
   databaseOnly?: boolean;
   log?: (line: string) => void;
+  /**
+   * Extra environment of the edge functions. Only the test runner sets it: the egress guard's
+   * loopback allowance and provider URLs of its local provider servers (never npm start).
+   */
+  functionsEnv?: Record<string, string>;
 }
 
 /** The default ports of `npm start`, overridable with GATEHOUSE_*_PORT. */
@@ -390,6 +395,7 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
             SUPABASE_ANON_KEY: anonKey,
             SUPABASE_SERVICE_ROLE_KEY: serviceRoleKey,
             SUPABASE_DB_URL: pg.superuserUrl,
+            ...opts.functionsEnv,
           },
         },
       ),

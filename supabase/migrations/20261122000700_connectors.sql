@@ -9,7 +9,8 @@
 --   and monthly budget (units), checked and counted in one statement per call
 --   (private.meter_connector_call), so concurrent calls can never overshoot either.
 -- - private.oauth_authorizations: OAuth2 authorizations in flight, keyed by the SHA-256 of their
---   state, single use, with the client secret held in Vault until the code is exchanged.
+--   state, single use, with the client secret and PKCE verifier held in Vault until the code is
+--   exchanged.
 -- - Disabling an agent (disable_agent) disables its tools and names the connections nothing
 --   enabled uses any more, which the edge function then revokes at the provider and disables.
 --
@@ -55,7 +56,10 @@ create table public.agent_tools (
   enabled boolean not null default true,
   created_by uuid default auth.uid(),
   created_at timestamptz not null default now(),
-  unique (org_id, agent_id, tool),
+  -- One tool of a name per agent (the agent fixes the project); the index covers the agent key.
+  unique (org_id, project_id, agent_id, tool),
+  -- Covers the connection key (and says nothing new: id is unique).
+  unique (org_id, connection_id, provider, id),
   foreign key (org_id, project_id, agent_id) references public.agents (org_id, project_id, id) on delete cascade,
   -- A tool is bound to a connection of its own organization and provider, or to none yet.
   foreign key (org_id, connection_id, provider) references public.connections (org_id, id, provider)
@@ -63,7 +67,6 @@ create table public.agent_tools (
 comment on table public.agent_tools is
   'The tools an agent may call: provider, the scopes each needs, cost per call, and the connection it calls through.';
 comment on column public.agent_tools.cost_units is 'What one call costs against the workspace''s monthly connector budget.';
-create index agent_tools_connection on public.agent_tools (org_id, connection_id) where connection_id is not null;
 
 create table public.connector_limits (
   org_id uuid primary key references public.organizations (id) on delete cascade,
@@ -86,17 +89,18 @@ create table private.connector_meters (
 comment on table private.connector_meters is 'Connector calls counted per organization: this minute''s calls, this month''s units.';
 
 create table private.oauth_authorizations (
-  state_sha256 text primary key check (state_sha256 ~ '^[0-9a-f]{64}$'),
   org_id uuid not null references public.organizations (id) on delete cascade,
+  state_sha256 text not null check (state_sha256 ~ '^[0-9a-f]{64}$'),
   display_name text not null check (char_length(display_name) between 1 and 100),
   config jsonb not null check (jsonb_typeof(config) = 'object' and pg_column_size(config) <= 4096),
   scopes text[] not null check (private.scopes_valid(scopes)),
-  client_secret_id uuid not null,
+  secret_id uuid not null,
   created_by uuid,
-  expires_at timestamptz not null
+  expires_at timestamptz not null,
+  primary key (org_id, state_sha256)
 );
 comment on table private.oauth_authorizations is
-  'OAuth2 authorizations in flight: single use, keyed by the SHA-256 of the state; the client secret waits in Vault.';
+  'OAuth2 authorizations in flight: single use, keyed by the SHA-256 of the state; the client secret and PKCE verifier wait in Vault.';
 
 -- =============================================================================================
 -- Triggers
@@ -203,32 +207,36 @@ comment on function private.connection_credential(uuid) is
   'An active connection and its decrypted credential: for the connectors function''s direct connection only.';
 revoke execute on function private.connection_credential(uuid) from public, anon, authenticated, service_role;
 
--- Starts an OAuth2 authorization: keeps its settings and the client secret (in Vault) under the
--- state's hash for 10 minutes.
+-- Starts an OAuth2 authorization: keeps its settings, and its secrets (client secret and PKCE
+-- verifier, as JSON, in Vault), under the state's hash for 10 minutes.
 create function private.begin_oauth_authorization(
-  p_state_sha256 text, p_org_id uuid, p_display_name text, p_config jsonb, p_scopes text[], p_client_secret text,
+  p_state_sha256 text, p_org_id uuid, p_display_name text, p_config jsonb, p_scopes text[], p_secret text,
   p_created_by uuid
 ) returns void
 language plpgsql volatile
 set search_path = ''
 as $$
 begin
-  delete from private.oauth_authorizations a where a.expires_at < pg_catalog.now();
-  insert into private.oauth_authorizations (state_sha256, org_id, display_name, config, scopes, client_secret_id, created_by, expires_at)
+  -- Authorizations nobody finished go, with their secrets.
+  with expired as (
+    delete from private.oauth_authorizations a where a.expires_at < pg_catalog.now() returning a.secret_id
+  )
+  delete from vault.secrets s using expired e where s.id = e.secret_id;
+  insert into private.oauth_authorizations (state_sha256, org_id, display_name, config, scopes, secret_id, created_by, expires_at)
   values (p_state_sha256, p_org_id, p_display_name, p_config, p_scopes,
-          vault.create_secret(p_client_secret, null, 'oauth2 client secret (authorization in flight)'), p_created_by,
+          vault.create_secret(p_secret, null, 'oauth2 authorization in flight'), p_created_by,
           pg_catalog.now() + interval '10 minutes');
 end
 $$;
 comment on function private.begin_oauth_authorization(text, uuid, text, jsonb, text[], text, uuid) is
-  'Records an OAuth2 authorization in flight, its client secret in Vault.';
+  'Records an OAuth2 authorization in flight, its secrets in Vault.';
 revoke execute on function private.begin_oauth_authorization(text, uuid, text, jsonb, text[], text, uuid)
   from public, anon, authenticated, service_role;
 
 -- Takes (once) the unexpired authorization of an organization with this state hash, with its
--- client secret, and deletes the secret from Vault. No row when there is none.
+-- secrets, and deletes them from Vault. No row when there is none.
 create function private.take_oauth_authorization(p_state_sha256 text, p_org_id uuid)
-returns table (display_name text, config jsonb, scopes text[], client_secret text, created_by uuid)
+returns table (display_name text, config jsonb, scopes text[], secret text, created_by uuid)
 language plpgsql volatile
 set search_path = ''
 as $$
@@ -242,16 +250,16 @@ begin
     return;
   end if;
   select taken.display_name, taken.config, taken.scopes, s.decrypted_secret, taken.created_by
-    into display_name, config, scopes, client_secret, created_by
-    from vault.decrypted_secrets s where s.id = taken.client_secret_id;
-  delete from vault.secrets s where s.id = taken.client_secret_id;
+    into display_name, config, scopes, secret, created_by
+    from vault.decrypted_secrets s where s.id = taken.secret_id;
+  delete from vault.secrets s where s.id = taken.secret_id;
   if taken.expires_at >= pg_catalog.now() then
     return next;
   end if;
 end
 $$;
 comment on function private.take_oauth_authorization(text, uuid) is
-  'Takes an OAuth2 authorization in flight once (expired ones are consumed but not returned) with its client secret.';
+  'Takes an OAuth2 authorization in flight once (expired ones are consumed but not returned) with its secrets.';
 revoke execute on function private.take_oauth_authorization(text, uuid) from public, anon, authenticated, service_role;
 
 -- =============================================================================================

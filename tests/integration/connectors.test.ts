@@ -1,0 +1,370 @@
+/**
+ * The connectors function end to end: the real edge function in the throwaway stack calls local
+ * provider servers (tests/helpers/providers.ts) through the egress guard, whose test allowance
+ * admits their one loopback port and nothing else. Covers live verification, refusals, scopes,
+ * OAuth2 with PKCE, refresh before expiry, revocation on disable (connection and agent), rate
+ * limits and budgets, the audit trail of every call, and the sanitized result.
+ */
+import type { SupabaseClient } from "@supabase/supabase-js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { accessToken, rest, signedIn, stack, superuser } from "../helpers/stack.ts";
+import { type FakeProviders, startProviders } from "../helpers/providers.ts";
+
+const ACME = "0a000000-0000-4000-8000-00000000000a";
+const GLOBEX = "0b000000-0000-4000-8000-00000000000b";
+const ACME_PROJECT = "1a000000-0000-4000-8000-00000000000a";
+const ACME_AGENT = "2a000000-0000-4000-8000-00000000000a";
+const ACME_RUN = "4a000000-0000-4000-8000-00000000000a";
+
+const sql = superuser();
+let providers: FakeProviders;
+let ada: SupabaseClient;
+let victor: SupabaseClient;
+let started: Date;
+/** Every credential the tests hand out, to hunt for in answers and the audit chain. */
+const secrets: string[] = [];
+const secret = (s: string) => (secrets.push(s), s);
+
+beforeAll(async () => {
+  providers = await startProviders();
+  [ada, victor] = await Promise.all(["ada@acme.test", "victor@acme.test"].map(signedIn));
+  secrets.push(providers.oauthClient.secret);
+  [{ now: started }] = await sql`select now()`;
+});
+afterAll(async () => {
+  await Promise.all([ada, victor].map((c) => c?.auth.signOut()));
+  await providers?.close();
+  await sql.end();
+});
+
+/** Calls the connectors function as a member of Acme, the service role, or nobody. */
+async function call(path: string, as: SupabaseClient | "runtime" | null, body?: unknown, headers: Record<string, string> = {}) {
+  const auth: Record<string, string> = as === null ? {} : { authorization: `Bearer ${as === "runtime" ? stack().serviceRoleKey : await accessToken(as)}` };
+  const res = await fetch(`${stack().functionsUrl}/connectors/${path}`, {
+    method: "POST",
+    headers: { apikey: stack().anonKey, "content-type": "application/json", "x-org-id": ACME, ...auth, ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body ?? {}),
+  });
+  const text = await res.text();
+  return { status: res.status, text, body: text ? JSON.parse(text) : null };
+}
+
+/** An RPC through PostgREST as the runtime or a member of Acme. */
+async function rpc(fn: string, args: unknown, as: SupabaseClient | "runtime") {
+  const token = as === "runtime" ? stack().serviceRoleKey : await accessToken(as);
+  return rest(`rpc/${fn}`, { authorization: `Bearer ${token}`, "x-org-id": ACME }, { method: "POST", body: JSON.stringify(args) });
+}
+
+/** An action of Acme's run, proposed by the runtime and approved by Ada. */
+async function approved(tool: string, payload: unknown): Promise<{ id: string; payload: unknown }> {
+  const proposed = await rpc("propose_action", { p_run_id: ACME_RUN, p_tool: tool, p_connector: "connector", p_payload: payload, p_risk: "low" }, "runtime");
+  expect(proposed.status).toBe(200);
+  const decided = await rpc("decide_action", { p_request_id: proposed.body.id, p_payload_sha256: proposed.body.payload_sha256, p_approve: true }, ada);
+  expect(decided.body).toMatchObject({ status: "approved" });
+  return { id: proposed.body.id, payload };
+}
+
+const execute = (a: { id: string; payload: unknown }) => call(`actions/${a.id}/execute`, "runtime", { payload: a.payload });
+
+/** Adds (as Ada, through RLS) a tool of Acme's agent, or rebinds it. */
+async function tool(name: string, provider: string, scopes: string[], connectionId: string | null = null, agentId = ACME_AGENT) {
+  const updated = await ada.from("agent_tools").update({ scopes, connection_id: connectionId, enabled: true })
+    .eq("agent_id", agentId).eq("tool", name).select("id").setHeader("x-org-id", ACME);
+  expect(updated.error).toBeNull();
+  if (updated.data!.length > 0) return;
+  const inserted = await ada.from("agent_tools")
+    .insert({ org_id: ACME, project_id: ACME_PROJECT, agent_id: agentId, tool: name, provider, scopes, connection_id: connectionId })
+    .setHeader("x-org-id", ACME);
+  expect(inserted.error).toBeNull();
+}
+
+const connectionCount = async () => Number((await sql`select count(*) from public.connections`)[0].count);
+
+describe("bad input", () => {
+  it("answers every malformed or unauthorized request with a 4xx JSON code and writes nothing", async () => {
+    const before = await connectionCount();
+    const slack = { provider: "slack_webhook", display_name: "x", credential: { url: `${providers.base}/slack/services/none` } };
+    expect(await call("connections", null, slack)).toMatchObject({ status: 401, body: { error: { code: expect.any(String) } } });
+    expect(await call("connections", ada, "{not json")).toMatchObject({ status: 400, body: { error: { code: "invalid_json" } } });
+    expect(await call("connections", ada, { ...slack, provider: 7 })).toMatchObject({ status: 400, body: { error: { code: "invalid_body" } } });
+    expect(await call("connections", ada, { ...slack, surprise: true })).toMatchObject({ status: 400, body: { error: { code: "invalid_body" } } });
+    expect(await call("connections", ada, { ...slack, display_name: "x".repeat(70_000) })).toMatchObject({ status: 413, body: { error: { code: "body_too_large" } } });
+    expect(await call("connections", ada, slack, { "content-type": "text/plain" })).toMatchObject({ status: 415 });
+    expect(await call("connections", ada, slack, { "x-org-id": "nope" })).toMatchObject({ status: 400, body: { error: { code: "context_invalid_org_id" } } });
+    expect(await call("connections", ada, slack, { "x-org-id": GLOBEX })).toMatchObject({ status: 403, body: { error: { code: "context_not_a_member" } } });
+    expect(await call("connections", victor, slack)).toMatchObject({ status: 403, body: { error: { code: "forbidden" } } });
+    expect(await call("connections", "runtime", slack)).toMatchObject({ status: 400, body: { error: { code: "missing_org_id" } } });
+    expect(await call("nowhere", ada, {})).toMatchObject({ status: 404, body: { error: { code: "not_found" } } });
+    expect(await call("connections/not-a-uuid/disable", ada, {})).toMatchObject({ status: 404 });
+    expect(await call(`actions/${crypto.randomUUID()}/execute`, ada, { payload: {} })).toMatchObject({ status: 403, body: { error: { code: "runtime_only" } } });
+    expect(await call(`actions/${crypto.randomUUID()}/execute`, "runtime", { payload: {} })).toMatchObject({ status: 404, body: { error: { code: "action_request_not_found" } } });
+    const get = await fetch(`${stack().functionsUrl}/connectors/connections`, { headers: { authorization: `Bearer ${await accessToken(ada)}` } });
+    expect(get.status).toBe(405);
+    expect(await connectionCount()).toBe(before);
+    expect(providers.requests).toHaveLength(0);
+  });
+});
+
+describe("saving a connection", () => {
+  it("checks a Slack webhook with a live test message, then keeps it in Vault only", async () => {
+    const hook = secret(`T0001/B0001/${crypto.randomUUID().replaceAll("-", "")}`);
+    providers.slackHooks.add(hook);
+    const url = `${providers.base}/slack/services/${hook}`;
+    const saved = await call("connections", ada, { provider: "slack_webhook", display_name: "Returns alerts", credential: { url } });
+    expect(saved.status).toBe(201);
+    expect(saved.body.connection).toMatchObject({ provider: "slack_webhook", status: "active", scopes: ["incoming-webhook"] });
+    expect(saved.text).not.toContain(hook);
+    expect(providers.requests.at(-1)).toMatchObject({ method: "POST", path: `/slack/services/${hook}` });
+
+    const [stored] = await sql`select s.decrypted_secret from public.connections c join vault.decrypted_secrets s on s.id = c.secret_id where c.id = ${saved.body.connection.id}`;
+    expect(JSON.parse(stored.decrypted_secret)).toEqual({ url });
+    const { data } = await ada.from("connections").select("id, provider, display_name, scopes, status, config").setHeader("x-org-id", ACME);
+    expect(JSON.stringify(data)).not.toContain(hook);
+    expect(data!.find((c) => c.id === saved.body.connection.id)).toBeDefined();
+    // The seeded Slack tool now calls through this connection.
+    await tool("slack.post_message", "slack_webhook", ["incoming-webhook"], saved.body.connection.id);
+  });
+
+  it("checks Discord with its own webhook call and a custom endpoint with a test delivery", async () => {
+    const discord = secret(`1234/${crypto.randomUUID()}`);
+    providers.discordHooks.add(discord);
+    const d = await call("connections", ada, { provider: "discord_webhook", display_name: "Discord ops", credential: { url: `${providers.base}/discord/api/webhooks/${discord}` } });
+    expect(d.status).toBe(201);
+    expect(providers.requests.at(-1)).toMatchObject({ method: "GET", path: `/discord/api/webhooks/${discord}` });
+    const custom = secret(crypto.randomUUID());
+    providers.customHooks.add(custom);
+    const c = await call("connections", ada, { provider: "https_webhook", display_name: "Our CRM", credential: { url: `${providers.base}/hooks/${custom}` } });
+    expect(c.status).toBe(201);
+    expect(JSON.parse(providers.requests.at(-1)!.body)).toEqual({ type: "gatehouse.verification" });
+  });
+
+  it("refuses credentials the provider rejects, and saves nothing", async () => {
+    const before = await connectionCount();
+    const refusals = await Promise.all([
+      call("connections", ada, { provider: "slack_webhook", display_name: "Gone", credential: { url: `${providers.base}/slack/services/T/B/revoked` } }),
+      call("connections", ada, { provider: "discord_webhook", display_name: "Gone", credential: { url: `${providers.base}/discord/api/webhooks/1/nope` } }),
+      call("connections", ada, { provider: "github", display_name: "Gone", credential: { token: "ghp_not_a_real_token_000000000000000000" } }),
+      call("connections", ada, { provider: "notion", display_name: "Gone", credential: { token: "secret_not_real" } }),
+    ]);
+    for (const r of refusals) expect(r).toMatchObject({ status: 422, body: { error: { code: "connector_credential_rejected" } } });
+    expect(await connectionCount()).toBe(before);
+  });
+
+  it("sends nothing to a URL the egress guard refuses, when saving", async () => {
+    const before = providers.requests.length;
+    const cases: [string, string][] = [
+      ["https://169.254.169.254/latest/meta-data/", "egress_metadata_host"],
+      ["https://10.0.0.8/hook", "egress_blocked_address"],
+      ["https://[::ffff:127.0.0.1]:443/hook", "egress_blocked_address"],
+      ["https://127.0.0.1:4443/hook", "egress_blocked_address"],
+      ["https://metadata.google.internal/computeMetadata/v1/", "egress_metadata_host"],
+      [`http://127.0.0.1:${new URL(providers.base).port}/hooks/x`, "egress_scheme_not_allowed"],
+    ];
+    for (const [url, code] of cases) {
+      const r = await call("connections", ada, { provider: "https_webhook", display_name: "Internal", credential: { url } });
+      expect({ url, ...r.body?.error }).toMatchObject({ url, code });
+      expect(r.status).toBe(422);
+    }
+    const wrongHost = await call("connections", ada, { provider: "slack_webhook", display_name: "x", credential: { url: "https://hooks.slack.com.evil.test/services/x" } });
+    expect(wrongHost).toMatchObject({ status: 400, body: { error: { code: "invalid_credential" } } });
+    expect(providers.requests.length).toBe(before);
+  });
+
+  it("holds a GitHub token to exactly the scopes the enabled tools need", async () => {
+    await tool("github.create_issue", "github", ["repo"]);
+    const save = (tokenScopes: string | null) => {
+      const token = secret(`ghp_${crypto.randomUUID().replaceAll("-", "")}`);
+      providers.githubTokens.set(token, tokenScopes);
+      return call("connections", ada, { provider: "github", display_name: `GitHub ${token.slice(-6)}`, credential: { token } });
+    };
+    expect(await save("repo, admin:org")).toMatchObject({ status: 422, body: { error: { code: "connector_excess_scopes" } } });
+    expect(await save("")).toMatchObject({ status: 422, body: { error: { code: "connector_missing_scopes" } } });
+    const ok = await save("repo");
+    expect(ok.status).toBe(201);
+    expect(ok.body.connection.scopes).toEqual(["repo"]);
+    await tool("github.create_issue", "github", ["repo"], ok.body.connection.id);
+
+    const notion = secret(`secret_${crypto.randomUUID()}`);
+    providers.notionTokens.add(notion);
+    expect((await call("connections", ada, { provider: "notion", display_name: "Notion wiki", credential: { token: notion } })).status).toBe(201);
+  });
+});
+
+describe("OAuth2", () => {
+  let connectionId: string;
+  const settings = () => ({
+    authorize_url: `${providers.base}/oauth/authorize`,
+    token_url: `${providers.base}/oauth/token`,
+    revoke_url: `${providers.base}/oauth/revoke`,
+    api_url: `${providers.base}/oauth/api`,
+    client_id: providers.oauthClient.id,
+    client_secret: providers.oauthClient.secret,
+    redirect_uri: "https://admin.gatehouse.example/oauth/callback",
+  });
+
+  it("asks for exactly the enabled tools' scopes, and exchanges the code once, with PKCE", async () => {
+    await tool("tickets.create", "oauth2", ["tickets:write", "tickets:read"]);
+    const start = await call("oauth2/start", ada, { display_name: "Helpdesk", ...settings() });
+    expect(start.status).toBe(201);
+    expect(start.text).not.toContain(providers.oauthClient.secret);
+    expect(start.body.scopes).toEqual(["tickets:read", "tickets:write"]);
+    const consent = providers.authorize(start.body.authorization_url);
+    expect(consent).toMatchObject({ state: start.body.state, scope: "tickets:read tickets:write" });
+
+    expect(await call("oauth2/callback", ada, { state: "x".repeat(43), code: consent.code })).toMatchObject({ status: 400, body: { error: { code: "oauth_state_invalid" } } });
+    const done = await call("oauth2/callback", ada, { state: consent.state, code: consent.code });
+    expect(done.status).toBe(201);
+    expect(done.body.connection).toMatchObject({ provider: "oauth2", scopes: ["tickets:read", "tickets:write"] });
+    expect(new Date(done.body.connection.token_expires_at).getTime()).toBeGreaterThan(Date.now() + 3_000_000);
+    for (const t of [...providers.accessTokens.keys(), ...providers.refreshTokens]) secrets.push(t);
+    expect(await call("oauth2/callback", ada, { state: consent.state, code: consent.code })).toMatchObject({ status: 400, body: { error: { code: "oauth_state_invalid" } } });
+    connectionId = done.body.connection.id;
+    await tool("tickets.create", "oauth2", ["tickets:write", "tickets:read"], connectionId);
+  });
+
+  it("refuses tokens granted more scopes than were asked for, and revokes them", async () => {
+    providers.extraScopes = ["admin"];
+    try {
+      const start = await call("oauth2/start", ada, { display_name: "Greedy", ...settings() });
+      const consent = providers.authorize(start.body.authorization_url);
+      const done = await call("oauth2/callback", ada, { state: consent.state, code: consent.code });
+      expect(done).toMatchObject({ status: 422, body: { error: { code: "connector_excess_scopes" } } });
+      const lastAccess = [...providers.accessTokens.keys()].at(-1)!;
+      secrets.push(lastAccess);
+      expect(providers.revoked.has(lastAccess)).toBe(true);
+    } finally {
+      providers.extraScopes = [];
+    }
+  });
+
+  it("refreshes an access token that is about to expire before delivering with it", async () => {
+    const [access] = [...providers.accessTokens.entries()].find(([, t]) => !providers.revoked.has(t.refreshToken))!;
+    // The provider has already expired the token; the database says it has 30 seconds left.
+    providers.accessTokens.get(access)!.expiresAt = Date.now() - 1;
+    await sql`update public.connections set token_expires_at = now() + interval '30 seconds' where id = ${connectionId}`;
+
+    const action = await approved("tickets.create", { method: "POST", path: "/tickets", body: { title: "Refund 1042" } });
+    const result = await execute(action);
+    expect(result).toMatchObject({ status: 200, body: { ok: true, delivered: true, outcome: "delivered" } });
+    expect(result.body.result).toMatchObject({ received: { title: "Refund 1042" } });
+    expect(providers.requests.some((r) => r.path === "/oauth/token" && r.body.includes("grant_type=refresh_token"))).toBe(true);
+    for (const t of [...providers.accessTokens.keys(), ...providers.refreshTokens]) secrets.push(t);
+    const [c] = await sql`select token_expires_at from public.connections where id = ${connectionId}`;
+    expect(c.token_expires_at.getTime()).toBeGreaterThan(Date.now() + 3_000_000);
+  });
+
+  it("revokes the tokens at the provider and deletes them from Vault when the connection is disabled", async () => {
+    const [{ credential }] = await sql`select credential from private.connection_credential(${connectionId})`;
+    const { access_token, refresh_token } = JSON.parse(credential);
+    const r = await call(`connections/${connectionId}/disable`, ada, {});
+    expect(r).toMatchObject({ status: 200, body: { revocation: "revoked", connection: { status: "disabled" } } });
+    expect(providers.revoked.has(refresh_token) && providers.revoked.has(access_token)).toBe(true);
+    expect(await sql`select 1 from vault.decrypted_secrets where decrypted_secret like ${"%" + access_token + "%"}`).toHaveLength(0);
+
+    const later = await approved("tickets.create", { method: "POST", path: "/tickets", body: { title: "Too late" } });
+    expect(await execute(later)).toMatchObject({ status: 409, body: { error: { code: "connection_inactive" } } });
+    const [request] = await sql`select status from public.action_requests where id = ${later.id}`;
+    expect(request.status).toBe("approved");
+  });
+
+  it("revokes and disables the connections only a disabled agent used, and keeps shared ones", async () => {
+    const [agent] = await sql`
+      insert into public.agents (org_id, project_id, name) values (${ACME}, ${ACME_PROJECT}, ${"Temp " + crypto.randomUUID()}) returning id`;
+    await tool("tickets.sync", "oauth2", ["tickets:read"], null, agent.id);
+    const start = await call("oauth2/start", ada, { display_name: "Temp helpdesk", ...settings() });
+    const consent = providers.authorize(start.body.authorization_url);
+    const own = (await call("oauth2/callback", ada, { state: consent.state, code: consent.code })).body.connection.id as string;
+    for (const t of [...providers.accessTokens.keys(), ...providers.refreshTokens]) secrets.push(t);
+    await tool("tickets.sync", "oauth2", ["tickets:read"], own, agent.id);
+    const [shared] = await sql`select connection_id from public.agent_tools where org_id = ${ACME} and agent_id = ${ACME_AGENT} and tool = 'github.create_issue'`;
+    await tool("github.read", "github", ["repo"], shared.connection_id, agent.id);
+
+    expect(await call(`agents/${agent.id}/disable`, victor, {})).toMatchObject({ status: 404 });
+    const r = await call(`agents/${agent.id}/disable`, ada, {});
+    expect(r.status).toBe(200);
+    expect(r.body.connections).toEqual([expect.objectContaining({ revocation: "revoked", connection: expect.objectContaining({ id: own, status: "disabled" }) })]);
+    const statuses = await sql`select id, status from public.connections where id in (${own}, ${shared.connection_id})`;
+    expect(Object.fromEntries(statuses.map((s) => [s.id, s.status]))).toEqual({ [own]: "disabled", [shared.connection_id]: "active" });
+    const tools = await sql`select enabled from public.agent_tools where agent_id = ${agent.id}`;
+    expect(tools.length === 2 && tools.every((t) => !t.enabled)).toBe(true);
+    // Leave Acme's agents as the seed made them, for the pgTAP suites that run next.
+    await sql`delete from public.agents where id = ${agent.id}`;
+  });
+});
+
+describe("limits", () => {
+  it("holds the approval back (unused) at the rate limit and at the budget cap", async () => {
+    await sql`delete from private.connector_meters where org_id = ${ACME}`;
+    await sql`update public.connector_limits set calls_per_minute = 2, monthly_budget_units = 100000 where org_id = ${ACME}`;
+    try {
+      const actions = [];
+      for (let i = 0; i < 3; i++) actions.push(await approved("slack.post_message", { text: `Limit test ${i}` }));
+      expect(await execute(actions[0])).toMatchObject({ status: 200, body: { delivered: true } });
+      expect(await execute(actions[1])).toMatchObject({ status: 200, body: { delivered: true } });
+      expect(await execute(actions[2])).toMatchObject({ status: 429, body: { error: { code: "rate_limited" } } });
+      expect((await sql`select status from public.action_requests where id = ${actions[2].id}`)[0].status).toBe("approved");
+
+      // A new minute, but the month's budget has only the units already used.
+      await sql`update private.connector_meters set minute_start = minute_start - interval '1 minute' where org_id = ${ACME}`;
+      await sql`update public.connector_limits set monthly_budget_units = (select month_units from private.connector_meters where org_id = ${ACME}) where org_id = ${ACME}`;
+      expect(await execute(actions[2])).toMatchObject({ status: 429, body: { error: { code: "budget_exhausted" } } });
+
+      await sql`update public.connector_limits set monthly_budget_units = 100000 where org_id = ${ACME}`;
+      expect(await execute(actions[2])).toMatchObject({ status: 200, body: { delivered: true } });
+      const delivered = providers.requests.filter((r) => r.body.includes("Limit test"));
+      expect(delivered.map((r) => JSON.parse(r.body).text)).toEqual(["Limit test 0", "Limit test 1", "Limit test 2"]);
+    } finally {
+      await sql`update public.connector_limits set calls_per_minute = 60, monthly_budget_units = 100000 where org_id = ${ACME}`;
+    }
+  });
+
+  it("admits exactly the limit when calls race (checked and counted in one statement)", async () => {
+    const pool = superuser();
+    try {
+      await pool`delete from private.connector_meters where org_id = ${GLOBEX}`;
+      await pool`update public.connector_limits set calls_per_minute = 5 where org_id = ${GLOBEX}`;
+      const answers = await Promise.all(Array.from({ length: 24 }, () => pool`select private.meter_connector_call(${GLOBEX}, 1) as refusal`));
+      const refusals = answers.map(([r]) => r.refusal);
+      expect(refusals.filter((r) => r === null)).toHaveLength(5);
+      expect(refusals.filter((r) => r === "rate_limited")).toHaveLength(19);
+    } finally {
+      await pool`update public.connector_limits set calls_per_minute = 30 where org_id = ${GLOBEX}`;
+      await pool.end();
+    }
+  });
+});
+
+describe("what comes back and what is kept", () => {
+  it("hands the agent a sanitized result: the connection's token never comes out", async () => {
+    const action = await approved("github.create_issue", { method: "POST", path: "/repos/acme/returns/issues", body: { title: "Damaged parcel" } });
+    const r = await execute(action);
+    expect(r).toMatchObject({ status: 200, body: { delivered: true, http_status: 201, result: { number: 7 } } });
+    const [{ credential }] = await sql`
+      select f.credential from public.agent_tools t, private.connection_credential(t.connection_id) f
+       where t.org_id = ${ACME} and t.agent_id = ${ACME_AGENT} and t.tool = 'github.create_issue'`;
+    const token = JSON.parse(credential).token as string;
+    expect(providers.requests.at(-1)!.authorization).toBe(`Bearer ${token}`);  // it did reach the provider
+    expect(r.text).not.toContain(token);
+    expect(r.text).toContain("[redacted]");
+  });
+
+  it("audits every provider call, with no credential and no body", async () => {
+    const entries = await sql`
+      select e.canonical, p.payload from audit.entries e join audit.payloads p using (org_id, seq)
+       where e.org_id = ${ACME} and e.action = 'connector.call' and e.occurred_at >= ${started}`;
+    const payloads = entries.map((e) => e.payload as Record<string, unknown>);
+    const kinds = new Set(payloads.map((p) => `${p.kind}:${p.outcome}`));
+    for (const k of ["verify:delivered", "verify:unauthorized", "deliver:delivered", "refresh:delivered", "revoke:delivered",
+                     "deliver:rate_limited", "deliver:budget_exhausted", "deliver:connection_inactive"]) {
+      expect(kinds).toContain(k);
+    }
+    const delivery = payloads.find((p) => p.kind === "deliver" && p.outcome === "delivered")!;
+    expect(delivery).toMatchObject({ agent_id: ACME_AGENT, run_id: ACME_RUN, http_status: expect.any(Number), latency_ms: expect.any(Number) });
+    expect(delivery.action_request_id).toEqual(expect.any(String));
+    const everything = JSON.stringify(entries);
+    expect(secrets.length).toBeGreaterThan(10);
+    for (const s of secrets) expect(everything).not.toContain(s);
+    expect(everything).not.toContain("Damaged parcel");
+    expect(everything).not.toContain("Refund 1042");
+  });
+});
