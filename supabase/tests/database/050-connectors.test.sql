@@ -104,6 +104,9 @@ select is((select count(*)::int from private.take_oauth_authorization(repeat('b'
 -- ---------------------------------------------------------------------------------------------
 -- disable_agent: project admins; hands back the connections nothing enabled uses any more.
 -- ---------------------------------------------------------------------------------------------
+-- The seeded agent's Slack tool uses the seeded connection (integration tests may have rebound it).
+update public.agent_tools set connection_id = '6a000000-0000-4000-8000-00000000000a', enabled = true
+ where agent_id = '2a000000-0000-4000-8000-00000000000a' and tool = 'slack.post_message';
 insert into public.agents (id, org_id, project_id, name)
 values ('2a000000-0000-4000-8000-0000000000ff', pg_temp.org('acme'), '1a000000-0000-4000-8000-00000000000a', 'Short-lived');
 insert into public.agent_tools (org_id, project_id, agent_id, tool, provider, connection_id)
