@@ -201,10 +201,8 @@ export async function saveConnection(sql: postgres.Sql, caller: Caller, orgId: s
 // ---------------------------------------------------------------------------------------------
 // OAuth2: authorization code with PKCE
 // ---------------------------------------------------------------------------------------------
-export interface OAuthStartInput extends Omit<OAuth2Config, never> {
-  display_name: string;
-  client_secret: string;
-}
+/** What a tenant admin sends to start an OAuth2 authorization: the provider's settings and the client secret. */
+export type OAuthStartInput = OAuth2Config & { display_name: string; client_secret: string };
 
 function base64url(bytes: Uint8Array): string {
   return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
