@@ -69,24 +69,27 @@ async function actAs(tx: postgres.TransactionSql, caller: Caller): Promise<void>
   await tx`select set_config('request.jwt.claims', ${caller.kind === "user" ? JSON.stringify(caller.claims) : '{"role":"service_role"}'}, true)`;
 }
 
+/** Records one provider call in the organization's audit chain, inside `tx`. */
+async function auditCallIn(tx: postgres.TransactionSql, caller: Caller, a: CallAudit): Promise<void> {
+  await actAs(tx, caller);
+  await tx`select audit.append(${a.orgId}, 'connector.call', 'connection', ${a.connectionId}, ${
+    JSON.stringify({
+      kind: a.kind,
+      provider: a.provider,
+      outcome: a.outcome,
+      http_status: a.status ?? null,
+      latency_ms: a.latencyMs ?? null,
+      agent_id: a.agentId ?? null,
+      run_id: a.runId ?? null,
+      tool: a.tool ?? null,
+      action_request_id: a.actionRequestId ?? null,
+    })
+  }::text::jsonb)`;
+}
+
 /** Records one provider call in the organization's audit chain. */
-async function auditCall(sql: postgres.Sql, caller: Caller, a: CallAudit): Promise<void> {
-  await sql.begin(async (tx) => {
-    await actAs(tx, caller);
-    await tx`select audit.append(${a.orgId}, 'connector.call', 'connection', ${a.connectionId}, ${
-      JSON.stringify({
-        kind: a.kind,
-        provider: a.provider,
-        outcome: a.outcome,
-        http_status: a.status ?? null,
-        latency_ms: a.latencyMs ?? null,
-        agent_id: a.agentId ?? null,
-        run_id: a.runId ?? null,
-        tool: a.tool ?? null,
-        action_request_id: a.actionRequestId ?? null,
-      })
-    }::text::jsonb)`;
-  });
+function auditCall(sql: postgres.Sql, caller: Caller, a: CallAudit): Promise<void> {
+  return sql.begin((tx) => auditCallIn(tx, caller, a));
 }
 
 /** Counts a call against the workspace's limits; a refusal is audited and thrown as a 429. */
@@ -128,20 +131,22 @@ async function scopesNeeded(sql: Sql, orgId: string, provider: Provider): Promis
   return scopes as string[];
 }
 
-async function saveCredential(
-  sql: postgres.Sql,
-  caller: Caller,
-  c: { orgId: string; provider: Provider; displayName: string; scopes: string[]; credential: object; expiresAt: Date | null; connectionId: string | null; config: object },
-): Promise<ConnectionView> {
-  return await sql.begin(async (tx) => {
-    await actAs(tx, caller);
-    await tx`set local role service_role`;
-    const [row] = await tx`
-      select id, org_id, provider, display_name, scopes, status, token_expires_at, verified_at
-        from public.save_connection(${c.orgId}, ${c.provider}::public.connector_provider, ${c.displayName}, ${c.scopes}::text[],
-                                    ${JSON.stringify(c.credential)}, ${c.expiresAt}, ${c.connectionId}, ${JSON.stringify(c.config)}::text::jsonb)`;
-    return row as ConnectionView;
-  });
+type SavedCredential = { orgId: string; provider: Provider; displayName: string; scopes: string[]; credential: object; expiresAt: Date | null; connectionId: string | null; config: object };
+
+/** Stores a checked credential through save_connection, inside `tx`, as the service role acting for `caller`. */
+async function saveCredentialIn(tx: postgres.TransactionSql, caller: Caller, c: SavedCredential): Promise<ConnectionView> {
+  await actAs(tx, caller);
+  await tx`set local role service_role`;
+  const [row] = await tx`
+    select id, org_id, provider, display_name, scopes, status, token_expires_at, verified_at
+      from public.save_connection(${c.orgId}, ${c.provider}::public.connector_provider, ${c.displayName}, ${c.scopes}::text[],
+                                  ${JSON.stringify(c.credential)}, ${c.expiresAt}, ${c.connectionId}, ${JSON.stringify(c.config)}::text::jsonb)`;
+  await tx`reset role`;
+  return row as ConnectionView;
+}
+
+function saveCredential(sql: postgres.Sql, caller: Caller, c: SavedCredential): Promise<ConnectionView> {
+  return sql.begin((tx) => saveCredentialIn(tx, caller, c));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -378,38 +383,54 @@ interface Binding {
   cost: number;
 }
 
-/** Refreshes an OAuth2 connection's access token when it expires within REFRESH_MARGIN_MS. */
+/**
+ * The connection's credential for a delivery. An OAuth2 access token that expires within
+ * REFRESH_MARGIN_MS is refreshed first, under a per-connection lock: the provider rotates refresh
+ * tokens, so two deliveries refreshing at once would make the second one fail. Whoever waits on
+ * the lock re-reads the credential and uses the token the first one stored.
+ */
 async function freshCredential(sql: postgres.Sql, caller: Caller, binding: Binding, env: ConnectorEnv):
   Promise<{ credential: Record<string, string>; config: Record<string, unknown> } | { failed: string }> {
-  const [row] = await sql`
-    select c.display_name, f.scopes, f.config, f.token_expires_at, f.credential
-      from private.connection_credential(${binding.connectionId}) f join public.connections c on c.id = f.id`;
-  if (!row) return { failed: "connection_inactive" };
-  const credential = JSON.parse(row.credential as string) as Record<string, string>;
-  const config = row.config as Record<string, unknown>;
-  const expiresAt = row.token_expires_at as Date | null;
-  if (binding.provider !== "oauth2" || expiresAt === null || expiresAt.getTime() - Date.now() > REFRESH_MARGIN_MS) {
-    return { credential, config };
-  }
-  const oauthConfig = OAuth2Config.parse(config);
-  const current = OAuth2Credential.parse(credential);
-  if (!current.refresh_token) return { failed: "token_expired" };
-  const [refreshed, latencyMs] = await timed(() => refreshTokens(oauthConfig, current, env));
-  await auditCall(sql, caller, {
-    orgId: binding.orgId, connectionId: binding.connectionId, provider: "oauth2", kind: "refresh",
-    outcome: refreshed.ok ? "delivered" : refreshed.result.outcome, status: refreshed.result.status, latencyMs,
-  });
-  if (!refreshed.ok) return { failed: "refresh_failed" };
-  const next: OAuth2Credential = {
-    access_token: refreshed.tokens.access_token,
-    refresh_token: refreshed.tokens.refresh_token ?? current.refresh_token,
-    client_secret: current.client_secret,
+  const read = async (q: postgres.Sql | postgres.TransactionSql) => {
+    const [row] = await q`
+      select c.display_name, f.scopes, f.config, f.token_expires_at, f.credential
+        from private.connection_credential(${binding.connectionId}) f join public.connections c on c.id = f.id`;
+    return row;
   };
-  await saveCredential(sql, caller, {
-    orgId: binding.orgId, provider: "oauth2", displayName: row.display_name, scopes: row.scopes, credential: next,
-    expiresAt: refreshed.tokens.expiresAt, connectionId: binding.connectionId, config,
+  const due = (expiresAt: Date | null) => expiresAt !== null && expiresAt.getTime() - Date.now() <= REFRESH_MARGIN_MS;
+
+  const row = await read(sql);
+  if (!row) return { failed: "connection_inactive" };
+  if (binding.provider !== "oauth2" || !due(row.token_expires_at)) {
+    return { credential: JSON.parse(row.credential as string), config: row.config };
+  }
+  return await sql.begin(async (tx) => {
+    await tx`select pg_advisory_xact_lock(hashtextextended(${"connection-refresh:" + binding.connectionId}, 0))`;
+    const locked = await read(tx);
+    if (!locked) return { failed: "connection_inactive" };
+    const config = locked.config as Record<string, unknown>;
+    const current = OAuth2Credential.parse(JSON.parse(locked.credential as string));
+    if (!due(locked.token_expires_at)) return { credential: current as Record<string, string>, config };
+    if (!current.refresh_token) return { failed: "token_expired" };
+
+    const [refreshed, latencyMs] = await timed(() => refreshTokens(OAuth2Config.parse(config), current, env));
+    // In this transaction: waiters on the lock hold pooled connections, so the holder takes none.
+    await auditCallIn(tx, caller, {
+      orgId: binding.orgId, connectionId: binding.connectionId, provider: "oauth2", kind: "refresh",
+      outcome: refreshed.ok ? "delivered" : refreshed.result.outcome, status: refreshed.result.status, latencyMs,
+    });
+    if (!refreshed.ok) return { failed: "refresh_failed" };
+    const next: OAuth2Credential = {
+      access_token: refreshed.tokens.access_token,
+      refresh_token: refreshed.tokens.refresh_token ?? current.refresh_token,
+      client_secret: current.client_secret,
+    };
+    await saveCredentialIn(tx, caller, {
+      orgId: binding.orgId, provider: "oauth2", displayName: locked.display_name, scopes: locked.scopes, credential: next,
+      expiresAt: refreshed.tokens.expiresAt, connectionId: binding.connectionId, config,
+    });
+    return { credential: next as Record<string, string>, config };
   });
-  return { credential: next as Record<string, string>, config };
 }
 
 /** What executing an approved action answered. */

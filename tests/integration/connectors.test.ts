@@ -237,17 +237,23 @@ describe("OAuth2", () => {
     }
   });
 
-  it("refreshes an access token that is about to expire before delivering with it", async () => {
+  it("refreshes an access token that is about to expire before delivering with it, once for racing deliveries", async () => {
     const [access] = [...providers.accessTokens.entries()].find(([, t]) => !providers.revoked.has(t.refreshToken))!;
     // The provider has already expired the token; the database says it has 30 seconds left.
     providers.accessTokens.get(access)!.expiresAt = Date.now() - 1;
     await sql`update public.connections set token_expires_at = now() + interval '30 seconds' where id = ${connectionId}`;
+    const refreshes = () => providers.requests.filter((r) => r.path === "/oauth/token" && r.body.includes("grant_type=refresh_token")).length;
+    const before = refreshes();
 
-    const action = await approved("tickets.create", { method: "POST", path: "/tickets", body: { title: "Refund 1042" } });
-    const result = await execute(action);
-    expect(result).toMatchObject({ status: 200, body: { ok: true, delivered: true, outcome: "delivered" } });
-    expect(result.body.result).toMatchObject({ received: { title: "Refund 1042" } });
-    expect(providers.requests.some((r) => r.path === "/oauth/token" && r.body.includes("grant_type=refresh_token"))).toBe(true);
+    // Two deliveries race; the provider rotates refresh tokens, so only one may refresh.
+    const actions = [
+      await approved("tickets.create", { method: "POST", path: "/tickets", body: { title: "Refund 1042" } }),
+      await approved("tickets.create", { method: "POST", path: "/tickets", body: { title: "Refund 1043" } }),
+    ];
+    const results = await Promise.all(actions.map(execute));
+    for (const result of results) expect(result).toMatchObject({ status: 200, body: { ok: true, delivered: true, outcome: "delivered" } });
+    expect(results[0].body.result).toMatchObject({ received: { title: "Refund 1042" } });
+    expect(refreshes() - before).toBe(1);
     for (const t of [...providers.accessTokens.keys(), ...providers.refreshTokens]) secrets.push(t);
     const [c] = await sql`select token_expires_at from public.connections where id = ${connectionId}`;
     expect(c.token_expires_at.getTime()).toBeGreaterThan(Date.now() + 3_000_000);
