@@ -11,6 +11,7 @@
  * credential or a body. Credentials are read from Vault over the function's direct connection
  * (private.connection_credential) and never leave this module but towards their provider.
  */
+import { createHash, randomBytes } from "node:crypto";
 import type postgres from "npm:postgres@^3.4.9";
 import { type Admission, type ApprovedAction, executeApprovedAction } from "./action_gate.ts";
 import type { Caller } from "./caller.ts";
@@ -53,7 +54,8 @@ export const REFRESH_MARGIN_MS = 60_000;
 interface CallAudit {
   orgId: string;
   connectionId: string | null;
-  provider: Provider;
+  /** Null when the action names no tool bound to a connection. */
+  provider: Provider | null;
   kind: "verify" | "deliver" | "refresh" | "revoke";
   outcome: string;
   status?: number | null;
@@ -165,23 +167,24 @@ export interface SaveInput {
  * A GitHub token that reports its scopes must hold exactly those (least privilege).
  */
 export async function saveConnection(sql: postgres.Sql, caller: Caller, orgId: string, input: SaveInput, env: ConnectorEnv): Promise<ConnectionView> {
-  if (input.provider === "oauth2") {
+  const provider = input.provider;
+  if (provider === "oauth2") {
     throw new HttpError(400, "use_oauth2_flow", "OAuth2 connections are made with /oauth2/start and /oauth2/callback");
   }
-  const credential = parseCredential(input.provider, input.credential, env.urls);
+  const credential = parseCredential(provider, input.credential, env.urls);
   if (!credential.ok) throw new HttpError(400, "invalid_credential", credential.message);
   const needed = await sql.begin(async (tx) => {
     await requireOrgRole(tx, caller, orgId, "tenant_admin");
     if (input.connection_id) {
-      const [row] = await tx`select 1 from public.connections where id = ${input.connection_id} and org_id = ${orgId} and provider = ${input.provider}::public.connector_provider`;
+      const [row] = await tx`select 1 from public.connections where id = ${input.connection_id} and org_id = ${orgId} and provider = ${provider}::public.connector_provider`;
       if (!row) throw new HttpError(404, "connection_not_found", "no such connection of this provider in this organization");
     }
-    return scopesNeeded(tx, orgId, input.provider);
+    return scopesNeeded(tx, orgId, provider);
   });
 
-  const audit = { orgId, connectionId: input.connection_id ?? null, provider: input.provider, kind: "verify" as const };
+  const audit = { orgId, connectionId: input.connection_id ?? null, provider, kind: "verify" as const };
   await meter(sql, caller, audit);
-  const [result, latencyMs] = await timed(() => verifyCredential(input.provider as Exclude<Provider, "oauth2">, credential.value, env));
+  const [result, latencyMs] = await timed(() => verifyCredential(provider, credential.value, env));
   await auditCall(sql, caller, { ...audit, outcome: result.outcome, status: result.status, latencyMs });
   if (result.outcome !== "delivered") throw verificationError(result);
 
@@ -198,7 +201,7 @@ export async function saveConnection(sql: postgres.Sql, caller: Caller, orgId: s
     scopes = result.grantedScopes;
   }
   return saveCredential(sql, caller, {
-    orgId, provider: input.provider, displayName: input.display_name, scopes, credential: credential.value,
+    orgId, provider, displayName: input.display_name, scopes, credential: credential.value,
     expiresAt: null, connectionId: input.connection_id ?? null, config: {},
   });
 }
@@ -209,15 +212,8 @@ export async function saveConnection(sql: postgres.Sql, caller: Caller, orgId: s
 /** What a tenant admin sends to start an OAuth2 authorization: the provider's settings and the client secret. */
 export type OAuthStartInput = OAuth2Config & { display_name: string; client_secret: string };
 
-function base64url(bytes: Uint8Array): string {
-  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-
-async function sha256(text: string): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
-}
-
-const hex = (bytes: Uint8Array) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+/** The hex SHA-256 of an authorization's state: what the database keys it by. */
+const stateKey = (state: string) => createHash("sha256").update(state).digest("hex");
 
 /**
  * Starts an OAuth2 authorization for the scopes the workspace's enabled `oauth2` tools need: checks
@@ -225,8 +221,9 @@ const hex = (bytes: Uint8Array) => Array.from(bytes, (b) => b.toString(16).padSt
  * verifier in Vault under the state's hash for 10 minutes, and answers the URL to send the admin to.
  */
 export async function startOAuth(sql: postgres.Sql, caller: Caller, orgId: string, input: OAuthStartInput, env: ConnectorEnv) {
-  const { display_name, client_secret, ...settings } = input;
-  const config = OAuth2Config.parse(settings);
+  const { display_name, client_secret, ...config } = input;
+  // The role first: only a tenant admin may have the function look names up and call out.
+  await sql.begin((tx) => requireOrgRole(tx, caller, orgId, "tenant_admin"));
   if (new URL(config.authorize_url).protocol !== "https:" && !env.egress.testOnly?.http) {
     throw new HttpError(400, "invalid_authorize_url", "authorize_url must be https");
   }
@@ -235,18 +232,17 @@ export async function startOAuth(sql: postgres.Sql, caller: Caller, orgId: strin
     const checked = await checkUrl(url, env.egress);
     if (!checked.ok) throw new HttpError(422, checked.code, `${name} was refused by the egress guard: ${checked.reason}`);
   }
-  const state = base64url(crypto.getRandomValues(new Uint8Array(32)));
-  const verifier = base64url(crypto.getRandomValues(new Uint8Array(32)));
+  const state = randomBytes(32).toString("base64url");
+  const verifier = randomBytes(32).toString("base64url");
   const scopes = await sql.begin(async (tx) => {
-    await requireOrgRole(tx, caller, orgId, "tenant_admin");
     const scopes = await scopesNeeded(tx, orgId, "oauth2");
-    await tx`select private.begin_oauth_authorization(${hex(await sha256(state))}, ${orgId}, ${display_name}, ${JSON.stringify(config)}::text::jsonb,
+    await tx`select private.begin_oauth_authorization(${stateKey(state)}, ${orgId}, ${display_name}, ${JSON.stringify(config)}::text::jsonb,
                                                       ${scopes}::text[], ${JSON.stringify({ client_secret, code_verifier: verifier })},
                                                       ${caller.kind === "user" ? caller.userId : null})`;
     return scopes;
   });
   return {
-    authorization_url: authorizationUrl(config, scopes, state, base64url(await sha256(verifier))),
+    authorization_url: authorizationUrl(config, scopes, state, createHash("sha256").update(verifier).digest("base64url")),
     state,
     scopes,
     expires_in: 600,
@@ -260,7 +256,7 @@ export async function startOAuth(sql: postgres.Sql, caller: Caller, orgId: strin
 export async function completeOAuth(sql: postgres.Sql, caller: Caller, orgId: string, input: { state: string; code: string }, env: ConnectorEnv): Promise<ConnectionView> {
   const pending = await sql.begin(async (tx) => {
     await requireOrgRole(tx, caller, orgId, "tenant_admin");
-    const [row] = await tx`select * from private.take_oauth_authorization(${hex(await sha256(input.state))}, ${orgId})`;
+    const [row] = await tx`select * from private.take_oauth_authorization(${stateKey(input.state)}, ${orgId})`;
     return row;
   });
   if (!pending) throw new HttpError(400, "oauth_state_invalid", "no authorization in flight with that state (unknown, used or expired)");
@@ -320,13 +316,16 @@ async function storedConnection(sql: Sql, connectionId: string): Promise<StoredC
   return row ? { id: row.id, orgId: row.org_id, provider: row.provider, config: row.config, credential: row.credential } : null;
 }
 
-/** Revokes (where the provider can) and disables one active connection, as `caller`. */
+/**
+ * Revokes (where the provider can) and disables connection `connectionId` of `orgId`, as
+ * `caller` (whose right to do so the caller of this function has checked).
+ */
 async function revokeAndDisable(sql: postgres.Sql, caller: Caller, orgId: string, connectionId: string, env: ConnectorEnv) {
+  const [owner] = await sql`select org_id from public.connections where id = ${connectionId}`;
+  if (!owner || owner.org_id !== orgId) throw new HttpError(404, "connection_not_found", "no such connection in this organization");
   const stored = await storedConnection(sql, connectionId);
-  const revocation = stored && stored.orgId === orgId ? await revokeAndAudit(sql, caller, stored, env) : "not_supported";
+  const revocation = stored ? await revokeAndAudit(sql, caller, stored, env) : "not_supported";
   const connection = await sql.begin(async (tx) => {
-    const [owner] = await tx`select org_id from public.connections where id = ${connectionId}`;
-    if (!owner || owner.org_id !== orgId) throw new HttpError(404, "connection_not_found", "no such connection in this organization");
     await actAs(tx, caller);
     await tx`set local role service_role`;
     const [row] = await tx`
@@ -339,13 +338,8 @@ async function revokeAndDisable(sql: postgres.Sql, caller: Caller, orgId: string
 
 /** Disables a connection of `orgId` (tenant admin): revokes its tokens at the provider, then deletes them from Vault. */
 export async function disableConnection(sql: postgres.Sql, caller: Caller, orgId: string, connectionId: string, env: ConnectorEnv) {
-  await sql.begin(async (tx) => {
-    await requireOrgRole(tx, caller, orgId, "tenant_admin");
-    const [row] = await tx`select 1 from public.connections where id = ${connectionId} and org_id = ${orgId}`;
-    if (!row) throw new HttpError(404, "connection_not_found", "no such connection in this organization");
-  });
-  const { connection, revocation } = await revokeAndDisable(sql, caller, orgId, connectionId, env);
-  return { connection, revocation };
+  await sql.begin((tx) => requireOrgRole(tx, caller, orgId, "tenant_admin"));
+  return revokeAndDisable(sql, caller, orgId, connectionId, env);
 }
 
 /**
@@ -380,7 +374,6 @@ interface Binding {
   runId: string;
   connectionId: string;
   provider: Provider;
-  cost: number;
 }
 
 /**
@@ -393,8 +386,7 @@ async function freshCredential(sql: postgres.Sql, caller: Caller, binding: Bindi
   Promise<{ credential: Record<string, string>; config: Record<string, unknown> } | { failed: string }> {
   const read = async (q: postgres.Sql | postgres.TransactionSql) => {
     const [row] = await q`
-      select c.display_name, f.scopes, f.config, f.token_expires_at, f.credential
-        from private.connection_credential(${binding.connectionId}) f join public.connections c on c.id = f.id`;
+      select display_name, scopes, config, token_expires_at, credential from private.connection_credential(${binding.connectionId})`;
     return row;
   };
   const due = (expiresAt: Date | null) => expiresAt !== null && expiresAt.getTime() - Date.now() <= REFRESH_MARGIN_MS;
@@ -456,7 +448,7 @@ export async function executeAction(sql: postgres.Sql, requestId: string, payloa
         left join public.agent_tools t on t.org_id = r.org_id and t.agent_id = r.agent_id and t.tool = r.tool
         left join public.connections c on c.org_id = t.org_id and c.id = t.connection_id
        where r.id = ${action.requestId}`;
-    const base = { orgId: row.org_id, connectionId: row.connection_id, provider: row.provider ?? "https_webhook", kind: "deliver" as const,
+    const base = { orgId: row.org_id, connectionId: row.connection_id, provider: row.provider, kind: "deliver" as const,
                    agentId: row.agent_id, runId: row.run_id, tool: action.tool, actionRequestId: action.requestId };
     let refusal: string | null = null;
     if (row.disabled_at !== null) refusal = "agent_disabled";
@@ -470,7 +462,7 @@ export async function executeAction(sql: postgres.Sql, requestId: string, payloa
       refusedAudit = { ...base, outcome: refusal };
       return refusal;
     }
-    binding = { orgId: row.org_id, agentId: row.agent_id, runId: row.run_id, connectionId: row.connection_id, provider: row.provider, cost: row.cost_units };
+    binding = { orgId: row.org_id, agentId: row.agent_id, runId: row.run_id, connectionId: row.connection_id, provider: row.provider };
     return null;
   };
 

@@ -94,12 +94,10 @@ export const ApiCall = z.strictObject({
   body: z.record(z.string(), z.unknown()).optional(),
 });
 
-/** A credential of a provider, parsed; a refusal names what is wrong with it. */
-export function parseCredential(provider: Provider, raw: unknown, urls: ProviderUrls):
+/** A webhook or token credential, parsed (OAuth2 credentials come from the code exchange); a refusal names what is wrong. */
+export function parseCredential(provider: Exclude<Provider, "oauth2">, raw: unknown, urls: ProviderUrls):
   { ok: true; value: Record<string, string> } | { ok: false; message: string } {
-  const schema = provider === "oauth2" ? OAuth2Credential
-    : provider === "github" || provider === "notion" ? TokenCredential
-    : WebhookCredential;
+  const schema = provider === "github" || provider === "notion" ? TokenCredential : WebhookCredential;
   const parsed = schema.safeParse(raw);
   if (!parsed.success) return { ok: false, message: parsed.error.issues.map((i) => `${i.path.join(".") || "credential"}: ${i.message}`).join("; ") };
   if (provider === "slack_webhook" || provider === "discord_webhook") {

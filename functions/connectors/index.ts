@@ -21,13 +21,12 @@ import { type Caller, callerOf, orgIdOf } from "../_shared/caller.ts";
 import { completeOAuth, disableAgent, disableConnection, executeAction, saveConnection, startOAuth } from "../_shared/connectors.ts";
 import { db } from "../_shared/db.ts";
 import { HttpError, readJsonBody, requireMethod, withErrors } from "../_shared/http_error.ts";
-import { connectorEnvFrom, type ConnectorEnv } from "../_shared/providers.ts";
+import { connectorEnvFrom, type ConnectorEnv, OAuth2Config, OAuth2Credential } from "../_shared/providers.ts";
 
 const MAX_BODY = 64 * 1024;
 const uuid = z.uuid();
 const orgField = { org_id: z.uuid().optional() };
 const displayName = z.string().trim().min(1).max(100);
-const url = z.string().min(1).max(2048);
 
 const SaveBody = z.strictObject({
   ...orgField,
@@ -37,16 +36,10 @@ const SaveBody = z.strictObject({
   connection_id: z.uuid().optional(),
 });
 const EmptyBody = z.strictObject(orgField);
-const OAuthStartBody = z.strictObject({
+const OAuthStartBody = OAuth2Config.extend({
   ...orgField,
   display_name: displayName,
-  authorize_url: url,
-  token_url: url,
-  revoke_url: url.optional(),
-  api_url: url,
-  client_id: z.string().min(1).max(256),
-  client_secret: z.string().min(1).max(1024),
-  redirect_uri: url,
+  client_secret: OAuth2Credential.shape.client_secret,
 });
 const OAuthCallbackBody = z.strictObject({
   ...orgField,
@@ -102,11 +95,7 @@ Deno.serve(withErrors(async (req) => {
   if (path === "/oauth2/start") {
     const body = await readJsonBody(req, OAuthStartBody, MAX_BODY);
     const { org_id: _, ...input } = body;
-    const started = await startOAuth(sql, caller, orgOf(req, caller, body), input, connectorEnv()).catch((e) => {
-      if (e instanceof z.ZodError) throw new HttpError(400, "invalid_body", e.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
-      throw e;
-    });
-    return Response.json(started, { status: 201 });
+    return Response.json(await startOAuth(sql, caller, orgOf(req, caller, body), input, connectorEnv()), { status: 201 });
   }
   if (path === "/oauth2/callback") {
     const body = await readJsonBody(req, OAuthCallbackBody, MAX_BODY);
@@ -122,8 +111,7 @@ Deno.serve(withErrors(async (req) => {
     const body = await readJsonBody(req, ExecuteBody, MAX_BODY);
     const answer = await executeAction(sql, idOf(m[1]), body.payload ?? null, connectorEnv());
     if (answer.ok) return Response.json(answer);
-    const status = answer.reason === "rate_limited" || answer.reason === "budget_exhausted" ? 429
-      : answer.reason === "not_found" ? 404 : 409;
+    const status = answer.reason === "rate_limited" || answer.reason === "budget_exhausted" ? 429 : 409;
     return Response.json({ error: { code: answer.reason, message: refusalMessage(answer.reason) } }, { status });
   }
   throw new HttpError(404, "not_found", "no such route; see functions/connectors/index.ts");

@@ -193,12 +193,12 @@ revoke execute on function private.meter_connector_call(uuid, integer) from publ
 -- A connection with its decrypted credential, for the connectors function to use and never to
 -- return. Null when there is no such active connection.
 create function private.connection_credential(p_connection_id uuid)
-returns table (id uuid, org_id uuid, provider public.connector_provider, config jsonb, scopes text[],
+returns table (id uuid, org_id uuid, provider public.connector_provider, display_name text, config jsonb, scopes text[],
                token_expires_at timestamptz, credential text)
 language sql stable
 set search_path = ''
 as $$
-  select c.id, c.org_id, c.provider, c.config, c.scopes, c.token_expires_at, s.decrypted_secret
+  select c.id, c.org_id, c.provider, c.display_name, c.config, c.scopes, c.token_expires_at, s.decrypted_secret
     from public.connections c
     join vault.decrypted_secrets s on s.id = c.secret_id
    where c.id = p_connection_id and c.status = 'active'

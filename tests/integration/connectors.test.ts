@@ -98,6 +98,12 @@ describe("bad input", () => {
     expect(await call("connections/not-a-uuid/disable", ada, {})).toMatchObject({ status: 404 });
     expect(await call(`actions/${crypto.randomUUID()}/execute`, ada, { payload: {} })).toMatchObject({ status: 403, body: { error: { code: "runtime_only" } } });
     expect(await call(`actions/${crypto.randomUUID()}/execute`, "runtime", { payload: {} })).toMatchObject({ status: 404, body: { error: { code: "action_request_not_found" } } });
+    // Another organization's connection or agent can't be disabled, even by id.
+    const globexConnection = "6b000000-0000-4000-8000-00000000000b";
+    expect(await call(`connections/${globexConnection}/disable`, ada, {})).toMatchObject({ status: 404, body: { error: { code: "connection_not_found" } } });
+    expect(await call("agents/2b000000-0000-4000-8000-00000000000b/disable", ada, {})).toMatchObject({ status: 404, body: { error: { code: "agent_not_found" } } });
+    expect((await sql`select status from public.connections where id = ${globexConnection}`)[0].status).toBe("active");
+    expect((await sql`select disabled_at from public.agents where id = '2b000000-0000-4000-8000-00000000000b'`)[0].disabled_at).toBeNull();
     const get = await fetch(`${stack().functionsUrl}/connectors/connections`, { headers: { authorization: `Bearer ${await accessToken(ada)}` } });
     expect(get.status).toBe(405);
     expect(await connectionCount()).toBe(before);
@@ -220,6 +226,18 @@ describe("OAuth2", () => {
     expect(await call("oauth2/callback", ada, { state: consent.state, code: consent.code })).toMatchObject({ status: 400, body: { error: { code: "oauth_state_invalid" } } });
     connectionId = done.body.connection.id;
     await tool("tickets.create", "oauth2", ["tickets:write", "tickets:read"], connectionId);
+  });
+
+  it("refuses provider settings that are malformed or point where the egress guard won't go", async () => {
+    expect(await call("oauth2/start", ada, { display_name: "Bad", ...settings(), token_url: "not a url" }))
+      .toMatchObject({ status: 400, body: { error: { code: "invalid_body" } } });
+    expect(await call("oauth2/start", ada, { display_name: "Bad", ...settings(), token_url: "https://169.254.169.254/token" }))
+      .toMatchObject({ status: 422, body: { error: { code: "egress_metadata_host" } } });
+    expect(await call("oauth2/start", ada, { display_name: "Bad", ...settings(), authorize_url: "http://provider.example/authorize" }))
+      .toMatchObject({ status: 400, body: { error: { code: "invalid_authorize_url" } } });
+    // A viewer learns nothing: the role is checked before any URL is looked up.
+    expect(await call("oauth2/start", victor, { display_name: "Bad", ...settings(), token_url: "https://169.254.169.254/token" }))
+      .toMatchObject({ status: 403, body: { error: { code: "forbidden" } } });
   });
 
   it("refuses tokens granted more scopes than were asked for, and revokes them", async () => {
