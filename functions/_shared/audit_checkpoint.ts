@@ -20,9 +20,14 @@ async function keyIdOf(publicKey: Uint8Array<ArrayBuffer>): Promise<string> {
 
 /** The active signing key, created (and its private half put in Vault) if there is none. */
 async function activeKey(tx: Tx): Promise<{ keyId: string; privateKey: CryptoKey }> {
-  // One creator at a time; everyone else then finds the key it made.
-  await tx`select pg_advisory_xact_lock(hashtext('audit.signing_keys'))`;
-  let [key] = await tx`select key_id, secret_id from audit.signing_keys where retired_at is null`;
+  const current = () => tx`select key_id, secret_id from audit.signing_keys where retired_at is null`;
+  let [key] = await current();
+  if (!key) {
+    // Only a creator locks (until its transaction ends), so signers never queue behind each other;
+    // a second creator waits, then finds the key the first one made.
+    await tx`select pg_advisory_xact_lock(hashtext('audit.signing_keys'))`;
+    [key] = await current();
+  }
   if (!key) {
     const pair = await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"]) as CryptoKeyPair;
     const publicKey = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));

@@ -52,11 +52,16 @@ function sanitizeString(text: string, secrets: string[]): string {
 
 /**
  * A copy of a JSON tool result fit for a model's context: credentials redacted, auth members
- * dropped. `secrets` are exact values to remove wherever they occur (at least 8 characters, so a
- * short value can't blank out ordinary text).
+ * dropped. `secrets` are exact values to remove wherever they occur, as they are or URL-encoded
+ * or base64-encoded (at least 8 characters, so a short value can't blank out ordinary text).
  */
 export function sanitizeToolResult(value: unknown, options: { secrets?: string[] } = {}): unknown {
-  const secrets = (options.secrets ?? []).filter((s) => typeof s === "string" && s.length >= 8);
+  // Each secret also as an echo would commonly carry it: URL-encoded, and base64 (standard and URL-safe).
+  const secrets = [...new Set((options.secrets ?? []).filter((s) => typeof s === "string" && s.length >= 8).flatMap((s) => {
+    const bytes = new TextEncoder().encode(s);
+    const base64 = btoa(String.fromCharCode(...bytes));
+    return [s, encodeURIComponent(s), base64, base64.replace(/=+$/, ""), base64.replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "")];
+  }))];
   const walk = (v: unknown, depth: number): unknown => {
     if (depth > 64) return REDACTED;  // deeper than any tool result should be; refuse to guess
     if (typeof v === "string") return sanitizeString(v, secrets);

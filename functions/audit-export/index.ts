@@ -64,24 +64,32 @@ Deno.serve(withErrors(async (req) => {
 
   const encoder = new TextEncoder();
   const line = (value: unknown) => encoder.encode(JSON.stringify(value) + "\n");
+  const batches = sql`
+    select e.seq, encode(e.prev_hash, 'hex') as prev_hash, encode(e.entry_hash, 'hex') as entry_hash,
+           e.canonical, audit.jcs(p.payload) as payload
+      from audit.entries e
+      left join audit.payloads p on p.org_id = e.org_id and p.seq = e.seq
+     where e.org_id = ${orgId} and e.seq between ${header.from_seq} and ${header.to_seq}
+     order by e.seq`.cursor(BATCH)[Symbol.asyncIterator]();
+  // One batch per pull: the client's pace sets the database's, and memory holds one batch at most.
+  let headerSent = false;
   const body = new ReadableStream<Uint8Array>({
-    async start(controller) {
+    async pull(controller) {
       try {
-        controller.enqueue(line(header));
-        const rows = sql`
-          select e.seq, encode(e.prev_hash, 'hex') as prev_hash, encode(e.entry_hash, 'hex') as entry_hash,
-                 e.canonical, audit.jcs(p.payload) as payload
-            from audit.entries e
-            left join audit.payloads p on p.org_id = e.org_id and p.seq = e.seq
-           where e.org_id = ${orgId} and e.seq between ${header.from_seq} and ${header.to_seq}
-           order by e.seq`.cursor(BATCH);
-        for await (const batch of rows) {
-          for (const r of batch) {
+        if (!headerSent) {
+          headerSent = true;
+          controller.enqueue(line(header));
+          return;
+        }
+        const next = await batches.next();
+        if (!next.done) {
+          for (const r of next.value) {
             controller.enqueue(line({
               type: "entry", seq: Number(r.seq), prev_hash: r.prev_hash, entry_hash: r.entry_hash,
               canonical: r.canonical, payload: r.payload,
             }));
           }
+          return;
         }
         controller.enqueue(line({ type: "checkpoint", ...checkpoint }));
         controller.close();
@@ -90,6 +98,10 @@ Deno.serve(withErrors(async (req) => {
         console.error("audit-export: stream aborted");
         controller.error(new Error("export aborted"));
       }
+    },
+    async cancel() {
+      // The client went away: end the cursor, which frees its connection.
+      await batches.return?.();
     },
   });
   return new Response(body, {

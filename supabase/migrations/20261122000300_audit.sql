@@ -215,12 +215,20 @@ $$;
 comment on function audit.jcs_member(jsonb) is 'RFC 8785 serialization of one JSON value (scalars inline, containers via audit.jcs).';
 
 -- The two hashes the chain is made of, defined once for sealing and verifying alike.
+create function audit.sha256_hex(p_text text) returns text
+language sql immutable strict
+set search_path = ''
+as $$
+  select pg_catalog.encode(extensions.digest(pg_catalog.convert_to(p_text, 'UTF8'), 'sha256'), 'hex')
+$$;
+comment on function audit.sha256_hex(text) is 'The SHA-256 of a text''s UTF-8 bytes, as 64 lowercase hex digits.';
+
 create function audit.payload_sha256(p_payload jsonb) returns text
 language plpgsql immutable strict
 set search_path = ''
 as $$
 begin
-  return pg_catalog.encode(extensions.digest(pg_catalog.convert_to(audit.jcs(p_payload), 'UTF8'), 'sha256'), 'hex');
+  return audit.sha256_hex(audit.jcs(p_payload));
 end
 $$;
 comment on function audit.payload_sha256(jsonb) is 'SHA-256 (hex) of a payload''s RFC 8785 bytes: what an entry''s canonical text records.';
@@ -317,7 +325,7 @@ set search_path = ''
 as $$
 declare
   head audit.heads%rowtype;
-  at_utc text := pg_catalog.to_char(pg_catalog.clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
+  at_utc text;
   actor uuid := (select auth.uid());
   payload jsonb := coalesce(p_payload, '{}');
   -- Hashed before the head is locked, to keep the lock (held until commit) short.
@@ -335,6 +343,8 @@ begin
     on conflict (org_id) do nothing;
     select * into head from audit.heads h where h.org_id = p_org_id for update;
   end if;
+  -- Read under the lock, so that time never runs backwards along the chain.
+  at_utc := pg_catalog.to_char(pg_catalog.clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
 
   canonical := '{"action":' || pg_catalog.to_json(p_action)::text
             || ',"actor":' || coalesce(pg_catalog.to_json(actor::text)::text, 'null')

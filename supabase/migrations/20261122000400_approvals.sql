@@ -322,7 +322,7 @@ begin
     policy_id, mode, approvals_required, approver_role, status, requested_by, requested_via,
     expires_at, decided_at)
   values (
-    run.org_id, run.project_id, run.agent_id, run.id, p_tool, p_connector, canonical, audit.payload_sha256(p_payload), p_risk,
+    run.org_id, run.project_id, run.agent_id, run.id, p_tool, p_connector, canonical, audit.sha256_hex(canonical), p_risk,
     policy.id, mode,
     case mode when 'require_approval' then 1 when 'require_dual_control' then 2 else 0 end,
     coalesce(policy.approver_role, 'project_admin'),

@@ -46,6 +46,12 @@ async function chainOf(org: string) {
     select count(*)::int as entries, min(seq)::int as first, max(seq)::int as last,
            count(distinct prev_hash)::int as distinct_prev
       from audit.entries where org_id = ${org}`;
+  // Time never runs backwards along the chain (an entry's time is read once its seq is taken).
+  const [{ backwards }] = await admin`
+    select count(*)::int as backwards
+      from (select occurred_at < lag(occurred_at) over (order by seq) as earlier from audit.entries where org_id = ${org}) t
+     where earlier`;
+  expect(backwards).toBe(0);
   const [verdict] = await admin`select ok, reason from audit.verify_chain(${org})`;
   return { ...summary, ...verdict };
 }

@@ -28,6 +28,21 @@ describe("sanitizeToolResult", () => {
     expect(text).toContain("application/json");
   });
 
+  it("catches the credential echoed back URL-encoded or in base64", () => {
+    const custom = "c0nn3ction/cr3dential+with=odd&chars~";
+    const b64 = Buffer.from(custom).toString("base64");
+    const result = {
+      redirect: `https://app.example/cb?page=2&state=${encodeURIComponent(custom)}`,
+      basic: `user:pass header was ${b64}`,
+      compact: `jwt-ish ${Buffer.from(custom).toString("base64url")}.payload`,
+    };
+    const text = JSON.stringify(sanitizeToolResult(result, { secrets: [custom] }));
+    for (const form of [custom, encodeURIComponent(custom), b64, b64.replace(/=+$/, ""), Buffer.from(custom).toString("base64url")]) {
+      expect(text).not.toContain(form);
+    }
+    expect(text).toContain("https://app.example/cb?page=2&state=");
+  });
+
   it("drops auth headers and credential members by name", () => {
     const out = sanitizeToolResult({
       authorization: "anything", Cookie: "s=1", "set-cookie": "s=2", access_token: "a", refresh_token: "r",
