@@ -7,7 +7,8 @@
  *   {"type":"entry","seq":…,"prev_hash":hex,"entry_hash":hex,"canonical":"{…}","payload":"{…}"|null}   (a..b)
  *   {"type":"checkpoint","checkpoint":"{…}","signature":base64,"key_id":…,"public_key":base64}
  * `frontier` is the Merkle frontier of entries 1..a-1, so the root can be rebuilt from a..b alone.
- * `payload` is the payload's RFC 8785 text (null once purged). The checkpoint states size b.
+ * `payload` is the payload's JSON text exactly as it was hashed (null once purged). The checkpoint
+ * states size b.
  * Runs on Node and Deno alike (node:crypto, Web Crypto).
  */
 import { Buffer } from "node:buffer";

@@ -39,6 +39,7 @@ Deno.serve(withErrors(async (req) => {
   const sql = db();
   const { header, checkpoint } = await sql.begin(async (tx) => {
     await requireOrgRole(tx, caller, orgId, "project_viewer");
+    await tx`select audit.seal(${orgId})`;  // what was recorded up to now is in the export
     const [range] = await tx`
       select coalesce(${q.from_seq ?? null}::bigint,
                       (select min(seq) from audit.entries where org_id = ${orgId} and occurred_at >= ${q.from ?? null}::timestamptz),
@@ -66,7 +67,7 @@ Deno.serve(withErrors(async (req) => {
   const line = (value: unknown) => encoder.encode(JSON.stringify(value) + "\n");
   const batches = sql`
     select e.seq, encode(e.prev_hash, 'hex') as prev_hash, encode(e.entry_hash, 'hex') as entry_hash,
-           e.canonical, audit.jcs(p.payload) as payload
+           e.canonical, p.payload::text as payload
       from audit.entries e
       left join audit.payloads p on p.org_id = e.org_id and p.seq = e.seq
      where e.org_id = ${orgId} and e.seq between ${header.from_seq} and ${header.to_seq}

@@ -22,6 +22,7 @@ import { startGateway } from "./gateway.ts";
 import { generateSecrets, signApiKey, type StackSecrets } from "./keys.ts";
 import { applyPlatformLayer } from "./platform.ts";
 import { clusterExists, findPostgres, initCluster, makeTraversable, postgresUser, startPostgres, type PgServer } from "./postgres.ts";
+import { startSealer, type Sealer } from "./sealer.ts";
 import { waitFor } from "./wait.ts";
 
 const run = promisify(execFile);
@@ -223,6 +224,23 @@ function scheduleCheckpoints(url: string, serviceRoleKey: string, logFile: strin
   return timer;
 }
 
+/**
+ * The audit sealer (scripts/stack/sealer.ts), as pg_cron runs audit.seal_pending() on hosted
+ * Supabase: when a call finds nothing to seal, the next one waits GATEHOUSE_SEAL_INTERVAL_MS
+ * (default 200).
+ */
+function startAuditSealer(dbUrl: string, logFile: string): Sealer {
+  const raw = process.env.GATEHOUSE_SEAL_INTERVAL_MS ?? "200";
+  const intervalMs = Number(raw);
+  if (!Number.isInteger(intervalMs) || intervalMs < 1) {
+    throw new StackError(`GATEHOUSE_SEAL_INTERVAL_MS=${raw} is not a whole number of milliseconds from 1 up`);
+  }
+  return startSealer(dbUrl, {
+    intervalMs,
+    onError: (e) => appendFileSync(logFile, `${new Date().toISOString()} sealing failed: ${e.message}\n`),
+  });
+}
+
 async function httpUp(url: string): Promise<boolean> {
   try {
     const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
@@ -287,6 +305,7 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
   let createdCluster = false;
   let gateway: Server | null = null;
   let checkpointTimer: NodeJS.Timeout | null = null;
+  let sealer: Sealer | null = null;
   // If this process dies without stop(), take the detached children down with it.
   const killAll = () => {
     for (const c of children) if (c.child.exitCode === null) c.child.kill("SIGKILL");
@@ -297,6 +316,7 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
   async function stop(): Promise<void> {
     process.removeListener("exit", killAll);
     if (checkpointTimer) clearInterval(checkpointTimer);
+    await sealer?.stop();
     if (gateway) await new Promise<void>((r) => gateway!.close(() => r()));
     gateway?.closeAllConnections();
     for (const c of [...children].reverse()) await stopChild(c);
@@ -412,6 +432,7 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
 
     authSql = postgres(`postgresql://supabase_auth_admin:${encodeURIComponent(state.authAdminPassword)}@${dbHost}`, { max: 4, onnotice: () => {} });
     const authHandle = createAuthHandler({ sql: authSql, jwtSecret: state.jwtSecret, jwtExpiry: config.auth.jwt_expiry, issuer: `${apiUrl}/auth/v1` });
+    sealer = startAuditSealer(pg.superuserUrl, join(stateDir, "logs", "sealer.log"));
     gateway = await startGateway({
       port: ports.api,
       publicUrl: apiUrl,

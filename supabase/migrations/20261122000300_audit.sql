@@ -5,13 +5,22 @@
 --   entry_hash = SHA-256( 'gatehouse.audit.v1' || 0x00 || prev_hash || canonical )
 -- where `canonical` is the RFC 8785 (JCS) JSON of the chained fields, stored as it was hashed, so a
 -- verifier hashes exactly those bytes. Timestamps in it are UTC, `YYYY-MM-DDTHH:MM:SS.ffffffZ`,
--- whatever the session's TimeZone or DateStyle. The payload lives apart (audit.payloads) and the
--- chain covers only its hash, so a purge can redact a payload while the chain still verifies.
+-- whatever the session's TimeZone or DateStyle. The payload lives apart (audit.payloads), as the
+-- JSON text that was hashed, and the chain covers only its hash, so a purge can redact a payload
+-- while the chain still verifies.
 --
--- Appends serialize per organization on the organization's head row (never across organizations),
--- which is what keeps concurrent writers from forking the chain or leaving gaps: a rolled-back
--- append rolls back its head update too. Nobody, the owner included, can update, delete or
--- truncate entries; the triggers that refuse it fire in replica mode too.
+-- Appending and sealing are two steps, the way a transparency log's sequencer works:
+--   - audit.append records the action in audit.pending, inside the acting transaction: one row,
+--     no lock, so it commits or rolls back with the action and never waits for another writer;
+--   - audit.seal moves an organization's committed pending rows into the chain in one batch, under
+--     the organization's head row lock: numbers, links, hashes and the Merkle frontier. The stack
+--     runs audit.seal_pending every GATEHOUSE_SEAL_INTERVAL_MS (pg_cron does on hosted Supabase),
+--     and everything that reads the chain as a whole (verification, checkpoints, export) seals
+--     first.
+-- One sealer per organization at a time is what keeps the chain from forking or leaving gaps; a
+-- batch commits once, so the chain's throughput is not bound by one commit per entry. Nobody, the
+-- owner included, can update, delete or truncate entries, change a pending row, or delete one
+-- before it is sealed; the triggers that refuse it fire in replica mode too.
 
 -- =============================================================================================
 -- Schemas
@@ -32,7 +41,7 @@ create table audit.heads (
   frontier bytea[] not null default '{}'
 );
 comment on table audit.heads is
-  'The latest sequence number, hash and Merkle frontier of each organization''s chain; appends lock it.';
+  'The latest sequence number, hash and Merkle frontier of each organization''s chain; sealing locks it.';
 
 create table audit.signing_keys (
   key_id text primary key,
@@ -67,22 +76,40 @@ create table audit.entries (
   target_type text,
   target_id text,
   occurred_at timestamptz not null,
+  pending_id bigint not null,
   primary key (org_id, seq)
 );
 comment on table audit.entries is
   'The chain: one row per action, hashed over the previous hash and its canonical (RFC 8785) bytes. Append-only.';
 comment on column audit.entries.canonical is
   'The exact JSON text that was hashed: {"action","actor","at","org","payload_sha256","seq","target","v"}.';
+comment on column audit.entries.pending_id is 'The audit.pending row this entry sealed (each is sealed once).';
 
 create table audit.payloads (
   org_id uuid not null,
   seq bigint not null,
-  payload jsonb not null,
+  payload json not null,
   primary key (org_id, seq),
   foreign key (org_id, seq) references audit.entries (org_id, seq)
 );
 comment on table audit.payloads is
-  'Details of each entry (row snapshots). The chain covers their hash; a purge may delete one, never change it.';
+  'Details of each entry (row snapshots), as the JSON text that was hashed. A purge may delete one, never change it.';
+
+create table audit.pending (
+  id bigint generated always as identity,
+  org_id uuid not null,
+  action text not null check (action ~ '^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$'),
+  actor uuid,
+  target_type text,
+  target_id text,
+  occurred_at timestamptz not null default pg_catalog.clock_timestamp(),
+  payload json not null,
+  primary key (org_id, id)
+);
+comment on table audit.pending is
+  'Actions recorded by audit.append and not sealed into the chain yet. Only audit.seal removes a row, once it is an entry.';
+-- Rows come and go all the time; vacuum them away long before the table's size would call for it.
+alter table audit.pending set (autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_scale_factor = 0);
 
 -- =============================================================================================
 -- Indexes
@@ -91,6 +118,7 @@ comment on table audit.payloads is
 create unique index signing_keys_one_active on audit.signing_keys ((true)) where retired_at is null;
 create unique index signing_keys_secret on audit.signing_keys (secret_id);
 create unique index checkpoints_by_key on audit.checkpoints (key_id, org_id, size);
+create unique index entries_pending_id on audit.entries (pending_id);
 
 -- =============================================================================================
 -- Helper functions: RFC 8785 canonical JSON
@@ -231,7 +259,7 @@ begin
   return audit.sha256_hex(audit.jcs(p_payload));
 end
 $$;
-comment on function audit.payload_sha256(jsonb) is 'SHA-256 (hex) of a payload''s RFC 8785 bytes: what an entry''s canonical text records.';
+comment on function audit.payload_sha256(jsonb) is 'SHA-256 (hex) of a JSON value''s RFC 8785 bytes: what an approval binds.';
 
 create function audit.entry_hash(p_prev_hash bytea, p_canonical text) returns bytea
 language plpgsql immutable strict
@@ -311,7 +339,7 @@ $$;
 comment on function audit.frontier_at(uuid, bigint) is 'The Merkle frontier of an organization''s chain after its first p_size entries.';
 
 -- =============================================================================================
--- Helper functions: appending
+-- Helper functions: appending and sealing
 -- =============================================================================================
 create function audit.append(
   p_org_id uuid,
@@ -324,55 +352,117 @@ language plpgsql volatile security definer
 set search_path = ''
 as $$
 declare
-  head audit.heads%rowtype;
-  at_utc text;
-  actor uuid := (select auth.uid());
-  payload jsonb := coalesce(p_payload, '{}');
-  -- Hashed before the head is locked, to keep the lock (held until commit) short.
-  payload_sha256 text := audit.payload_sha256(payload);
-  canonical text;
-  entry_hash bytea;
+  pending_id bigint;
 begin
   if p_org_id is null then
     raise exception 'an audit entry needs an organization' using errcode = 'not_null_violation';
   end if;
-  -- The head row serializes appends to one organization and no other.
-  select * into head from audit.heads h where h.org_id = p_org_id for update;
-  if head.org_id is null then
-    insert into audit.heads (org_id, seq, head_hash) values (p_org_id, 0, pg_catalog.decode(pg_catalog.repeat('00', 32), 'hex'))
-    on conflict (org_id) do nothing;
-    select * into head from audit.heads h where h.org_id = p_org_id for update;
-  end if;
-  -- Read under the lock, so that time never runs backwards along the chain.
-  at_utc := pg_catalog.to_char(pg_catalog.clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
-
-  canonical := '{"action":' || pg_catalog.to_json(p_action)::text
-            || ',"actor":' || coalesce(pg_catalog.to_json(actor::text)::text, 'null')
-            || ',"at":' || pg_catalog.to_json(at_utc)::text
-            || ',"org":' || pg_catalog.to_json(p_org_id::text)::text
-            || ',"payload_sha256":"' || payload_sha256 || '"'
-            || ',"seq":' || (head.seq + 1)::text
-            || ',"target":' || case when p_target_type is null then 'null'
-                                    else '{"id":' || coalesce(pg_catalog.to_json(p_target_id)::text, 'null')
-                                         || ',"type":' || pg_catalog.to_json(p_target_type)::text || '}' end
-            || ',"v":1}';
-  entry_hash := audit.entry_hash(head.head_hash, canonical);
-
-  insert into audit.entries (org_id, seq, prev_hash, entry_hash, canonical, action, actor, target_type, target_id, occurred_at)
-  values (p_org_id, head.seq + 1, head.head_hash, entry_hash, canonical, p_action, actor, p_target_type, p_target_id,
-          at_utc::timestamptz);
-  insert into audit.payloads (org_id, seq, payload) values (p_org_id, head.seq + 1, payload);
-  update audit.heads
-     set seq = head.seq + 1, head_hash = entry_hash, frontier = audit.frontier_push(head.frontier, head.seq, entry_hash)
-   where org_id = p_org_id;
-  return head.seq + 1;
+  -- jsonb first: the stored (and later hashed) text has no duplicate keys and one spelling.
+  insert into audit.pending (org_id, action, actor, target_type, target_id, payload)
+  values (p_org_id, p_action, (select auth.uid()), p_target_type, p_target_id, coalesce(p_payload, '{}')::json)
+  returning id into pending_id;
+  return pending_id;
 end
 $$;
 comment on function audit.append(uuid, text, text, text, jsonb) is
-  'Appends an action to an organization''s chain and returns its sequence number. The only way in.';
+  'Records an action for an organization''s chain (audit.seal chains it) and returns its audit.pending id. The only way in.';
 revoke execute on function audit.append(uuid, text, text, text, jsonb) from public, anon, authenticated;
 grant usage on schema audit to service_role;
 grant execute on function audit.append(uuid, text, text, text, jsonb) to service_role;
+
+-- Seals up to p_limit (all, if null) of an organization's committed pending actions into its chain,
+-- in the order they were recorded, and returns how many. The head row lock makes this the only
+-- sealer of the organization until the transaction ends; with p_wait false, an organization
+-- someone else is sealing is skipped (0) rather than waited for. Needs READ COMMITTED, so that the
+-- statements after the lock see what the previous sealer committed.
+create function audit.seal(p_org_id uuid, p_limit integer default null, p_wait boolean default true) returns integer
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  head audit.heads%rowtype;
+  p audit.pending%rowtype;
+  last_seq bigint;
+  prev bytea;
+  tree bytea[];
+  canonical text;
+  entry_hash bytea;
+  entries audit.entries[] := '{}';
+  payloads audit.payloads[] := '{}';
+  sealed bigint[] := '{}';
+begin
+  if pg_catalog.current_setting('transaction_isolation') <> 'read committed' then
+    raise exception 'audit.seal runs at READ COMMITTED, not %', pg_catalog.current_setting('transaction_isolation')
+      using errcode = 'invalid_transaction_state';
+  end if;
+  insert into audit.heads (org_id, seq, head_hash) values (p_org_id, 0, pg_catalog.decode(pg_catalog.repeat('00', 32), 'hex'))
+  on conflict (org_id) do nothing;
+  if p_wait then
+    select * into head from audit.heads h where h.org_id = p_org_id for update;
+  else
+    select * into head from audit.heads h where h.org_id = p_org_id for update skip locked;
+    if head.org_id is null then
+      return 0;
+    end if;
+  end if;
+  last_seq := head.seq;
+  prev := head.head_hash;
+  tree := head.frontier;
+  for p in select * from audit.pending x where x.org_id = p_org_id order by x.id limit p_limit loop
+    last_seq := last_seq + 1;
+    canonical := '{"action":' || pg_catalog.to_json(p.action)::text
+              || ',"actor":' || coalesce(pg_catalog.to_json(p.actor::text)::text, 'null')
+              || ',"at":"' || pg_catalog.to_char(p.occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"'
+              || ',"org":"' || p_org_id::text || '"'
+              || ',"payload_sha256":"' || audit.sha256_hex(p.payload::text) || '"'
+              || ',"seq":' || last_seq::text
+              || ',"target":' || case when p.target_type is null then 'null'
+                                      else '{"id":' || coalesce(pg_catalog.to_json(p.target_id)::text, 'null')
+                                           || ',"type":' || pg_catalog.to_json(p.target_type)::text || '}' end
+              || ',"v":1}';
+    entry_hash := audit.entry_hash(prev, canonical);
+    tree := audit.frontier_push(tree, last_seq - 1, entry_hash);
+    entries := entries || row(p_org_id, last_seq, prev, entry_hash, canonical, p.action, p.actor, p.target_type, p.target_id,
+                              p.occurred_at, p.id)::audit.entries;
+    payloads := payloads || row(p_org_id, last_seq, p.payload)::audit.payloads;
+    sealed := sealed || p.id;
+    prev := entry_hash;
+  end loop;
+  if last_seq = head.seq then
+    return 0;
+  end if;
+  insert into audit.entries select * from pg_catalog.unnest(entries);
+  insert into audit.payloads select * from pg_catalog.unnest(payloads);
+  delete from audit.pending x where x.org_id = p_org_id and x.id = any (sealed);
+  update audit.heads h set seq = last_seq, head_hash = prev, frontier = tree where h.org_id = p_org_id;
+  return last_seq - head.seq;
+end
+$$;
+comment on function audit.seal(uuid, integer, boolean) is
+  'Chains an organization''s committed pending actions (up to p_limit), under its head row lock; returns how many.';
+revoke execute on function audit.seal(uuid, integer, boolean) from public, anon, authenticated;
+grant execute on function audit.seal(uuid, integer, boolean) to service_role;
+
+-- What the periodic sealer runs: every organization with pending actions, up to p_limit each,
+-- skipping one that another transaction is sealing (so that it never waits, or deadlocks).
+create function audit.seal_pending(p_limit integer default 10000) returns bigint
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  org uuid;
+  total bigint := 0;
+begin
+  for org in select distinct x.org_id from audit.pending x order by x.org_id loop
+    total := total + audit.seal(org, p_limit, false);
+  end loop;
+  return total;
+end
+$$;
+comment on function audit.seal_pending(integer) is
+  'Seals the pending actions of every organization (up to p_limit each); returns how many. Run it every second or so.';
+revoke execute on function audit.seal_pending(integer) from public, anon, authenticated;
+grant execute on function audit.seal_pending(integer) to service_role;
 
 -- Row changes of a tenant table, recorded with one line per table:
 --   create trigger audit after insert or update or delete on public.t
@@ -450,7 +540,7 @@ begin
     elsif (fields ->> 'seq')::bigint is distinct from e.seq or fields ->> 'org' is distinct from e.org_id::text
           or fields ->> 'action' is distinct from e.action or fields ->> 'actor' is distinct from e.actor::text then
       reason := 'the entry''s columns disagree with its hashed bytes';
-    elsif e.payload is not null and fields ->> 'payload_sha256' is distinct from audit.payload_sha256(e.payload) then
+    elsif e.payload is not null and fields ->> 'payload_sha256' is distinct from audit.sha256_hex(e.payload::text) then
       reason := 'the payload is not the one that was hashed';
     end if;
     if reason is null then
@@ -501,7 +591,7 @@ grant execute on function audit.verify_chain(uuid) to service_role;
 
 create function public.verify_audit_chain()
 returns table (ok boolean, checked bigint, first_bad_seq bigint, reason text)
-language plpgsql stable security definer
+language plpgsql volatile security definer
 set search_path = ''
 as $$
 begin
@@ -509,10 +599,11 @@ begin
     raise exception 'only a tenant_admin can verify the audit chain, in the organization''s context'
       using errcode = 'insufficient_privilege';
   end if;
+  perform audit.seal(private.current_org_id());
   return query select * from audit.verify_chain(private.current_org_id());
 end
 $$;
-comment on function public.verify_audit_chain() is 'Verifies the current organization''s audit chain (tenant_admin).';
+comment on function public.verify_audit_chain() is 'Seals, then verifies the current organization''s audit chain (tenant_admin).';
 revoke execute on function public.verify_audit_chain() from public, anon, authenticated;
 grant execute on function public.verify_audit_chain() to authenticated;
 
@@ -520,10 +611,10 @@ grant execute on function public.verify_audit_chain() to authenticated;
 -- Helper functions: checkpoints
 -- =============================================================================================
 -- The RFC 8785 body a checkpoint signs: {"head","key","org","root","size","time","v"}. Without a
--- size it states the chain as it is and locks the head, so that no append slips in before the
--- checkpoint is stored in the same transaction (storing then takes the frontier's fast path). A
--- given size needs no lock: entries never change, so an earlier size is rebuilt from them, and
--- appends to the organization go on meanwhile.
+-- size it seals what is pending and states the chain as it then is, keeping the head locked, so
+-- that no seal slips in before the checkpoint is stored in the same transaction (storing then
+-- takes the frontier's fast path). A given size needs no lock: entries never change, so an earlier
+-- size is rebuilt from them, and sealing goes on meanwhile.
 create function audit.checkpoint_body(p_org_id uuid, p_key_id text, p_size bigint default null) returns text
 language plpgsql volatile security definer
 set search_path = ''
@@ -535,6 +626,7 @@ declare
   root bytea;
 begin
   if p_size is null then
+    perform audit.seal(p_org_id);
     select * into head from audit.heads h where h.org_id = p_org_id for update;
   else
     select * into head from audit.heads h where h.org_id = p_org_id;
@@ -608,6 +700,7 @@ set search_path = ''
 as $$
 declare
   org uuid := private.current_org_id();
+  recorded bigint;
 begin
   if not private.has_org_role('tenant_admin') then
     raise exception 'only a tenant_admin can purge audit payloads, in the organization''s context'
@@ -620,12 +713,14 @@ begin
   if not found then
     raise exception 'entry % has no payload to purge', p_seq using errcode = 'no_data_found';
   end if;
-  return audit.append(org, 'audit.payload_purged', 'audit.entries', p_seq::text,
-                      pg_catalog.jsonb_build_object('seq', p_seq, 'reason', p_reason));
+  recorded := audit.append(org, 'audit.payload_purged', 'audit.entries', p_seq::text,
+                           pg_catalog.jsonb_build_object('seq', p_seq, 'reason', p_reason));
+  perform audit.seal(org);
+  return (select e.seq from audit.entries e where e.pending_id = recorded);
 end
 $$;
 comment on function public.purge_audit_payload(bigint, text) is
-  'Deletes one audit entry''s payload (tenant_admin) and records the purge; the chain still verifies.';
+  'Deletes one audit entry''s payload (tenant_admin) and records the purge, sealed; returns its entry number.';
 revoke execute on function public.purge_audit_payload(bigint, text) from public, anon, authenticated;
 grant execute on function public.purge_audit_payload(bigint, text) to authenticated;
 
@@ -672,6 +767,22 @@ $$;
 comment on function audit.refuse_change() is 'Refuses UPDATE, DELETE and TRUNCATE on the audit chain.';
 revoke execute on function audit.refuse_change() from public, anon, authenticated;
 
+-- A pending row leaves only as an entry: whatever deletes it must have sealed it first.
+create function audit.refuse_unsealed_delete() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if exists (select 1 from gone g where not exists (select 1 from audit.entries e where e.pending_id = g.id)) then
+    raise exception 'audit entries are append-only: an action waiting to be sealed cannot be deleted'
+      using errcode = 'insufficient_privilege';
+  end if;
+  return null;
+end
+$$;
+comment on function audit.refuse_unsealed_delete() is 'Refuses deleting a pending audit action that is not sealed into the chain.';
+revoke execute on function audit.refuse_unsealed_delete() from public, anon, authenticated;
+
 create trigger refuse_update_delete before update or delete on audit.entries
   for each row execute function audit.refuse_change();
 create trigger refuse_truncate before truncate on audit.entries
@@ -684,6 +795,12 @@ create trigger refuse_truncate before truncate on audit.checkpoints
   for each statement execute function audit.refuse_change();
 create trigger refuse_truncate before truncate on audit.payloads
   for each statement execute function audit.refuse_change();
+create trigger refuse_update before update on audit.pending
+  for each row execute function audit.refuse_change();
+create trigger refuse_truncate before truncate on audit.pending
+  for each statement execute function audit.refuse_change();
+create trigger refuse_unsealed_delete after delete on audit.pending
+  referencing old table as gone for each statement execute function audit.refuse_unsealed_delete();
 -- Replica mode (session_replication_role = replica) skips ordinary triggers, not these.
 alter table audit.entries enable always trigger refuse_update_delete;
 alter table audit.entries enable always trigger refuse_truncate;
@@ -691,6 +808,9 @@ alter table audit.payloads enable always trigger refuse_update;
 alter table audit.payloads enable always trigger refuse_truncate;
 alter table audit.checkpoints enable always trigger refuse_update_delete;
 alter table audit.checkpoints enable always trigger refuse_truncate;
+alter table audit.pending enable always trigger refuse_update;
+alter table audit.pending enable always trigger refuse_truncate;
+alter table audit.pending enable always trigger refuse_unsealed_delete;
 
 -- What gets recorded (tenancy). Later tables add their own line.
 create trigger audit after update on public.organizations
@@ -725,6 +845,12 @@ create policy "members read their organization's audit payloads" on audit.payloa
   for select to authenticated
   using (org_id = (select private.current_org_id()));
 
+alter table audit.pending enable row level security;
+alter table audit.pending force row level security;
+create policy "members read their organization's pending audit actions" on audit.pending
+  for select to authenticated
+  using (org_id = (select private.current_org_id()));
+
 alter table audit.heads enable row level security;
 alter table audit.heads force row level security;
 create policy "members read their organization's chain head" on audit.heads
@@ -743,23 +869,27 @@ create policy "signing keys are read through audit_signing_keys()" on audit.sign
   using (false);
 
 -- Members read the chain through the API as public.audit_log (RLS of audit.* applies: the view
--- runs with the caller's rights).
+-- runs with the caller's rights), actions not sealed yet included, without a number or hashes.
 create view public.audit_log with (security_invoker = true) as
   select e.org_id, e.seq, e.action, e.actor, e.target_type, e.target_id, e.occurred_at,
          pg_catalog.encode(e.prev_hash, 'hex') as prev_hash,
          pg_catalog.encode(e.entry_hash, 'hex') as entry_hash,
-         e.canonical, p.payload
+         e.canonical, p.payload, true as sealed
     from audit.entries e
-    left join audit.payloads p on p.org_id = e.org_id and p.seq = e.seq;
-comment on view public.audit_log is 'The organization''s audit chain, as its members may read it (in context).';
+    left join audit.payloads p on p.org_id = e.org_id and p.seq = e.seq
+  union all
+  select x.org_id, null, x.action, x.actor, x.target_type, x.target_id, x.occurred_at, null, null, null, x.payload, false
+    from audit.pending x;
+comment on view public.audit_log is
+  'The organization''s audit chain, as its members may read it (in context); sealed is false for an action not chained yet.';
 
 -- =============================================================================================
 -- Grants
 -- =============================================================================================
-revoke all on audit.heads, audit.entries, audit.payloads from public, anon, authenticated, service_role;
+revoke all on audit.heads, audit.entries, audit.payloads, audit.pending from public, anon, authenticated, service_role;
 grant usage on schema audit to authenticated;
-grant select on audit.entries, audit.payloads, audit.heads, audit.checkpoints to authenticated;
-grant select on audit.entries, audit.payloads, audit.heads, audit.checkpoints to service_role;
+grant select on audit.entries, audit.payloads, audit.pending, audit.heads, audit.checkpoints to authenticated;
+grant select on audit.entries, audit.payloads, audit.pending, audit.heads, audit.checkpoints to service_role;
 grant select, insert, update (retired_at) on audit.signing_keys to service_role;
 revoke all on public.audit_log from public, anon, authenticated, service_role;
 grant select on public.audit_log to authenticated, service_role;
