@@ -56,7 +56,7 @@ async function appendBench(dbUrl: string, opts: AuditOptions): Promise<{ spread:
   const admin = postgres(dbUrl, { max: 1, onnotice: () => {} });
   const writers = Array.from({ length: WRITERS }, () => postgres(dbUrl, { max: 1, onnotice: () => {} }));
   let sealingError: Error | null = null;
-  const sealer = startSealer(dbUrl, { intervalMs: 50, onError: (e) => (sealingError ??= e) });
+  const sealer = startSealer(dbUrl, { intervalMs: 20, onError: (e) => (sealingError ??= e) });
   const sealed = async () => {
     await sealer.drained();
     if (sealingError) throw sealingError;

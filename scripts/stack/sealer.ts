@@ -15,6 +15,7 @@ export interface Sealer {
 
 export function startSealer(dbUrl: string, opts: { intervalMs: number; batch?: number; onError?: (e: Error) => void }): Sealer {
   const sql = postgres(dbUrl, { max: 1, onnotice: () => {} });
+  const batch = opts.batch ?? 10_000;
   let stopped = false;
   let waiters: (() => void)[] = [];
   let wake: (() => void) | null = null;
@@ -24,7 +25,7 @@ export function startSealer(dbUrl: string, opts: { intervalMs: number; batch?: n
       waiters = [];
       let sealed = 0;
       try {
-        const [row] = await sql`select audit.seal_pending(${opts.batch ?? 10_000}) as sealed`;
+        const [row] = await sql`select audit.seal_pending(${batch}) as sealed`;
         sealed = Number(row.sealed);
       } catch (e) {
         opts.onError?.(e as Error);
@@ -33,9 +34,10 @@ export function startSealer(dbUrl: string, opts: { intervalMs: number; batch?: n
       }
       if (sealed > 0) {
         waiters.push(...waiting);
-        continue;
+        if (sealed >= batch) continue;  // a backlog: keep going
+      } else {
+        for (const w of waiting) w();
       }
-      for (const w of waiting) w();
       if (stopped || waiters.length > 0) continue;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, opts.intervalMs);

@@ -387,6 +387,11 @@ declare
   tree bytea[];
   canonical text;
   entry_hash bytea;
+  node bytea;
+  remaining bigint;
+  -- audit.entry_hash's prefix: "gatehouse.audit.v1" 0x00. The hashes below are that function,
+  -- audit.sha256_hex and audit.frontier_push written out, since a call costs more than a hash.
+  tag constant bytea := pg_catalog.convert_to('gatehouse.audit.v1', 'UTF8') || '\x00'::bytea;
   entries audit.entries[] := '{}';
   payloads audit.payloads[] := '{}';
   sealed bigint[] := '{}';
@@ -414,14 +419,22 @@ begin
               || ',"actor":' || coalesce(pg_catalog.to_json(p.actor::text)::text, 'null')
               || ',"at":"' || pg_catalog.to_char(p.occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"'
               || ',"org":"' || p_org_id::text || '"'
-              || ',"payload_sha256":"' || audit.sha256_hex(p.payload::text) || '"'
+              || ',"payload_sha256":"' || pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(p.payload::text, 'UTF8')), 'hex') || '"'
               || ',"seq":' || last_seq::text
               || ',"target":' || case when p.target_type is null then 'null'
                                       else '{"id":' || coalesce(pg_catalog.to_json(p.target_id)::text, 'null')
                                            || ',"type":' || pg_catalog.to_json(p.target_type)::text || '}' end
               || ',"v":1}';
-    entry_hash := audit.entry_hash(prev, canonical);
-    tree := audit.frontier_push(tree, last_seq - 1, entry_hash);
+    entry_hash := pg_catalog.sha256(tag || prev || pg_catalog.convert_to(canonical, 'UTF8'));
+    -- audit.frontier_push, inline: the new leaf merges with one subtree per trailing 1 bit of the old size.
+    node := pg_catalog.sha256('\x00'::bytea || entry_hash);
+    remaining := last_seq - 1;
+    while remaining & 1 = 1 loop
+      node := pg_catalog.sha256('\x01'::bytea || tree[pg_catalog.array_length(tree, 1)] || node);
+      tree := tree[1:pg_catalog.array_length(tree, 1) - 1];
+      remaining := remaining >> 1;
+    end loop;
+    tree := tree || node;
     entries := entries || row(p_org_id, last_seq, prev, entry_hash, canonical, p.action, p.actor, p.target_type, p.target_id,
                               p.occurred_at, p.id)::audit.entries;
     payloads := payloads || row(p_org_id, last_seq, p.payload)::audit.payloads;

@@ -1,13 +1,15 @@
--- The audit chain (seed 000): what gets recorded, append-only for every role, and in-place
+-- The audit chain (seed 000): what gets recorded, sealing, append-only for every role, and in-place
 -- verification that finds each kind of tampering. Tampering is simulated the only way it can
 -- happen: as a superuser who first disables the append-only triggers.
 begin;
 \ir _helpers.psql
-select plan(31);
+select plan(39);
 
+-- Seals what is pending, then verifies, as verify_audit_chain does.
 create function pg_temp.verdict(p_org uuid) returns text language sql as $$
+  select audit.seal(p_org);
   select case when v.ok then 'ok' else format('entry %s: %s', v.first_bad_seq, v.reason) end
-    from audit.verify_chain(p_org) v
+    from audit.verify_chain(p_org) v;
 $$;
 
 -- A scratch organization with a chain of 6 entries.
@@ -16,6 +18,7 @@ do $$ begin
   perform audit.append('0c000000-0000-4000-8000-00000000000c', 'test.event', 'test', n::text,
                        jsonb_build_object('n', n, 'note', 'entry ' || n))
      from generate_series(1, 6) n;
+  perform audit.seal('0c000000-0000-4000-8000-00000000000c');
 end $$;
 
 -- What gets recorded
@@ -31,13 +34,14 @@ do $$ begin
 end $$;
 update public.organization_members set role = 'project_contributor' where user_id = pg_temp.uid('victor');
 reset role;
+do $$ begin perform audit.seal(pg_temp.org('acme')); end $$;
 select results_eq(
   $$ select action, actor from audit.entries where org_id = '0a000000-0000-4000-8000-00000000000a' order by seq desc limit 3 $$,
   $$ values ('membership.update', 'a0000000-0000-4000-8000-000000000001'::uuid),
             ('agent_version.update', 'a0000000-0000-4000-8000-000000000001'::uuid),
             ('invitation.insert', 'a0000000-0000-4000-8000-000000000001'::uuid) $$,
   'invitations, publishing and role changes are recorded with their actor');
-select ok((select p.payload -> 'new' ? 'email' and not (p.payload -> 'new' ? 'token_hash')
+select ok((select p.payload::jsonb -> 'new' ? 'email' and not (p.payload::jsonb -> 'new' ? 'token_hash')
              from audit.entries e join audit.payloads p using (org_id, seq)
             where e.org_id = pg_temp.org('acme') and e.action = 'invitation.insert' order by e.seq desc limit 1),
           'an invitation''s payload leaves out its token hash');
@@ -52,6 +56,30 @@ select is(pg_temp.verdict('0c000000-0000-4000-8000-00000000000c'), 'ok',
 reset timezone;
 reset datestyle;
 
+-- Sealing: an action waits in audit.pending, which members read through audit_log, until
+-- audit.seal chains it.
+select audit.append(pg_temp.org('acme'), 'test.pending', 'test', 'p', '{"k": "v"}') as pending_id \gset
+select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
+select results_eq($$ select seq, sealed, payload::jsonb from public.audit_log where action = 'test.pending' $$,
+                  $$ values (null::bigint, false, '{"k": "v"}'::jsonb) $$,
+                  'a member reads an action that waits to be sealed, without a number');
+reset role;
+select throws_ok(format('update audit.pending set action = %L where id = %s', 'x.y', :pending_id), '42501', null,
+                 'the owner cannot change a pending action');
+select throws_ok(format('delete from audit.pending where id = %s', :pending_id), '42501', null,
+                 'the owner cannot delete an action before it is sealed');
+select throws_ok($$ truncate audit.pending $$, '42501', null, 'the owner cannot truncate pending actions');
+set local session_replication_role = replica;
+select throws_ok(format('delete from audit.pending where id = %s', :pending_id), '42501', null,
+                 'replica mode does not open pending actions');
+set local session_replication_role = origin;
+select cmp_ok(audit.seal(pg_temp.org('acme')), '>=', 1, 'audit.seal chains what is pending');
+select results_eq(format($$ select e.seq = h.seq, e.action, (select count(*)::int from audit.pending x where x.id = %s)
+                              from audit.entries e join audit.heads h using (org_id) where e.pending_id = %s $$, :pending_id, :pending_id),
+                  $$ values (true, 'test.pending', 0) $$,
+                  'a sealed action is the chain''s new head and no longer pending');
+select is(audit.seal(pg_temp.org('acme')), 0, 'sealing again finds nothing: each action is sealed once');
+
 -- Append-only for every role
 select throws_ok($$ update audit.entries set action = 'x.y' where seq = 1 $$, '42501', null, 'the owner cannot update an entry');
 select throws_ok($$ delete from audit.entries where seq = 1 $$, '42501', null, 'the owner cannot delete an entry');
@@ -62,8 +90,8 @@ select throws_ok($$ delete from audit.entries where seq = 1 $$, '42501', null, '
 set local session_replication_role = origin;
 set local role service_role;
 select throws_ok($$ delete from audit.entries $$, '42501', null, 'the service role cannot delete entries');
-select throws_ok($$ insert into audit.entries (org_id, seq, prev_hash, entry_hash, canonical, action, occurred_at)
-                    values ('0c000000-0000-4000-8000-00000000000c', 99, '\x00', '\x00', '{}', 'x.y', now()) $$,
+select throws_ok($$ insert into audit.entries (org_id, seq, prev_hash, entry_hash, canonical, action, occurred_at, pending_id)
+                    values ('0c000000-0000-4000-8000-00000000000c', 99, '\x00', '\x00', '{}', 'x.y', now(), -1) $$,
                  '42501', null, 'the service role cannot write entries except through audit.append');
 reset role;
 select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
@@ -136,11 +164,11 @@ update audit.entries set seq = seq + 1000 where org_id = '0c000000-0000-4000-800
 update audit.entries set seq = seq - 999 where org_id = '0c000000-0000-4000-8000-00000000000c' and seq > 1000;
 update audit.payloads set seq = seq + 1000 where org_id = '0c000000-0000-4000-8000-00000000000c' and seq > 2;
 update audit.payloads set seq = seq - 999 where org_id = '0c000000-0000-4000-8000-00000000000c' and seq > 1000;
-insert into audit.entries (org_id, seq, prev_hash, entry_hash, canonical, action, occurred_at)
+insert into audit.entries (org_id, seq, prev_hash, entry_hash, canonical, action, occurred_at, pending_id)
 select '0c000000-0000-4000-8000-00000000000c', 3, e.entry_hash,
        extensions.digest(convert_to('gatehouse.audit.v1', 'UTF8') || '\x00'::bytea || e.entry_hash
                          || convert_to('{"action":"forged.event","actor":null,"org":"0c000000-0000-4000-8000-00000000000c","seq":3}', 'UTF8'), 'sha256'),
-       '{"action":"forged.event","actor":null,"org":"0c000000-0000-4000-8000-00000000000c","seq":3}', 'forged.event', now()
+       '{"action":"forged.event","actor":null,"org":"0c000000-0000-4000-8000-00000000000c","seq":3}', 'forged.event', now(), -1
   from audit.entries e where e.org_id = '0c000000-0000-4000-8000-00000000000c' and e.seq = 2;
 select pg_temp.verdict('0c000000-0000-4000-8000-00000000000c') as forged \gset
 rollback to savepoint tamper;

@@ -182,6 +182,7 @@ reset role;
 -- =============================================================================================
 -- Audit
 -- =============================================================================================
+do $$ begin perform audit.seal(pg_temp.org('acme')); end $$;
 select is((select count(*)::int from audit.entries e
              join public.approval_decisions d on d.id::text = e.target_id
             where e.org_id = pg_temp.org('acme') and e.action = 'approval_decision.insert'

@@ -137,6 +137,7 @@ select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
 select is((public.disable_connection(:'conn')).status::text, 'disabled', 'a tenant admin disables the connection');
 reset role;
 select is((select count(*)::int from vault.secrets where id = :'planted_ref'), 0, 'disabling deletes the credential from Vault');
+do $$ begin perform audit.seal(pg_temp.org('acme')); end $$;
 select is((select count(*)::int from audit.entries e join audit.payloads p using (org_id, seq)
             where e.org_id = pg_temp.org('acme') and e.target_id = :'conn'
               and e.action in ('connection.insert', 'connection.update') and not p.payload::text like '%secret_id%'), 2,
