@@ -7,7 +7,7 @@
  * Recomputes every entry's hash and link, each payload's hash, the RFC 6962 Merkle root, and the
  * closing checkpoint's Ed25519 signature; with --pin, checks that the export extends the pinned
  * checkpoint (same history up to its size, nothing cut from the tail). Reports the first broken
- * entry and why. --strict also requires every hashed JSON text to be in RFC 8785 canonical form
+ * entry and why. --strict also requires each entry's canonical text to be in RFC 8785 form
  * (the hashes cover the bytes either way). Exit status: 0 verified, 1 verification failed, 2 usage
  * or unreadable input.
  */

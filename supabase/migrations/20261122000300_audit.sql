@@ -370,6 +370,46 @@ revoke execute on function audit.append(uuid, text, text, text, jsonb) from publ
 grant usage on schema audit to service_role;
 grant execute on function audit.append(uuid, text, text, text, jsonb) to service_role;
 
+-- Locks an organization's head row until the transaction ends, creating it (an empty chain) the
+-- first time. With p_wait false it never waits, not even for another transaction creating the same
+-- row, and returns null instead of a row someone else holds.
+create function audit.lock_head(p_org_id uuid, p_wait boolean) returns audit.heads
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  head audit.heads;
+begin
+  if p_wait then
+    select * into head from audit.heads h where h.org_id = p_org_id for update;
+  else
+    select * into head from audit.heads h where h.org_id = p_org_id for update skip locked;
+    if head.org_id is null and exists (select 1 from audit.heads h where h.org_id = p_org_id) then
+      return null;
+    end if;
+  end if;
+  if head.org_id is null then
+    -- One creator at a time, so that nobody waits on an uncommitted insert of the same key.
+    if p_wait then
+      perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('audit.heads ' || p_org_id::text, 0));
+    elsif not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtextextended('audit.heads ' || p_org_id::text, 0)) then
+      return null;
+    end if;
+    insert into audit.heads (org_id, seq, head_hash) values (p_org_id, 0, pg_catalog.decode(pg_catalog.repeat('00', 32), 'hex'))
+    on conflict (org_id) do nothing;
+    if p_wait then
+      select * into head from audit.heads h where h.org_id = p_org_id for update;
+    else
+      select * into head from audit.heads h where h.org_id = p_org_id for update skip locked;
+    end if;
+  end if;
+  return head;
+end
+$$;
+comment on function audit.lock_head(uuid, boolean) is
+  'Locks (creating if need be) an organization''s chain head; with p_wait false, null rather than waiting.';
+revoke execute on function audit.lock_head(uuid, boolean) from public, anon, authenticated, service_role;
+
 -- Seals up to p_limit (all, if null) of an organization's committed pending actions into its chain,
 -- in the order they were recorded, and returns how many. The head row lock makes this the only
 -- sealer of the organization until the transaction ends; with p_wait false, an organization
@@ -400,15 +440,9 @@ begin
     raise exception 'audit.seal runs at READ COMMITTED, not %', pg_catalog.current_setting('transaction_isolation')
       using errcode = 'invalid_transaction_state';
   end if;
-  insert into audit.heads (org_id, seq, head_hash) values (p_org_id, 0, pg_catalog.decode(pg_catalog.repeat('00', 32), 'hex'))
-  on conflict (org_id) do nothing;
-  if p_wait then
-    select * into head from audit.heads h where h.org_id = p_org_id for update;
-  else
-    select * into head from audit.heads h where h.org_id = p_org_id for update skip locked;
-    if head.org_id is null then
-      return 0;
-    end if;
+  head := audit.lock_head(p_org_id, p_wait);
+  if head.org_id is null then
+    return 0;
   end if;
   last_seq := head.seq;
   prev := head.head_hash;

@@ -121,6 +121,7 @@ describe("the execution gate", () => {
 
     const [row] = await sql`select status, outcome from public.action_requests where id = ${request.id}`;
     expect(row).toEqual({ status: "executed", outcome: "delivered" });
+    await sql`select audit.seal(${ACME})`;
     const [{ refused }] = await sql`
       select count(*)::int as refused from audit.entries
        where org_id = ${ACME} and action = 'action_request.execution_refused' and target_id = ${request.id}`;

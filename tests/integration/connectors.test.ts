@@ -373,6 +373,7 @@ describe("what comes back and what is kept", () => {
   });
 
   it("audits every provider call, with no credential and no body", async () => {
+    await sql`select audit.seal(${ACME})`;
     const entries = await sql`
       select e.canonical, p.payload from audit.entries e join audit.payloads p using (org_id, seq)
        where e.org_id = ${ACME} and e.action = 'connector.call' and e.occurred_at >= ${started}`;
