@@ -3,8 +3,8 @@
  *   - chained append throughput against a plain INSERT of the same payload into an unchained
  *     table, 8 writers on 8 organizations (target ≥ 0.8) and 8 writers on 1 organization (target
  *     ≥ 0.35). A chained run lasts until every event is in the chain: the writers call
- *     audit.append while the stack's sealer loop (scripts/stack/sealer.ts) chains what they
- *     recorded, and the clock stops when the sealer has found nothing left;
+ *     audit.append while the stack's sealer loop (scripts/stack/sealer.ts, default interval)
+ *     chains what they recorded, and the clock stops when the sealer has found nothing left;
  *   - the offline verifier as the CLI runs it by default (JSON parsing, every hash and link, the
  *     Merkle root, the signature)
  *     against raw SHA-256 over the same export bytes (target ≥ 0.6).
@@ -12,7 +12,7 @@
 import { generateKeyPairSync, hash, randomUUID, sign } from "node:crypto";
 import postgres from "postgres";
 import { ExportVerifier, EXPORT_FORMAT, checkpointMessage } from "../../functions/_shared/audit_export.ts";
-import { startSealer } from "../stack/sealer.ts";
+import { DEFAULT_SEAL_INTERVAL_MS, startSealer } from "../stack/sealer.ts";
 import { median, withThrowawayDatabase } from "./common.ts";
 
 export interface AuditOptions {
@@ -56,7 +56,7 @@ async function appendBench(dbUrl: string, opts: AuditOptions): Promise<{ spread:
   const admin = postgres(dbUrl, { max: 1, onnotice: () => {} });
   const writers = Array.from({ length: WRITERS }, () => postgres(dbUrl, { max: 1, onnotice: () => {} }));
   let sealingError: Error | null = null;
-  const sealer = startSealer(dbUrl, { intervalMs: 20, onError: (e) => (sealingError ??= e) });
+  const sealer = startSealer(dbUrl, { intervalMs: DEFAULT_SEAL_INTERVAL_MS, onError: (e) => (sealingError ??= e) });
   const sealed = async () => {
     await sealer.drained();
     if (sealingError) throw sealingError;

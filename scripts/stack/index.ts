@@ -22,7 +22,7 @@ import { startGateway } from "./gateway.ts";
 import { generateSecrets, signApiKey, type StackSecrets } from "./keys.ts";
 import { applyPlatformLayer } from "./platform.ts";
 import { clusterExists, findPostgres, initCluster, makeTraversable, postgresUser, startPostgres, type PgServer } from "./postgres.ts";
-import { startSealer, type Sealer } from "./sealer.ts";
+import { DEFAULT_SEAL_INTERVAL_MS, startSealer, type Sealer } from "./sealer.ts";
 import { waitFor } from "./wait.ts";
 
 const run = promisify(execFile);
@@ -230,7 +230,7 @@ function scheduleCheckpoints(url: string, serviceRoleKey: string, logFile: strin
  * (default 200).
  */
 function startAuditSealer(dbUrl: string, logFile: string): Sealer {
-  const raw = process.env.GATEHOUSE_SEAL_INTERVAL_MS ?? "200";
+  const raw = process.env.GATEHOUSE_SEAL_INTERVAL_MS ?? String(DEFAULT_SEAL_INTERVAL_MS);
   const intervalMs = Number(raw);
   if (!Number.isInteger(intervalMs) || intervalMs < 1) {
     throw new StackError(`GATEHOUSE_SEAL_INTERVAL_MS=${raw} is not a whole number of milliseconds from 1 up`);

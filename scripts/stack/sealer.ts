@@ -6,6 +6,9 @@
  */
 import postgres from "postgres";
 
+/** How long the loop waits after a call that found nothing, unless GATEHOUSE_SEAL_INTERVAL_MS says otherwise. */
+export const DEFAULT_SEAL_INTERVAL_MS = 200;
+
 export interface Sealer {
   /** Stops after the call in flight, then closes the connection. */
   stop(): Promise<void>;
