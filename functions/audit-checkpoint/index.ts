@@ -23,6 +23,7 @@ Deno.serve(withErrors(async (req) => {
     orgIds = [orgIdOf(req)];
   } else {
     const body = await readJsonBody(req, ServiceBody, MAX_BODY);
+    if (!body.org_id) await sql`select audit.seal_pending()`;  // so that "grew" counts what is recorded
     orgIds = body.org_id
       ? [body.org_id]
       : (await sql`
@@ -34,6 +35,7 @@ Deno.serve(withErrors(async (req) => {
   for (const orgId of orgIds) {
     checkpoints.push(await sql.begin(async (tx) => {
       await requireOrgRole(tx, caller, orgId, "tenant_admin");
+      await tx`select audit.seal(${orgId})`;
       const [head] = await tx`select seq from audit.heads where org_id = ${orgId}`;
       if (!head || Number(head.seq) === 0) throw new HttpError(404, "no_audit_chain", "this organization has no audit entries yet");
       return signCheckpoint(tx, orgId);

@@ -63,6 +63,7 @@ const entries = (lines: Record<string, unknown>[]) => lines.filter((l) => l.type
 
 describe("signed checkpoints", () => {
   it("lets a tenant admin sign a checkpoint on demand, verifiable with the published key", async () => {
+    const [{ recorded }] = await sql`select audit.append(${ACME}, 'test.checkpoint', null, null) as recorded`;
     const res = await call(ada, "audit-checkpoint", { method: "POST" });
     expect(res.status).toBe(200);
     const { checkpoints } = await res.json();
@@ -70,6 +71,9 @@ describe("signed checkpoints", () => {
     const body = JSON.parse(cp.checkpoint);
     const [head] = await sql`select seq, encode(head_hash, 'hex') as hash from audit.heads where org_id = ${ACME}`;
     expect(body).toMatchObject({ org: ACME, size: Number(head.seq), head: head.hash, v: 1 });
+    // What was recorded just before is sealed and covered, whether or not the sealer loop got to it.
+    const [{ seq }] = await sql`select seq from audit.entries where pending_id = ${recorded}`;
+    expect(body.size).toBeGreaterThanOrEqual(Number(seq));
     expect(cp.checkpoint).toBe(canonicalize(body));
     const { data: keys } = await ada.rpc("audit_signing_keys");
     expect(keys.map((k: { public_key: string }) => k.public_key)).toContain(cp.public_key);
