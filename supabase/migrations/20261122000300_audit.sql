@@ -125,21 +125,27 @@ create unique index entries_pending_id on audit.entries (pending_id);
 -- =============================================================================================
 -- A JSON number as ECMAScript's Number::toString prints the IEEE 754 double nearest to it (RFC
 -- 8785 section 3.2.2.3). float8 output with extra_float_digits = 1 gives the shortest digits that
--- round-trip; only their layout differs from ECMAScript's.
+-- round-trip, except at points exactly halfway between two doubles, which PostgreSQL's Ryu output
+-- leaves out (1e23 comes out as 9.999999999999999e+22 where ECMAScript prints 1e+23). So the digits
+-- are shortened further while the shorter decimal still reads back as the same double; only then
+-- are they laid out as ECMAScript does.
 create function audit.jcs_number(p_value numeric) returns text
 language plpgsql immutable strict
 set search_path = ''
 set extra_float_digits = 1
 as $$
 declare
-  shortest text := pg_catalog.abs(p_value::float8)::text;
-  sign text := case when p_value::float8 < 0 then '-' else '' end;
+  double float8 := p_value::float8;
+  shortest text := pg_catalog.abs(double)::text;
+  sign text := case when double < 0 then '-' else '' end;
   mantissa text;
   exponent integer := 0;
   digits text;
   point integer;  -- value = 0.<digits> × 10^point
+  rounded numeric;
+  candidate numeric;
 begin
-  if p_value::float8 = 0 then
+  if double = 0 then
     return '0';
   end if;
   if shortest like '%e%' then
@@ -156,6 +162,20 @@ begin
     point := point - 1;
   end loop;
   digits := pg_catalog.rtrim(digits, '0');
+  -- One digit fewer, rounded to nearest, while that still reads back as the same double.
+  while pg_catalog.length(digits) > 1 loop
+    rounded := pg_catalog.round(('0.' || digits)::numeric, pg_catalog.length(digits) - 1);
+    candidate := (rounded::text || 'e' || point::text)::numeric;
+    -- Outside the doubles' range, float8 input raises instead of rounding.
+    exit when candidate > 1.7976931348623157e308 or candidate < 4.9406564584124654e-324
+           or candidate::float8 <> pg_catalog.abs(double);
+    if rounded = 1 then
+      digits := '1';
+      point := point + 1;
+    else
+      digits := pg_catalog.rtrim(pg_catalog.substr(rounded::text, 3), '0');
+    end if;
+  end loop;
   if pg_catalog.length(digits) <= point and point <= 21 then
     return sign || digits || pg_catalog.repeat('0', point - pg_catalog.length(digits));
   elsif 0 < point and point <= 21 then

@@ -6,13 +6,29 @@
 -- read either. `save_connection` (service role: the connectors function calls it after a live
 -- verification) is the one way a credential is written; `disable_connection` deletes it from
 -- Vault. Revocation at the provider and live verification happen in the edge function, which
--- must go through the egress guard (functions/_shared/egress.ts).
+-- must go through the egress guard (functions/_shared/egress.ts). `config` holds a connection's
+-- non-secret endpoint settings (an OAuth2 provider's token, revocation and API URLs, its client id).
 
 -- =============================================================================================
 -- Types
 -- =============================================================================================
 create type public.connector_provider as enum ('slack_webhook', 'discord_webhook', 'https_webhook', 'github', 'notion', 'oauth2');
 create type public.connection_status as enum ('active', 'disabled');
+
+-- =============================================================================================
+-- Helper functions
+-- =============================================================================================
+-- Scope lists of connections and tools: up to 50 scopes of 1 to 100 safe characters.
+create function private.scopes_valid(p_scopes text[]) returns boolean
+language sql immutable
+set search_path = ''
+as $$
+  select coalesce(pg_catalog.cardinality(p_scopes), 0) <= 50
+     and not exists (select 1 from pg_catalog.unnest(p_scopes) s where s is null or s !~ '^[A-Za-z0-9_.:/-]{1,100}$')
+$$;
+comment on function private.scopes_valid(text[]) is 'True for a list of up to 50 scopes of 1 to 100 characters A-Z a-z 0-9 _ . : / -.';
+revoke execute on function private.scopes_valid(text[]) from public, anon;
+grant execute on function private.scopes_valid(text[]) to authenticated, service_role;
 
 -- =============================================================================================
 -- Tables
@@ -22,7 +38,7 @@ create table public.connections (
   org_id uuid not null references public.organizations (id) on delete cascade,
   provider public.connector_provider not null,
   display_name text not null check (char_length(display_name) between 1 and 100),
-  scopes text[] not null default '{}' check (cardinality(scopes) <= 50),
+  scopes text[] not null default '{}' check (private.scopes_valid(scopes)),
   status public.connection_status not null default 'active',
   secret_id uuid,
   token_expires_at timestamptz,
@@ -30,15 +46,19 @@ create table public.connections (
   created_by uuid default auth.uid(),
   created_at timestamptz not null default now(),
   disabled_at timestamptz,
+  config jsonb not null default '{}' check (jsonb_typeof(config) = 'object' and pg_column_size(config) <= 4096),
   check ((status = 'active') = (secret_id is not null)),
   check ((status = 'disabled') = (disabled_at is not null)),
   unique (org_id, display_name),
-  unique (org_id, id)
+  unique (org_id, id),
+  unique (org_id, id, provider)
 );
 comment on table public.connections is
   'Connector connections of an organization. The credential is in Vault (secret_id), written only by save_connection().';
 comment on column public.connections.secret_id is 'The Vault secret holding the credential; not readable by clients.';
 comment on column public.connections.verified_at is 'When a live call to the provider last accepted the credential.';
+comment on column public.connections.config is
+  'Non-secret endpoint settings (an OAuth2 provider''s token, revocation and API URLs, client id). Never a credential.';
 
 -- =============================================================================================
 -- Triggers
@@ -61,7 +81,8 @@ create function public.save_connection(
   p_scopes text[],
   p_secret text,
   p_token_expires_at timestamptz default null,
-  p_connection_id uuid default null
+  p_connection_id uuid default null,
+  p_config jsonb default '{}'
 ) returns public.connections
 language plpgsql volatile security definer
 set search_path = ''
@@ -78,15 +99,17 @@ begin
   if p_secret is null or pg_catalog.octet_length(p_secret) not between 1 and 8192 then
     perform private.refuse_request(400, 'invalid_secret', 'The credential must be 1 to 8192 bytes.');
   end if;
-  if coalesce(pg_catalog.cardinality(p_scopes), 0) > 50
-     or exists (select 1 from pg_catalog.unnest(p_scopes) s where s is null or s !~ '^[A-Za-z0-9_.:/-]{1,100}$') then
+  if not private.scopes_valid(p_scopes) then
     perform private.refuse_request(400, 'invalid_scopes', 'Up to 50 scopes, each 1 to 100 of A-Z a-z 0-9 _ . : / -.');
+  end if;
+  if p_config is null or pg_catalog.jsonb_typeof(p_config) <> 'object' or pg_catalog.pg_column_size(p_config) > 4096 then
+    perform private.refuse_request(400, 'invalid_config', 'config must be a JSON object of at most 4 KiB.');
   end if;
 
   if p_connection_id is null then
-    insert into public.connections (org_id, provider, display_name, scopes, secret_id, token_expires_at, verified_at)
+    insert into public.connections (org_id, provider, display_name, scopes, secret_id, token_expires_at, verified_at, config)
     values (p_org_id, p_provider, p_display_name, coalesce(p_scopes, '{}'),
-            vault.create_secret(p_secret, null, 'connection credential'), p_token_expires_at, pg_catalog.now())
+            vault.create_secret(p_secret, null, 'connection credential'), p_token_expires_at, pg_catalog.now(), p_config)
     returning * into connection;
   else
     select c.* into connection from public.connections c
@@ -102,7 +125,8 @@ begin
     end if;
     update public.connections c
        set display_name = p_display_name, scopes = coalesce(p_scopes, '{}'), secret_id = connection.secret_id,
-           status = 'active', disabled_at = null, token_expires_at = p_token_expires_at, verified_at = pg_catalog.now()
+           status = 'active', disabled_at = null, token_expires_at = p_token_expires_at, verified_at = pg_catalog.now(),
+           config = p_config
      where c.id = connection.id
     returning * into connection;
   end if;
@@ -110,12 +134,13 @@ begin
   return connection;
 end
 $$;
-comment on function public.save_connection(uuid, public.connector_provider, text, text[], text, timestamptz, uuid) is
+comment on function public.save_connection(uuid, public.connector_provider, text, text[], text, timestamptz, uuid, jsonb) is
   'The one writer of connection credentials (service role, after live verification): stores the credential in Vault.';
-revoke execute on function public.save_connection(uuid, public.connector_provider, text, text[], text, timestamptz, uuid)
+revoke execute on function public.save_connection(uuid, public.connector_provider, text, text[], text, timestamptz, uuid, jsonb)
   from public, anon, authenticated;
-grant execute on function public.save_connection(uuid, public.connector_provider, text, text[], text, timestamptz, uuid)
+grant execute on function public.save_connection(uuid, public.connector_provider, text, text[], text, timestamptz, uuid, jsonb)
   to service_role;
+
 
 -- Disabling deletes the credential from Vault (the edge function revokes it at the provider first,
 -- where the provider has a revocation endpoint). Tenant admins in context, or the service role.
@@ -172,6 +197,6 @@ create policy "connections are kept for the audit trail" on public.connections
 revoke all on public.connections from anon, authenticated, service_role;
 -- Every column but secret_id.
 grant select (id, org_id, provider, display_name, scopes, status, token_expires_at, verified_at, created_by,
-              created_at, disabled_at)
+              created_at, disabled_at, config)
   on public.connections to authenticated;
 grant select on public.connections to service_role;

@@ -3,8 +3,6 @@
 -- - agent_tools: each tool an agent may call declares its provider, the scopes it needs and what a
 --   call costs; a new connection asks for the union of the scopes of the enabled tools of its
 --   provider in the workspace, and no more. A tool is bound to one connection of its provider.
--- - connections.config: the non-secret endpoint settings of a connection (an OAuth2 provider's
---   token, revocation and API URLs, its client id). Secrets stay in Vault.
 -- - connector_limits and private.connector_meters: a per-workspace rate limit (calls per minute)
 --   and monthly budget (units), checked and counted in one statement per call
 --   (private.meter_connector_call), so concurrent calls can never overshoot either.
@@ -24,24 +22,6 @@ alter table public.agents add column disabled_at timestamptz;
 comment on column public.agents.disabled_at is
   'When the agent was disabled (disable_agent); its tools are disabled and connections only it used are revoked.';
 
-alter table public.connections
-  add column config jsonb not null default '{}'
-    check (jsonb_typeof(config) = 'object' and pg_column_size(config) <= 4096),
-  add unique (org_id, id, provider);
-comment on column public.connections.config is
-  'Non-secret endpoint settings (an OAuth2 provider''s token, revocation and API URLs, client id). Never a credential.';
-
--- Scope lists of connections and tools: up to 50 scopes of 1 to 100 safe characters.
-create function private.scopes_valid(p_scopes text[]) returns boolean
-language sql immutable
-set search_path = ''
-as $$
-  select coalesce(pg_catalog.cardinality(p_scopes), 0) <= 50
-     and not exists (select 1 from pg_catalog.unnest(p_scopes) s where s is null or s !~ '^[A-Za-z0-9_.:/-]{1,100}$')
-$$;
-comment on function private.scopes_valid(text[]) is 'True for a list of up to 50 scopes of 1 to 100 characters A-Z a-z 0-9 _ . : / -.';
-revoke execute on function private.scopes_valid(text[]) from public, anon;
-grant execute on function private.scopes_valid(text[]) to authenticated, service_role;
 
 create table public.agent_tools (
   id uuid primary key default gen_random_uuid(),
@@ -265,76 +245,6 @@ revoke execute on function private.take_oauth_authorization(text, uuid) from pub
 -- =============================================================================================
 -- RPCs
 -- =============================================================================================
--- save_connection gains the non-secret endpoint settings (config) and checks scopes with the
--- shared rule; everything else is as in 20261122000600.
-drop function public.save_connection(uuid, public.connector_provider, text, text[], text, timestamptz, uuid);
-create function public.save_connection(
-  p_org_id uuid,
-  p_provider public.connector_provider,
-  p_display_name text,
-  p_scopes text[],
-  p_secret text,
-  p_token_expires_at timestamptz default null,
-  p_connection_id uuid default null,
-  p_config jsonb default '{}'
-) returns public.connections
-language plpgsql volatile security definer
-set search_path = ''
-as $$
-declare
-  connection public.connections;
-begin
-  if p_org_id is null or p_provider is null then
-    perform private.refuse_request(400, 'invalid_connection', 'An organization and a provider are required.');
-  end if;
-  if p_display_name is null or pg_catalog.char_length(p_display_name) not between 1 and 100 then
-    perform private.refuse_request(400, 'invalid_display_name', 'display_name must be 1 to 100 characters.');
-  end if;
-  if p_secret is null or pg_catalog.octet_length(p_secret) not between 1 and 8192 then
-    perform private.refuse_request(400, 'invalid_secret', 'The credential must be 1 to 8192 bytes.');
-  end if;
-  if not private.scopes_valid(p_scopes) then
-    perform private.refuse_request(400, 'invalid_scopes', 'Up to 50 scopes, each 1 to 100 of A-Z a-z 0-9 _ . : / -.');
-  end if;
-  if p_config is null or pg_catalog.jsonb_typeof(p_config) <> 'object' or pg_catalog.pg_column_size(p_config) > 4096 then
-    perform private.refuse_request(400, 'invalid_config', 'config must be a JSON object of at most 4 KiB.');
-  end if;
-
-  if p_connection_id is null then
-    insert into public.connections (org_id, provider, display_name, scopes, secret_id, token_expires_at, verified_at, config)
-    values (p_org_id, p_provider, p_display_name, coalesce(p_scopes, '{}'),
-            vault.create_secret(p_secret, null, 'connection credential'), p_token_expires_at, pg_catalog.now(), p_config)
-    returning * into connection;
-  else
-    select c.* into connection from public.connections c
-     where c.id = p_connection_id and c.org_id = p_org_id and c.provider = p_provider
-       for update;
-    if connection.id is null then
-      perform private.refuse_request(404, 'connection_not_found', 'No such connection in this organization.');
-    end if;
-    if connection.status = 'active' then
-      perform vault.update_secret(connection.secret_id, p_secret);
-    else
-      connection.secret_id := vault.create_secret(p_secret, null, 'connection credential');
-    end if;
-    update public.connections c
-       set display_name = p_display_name, scopes = coalesce(p_scopes, '{}'), secret_id = connection.secret_id,
-           status = 'active', disabled_at = null, token_expires_at = p_token_expires_at, verified_at = pg_catalog.now(),
-           config = p_config
-     where c.id = connection.id
-    returning * into connection;
-  end if;
-  connection.secret_id := null;  -- the answer never carries even the reference
-  return connection;
-end
-$$;
-comment on function public.save_connection(uuid, public.connector_provider, text, text[], text, timestamptz, uuid, jsonb) is
-  'The one writer of connection credentials (service role, after live verification): stores the credential in Vault.';
-revoke execute on function public.save_connection(uuid, public.connector_provider, text, text[], text, timestamptz, uuid, jsonb)
-  from public, anon, authenticated;
-grant execute on function public.save_connection(uuid, public.connector_provider, text, text[], text, timestamptz, uuid, jsonb)
-  to service_role;
-
 -- Disables an agent (project admin of its project in context, or the service role): marks it
 -- disabled, disables its tools, and returns the active connections that no enabled tool of an
 -- enabled agent uses any more, for the caller to revoke and disable.
@@ -412,7 +322,6 @@ create policy "connector limits are kept" on public.connector_limits
 -- =============================================================================================
 -- Grants
 -- =============================================================================================
-grant select (config) on public.connections to authenticated;
 revoke all on public.agent_tools, public.connector_limits from anon, authenticated;
 grant select, delete, insert (org_id, project_id, agent_id, tool, provider, connection_id, scopes, cost_units, enabled),
       update (connection_id, scopes, cost_units, enabled) on public.agent_tools to authenticated;

@@ -80,6 +80,16 @@ async function chainOf(org: string) {
 }
 
 describe("audit chain under concurrent writers", () => {
+  it("seals only at READ COMMITTED, where each statement sees what the previous sealer committed", async () => {
+    const [org] = await newOrgs(1);
+    await admin`select audit.append(${org}, 'test.isolation', null, null)`;
+    await expect(admin.begin("isolation level repeatable read", (tx) => tx`select audit.seal(${org})`))
+      .rejects.toMatchObject({ code: "25000" });
+    await admin`select audit.seal(${org})`;
+    const [{ entries }] = await admin`select count(*)::int as entries from audit.entries where org_id = ${org}`;
+    expect(entries).toBe(1);
+  });
+
   it(`keeps one unbroken, gapless chain when ${WRITERS} connections write ${EVENTS_PER_WRITER} events each to one organization`, async () => {
     const [org] = await newOrgs(1);
     await appendConcurrently([org], () => org);

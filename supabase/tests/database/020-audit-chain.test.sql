@@ -3,7 +3,7 @@
 -- happen: as a superuser who first disables the append-only triggers.
 begin;
 \ir _helpers.psql
-select plan(39);
+select plan(40);
 
 -- Seals what is pending, then verifies, as verify_audit_chain does.
 create function pg_temp.verdict(p_org uuid) returns text language sql as $$
@@ -63,6 +63,10 @@ select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
 select results_eq($$ select seq, sealed, payload::jsonb from public.audit_log where action = 'test.pending' $$,
                   $$ values (null::bigint, false, '{"k": "v"}'::jsonb) $$,
                   'a member reads an action that waits to be sealed, without a number');
+reset role;
+select pg_temp.act_as(pg_temp.uid('grace'), pg_temp.org('globex'));
+select is((select count(*)::int from public.audit_log where action = 'test.pending'), 0,
+          'nobody else reads an organization''s pending actions');
 reset role;
 select throws_ok(format('update audit.pending set action = %L where id = %s', 'x.y', :pending_id), '42501', null,
                  'the owner cannot change a pending action');
