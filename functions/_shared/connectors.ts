@@ -74,19 +74,19 @@ async function actAs(tx: postgres.TransactionSql, caller: Caller): Promise<void>
 /** Records one provider call in the organization's audit chain, inside `tx`. */
 async function auditCallIn(tx: postgres.TransactionSql, caller: Caller, a: CallAudit): Promise<void> {
   await actAs(tx, caller);
-  await tx`select audit.append(${a.orgId}, 'connector.call', 'connection', ${a.connectionId}, ${
-    JSON.stringify({
-      kind: a.kind,
-      provider: a.provider,
-      outcome: a.outcome,
-      http_status: a.status ?? null,
-      latency_ms: a.latencyMs ?? null,
-      agent_id: a.agentId ?? null,
-      run_id: a.runId ?? null,
-      tool: a.tool ?? null,
-      action_request_id: a.actionRequestId ?? null,
-    })
-  }::text::jsonb)`;
+  const payload = {
+    kind: a.kind,
+    provider: a.provider,
+    outcome: a.outcome,
+    http_status: a.status ?? null,
+    latency_ms: a.latencyMs ?? null,
+    agent_id: a.agentId ?? null,
+    run_id: a.runId ?? null,
+    tool: a.tool ?? null,
+    action_request_id: a.actionRequestId ?? null,
+  };
+  await tx`insert into audit.records (org_id, action, target_type, target_id, payload)
+           values (${a.orgId}, 'connector.call', 'connection', ${a.connectionId}, ${tx.json(payload)})`;
 }
 
 /** Records one provider call in the organization's audit chain. */

@@ -69,7 +69,7 @@ Deno.serve(withErrors(async (req) => {
     select e.seq, encode(e.prev_hash, 'hex') as prev_hash, encode(e.entry_hash, 'hex') as entry_hash,
            e.canonical, p.payload::text as payload
       from audit.entries e
-      left join audit.payloads p on p.org_id = e.org_id and p.seq = e.seq
+      left join audit.records p on p.org_id = e.org_id and p.xid = e.record_xid and p.id = e.record_id
      where e.org_id = ${orgId} and e.seq between ${header.from_seq} and ${header.to_seq}
      order by e.seq`.cursor(BATCH)[Symbol.asyncIterator]();
   // One batch per pull: the client's pace sets the database's, and memory holds one batch at most.

@@ -1,10 +1,11 @@
 /**
  * `npm run bench -- audit`, on a throwaway database, everything measured side by side in one run:
  *   - chained append throughput against a plain INSERT of the same payload into an unchained
- *     table, 8 writers on 8 organizations (target ≥ 0.8) and 8 writers on 1 organization (target
- *     ≥ 0.35). A chained run lasts until every event is in the chain: the writers call
- *     audit.append while the stack's sealer loop (scripts/stack/sealer.ts, default interval)
- *     chains what they recorded, and the clock stops when the sealer has found nothing left;
+ *     table of the same columns, 8 writers on 8 organizations (target ≥ 0.8) and 8 writers on 1
+ *     organization (target ≥ 0.35). A chained run lasts until every event is in the chain: the
+ *     writers record each event as the service role does (an INSERT into audit.records) while the
+ *     stack's sealer loop (scripts/stack/sealer.ts, default interval) chains what they recorded,
+ *     and the clock stops when the sealer has found nothing left;
  *   - the offline verifier as the CLI runs it by default (JSON parsing, every hash and link, the
  *     Merkle root, the signature)
  *     against raw SHA-256 over the same export bytes (target ≥ 0.6).
@@ -68,13 +69,14 @@ async function appendBench(dbUrl: string, opts: AuditOptions): Promise<{ spread:
     await admin`
       create table bench.plain_events (
         id bigint generated always as identity primary key, org_id uuid not null, action text not null,
-        target_type text, target_id text, payload jsonb not null, occurred_at timestamptz not null default clock_timestamp())`;
+        target_type text, target_id text, payload json not null, occurred_at timestamptz not null default clock_timestamp())`;
 
     const plain = (orgOf: (w: number) => string) => (sql: postgres.Sql, w: number, i: number) =>
       sql`insert into bench.plain_events (org_id, action, target_type, target_id, payload)
           values (${orgOf(w)}, 'bench.event', 'bench', ${String(i)}, ${sql.json(payload(w, i))})`;
     const chained = (orgOf: (w: number) => string) => (sql: postgres.Sql, w: number, i: number) =>
-      sql`select audit.append(${orgOf(w)}, 'bench.event', 'bench', ${String(i)}, ${sql.json(payload(w, i))})`;
+      sql`insert into audit.records (org_id, action, target_type, target_id, payload)
+          values (${orgOf(w)}, 'bench.event', 'bench', ${String(i)}, ${sql.json(payload(w, i))})`;
     const [{ before }] = await admin`select count(*)::int as before from audit.entries`;
 
     const results = { spreadPlain: [] as number[], spreadChained: [] as number[], singlePlain: [] as number[], singleChained: [] as number[] };
@@ -137,7 +139,7 @@ async function buildExport(dbUrl: string, entries: number): Promise<{ lines: str
     const rows = await sql`
       select e.seq, encode(e.prev_hash, 'hex') as prev_hash, encode(e.entry_hash, 'hex') as entry_hash, e.canonical,
              p.payload::text as payload
-        from audit.entries e join audit.payloads p using (org_id, seq)
+        from audit.entries e join audit.records p on p.org_id = e.org_id and p.xid = e.record_xid and p.id = e.record_id
        where e.org_id = ${org} order by e.seq`;
     for (const r of rows) {
       lines.push(JSON.stringify({ type: "entry", seq: Number(r.seq), prev_hash: r.prev_hash, entry_hash: r.entry_hash, canonical: r.canonical, payload: r.payload }));

@@ -1,8 +1,9 @@
 /**
  * The audit sealer: runs audit.seal_pending() on one connection, over and over, as pg_cron does on
- * hosted Supabase. audit.append only records an action; this loop chains what was recorded, a
- * batch per organization per call. While a call finds work the next follows at once; when one finds
- * nothing the loop sleeps `intervalMs`. A failed call is reported and retried after the interval.
+ * hosted Supabase. Recording an action only inserts it into audit.records; this loop chains what
+ * was recorded, a batch per organization per call. While a call finds work the next follows at
+ * once; when one finds nothing the loop sleeps `intervalMs`. A failed call is reported and retried
+ * after the interval.
  */
 import postgres from "postgres";
 

@@ -5,22 +5,25 @@
 --   entry_hash = SHA-256( 'gatehouse.audit.v1' || 0x00 || prev_hash || canonical )
 -- where `canonical` is the RFC 8785 (JCS) JSON of the chained fields, stored as it was hashed, so a
 -- verifier hashes exactly those bytes. Timestamps in it are UTC, `YYYY-MM-DDTHH:MM:SS.ffffffZ`,
--- whatever the session's TimeZone or DateStyle. The payload lives apart (audit.payloads), as the
--- JSON text that was hashed, and the chain covers only its hash, so a purge can redact a payload
--- while the chain still verifies.
+-- whatever the session's TimeZone or DateStyle. The payload is not chained: the action's record
+-- (audit.records) keeps it as the JSON text that was hashed, and the chain covers only that hash,
+-- so a purge can redact a payload while the chain still verifies.
 --
--- Appending and sealing are two steps, the way a transparency log's sequencer works:
---   - audit.append records the action in audit.pending, inside the acting transaction: one row,
---     no lock, so it commits or rolls back with the action and never waits for another writer;
---   - audit.seal moves an organization's committed pending rows into the chain in one batch, under
---     the organization's head row lock: numbers, links, hashes and the Merkle frontier. The stack
+-- Recording and sealing are two steps, the way a transparency log's sequencer works:
+--   - recording inserts the action into audit.records inside the acting transaction: one row, no
+--     lock, so it commits or rolls back with the action and never waits for another writer. The
+--     service role inserts it directly; SQL code calls audit.append, which does the same insert;
+--   - audit.seal chains an organization's committed records in one batch, under the
+--     organization's head row lock: numbers, links, hashes and the Merkle frontier. Records are
+--     chained in the order of (recording transaction id, record id), up to the oldest transaction
+--     still in progress, so a record can never commit behind the chain's sealed mark. The stack
 --     runs audit.seal_pending every GATEHOUSE_SEAL_INTERVAL_MS (pg_cron does on hosted Supabase),
 --     and everything that reads the chain as a whole (verification, checkpoints, export) seals
 --     first.
 -- One sealer per organization at a time is what keeps the chain from forking or leaving gaps; a
 -- batch commits once, so the chain's throughput is not bound by one commit per entry. Nobody, the
--- owner included, can update, delete or truncate entries, change a pending row, or delete one
--- before it is sealed; the triggers that refuse it fire in replica mode too.
+-- owner included, can update, delete or truncate entries or records (a purge may only empty a
+-- sealed record's payload); the triggers that refuse it fire in replica mode too.
 
 -- =============================================================================================
 -- Schemas
@@ -38,10 +41,13 @@ create table audit.heads (
   head_hash bytea not null check (octet_length(head_hash) = 32),
   -- The RFC 6962 Merkle tree over the chain's entry hashes, kept as its frontier: the roots of the
   -- perfect subtrees that make up the tree, left to right (one per set bit of seq).
-  frontier bytea[] not null default '{}'
+  frontier bytea[] not null default '{}',
+  -- The last record sealed, in sealing order: every record up to (sealed_xid, sealed_id) is an entry.
+  sealed_xid xid8 not null default '0',
+  sealed_id bigint not null default 0
 );
 comment on table audit.heads is
-  'The latest sequence number, hash and Merkle frontier of each organization''s chain; sealing locks it.';
+  'The latest sequence number, hash and Merkle frontier of each organization''s chain, and the last record sealed; sealing locks it.';
 
 create table audit.signing_keys (
   key_id text primary key,
@@ -76,40 +82,36 @@ create table audit.entries (
   target_type text,
   target_id text,
   occurred_at timestamptz not null,
-  pending_id bigint not null,
+  record_xid xid8 not null,
+  record_id bigint not null,
   primary key (org_id, seq)
 );
 comment on table audit.entries is
   'The chain: one row per action, hashed over the previous hash and its canonical (RFC 8785) bytes. Append-only.';
 comment on column audit.entries.canonical is
   'The exact JSON text that was hashed: {"action","actor","at","org","payload_sha256","seq","target","v"}.';
-comment on column audit.entries.pending_id is 'The audit.pending row this entry sealed (each is sealed once).';
+comment on column audit.entries.record_id is 'The audit.records row this entry seals (each is sealed once); record_xid is its xid.';
 
-create table audit.payloads (
-  org_id uuid not null,
-  seq bigint not null,
-  payload json not null,
-  primary key (org_id, seq),
-  foreign key (org_id, seq) references audit.entries (org_id, seq)
-);
-comment on table audit.payloads is
-  'Details of each entry (row snapshots), as the JSON text that was hashed. A purge may delete one, never change it.';
-
-create table audit.pending (
+-- What recording writes. The database fills in the id, the recording transaction, the actor and
+-- the time: the service role may insert only the other columns.
+create table audit.records (
   id bigint generated always as identity,
+  xid xid8 not null default pg_catalog.pg_current_xact_id(),
   org_id uuid not null,
   action text not null check (action ~ '^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$'),
-  actor uuid,
+  actor uuid default auth.uid(),
   target_type text,
   target_id text,
   occurred_at timestamptz not null default pg_catalog.clock_timestamp(),
-  payload json not null,
-  primary key (org_id, id)
+  -- The JSON text the chain hashes, kept as it was recorded; null once purged (and only then).
+  payload json default '{}',
+  purged_at timestamptz,
+  check ((payload is null) = (purged_at is not null)),
+  -- Sealing reads an organization's records in this order.
+  primary key (org_id, xid, id)
 );
-comment on table audit.pending is
-  'Actions recorded by audit.append and not sealed into the chain yet. Only audit.seal removes a row, once it is an entry.';
--- Rows come and go all the time; vacuum them away long before the table's size would call for it.
-alter table audit.pending set (autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_scale_factor = 0);
+comment on table audit.records is
+  'Every recorded action, with its payload; audit.seal chains them into audit.entries. Append-only but for purges.';
 
 -- =============================================================================================
 -- Indexes
@@ -118,7 +120,7 @@ alter table audit.pending set (autovacuum_vacuum_threshold = 1000, autovacuum_va
 create unique index signing_keys_one_active on audit.signing_keys ((true)) where retired_at is null;
 create unique index signing_keys_secret on audit.signing_keys (secret_id);
 create unique index checkpoints_by_key on audit.checkpoints (key_id, org_id, size);
-create unique index entries_pending_id on audit.entries (pending_id);
+create unique index entries_record_id on audit.entries (record_id);
 
 -- =============================================================================================
 -- Helper functions: RFC 8785 canonical JSON
@@ -359,8 +361,10 @@ $$;
 comment on function audit.frontier_at(uuid, bigint) is 'The Merkle frontier of an organization''s chain after its first p_size entries.';
 
 -- =============================================================================================
--- Helper functions: appending and sealing
+-- Helper functions: recording and sealing
 -- =============================================================================================
+-- Recording for SQL code (triggers, RPCs): the insert the service role makes directly, with the
+-- payload as jsonb, so that the recorded text has no duplicate keys and one spelling.
 create function audit.append(
   p_org_id uuid,
   p_action text,
@@ -372,20 +376,16 @@ language plpgsql volatile security definer
 set search_path = ''
 as $$
 declare
-  pending_id bigint;
+  record_id bigint;
 begin
-  if p_org_id is null then
-    raise exception 'an audit entry needs an organization' using errcode = 'not_null_violation';
-  end if;
-  -- jsonb first: the stored (and later hashed) text has no duplicate keys and one spelling.
-  insert into audit.pending (org_id, action, actor, target_type, target_id, payload)
-  values (p_org_id, p_action, (select auth.uid()), p_target_type, p_target_id, coalesce(p_payload, '{}')::json)
-  returning id into pending_id;
-  return pending_id;
+  insert into audit.records (org_id, action, target_type, target_id, payload)
+  values (p_org_id, p_action, p_target_type, p_target_id, coalesce(p_payload, '{}')::json)
+  returning id into record_id;
+  return record_id;
 end
 $$;
 comment on function audit.append(uuid, text, text, text, jsonb) is
-  'Records an action for an organization''s chain (audit.seal chains it) and returns its audit.pending id. The only way in.';
+  'Records an action for an organization''s chain (audit.seal chains it) and returns its audit.records id.';
 revoke execute on function audit.append(uuid, text, text, text, jsonb) from public, anon, authenticated;
 grant usage on schema audit to service_role;
 grant execute on function audit.append(uuid, text, text, text, jsonb) to service_role;
@@ -430,18 +430,26 @@ comment on function audit.lock_head(uuid, boolean) is
   'Locks (creating if need be) an organization''s chain head; with p_wait false, null rather than waiting.';
 revoke execute on function audit.lock_head(uuid, boolean) from public, anon, authenticated, service_role;
 
--- Seals up to p_limit (all, if null) of an organization's committed pending actions into its chain,
--- in the order they were recorded, and returns how many. The head row lock makes this the only
--- sealer of the organization until the transaction ends; with p_wait false, an organization
--- someone else is sealing is skipped (0) rather than waited for. Needs READ COMMITTED, so that the
--- statements after the lock see what the previous sealer committed.
+-- Seals up to p_limit (all, if null) of an organization's recorded actions into its chain and
+-- returns how many. Records are taken in (xid, id) order, and only those of transactions older than
+-- every other transaction still in progress, so that no record can later commit behind the sealed
+-- mark. This transaction's own records are sealed too once no older transaction is in progress
+-- (with p_wait, it waits up to 5 seconds for that). The head row lock makes this the only sealer of
+-- the organization until the transaction ends; with p_wait false, an organization someone else is
+-- sealing is skipped (0) rather than waited for. Needs READ COMMITTED, so that the statements
+-- after the lock see what the previous sealer committed.
 create function audit.seal(p_org_id uuid, p_limit integer default null, p_wait boolean default true) returns integer
 language plpgsql volatile security definer
 set search_path = ''
 as $$
 declare
   head audit.heads%rowtype;
-  p audit.pending%rowtype;
+  r audit.records%rowtype;
+  snapshot pg_catalog.pg_snapshot;
+  horizon xid8;
+  own xid8;
+  last_xid xid8;
+  last_id bigint;
   last_seq bigint;
   prev bytea;
   tree bytea[];
@@ -453,8 +461,6 @@ declare
   -- audit.sha256_hex and audit.frontier_push written out, since a call costs more than a hash.
   tag constant bytea := pg_catalog.convert_to('gatehouse.audit.v1', 'UTF8') || '\x00'::bytea;
   entries audit.entries[] := '{}';
-  payloads audit.payloads[] := '{}';
-  sealed bigint[] := '{}';
 begin
   if pg_catalog.current_setting('transaction_isolation') <> 'read committed' then
     raise exception 'audit.seal runs at READ COMMITTED, not %', pg_catalog.current_setting('transaction_isolation')
@@ -464,20 +470,38 @@ begin
   if head.org_id is null then
     return 0;
   end if;
+  -- The horizon is the oldest other transaction that may be in progress (the snapshot's list
+  -- leaves this one out, and every transaction from xmax on may be): all before it have ended, so
+  -- the query below sees all their records.
+  own := pg_catalog.pg_current_xact_id_if_assigned();
+  for attempt in 1 .. 500 loop
+    snapshot := pg_catalog.pg_current_snapshot();
+    horizon := coalesce((select pg_catalog.min(x) from pg_catalog.pg_snapshot_xip(snapshot) x), pg_catalog.pg_snapshot_xmax(snapshot));
+    exit when not p_wait or own is null or own <= horizon
+           or not exists (select 1 from audit.records x where x.org_id = p_org_id and x.xid = own);
+    perform pg_catalog.pg_sleep(0.01);
+  end loop;
+  if own > horizon then
+    own := null;  -- an older transaction is in progress: this one's records wait for the next seal
+  end if;
   last_seq := head.seq;
   prev := head.head_hash;
   tree := head.frontier;
-  for p in select * from audit.pending x where x.org_id = p_org_id order by x.id limit p_limit loop
+  for r in
+    select * from audit.records x
+     where x.org_id = p_org_id and (x.xid, x.id) > (head.sealed_xid, head.sealed_id) and (x.xid < horizon or x.xid = own)
+     order by x.xid, x.id limit p_limit
+  loop
     last_seq := last_seq + 1;
-    canonical := '{"action":' || pg_catalog.to_json(p.action)::text
-              || ',"actor":' || coalesce(pg_catalog.to_json(p.actor::text)::text, 'null')
-              || ',"at":"' || pg_catalog.to_char(p.occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"'
+    canonical := '{"action":' || pg_catalog.to_json(r.action)::text
+              || ',"actor":' || coalesce(pg_catalog.to_json(r.actor::text)::text, 'null')
+              || ',"at":"' || pg_catalog.to_char(r.occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"'
               || ',"org":"' || p_org_id::text || '"'
-              || ',"payload_sha256":"' || pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(p.payload::text, 'UTF8')), 'hex') || '"'
+              || ',"payload_sha256":"' || pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(r.payload::text, 'UTF8')), 'hex') || '"'
               || ',"seq":' || last_seq::text
-              || ',"target":' || case when p.target_type is null then 'null'
-                                      else '{"id":' || coalesce(pg_catalog.to_json(p.target_id)::text, 'null')
-                                           || ',"type":' || pg_catalog.to_json(p.target_type)::text || '}' end
+              || ',"target":' || case when r.target_type is null then 'null'
+                                      else '{"id":' || coalesce(pg_catalog.to_json(r.target_id)::text, 'null')
+                                           || ',"type":' || pg_catalog.to_json(r.target_type)::text || '}' end
               || ',"v":1}';
     entry_hash := pg_catalog.sha256(tag || prev || pg_catalog.convert_to(canonical, 'UTF8'));
     -- audit.frontier_push, inline: the new leaf merges with one subtree per trailing 1 bit of the old size.
@@ -489,29 +513,30 @@ begin
       remaining := remaining >> 1;
     end loop;
     tree := tree || node;
-    entries := entries || row(p_org_id, last_seq, prev, entry_hash, canonical, p.action, p.actor, p.target_type, p.target_id,
-                              p.occurred_at, p.id)::audit.entries;
-    payloads := payloads || row(p_org_id, last_seq, p.payload)::audit.payloads;
-    sealed := sealed || p.id;
+    entries := entries || row(p_org_id, last_seq, prev, entry_hash, canonical, r.action, r.actor, r.target_type, r.target_id,
+                              r.occurred_at, r.xid, r.id)::audit.entries;
     prev := entry_hash;
+    last_xid := r.xid;
+    last_id := r.id;
   end loop;
   if last_seq = head.seq then
     return 0;
   end if;
   insert into audit.entries select * from pg_catalog.unnest(entries);
-  insert into audit.payloads select * from pg_catalog.unnest(payloads);
-  delete from audit.pending x where x.org_id = p_org_id and x.id = any (sealed);
-  update audit.heads h set seq = last_seq, head_hash = prev, frontier = tree where h.org_id = p_org_id;
+  update audit.heads h set seq = last_seq, head_hash = prev, frontier = tree, sealed_xid = last_xid, sealed_id = last_id
+   where h.org_id = p_org_id;
   return last_seq - head.seq;
 end
 $$;
 comment on function audit.seal(uuid, integer, boolean) is
-  'Chains an organization''s committed pending actions (up to p_limit), under its head row lock; returns how many.';
+  'Chains an organization''s recorded actions (up to p_limit), under its head row lock; returns how many.';
 revoke execute on function audit.seal(uuid, integer, boolean) from public, anon, authenticated;
 grant execute on function audit.seal(uuid, integer, boolean) to service_role;
 
--- What the periodic sealer runs: every organization with pending actions, up to p_limit each,
--- skipping one that another transaction is sealing (so that it never waits, or deadlocks).
+-- What the periodic sealer runs: every organization with records, up to p_limit each, skipping one
+-- that another transaction is sealing (so that it never waits, or deadlocks). The organizations
+-- are found by skipping through the records' primary key, one probe each, and one is locked only
+-- if it has records to seal, so that an idle call writes nothing (and takes no transaction id).
 create function audit.seal_pending(p_limit integer default 10000) returns bigint
 language plpgsql volatile security definer
 set search_path = ''
@@ -520,14 +545,25 @@ declare
   org uuid;
   total bigint := 0;
 begin
-  for org in select distinct x.org_id from audit.pending x order by x.org_id loop
+  for org in
+    with recursive orgs (org_id) as (
+      (select x.org_id from audit.records x order by x.org_id limit 1)
+      union all
+      select (select x.org_id from audit.records x where x.org_id > o.org_id order by x.org_id limit 1)
+        from orgs o where o.org_id is not null
+    )
+    select o.org_id from orgs o left join audit.heads h on h.org_id = o.org_id
+     where o.org_id is not null
+       and exists (select 1 from audit.records x
+                    where x.org_id = o.org_id and (x.xid, x.id) > (coalesce(h.sealed_xid, '0'), coalesce(h.sealed_id, 0)))
+  loop
     total := total + audit.seal(org, p_limit, false);
   end loop;
   return total;
 end
 $$;
 comment on function audit.seal_pending(integer) is
-  'Seals the pending actions of every organization (up to p_limit each); returns how many. Run it every second or so.';
+  'Seals the recorded actions of every organization (up to p_limit each); returns how many. Run it every second or so.';
 revoke execute on function audit.seal_pending(integer) from public, anon, authenticated;
 grant execute on function audit.seal_pending(integer) to service_role;
 
@@ -593,7 +629,7 @@ begin
   checked := 0;
   for e in
     select x.*, p.payload from audit.entries x
-      left join audit.payloads p on p.org_id = x.org_id and p.seq = x.seq
+      left join audit.records p on p.org_id = x.org_id and p.xid = x.record_xid and p.id = x.record_id
      where x.org_id = p_org_id order by x.seq
   loop
     first_bad_seq := e.seq;
@@ -767,7 +803,6 @@ set search_path = ''
 as $$
 declare
   org uuid := private.current_org_id();
-  recorded bigint;
 begin
   if not private.has_org_role('tenant_admin') then
     raise exception 'only a tenant_admin can purge audit payloads, in the organization''s context'
@@ -776,18 +811,19 @@ begin
   if coalesce(pg_catalog.length(pg_catalog.btrim(p_reason)), 0) = 0 or pg_catalog.length(p_reason) > 500 then
     raise exception 'a purge needs a reason of 1 to 500 characters' using errcode = 'invalid_parameter_value';
   end if;
-  delete from audit.payloads p where p.org_id = org and p.seq = p_seq;
+  update audit.records x set payload = null, purged_at = pg_catalog.clock_timestamp()
+    from audit.entries e
+   where e.org_id = org and e.seq = p_seq
+     and x.org_id = e.org_id and x.xid = e.record_xid and x.id = e.record_id and x.payload is not null;
   if not found then
     raise exception 'entry % has no payload to purge', p_seq using errcode = 'no_data_found';
   end if;
-  recorded := audit.append(org, 'audit.payload_purged', 'audit.entries', p_seq::text,
-                           pg_catalog.jsonb_build_object('seq', p_seq, 'reason', p_reason));
-  perform audit.seal(org);
-  return (select e.seq from audit.entries e where e.pending_id = recorded);
+  return audit.append(org, 'audit.payload_purged', 'audit.entries', p_seq::text,
+                      pg_catalog.jsonb_build_object('seq', p_seq, 'reason', p_reason));
 end
 $$;
 comment on function public.purge_audit_payload(bigint, text) is
-  'Deletes one audit entry''s payload (tenant_admin) and records the purge, sealed; returns its entry number.';
+  'Deletes one audit entry''s payload (tenant_admin) and records the purge; returns the purge''s audit.records id.';
 revoke execute on function public.purge_audit_payload(bigint, text) from public, anon, authenticated;
 grant execute on function public.purge_audit_payload(bigint, text) to authenticated;
 
@@ -834,50 +870,65 @@ $$;
 comment on function audit.refuse_change() is 'Refuses UPDATE, DELETE and TRUNCATE on the audit chain.';
 revoke execute on function audit.refuse_change() from public, anon, authenticated;
 
--- A pending row leaves only as an entry: whatever deletes it must have sealed it first.
-create function audit.refuse_unsealed_delete() returns trigger
+-- A record changes once at most: a purge empties the payload of one that is sealed.
+create function audit.refuse_change_but_purge() returns trigger
 language plpgsql
 set search_path = ''
 as $$
 begin
-  if exists (select 1 from gone g where not exists (select 1 from audit.entries e where e.pending_id = g.id)) then
-    raise exception 'audit entries are append-only: an action waiting to be sealed cannot be deleted'
-      using errcode = 'insufficient_privilege';
+  if old.payload is not null and new.payload is null and new.purged_at is not null
+     and (new.id, new.xid, new.org_id, new.action, new.actor, new.target_type, new.target_id, new.occurred_at)
+         is not distinct from (old.id, old.xid, old.org_id, old.action, old.actor, old.target_type, old.target_id, old.occurred_at)
+     and exists (select 1 from audit.entries e where e.record_id = old.id) then
+    return new;
   end if;
-  return null;
+  raise exception 'audit records are append-only: only a purge of a sealed record''s payload is allowed'
+    using errcode = 'insufficient_privilege';
 end
 $$;
-comment on function audit.refuse_unsealed_delete() is 'Refuses deleting a pending audit action that is not sealed into the chain.';
-revoke execute on function audit.refuse_unsealed_delete() from public, anon, authenticated;
+comment on function audit.refuse_change_but_purge() is 'Refuses any change to an audit record but purging a sealed one''s payload.';
+revoke execute on function audit.refuse_change_but_purge() from public, anon, authenticated;
 
 create trigger refuse_update_delete before update or delete on audit.entries
   for each row execute function audit.refuse_change();
 create trigger refuse_truncate before truncate on audit.entries
   for each statement execute function audit.refuse_change();
-create trigger refuse_update before update on audit.payloads
-  for each row execute function audit.refuse_change();
 create trigger refuse_update_delete before update or delete on audit.checkpoints
   for each row execute function audit.refuse_change();
 create trigger refuse_truncate before truncate on audit.checkpoints
   for each statement execute function audit.refuse_change();
-create trigger refuse_truncate before truncate on audit.payloads
-  for each statement execute function audit.refuse_change();
-create trigger refuse_update before update on audit.pending
+create trigger refuse_delete before delete on audit.records
   for each row execute function audit.refuse_change();
-create trigger refuse_truncate before truncate on audit.pending
+create trigger refuse_truncate before truncate on audit.records
   for each statement execute function audit.refuse_change();
-create trigger refuse_unsealed_delete after delete on audit.pending
-  referencing old table as gone for each statement execute function audit.refuse_unsealed_delete();
+create trigger refuse_update before update on audit.records
+  for each row execute function audit.refuse_change_but_purge();
 -- Replica mode (session_replication_role = replica) skips ordinary triggers, not these.
 alter table audit.entries enable always trigger refuse_update_delete;
 alter table audit.entries enable always trigger refuse_truncate;
-alter table audit.payloads enable always trigger refuse_update;
-alter table audit.payloads enable always trigger refuse_truncate;
 alter table audit.checkpoints enable always trigger refuse_update_delete;
 alter table audit.checkpoints enable always trigger refuse_truncate;
-alter table audit.pending enable always trigger refuse_update;
-alter table audit.pending enable always trigger refuse_truncate;
-alter table audit.pending enable always trigger refuse_unsealed_delete;
+alter table audit.records enable always trigger refuse_delete;
+alter table audit.records enable always trigger refuse_truncate;
+alter table audit.records enable always trigger refuse_update;
+
+-- Every organization's chain starts empty when the organization is created.
+create function audit.create_head() returns trigger
+language plpgsql security definer
+set search_path = ''
+as $$
+begin
+  insert into audit.heads (org_id, seq, head_hash) values (new.id, 0, pg_catalog.decode(pg_catalog.repeat('00', 32), 'hex'))
+  on conflict (org_id) do nothing;
+  return null;
+end
+$$;
+comment on function audit.create_head() is 'AFTER INSERT trigger on organizations: creates the organization''s empty chain head.';
+revoke execute on function audit.create_head() from public, anon, authenticated;
+create trigger audit_head after insert on public.organizations
+  for each row execute function audit.create_head();
+insert into audit.heads (org_id, seq, head_hash)
+select o.id, 0, pg_catalog.decode(pg_catalog.repeat('00', 32), 'hex') from public.organizations o;
 
 -- What gets recorded (tenancy). Later tables add their own line.
 create trigger audit after update on public.organizations
@@ -906,15 +957,9 @@ create policy "members read their organization's audit entries" on audit.entries
   for select to authenticated
   using (org_id = (select private.current_org_id()));
 
-alter table audit.payloads enable row level security;
-alter table audit.payloads force row level security;
-create policy "members read their organization's audit payloads" on audit.payloads
-  for select to authenticated
-  using (org_id = (select private.current_org_id()));
-
-alter table audit.pending enable row level security;
-alter table audit.pending force row level security;
-create policy "members read their organization's pending audit actions" on audit.pending
+alter table audit.records enable row level security;
+alter table audit.records force row level security;
+create policy "members read their organization's audit records" on audit.records
   for select to authenticated
   using (org_id = (select private.current_org_id()));
 
@@ -935,15 +980,23 @@ create policy "signing keys are read through audit_signing_keys()" on audit.sign
   for select to authenticated
   using (false);
 
+-- The records not sealed yet: those past their organization's sealed mark (every organization has
+-- a head from its creation on, so this reads only the records past it).
+create view audit.pending with (security_invoker = true) as
+  select x.* from audit.heads h
+   cross join lateral (select * from audit.records r
+                        where r.org_id = h.org_id and (r.xid, r.id) > (h.sealed_xid, h.sealed_id)) x;
+comment on view audit.pending is 'Recorded actions that audit.seal has not chained yet.';
+
 -- Members read the chain through the API as public.audit_log (RLS of audit.* applies: the view
 -- runs with the caller's rights), actions not sealed yet included, without a number or hashes.
 create view public.audit_log with (security_invoker = true) as
   select e.org_id, e.seq, e.action, e.actor, e.target_type, e.target_id, e.occurred_at,
          pg_catalog.encode(e.prev_hash, 'hex') as prev_hash,
          pg_catalog.encode(e.entry_hash, 'hex') as entry_hash,
-         e.canonical, p.payload, true as sealed
+         e.canonical, x.payload, true as sealed
     from audit.entries e
-    left join audit.payloads p on p.org_id = e.org_id and p.seq = e.seq
+    left join audit.records x on x.org_id = e.org_id and x.xid = e.record_xid and x.id = e.record_id
   union all
   select x.org_id, null, x.action, x.actor, x.target_type, x.target_id, x.occurred_at, null, null, null, x.payload, false
     from audit.pending x;
@@ -953,10 +1006,12 @@ comment on view public.audit_log is
 -- =============================================================================================
 -- Grants
 -- =============================================================================================
-revoke all on audit.heads, audit.entries, audit.payloads, audit.pending from public, anon, authenticated, service_role;
+revoke all on audit.heads, audit.entries, audit.records, audit.pending from public, anon, authenticated, service_role;
 grant usage on schema audit to authenticated;
-grant select on audit.entries, audit.payloads, audit.pending, audit.heads, audit.checkpoints to authenticated;
-grant select on audit.entries, audit.payloads, audit.pending, audit.heads, audit.checkpoints to service_role;
+grant select on audit.entries, audit.records, audit.pending, audit.heads, audit.checkpoints to authenticated;
+grant select on audit.entries, audit.records, audit.pending, audit.heads, audit.checkpoints to service_role;
+-- Recording: the service role writes what an action is; the database, who, when and in which transaction.
+grant insert (org_id, action, target_type, target_id, payload) on audit.records to service_role;
 grant select, insert, update (retired_at) on audit.signing_keys to service_role;
 revoke all on public.audit_log from public, anon, authenticated, service_role;
 grant select on public.audit_log to authenticated, service_role;

@@ -72,7 +72,7 @@ describe("signed checkpoints", () => {
     const [head] = await sql`select seq, encode(head_hash, 'hex') as hash from audit.heads where org_id = ${ACME}`;
     expect(body).toMatchObject({ org: ACME, size: Number(head.seq), head: head.hash, v: 1 });
     // What was recorded just before is sealed and covered, whether or not the sealer loop got to it.
-    const [{ seq }] = await sql`select seq from audit.entries where pending_id = ${recorded}`;
+    const [{ seq }] = await sql`select seq from audit.entries where record_id = ${recorded}`;
     expect(body.size).toBeGreaterThanOrEqual(Number(seq));
     expect(cp.checkpoint).toBe(canonicalize(body));
     const { data: keys } = await ada.rpc("audit_signing_keys");

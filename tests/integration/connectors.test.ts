@@ -375,7 +375,7 @@ describe("what comes back and what is kept", () => {
   it("audits every provider call, with no credential and no body", async () => {
     await sql`select audit.seal(${ACME})`;
     const entries = await sql`
-      select e.canonical, p.payload from audit.entries e join audit.payloads p using (org_id, seq)
+      select e.canonical, p.payload from audit.entries e join audit.records p on p.org_id = e.org_id and p.xid = e.record_xid and p.id = e.record_id
        where e.org_id = ${ACME} and e.action = 'connector.call' and e.occurred_at >= ${started}`;
     const payloads = entries.map((e) => e.payload as Record<string, unknown>);
     const kinds = new Set(payloads.map((p) => `${p.kind}:${p.outcome}`));

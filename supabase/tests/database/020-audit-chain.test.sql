@@ -3,7 +3,7 @@
 -- happen: as a superuser who first disables the append-only triggers.
 begin;
 \ir _helpers.psql
-select plan(40);
+select plan(47);
 
 -- Seals what is pending, then verifies, as verify_audit_chain does.
 create function pg_temp.verdict(p_org uuid) returns text language sql as $$
@@ -42,7 +42,7 @@ select results_eq(
             ('invitation.insert', 'a0000000-0000-4000-8000-000000000001'::uuid) $$,
   'invitations, publishing and role changes are recorded with their actor');
 select ok((select p.payload::jsonb -> 'new' ? 'email' and not (p.payload::jsonb -> 'new' ? 'token_hash')
-             from audit.entries e join audit.payloads p using (org_id, seq)
+             from audit.entries e join audit.records p on p.org_id = e.org_id and p.xid = e.record_xid and p.id = e.record_id
             where e.org_id = pg_temp.org('acme') and e.action = 'invitation.insert' order by e.seq desc limit 1),
           'an invitation''s payload leaves out its token hash');
 select ok((select canonical ~ '"at":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"' from audit.entries
@@ -56,30 +56,46 @@ select is(pg_temp.verdict('0c000000-0000-4000-8000-00000000000c'), 'ok',
 reset timezone;
 reset datestyle;
 
--- Sealing: an action waits in audit.pending, which members read through audit_log, until
--- audit.seal chains it.
-select audit.append(pg_temp.org('acme'), 'test.pending', 'test', 'p', '{"k": "v"}') as pending_id \gset
+-- Recording: the service role inserts what an action is; the database fills in who and when.
+set local role service_role;
+select lives_ok($$ insert into audit.records (org_id, action, target_type, target_id, payload)
+                   values ('0a000000-0000-4000-8000-00000000000a', 'test.recorded', 'test', 'r', '{"by": "service"}') $$,
+                'the service role records an action with an insert');
+select throws_ok($$ insert into audit.records (org_id, action, actor) values ('0a000000-0000-4000-8000-00000000000a', 'test.forged', gen_random_uuid()) $$,
+                 '42501', null, 'the service role cannot choose an action''s actor');
+select throws_ok($$ insert into audit.records (org_id, action, occurred_at) values ('0a000000-0000-4000-8000-00000000000a', 'test.forged', now() - interval '1 year') $$,
+                 '42501', null, 'the service role cannot choose an action''s time');
+select throws_ok($$ insert into audit.records (org_id, action, payload) values ('0a000000-0000-4000-8000-00000000000a', 'test.forged', null) $$,
+                 '23514', null, 'an action is not recorded as purged');
+reset role;
+
+-- Sealing: an action waits, and members read it through audit_log, until audit.seal chains it.
+select audit.append(pg_temp.org('acme'), 'test.pending', 'test', 'p', '{"k": "v"}') as record_id \gset
 select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
 select results_eq($$ select seq, sealed, payload::jsonb from public.audit_log where action = 'test.pending' $$,
                   $$ values (null::bigint, false, '{"k": "v"}'::jsonb) $$,
                   'a member reads an action that waits to be sealed, without a number');
+select throws_ok($$ insert into audit.records (org_id, action) values ('0a000000-0000-4000-8000-00000000000a', 'forged.event') $$,
+                 '42501', null, 'a member cannot record an action directly');
 reset role;
 select pg_temp.act_as(pg_temp.uid('grace'), pg_temp.org('globex'));
 select is((select count(*)::int from public.audit_log where action = 'test.pending'), 0,
           'nobody else reads an organization''s pending actions');
 reset role;
-select throws_ok(format('update audit.pending set action = %L where id = %s', 'x.y', :pending_id), '42501', null,
-                 'the owner cannot change a pending action');
-select throws_ok(format('delete from audit.pending where id = %s', :pending_id), '42501', null,
-                 'the owner cannot delete an action before it is sealed');
-select throws_ok($$ truncate audit.pending $$, '42501', null, 'the owner cannot truncate pending actions');
+select throws_ok(format('update audit.records set action = %L where id = %s', 'x.y', :record_id), '42501', null,
+                 'the owner cannot change a recorded action');
+select throws_ok(format('update audit.records set payload = null, purged_at = now() where id = %s', :record_id), '42501', null,
+                 'the owner cannot empty an action''s payload before it is sealed');
+select throws_ok(format('delete from audit.records where id = %s', :record_id), '42501', null,
+                 'the owner cannot delete a recorded action');
+select throws_ok($$ truncate audit.records $$, '42501', null, 'the owner cannot truncate recorded actions');
 set local session_replication_role = replica;
-select throws_ok(format('delete from audit.pending where id = %s', :pending_id), '42501', null,
-                 'replica mode does not open pending actions');
+select throws_ok(format('delete from audit.records where id = %s', :record_id), '42501', null,
+                 'replica mode does not open recorded actions');
 set local session_replication_role = origin;
-select cmp_ok(audit.seal(pg_temp.org('acme')), '>=', 1, 'audit.seal chains what is pending');
+select cmp_ok(audit.seal(pg_temp.org('acme')), '>=', 1, 'audit.seal chains what is recorded');
 select results_eq(format($$ select e.seq = h.seq, e.action, (select count(*)::int from audit.pending x where x.id = %s)
-                              from audit.entries e join audit.heads h using (org_id) where e.pending_id = %s $$, :pending_id, :pending_id),
+                              from audit.entries e join audit.heads h using (org_id) where e.record_id = %s $$, :record_id, :record_id),
                   $$ values (true, 'test.pending', 0) $$,
                   'a sealed action is the chain''s new head and no longer pending');
 select is(audit.seal(pg_temp.org('acme')), 0, 'sealing again finds nothing: each action is sealed once');
@@ -88,15 +104,15 @@ select is(audit.seal(pg_temp.org('acme')), 0, 'sealing again finds nothing: each
 select throws_ok($$ update audit.entries set action = 'x.y' where seq = 1 $$, '42501', null, 'the owner cannot update an entry');
 select throws_ok($$ delete from audit.entries where seq = 1 $$, '42501', null, 'the owner cannot delete an entry');
 select throws_ok($$ truncate audit.entries cascade $$, '42501', null, 'the owner cannot truncate the chain');
-select throws_ok($$ update audit.payloads set payload = '{}' $$, '42501', null, 'the owner cannot rewrite a payload');
+select throws_ok($$ update audit.records set payload = '{}' $$, '42501', null, 'the owner cannot rewrite a payload');
 set local session_replication_role = replica;
 select throws_ok($$ delete from audit.entries where seq = 1 $$, '42501', null, 'replica mode does not open the chain');
 set local session_replication_role = origin;
 set local role service_role;
 select throws_ok($$ delete from audit.entries $$, '42501', null, 'the service role cannot delete entries');
-select throws_ok($$ insert into audit.entries (org_id, seq, prev_hash, entry_hash, canonical, action, occurred_at, pending_id)
-                    values ('0c000000-0000-4000-8000-00000000000c', 99, '\x00', '\x00', '{}', 'x.y', now(), -1) $$,
-                 '42501', null, 'the service role cannot write entries except through audit.append');
+select throws_ok($$ insert into audit.entries (org_id, seq, prev_hash, entry_hash, canonical, action, occurred_at, record_xid, record_id)
+                    values ('0c000000-0000-4000-8000-00000000000c', 99, '\x00', '\x00', '{}', 'x.y', now(), '0', -1) $$,
+                 '42501', null, 'the service role cannot write entries: only sealing does');
 reset role;
 select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
 select throws_ok($$ select audit.append('0a000000-0000-4000-8000-00000000000a', 'forged.event', null, null) $$,
@@ -110,12 +126,15 @@ reset role;
 
 -- Purging a payload keeps the chain verifiable, and is itself recorded.
 select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
-select public.purge_audit_payload(2, 'erasure request') as purge_seq \gset
+select public.purge_audit_payload(2, 'erasure request') as purge_record \gset
 reset role;
-select is((select count(*)::int from audit.payloads where org_id = pg_temp.org('acme') and seq = 2), 0,
+select is((select p.payload::text from audit.entries e join audit.records p on p.org_id = e.org_id and p.xid = e.record_xid and p.id = e.record_id
+            where e.org_id = pg_temp.org('acme') and e.seq = 2), null,
           'a tenant admin purges one entry''s payload');
-select is((select action || ' ' || target_id from audit.entries where org_id = pg_temp.org('acme') and seq = :purge_seq),
+do $$ begin perform audit.seal(pg_temp.org('acme')); end $$;
+select is((select action || ' ' || target_id from audit.entries where record_id = :purge_record),
           'audit.payload_purged 2', 'the purge is recorded in the chain');
+select throws_ok($$ select public.purge_audit_payload(2, 'again') $$, 'P0002', null, 'a purged payload cannot be purged again');
 
 select is(pg_temp.verdict(pg_temp.org('acme')), 'ok', 'the chain still verifies after a purge');
 
@@ -136,11 +155,11 @@ select throws_like($$ select audit.store_checkpoint(
 -- Tampering, each case undone before the next. Verdicts are kept in psql variables, because
 -- rolling back to the savepoint would also roll back pgTAP's record of an assertion.
 alter table audit.entries disable trigger user;
-alter table audit.payloads disable trigger user;
+alter table audit.records disable trigger user;
 set local session_replication_role = replica;  -- and foreign-key checks, as an attacker would
 savepoint tamper;
-update audit.payloads set payload = '{"n": 3, "note": "nothing happened"}'
- where org_id = '0c000000-0000-4000-8000-00000000000c' and seq = 3;
+update audit.records p set payload = '{"n": 3, "note": "nothing happened"}'
+  from audit.entries e where e.org_id = '0c000000-0000-4000-8000-00000000000c' and e.seq = 3 and p.id = e.record_id;
 select pg_temp.verdict('0c000000-0000-4000-8000-00000000000c') as edited_payload \gset
 rollback to savepoint tamper;
 
@@ -149,7 +168,6 @@ update audit.entries set entry_hash = extensions.digest('forged', 'sha256')
 select pg_temp.verdict('0c000000-0000-4000-8000-00000000000c') as edited_hash \gset
 rollback to savepoint tamper;
 
-delete from audit.payloads where org_id = '0c000000-0000-4000-8000-00000000000c' and seq = 3;
 delete from audit.entries where org_id = '0c000000-0000-4000-8000-00000000000c' and seq = 3;
 select pg_temp.verdict('0c000000-0000-4000-8000-00000000000c') as deleted_middle \gset
 rollback to savepoint tamper;
@@ -157,27 +175,21 @@ rollback to savepoint tamper;
 update audit.entries set seq = seq + 1000 where org_id = '0c000000-0000-4000-8000-00000000000c' and seq in (3, 4);
 update audit.entries set seq = case seq when 1003 then 4 else 3 end
  where org_id = '0c000000-0000-4000-8000-00000000000c' and seq in (1003, 1004);
-update audit.payloads set seq = seq + 1000 where org_id = '0c000000-0000-4000-8000-00000000000c' and seq in (3, 4);
-update audit.payloads set seq = case seq when 1003 then 4 else 3 end
- where org_id = '0c000000-0000-4000-8000-00000000000c' and seq in (1003, 1004);
 select pg_temp.verdict('0c000000-0000-4000-8000-00000000000c') as reordered \gset
 rollback to savepoint tamper;
 
 -- A forged entry with a well-formed hash, slipped in after entry 2.
 update audit.entries set seq = seq + 1000 where org_id = '0c000000-0000-4000-8000-00000000000c' and seq > 2;
 update audit.entries set seq = seq - 999 where org_id = '0c000000-0000-4000-8000-00000000000c' and seq > 1000;
-update audit.payloads set seq = seq + 1000 where org_id = '0c000000-0000-4000-8000-00000000000c' and seq > 2;
-update audit.payloads set seq = seq - 999 where org_id = '0c000000-0000-4000-8000-00000000000c' and seq > 1000;
-insert into audit.entries (org_id, seq, prev_hash, entry_hash, canonical, action, occurred_at, pending_id)
+insert into audit.entries (org_id, seq, prev_hash, entry_hash, canonical, action, occurred_at, record_xid, record_id)
 select '0c000000-0000-4000-8000-00000000000c', 3, e.entry_hash,
        extensions.digest(convert_to('gatehouse.audit.v1', 'UTF8') || '\x00'::bytea || e.entry_hash
                          || convert_to('{"action":"forged.event","actor":null,"org":"0c000000-0000-4000-8000-00000000000c","seq":3}', 'UTF8'), 'sha256'),
-       '{"action":"forged.event","actor":null,"org":"0c000000-0000-4000-8000-00000000000c","seq":3}', 'forged.event', now(), -1
+       '{"action":"forged.event","actor":null,"org":"0c000000-0000-4000-8000-00000000000c","seq":3}', 'forged.event', now(), '0', -1
   from audit.entries e where e.org_id = '0c000000-0000-4000-8000-00000000000c' and e.seq = 2;
 select pg_temp.verdict('0c000000-0000-4000-8000-00000000000c') as forged \gset
 rollback to savepoint tamper;
 
-delete from audit.payloads where org_id = '0c000000-0000-4000-8000-00000000000c' and seq > 5;
 delete from audit.entries where org_id = '0c000000-0000-4000-8000-00000000000c' and seq > 5;
 update audit.heads h set seq = 5, head_hash = e.entry_hash, frontier = audit.frontier_at(h.org_id, 5)
   from audit.entries e where h.org_id = '0c000000-0000-4000-8000-00000000000c' and e.org_id = h.org_id and e.seq = 5;
@@ -185,7 +197,7 @@ select pg_temp.verdict('0c000000-0000-4000-8000-00000000000c') as tail_cut \gset
 rollback to savepoint tamper;
 
 -- A wholesale rewrite: a fresh chain with recomputed hashes throughout, head included.
-delete from audit.payloads where org_id = '0c000000-0000-4000-8000-00000000000c';
+delete from audit.records where org_id = '0c000000-0000-4000-8000-00000000000c';
 delete from audit.entries where org_id = '0c000000-0000-4000-8000-00000000000c';
 delete from audit.heads where org_id = '0c000000-0000-4000-8000-00000000000c';
 do $$ begin
@@ -195,7 +207,7 @@ end $$;
 select pg_temp.verdict('0c000000-0000-4000-8000-00000000000c') as rewritten \gset
 rollback to savepoint tamper;
 
-truncate audit.entries, audit.payloads;
+truncate audit.entries, audit.records;
 select pg_temp.verdict('0c000000-0000-4000-8000-00000000000c') as truncated \gset
 rollback to savepoint tamper;
 

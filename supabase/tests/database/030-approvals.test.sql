@@ -189,15 +189,15 @@ select is((select count(*)::int from audit.entries e
               and d.request_id in (:'req', :'dual_req', :'run_req')), 4,
           'each decision is an audit entry');
 select is((select array_agg(p.payload ->> 'reason' order by e.seq) from audit.entries e
-             join audit.payloads p using (org_id, seq)
+             join audit.records p on p.org_id = e.org_id and p.xid = e.record_xid and p.id = e.record_id
             where e.org_id = pg_temp.org('acme') and e.action = 'action_request.execution_refused' and e.target_id = :'req'),
           array['not_approved', 'payload_mismatch', 'already_executed'],
           'every refused execution is an audit entry, with its reason');
-select is((select count(*)::int from audit.entries e join audit.payloads p using (org_id, seq)
+select is((select count(*)::int from audit.entries e join audit.records p on p.org_id = e.org_id and p.xid = e.record_xid and p.id = e.record_id
             where e.org_id = pg_temp.org('acme') and e.action = 'action_request.update' and e.target_id = :'req'
               and p.payload -> 'new' ->> 'status' = 'executed' and p.payload -> 'old' ->> 'status' = 'approved'), 1,
           'the execution is an audit entry');
-select is((select count(*)::int from audit.payloads p join audit.entries e using (org_id, seq)
+select is((select count(*)::int from audit.entries e join audit.records p on p.org_id = e.org_id and p.xid = e.record_xid and p.id = e.record_id
             where e.org_id = pg_temp.org('acme') and e.target_id = :'req' and p.payload::text like '%Refund approved%'), 0,
           'the chain holds the payload''s hash, never the payload');
 select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));

@@ -138,7 +138,7 @@ select is((public.disable_connection(:'conn')).status::text, 'disabled', 'a tena
 reset role;
 select is((select count(*)::int from vault.secrets where id = :'planted_ref'), 0, 'disabling deletes the credential from Vault');
 do $$ begin perform audit.seal(pg_temp.org('acme')); end $$;
-select is((select count(*)::int from audit.entries e join audit.payloads p using (org_id, seq)
+select is((select count(*)::int from audit.entries e join audit.records p on p.org_id = e.org_id and p.xid = e.record_xid and p.id = e.record_id
             where e.org_id = pg_temp.org('acme') and e.target_id = :'conn'
               and e.action in ('connection.insert', 'connection.update') and not p.payload::text like '%secret_id%'), 2,
           'saving and disabling are audited, without the Vault reference');
