@@ -76,9 +76,28 @@ export function base64Bytes(b64: string): Uint8Array<ArrayBuffer> {
   return bytes;
 }
 
+// What an entry hash covers, written in place (the tag stays at the front): a verifier hashes one
+// per entry.
+let entryInput = Buffer.alloc(4096);
+entryInput.set(ENTRY_TAG);
+
+/** SHA-256("gatehouse.audit.v1" 0x00 || prev_hash || canonical) as hex, or null if prev_hash is not 64 hex digits. */
+function entryHashOrNull(prevHash: string, canonical: string): string | null {
+  const start = ENTRY_TAG.length + 32;
+  if (entryInput.length < start + canonical.length * 3) {
+    entryInput = Buffer.alloc(2 * (start + canonical.length * 3));
+    entryInput.set(ENTRY_TAG);
+  }
+  if (prevHash.length !== 64 || entryInput.write(prevHash, ENTRY_TAG.length, "hex") !== 32) return null;
+  const end = start + entryInput.write(canonical, start, "utf8");
+  return hash("sha256", entryInput.subarray(0, end), "hex");
+}
+
 /** The hash that chains an entry: SHA-256("gatehouse.audit.v1" 0x00 || prev_hash || canonical). */
 export function entryHash(prevHash: string, canonical: string): string {
-  return hash("sha256", Buffer.concat([ENTRY_TAG, Buffer.from(prevHash, "hex"), Buffer.from(canonical, "utf8")]), "hex");
+  const computed = entryHashOrNull(prevHash, canonical);
+  if (computed === null) throw new TypeError("prev_hash is not 64 hex digits");
+  return computed;
 }
 
 /** The bytes an Ed25519 checkpoint signature covers. */
@@ -185,14 +204,17 @@ export class ExportVerifier {
     const h = this.header!;
     const expected = this.last ? this.last.seq + 1 : h.from_seq;
     if (e.seq !== expected) return this.fail(expected, `expected entry ${expected}, found ${JSON.stringify(e.seq)} (an entry is missing or out of order)`);
-    if (!HEX64.test(e.prev_hash ?? "") || !HEX64.test(e.entry_hash ?? "") || typeof e.canonical !== "string") {
+    // The first prev_hash is checked here; every later one must equal the hash computed before it,
+    // and every entry_hash the one computed now, so they are checked by comparison.
+    if (typeof e.prev_hash !== "string" || typeof e.entry_hash !== "string" || typeof e.canonical !== "string"
+        || (!this.last && !HEX64.test(e.prev_hash))) {
       return this.fail(e.seq, "the entry is malformed");
     }
     if (this.last && e.prev_hash !== this.last.hash) return this.fail(e.seq, "prev_hash is not the hash of the entry before");
     if (!this.last && this.pinBody?.size === e.seq - 1 && e.prev_hash !== this.pinBody.head) {
       return this.fail(e.seq, "prev_hash is not the head of the pinned checkpoint (history was rewritten)");
     }
-    if (entryHash(e.prev_hash, e.canonical) !== e.entry_hash) return this.fail(e.seq, "entry_hash is not the hash of the entry");
+    if (entryHashOrNull(e.prev_hash, e.canonical) !== e.entry_hash) return this.fail(e.seq, "entry_hash is not the hash of the entry");
     let fields: { seq?: unknown; org?: unknown; payload_sha256?: unknown };
     try {
       fields = JSON.parse(e.canonical);
@@ -208,7 +230,7 @@ export class ExportVerifier {
         return this.fail(e.seq, "the payload is not the one that was hashed");
       }
     }
-    this.tree!.push(bytesOf(e.entry_hash));
+    this.tree!.push(e.entry_hash);
     this.last = { seq: e.seq, hash: e.entry_hash };
     this.checkPinAt(e.seq, e.entry_hash);
   }

@@ -7,12 +7,34 @@
 import { Buffer } from "node:buffer";
 import { hash } from "node:crypto";
 
-const LEAF = Uint8Array.of(0);
-const NODE = Uint8Array.of(1);
+// A tree hashes about two inputs per leaf, each of a few dozen bytes, where a hash call's own cost
+// dominates. So the inputs are written in place, and digests inside a tree are binary strings
+// (one char per byte), which node:crypto returns and writes much faster than it allocates buffers.
+const leafInput = Buffer.alloc(33, 0);
+const nodeInput = Buffer.alloc(65, 1);
 
-function sha256(...parts: Uint8Array[]): Uint8Array {
-  return hash("sha256", Buffer.concat(parts), "buffer");
+function sha256(bytes: Uint8Array): Uint8Array {
+  return hash("sha256", bytes, "buffer");
 }
+
+function leafDigest(input: Uint8Array | string): string {
+  if (typeof input === "string") {
+    if (input.length !== 64 || leafInput.write(input, 1, "hex") !== 32) throw new TypeError("a leaf's hex is not 32 bytes");
+    return hash("sha256", leafInput, "binary");
+  }
+  if (input.length !== 32) return hash("sha256", Buffer.concat([leafInput.subarray(0, 1), input]), "binary");
+  leafInput.set(input, 1);
+  return hash("sha256", leafInput, "binary");
+}
+
+function nodeDigest(left: string, right: string): string {
+  nodeInput.write(left, 1, "latin1");
+  nodeInput.write(right, 33, "latin1");
+  return hash("sha256", nodeInput, "binary");
+}
+
+const digestOf = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1");
+const bytesOf = (digest: string): Uint8Array => Buffer.from(digest, "latin1");
 
 function equal(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
@@ -23,12 +45,13 @@ function equal(a: Uint8Array, b: Uint8Array): boolean {
 
 /** The hash of a leaf holding `data`. */
 export function leafHash(data: Uint8Array): Uint8Array {
-  return sha256(LEAF, data);
+  return bytesOf(leafDigest(data));
 }
 
 /** The hash of an interior node. */
 export function nodeHash(left: Uint8Array, right: Uint8Array): Uint8Array {
-  return sha256(NODE, left, right);
+  if (left.length !== 32 || right.length !== 32) return sha256(Buffer.concat([nodeInput.subarray(0, 1), left, right]));
+  return bytesOf(nodeDigest(digestOf(left), digestOf(right)));
 }
 
 /**
@@ -36,7 +59,7 @@ export function nodeHash(left: Uint8Array, right: Uint8Array): Uint8Array {
  * to right (one per set bit of the size). Appending and taking the root are O(log n).
  */
 export class MerkleFrontier {
-  private nodes: Uint8Array[];
+  private nodes: string[];
   private count: number;
 
   /** Resumes a tree of `size` leaves from its frontier (as audit exports carry it). */
@@ -45,13 +68,16 @@ export class MerkleFrontier {
     if (frontier.length !== expected) {
       throw new Error(`a frontier of a ${size}-leaf tree has ${expected} nodes, not ${frontier.length}`);
     }
-    this.nodes = [...frontier];
+    this.nodes = frontier.map((node) => {
+      if (node.length !== 32) throw new Error("a frontier node is not 32 bytes");
+      return digestOf(node);
+    });
     this.count = size;
   }
 
   /** The frontier (perfect-subtree roots, left to right), e.g. to resume the tree later. */
   frontier(): Uint8Array[] {
-    return [...this.nodes];
+    return this.nodes.map(bytesOf);
   }
 
   /** Number of leaves. */
@@ -59,20 +85,20 @@ export class MerkleFrontier {
     return this.count;
   }
 
-  /** Appends a leaf holding `data`. */
-  push(data: Uint8Array): void {
-    let node = leafHash(data);
-    for (let n = this.count; n % 2 === 1; n = Math.floor(n / 2)) node = nodeHash(this.nodes.pop()!, node);
+  /** Appends a leaf holding `data` (bytes, or 32 bytes as hex such as an entry hash). */
+  push(data: Uint8Array | string): void {
+    let node = leafDigest(data);
+    for (let n = this.count; n % 2 === 1; n = Math.floor(n / 2)) node = nodeDigest(this.nodes.pop()!, node);
     this.nodes.push(node);
     this.count++;
   }
 
   /** The Merkle tree hash (the empty tree's is SHA-256 of nothing). */
   root(): Uint8Array {
-    if (this.nodes.length === 0) return sha256();
+    if (this.nodes.length === 0) return sha256(new Uint8Array(0));
     let root = this.nodes[this.nodes.length - 1];
-    for (let i = this.nodes.length - 2; i >= 0; i--) root = nodeHash(this.nodes[i], root);
-    return root;
+    for (let i = this.nodes.length - 2; i >= 0; i--) root = nodeDigest(this.nodes[i], root);
+    return bytesOf(root);
   }
 }
 

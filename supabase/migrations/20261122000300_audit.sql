@@ -436,8 +436,9 @@ revoke execute on function audit.lock_head(uuid, boolean) from public, anon, aut
 -- mark. This transaction's own records are sealed too once no older transaction is in progress
 -- (with p_wait, it waits up to 5 seconds for that). The head row lock makes this the only sealer of
 -- the organization until the transaction ends; with p_wait false, an organization someone else is
--- sealing is skipped (0) rather than waited for. Needs READ COMMITTED, so that the statements
--- after the lock see what the previous sealer committed.
+-- sealing is skipped (0) rather than waited for. A transaction that waits should seal one
+-- organization only, so that it never waits while holding another's head. Needs READ COMMITTED, so
+-- that the statements after the lock see what the previous sealer committed.
 create function audit.seal(p_org_id uuid, p_limit integer default null, p_wait boolean default true) returns integer
 language plpgsql volatile security definer
 set search_path = ''
