@@ -37,8 +37,9 @@ revoke all on schema audit from public, anon, authenticated, service_role;
 -- =============================================================================================
 create table audit.heads (
   org_id uuid primary key,
-  seq bigint not null check (seq >= 0),
-  head_hash bytea not null check (octet_length(head_hash) = 32),
+  -- The defaults are an empty chain: no entries, and the first entry's prev_hash (32 zero bytes).
+  seq bigint not null default 0 check (seq >= 0),
+  head_hash bytea not null default pg_catalog.decode(pg_catalog.repeat('00', 32), 'hex') check (octet_length(head_hash) = 32),
   -- The RFC 6962 Merkle tree over the chain's entry hashes, kept as its frontier: the roots of the
   -- perfect subtrees that make up the tree, left to right (one per set bit of seq).
   frontier bytea[] not null default '{}',
@@ -415,7 +416,7 @@ begin
     elsif not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtextextended('audit.heads ' || p_org_id::text, 0)) then
       return null;
     end if;
-    insert into audit.heads (org_id, seq, head_hash) values (p_org_id, 0, pg_catalog.decode(pg_catalog.repeat('00', 32), 'hex'))
+    insert into audit.heads (org_id) values (p_org_id)
     on conflict (org_id) do nothing;
     if p_wait then
       select * into head from audit.heads h where h.org_id = p_org_id for update;
@@ -919,7 +920,7 @@ language plpgsql security definer
 set search_path = ''
 as $$
 begin
-  insert into audit.heads (org_id, seq, head_hash) values (new.id, 0, pg_catalog.decode(pg_catalog.repeat('00', 32), 'hex'))
+  insert into audit.heads (org_id) values (new.id)
   on conflict (org_id) do nothing;
   return null;
 end
@@ -928,8 +929,7 @@ comment on function audit.create_head() is 'AFTER INSERT trigger on organization
 revoke execute on function audit.create_head() from public, anon, authenticated;
 create trigger audit_head after insert on public.organizations
   for each row execute function audit.create_head();
-insert into audit.heads (org_id, seq, head_hash)
-select o.id, 0, pg_catalog.decode(pg_catalog.repeat('00', 32), 'hex') from public.organizations o;
+insert into audit.heads (org_id) select o.id from public.organizations o;
 
 -- What gets recorded (tenancy). Later tables add their own line.
 create trigger audit after update on public.organizations

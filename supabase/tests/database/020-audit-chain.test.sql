@@ -3,7 +3,7 @@
 -- happen: as a superuser who first disables the append-only triggers.
 begin;
 \ir _helpers.psql
-select plan(47);
+select plan(48);
 
 -- Seals what is pending, then verifies, as verify_audit_chain does.
 create function pg_temp.verdict(p_org uuid) returns text language sql as $$
@@ -14,6 +14,8 @@ $$;
 
 -- A scratch organization with a chain of 6 entries.
 insert into public.organizations (id, name, slug) values ('0c000000-0000-4000-8000-00000000000c', 'Chain Co', 'chain-co');
+select results_eq($$ select seq, head_hash = decode(repeat('00', 32), 'hex') from audit.heads where org_id = '0c000000-0000-4000-8000-00000000000c' $$,
+                  $$ values (0::bigint, true) $$, 'a new organization starts with an empty chain head');
 do $$ begin
   perform audit.append('0c000000-0000-4000-8000-00000000000c', 'test.event', 'test', n::text,
                        jsonb_build_object('n', n, 'note', 'entry ' || n))
