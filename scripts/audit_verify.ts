@@ -15,7 +15,7 @@ import { createReadStream, readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import canonicalize from "canonicalize";
-import { ExportVerifier, type SignedCheckpoint } from "../functions/_shared/audit_export.ts";
+import { ExportVerifier, type SignedCheckpoint } from "../functions/_shared/audit/export.ts";
 
 const USAGE = "usage: npm run audit:verify -- <export.jsonl> [--pin <checkpoint.json>] [--public-key <base64>] [--strict]";
 

@@ -5,11 +5,11 @@
  *     since its last checkpoint.
  * Answers the signed checkpoint(s): {"checkpoints": [{checkpoint, signature, key_id, public_key}]}.
  */
-import { z } from "npm:zod@^4";
-import { signCheckpoint } from "../_shared/audit_checkpoint.ts";
-import { callerOf, orgIdOf, requireOrgRole } from "../_shared/caller.ts";
-import { db } from "../_shared/db.ts";
-import { HttpError, readJsonBody, requireMethod, withErrors } from "../_shared/http_error.ts";
+import { z } from "zod";
+import { signCheckpoint } from "../_shared/audit/checkpoint.ts";
+import { callerOf, orgIdOf, requireOrgRole } from "../_shared/http/caller.ts";
+import { db } from "../_shared/http/db.ts";
+import { HttpError, readJsonBody, requireMethod, withErrors } from "../_shared/http/errors.ts";
 
 const MAX_BODY = 4096;
 const ServiceBody = z.strictObject({ org_id: z.uuid().optional() });

@@ -1,17 +1,17 @@
 /**
  * GET /functions/v1/audit-export: streams an organization's audit chain as JSON Lines (format in
- * functions/_shared/audit_export.ts), ending with a signed checkpoint of the last entry exported.
+ * functions/_shared/audit/export.ts), ending with a signed checkpoint of the last entry exported.
  *   - a member: X-Org-Id names the organization;
  *   - the service role: ?org_id=….
  * Range, all optional: ?from_seq=&to_seq= (entry numbers) or ?from=&to= (ISO 8601 times); the
  * default is the whole chain. Verify the file offline with `npm run audit:verify -- <file>`.
  */
-import { z } from "npm:zod@^4";
-import { signCheckpoint } from "../_shared/audit_checkpoint.ts";
-import { EXPORT_FORMAT, type ExportHeader } from "../_shared/audit_export.ts";
-import { callerOf, orgIdOf, requireOrgRole } from "../_shared/caller.ts";
-import { db } from "../_shared/db.ts";
-import { HttpError, requireMethod, withErrors } from "../_shared/http_error.ts";
+import { z } from "zod";
+import { signCheckpoint } from "../_shared/audit/checkpoint.ts";
+import { EXPORT_FORMAT, type ExportHeader } from "../_shared/audit/export.ts";
+import { callerOf, orgIdOf, requireOrgRole } from "../_shared/http/caller.ts";
+import { db } from "../_shared/http/db.ts";
+import { HttpError, requireMethod, withErrors } from "../_shared/http/errors.ts";
 
 const Query = z.strictObject({
   org_id: z.uuid().optional(),

@@ -1,6 +1,6 @@
 /**
  * /functions/v1/connectors: connections to outside services, and the execution of approved
- * actions through them (functions/_shared/connectors.ts). All routes are POST with a JSON body.
+ * actions through them (functions/_shared/connectors/connections.ts). All routes are POST with a JSON body.
  * Members act in the organization named by X-Org-Id; the service role names it with `org_id` in
  * the body (the execute route takes it from the action).
  *
@@ -16,12 +16,12 @@
  *
  * No answer ever holds a credential, and credentials never appear in logs.
  */
-import { z } from "npm:zod@^4";
-import { type Caller, callerOf, orgIdOf } from "../_shared/caller.ts";
-import { completeOAuth, disableAgent, disableConnection, executeAction, saveConnection, startOAuth } from "../_shared/connectors.ts";
-import { db } from "../_shared/db.ts";
-import { HttpError, readJsonBody, requireMethod, withErrors } from "../_shared/http_error.ts";
-import { connectorEnvFrom, type ConnectorEnv, OAuth2Config, OAuth2Credential } from "../_shared/providers.ts";
+import { z } from "zod";
+import { type Caller, callerOf, orgIdOf } from "../_shared/http/caller.ts";
+import { completeOAuth, disableAgent, disableConnection, executeAction, saveConnection, startOAuth } from "../_shared/connectors/connections.ts";
+import { db } from "../_shared/http/db.ts";
+import { HttpError, readJsonBody, requireMethod, withErrors } from "../_shared/http/errors.ts";
+import { connectorEnvFrom, type ConnectorEnv, OAuth2Config, OAuth2Credential } from "../_shared/connectors/providers.ts";
 
 const MAX_BODY = 64 * 1024;
 const uuid = z.uuid();

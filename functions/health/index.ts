@@ -3,8 +3,8 @@
  * 200 when the database is up, 503 when it is not. Public (verify_jwt = false in config.toml):
  * it reveals versions and up/down, nothing else.
  */
-import { db } from "../_shared/db.ts";
-import { requireMethod, withErrors } from "../_shared/http_error.ts";
+import { db } from "../_shared/http/db.ts";
+import { requireMethod, withErrors } from "../_shared/http/errors.ts";
 
 const FUNCTION_VERSION = "1.0.0";
 

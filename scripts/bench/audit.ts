@@ -12,7 +12,7 @@
  */
 import { generateKeyPairSync, hash, randomUUID, sign } from "node:crypto";
 import postgres from "postgres";
-import { ExportVerifier, EXPORT_FORMAT, checkpointMessage } from "../../functions/_shared/audit_export.ts";
+import { ExportVerifier, EXPORT_FORMAT, checkpointMessage } from "../../functions/_shared/audit/export.ts";
 import { DEFAULT_SEAL_INTERVAL_MS, startSealer } from "../stack/sealer.ts";
 import { median, withThrowawayDatabase } from "./common.ts";
 

@@ -1,5 +1,5 @@
 /**
- * The egress guard (functions/_shared/egress.ts), run in Deno as in production:
+ * The egress guard (functions/_shared/egress/guard.ts), run in Deno as in production:
  *   - the URL corpus (tests/deno/egress_corpus.ts) through checkUrl;
  *   - DNS rebinding: the connection goes to the address that was checked, never to a second answer;
  *   - TLS: the certificate is verified against the hostname while the connection goes to the address;
@@ -11,7 +11,7 @@
  * (.mts keeps this file out of tsc and vitest, which include tests/**\/*.ts; Deno type-checks it.)
  */
 import assert from "node:assert/strict";
-import { checkUrl, type EgressOptions, guardedFetch } from "../../functions/_shared/egress.ts";
+import { checkUrl, type EgressOptions, guardedFetch } from "../../functions/_shared/egress/guard.ts";
 import { allowed, blocked, names } from "./egress_corpus.ts";
 
 /**

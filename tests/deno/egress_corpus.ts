@@ -1,5 +1,5 @@
 /**
- * The egress guard's URL corpus (functions/_shared/egress.ts): URLs checkUrl must refuse, each with
+ * The egress guard's URL corpus (functions/_shared/egress/guard.ts): URLs checkUrl must refuse, each with
  * the code it must refuse with, and URLs it must allow, each with the addresses it must dial.
  * Hostnames resolve through `names` (the tests' injected resolver); literal addresses never reach
  * a resolver. Boundary cases come in pairs or fours: the last address before a block, its first

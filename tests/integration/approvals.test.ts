@@ -1,13 +1,13 @@
 /**
  * Approvals over the API (PostgREST RPCs, as clients call them) and the runtime's execution gate
- * (functions/_shared/action_gate.ts) under racing executors. The database rules themselves are
+ * (functions/_shared/approvals/gate.ts) under racing executors. The database rules themselves are
  * proven case by case in supabase/tests/database/030-approvals.test.sql.
  */
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SupabaseClient } from "@supabase/supabase-js";
-import { executeApprovedAction, type ApprovedAction } from "../../functions/_shared/action_gate.ts";
-import { payloadSha256 } from "../../functions/_shared/canonical_json.ts";
+import { executeApprovedAction, type ApprovedAction } from "../../functions/_shared/approvals/gate.ts";
+import { payloadSha256 } from "../../functions/_shared/json/canonical.ts";
 import { accessToken, rest, signedIn, stack, superuser } from "../helpers/stack.ts";
 
 const ACME = "0a000000-0000-4000-8000-00000000000a";

@@ -11,8 +11,8 @@ import { createHash, generateKeyPairSync, sign } from "node:crypto";
 import canonicalize from "canonicalize";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SupabaseClient } from "@supabase/supabase-js";
-import { ExportVerifier, checkpointMessage, entryHash, type SignedCheckpoint } from "../../functions/_shared/audit_export.ts";
-import { MerkleFrontier } from "../../functions/_shared/merkle.ts";
+import { ExportVerifier, checkpointMessage, entryHash, type SignedCheckpoint } from "../../functions/_shared/audit/export.ts";
+import { MerkleFrontier } from "../../functions/_shared/audit/merkle.ts";
 import { accessToken, signedIn, stack, superuser } from "../helpers/stack.ts";
 
 const ACME = "0a000000-0000-4000-8000-00000000000a";

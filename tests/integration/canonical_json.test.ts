@@ -1,10 +1,10 @@
 /**
  * The database's RFC 8785 implementation (audit.jcs, audit.payload_sha256), which seals the audit
  * chain and pins approved payloads, against the RFC's test vectors and the TypeScript side
- * (functions/_shared/canonical_json.ts, tested in tests/unit/canonical_json.test.ts).
+ * (functions/_shared/json/canonical.ts, tested in tests/unit/canonical_json.test.ts).
  */
 import { afterAll, describe, expect, it } from "vitest";
-import { canonicalJson, payloadSha256 } from "../../functions/_shared/canonical_json.ts";
+import { canonicalJson, payloadSha256 } from "../../functions/_shared/json/canonical.ts";
 import { NUMBERS, SAMPLES, binary64 } from "../fixtures/rfc8785.ts";
 import { superuser } from "../helpers/stack.ts";
 

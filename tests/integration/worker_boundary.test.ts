@@ -1,10 +1,10 @@
 /**
- * Seed 004's worker trust boundary (functions/_shared/row_tenant.ts): a worker's organization
+ * Seed 004's worker trust boundary (functions/_shared/tenancy/row_scope.ts): a worker's organization
  * comes from the row it acts on, whatever organization its payload claims.
  */
 import { afterAll, describe, expect, it } from "vitest";
 import type postgres from "postgres";
-import { scopeToRow } from "../../functions/_shared/row_tenant.ts";
+import { scopeToRow } from "../../functions/_shared/tenancy/row_scope.ts";
 import { superuser } from "../helpers/stack.ts";
 
 const ACME = "0a000000-0000-4000-8000-00000000000a";

@@ -1,10 +1,10 @@
 /**
- * functions/_shared/canonical_json.ts against the RFC 8785 test vectors (tests/fixtures/rfc8785.ts).
+ * functions/_shared/json/canonical.ts against the RFC 8785 test vectors (tests/fixtures/rfc8785.ts).
  * The database's audit.jcs() meets the same vectors in tests/integration/canonical_json.test.ts.
  */
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { canonicalJson, payloadSha256 } from "../../functions/_shared/canonical_json.ts";
+import { canonicalJson, payloadSha256 } from "../../functions/_shared/json/canonical.ts";
 import { NUMBERS, SAMPLES, binary64 } from "../fixtures/rfc8785.ts";
 
 describe("canonicalJson", () => {

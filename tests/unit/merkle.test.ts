@@ -1,5 +1,5 @@
 /**
- * functions/_shared/merkle.ts against RFC 6962's recursive definition of the Merkle tree hash,
+ * functions/_shared/audit/merkle.ts against RFC 6962's recursive definition of the Merkle tree hash,
  * for every size and position up to a few dozen leaves.
  */
 import { createHash } from "node:crypto";
@@ -11,7 +11,7 @@ import {
   merkleRoot,
   verifyConsistency,
   verifyInclusion,
-} from "../../functions/_shared/merkle.ts";
+} from "../../functions/_shared/audit/merkle.ts";
 
 const sha = (...parts: Uint8Array[]) => {
   const h = createHash("sha256");

@@ -1,9 +1,9 @@
 /**
- * functions/_shared/sanitize.ts: a planted credential never comes out of a tool result, wherever it
+ * functions/_shared/connectors/sanitize.ts: a planted credential never comes out of a tool result, wherever it
  * hides, and ordinary content passes through unchanged.
  */
 import { describe, expect, it } from "vitest";
-import { REDACTED, sanitizeToolResult } from "../../functions/_shared/sanitize.ts";
+import { REDACTED, sanitizeToolResult } from "../../functions/_shared/connectors/sanitize.ts";
 
 // Credential-shaped strings are assembled here, so that the repository holds nothing a secret
 // scanner would (rightly) flag.

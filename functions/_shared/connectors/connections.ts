@@ -12,12 +12,12 @@
  * (private.connection_credential) and never leave this module but towards their provider.
  */
 import { createHash, randomBytes } from "node:crypto";
-import type postgres from "npm:postgres@^3.4.9";
-import { type Admission, type ApprovedAction, executeApprovedAction } from "./action_gate.ts";
-import type { Caller } from "./caller.ts";
-import { requireOrgRole } from "./caller.ts";
-import { checkUrl } from "./egress.ts";
-import { HttpError } from "./http_error.ts";
+import type postgres from "postgres";
+import { type Admission, type ApprovedAction, executeApprovedAction } from "../approvals/gate.ts";
+import type { Caller } from "../http/caller.ts";
+import { requireOrgRole } from "../http/caller.ts";
+import { checkUrl } from "../egress/guard.ts";
+import { HttpError } from "../http/errors.ts";
 import {
   authorizationUrl,
   type CallResult,

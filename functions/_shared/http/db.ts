@@ -2,8 +2,8 @@
  * Direct database access for edge functions, through postgres.js and the platform's SUPABASE_DB_URL.
  * Use it only for work that must bypass PostgREST; tenant data goes through RLS as the caller.
  */
-import postgres from "npm:postgres@^3.4.9";
-import { HttpError } from "./http_error.ts";
+import postgres from "postgres";
+import { HttpError } from "./errors.ts";
 
 let client: ReturnType<typeof postgres> | null = null;
 

@@ -19,7 +19,7 @@
  * - The whole exchange (lookup, connect, request, response body) has one deadline, and the body is
  *   read up to a byte cap and no further.
  */
-import ipaddr from "npm:ipaddr.js@^2";
+import ipaddr from "ipaddr.js";
 import http from "node:http";
 import net from "node:net";
 import tls from "node:tls";

@@ -2,7 +2,7 @@
  * The one error type edge functions throw for expected failures, and the one place errors become
  * responses. Body shape: `{ "error": { "code": "…", "message": "…" } }`.
  */
-import type { z } from "npm:zod@^4";
+import type { z } from "zod";
 
 /** An expected failure with an HTTP status and a stable machine-readable code. */
 export class HttpError extends Error {

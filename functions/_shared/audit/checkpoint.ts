@@ -4,8 +4,8 @@
  * signature is made here with Web Crypto, because Postgres has no Ed25519. The private key lives
  * in Vault and is created on first use; its public half is published by audit_signing_keys().
  */
-import type postgres from "npm:postgres@^3.4.9";
-import { base64Bytes, checkpointMessage, type SignedCheckpoint } from "./audit_export.ts";
+import type postgres from "postgres";
+import { base64Bytes, checkpointMessage, type SignedCheckpoint } from "./export.ts";
 
 type Tx = postgres.TransactionSql;
 

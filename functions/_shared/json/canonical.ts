@@ -5,7 +5,7 @@
  * hold both to the RFC's test vectors.
  */
 import { hash } from "node:crypto";
-import canonicalize from "npm:canonicalize@^5.1.0";
+import canonicalize from "canonicalize";
 
 /**
  * The canonical text of a JSON value. Throws on what JSON can't carry: NaN, ±Infinity, lone

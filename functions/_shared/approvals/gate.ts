@@ -7,7 +7,7 @@
  * inside the gate's transaction: when it refuses (a rate limit, say), the transaction rolls back
  * and the approval stays unused, to be executed later.
  */
-import type postgres from "npm:postgres@^3.4.9";
+import type postgres from "postgres";
 
 /** An action the gate has let through: what the executor sends, byte for byte. */
 export interface ApprovedAction {

@@ -3,10 +3,10 @@
  * gateway) has verified the JWT before the function runs (verify_jwt stays on); this reads its
  * claims and lets the database decide membership and role, as PostgREST's pre-request does.
  */
-import { decodeJwt } from "npm:jose@^6.2.17";
-import type postgres from "npm:postgres@^3.4.9";
-import { z } from "npm:zod@^4";
-import { HttpError } from "./http_error.ts";
+import { decodeJwt } from "jose";
+import type postgres from "postgres";
+import { z } from "zod";
+import { HttpError } from "./errors.ts";
 
 export type Caller =
   | { kind: "service" }

@@ -15,9 +15,9 @@
  * Provider base URLs default to the real services; GATEHOUSE_PROVIDER_URLS (operator or test
  * configuration, never tenant input) can point them elsewhere.
  */
-import { z } from "npm:zod@^4";
-import { canonicalJson } from "./canonical_json.ts";
-import { type EgressCode, type EgressOptions, type EgressTestAllowance, guardedFetch } from "./egress.ts";
+import { z } from "zod";
+import { canonicalJson } from "../json/canonical.ts";
+import { type EgressCode, type EgressOptions, type EgressTestAllowance, guardedFetch } from "../egress/guard.ts";
 
 export type Provider = "slack_webhook" | "discord_webhook" | "https_webhook" | "github" | "notion" | "oauth2";
 
