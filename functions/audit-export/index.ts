@@ -6,39 +6,51 @@
  * Range, all optional: ?from_seq=&to_seq= (entry numbers) or ?from=&to= (ISO 8601 times); the
  * default is the whole chain. Verify the file offline with `npm run audit:verify -- <file>`.
  */
-import { z } from "zod";
+import { createRoute, z } from "@hono/zod-openapi";
 import { signCheckpoint } from "../_shared/audit/checkpoint.ts";
-import { EXPORT_FORMAT, type ExportHeader } from "../_shared/audit/export.ts";
-import { callerOf, orgIdOf, requireOrgRole } from "../_shared/http/caller.ts";
-import { db } from "../_shared/http/db.ts";
-import { HttpError, requireMethod, withErrors } from "../_shared/http/errors.ts";
+import { EXPORT_FORMAT, type ExportHeader, type SignedCheckpoint } from "../_shared/audit/export.ts";
+import { functionApp } from "../_shared/http/app.ts";
+import { type Caller, callerOf, orgIdOf } from "../_shared/http/caller.ts";
+import { asCaller, asService, db, type Sql } from "../_shared/http/db.ts";
+import { refuse } from "../_shared/http/errors.ts";
+import { ErrorBody, jsonContent } from "../_shared/http/schemas.ts";
 
 const Query = z.strictObject({
-  org_id: z.uuid().optional(),
-  from_seq: z.coerce.number().int().min(1).optional(),
-  to_seq: z.coerce.number().int().min(1).optional(),
-  from: z.iso.datetime({ offset: true }).optional(),
-  to: z.iso.datetime({ offset: true }).optional(),
+  org_id: z.uuid().optional().describe("The service role names the organization here"),
+  from_seq: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
+  to_seq: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
+  from: z.iso.datetime({ offset: true }).optional().describe("ISO 8601 time, years 1 to 9999"),
+  to: z.iso.datetime({ offset: true }).optional().describe("ISO 8601 time, years 1 to 9999"),
 }).refine((q) => !((q.from_seq || q.to_seq) && (q.from || q.to)), "give entry numbers or times, not both");
 
+/** Entries read per batch: the client's pace sets the database's, and memory holds one batch at most. */
 const BATCH = 500;
 
-Deno.serve(withErrors(async (req) => {
-  requireMethod(req, "GET");
-  const caller = callerOf(req);
-  const parsed = Query.safeParse(Object.fromEntries(new URL(req.url).searchParams));
-  if (!parsed.success) {
-    throw new HttpError(400, "invalid_query", parsed.error.issues.map((i) => i.message).join("; "));
-  }
-  const q = parsed.data;
+const app = functionApp({
+  name: "audit-export",
+  version: "2.0.0",
+  description: "Streams an organization's audit chain as JSON Lines with a signed checkpoint, for offline verification.",
+});
+
+app.openapi(createRoute({
+  method: "get", path: "/", summary: "Export the audit chain (a member in X-Org-Id, or the service role with ?org_id=)",
+  request: { query: Query, headers: z.object({ "x-org-id": z.string().optional() }) },
+  responses: {
+    200: { description: "application/x-ndjson: a header line, one line per entry, a signed checkpoint line (format gatehouse-audit-export/1)" },
+    ...Object.fromEntries([400, 401, 403, 404, 416].map((s) => [s, { description: "A refusal", content: jsonContent(ErrorBody) }])),
+  },
+}), async (c) => {
+  const caller = callerOf(c.req.raw);
+  const q = c.req.valid("query");
   let orgId: string;
-  if (caller.kind === "user") orgId = orgIdOf(req);
+  if (caller.kind === "user") orgId = orgIdOf(c.req.raw);
   else if (q.org_id) orgId = q.org_id;
-  else throw new HttpError(400, "missing_org_id", "the service role names the organization with ?org_id=");
+  else throw refuse("missing_org_id", "the service role names the organization with ?org_id=");
 
   const sql = db();
+  await sql.begin((tx) => asCaller(tx, caller, orgId, { atLeast: "project_viewer" }));
   const { header, checkpoint } = await sql.begin(async (tx) => {
-    await requireOrgRole(tx, caller, orgId, "project_viewer");
+    await asService(tx);
     await tx`select audit.seal(${orgId})`;  // what was recorded up to now is in the export
     const [range] = await tx`
       select coalesce(${q.from_seq ?? null}::bigint,
@@ -49,11 +61,11 @@ Deno.serve(withErrors(async (req) => {
                       case when ${q.to ?? null}::timestamptz is null then (select seq from audit.heads where org_id = ${orgId}) end) as to_seq,
              (select seq from audit.heads where org_id = ${orgId}) as head`;
     const head = Number(range.head ?? 0);
-    if (head === 0) throw new HttpError(404, "no_audit_chain", "this organization has no audit entries yet");
+    if (head === 0) throw refuse("no_audit_chain");
     const from = Number(range.from_seq);
     const to = Number(range.to_seq);
     if (range.from_seq === null || range.to_seq === null || from > to || to > head) {
-      throw new HttpError(416, "range_not_satisfiable", `the chain holds entries 1 to ${head}; the range selects none of them`);
+      throw refuse("range_not_satisfiable", `the chain holds entries 1 to ${head}; the range selects none of them`);
     }
     const checkpoint = await signCheckpoint(tx, orgId, { size: to });
     const [{ frontier }] = await tx`
@@ -63,52 +75,70 @@ Deno.serve(withErrors(async (req) => {
     return { header, checkpoint };
   });
 
+  return c.body(exportBody(sql, caller, header, checkpoint), 200, {
+    "content-type": "application/x-ndjson",
+    "content-disposition": `attachment; filename="audit-${orgId}-${header.from_seq}-${header.to_seq}.jsonl"`,
+  });
+});
+
+Deno.serve(app.fetch);
+
+type Batches = AsyncIterator<readonly Record<string, unknown>[]>;
+
+/**
+ * The export's body: the header, the entries (read in batches as the caller, under RLS, in one
+ * transaction held while the client reads), then the checkpoint. A cut stream lacks its
+ * checkpoint, which the verifier reports.
+ */
+function exportBody(sql: Sql, caller: Caller, header: ExportHeader, checkpoint: SignedCheckpoint): ReadableStream<Uint8Array> {
   const encoder = new TextEncoder();
   const line = (value: unknown) => encoder.encode(JSON.stringify(value) + "\n");
-  const batches = sql`
-    select e.seq, encode(e.prev_hash, 'hex') as prev_hash, encode(e.entry_hash, 'hex') as entry_hash,
-           e.canonical, p.payload::text as payload
-      from audit.entries e
-      left join audit.records p on p.org_id = e.org_id and p.xid = e.record_xid and p.id = e.record_id
-     where e.org_id = ${orgId} and e.seq between ${header.from_seq} and ${header.to_seq}
-     order by e.seq`.cursor(BATCH)[Symbol.asyncIterator]();
-  // One batch per pull: the client's pace sets the database's, and memory holds one batch at most.
-  let headerSent = false;
-  const body = new ReadableStream<Uint8Array>({
+  let ended!: () => void;
+  const end = new Promise<void>((resolve) => (ended = resolve));
+  const open = () => new Promise<Batches>((resolve, reject) => {
+    sql.begin(async (tx) => {
+      await asCaller(tx, caller, header.org);
+      resolve(tx`
+        select e.seq, encode(e.prev_hash, 'hex') as prev_hash, encode(e.entry_hash, 'hex') as entry_hash,
+               e.canonical, p.payload::text as payload
+          from audit.entries e
+          left join audit.records p on p.org_id = e.org_id and p.xid = e.record_xid and p.id = e.record_id
+         where e.org_id = ${header.org} and e.seq between ${header.from_seq} and ${header.to_seq}
+         order by e.seq`.cursor(BATCH)[Symbol.asyncIterator]());
+      await end;
+    }).catch(reject);
+  });
+  let batches: Batches | null = null;
+  return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
-        if (!headerSent) {
-          headerSent = true;
+        if (!batches) {
           controller.enqueue(line(header));
+          batches = await open();
           return;
         }
         const next = await batches.next();
         if (!next.done) {
           for (const r of next.value) {
             controller.enqueue(line({
-              type: "entry", seq: Number(r.seq), prev_hash: r.prev_hash, entry_hash: r.entry_hash,
-              canonical: r.canonical, payload: r.payload,
+              type: "entry", seq: Number(r.seq), prev_hash: r.prev_hash, entry_hash: r.entry_hash, canonical: r.canonical, payload: r.payload,
             }));
           }
           return;
         }
         controller.enqueue(line({ type: "checkpoint", ...checkpoint }));
         controller.close();
+        ended();
       } catch {
-        // The status line has gone out; a cut stream lacks its checkpoint, which the verifier reports.
         console.error("audit-export: stream aborted");
         controller.error(new Error("export aborted"));
+        ended();
       }
     },
     async cancel() {
-      // The client went away: end the cursor, which frees its connection.
-      await batches.return?.();
+      // The client went away: end the cursor and the transaction, which frees the connection.
+      await batches?.return?.();
+      ended();
     },
   });
-  return new Response(body, {
-    headers: {
-      "content-type": "application/x-ndjson",
-      "content-disposition": `attachment; filename="audit-${orgId}-${header.from_seq}-${header.to_seq}.jsonl"`,
-    },
-  });
-}));
+}

@@ -1,39 +1,39 @@
 /**
  * /functions/v1/connectors: connections to outside services, and the execution of approved
- * actions through them (functions/_shared/connectors/connections.ts). All routes are POST with a JSON body.
- * Members act in the organization named by X-Org-Id; the service role names it with `org_id` in
- * the body (the execute route takes it from the action).
- *
- *   POST /connections                  tenant admin: check a webhook or token live, then save it
- *        {provider, display_name, credential: {url} | {token}, connection_id?}
- *   POST /connections/{id}/disable     tenant admin: revoke at the provider, delete from Vault
- *   POST /oauth2/start                 tenant admin: {display_name, authorize_url, token_url, revoke_url?,
- *                                      api_url, client_id, client_secret, redirect_uri} → {authorization_url, state, scopes}
- *   POST /oauth2/callback              tenant admin: {state, code} → the saved connection
- *   POST /agents/{id}/disable          project admin: disable the agent and its tools, and revoke
- *                                      the connections nothing enabled uses any more
- *   POST /actions/{id}/execute         service role (agent runtime): {payload} → the sanitized result
+ * actions through them (functions/_shared/connectors/). Members act in the organization named by
+ * X-Org-Id; the service role names it with `org_id` in the body (the execute route takes it from
+ * the action). The route table below is the function's OpenAPI document (GET /openapi.json).
  *
  * No answer ever holds a credential, and credentials never appear in logs.
  */
-import { z } from "zod";
+import { createRoute, z } from "@hono/zod-openapi";
+import { functionApp } from "../_shared/http/app.ts";
+import { jsonBody } from "../_shared/http/body.ts";
 import { type Caller, callerOf, orgIdOf } from "../_shared/http/caller.ts";
-import { completeOAuth, disableAgent, disableConnection, executeAction, saveConnection, startOAuth } from "../_shared/connectors/connections.ts";
 import { db } from "../_shared/http/db.ts";
-import { HttpError, readJsonBody, requireMethod, withErrors } from "../_shared/http/errors.ts";
-import { connectorEnvFrom, type ConnectorEnv, OAuth2Config, OAuth2Credential } from "../_shared/connectors/providers.ts";
+import { refuse } from "../_shared/http/errors.ts";
+import { disableAgent, disableConnection, saveConnection } from "../_shared/connectors/connections.ts";
+import { executeAction } from "../_shared/connectors/execution.ts";
+import { completeOAuth, startOAuth } from "../_shared/connectors/oauth.ts";
+import { connectorEnvFrom, type ConnectorEnv, OAuth2Config, OAuth2Credential, PROVIDERS } from "../_shared/connectors/providers.ts";
+import { ErrorBody, jsonContent } from "../_shared/http/schemas.ts";
 
 const MAX_BODY = 64 * 1024;
-const uuid = z.uuid();
-const orgField = { org_id: z.uuid().optional() };
+
+// ---------------------------------------------------------------------------------------------
+// Schemas
+// ---------------------------------------------------------------------------------------------
+const orgField = { org_id: z.uuid().optional().describe("The service role names the organization here; members send X-Org-Id") };
 const displayName = z.string().trim().min(1).max(100);
+const Id = z.object({ id: z.uuid().describe("The resource's id") });
+const OrgHeader = z.object({ "x-org-id": z.string().optional().describe("The organization a member acts in") });
 
 const SaveBody = z.strictObject({
   ...orgField,
-  provider: z.enum(["slack_webhook", "discord_webhook", "https_webhook", "github", "notion", "oauth2"]),
+  provider: z.enum(PROVIDERS),
   display_name: displayName,
-  credential: z.unknown(),
-  connection_id: z.uuid().optional(),
+  credential: z.unknown().describe("{url} for a webhook, {token} for github and notion"),
+  connection_id: z.uuid().optional().describe("Replace this connection's credential"),
 });
 const EmptyBody = z.strictObject(orgField);
 const OAuthStartBody = OAuth2Config.extend({
@@ -46,88 +46,139 @@ const OAuthCallbackBody = z.strictObject({
   state: z.string().min(16).max(128),
   code: z.string().min(1).max(2048),
 });
-const ExecuteBody = z.strictObject({ payload: z.unknown() });
+const ExecuteBody = z.strictObject({ payload: z.unknown().describe("The payload the runtime is about to send; its canonical hash must be the approved one") });
 
+const Connection = z.object({
+  id: z.uuid(),
+  org_id: z.uuid(),
+  provider: z.enum(PROVIDERS),
+  display_name: z.string(),
+  scopes: z.array(z.string()),
+  status: z.enum(["active", "disabled"]),
+  token_expires_at: z.string().nullable(),
+  verified_at: z.string(),
+});
+const Revocation = z.enum(["revoked", "not_supported", "failed"]);
+const Disabled = z.object({ connection: Connection, revocation: Revocation });
+
+const errors = (...statuses: number[]) =>
+  Object.fromEntries(statuses.map((s) => [s, { description: "A refusal with a stable code", content: jsonContent(ErrorBody) }]));
+const body = <T extends z.ZodType>(schema: T) => ({ body: { content: jsonContent(schema), required: true } });
+
+// ---------------------------------------------------------------------------------------------
+// Routes
+// ---------------------------------------------------------------------------------------------
+const app = functionApp({
+  name: "connectors",
+  version: "2.0.0",
+  description: "Connections to outside services (checked live, credentials in Vault) and the execution of approved actions through them.",
+});
+app.use(jsonBody(MAX_BODY));
+
+app.openapi(createRoute({
+  method: "post", path: "/connections", summary: "Check a webhook or token live, then save it (tenant admin)",
+  request: { headers: OrgHeader, ...body(SaveBody) },
+  responses: {
+    201: { description: "The new connection", content: jsonContent(z.object({ connection: Connection })) },
+    200: { description: "The connection whose credential was replaced", content: jsonContent(z.object({ connection: Connection })) },
+    ...errors(400, 401, 403, 404, 413, 415, 422, 429, 502),
+  },
+}), async (c) => {
+  const caller = callerOf(c.req.raw);
+  const { org_id, ...input } = c.req.valid("json");
+  const connection = await saveConnection(db(), caller, orgOf(c.req.raw, caller, org_id), input, connectorEnv());
+  return input.connection_id ? c.json({ connection }, 200) : c.json({ connection }, 201);
+});
+
+app.openapi(createRoute({
+  method: "post", path: "/connections/{id}/disable", summary: "Revoke at the provider, delete from Vault (tenant admin)",
+  request: { params: Id, headers: OrgHeader, ...body(EmptyBody) },
+  responses: { 200: { description: "The disabled connection", content: jsonContent(Disabled) }, ...errors(400, 401, 403, 404, 413, 415) },
+}), async (c) => {
+  const caller = callerOf(c.req.raw);
+  const orgId = orgOf(c.req.raw, caller, c.req.valid("json").org_id);
+  return c.json(await disableConnection(db(), caller, orgId, c.req.valid("param").id, connectorEnv()), 200);
+});
+
+app.openapi(createRoute({
+  method: "post", path: "/oauth2/start", summary: "Start an OAuth2 authorization with PKCE (tenant admin)",
+  request: { headers: OrgHeader, ...body(OAuthStartBody) },
+  responses: {
+    201: {
+      description: "Where to send the admin, and the state to come back with",
+      content: jsonContent(z.object({ authorization_url: z.url(), state: z.string(), scopes: z.array(z.string()), expires_in: z.number().int() })),
+    },
+    ...errors(400, 401, 403, 413, 415, 422),
+  },
+}), async (c) => {
+  const caller = callerOf(c.req.raw);
+  const { org_id, ...input } = c.req.valid("json");
+  return c.json(await startOAuth(db(), caller, orgOf(c.req.raw, caller, org_id), input, connectorEnv()), 201);
+});
+
+app.openapi(createRoute({
+  method: "post", path: "/oauth2/callback", summary: "Exchange the code and save the connection (tenant admin)",
+  request: { headers: OrgHeader, ...body(OAuthCallbackBody) },
+  responses: { 201: { description: "The new connection", content: jsonContent(z.object({ connection: Connection })) }, ...errors(400, 401, 403, 413, 415, 422, 429, 502) },
+}), async (c) => {
+  const caller = callerOf(c.req.raw);
+  const { org_id, ...input } = c.req.valid("json");
+  const connection = await completeOAuth(db(), caller, orgOf(c.req.raw, caller, org_id), input, connectorEnv());
+  return c.json({ connection }, 201);
+});
+
+app.openapi(createRoute({
+  method: "post", path: "/agents/{id}/disable", summary: "Disable an agent and its tools; revoke the connections nothing enabled uses (project admin)",
+  request: { params: Id, headers: OrgHeader, ...body(EmptyBody) },
+  responses: {
+    200: { description: "The agent and the connections released", content: jsonContent(z.object({ agent_id: z.uuid(), connections: z.array(Disabled) })) },
+    ...errors(400, 401, 403, 404, 413, 415),
+  },
+}), async (c) => {
+  const caller = callerOf(c.req.raw);
+  const orgId = orgOf(c.req.raw, caller, c.req.valid("json").org_id);
+  return c.json(await disableAgent(db(), caller, orgId, c.req.valid("param").id, connectorEnv()), 200);
+});
+
+app.openapi(createRoute({
+  method: "post", path: "/actions/{id}/execute", summary: "Execute an approved action through its tool's connection (service role: the agent runtime)",
+  request: { params: Id, ...body(ExecuteBody) },
+  responses: {
+    200: {
+      description: "The delivery's outcome and the provider's sanitized answer",
+      content: jsonContent(z.object({ delivered: z.boolean(), outcome: z.string(), http_status: z.number().int().nullable(), result: z.unknown() })),
+    },
+    ...errors(400, 401, 403, 404, 409, 413, 415, 429),
+  },
+}), async (c) => {
+  if (callerOf(c.req.raw).kind !== "service") throw refuse("runtime_only", "only the agent runtime (service role) executes actions");
+  const executed = await executeAction(db(), c.req.valid("param").id, c.req.valid("json").payload ?? null, connectorEnv());
+  if (!executed.ok) throw refuse(executed.reason);
+  return c.json(executed.value, 200);
+});
+
+Deno.serve(app.fetch);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
 let env: ConnectorEnv | null = null;
 function connectorEnv(): ConnectorEnv {
   if (env) return env;
   try {
     env = connectorEnvFrom((name) => Deno.env.get(name));
   } catch {
-    throw new HttpError(503, "connectors_misconfigured", "the connectors function's configuration is not valid");
+    throw refuse("connectors_misconfigured");
   }
   return env;
 }
 
 /** The organization the request acts in: X-Org-Id for a member, org_id in the body for the service role. */
-function orgOf(req: Request, caller: Caller, body: { org_id?: string }): string {
+function orgOf(req: Request, caller: Caller, bodyOrgId: string | undefined): string {
   if (caller.kind === "user") {
-    if (body.org_id !== undefined) throw new HttpError(400, "invalid_body", "members name the organization with X-Org-Id, not org_id");
+    if (bodyOrgId !== undefined) throw refuse("invalid_body", "members name the organization with X-Org-Id, not org_id");
     return orgIdOf(req);
   }
-  if (!body.org_id) throw new HttpError(400, "missing_org_id", "the service role names the organization with org_id");
-  return body.org_id;
-}
-
-function idOf(raw: string): string {
-  const parsed = uuid.safeParse(raw.toLowerCase());
-  if (!parsed.success) throw new HttpError(404, "not_found", "no such resource");
-  return parsed.data;
-}
-
-Deno.serve(withErrors(async (req) => {
-  requireMethod(req, "POST");
-  const caller = callerOf(req);
-  const path = new URL(req.url).pathname.replace(/^\/connectors/, "").replace(/\/$/, "");
-  const sql = db();
-  let m: RegExpMatchArray | null;
-
-  if (path === "/connections") {
-    const body = await readJsonBody(req, SaveBody, MAX_BODY);
-    const { org_id: _, ...input } = body;
-    const connection = await saveConnection(sql, caller, orgOf(req, caller, body), input, connectorEnv());
-    return Response.json({ connection }, { status: input.connection_id ? 200 : 201 });
-  }
-  if ((m = path.match(/^\/connections\/([^/]+)\/disable$/))) {
-    const body = await readJsonBody(req, EmptyBody, MAX_BODY);
-    return Response.json(await disableConnection(sql, caller, orgOf(req, caller, body), idOf(m[1]), connectorEnv()));
-  }
-  if (path === "/oauth2/start") {
-    const body = await readJsonBody(req, OAuthStartBody, MAX_BODY);
-    const { org_id: _, ...input } = body;
-    return Response.json(await startOAuth(sql, caller, orgOf(req, caller, body), input, connectorEnv()), { status: 201 });
-  }
-  if (path === "/oauth2/callback") {
-    const body = await readJsonBody(req, OAuthCallbackBody, MAX_BODY);
-    const connection = await completeOAuth(sql, caller, orgOf(req, caller, body), body, connectorEnv());
-    return Response.json({ connection }, { status: 201 });
-  }
-  if ((m = path.match(/^\/agents\/([^/]+)\/disable$/))) {
-    const body = await readJsonBody(req, EmptyBody, MAX_BODY);
-    return Response.json(await disableAgent(sql, caller, orgOf(req, caller, body), idOf(m[1]), connectorEnv()));
-  }
-  if ((m = path.match(/^\/actions\/([^/]+)\/execute$/))) {
-    if (caller.kind !== "service") throw new HttpError(403, "runtime_only", "only the agent runtime (service role) executes actions");
-    const body = await readJsonBody(req, ExecuteBody, MAX_BODY);
-    const answer = await executeAction(sql, idOf(m[1]), body.payload ?? null, connectorEnv());
-    if (answer.ok) return Response.json(answer);
-    const status = answer.reason === "rate_limited" || answer.reason === "budget_exhausted" ? 429 : 409;
-    return Response.json({ error: { code: answer.reason, message: refusalMessage(answer.reason) } }, { status });
-  }
-  throw new HttpError(404, "not_found", "no such route; see functions/connectors/index.ts");
-}));
-
-function refusalMessage(reason: string): string {
-  switch (reason) {
-    case "rate_limited": return "this workspace has reached its connector calls per minute; the approval is kept, retry in a minute";
-    case "budget_exhausted": return "this workspace has used its monthly connector budget; the approval is kept";
-    case "agent_disabled": return "the agent is disabled";
-    case "tool_not_enabled": return "the agent has no enabled tool of that name bound to a connection";
-    case "connection_inactive": return "the tool's connection is disabled";
-    case "already_executed": return "this approval has been used";
-    case "not_approved": return "the action is not approved";
-    case "expired": return "the action's approval window has passed";
-    case "payload_mismatch": return "the payload is not the one that was approved";
-    default: return reason;
-  }
+  if (!bodyOrgId) throw refuse("missing_org_id");
+  return bodyOrgId;
 }

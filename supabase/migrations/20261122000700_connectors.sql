@@ -12,8 +12,9 @@
 -- - Disabling an agent (disable_agent) disables its tools and names the connections nothing
 --   enabled uses any more, which the edge function then revokes at the provider and disables.
 --
--- The credential readers are in `private`, executable by their owner only: the connectors
--- function reaches them over its direct database connection, never through the API.
+-- The credential readers are security-definer functions in `private`, executable by the service
+-- role only: the connectors function runs them as the service role over its database connection
+-- (functions/_shared/http/db.ts), and PostgREST never exposes `private`, so no API call reaches them.
 
 -- =============================================================================================
 -- Tables
@@ -95,12 +96,13 @@ create trigger audit after insert or update or delete on public.connector_limits
   for each row execute function audit.record_change('connector_limits');
 
 -- =============================================================================================
--- Helper functions (the connectors function's direct connection; no client role may run them)
+-- Helper functions (the connectors function runs them as the service role; no client role may,
+-- and PostgREST never exposes `private`)
 -- =============================================================================================
 -- The scopes a new connection of p_provider asks for: the union of those its enabled tools in
 -- the organization need, sorted.
 create function private.scopes_needed(p_org_id uuid, p_provider public.connector_provider) returns text[]
-language sql stable
+language sql stable security definer
 set search_path = ''
 as $$
   select coalesce(pg_catalog.array_agg(distinct s order by s), '{}')
@@ -112,13 +114,15 @@ $$;
 comment on function private.scopes_needed(uuid, public.connector_provider) is
   'The union of the scopes the enabled tools of a provider need in an organization: what a connection asks for.';
 revoke execute on function private.scopes_needed(uuid, public.connector_provider) from public, anon, authenticated;
+grant execute on function private.scopes_needed(uuid, public.connector_provider) to service_role;
 
 -- Counts one connector call of p_cost units against the organization's limits, in one statement:
 -- the row is counted only if this minute's calls stay under the rate and this month's units
 -- within the budget, and concurrent calls queue on the row. Returns null when the call is
--- admitted, else 'rate_limited' or 'budget_exhausted' (nothing counted).
+-- admitted, else 'connector_rate_limited' or 'connector_budget_exhausted' (nothing counted): the
+-- codes the connectors function answers with.
 create function private.meter_connector_call(p_org_id uuid, p_cost integer) returns text
-language plpgsql volatile
+language plpgsql volatile security definer
 set search_path = ''
 as $$
 declare
@@ -161,21 +165,22 @@ begin
     into used_calls, used_units
     from private.connector_meters m where m.org_id = p_org_id;
   if coalesce(used_units, 0) + p_cost > limit_budget then
-    return 'budget_exhausted';
+    return 'connector_budget_exhausted';
   end if;
-  return 'rate_limited';
+  return 'connector_rate_limited';
 end
 $$;
 comment on function private.meter_connector_call(uuid, integer) is
-  'Admits and counts one connector call against the rate limit and monthly budget in one statement; null, rate_limited or budget_exhausted.';
+  'Admits and counts one connector call against the rate limit and monthly budget in one statement; null, connector_rate_limited or connector_budget_exhausted.';
 revoke execute on function private.meter_connector_call(uuid, integer) from public, anon, authenticated;
+grant execute on function private.meter_connector_call(uuid, integer) to service_role;
 
 -- A connection with its decrypted credential, for the connectors function to use and never to
 -- return. Null when there is no such active connection.
 create function private.connection_credential(p_connection_id uuid)
 returns table (id uuid, org_id uuid, provider public.connector_provider, display_name text, config jsonb, scopes text[],
                token_expires_at timestamptz, credential text)
-language sql stable
+language sql stable security definer
 set search_path = ''
 as $$
   select c.id, c.org_id, c.provider, c.display_name, c.config, c.scopes, c.token_expires_at, s.decrypted_secret
@@ -184,8 +189,9 @@ as $$
    where c.id = p_connection_id and c.status = 'active'
 $$;
 comment on function private.connection_credential(uuid) is
-  'An active connection and its decrypted credential: for the connectors function''s direct connection only.';
-revoke execute on function private.connection_credential(uuid) from public, anon, authenticated, service_role;
+  'An active connection and its decrypted credential: for the connectors function (service role) only, never returned.';
+revoke execute on function private.connection_credential(uuid) from public, anon, authenticated;
+grant execute on function private.connection_credential(uuid) to service_role;
 
 -- Starts an OAuth2 authorization: keeps its settings, and its secrets (client secret and PKCE
 -- verifier, as JSON, in Vault), under the state's hash for 10 minutes.
@@ -193,7 +199,7 @@ create function private.begin_oauth_authorization(
   p_state_sha256 text, p_org_id uuid, p_display_name text, p_config jsonb, p_scopes text[], p_secret text,
   p_created_by uuid
 ) returns void
-language plpgsql volatile
+language plpgsql volatile security definer
 set search_path = ''
 as $$
 begin
@@ -211,13 +217,14 @@ $$;
 comment on function private.begin_oauth_authorization(text, uuid, text, jsonb, text[], text, uuid) is
   'Records an OAuth2 authorization in flight, its secrets in Vault.';
 revoke execute on function private.begin_oauth_authorization(text, uuid, text, jsonb, text[], text, uuid)
-  from public, anon, authenticated, service_role;
+  from public, anon, authenticated;
+grant execute on function private.begin_oauth_authorization(text, uuid, text, jsonb, text[], text, uuid) to service_role;
 
 -- Takes (once) the unexpired authorization of an organization with this state hash, with its
 -- secrets, and deletes them from Vault. No row when there is none.
 create function private.take_oauth_authorization(p_state_sha256 text, p_org_id uuid)
 returns table (display_name text, config jsonb, scopes text[], secret text, created_by uuid)
-language plpgsql volatile
+language plpgsql volatile security definer
 set search_path = ''
 as $$
 declare
@@ -240,7 +247,8 @@ end
 $$;
 comment on function private.take_oauth_authorization(text, uuid) is
   'Takes an OAuth2 authorization in flight once (expired ones are consumed but not returned) with its secrets.';
-revoke execute on function private.take_oauth_authorization(text, uuid) from public, anon, authenticated, service_role;
+revoke execute on function private.take_oauth_authorization(text, uuid) from public, anon, authenticated;
+grant execute on function private.take_oauth_authorization(text, uuid) to service_role;
 
 -- =============================================================================================
 -- RPCs

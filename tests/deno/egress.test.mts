@@ -11,7 +11,8 @@
  * (.mts keeps this file out of tsc and vitest, which include tests/**\/*.ts; Deno type-checks it.)
  */
 import assert from "node:assert/strict";
-import { checkUrl, type EgressOptions, guardedFetch } from "../../functions/_shared/egress/guard.ts";
+import { checkUrl, type EgressOptions } from "../../functions/_shared/egress/check.ts";
+import { guardedFetch } from "../../functions/_shared/egress/transport.ts";
 import { allowed, blocked, names } from "./egress_corpus.ts";
 
 /**
@@ -90,14 +91,14 @@ for (const c of blocked) {
   Deno.test(`refuses ${c.url} with ${c.code}: ${c.why}`, async () => {
     const result = await checkUrl(c.url, { resolve: tableResolver(names).resolve });
     assert.equal(result.ok, false, `${c.url} was allowed`);
-    if (!result.ok) assert.equal(result.code, c.code, `${c.url}: ${result.reason}`);
+    if (!result.ok) assert.equal(result.reason, c.code, `${c.url}: ${result.message}`);
   });
 }
 
 for (const c of allowed) {
   Deno.test(`allows ${c.url}: ${c.why}`, async () => {
     const result = await checkUrl(c.url, { resolve: tableResolver(names).resolve });
-    assert.ok(result.ok, `${c.url} was refused: ${!result.ok && `${result.code} ${result.reason}`}`);
+    assert.ok(result.ok, `${c.url} was refused: ${!result.ok && `${result.reason} ${result.message}`}`);
     assert.deepEqual(result.value.addresses, c.addresses);
   });
 }
@@ -120,7 +121,7 @@ Deno.test("literal addresses never reach the resolver", async () => {
 Deno.test("the default resolver (Deno.resolveDns) fails closed for a name that does not resolve", async () => {
   const result = await checkUrl("https://does-not-exist.gatehouse.example/", { timeoutMs: 3000 });
   assert.equal(result.ok, false);
-  assert.ok(!result.ok && ["egress_unresolvable", "egress_timeout"].includes(result.code), !result.ok ? result.code : "");
+  assert.ok(!result.ok && ["egress_unresolvable", "egress_timeout"].includes(result.reason), !result.ok ? result.reason : "");
 });
 
 Deno.test("the test allowance accepts only loopback endpoints", async () => {
@@ -134,11 +135,11 @@ Deno.test("a loopback server is refused without the test allowance, and never co
   try {
     const url = `http://127.0.0.1:${server.port}/`;
     const plain = await guardedFetch(url);
-    assert.equal(!plain.ok && plain.code, "egress_scheme_not_allowed");
+    assert.equal(!plain.ok && plain.reason, "egress_scheme_not_allowed");
     const httpOnly = await guardedFetch(url, {}, { testOnly: { endpoints: [], http: true } });
-    assert.equal(!httpOnly.ok && httpOnly.code, "egress_blocked_address");
+    assert.equal(!httpOnly.ok && httpOnly.reason, "egress_blocked_address");
     const otherPort = await guardedFetch(url, {}, local([`127.0.0.1:${server.port + 1}`]));
-    assert.equal(!otherPort.ok && otherPort.code, "egress_blocked_address");
+    assert.equal(!otherPort.ok && otherPort.reason, "egress_blocked_address");
     assert.equal(server.seen.length, 0);
   } finally {
     await server.close();
@@ -159,7 +160,7 @@ Deno.test("a rebinding resolver's second answer is never used: the request goes 
       { method: "POST", body: "payload" },
       local([`127.0.0.1:${checked.port}`], { resolve }),
     );
-    assert.ok(result.ok, !result.ok ? `${result.code}: ${result.reason}` : "");
+    assert.ok(result.ok, !result.ok ? `${result.reason}: ${result.message}` : "");
     assert.equal(await result.value.response.text(), "checked");
     assert.equal(result.value.address, "127.0.0.1");
     assert.equal(calls, 1, "the guard resolved the name more than once");
@@ -180,7 +181,7 @@ Deno.test("a rebinding resolver that answers the blocked address first is refuse
   const resolve = () => Promise.resolve(++calls === 1 ? ["127.0.0.2"] : ["127.0.0.1"]);
   try {
     const result = await guardedFetch(`http://rebind.gatehouse.example:${checked.port}/`, {}, local([`127.0.0.1:${checked.port}`], { resolve }));
-    assert.equal(!result.ok && result.code, "egress_blocked_address");
+    assert.equal(!result.ok && result.reason, "egress_blocked_address");
     assert.equal(checked.seen.length + rebound.seen.length, 0);
   } finally {
     await checked.close();
@@ -198,7 +199,7 @@ Deno.test("when a checked address refuses the connection, the next checked addre
       {},
       local([`127.0.0.3:${server.port}`, `127.0.0.1:${server.port}`], { resolve }),
     );
-    assert.ok(result.ok, !result.ok ? `${result.code}: ${result.reason}` : "");
+    assert.ok(result.ok, !result.ok ? `${result.reason}: ${result.message}` : "");
     assert.equal(result.value.address, "127.0.0.1");
     assert.equal(calls, 1);
     assert.equal(server.seen.length, 1);
@@ -216,21 +217,21 @@ Deno.test("https goes to the checked address and verifies the certificate agains
   const options = { resolve, testOnly: { endpoints: [`127.0.0.1:${server.port}`], caCerts: [CA] } };
   try {
     const good = await guardedFetch(`https://tls.gatehouse.example:${server.port}/`, {}, options);
-    assert.ok(good.ok, !good.ok ? `${good.code}: ${good.reason}` : "");
+    assert.ok(good.ok, !good.ok ? `${good.reason}: ${good.message}` : "");
     assert.equal(await good.value.response.text(), "secure");
     assert.equal(server.seen[0].headers.get("host"), `tls.gatehouse.example:${server.port}`);
 
     const wrongName = await guardedFetch(`https://other.gatehouse.example:${server.port}/`, {}, options);
-    assert.equal(!wrongName.ok && wrongName.code, "egress_connect_failed");
+    assert.equal(!wrongName.ok && wrongName.reason, "egress_connect_failed");
 
     const byAddress = await guardedFetch(`https://127.0.0.1:${server.port}/`, {}, options);
-    assert.equal(!byAddress.ok && byAddress.code, "egress_connect_failed", "a certificate for a name must not pass for an address");
+    assert.equal(!byAddress.ok && byAddress.reason, "egress_connect_failed", "a certificate for a name must not pass for an address");
 
     const untrusted = await guardedFetch(`https://tls.gatehouse.example:${server.port}/`, {}, { resolve, testOnly: { endpoints: [`127.0.0.1:${server.port}`] } });
-    assert.equal(!untrusted.ok && untrusted.code, "egress_connect_failed");
+    assert.equal(!untrusted.ok && untrusted.reason, "egress_connect_failed");
 
     const plainHttp = await guardedFetch(`http://tls.gatehouse.example:${server.port}/`, {}, options);
-    assert.equal(!plainHttp.ok && plainHttp.code, "egress_scheme_not_allowed");
+    assert.equal(!plainHttp.ok && plainHttp.reason, "egress_scheme_not_allowed");
 
     assert.equal(server.seen.length, 1);
   } finally {
@@ -263,8 +264,8 @@ Deno.test("redirects to metadata, private, unlisted loopback or credentialed URL
       ]
     ) {
       const result = await guardedFetch(`http://127.0.0.1:${server.port}/?to=${encodeURIComponent(to)}`, {}, options);
-      assert.equal(!result.ok && result.code, "egress_redirect_blocked", to);
-      assert.ok(!result.ok && result.reason.includes(inner), `${to}: ${!result.ok && result.reason}`);
+      assert.equal(!result.ok && result.reason, "egress_redirect_blocked", to);
+      assert.ok(!result.ok && result.message.includes(inner), `${to}: ${!result.ok && result.message}`);
     }
     assert.equal(bystander.seen.length, 0);
   } finally {
@@ -303,7 +304,7 @@ Deno.test("a redirect to an allowed URL is followed after being checked, with th
     assert.equal(server.seen.at(-1)!.body, "kept");
 
     const notFollowed = await guardedFetch(`${base}/moved`, {}, { ...options, maxRedirects: 0 });
-    assert.equal(!notFollowed.ok && notFollowed.code, "egress_redirect_blocked");
+    assert.equal(!notFollowed.ok && notFollowed.reason, "egress_redirect_blocked");
   } finally {
     await server.close();
   }
@@ -337,7 +338,7 @@ Deno.test("a redirect loop stops after maxRedirects", async () => {
   const server = serve(() => new Response(null, { status: 302, headers: { location: "/again" } }));
   try {
     const result = await guardedFetch(`http://127.0.0.1:${server.port}/`, {}, local([`127.0.0.1:${server.port}`], { maxRedirects: 3 }));
-    assert.equal(!result.ok && result.code, "egress_redirect_blocked");
+    assert.equal(!result.ok && result.reason, "egress_redirect_blocked");
     assert.equal(server.seen.length, 4);
   } finally {
     await server.close();
@@ -368,10 +369,10 @@ Deno.test("a body over maxBytes is refused, whether declared or streamed, and re
     assert.equal((await exact.value.response.arrayBuffer()).byteLength, 1000);
 
     const declared = await guardedFetch(`http://127.0.0.1:${server.port}/declared`, {}, options);
-    assert.equal(!declared.ok && declared.code, "egress_response_too_large");
+    assert.equal(!declared.ok && declared.reason, "egress_response_too_large");
 
     const endless = await within(2000, guardedFetch(`http://127.0.0.1:${server.port}/endless`, {}, options));
-    assert.equal(!endless.ok && endless.code, "egress_response_too_large");
+    assert.equal(!endless.ok && endless.reason, "egress_response_too_large");
     await new Promise((r) => setTimeout(r, 100));
     const after = streamed;
     await new Promise((r) => setTimeout(r, 200));
@@ -435,11 +436,11 @@ Deno.test({
     const options = local([`127.0.0.1:${silent.port}`, `127.0.0.1:${drip.port}`], { timeoutMs: 300 });
     try {
       const hang = await within(2000, guardedFetch(`http://127.0.0.1:${silent.port}/`, {}, options));
-      assert.equal(!hang.ok && hang.code, "egress_timeout");
+      assert.equal(!hang.ok && hang.reason, "egress_timeout");
       assert.equal(silent.connections(), 1);
 
       const slow = await within(2000, guardedFetch(`http://127.0.0.1:${drip.port}/`, {}, options));
-      assert.equal(!slow.ok && slow.code, "egress_timeout");
+      assert.equal(!slow.ok && slow.reason, "egress_timeout");
       assert.equal(drip.connections(), 1);
     } finally {
       await silent.close();
@@ -451,12 +452,12 @@ Deno.test({
 Deno.test("a resolver that hangs times out, and a caller's abort is reported as such", async () => {
   const resolve = () => new Promise<string[]>(() => {});
   const hung = await checkUrl("https://slow.gatehouse.example/", { resolve, timeoutMs: 100 });
-  assert.equal(!hung.ok && hung.code, "egress_timeout");
+  assert.equal(!hung.ok && hung.reason, "egress_timeout");
 
   const controller = new AbortController();
   setTimeout(() => controller.abort(), 50);
   const aborted = await guardedFetch("https://slow.gatehouse.example/", { signal: controller.signal }, { resolve });
-  assert.equal(!aborted.ok && aborted.code, "egress_aborted");
+  assert.equal(!aborted.ok && aborted.reason, "egress_aborted");
 });
 
 Deno.test("requests the guard would have to reframe are refused", async () => {
@@ -464,9 +465,9 @@ Deno.test("requests the guard would have to reframe are refused", async () => {
   const options = local([`127.0.0.1:${server.port}`]);
   const url = `http://127.0.0.1:${server.port}/`;
   try {
-    assert.equal((await guardedFetch(url, { method: "GET", body: "x" }, options) as { code?: string }).code, "egress_invalid_request");
-    assert.equal((await guardedFetch(url, { method: "CONNECT" }, options) as { code?: string }).code, "egress_invalid_request");
-    assert.equal((await guardedFetch(url, { method: "GE T" }, options) as { code?: string }).code, "egress_invalid_request");
+    assert.equal((await guardedFetch(url, { method: "GET", body: "x" }, options) as { reason?: string }).reason, "egress_invalid_request");
+    assert.equal((await guardedFetch(url, { method: "CONNECT" }, options) as { reason?: string }).reason, "egress_invalid_request");
+    assert.equal((await guardedFetch(url, { method: "GE T" }, options) as { reason?: string }).reason, "egress_invalid_request");
     const framed = await guardedFetch(url, { method: "POST", body: "abc", headers: { host: "evil.example", "content-length": "99", "transfer-encoding": "chunked" } }, options);
     assert.ok(framed.ok);
     assert.equal(server.seen.at(-1)!.headers.get("host"), `127.0.0.1:${server.port}`);

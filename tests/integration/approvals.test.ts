@@ -6,7 +6,8 @@
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SupabaseClient } from "@supabase/supabase-js";
-import { executeApprovedAction, type ApprovedAction } from "../../functions/_shared/approvals/gate.ts";
+import { openGate, recordOutcome } from "../../functions/_shared/approvals/gate.ts";
+import { asService } from "../../functions/_shared/http/db.ts";
 import { payloadSha256 } from "../../functions/_shared/json/canonical.ts";
 import { accessToken, rest, signedIn, stack, superuser } from "../helpers/stack.ts";
 
@@ -95,29 +96,35 @@ describe("approvals over the API", () => {
   });
 });
 
+/** Opens the gate as the runtime does (the service role, in one transaction). */
+function openAs(runtime: postgres.Sql, requestId: string, payload: unknown) {
+  return runtime.begin(async (tx) => {
+    await asService(tx);
+    return await openGate(tx, { requestId, payload });
+  });
+}
+
 describe("the execution gate", () => {
-  it("lets one of several racing executors through, exactly once", async () => {
+  it("lets one of several racing runtimes through, exactly once", async () => {
     const payload = { channel: "#returns", text: "Refund 42 approved" };
     const request = await propose(payload);
     expect((await rpc("decide_action", { p_request_id: request.id, p_payload_sha256: request.payload_sha256, p_approve: true }, ada, ACME)).status).toBe(200);
 
-    const sent: ApprovedAction[] = [];
-    const executor = async (action: ApprovedAction) => {
-      sent.push(action);
-      return { delivered: true, detail: "posted" };
-    };
     // Eight runtimes, each on its own connection, with the payload's keys in another order.
     const runtimes = Array.from({ length: 8 }, () => postgres(stack().dbUrl, { max: 1, onnotice: () => {} }));
     try {
-      const results = await Promise.all(runtimes.map((rt) =>
-        executeApprovedAction(rt, { requestId: request.id, payload: { text: payload.text, channel: payload.channel } }, executor)));
-      expect(results.filter((r) => r.ok)).toHaveLength(1);
+      const results = await Promise.all(runtimes.map((rt) => openAs(rt, request.id, { text: payload.text, channel: payload.channel })));
+      const through = results.filter((r) => r.ok);
+      expect(through).toHaveLength(1);
       expect(results.filter((r) => !r.ok).map((r) => !r.ok && r.reason)).toEqual(Array(7).fill("already_executed"));
+      expect(through[0].ok && through[0].value.canonicalPayload).toBe(request.canonical_payload);
     } finally {
       await Promise.all(runtimes.map((rt) => rt.end()));
     }
-    expect(sent).toHaveLength(1);
-    expect(sent[0].canonicalPayload).toBe(request.canonical_payload);
+    await sql.begin(async (tx) => {
+      await asService(tx);
+      await recordOutcome(tx, request.id, { delivered: true, detail: "delivered" });
+    });
 
     const [row] = await sql`select status, outcome from public.action_requests where id = ${request.id}`;
     expect(row).toEqual({ status: "executed", outcome: "delivered" });
@@ -128,26 +135,25 @@ describe("the execution gate", () => {
     expect(refused).toBe(7);
   });
 
-  it("never hands a changed payload to the executor", async () => {
+  it("never lets a changed payload through", async () => {
     const request = await propose({ to: "ops@acme.test", amount: 100 });
     await rpc("decide_action", { p_request_id: request.id, p_payload_sha256: request.payload_sha256, p_approve: true }, ada, ACME);
-    let calls = 0;
-    const result = await executeApprovedAction(sql, { requestId: request.id, payload: { to: "ops@acme.test", amount: 1000 } }, async () => {
-      calls++;
-      return { delivered: true };
-    });
-    expect(result).toEqual({ ok: false, reason: "payload_mismatch" });
-    expect(calls).toBe(0);
+    expect(await openAs(sql, request.id, { to: "ops@acme.test", amount: 1000 })).toEqual({ ok: false, reason: "payload_mismatch" });
+    const [row] = await sql`select status from public.action_requests where id = ${request.id}`;
+    expect(row.status).toBe("approved");
   });
 
-  it("records a failed delivery when the executor throws, without its message", async () => {
+  it("records a failed delivery once, with its outcome code", async () => {
     const request = await propose({ text: "will fail" });
     await rpc("decide_action", { p_request_id: request.id, p_payload_sha256: request.payload_sha256, p_approve: true }, ada, ACME);
-    const result = await executeApprovedAction(sql, { requestId: request.id, payload: { text: "will fail" } }, async () => {
-      throw new Error("token xoxb-secret rejected");
+    expect(await openAs(sql, request.id, { text: "will fail" })).toMatchObject({ ok: true });
+    const record = () => sql.begin(async (tx) => {
+      await asService(tx);
+      await recordOutcome(tx, request.id, { delivered: false, detail: "delivery_error" });
     });
-    expect(result).toMatchObject({ ok: true, value: { delivered: false, detail: "executor_error" } });
+    await record();
+    await expect(record()).rejects.toMatchObject({ code: "PGRST" });
     const [row] = await sql`select outcome, outcome_detail from public.action_requests where id = ${request.id}`;
-    expect(row).toEqual({ outcome: "failed", outcome_detail: "executor_error" });
+    expect(row).toEqual({ outcome: "failed", outcome_detail: "delivery_error" });
   });
 });

@@ -98,10 +98,13 @@ describe("bad input", () => {
     expect(await call("connections/not-a-uuid/disable", ada, {})).toMatchObject({ status: 404 });
     expect(await call(`actions/${crypto.randomUUID()}/execute`, ada, { payload: {} })).toMatchObject({ status: 403, body: { error: { code: "runtime_only" } } });
     expect(await call(`actions/${crypto.randomUUID()}/execute`, "runtime", { payload: {} })).toMatchObject({ status: 404, body: { error: { code: "action_request_not_found" } } });
-    // Another organization's connection or agent can't be disabled, even by id.
+    // Another organization's connection or agent can't be disabled, even by id: RLS hides it from a
+    // member, and the service role must name the row's own organization.
     const globexConnection = "6b000000-0000-4000-8000-00000000000b";
     expect(await call(`connections/${globexConnection}/disable`, ada, {})).toMatchObject({ status: 404, body: { error: { code: "connection_not_found" } } });
     expect(await call("agents/2b000000-0000-4000-8000-00000000000b/disable", ada, {})).toMatchObject({ status: 404, body: { error: { code: "agent_not_found" } } });
+    expect(await call(`connections/${globexConnection}/disable`, "runtime", { org_id: ACME })).toMatchObject({ status: 404, body: { error: { code: "connection_not_found" } } });
+    expect(await call("agents/2b000000-0000-4000-8000-00000000000b/disable", "runtime", { org_id: ACME })).toMatchObject({ status: 404, body: { error: { code: "agent_not_found" } } });
     expect((await sql`select status from public.connections where id = ${globexConnection}`)[0].status).toBe("active");
     expect((await sql`select disabled_at from public.agents where id = '2b000000-0000-4000-8000-00000000000b'`)[0].disabled_at).toBeNull();
     const get = await fetch(`${stack().functionsUrl}/connectors/connections`, { headers: { authorization: `Bearer ${await accessToken(ada)}` } });
@@ -269,7 +272,7 @@ describe("OAuth2", () => {
       await approved("tickets.create", { method: "POST", path: "/tickets", body: { title: "Refund 1043" } }),
     ];
     const results = await Promise.all(actions.map(execute));
-    for (const result of results) expect(result).toMatchObject({ status: 200, body: { ok: true, delivered: true, outcome: "delivered" } });
+    for (const result of results) expect(result).toMatchObject({ status: 200, body: { delivered: true, outcome: "delivered" } });
     expect(results[0].body.result).toMatchObject({ received: { title: "Refund 1042" } });
     expect(refreshes() - before).toBe(1);
     for (const t of [...providers.accessTokens.keys(), ...providers.refreshTokens]) secrets.push(t);
@@ -325,13 +328,13 @@ describe("limits", () => {
       for (let i = 0; i < 3; i++) actions.push(await approved("slack.post_message", { text: `Limit test ${i}` }));
       expect(await execute(actions[0])).toMatchObject({ status: 200, body: { delivered: true } });
       expect(await execute(actions[1])).toMatchObject({ status: 200, body: { delivered: true } });
-      expect(await execute(actions[2])).toMatchObject({ status: 429, body: { error: { code: "rate_limited" } } });
+      expect(await execute(actions[2])).toMatchObject({ status: 429, body: { error: { code: "connector_rate_limited" } } });
       expect((await sql`select status from public.action_requests where id = ${actions[2].id}`)[0].status).toBe("approved");
 
       // A new minute, but the month's budget has only the units already used.
       await sql`update private.connector_meters set minute_start = minute_start - interval '1 minute' where org_id = ${ACME}`;
       await sql`update public.connector_limits set monthly_budget_units = (select month_units from private.connector_meters where org_id = ${ACME}) where org_id = ${ACME}`;
-      expect(await execute(actions[2])).toMatchObject({ status: 429, body: { error: { code: "budget_exhausted" } } });
+      expect(await execute(actions[2])).toMatchObject({ status: 429, body: { error: { code: "connector_budget_exhausted" } } });
 
       await sql`update public.connector_limits set monthly_budget_units = 100000 where org_id = ${ACME}`;
       expect(await execute(actions[2])).toMatchObject({ status: 200, body: { delivered: true } });
@@ -350,7 +353,7 @@ describe("limits", () => {
       const answers = await Promise.all(Array.from({ length: 24 }, () => pool`select private.meter_connector_call(${GLOBEX}, 1) as refusal`));
       const refusals = answers.map(([r]) => r.refusal);
       expect(refusals.filter((r) => r === null)).toHaveLength(5);
-      expect(refusals.filter((r) => r === "rate_limited")).toHaveLength(19);
+      expect(refusals.filter((r) => r === "connector_rate_limited")).toHaveLength(19);
     } finally {
       await pool`update public.connector_limits set calls_per_minute = 30 where org_id = ${GLOBEX}`;
       await pool.end();
@@ -380,7 +383,7 @@ describe("what comes back and what is kept", () => {
     const payloads = entries.map((e) => e.payload as Record<string, unknown>);
     const kinds = new Set(payloads.map((p) => `${p.kind}:${p.outcome}`));
     for (const k of ["verify:delivered", "verify:unauthorized", "deliver:delivered", "refresh:delivered", "revoke:delivered",
-                     "deliver:rate_limited", "deliver:budget_exhausted", "deliver:connection_inactive"]) {
+                     "deliver:connector_rate_limited", "deliver:connector_budget_exhausted", "deliver:connection_inactive"]) {
       expect(kinds).toContain(k);
     }
     const delivery = payloads.find((p) => p.kind === "deliver" && p.outcome === "delivered")!;

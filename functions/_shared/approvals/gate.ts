@@ -1,15 +1,18 @@
 /**
- * The runtime's side of the execution gate: an agent runtime that wants to send an approved action
- * presents the payload it is about to send; public.execute_action() recomputes its canonical hash
- * and lets it through once (approved, unexpired, not executed, same canonical payload). Only then
- * does the executor get the action, with the canonical bytes that were approved, and its outcome is
- * recorded. The connector layer plugs in as an executor, and as an admission check that runs
- * inside the gate's transaction: when it refuses (a rate limit, say), the transaction rolls back
- * and the approval stays unused, to be executed later.
+ * The runtime's side of the execution gate (seed 000: no external action runs unless a human
+ * approved its exact payload). An agent runtime that wants to send an approved action presents
+ * the payload it is about to send; public.execute_action() recomputes its canonical hash and lets
+ * it through once (approved, unexpired, not executed, same canonical payload), handing back the
+ * canonical bytes that were approved: what gets sent, byte for byte. How the delivery ended is
+ * then recorded once. Racing runtimes queue on the request's row lock, so only one gets through.
+ *
+ * Both steps run inside the caller's transaction, as the service role (db.ts: asService). The
+ * connectors function opens the gate, admits and meters the call in the same transaction (so a
+ * refusal there rolls the gate back and keeps the approval unused), delivers, then records.
  */
-import type postgres from "postgres";
+import type { Tx } from "../http/db.ts";
 
-/** An action the gate has let through: what the executor sends, byte for byte. */
+/** An action the gate has let through: what gets sent, byte for byte. */
 export interface ApprovedAction {
   requestId: string;
   connector: string;
@@ -19,29 +22,11 @@ export interface ApprovedAction {
   payloadSha256: string;
 }
 
-/** Sends an approved action; reports whether it was delivered (a short detail, never a secret). */
-export type Executor = (action: ApprovedAction) => Promise<{ delivered: boolean; detail?: string }>;
-
-/** Why the gate refused: the database's reasons, each also recorded in the audit chain. */
+/** Why the gate refused: the database's reasons, each also recorded in the audit chain (and committed with it). */
 export type GateRefusal = "already_executed" | "not_approved" | "expired" | "payload_mismatch";
 
-/**
- * Checked inside the gate's transaction once the gate has let the action through: null admits it;
- * a reason refuses it and rolls the transaction back, so the approval is not used up.
- */
-export type Admission = (tx: postgres.TransactionSql, action: ApprovedAction) => Promise<string | null>;
-
-/** The result of one attempt to execute an action. */
-export type ExecuteResult =
-  | { ok: true; value: { action: ApprovedAction; delivered: boolean; detail?: string } }
-  | { ok: false; reason: GateRefusal }
-  | { ok: false; reason: "not_admitted"; admission: string };
-
-class NotAdmitted extends Error {
-  constructor(readonly reason: string) {
-    super(reason);
-  }
-}
+/** What opening the gate answered. */
+export type GateResult = { ok: true; value: ApprovedAction } | { ok: false; reason: GateRefusal };
 
 interface GateAnswer {
   ok: boolean;
@@ -54,54 +39,29 @@ interface GateAnswer {
 }
 
 /**
- * Executes action `requestId` as the agent runtime (the service role) with the payload about to be
- * sent. `sql` is a direct database connection (SUPABASE_DB_URL). The executor runs at most once
- * per approval, however many runtimes race for it; `admit`, when given, can hold it back.
+ * Opens the gate for action `requestId` with the payload about to be sent. On success the action
+ * is marked executed when `tx` commits; a refusal is recorded in the audit chain.
  */
-export async function executeApprovedAction(
-  sql: postgres.Sql,
-  input: { requestId: string; payload: unknown },
-  executor: Executor,
-  admit?: Admission,
-): Promise<ExecuteResult> {
-  let action: ApprovedAction;
-  try {
-    const answer = await sql.begin(async (tx) => {
-      await tx`set local role service_role`;
-      const [row] = await tx`select public.execute_action(${input.requestId}, ${JSON.stringify(input.payload)}::text::jsonb) as answer`;
-      const answer = row.answer as GateAnswer;
-      if (!answer.ok || !admit) return answer;
-      await tx`reset role`;
-      const refusal = await admit(tx, actionOf(answer));
-      if (refusal !== null) throw new NotAdmitted(refusal);
-      return answer;
-    });
-    if (!answer.ok) return { ok: false, reason: answer.reason! };
-    action = actionOf(answer);
-  } catch (e) {
-    if (e instanceof NotAdmitted) return { ok: false, reason: "not_admitted", admission: e.reason };
-    throw e;
-  }
-  let outcome: { delivered: boolean; detail?: string };
-  try {
-    outcome = await executor(action);
-  } catch {
-    // The executor's error may quote the request or a credential, so only its kind is kept.
-    outcome = { delivered: false, detail: "executor_error" };
-  }
-  await sql.begin(async (tx) => {
-    await tx`set local role service_role`;
-    await tx`select public.record_action_outcome(${action.requestId}, ${outcome.delivered}, ${outcome.detail ?? null})`;
-  });
-  return { ok: true, value: { action, ...outcome } };
+export async function openGate(tx: Tx, input: { requestId: string; payload: unknown }): Promise<GateResult> {
+  const [{ answer }] = await tx`select public.execute_action(${input.requestId}, ${JSON.stringify(input.payload)}::text::jsonb) as answer`;
+  const a = answer as GateAnswer;
+  if (!a.ok) return { ok: false, reason: a.reason! };
+  return {
+    ok: true,
+    value: {
+      requestId: a.request_id,
+      connector: a.connector!,
+      tool: a.tool!,
+      canonicalPayload: a.canonical_payload!,
+      payloadSha256: a.payload_sha256!,
+    },
+  };
 }
 
-function actionOf(answer: GateAnswer): ApprovedAction {
-  return {
-    requestId: answer.request_id,
-    connector: answer.connector!,
-    tool: answer.tool!,
-    canonicalPayload: answer.canonical_payload!,
-    payloadSha256: answer.payload_sha256!,
-  };
+/**
+ * Records how the delivery of an action the gate let through ended (once per action). `detail` is
+ * a short outcome code, never a message that could quote the request or a credential.
+ */
+export async function recordOutcome(tx: Tx, requestId: string, outcome: { delivered: boolean; detail: string }): Promise<void> {
+  await tx`select public.record_action_outcome(${requestId}, ${outcome.delivered}, ${outcome.detail})`;
 }

@@ -4,10 +4,8 @@
  * signature is made here with Web Crypto, because Postgres has no Ed25519. The private key lives
  * in Vault and is created on first use; its public half is published by audit_signing_keys().
  */
-import type postgres from "postgres";
+import type { Tx } from "../http/db.ts";
 import { base64Bytes, checkpointMessage, type SignedCheckpoint } from "./export.ts";
-
-type Tx = postgres.TransactionSql;
 
 function base64(bytes: ArrayBuffer | Uint8Array): string {
   return btoa(String.fromCharCode(...new Uint8Array(bytes)));
@@ -45,11 +43,10 @@ async function activeKey(tx: Tx): Promise<{ keyId: string; privateKey: CryptoKey
 
 /**
  * Signs and stores a checkpoint of `orgId`'s chain at `size` (default: its current size), inside
- * the caller's transaction, as the service role. Returns the stored checkpoint, which is an
- * earlier one when that size was already signed.
+ * `tx`, which runs as the service role (http/db.ts: asService). Returns the stored checkpoint,
+ * which is an earlier one when that size was already signed.
  */
 export async function signCheckpoint(tx: Tx, orgId: string, options: { size?: number } = {}): Promise<SignedCheckpoint> {
-  await tx`set local role service_role`;
   const { keyId, privateKey } = await activeKey(tx);
   const [{ body }] = await tx`select audit.checkpoint_body(${orgId}, ${keyId}, ${options.size ?? null}) as body`;
   const signature = new Uint8Array(await crypto.subtle.sign("Ed25519", privateKey, checkpointMessage(body)));

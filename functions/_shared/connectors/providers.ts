@@ -17,9 +17,13 @@
  */
 import { z } from "zod";
 import { canonicalJson } from "../json/canonical.ts";
-import { type EgressCode, type EgressOptions, type EgressTestAllowance, guardedFetch } from "../egress/guard.ts";
+import type { EgressCode, EgressOptions, EgressTestAllowance } from "../egress/check.ts";
+import { guardedFetch } from "../egress/transport.ts";
 
-export type Provider = "slack_webhook" | "discord_webhook" | "https_webhook" | "github" | "notion" | "oauth2";
+/** The providers a connection can be to (public.connector_provider). */
+export const PROVIDERS = ["slack_webhook", "discord_webhook", "https_webhook", "github", "notion", "oauth2"] as const;
+/** A connector provider. */
+export type Provider = typeof PROVIDERS[number];
 
 /** Where the fixed providers live. Webhook entries are the prefix every webhook URL must start with. */
 export interface ProviderUrls {
@@ -96,13 +100,13 @@ export const ApiCall = z.strictObject({
 
 /** A webhook or token credential, parsed (OAuth2 credentials come from the code exchange); a refusal names what is wrong. */
 export function parseCredential(provider: Exclude<Provider, "oauth2">, raw: unknown, urls: ProviderUrls):
-  { ok: true; value: Record<string, string> } | { ok: false; message: string } {
+  { ok: true; value: Record<string, string> } | { ok: false; reason: "invalid_credential"; message: string } {
   const schema = provider === "github" || provider === "notion" ? TokenCredential : WebhookCredential;
   const parsed = schema.safeParse(raw);
-  if (!parsed.success) return { ok: false, message: parsed.error.issues.map((i) => `${i.path.join(".") || "credential"}: ${i.message}`).join("; ") };
+  if (!parsed.success) return { ok: false, reason: "invalid_credential", message: parsed.error.issues.map((i) => `${i.path.join(".") || "credential"}: ${i.message}`).join("; ") };
   if (provider === "slack_webhook" || provider === "discord_webhook") {
     const prefix = urls[provider];
-    if (!(parsed.data as { url: string }).url.startsWith(prefix)) return { ok: false, message: `a ${provider} URL starts with ${prefix}` };
+    if (!(parsed.data as { url: string }).url.startsWith(prefix)) return { ok: false, reason: "invalid_credential", message: `a ${provider} URL starts with ${prefix}` };
   }
   return { ok: true, value: parsed.data as Record<string, string> };
 }
@@ -142,7 +146,7 @@ async function call(
   webhook = false,
 ): Promise<CallResult> {
   const sent = await guardedFetch(url, { method: init.method, headers: { "user-agent": "Gatehouse-Connectors/1", ...init.headers }, body: init.body ?? null }, env.egress);
-  if (!sent.ok) return { outcome: sent.code, status: null, body: null, headers: null };
+  if (!sent.ok) return { outcome: sent.reason, status: null, body: null, headers: null };
   const { response } = sent.value;
   const text = await response.text();
   let body: unknown = text;

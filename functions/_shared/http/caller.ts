@@ -1,63 +1,45 @@
 /**
- * Who is calling a function, and the organization context they act in. The platform (or the local
- * gateway) has verified the JWT before the function runs (verify_jwt stays on); this reads its
- * claims and lets the database decide membership and role, as PostgREST's pre-request does.
+ * Who is calling a function, and the organization they name. The platform (or the local gateway)
+ * has verified the JWT's signature before the function runs (verify_jwt stays on); this reads its
+ * claims. Membership and roles are the database's to decide (db.ts: asMember).
  */
 import { decodeJwt } from "jose";
-import type postgres from "postgres";
 import { z } from "zod";
-import { HttpError } from "./errors.ts";
+import { refuse } from "./errors.ts";
 
-export type Caller =
-  | { kind: "service" }
-  | { kind: "user"; userId: string; claims: Record<string, unknown> };
+/** A signed-in user, with the claims of their access token. */
+export type UserCaller = { kind: "user"; userId: string; claims: Record<string, unknown> };
+
+/** The caller of a function: the service role (the agent runtime, the scheduler) or a signed-in user. */
+export type Caller = { kind: "service" } | UserCaller;
 
 const uuid = z.uuid();
 
-/** The caller behind the request's bearer token. */
+/** The caller behind the request's bearer token; 401 for a missing, malformed or non-session token. */
 export function callerOf(req: Request): Caller {
   const token = req.headers.get("authorization")?.match(/^Bearer\s+(\S+)$/i)?.[1];
-  if (!token) throw new HttpError(401, "missing_auth", "send Authorization: Bearer <token>");
+  if (!token) throw refuse("missing_auth");
   let claims: Record<string, unknown>;
   try {
     claims = decodeJwt(token);
   } catch {
-    throw new HttpError(401, "invalid_token", "the bearer token is not a JWT");
+    throw refuse("invalid_token", "the bearer token is not a JWT");
   }
   if (claims.role === "service_role") return { kind: "service" };
-  if (claims.role === "authenticated" && typeof claims.sub === "string") return { kind: "user", userId: claims.sub, claims };
-  throw new HttpError(401, "sign_in_required", "sign in, or call with the service role");
+  if (claims.role !== "authenticated") throw refuse("sign_in_required");
+  // auth.uid() casts sub to uuid: a token whose sub (or session) is not one is no user's session.
+  const sub = uuid.safeParse(claims.sub);
+  if (!sub.success || (claims.session_id !== undefined && !uuid.safeParse(claims.session_id).success)) {
+    throw refuse("invalid_token", "the token's sub and session_id must be uuids");
+  }
+  return { kind: "user", userId: sub.data, claims };
 }
 
 /** The X-Org-Id of the request, validated as a uuid. */
 export function orgIdOf(req: Request): string {
   const raw = req.headers.get("x-org-id");
-  if (raw === null) throw new HttpError(400, "context_missing_org_id", "send X-Org-Id");
+  if (raw === null) throw refuse("context_missing_org_id");
   const parsed = uuid.safeParse(raw.toLowerCase());
-  if (!parsed.success) throw new HttpError(400, "context_invalid_org_id", "X-Org-Id must be a uuid");
+  if (!parsed.success) throw refuse("context_invalid_org_id");
   return parsed.data;
-}
-
-/**
- * Inside `tx`, checks that a user caller belongs to `orgId` with at least `role` (the service role
- * passes), using the database's own helpers. Leaves the transaction in its original role.
- */
-export async function requireOrgRole(
-  tx: postgres.TransactionSql,
-  caller: Caller,
-  orgId: string,
-  role: "tenant_admin" | "project_admin" | "project_contributor" | "project_viewer",
-): Promise<void> {
-  if (caller.kind === "service") return;
-  await tx`select set_config('request.jwt.claims', ${JSON.stringify(caller.claims)}, true)`;
-  await tx`set local role authenticated`;
-  await tx.savepoint(async (sp) => {
-    await sp`select private.set_context(${orgId})`;
-  }).catch((e: { code?: string }) => {
-    if (e?.code === "42501") throw new HttpError(403, "context_not_a_member", "you are not a member of this organization");
-    throw e;
-  });
-  const [{ ok }] = await tx`select private.has_org_role(${role}::public.member_role) as ok`;
-  await tx`reset role`;
-  if (!ok) throw new HttpError(403, "forbidden", `this needs the ${role} role in the organization`);
 }

@@ -1,17 +1,72 @@
 /**
- * Direct database access for edge functions, through postgres.js and the platform's SUPABASE_DB_URL.
- * Use it only for work that must bypass PostgREST; tenant data goes through RLS as the caller.
+ * How edge functions talk to the database, and as whom. This is the one module that sets a role
+ * or JWT claims: every transaction a function opens starts with one of
+ *
+ *   await asMember(tx, user, orgId, { atLeast })   the signed-in user, `authenticated`, in orgId's context (RLS applies)
+ *   await asService(tx, { actingFor })             the service role (bypasses RLS; private helpers granted to it)
+ *   await asCaller(tx, caller, orgId, { atLeast }) whichever of the two the request's caller is
+ *
+ * and keeps that role until it ends (the settings are transaction-local). Tenant data is read
+ * as the member under RLS, or through a definer function that derives the organization itself.
  */
 import postgres from "postgres";
-import { HttpError } from "./errors.ts";
+import type { Caller, UserCaller } from "./caller.ts";
+import { refuse } from "./errors.ts";
 
-let client: ReturnType<typeof postgres> | null = null;
+/** A connection pool. */
+export type Sql = postgres.Sql;
+/** A transaction (sql.begin's argument). */
+export type Tx = postgres.TransactionSql;
 
-/** The shared connection pool, created on first use. */
-export function db(): ReturnType<typeof postgres> {
+/** Roles of seed 003, most privileged first. */
+export type MemberRole = "tenant_admin" | "project_admin" | "project_contributor" | "project_viewer";
+
+let client: Sql | null = null;
+
+/** The shared connection pool (SUPABASE_DB_URL), created on first use. */
+export function db(): Sql {
   if (client) return client;
   const url = Deno.env.get("SUPABASE_DB_URL");
-  if (!url) throw new HttpError(503, "database_not_configured", "SUPABASE_DB_URL is not set");
+  if (!url) throw refuse("database_not_configured");
   client = postgres(url, { max: 4, connect_timeout: 3, idle_timeout: 30, prepare: false, onnotice: () => {} });
   return client;
+}
+
+async function become(tx: Tx, role: "authenticated" | "service_role", claims: Record<string, unknown>): Promise<void> {
+  await tx`select set_config('request.jwt.claims', ${JSON.stringify(claims)}, true), set_config('role', ${role}, true)`;
+}
+
+/**
+ * Makes the rest of `tx` run as `user` in organization `orgId`, as PostgREST runs a request with
+ * X-Org-Id: role `authenticated`, the user's claims, the context validated by
+ * private.set_context (403 context_not_a_member). With `atLeast`, refuses (403 forbidden) a
+ * member whose role in the organization is lower.
+ */
+export async function asMember(tx: Tx, user: UserCaller, orgId: string, options: { atLeast?: MemberRole } = {}): Promise<void> {
+  await become(tx, "authenticated", user.claims);
+  await tx`select private.set_context(${orgId})`.catch((e: { code?: string }) => {
+    throw e?.code === "42501" ? refuse("context_not_a_member") : e;
+  });
+  if (!options.atLeast) return;
+  const [{ ok }] = await tx`select private.has_org_role(${options.atLeast}::public.member_role) as ok`;
+  if (!ok) throw refuse("forbidden", `this needs the ${options.atLeast} role in the organization`);
+}
+
+/**
+ * Makes the rest of `tx` run as the service role. `actingFor` a user keeps their id as auth.uid(),
+ * so that what the service role writes on their behalf (a connection they saved, an audit
+ * record) names them as the actor.
+ */
+export async function asService(tx: Tx, options: { actingFor?: Caller } = {}): Promise<void> {
+  const on = options.actingFor;
+  await become(tx, "service_role", on?.kind === "user" ? { ...on.claims, role: "service_role" } : { role: "service_role" });
+}
+
+/**
+ * The request's caller, whoever it is: a user as a member of `orgId` (asMember, with `atLeast`),
+ * the service role as itself (it may act in any organization).
+ */
+export async function asCaller(tx: Tx, caller: Caller, orgId: string, options: { atLeast?: MemberRole } = {}): Promise<void> {
+  if (caller.kind === "user") await asMember(tx, caller, orgId, options);
+  else await asService(tx);
 }

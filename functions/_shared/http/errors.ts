@@ -1,8 +1,73 @@
 /**
- * The one error type edge functions throw for expected failures, and the one place errors become
+ * The one error type edge functions throw for expected failures, the list of every refusal code a
+ * function answers (each listed once, with its status), and the one place errors become
  * responses. Body shape: `{ "error": { "code": "…", "message": "…" } }`.
+ *
+ * Codes raised by the database (private.refuse_request, SQLSTATE PGRST) keep the database's code
+ * and status; the egress guard's codes (egress/check.ts) are answered as 422.
  */
-import type { z } from "zod";
+import { HTTPException } from "hono/http-exception";
+import type { EgressCode } from "../egress/check.ts";
+
+/**
+ * Every refusal a function answers itself: its HTTP status and a default message. The same
+ * condition has this one code on every path.
+ */
+export const REFUSALS = {
+  // The request itself
+  invalid_json: [400, "the body is not UTF-8 JSON"],
+  invalid_body: [400, "the body does not have the expected shape"],
+  invalid_text: [400, "strings may not contain NUL characters or unpaired surrogates"],
+  json_too_deep: [400, "the body nests objects and arrays too deeply"],
+  invalid_query: [400, "the query parameters are not valid"],
+  body_too_large: [413, "the body is too large"],
+  unsupported_media_type: [415, "send Content-Type: application/json"],
+  method_not_allowed: [405, "this route does not take that method"],
+  not_found: [404, "no such route"],
+  // Who is calling
+  missing_auth: [401, "send Authorization: Bearer <token>"],
+  invalid_token: [401, "the bearer token is not a valid access token"],
+  sign_in_required: [401, "sign in, or call with the service role"],
+  runtime_only: [403, "only the agent runtime (service role) may do this"],
+  // The organization context
+  context_missing_org_id: [400, "send X-Org-Id"],
+  context_invalid_org_id: [400, "X-Org-Id must be a uuid"],
+  context_not_a_member: [403, "you are not a member of this organization"],
+  missing_org_id: [400, "the service role names the organization with org_id"],
+  forbidden: [403, "your role in this organization does not allow this"],
+  // Connections and connectors
+  connection_not_found: [404, "no such connection in this organization"],
+  agent_not_found: [404, "no such agent in this organization"],
+  use_oauth2_flow: [400, "OAuth2 connections are made with /oauth2/start and /oauth2/callback"],
+  invalid_credential: [400, "the credential does not have the provider's shape"],
+  invalid_authorize_url: [400, "authorize_url must be https"],
+  oauth_state_invalid: [400, "no authorization in flight with that state (unknown, used or expired)"],
+  connector_credential_rejected: [422, "the provider refused the credential"],
+  connector_verification_rejected: [422, "the provider rejected the check"],
+  connector_missing_scopes: [422, "the token lacks scopes the enabled tools need"],
+  connector_excess_scopes: [422, "the token holds scopes no enabled tool needs"],
+  connector_provider_error: [502, "the provider failed the check"],
+  connector_rate_limited: [429, "this workspace has reached its connector calls per minute; retry in a minute"],
+  connector_budget_exhausted: [429, "this workspace has used its monthly connector budget"],
+  connectors_misconfigured: [503, "the connectors function's configuration is not valid"],
+  // Executing approved actions: the gate's refusals (the database's) and the admission check's
+  already_executed: [409, "this approval has been used"],
+  not_approved: [409, "the action is not approved"],
+  expired: [409, "the action's approval window has passed"],
+  payload_mismatch: [409, "the payload is not the one that was approved"],
+  agent_disabled: [409, "the agent is disabled"],
+  tool_not_enabled: [409, "the agent has no enabled tool of that name bound to a connection"],
+  connection_inactive: [409, "the tool's connection is disabled"],
+  // The audit chain
+  no_audit_chain: [404, "this organization has no audit entries yet"],
+  range_not_satisfiable: [416, "the range selects no entries of the chain"],
+  // The platform
+  database_not_configured: [503, "SUPABASE_DB_URL is not set"],
+  internal_error: [500, "unexpected error"],
+} as const satisfies Record<string, readonly [number, string]>;
+
+/** A refusal code: one of {@link REFUSALS}, or an egress guard's code. */
+export type RefusalCode = keyof typeof REFUSALS | EgressCode;
 
 /** An expected failure with an HTTP status and a stable machine-readable code. */
 export class HttpError extends Error {
@@ -17,22 +82,11 @@ export class HttpError extends Error {
   }
 }
 
-/**
- * Wraps a handler so that an HttpError becomes its response and anything else becomes a 500 whose
- * body reveals nothing (the details may hold request data or secrets, so they are not logged either).
- */
-export function withErrors(handler: (req: Request) => Promise<Response>): (req: Request) => Promise<Response> {
-  return async (req) => {
-    try {
-      return await handler(req);
-    } catch (e) {
-      if (e instanceof HttpError) return e.toResponse();
-      const refusal = databaseRefusal(e);
-      if (refusal) return refusal.toResponse();
-      console.error(`unexpected ${(e as Error)?.name ?? "error"} in ${new URL(req.url).pathname}`);
-      return new HttpError(500, "internal_error", "unexpected error").toResponse();
-    }
-  };
+/** The error for refusal `code`, with its listed status and `message` (default: the listed one). */
+export function refuse(code: RefusalCode, message?: string): HttpError {
+  if (code.startsWith("egress_")) return new HttpError(422, code, message ?? "the egress guard refused the request");
+  const [status, fallback] = REFUSALS[code as keyof typeof REFUSALS];
+  return new HttpError(status, code, message ?? fallback);
 }
 
 /**
@@ -52,55 +106,48 @@ export function databaseRefusal(e: unknown): HttpError | null {
   }
 }
 
-/** Refuses any method not in `allowed` with a 405. */
-export function requireMethod(req: Request, ...allowed: string[]): void {
-  if (!allowed.includes(req.method)) {
-    throw new HttpError(405, "method_not_allowed", `use ${allowed.join(" or ")}`);
-  }
+/**
+ * The response for anything a handler threw: an HttpError or a database refusal as itself,
+ * anything else as a 500 whose body reveals nothing (the details may hold request data or
+ * secrets, so only the error's kind is logged).
+ */
+export function errorResponse(e: unknown, path: string): Response {
+  if (e instanceof HttpError) return e.toResponse();
+  const refusal = databaseRefusal(e) ?? routerRefusal(e);
+  if (refusal) return refusal.toResponse();
+  // The kind and SQLSTATE only: messages may quote request data or secrets.
+  const sqlstate = (e as { code?: unknown })?.code;
+  console.error(`unexpected ${(e as Error)?.name ?? "error"}${typeof sqlstate === "string" ? ` (${sqlstate})` : ""} in ${path}`);
+  return refuse("internal_error").toResponse();
 }
 
-/**
- * Reads a JSON request body of at most `maxBytes` (stopping as soon as it is over) and validates
- * it with `schema`. An empty body reads as `{}`. Failures are 413 body_too_large, 415
- * unsupported_media_type, 400 invalid_json or 400 invalid_body (naming the first problems).
- */
-export async function readJsonBody<T>(req: Request, schema: z.ZodType<T>, maxBytes: number): Promise<T> {
-  const type = req.headers.get("content-type");
-  if (type !== null && !/^application\/json\s*(;|$)/i.test(type)) {
-    throw new HttpError(415, "unsupported_media_type", "send Content-Type: application/json");
-  }
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  if (req.body) {
-    const reader = req.body.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > maxBytes) {
-        await reader.cancel().catch(() => {});
-        throw new HttpError(413, "body_too_large", `the body is limited to ${maxBytes} bytes`);
-      }
-      chunks.push(value);
+/** The refusals Hono and its validators raise themselves (HTTPException), in our vocabulary. */
+const ROUTER_REFUSALS: Record<number, keyof typeof REFUSALS> = {
+  400: "invalid_body",
+  404: "not_found",
+  405: "method_not_allowed",
+  413: "body_too_large",
+  415: "unsupported_media_type",
+};
+
+function routerRefusal(e: unknown): HttpError | null {
+  if (!(e instanceof HTTPException)) return null;
+  const code = ROUTER_REFUSALS[e.status];
+  return code ? refuse(code) : null;
+}
+
+/** Wraps a single-route handler so that whatever it throws becomes a response (errorResponse). */
+export function withErrors(handler: (req: Request) => Promise<Response>): (req: Request) => Promise<Response> {
+  return async (req) => {
+    try {
+      return await handler(req);
+    } catch (e) {
+      return errorResponse(e, new URL(req.url).pathname);
     }
-  }
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    bytes.set(c, at);
-    at += c.byteLength;
-  }
-  let json: unknown = {};
-  try {
-    const text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-    if (text.trim() !== "") json = JSON.parse(text);
-  } catch {
-    throw new HttpError(400, "invalid_json", "the body is not UTF-8 JSON");
-  }
-  const parsed = schema.safeParse(json);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.slice(0, 5).map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; ");
-    throw new HttpError(400, "invalid_body", problems);
-  }
-  return parsed.data;
+  };
+}
+
+/** Refuses any method not in `allowed` with a 405. */
+export function requireMethod(req: Request, ...allowed: string[]): void {
+  if (!allowed.includes(req.method)) throw refuse("method_not_allowed", `use ${allowed.join(" or ")}`);
 }

@@ -4,18 +4,26 @@
 -- around them is tested end to end in tests/integration/connectors.test.ts.
 begin;
 \ir _helpers.psql
-select plan(31);
+select plan(33);
 
 -- ---------------------------------------------------------------------------------------------
--- Reach: the credential readers and the meter belong to the connectors function's connection.
+-- Reach: the credential readers and the meter belong to the connectors function (service role).
 -- ---------------------------------------------------------------------------------------------
-select is((select array_agg(r order by r) from unnest(array['anon', 'authenticated', 'service_role']) r
+select is((select array_agg(r order by r) from unnest(array['anon', 'authenticated']) r
             where has_function_privilege(r, 'private.connection_credential(uuid)', 'execute')
                or has_function_privilege(r, 'private.meter_connector_call(uuid, integer)', 'execute')
                or has_function_privilege(r, 'private.take_oauth_authorization(text, uuid)', 'execute')
                or has_function_privilege(r, 'private.begin_oauth_authorization(text, uuid, text, jsonb, text[], text, uuid)', 'execute')
                or has_function_privilege(r, 'private.scopes_needed(uuid, public.connector_provider)', 'execute')), null,
-          'no client role (nor the API''s service role) can run the credential readers, the meter or the OAuth2 store');
+          'no client role can run the credential readers, the meter or the OAuth2 store');
+select ok(has_function_privilege('service_role', 'private.connection_credential(uuid)', 'execute')
+          and has_function_privilege('service_role', 'private.meter_connector_call(uuid, integer)', 'execute')
+          and has_function_privilege('service_role', 'private.take_oauth_authorization(text, uuid)', 'execute'),
+          'the service role (the connectors function) runs them');
+select is((select count(*)::int from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+            where n.nspname = 'private' and p.proname in ('connection_credential', 'meter_connector_call', 'take_oauth_authorization',
+                                                           'begin_oauth_authorization', 'scopes_needed')
+              and not p.prosecdef), 0, 'each runs as its owner (security definer), so the service role needs no table grants');
 select is((select count(*)::int from information_schema.column_privileges
             where table_schema = 'private' and table_name in ('connector_meters', 'oauth_authorizations')
               and grantee in ('anon', 'authenticated', 'service_role')), 0, 'no client role can read the meters or authorizations in flight');
@@ -70,11 +78,11 @@ select is(pg_temp.probe(pg_temp.uid('ada'), pg_temp.org('acme'),
 update public.connector_limits set calls_per_minute = 3, monthly_budget_units = 10 where org_id = pg_temp.org('acme');
 delete from private.connector_meters;
 select is(array(select private.meter_connector_call(pg_temp.org('acme'), 2) from generate_series(1, 4)),
-          array[null, null, null, 'rate_limited'], 'three calls a minute pass, the fourth is refused');
+          array[null, null, null, 'connector_rate_limited'], 'three calls a minute pass, the fourth is refused');
 select is((select minute_calls || '/' || month_units from private.connector_meters where org_id = pg_temp.org('acme')), '3/6',
           'the refused call counted nothing');
 update private.connector_meters set minute_start = minute_start - interval '1 minute';
-select is(private.meter_connector_call(pg_temp.org('acme'), 5), 'budget_exhausted', 'a call past the monthly budget is refused, with its reason');
+select is(private.meter_connector_call(pg_temp.org('acme'), 5), 'connector_budget_exhausted', 'a call past the monthly budget is refused, with its reason');
 select is(private.meter_connector_call(pg_temp.org('acme'), 4), null, 'a call that fits the budget exactly passes');
 select is((select minute_calls || '/' || month_units from private.connector_meters where org_id = pg_temp.org('acme')), '1/10',
           'a new minute starts its count again; the month keeps its units');

@@ -1,0 +1,90 @@
+/**
+ * What every provider call (live check, delivery, refresh, revocation) goes through besides the
+ * egress guard: it is first counted against the workspace's rate limit and monthly budget
+ * (private.meter_connector_call, one statement; revocations are counted but never held back),
+ * and then recorded as an audit entry `connector.call`: connection, provider, kind, agent, run,
+ * action, outcome, HTTP status and latency. The entry never holds a credential or a body.
+ */
+import type { EgressCode } from "../egress/check.ts";
+import type { Caller } from "../http/caller.ts";
+import { asService, type Sql, type Tx } from "../http/db.ts";
+import { refuse, type HttpError } from "../http/errors.ts";
+import type { CallResult, Provider } from "./providers.ts";
+
+/** One provider call, as the audit chain records it. */
+export interface CallAudit {
+  orgId: string;
+  connectionId: string | null;
+  /** Null when the action names no tool bound to a connection. */
+  provider: Provider | null;
+  kind: "verify" | "deliver" | "refresh" | "revoke";
+  outcome: string;
+  status?: number | null;
+  latencyMs?: number;
+  agentId?: string;
+  runId?: string;
+  tool?: string;
+  actionRequestId?: string;
+}
+
+/** Why the meter refused a call: the codes the function answers with. */
+export type LimitRefusal = "connector_rate_limited" | "connector_budget_exhausted";
+
+/** Records one provider call in the organization's audit chain, inside `tx` (as the service role, for `caller`). */
+export async function auditCallIn(tx: Tx, a: CallAudit): Promise<void> {
+  const payload = {
+    kind: a.kind,
+    provider: a.provider,
+    outcome: a.outcome,
+    http_status: a.status ?? null,
+    latency_ms: a.latencyMs ?? null,
+    agent_id: a.agentId ?? null,
+    run_id: a.runId ?? null,
+    tool: a.tool ?? null,
+    action_request_id: a.actionRequestId ?? null,
+  };
+  await tx`insert into audit.records (org_id, action, target_type, target_id, payload)
+           values (${a.orgId}, 'connector.call', 'connection', ${a.connectionId}, ${tx.json(payload)})`;
+}
+
+/** Records one provider call in the organization's audit chain, with `caller` as its actor. */
+export function auditCall(sql: Sql, caller: Caller, a: CallAudit): Promise<void> {
+  return sql.begin(async (tx) => {
+    await asService(tx, { actingFor: caller });
+    await auditCallIn(tx, a);
+  });
+}
+
+/** Counts a call of `cost` units against `orgId`'s limits inside `tx`: null when admitted, else which limit refused it. */
+export async function meterIn(tx: Tx, orgId: string, cost: number): Promise<LimitRefusal | null> {
+  const [{ refusal }] = await tx`select private.meter_connector_call(${orgId}, ${cost}) as refusal`;
+  return refusal as LimitRefusal | null;
+}
+
+/** Counts one call against the workspace's limits; a refusal is audited and thrown (429). */
+export async function meter(sql: Sql, caller: Caller, audit: Omit<CallAudit, "outcome">, cost = 1): Promise<void> {
+  const refusal = await sql.begin(async (tx) => {
+    await asService(tx, { actingFor: caller });
+    const refusal = await meterIn(tx, audit.orgId, cost);
+    if (refusal) await auditCallIn(tx, { ...audit, outcome: refusal });
+    return refusal;
+  });
+  if (refusal) throw refuse(refusal);
+}
+
+/** Runs `f` and measures it, in whole milliseconds. */
+export async function timed<T>(f: () => Promise<T>): Promise<[T, number]> {
+  const started = performance.now();
+  const value = await f();
+  return [value, Math.round(performance.now() - started)];
+}
+
+/** The error for a failed live check, naming the outcome but never the credential. */
+export function verificationError(result: CallResult): HttpError {
+  if (result.outcome.startsWith("egress_")) {
+    return refuse(result.outcome as EgressCode, "the egress guard refused or could not complete the call to this URL");
+  }
+  if (result.outcome === "unauthorized") return refuse("connector_credential_rejected", `the provider refused the credential (HTTP ${result.status})`);
+  if (result.outcome === "rejected") return refuse("connector_verification_rejected", `the provider rejected the check (HTTP ${result.status})`);
+  return refuse("connector_provider_error", `the provider failed the check (HTTP ${result.status ?? "none"})`);
+}

@@ -1,0 +1,203 @@
+/**
+ * Executing an approved action through the connection its agent's tool is bound to, for the
+ * agent runtime (the service role). It reads top to bottom:
+ *
+ *   1. open the gate and admit the call, in one transaction: the gate lets the approved payload
+ *      through once (approvals/gate.ts); the admission check resolves the tool's binding and
+ *      meters the call. A refusal of the admission check rolls the transaction back, so the
+ *      approval stays unused, to be executed later.
+ *   2. deliver: the connection's credential (an OAuth2 token refreshed first when it is about to
+ *      expire), then the provider call with the approved canonical bytes; audited.
+ *   3. record the outcome on the action request.
+ *   4. sanitize the provider's answer with the connection's own credentials before the agent sees it.
+ */
+import { type ApprovedAction, type GateRefusal, openGate, recordOutcome } from "../approvals/gate.ts";
+import type { Caller } from "../http/caller.ts";
+import { asService, type Sql, type Tx } from "../http/db.ts";
+import { auditCall, auditCallIn, type CallAudit, type LimitRefusal, meterIn, timed } from "./calls.ts";
+import { type ConnectorEnv, deliver, OAuth2Config, OAuth2Credential, type Provider, refreshTokens } from "./providers.ts";
+import { sanitizeToolResult } from "./sanitize.ts";
+import { saveCredentialIn } from "./store.ts";
+
+/** Refreshed this long before the access token expires. */
+export const REFRESH_MARGIN_MS = 60_000;
+
+/** Why the admission check held an approved action back. */
+export type AdmissionRefusal = "agent_disabled" | "tool_not_enabled" | "connection_inactive" | LimitRefusal;
+
+/** Why an action was not executed: the gate's reasons (committed) or the admission check's (rolled back). */
+export type ExecuteRefusal = GateRefusal | AdmissionRefusal;
+
+/** What executing an approved action answered. */
+export type ExecuteResult =
+  | { ok: true; value: { delivered: boolean; outcome: string; http_status: number | null; result: unknown } }
+  | { ok: false; reason: ExecuteRefusal };
+
+/** The connection an admitted action goes through. */
+interface Binding {
+  orgId: string;
+  agentId: string;
+  runId: string;
+  connectionId: string;
+  provider: Provider;
+}
+
+type Admission = { ok: true; value: Binding } | { ok: false; reason: AdmissionRefusal; audit: CallAudit };
+
+/** Thrown inside the gate's transaction to roll it back; carries the admission check's refusal out. */
+class NotAdmitted extends Error {
+  constructor(readonly refusal: Extract<Admission, { ok: false }>) {
+    super(refusal.reason);
+  }
+}
+
+const service: Caller = { kind: "service" };
+
+/**
+ * Executes approved action `requestId` with the payload the runtime is about to send: the
+ * provider receives the approved canonical bytes, and the runtime gets back the sanitized answer.
+ */
+export async function executeAction(sql: Sql, requestId: string, payload: unknown, env: ConnectorEnv): Promise<ExecuteResult> {
+  // 1. Open the gate and admit the call.
+  let opened: { ok: true; value: { action: ApprovedAction; binding: Binding } } | { ok: false; reason: GateRefusal };
+  try {
+    opened = await sql.begin(async (tx) => {
+      await asService(tx);
+      const gate = await openGate(tx, { requestId, payload });
+      if (!gate.ok) return gate;  // committed: the refusal is in the audit chain
+      const admission = await admit(tx, gate.value);
+      if (!admission.ok) throw new NotAdmitted(admission);  // rolled back: the approval stays unused
+      return { ok: true as const, value: { action: gate.value, binding: admission.value } };
+    });
+  } catch (e) {
+    if (!(e instanceof NotAdmitted)) throw e;
+    await auditCall(sql, service, e.refusal.audit);
+    return { ok: false, reason: e.refusal.reason };
+  }
+  if (!opened.ok) return opened;
+  const { action, binding } = opened.value;
+
+  // 2. Deliver.
+  const delivery = await deliverAction(sql, action, binding, env);
+
+  // 3. Record the outcome.
+  await sql.begin(async (tx) => {
+    await asService(tx);
+    await recordOutcome(tx, action.requestId, { delivered: delivery.outcome === "delivered", detail: delivery.outcome });
+  });
+
+  // 4. Sanitize what the agent gets back.
+  return {
+    ok: true,
+    value: {
+      delivered: delivery.outcome === "delivered",
+      outcome: delivery.outcome,
+      http_status: delivery.status,
+      result: sanitizeToolResult(delivery.body, { secrets: delivery.secrets }),
+    },
+  };
+}
+
+/** The admission check, inside the gate's transaction: the tool's binding, then the meter. */
+async function admit(tx: Tx, action: ApprovedAction): Promise<Admission> {
+  const [row] = await tx`
+    select r.org_id, r.agent_id, r.run_id, t.connection_id, t.provider, t.cost_units, t.enabled, a.disabled_at, c.status
+      from public.action_requests r
+      join public.agents a on a.org_id = r.org_id and a.id = r.agent_id
+      left join public.agent_tools t on t.org_id = r.org_id and t.agent_id = r.agent_id and t.tool = r.tool
+      left join public.connections c on c.org_id = t.org_id and c.id = t.connection_id
+     where r.id = ${action.requestId}`;
+  const audit = { orgId: row.org_id, connectionId: row.connection_id, provider: row.provider, kind: "deliver" as const,
+                  agentId: row.agent_id, runId: row.run_id, tool: action.tool, actionRequestId: action.requestId };
+  let reason: AdmissionRefusal | null;
+  if (row.disabled_at !== null) reason = "agent_disabled";
+  else if (row.connection_id === null || !row.enabled) reason = "tool_not_enabled";
+  else if (row.status !== "active") reason = "connection_inactive";
+  else reason = await meterIn(tx, row.org_id, row.cost_units);
+  if (reason !== null) return { ok: false, reason, audit: { ...audit, outcome: reason } };
+  return { ok: true, value: { orgId: row.org_id, agentId: row.agent_id, runId: row.run_id, connectionId: row.connection_id, provider: row.provider } };
+}
+
+interface Delivery {
+  outcome: string;
+  status: number | null;
+  body: unknown;
+  /** The credentials the call used, for the sanitizer. */
+  secrets: string[];
+}
+
+/** Delivers an admitted action and audits the call. An unexpected failure is a delivery that failed, never its message. */
+async function deliverAction(sql: Sql, action: ApprovedAction, b: Binding, env: ConnectorEnv): Promise<Delivery> {
+  const audit = { orgId: b.orgId, connectionId: b.connectionId, provider: b.provider, kind: "deliver" as const,
+                  agentId: b.agentId, runId: b.runId, tool: action.tool, actionRequestId: action.requestId };
+  try {
+    const fresh = await freshCredential(sql, b, env);
+    if (!fresh.ok) {
+      await auditCall(sql, service, { ...audit, outcome: fresh.reason });
+      return { outcome: fresh.reason, status: null, body: null, secrets: [] };
+    }
+    const { credential, config } = fresh.value;
+    const [result, latencyMs] = await timed(() => deliver(b.provider, credential, config, action.canonicalPayload, env));
+    await auditCall(sql, service, { ...audit, outcome: result.outcome, status: result.status, latencyMs });
+    return { outcome: result.outcome, status: result.status, body: result.body, secrets: Object.values(credential) };
+  } catch {
+    // The error may quote the request or a credential, so only its kind is kept.
+    return { outcome: "delivery_error", status: null, body: null, secrets: [] };
+  }
+}
+
+type Fresh =
+  | { ok: true; value: { credential: Record<string, string>; config: Record<string, unknown> } }
+  | { ok: false; reason: "connection_inactive" | "token_expired" | "refresh_failed" };
+
+/**
+ * The connection's credential for a delivery. An OAuth2 access token that expires within
+ * REFRESH_MARGIN_MS is refreshed first, under a per-connection lock: the provider rotates refresh
+ * tokens, so two deliveries refreshing at once would make the second one fail. Whoever waits on
+ * the lock re-reads the credential and uses the token the first one stored.
+ */
+async function freshCredential(sql: Sql, binding: Binding, env: ConnectorEnv): Promise<Fresh> {
+  const read = async (tx: Tx) => {
+    const [row] = await tx`
+      select display_name, scopes, config, token_expires_at, credential from private.connection_credential(${binding.connectionId})`;
+    return row;
+  };
+  const due = (expiresAt: Date | null) => expiresAt !== null && expiresAt.getTime() - Date.now() <= REFRESH_MARGIN_MS;
+
+  const row = await sql.begin(async (tx) => {
+    await asService(tx);
+    return await read(tx);
+  });
+  if (!row) return { ok: false, reason: "connection_inactive" };
+  if (binding.provider !== "oauth2" || !due(row.token_expires_at)) {
+    return { ok: true, value: { credential: JSON.parse(row.credential as string), config: row.config } };
+  }
+  return await sql.begin(async (tx): Promise<Fresh> => {
+    await asService(tx);
+    await tx`select pg_advisory_xact_lock(hashtextextended(${"connection-refresh:" + binding.connectionId}, 0))`;
+    const locked = await read(tx);
+    if (!locked) return { ok: false, reason: "connection_inactive" };
+    const config = locked.config as Record<string, unknown>;
+    const current = OAuth2Credential.parse(JSON.parse(locked.credential as string));
+    if (!due(locked.token_expires_at)) return { ok: true, value: { credential: current as Record<string, string>, config } };
+    if (!current.refresh_token) return { ok: false, reason: "token_expired" };
+
+    const [refreshed, latencyMs] = await timed(() => refreshTokens(OAuth2Config.parse(config), current, env));
+    // In this transaction: waiters on the lock hold pooled connections, so the holder takes none.
+    await auditCallIn(tx, {
+      orgId: binding.orgId, connectionId: binding.connectionId, provider: "oauth2", kind: "refresh",
+      outcome: refreshed.ok ? "delivered" : refreshed.result.outcome, status: refreshed.result.status, latencyMs,
+    });
+    if (!refreshed.ok) return { ok: false, reason: "refresh_failed" };
+    const next: OAuth2Credential = {
+      access_token: refreshed.tokens.access_token,
+      refresh_token: refreshed.tokens.refresh_token ?? current.refresh_token,
+      client_secret: current.client_secret,
+    };
+    await saveCredentialIn(tx, {
+      orgId: binding.orgId, provider: "oauth2", displayName: locked.display_name, scopes: locked.scopes, credential: next,
+      expiresAt: refreshed.tokens.expiresAt, connectionId: binding.connectionId, config,
+    });
+    return { ok: true, value: { credential: next as Record<string, string>, config } };
+  });
+}
