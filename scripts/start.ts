@@ -55,7 +55,7 @@ Gatehouse local stack is up (${secs} s)
   Logs          ${join(stateDir, "logs")}
 
 Demo logins (local only; random per data folder):
-${info.demoUsers.map((u) => `  ${u.email.padEnd(22)} ${u.password}   ${u.organizations.join(", ")}`).join("\n")}
+${info.demoUsers.map((u) => `  ${u.email.padEnd(22)} ${u.password.padEnd(14)} ${u.memberships.map((m) => `${m.organization} (${m.role})`).join(", ")}`).join("\n")}
 
 Press Ctrl-C to stop.`);
 

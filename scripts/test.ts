@@ -15,13 +15,13 @@
  */
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import postgres from "postgres";
 import { StackError } from "./stack/errors.ts";
-import { freePorts, startStack, type Stack } from "./stack/index.ts";
+import { startOnFreePorts, type Stack } from "./stack/index.ts";
+import { freePort } from "./stack/ports.ts";
 import { typecheck } from "./typecheck.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -63,16 +63,6 @@ export interface TestProviders {
   ca: string;
   cert: string;
   key: string;
-}
-
-/** A free loopback port. */
-function freePort(): Promise<number> {
-  return new Promise((done, failed) => {
-    const server = createServer().once("error", failed).listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => done(port));
-    });
-  });
 }
 
 /**
@@ -195,7 +185,7 @@ async function main(): Promise<number> {
     const started = Date.now();
     const providers = await testProviders(stateDir);
     writeFileSync(join(stateDir, "providers.json"), JSON.stringify(providers), { mode: 0o600 });
-    stack = await startStack({ root, stateDir, ports: await freePorts(), log: (l) => console.log(l), functionsEnv: providersEnv(providers) });
+    stack = await startOnFreePorts({ root, stateDir, log: (l) => console.log(l), functionsEnv: providersEnv(providers) });
     console.log(`stack up in ${((Date.now() - started) / 1000).toFixed(1)} s at ${stack.info.apiUrl}`);
     results.push(await advisors(stack.info.dbUrl));
     results.push(await vitest(join(stateDir, "stack.json"), extra));

@@ -3,14 +3,14 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { freePorts, startStack } from "../stack/index.ts";
+import { startOnFreePorts } from "../stack/index.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
 /** Runs `work` against a fresh, migrated and seeded database that is removed afterwards. */
 export async function withThrowawayDatabase<T>(work: (dbUrl: string) => Promise<T>): Promise<T> {
   const stateDir = mkdtempSync(join(tmpdir(), "gatehouse-bench-"));
-  const stack = await startStack({ root, stateDir, ports: await freePorts(), databaseOnly: true, log: () => {} });
+  const stack = await startOnFreePorts({ root, stateDir, databaseOnly: true, log: () => {} });
   try {
     return await work(stack.info.dbUrl);
   } finally {

@@ -10,8 +10,10 @@
  *   GET  /health, GET /settings
  * Access tokens are HS256 JWTs with GoTrue's claims (sub, role, aud, email, session_id, exp, ...).
  * Errors use GoTrue's body shape ({ code, error_code, msg }) because supabase-js parses it.
+ * One line per request goes to its log (time, method, path, status, ms; never a token or body).
  */
 import { createHash, randomBytes } from "node:crypto";
+import { appendFile } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import bcrypt from "bcryptjs";
 import { jwtVerify, SignJWT } from "jose";
@@ -25,6 +27,8 @@ interface AuthOptions {
   jwtSecret: string;
   jwtExpiry: number;
   issuer: string;
+  /** Where the per-request lines go. */
+  logFile: string;
 }
 
 interface UserRow {
@@ -49,6 +53,8 @@ class AuthError extends Error {
     super(message);
   }
 }
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const PasswordGrant = z.object({ email: z.email().max(255), password: z.string().min(1).max(1024) });
 const RefreshGrant = z.object({ refresh_token: z.string().min(1).max(256) });
@@ -168,12 +174,18 @@ export function createAuthHandler(opts: AuthOptions) {
     }
     const sessionId = typeof claims.session_id === "string" ? claims.session_id : null;
     if (!claims.sub || !sessionId) throw new AuthError(403, "bad_jwt", "JWT is not a user session token");
+    // Validly signed, but no session of ours: sub and session_id are always uuids.
+    if (!UUID.test(claims.sub) || !UUID.test(sessionId)) throw new AuthError(401, "bad_jwt", "JWT sub and session_id must be uuids");
     const [session] = await sql`select 1 from auth.sessions where id = ${sessionId} and user_id = ${claims.sub}`;
     if (!session) throw new AuthError(403, "session_not_found", "Session from session_id claim in JWT does not exist");
     return { userId: claims.sub, sessionId };
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams) {
+    const started = performance.now();
+    res.once("close", () => {
+      appendFile(opts.logFile, `${new Date().toISOString()} ${req.method} ${path} ${res.statusCode} ${Math.round(performance.now() - started)}ms\n`, () => {});
+    });
     try {
       if (req.method === "GET" && path === "/health") {
         return send(res, 200, { version: "local-stand-in", name: "GoTrue (Gatehouse local stand-in)", description: "local only; hosted deployments use Supabase Auth" });
@@ -226,18 +238,32 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
 }
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw new AuthError(413, "request_too_large", "request body is too large");
-    chunks.push(chunk as Buffer);
-  }
-  if (size === 0) return {};
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString("utf8"));
-  } catch {
-    throw new AuthError(400, "bad_json", "request body is not valid JSON");
-  }
+/**
+ * The request's JSON body. Past MAX_BODY_BYTES it is refused with a 413, and the rest is still
+ * read (and dropped), so that the client gets the answer instead of a reset connection.
+ */
+function readJson(req: IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        chunks.length = 0;
+        reject(new AuthError(413, "request_too_large", "request body is too large"));
+      } else {
+        chunks.push(chunk);
+      }
+    });
+    req.on("error", reject);
+    req.on("end", () => {
+      if (size > MAX_BODY_BYTES) return;
+      if (size === 0) return resolve({});
+      try {
+        resolve(JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(Buffer.concat(chunks))));
+      } catch {
+        reject(new AuthError(400, "bad_json", "request body is not valid UTF-8 JSON"));
+      }
+    });
+  });
 }

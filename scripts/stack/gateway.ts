@@ -5,10 +5,15 @@
  *   /functions/v1/*  -> the Deno edge router (JWT verified unless config.toml says verify_jwt = false)
  *   /env.json        -> the public URL and anon key for the web app (the anon key is public by design)
  *   /*               -> the built web app (web/dist), falling back to index.html
- * CORS is answered here for every route, as the hosted gateway does.
+ * CORS is answered here for every route, as the hosted gateway does. Every answer of the gateway's
+ * own is JSON with a stable code: bad requests its HTTP parser rejects (oversized headers,
+ * malformed framing) included, and header values that are not UTF-8 never reach an upstream.
+ * One line per request goes to the log: time, method, path, status, milliseconds; never a
+ * token, a query string or a body.
  */
-import { createReadStream, existsSync, statSync } from "node:fs";
+import { appendFile, createReadStream, existsSync, statSync } from "node:fs";
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
 import { extname, join, normalize, sep } from "node:path";
 import { jwtVerify } from "jose";
 
@@ -45,10 +50,71 @@ interface GatewayOptions {
   webDist: string;
   functionVerifiesJwt: (name: string) => boolean;
   auth: (req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams) => Promise<void>;
+  /** Where the per-request lines go. */
+  logFile: string;
+}
+
+/** What the gateway's HTTP parser refuses, as statuses and codes (Node's parser error codes). */
+const PARSER_ERRORS: Record<string, [number, string, string]> = {
+  HPE_HEADER_OVERFLOW: [431, "headers_too_large", "the request headers are too large"],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, "request_timeout", "the request took too long to arrive"],
+};
+
+/** The most a client may still send after the gateway has answered (a refused upload is read and dropped up to this). */
+const MAX_DRAIN_BYTES = 16 * 1024 * 1024;
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** True when every header value is UTF-8 (Node reads header bytes as latin1; PostgREST chokes on the rest). */
+function headersAreUtf8(req: IncomingMessage): boolean {
+  for (let i = 1; i < req.rawHeaders.length; i += 2) {
+    const value = req.rawHeaders[i];
+    if (!/[^\x00-\x7f]/.test(value)) continue;
+    try {
+      utf8.decode(Buffer.from(value, "latin1"));
+    } catch {
+      return false;
+    }
+  }
+  return true;
+}
+
+/** Answers a connection whose request the HTTP parser rejected: JSON, and the connection closes. */
+function answerParserError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const [status, code, message] = PARSER_ERRORS[err.code ?? ""] ?? [400, "bad_request", "the request is not valid HTTP/1.1"];
+  const body = JSON.stringify({ error: { code, message }, message });
+  socket.end(
+    `HTTP/1.1 ${status} ${status === 431 ? "Request Header Fields Too Large" : status === 408 ? "Request Timeout" : "Bad Request"}\r\n` +
+      `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+}
+
+/**
+ * Once an answer is on its way while the client is still sending (an upload refused as too
+ * large, say), reads and drops the rest of the body so the client sees the answer instead of a
+ * reset, then closes the connection.
+ */
+function drainRest(req: IncomingMessage, res: ServerResponse): void {
+  if (req.complete) return;
+  res.shouldKeepAlive = false;
+  let drained = 0;
+  req.removeAllListeners("data");
+  req.unpipe();
+  req.on("data", (chunk: Buffer) => {
+    drained += chunk.length;
+    if (drained > MAX_DRAIN_BYTES) req.destroy();
+  });
+  req.resume();
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { ...CORS_HEADERS, "content-type": "application/json" }).end(JSON.stringify(body));
+  const text = JSON.stringify(body);
+  res.writeHead(status, { ...CORS_HEADERS, "content-type": "application/json", "content-length": Buffer.byteLength(text) }).end(text);
+  drainRest(res.req, res);
 }
 
 function gatewayError(res: ServerResponse, status: number, code: string, message: string): void {
@@ -66,17 +132,22 @@ function proxy(req: IncomingMessage, res: ServerResponse, port: number, path: st
     if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
   }
   Object.assign(headers, extraHeaders, { host: `127.0.0.1:${port}`, "x-forwarded-proto": "http" });
+  let answered = false;
   const upstream = httpRequest({ host: "127.0.0.1", port, method: req.method, path, headers }, (up) => {
     const out: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(up.headers)) {
       if (v !== undefined && !HOP_BY_HOP.has(k) && !k.startsWith("access-control-")) out[k] = v;
     }
     res.writeHead(up.statusCode ?? 502, { ...out, ...CORS_HEADERS });
+    // An upstream that answers before reading the whole body (a 413) gets no more of it; the
+    // client's rest is drained here, so that it reads the answer rather than a reset.
+    drainRest(req, res);
+    up.on("end", () => (answered = true));
     up.pipe(res);
   });
   upstream.on("error", () => {
     if (!res.headersSent) gatewayError(res, 502, "upstream_unavailable", "the upstream service is not answering");
-    else res.destroy();
+    else if (!answered) res.destroy();
   });
   req.pipe(upstream);
 }
@@ -115,15 +186,23 @@ export async function startGateway(opts: GatewayOptions): Promise<Server> {
   const apiKeys = new Set([opts.anonKey, opts.serviceRoleKey]);
 
   const server = createServer((req, res) => {
+    const started = performance.now();
+    res.once("close", () => {
+      const path = (req.url ?? "/").split("?")[0];
+      const line = `${new Date().toISOString()} ${req.method} ${path} ${res.statusCode} ${Math.round(performance.now() - started)}ms\n`;
+      appendFile(opts.logFile, line, () => {});
+    });
     void route(req, res).catch(() => {
       if (!res.headersSent) gatewayError(res, 500, "gateway_error", "the gateway failed unexpectedly");
       else res.destroy();
     });
   });
+  server.on("clientError", answerParserError);
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://gateway.local");
     const { pathname, searchParams } = url;
+    if (!headersAreUtf8(req)) return gatewayError(res, 400, "invalid_header", "a header value is not UTF-8");
     if (req.method === "OPTIONS") {
       res.writeHead(204, CORS_HEADERS).end();
       return;

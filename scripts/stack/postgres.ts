@@ -9,6 +9,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync,
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { StackError } from "./errors.ts";
+import { PortInUse, saysAddressInUse } from "./ports.ts";
 import { waitFor } from "./wait.ts";
 
 const MIN_MAJOR = 15;
@@ -194,7 +195,7 @@ export async function startPostgres(
   await waitFor("postgres", 30_000, async () => {
     if (exited !== null) {
       const tail = log.join("").trim().split("\n").slice(-3).join(" | ");
-      throw new StackError(`postgres exited during startup: ${tail}`);
+      throw new (saysAddressInUse(tail) ? PortInUse : StackError)(`postgres exited during startup: ${tail}`);
     }
     return accepts(superuserUrl);
   });

@@ -10,10 +10,8 @@ import { openGate, recordOutcome } from "../../functions/_shared/approvals/gate.
 import { asService } from "../../functions/_shared/http/db.ts";
 import { payloadSha256 } from "../../functions/_shared/json/canonical.ts";
 import { accessToken, rest, signedIn, stack, superuser } from "../helpers/stack.ts";
+import { ACME, ACME_RUN, GLOBEX } from "../helpers/fixtures.ts";
 
-const ACME = "0a000000-0000-4000-8000-00000000000a";
-const GLOBEX = "0b000000-0000-4000-8000-00000000000b";
-const ACME_RUN = "4a000000-0000-4000-8000-00000000000a";
 
 const sql = superuser();
 let ada: SupabaseClient;

@@ -14,9 +14,8 @@ import type { SupabaseClient } from "@supabase/supabase-js";
 import { ExportVerifier, checkpointMessage, entryHash, type SignedCheckpoint } from "../../functions/_shared/audit/export.ts";
 import { MerkleFrontier } from "../../functions/_shared/audit/merkle.ts";
 import { accessToken, signedIn, stack, superuser } from "../helpers/stack.ts";
+import { ACME, GLOBEX } from "../helpers/fixtures.ts";
 
-const ACME = "0a000000-0000-4000-8000-00000000000a";
-const GLOBEX = "0b000000-0000-4000-8000-00000000000b";
 const dir = mkdtempSync(join(tmpdir(), "gatehouse-audit-"));
 const sql = superuser();
 let ada: SupabaseClient;

@@ -9,12 +9,8 @@ import type { SupabaseClient } from "@supabase/supabase-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { accessToken, rest, signedIn, stack, superuser } from "../helpers/stack.ts";
 import { type FakeProviders, startProviders } from "../helpers/providers.ts";
+import { ACME, ACME_AGENT, ACME_PROJECT, ACME_RUN, GLOBEX, GLOBEX_AGENT, GLOBEX_CONNECTION } from "../helpers/fixtures.ts";
 
-const ACME = "0a000000-0000-4000-8000-00000000000a";
-const GLOBEX = "0b000000-0000-4000-8000-00000000000b";
-const ACME_PROJECT = "1a000000-0000-4000-8000-00000000000a";
-const ACME_AGENT = "2a000000-0000-4000-8000-00000000000a";
-const ACME_RUN = "4a000000-0000-4000-8000-00000000000a";
 
 const sql = superuser();
 let providers: FakeProviders;
@@ -100,13 +96,12 @@ describe("bad input", () => {
     expect(await call(`actions/${crypto.randomUUID()}/execute`, "runtime", { payload: {} })).toMatchObject({ status: 404, body: { error: { code: "action_request_not_found" } } });
     // Another organization's connection or agent can't be disabled, even by id: RLS hides it from a
     // member, and the service role must name the row's own organization.
-    const globexConnection = "6b000000-0000-4000-8000-00000000000b";
-    expect(await call(`connections/${globexConnection}/disable`, ada, {})).toMatchObject({ status: 404, body: { error: { code: "connection_not_found" } } });
-    expect(await call("agents/2b000000-0000-4000-8000-00000000000b/disable", ada, {})).toMatchObject({ status: 404, body: { error: { code: "agent_not_found" } } });
-    expect(await call(`connections/${globexConnection}/disable`, "runtime", { org_id: ACME })).toMatchObject({ status: 404, body: { error: { code: "connection_not_found" } } });
-    expect(await call("agents/2b000000-0000-4000-8000-00000000000b/disable", "runtime", { org_id: ACME })).toMatchObject({ status: 404, body: { error: { code: "agent_not_found" } } });
-    expect((await sql`select status from public.connections where id = ${globexConnection}`)[0].status).toBe("active");
-    expect((await sql`select disabled_at from public.agents where id = '2b000000-0000-4000-8000-00000000000b'`)[0].disabled_at).toBeNull();
+    expect(await call(`connections/${GLOBEX_CONNECTION}/disable`, ada, {})).toMatchObject({ status: 404, body: { error: { code: "connection_not_found" } } });
+    expect(await call(`agents/${GLOBEX_AGENT}/disable`, ada, {})).toMatchObject({ status: 404, body: { error: { code: "agent_not_found" } } });
+    expect(await call(`connections/${GLOBEX_CONNECTION}/disable`, "runtime", { org_id: ACME })).toMatchObject({ status: 404, body: { error: { code: "connection_not_found" } } });
+    expect(await call(`agents/${GLOBEX_AGENT}/disable`, "runtime", { org_id: ACME })).toMatchObject({ status: 404, body: { error: { code: "agent_not_found" } } });
+    expect((await sql`select status from public.connections where id = ${GLOBEX_CONNECTION}`)[0].status).toBe("active");
+    expect((await sql`select disabled_at from public.agents where id = ${GLOBEX_AGENT}`)[0].disabled_at).toBeNull();
     const get = await fetch(`${stack().functionsUrl}/connectors/connections`, { headers: { authorization: `Bearer ${await accessToken(ada)}` } });
     expect(get.status).toBe(405);
     expect(await connectionCount()).toBe(before);

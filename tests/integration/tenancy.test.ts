@@ -6,11 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SupabaseClient } from "@supabase/supabase-js";
 import { accessToken, anonClient, rest, signedIn } from "../helpers/stack.ts";
+import { ACME, ACME_PROJECT, GLOBEX, GLOBEX_PROJECT } from "../helpers/fixtures.ts";
 
-const ACME = "0a000000-0000-4000-8000-00000000000a";
-const GLOBEX = "0b000000-0000-4000-8000-00000000000b";
-const ACME_PROJECT = "1a000000-0000-4000-8000-00000000000a";
-const GLOBEX_PROJECT = "1b000000-0000-4000-8000-00000000000b";
 
 let ada: SupabaseClient;
 let casey: SupabaseClient;

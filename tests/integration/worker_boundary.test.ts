@@ -6,10 +6,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import type postgres from "postgres";
 import { scopeToRow } from "../../functions/_shared/tenancy/row_scope.ts";
 import { superuser } from "../helpers/stack.ts";
+import { ACME, GLOBEX, GLOBEX_AGENT } from "../helpers/fixtures.ts";
 
-const ACME = "0a000000-0000-4000-8000-00000000000a";
-const GLOBEX = "0b000000-0000-4000-8000-00000000000b";
-const GLOBEX_AGENT = "2b000000-0000-4000-8000-00000000000b";
 
 const sql = superuser();
 afterAll(() => sql.end());

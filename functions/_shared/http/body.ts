@@ -10,10 +10,6 @@ import { refuse } from "./errors.ts";
 const JSON_TYPE = /^application\/json\s*(;|$)/i;
 
 /** Reads the body of `req` (at most `maxBytes`, stopping as soon as it is over) as JSON; an empty body reads as `{}`. */
-export async function readJson(req: Request, maxBytes: number): Promise<unknown> {
-  return (await readJsonBytes(req, maxBytes)).json;
-}
-
 async function readJsonBytes(req: Request, maxBytes: number): Promise<{ json: unknown; bytes: Uint8Array<ArrayBuffer> }> {
   const declared = Number(req.headers.get("content-length") ?? NaN);
   if (declared > maxBytes) throw refuse("body_too_large", `the body is limited to ${maxBytes} bytes`);
@@ -57,7 +53,7 @@ async function readBytes(req: Request, maxBytes: number): Promise<Uint8Array<Arr
 }
 
 /**
- * Hono middleware: reads the JSON body with readJson before a route's validator runs, and hands
+ * Hono middleware: reads the JSON body with readJsonBytes before a route's validator runs, and hands
  * the validator (which reads `c.req.json()`) the checked value, and the bytes to whatever asks
  * whether there was a body. (A validator reads no body without a JSON content type, and
  * validates `{}`: what readJson reads from an empty body.)

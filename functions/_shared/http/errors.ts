@@ -93,7 +93,7 @@ export function refuse(code: RefusalCode, message?: string): HttpError {
  * A refusal raised by the database's private.refuse_request (SQLSTATE PGRST, the convention
  * PostgREST turns into a response): the same status and code here. Null for any other error.
  */
-export function databaseRefusal(e: unknown): HttpError | null {
+function databaseRefusal(e: unknown): HttpError | null {
   const err = e as { code?: string; message?: string; detail?: string };
   if (err?.code !== "PGRST") return null;
   try {
@@ -134,20 +134,4 @@ function routerRefusal(e: unknown): HttpError | null {
   if (!(e instanceof HTTPException)) return null;
   const code = ROUTER_REFUSALS[e.status];
   return code ? refuse(code) : null;
-}
-
-/** Wraps a single-route handler so that whatever it throws becomes a response (errorResponse). */
-export function withErrors(handler: (req: Request) => Promise<Response>): (req: Request) => Promise<Response> {
-  return async (req) => {
-    try {
-      return await handler(req);
-    } catch (e) {
-      return errorResponse(e, new URL(req.url).pathname);
-    }
-  };
-}
-
-/** Refuses any method not in `allowed` with a 405. */
-export function requireMethod(req: Request, ...allowed: string[]): void {
-  if (!allowed.includes(req.method)) throw refuse("method_not_allowed", `use ${allowed.join(" or ")}`);
 }

@@ -15,7 +15,7 @@ export type TextRefusal = { reason: "invalid_text" | "json_too_deep"; path: stri
 const NUL_OR_LONE_SURROGATE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /** True when `s` is text a payload may carry: no NUL and no unpaired surrogate. */
-export function isSafeText(s: string): boolean {
+function isSafeText(s: string): boolean {
   return !NUL_OR_LONE_SURROGATE.test(s);
 }
 

@@ -5,7 +5,7 @@ select plan(6);
 
 select pg_temp.act_as(pg_temp.uid('ada'));
 select results_eq($$ select slug from public.organizations order by slug $$, array['acme'], 'a member sees only their organization');
-select is((select count(*)::int from public.organization_members where org_id = '0b000000-0000-4000-8000-00000000000b'), 0,
+select is((select count(*)::int from public.organization_members where org_id = pg_temp.org('globex')), 0,
           'a member sees no members of another organization');
 select throws_ok($$ insert into public.organizations (name, slug) values ('Evil', 'evil') $$, '42501', null,
                  'a member cannot create organizations directly');

@@ -54,7 +54,7 @@ insert into cells (resource, action, statement, tenant_admin, project_admin, pro
   ('organizations', 'rename the organization', $$update public.organizations set name = 'Acme II' where id = :org$$, 'allowed', 'denied', 'denied', 'denied'),
   ('organizations', 'restrict it to verified domains', $$update public.organizations set restrict_to_verified_domains = true where id = :org$$, 'allowed', 'denied', 'denied', 'denied'),
   ('organization_members', 'read the members', $$select 1 from public.organization_members where org_id = :org$$, 'allowed', 'allowed', 'allowed', 'allowed'),
-  ('organization_members', 'add a member directly', $$insert into public.organization_members (org_id, user_id, role) values (:org, 'b0000000-0000-4000-8000-000000000002', 'project_viewer')$$, 'denied', 'denied', 'denied', 'denied'),
+  ('organization_members', 'add a member directly', $$insert into public.organization_members (org_id, user_id, role) values (:org, pg_temp.uid('mallory'), 'project_viewer')$$, 'denied', 'denied', 'denied', 'denied'),
   ('organization_members', 'change a member''s role', $$update public.organization_members set role = 'project_contributor' where user_id = :managed$$, 'allowed', 'denied', 'denied', 'denied'),
   ('organization_members', 'remove a member', $$delete from public.organization_members where user_id = :managed$$, 'allowed', 'denied', 'denied', 'denied'),
   ('organization_members', 'leave the organization', $$select public.leave_organization()$$, 'allowed', 'allowed', 'allowed', 'allowed'),
@@ -116,10 +116,10 @@ select is(pg_temp.probe('d0000000-0000-4000-8000-000000000006', pg_temp.org('acm
             $$select public.publish_agent_version('3a000000-0000-4000-8000-0000000000f0')$$),
           'allowed', 'a viewer raised to project_admin can publish in that project');
 select is(pg_temp.probe('d0000000-0000-4000-8000-000000000006', pg_temp.org('acme'),
-            $$insert into public.agents (org_id, project_id, name) values ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', 'Elsewhere')$$),
+            $$insert into public.agents (org_id, project_id, name) values (pg_temp.org('acme'), pg_temp.project('acme'), 'Elsewhere')$$),
           'denied', 'a viewer raised on one project is still a viewer on the others');
 select is(pg_temp.probe('d0000000-0000-4000-8000-000000000003', pg_temp.org('acme'),
-            $$insert into public.agents (org_id, project_id, name) values ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-0000000000f0', 'Not lowered')$$),
+            $$insert into public.agents (org_id, project_id, name) values (pg_temp.org('acme'), '1a000000-0000-4000-8000-0000000000f0', 'Not lowered')$$),
           'allowed', 'a project membership never lowers a member''s organization role');
 
 select * from finish();

@@ -12,22 +12,22 @@ select is((select count(*)::int from public.organization_members), 0, 'without a
 select results_eq($$ select slug from public.organizations order by slug $$, array['acme'],
                   'without a context, a member still lists their organizations');
 select throws_ok($$ insert into public.agents (org_id, project_id, name)
-                    values ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', 'x') $$,
+                    values (pg_temp.org('acme'), pg_temp.project('acme'), 'x') $$,
                  '42501', 'no organization context: insert on public.agents needs X-Org-Id (or private.set_context())',
                  'without a context, an insert is refused with a clear error');
 select throws_like($$ delete from public.agents $$, '%no organization context: delete on public.agents%',
                    'without a context, a delete is refused with a clear error');
 
 -- set_context validates membership before anything runs.
-select throws_ok($$ select private.set_context('0b000000-0000-4000-8000-00000000000b') $$, '42501',
+select throws_ok($$ select private.set_context(pg_temp.org('globex')) $$, '42501',
                  'not a member of organization 0b000000-0000-4000-8000-00000000000b',
                  'a member cannot set the context of an organization they do not belong to');
-select throws_ok($$ select private.set_context('0a000000-0000-4000-8000-00000000000a', '1b000000-0000-4000-8000-00000000000b') $$,
+select throws_ok($$ select private.set_context(pg_temp.org('acme'), pg_temp.project('globex')) $$,
                  '42501', null, 'a project of another organization is refused as the context project');
 select throws_ok($$ select private.set_context(null) $$, '22023', null, 'a context needs an organization');
 
 -- A forged setting (skipping set_context) is re-validated on every statement, so it matches nothing.
-set local gatehouse.org_id = '0b000000-0000-4000-8000-00000000000b';
+select set_config('gatehouse.org_id', pg_temp.org('globex')::text, true);
 select is((select count(*)::int from public.agents), 0, 'a forged context of another organization shows nothing');
 select is(private.current_org_id(), null, 'a forged context is not a current organization');
 set local gatehouse.org_id = 'not-a-uuid';
@@ -45,7 +45,7 @@ select pg_temp.act_as(pg_temp.uid('casey'), pg_temp.org('globex'));
 select results_eq($$ select name from public.agents order by name $$, array['Ticket triage'],
                   'the same member in Globex''s context sees only Globex''s agents');
 select throws_ok($$ insert into public.agents (org_id, project_id, name)
-                    values ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', 'Crossed') $$,
+                    values (pg_temp.org('acme'), pg_temp.project('acme'), 'Crossed') $$,
                  '42501', null, 'in Globex''s context, the member cannot write an Acme row');
 reset role;
 
@@ -58,7 +58,7 @@ select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'), '1a000000-0000-40
 select results_eq($$ select name from public.agents $$, array['Second agent'],
                   'with X-Project-Id, agents narrow to that project');
 select throws_ok($$ insert into public.agents (org_id, project_id, name)
-                    values ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', 'Other project') $$,
+                    values (pg_temp.org('acme'), pg_temp.project('acme'), 'Other project') $$,
                  '42501', null, 'with X-Project-Id, writes to another project of the organization are refused');
 reset role;
 

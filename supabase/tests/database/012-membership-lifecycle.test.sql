@@ -82,14 +82,14 @@ select throws_like($$ select public.accept_invitation((select token from tokens 
 reset role;
 
 select throws_like($$ insert into public.organization_members (org_id, user_id, role)
-                      values ('0a000000-0000-4000-8000-00000000000a', 'b0000000-0000-4000-8000-000000000002', 'project_viewer') $$,
+                      values (pg_temp.org('acme'), pg_temp.uid('mallory'), 'project_viewer') $$,
                    '%only admits verified email domains%',
                    'the database refuses a join from another domain even for the service role');
 
 update public.organization_domains set verified_at = now() where domain = 'globex.test';
 insert into public.organization_domains (org_id, domain) values (pg_temp.org('globex'), 'acme.test');
 select throws_ok($$ update public.organization_domains set verified_at = now()
-                     where org_id = '0b000000-0000-4000-8000-00000000000b' and domain = 'acme.test' $$, '23505', null,
+                     where org_id = pg_temp.org('globex') and domain = 'acme.test' $$, '23505', null,
                  'a domain verified by one organization cannot be verified by another');
 
 -- An organization always keeps a tenant admin.

@@ -6,11 +6,11 @@ select plan(11);
 
 select pg_temp.act_as(pg_temp.uid('casey'), pg_temp.org('acme'));
 insert into public.agent_versions (org_id, project_id, agent_id, config)
-values (pg_temp.org('acme'), '1a000000-0000-4000-8000-00000000000a', '2a000000-0000-4000-8000-00000000000a', '{"model":"m3"}');
-select results_eq($$ select version from public.agent_versions where agent_id = '2a000000-0000-4000-8000-00000000000a' order by version $$,
+values (pg_temp.org('acme'), pg_temp.project('acme'), pg_temp.agent('acme'), '{"model":"m3"}');
+select results_eq($$ select version from public.agent_versions where agent_id = pg_temp.agent('acme') order by version $$,
                   array[1, 2, 3], 'versions are numbered by the database, one past the latest');
 select throws_ok($$ insert into public.agent_versions (org_id, project_id, agent_id, version)
-                    values ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', '2a000000-0000-4000-8000-00000000000a', 99) $$,
+                    values (pg_temp.org('acme'), pg_temp.project('acme'), pg_temp.agent('acme'), 99) $$,
                  '42501', null, 'a client cannot pick a version number');
 select throws_ok($$ update public.agent_versions set published_at = now() where id = '3a000000-0000-4000-8000-00000000002a' $$,
                  '42501', null, 'a draft cannot be published by writing published_at');
@@ -21,7 +21,7 @@ select throws_ok($$ update public.agent_versions set config = '{"model":"evil"}'
                  'a project admin cannot change a published version');
 select throws_ok($$ delete from public.agent_versions where id = '3a000000-0000-4000-8000-00000000001a' $$,
                  '23514', null, 'a project admin cannot delete a published version');
-select throws_ok($$ delete from public.agents where id = '2a000000-0000-4000-8000-00000000000a' $$,
+select throws_ok($$ delete from public.agents where id = pg_temp.agent('acme') $$,
                  '23514', null, 'an agent with a published version cannot be deleted');
 
 select is((select version from public.publish_agent_version('3a000000-0000-4000-8000-00000000002a')), 2,

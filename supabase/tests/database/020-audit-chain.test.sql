@@ -38,10 +38,10 @@ update public.organization_members set role = 'project_contributor' where user_i
 reset role;
 do $$ begin perform audit.seal(pg_temp.org('acme')); end $$;
 select results_eq(
-  $$ select action, actor from audit.entries where org_id = '0a000000-0000-4000-8000-00000000000a' order by seq desc limit 3 $$,
-  $$ values ('membership.update', 'a0000000-0000-4000-8000-000000000001'::uuid),
-            ('agent_version.update', 'a0000000-0000-4000-8000-000000000001'::uuid),
-            ('invitation.insert', 'a0000000-0000-4000-8000-000000000001'::uuid) $$,
+  $$ select action, actor from audit.entries where org_id = pg_temp.org('acme') order by seq desc limit 3 $$,
+  $$ values ('membership.update', pg_temp.uid('ada')::uuid),
+            ('agent_version.update', pg_temp.uid('ada')::uuid),
+            ('invitation.insert', pg_temp.uid('ada')::uuid) $$,
   'invitations, publishing and role changes are recorded with their actor');
 select ok((select p.payload::jsonb -> 'new' ? 'email' and not (p.payload::jsonb -> 'new' ? 'token_hash')
              from audit.entries e join audit.records p on p.org_id = e.org_id and p.xid = e.record_xid and p.id = e.record_id
@@ -61,13 +61,13 @@ reset datestyle;
 -- Recording: the service role inserts what an action is; the database fills in who and when.
 set local role service_role;
 select lives_ok($$ insert into audit.records (org_id, action, target_type, target_id, payload)
-                   values ('0a000000-0000-4000-8000-00000000000a', 'test.recorded', 'test', 'r', '{"by": "service"}') $$,
+                   values (pg_temp.org('acme'), 'test.recorded', 'test', 'r', '{"by": "service"}') $$,
                 'the service role records an action with an insert');
-select throws_ok($$ insert into audit.records (org_id, action, actor) values ('0a000000-0000-4000-8000-00000000000a', 'test.forged', gen_random_uuid()) $$,
+select throws_ok($$ insert into audit.records (org_id, action, actor) values (pg_temp.org('acme'), 'test.forged', gen_random_uuid()) $$,
                  '42501', null, 'the service role cannot choose an action''s actor');
-select throws_ok($$ insert into audit.records (org_id, action, occurred_at) values ('0a000000-0000-4000-8000-00000000000a', 'test.forged', now() - interval '1 year') $$,
+select throws_ok($$ insert into audit.records (org_id, action, occurred_at) values (pg_temp.org('acme'), 'test.forged', now() - interval '1 year') $$,
                  '42501', null, 'the service role cannot choose an action''s time');
-select throws_ok($$ insert into audit.records (org_id, action, payload) values ('0a000000-0000-4000-8000-00000000000a', 'test.forged', null) $$,
+select throws_ok($$ insert into audit.records (org_id, action, payload) values (pg_temp.org('acme'), 'test.forged', null) $$,
                  '23514', null, 'an action is not recorded as purged');
 reset role;
 
@@ -77,7 +77,7 @@ select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
 select results_eq($$ select seq, sealed, payload::jsonb from public.audit_log where action = 'test.pending' $$,
                   $$ values (null::bigint, false, '{"k": "v"}'::jsonb) $$,
                   'a member reads an action that waits to be sealed, without a number');
-select throws_ok($$ insert into audit.records (org_id, action) values ('0a000000-0000-4000-8000-00000000000a', 'forged.event') $$,
+select throws_ok($$ insert into audit.records (org_id, action) values (pg_temp.org('acme'), 'forged.event') $$,
                  '42501', null, 'a member cannot record an action directly');
 reset role;
 select pg_temp.act_as(pg_temp.uid('grace'), pg_temp.org('globex'));
@@ -117,7 +117,7 @@ select throws_ok($$ insert into audit.entries (org_id, seq, prev_hash, entry_has
                  '42501', null, 'the service role cannot write entries: only sealing does');
 reset role;
 select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
-select throws_ok($$ select audit.append('0a000000-0000-4000-8000-00000000000a', 'forged.event', null, null) $$,
+select throws_ok($$ select audit.append(pg_temp.org('acme'), 'forged.event', null, null) $$,
                  '42501', null, 'a member cannot append to the chain directly');
 select is((select ok from public.verify_audit_chain()), true, 'a tenant admin verifies their chain in place');
 reset role;

@@ -16,9 +16,9 @@ end
 $$;
 
 -- Acme's seeded run was started on a schedule, so its proposals are nobody's own request.
-\set run '4a000000-0000-4000-8000-00000000000a'
-\set agent '2a000000-0000-4000-8000-00000000000a'
-\set project '1a000000-0000-4000-8000-00000000000a'
+select pg_temp.run('acme') as run \gset
+select pg_temp.agent('acme') as agent \gset
+select pg_temp.project('acme') as project \gset
 
 -- =============================================================================================
 -- Proposing: canonical payload, hash and policy
@@ -54,24 +54,24 @@ select is((public.propose_action(:'run', 'crm.lookup', 'crm', '{"customer": 8}',
           'an agent-and-tool policy beats a tool policy');
 select is((public.propose_action(:'run', 'payments.refund', 'stripe', '{"amount": 10}', 'low')).status, 'denied',
           'a tool policy beats the project default, and deny refuses at once');
-select throws_like($$ select public.propose_action('4a000000-0000-4000-8000-00000000000a', 'x', 'slack', '[1]') $$,
+select throws_like($$ select public.propose_action(pg_temp.run('acme'), 'x', 'slack', '[1]') $$,
                    '%invalid_payload%', 'a payload that is not a JSON object is refused');
-select throws_like($$ select public.propose_action('4a000000-0000-4000-8000-00000000000a', 'Bad Tool', 'slack', '{}') $$,
+select throws_like($$ select public.propose_action(pg_temp.run('acme'), 'Bad Tool', 'slack', '{}') $$,
                    '%invalid_tool%', 'a malformed tool name is refused');
-select throws_like($$ select public.propose_action('4a000000-0000-4000-8000-00000000000a', 'x', 'slack', '{}', 'low', 10) $$,
+select throws_like($$ select public.propose_action(pg_temp.run('acme'), 'x', 'slack', '{}', 'low', 10) $$,
                    '%invalid_expiry%', 'an expiry under a minute is refused');
 reset role;
 
 select pg_temp.act_as(pg_temp.uid('victor'), pg_temp.org('acme'));
-select throws_like($$ select public.propose_action('4a000000-0000-4000-8000-00000000000a', 'x', 'slack', '{}') $$,
+select throws_like($$ select public.propose_action(pg_temp.run('acme'), 'x', 'slack', '{}') $$,
                    '%run_not_found%', 'a viewer cannot propose actions');
 reset role;
 select pg_temp.act_as(pg_temp.uid('grace'), pg_temp.org('globex'));
-select throws_like($$ select public.propose_action('4a000000-0000-4000-8000-00000000000a', 'x', 'slack', '{}') $$,
+select throws_like($$ select public.propose_action(pg_temp.run('acme'), 'x', 'slack', '{}') $$,
                    '%run_not_found%', 'another organization cannot propose for the run');
 reset role;
 set local role anon;
-select throws_ok($$ select public.propose_action('4a000000-0000-4000-8000-00000000000a', 'x', 'slack', '{}') $$,
+select throws_ok($$ select public.propose_action(pg_temp.run('acme'), 'x', 'slack', '{}') $$,
                  '42501', null, 'anon cannot call the approval RPCs');
 reset role;
 

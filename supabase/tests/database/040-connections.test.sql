@@ -31,7 +31,7 @@ select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
 select throws_ok($$ select * from vault.decrypted_secrets $$, '42501', null, 'authenticated cannot read vault.decrypted_secrets');
 select throws_ok($$ select * from vault.secrets $$, '42501', null, 'authenticated cannot read vault.secrets');
 select throws_ok($$ select vault.create_secret('x') $$, '42501', null, 'authenticated cannot create Vault secrets');
-select throws_ok($$ select public.save_connection('0a000000-0000-4000-8000-00000000000a', 'github', 'Mine', '{}', 'tok') $$,
+select throws_ok($$ select public.save_connection(pg_temp.org('acme'), 'github', 'Mine', '{}', 'tok') $$,
                  '42501', null, 'authenticated cannot write a credential, even in its own organization');
 select throws_ok($$ select secret_id from public.connections $$, '42501', null, 'authenticated cannot read the Vault reference');
 reset role;

@@ -32,23 +32,23 @@ select is((select count(*)::int from information_schema.column_privileges
 -- Scopes: a connection asks for the union of what the enabled tools of its provider need.
 -- ---------------------------------------------------------------------------------------------
 insert into public.agent_tools (org_id, project_id, agent_id, tool, provider, scopes)
-values (pg_temp.org('acme'), '1a000000-0000-4000-8000-00000000000a', '2a000000-0000-4000-8000-00000000000a', 'gh.issues', 'github', '{repo,read:org}'),
-       (pg_temp.org('acme'), '1a000000-0000-4000-8000-00000000000a', '2a000000-0000-4000-8000-00000000000a', 'gh.status', 'github', '{repo:status,repo}'),
-       (pg_temp.org('acme'), '1a000000-0000-4000-8000-00000000000a', '2a000000-0000-4000-8000-00000000000a', 'gh.admin', 'github', '{admin:org}');
+values (pg_temp.org('acme'), pg_temp.project('acme'), pg_temp.agent('acme'), 'gh.issues', 'github', '{repo,read:org}'),
+       (pg_temp.org('acme'), pg_temp.project('acme'), pg_temp.agent('acme'), 'gh.status', 'github', '{repo:status,repo}'),
+       (pg_temp.org('acme'), pg_temp.project('acme'), pg_temp.agent('acme'), 'gh.admin', 'github', '{admin:org}');
 update public.agent_tools set enabled = false where tool = 'gh.admin';
 select is(private.scopes_needed(pg_temp.org('acme'), 'github'), '{read:org,repo,repo:status}',
           'the union of the enabled tools'' scopes, sorted, without a disabled tool''s');
 select is(private.scopes_needed(pg_temp.org('globex'), 'github'), '{repo:status}', 'another organization''s tools are not counted');
 select is(private.scopes_needed(pg_temp.org('acme'), 'notion'), '{}', 'no tools, no scopes');
 select throws_ok($$ insert into public.agent_tools (org_id, project_id, agent_id, tool, provider, scopes)
-                    values ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a',
-                            '2a000000-0000-4000-8000-00000000000a', 'bad.scopes', 'github', '{"has space"}') $$,
+                    values (pg_temp.org('acme'), pg_temp.project('acme'),
+                            pg_temp.agent('acme'), 'bad.scopes', 'github', '{"has space"}') $$,
                  '23514', null, 'a malformed scope is refused');
 
 -- A tool binds only to a connection of its own organization and provider.
-select throws_ok($$ update public.agent_tools set connection_id = '6b000000-0000-4000-8000-00000000000b' where tool = 'gh.issues' $$,
+select throws_ok($$ update public.agent_tools set connection_id = pg_temp.connection('globex') where tool = 'gh.issues' $$,
                  '23503', null, 'a tool cannot bind to another organization''s connection');
-select throws_ok($$ update public.agent_tools set connection_id = '6a000000-0000-4000-8000-00000000000a' where tool = 'gh.issues' $$,
+select throws_ok($$ update public.agent_tools set connection_id = pg_temp.connection('acme') where tool = 'gh.issues' $$,
                  '23503', null, 'a GitHub tool cannot bind to a Slack connection');
 
 -- Tools are a project admin's to change.
@@ -89,7 +89,7 @@ select is((select minute_calls || '/' || month_units from private.connector_mete
 update private.connector_meters set month_start = month_start - interval '1 month';
 select is(private.meter_connector_call(pg_temp.org('acme'), 10), null, 'a new month starts the budget again');
 select is(private.meter_connector_call(pg_temp.org('globex'), 1), null, 'another organization has its own meter');
-select throws_ok($$ select private.meter_connector_call('0a000000-0000-4000-8000-00000000000a', -1) $$, '22023', null,
+select throws_ok($$ select private.meter_connector_call(pg_temp.org('acme'), -1) $$, '22023', null,
                  'a negative cost is refused');
 
 -- ---------------------------------------------------------------------------------------------
@@ -113,13 +113,13 @@ select is((select count(*)::int from private.take_oauth_authorization(repeat('b'
 -- disable_agent: project admins; hands back the connections nothing enabled uses any more.
 -- ---------------------------------------------------------------------------------------------
 -- The seeded agent's Slack tool uses the seeded connection (integration tests may have rebound it).
-update public.agent_tools set connection_id = '6a000000-0000-4000-8000-00000000000a', enabled = true
- where agent_id = '2a000000-0000-4000-8000-00000000000a' and tool = 'slack.post_message';
+update public.agent_tools set connection_id = pg_temp.connection('acme'), enabled = true
+ where agent_id = pg_temp.agent('acme') and tool = 'slack.post_message';
 insert into public.agents (id, org_id, project_id, name)
-values ('2a000000-0000-4000-8000-0000000000ff', pg_temp.org('acme'), '1a000000-0000-4000-8000-00000000000a', 'Short-lived');
+values ('2a000000-0000-4000-8000-0000000000ff', pg_temp.org('acme'), pg_temp.project('acme'), 'Short-lived');
 insert into public.agent_tools (org_id, project_id, agent_id, tool, provider, connection_id)
-values (pg_temp.org('acme'), '1a000000-0000-4000-8000-00000000000a', '2a000000-0000-4000-8000-0000000000ff', 'slack.post_message',
-        'slack_webhook', '6a000000-0000-4000-8000-00000000000a');
+values (pg_temp.org('acme'), pg_temp.project('acme'), '2a000000-0000-4000-8000-0000000000ff', 'slack.post_message',
+        'slack_webhook', pg_temp.connection('acme'));
 select pg_temp.act_as(pg_temp.uid('victor'), pg_temp.org('acme'));
 select throws_like($$ select public.disable_agent('2a000000-0000-4000-8000-0000000000ff') $$, '%agent_not_found%',
                    'a viewer cannot disable an agent');
@@ -128,9 +128,9 @@ select pg_temp.act_as(pg_temp.uid('casey'), pg_temp.org('acme'));
 select is(array(select public.disable_agent('2a000000-0000-4000-8000-0000000000ff')), '{}'::uuid[],
           'a connection another enabled agent still uses is not handed back for revocation');
 reset role;
-update public.agent_tools set enabled = false where agent_id = '2a000000-0000-4000-8000-00000000000a' and tool = 'slack.post_message';
+update public.agent_tools set enabled = false where agent_id = pg_temp.agent('acme') and tool = 'slack.post_message';
 select pg_temp.act_as(pg_temp.uid('casey'), pg_temp.org('acme'));
-select is(array(select public.disable_agent('2a000000-0000-4000-8000-0000000000ff')), array['6a000000-0000-4000-8000-00000000000a'::uuid],
+select is(array(select public.disable_agent('2a000000-0000-4000-8000-0000000000ff')), array[pg_temp.connection('acme')::uuid],
           'once nothing enabled uses it, the connection is handed back (disabling again is harmless)');
 reset role;
 select is((select disabled_at is not null and not bool_or(t.enabled) from public.agents a join public.agent_tools t on t.agent_id = a.id

@@ -1,0 +1,50 @@
+/**
+ * What hosted Supabase runs on a schedule, run here by the stack: the audit sealer (pg_cron there)
+ * and periodic audit checkpoints (Cron calling audit-checkpoint there).
+ */
+import { appendFileSync } from "node:fs";
+import { StackError } from "./errors.ts";
+import { DEFAULT_SEAL_INTERVAL_MS, startSealer, type Sealer } from "./sealer.ts";
+
+/**
+ * Every GATEHOUSE_CHECKPOINT_SECONDS (default 600; 0 turns it off), signs a checkpoint of every
+ * chain that grew, through the audit-checkpoint function at `url`. Returns a stopper.
+ */
+export function scheduleCheckpoints(url: string, serviceRoleKey: string, logFile: string): () => void {
+  const raw = process.env.GATEHOUSE_CHECKPOINT_SECONDS ?? "600";
+  const seconds = Number(raw);
+  if (!Number.isInteger(seconds) || seconds < 0) throw new StackError(`GATEHOUSE_CHECKPOINT_SECONDS=${raw} is not a whole number of seconds`);
+  if (seconds === 0) return () => {};
+  const timer = setInterval(async () => {
+    try {
+      const res = await fetch(url, {
+        method: "POST",
+        headers: { authorization: `Bearer ${serviceRoleKey}`, apikey: serviceRoleKey, "content-type": "application/json" },
+        body: "{}",
+        signal: AbortSignal.timeout(60_000),
+      });
+      const body = (await res.json()) as { checkpoints?: unknown[] };
+      appendFileSync(logFile, `${new Date().toISOString()} ${res.status} ${body.checkpoints?.length ?? 0} checkpoint(s)\n`);
+    } catch (e) {
+      appendFileSync(logFile, `${new Date().toISOString()} failed: ${(e as Error).message}\n`);
+    }
+  }, seconds * 1000);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+/**
+ * The audit sealer (sealer.ts), as pg_cron runs audit.seal_pending() on hosted Supabase: when a
+ * call finds nothing to seal, the next one waits GATEHOUSE_SEAL_INTERVAL_MS (default 200).
+ */
+export function startAuditSealer(dbUrl: string, logFile: string): Sealer {
+  const raw = process.env.GATEHOUSE_SEAL_INTERVAL_MS ?? String(DEFAULT_SEAL_INTERVAL_MS);
+  const intervalMs = Number(raw);
+  if (!Number.isInteger(intervalMs) || intervalMs < 1) {
+    throw new StackError(`GATEHOUSE_SEAL_INTERVAL_MS=${raw} is not a whole number of milliseconds from 1 up`);
+  }
+  return startSealer(dbUrl, {
+    intervalMs,
+    onError: (e) => appendFileSync(logFile, `${new Date().toISOString()} sealing failed: ${e.message}\n`),
+  });
+}

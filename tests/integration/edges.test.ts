@@ -1,0 +1,140 @@
+/**
+ * The edges of the stack answer bad input with a 4xx JSON error, never a 500, an empty body or a
+ * reset: the gateway's own HTTP parser, header bytes that are not UTF-8, uploads refused before
+ * they are fully sent, tokens that are validly signed but name no uuid, strings Postgres can't
+ * hold. (tests/integration/fuzz.test.ts throws generated input at every route.)
+ */
+import { request as httpRequest } from "node:http";
+import { connect } from "node:net";
+import { SignJWT } from "jose";
+import { afterAll, describe, expect, it } from "vitest";
+import { accessToken, signedIn, stack } from "../helpers/stack.ts";
+import { ACME } from "../helpers/fixtures.ts";
+
+const s = stack();
+const ada = await signedIn("ada@acme.test");
+afterAll(() => ada.auth.signOut());
+
+/** Sends raw bytes to the gateway and reads the raw answer (until the server closes or 3 s pass). */
+function raw(bytes: string | Buffer): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(s.ports.api, "127.0.0.1", () => socket.write(bytes));
+    let answer = "";
+    socket.on("data", (b) => (answer += b.toString("latin1")));
+    socket.on("end", () => resolve(answer));
+    socket.on("error", reject);
+    socket.setTimeout(3000, () => {
+      socket.destroy();
+      resolve(answer);
+    });
+  });
+}
+
+/** The status and JSON body of a raw HTTP answer. */
+function parsed(answer: string): { status: number; body: any } {
+  const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1]);
+  const body = answer.slice(answer.indexOf("\r\n\r\n") + 4);
+  return { status, body: JSON.parse(body) };
+}
+
+/** A token signed with the project's secret, with the claims given. */
+function forged(claims: Record<string, unknown>): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({ role: "authenticated", ...claims }).setProtectedHeader({ alg: "HS256" }).setIssuedAt(now).setExpirationTime(now + 600)
+    .sign(new TextEncoder().encode(s.jwtSecret));
+}
+
+describe("the gateway's own answers", () => {
+  it("answers headers too large for its parser with a JSON 431", async () => {
+    const answer = await raw(`GET /rest/v1/ HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(20_000)}\r\n\r\n`);
+    expect(parsed(answer)).toMatchObject({ status: 431, body: { error: { code: "headers_too_large" } } });
+    expect(answer.toLowerCase()).toContain("connection: close");
+  });
+
+  it("answers malformed framing with a JSON 400", async () => {
+    const answer = await raw("POST /rest/v1/ HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+    expect(parsed(answer)).toMatchObject({ status: 400, body: { error: { code: "bad_request" } } });
+    expect(parsed(await raw("NOT HTTP AT ALL\r\n\r\n"))).toMatchObject({ status: 400 });
+  });
+
+  it("refuses header values that are not UTF-8 before any upstream sees them", async () => {
+    const bytes = Buffer.concat([
+      Buffer.from(`GET /rest/v1/organizations HTTP/1.1\r\nHost: x\r\nConnection: close\r\napikey: ${s.anonKey}\r\nX-Org-Id: `),
+      Buffer.from([0xff, 0xfe, 0x41]),
+      Buffer.from("\r\n\r\n"),
+    ]);
+    expect(parsed(await raw(bytes))).toMatchObject({ status: 400, body: { error: { code: "invalid_header" } } });
+  });
+
+  it("lets the client read a 413 for an upload refused before it was all sent", async () => {
+    const token = await accessToken(ada);
+    const big = Buffer.alloc(4 * 1024 * 1024, "a");
+    const cases = [
+      // A function that refuses on the declared length, and one that stops reading a chunked body.
+      { url: `${s.functionsUrl}/connectors/connections`, headers: { authorization: `Bearer ${token}`, "x-org-id": ACME, "content-length": String(big.length) }, code: "body_too_large" },
+      { url: `${s.functionsUrl}/connectors/connections`, headers: { authorization: `Bearer ${token}`, "x-org-id": ACME }, code: "body_too_large" },
+      // The auth stand-in, in the gateway's own process.
+      { url: `${s.apiUrl}/auth/v1/token?grant_type=password`, headers: { apikey: s.anonKey }, code: "request_too_large" },
+    ];
+    for (const c of cases) {
+      const answer = await upload(c.url, { "content-type": "application/json", ...c.headers }, big);
+      expect(answer.status, c.url).toBe(413);
+      const body = JSON.parse(answer.text);
+      expect(body.error?.code ?? body.error_code, c.url).toBe(c.code);
+    }
+  });
+});
+
+/** POSTs `body` in 64 KiB writes (chunked unless a content-length is given) and reads the answer; a reset rejects. */
+function upload(url: string, headers: Record<string, string>, body: Buffer): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method: "POST", headers }, (res) => {
+      let text = "";
+      res.on("data", (c) => (text += c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    let at = 0;
+    const next = () => {
+      while (at < body.length) {
+        const chunk = body.subarray(at, at + 65536);
+        at += chunk.length;
+        if (!req.write(chunk)) return void req.once("drain", next);
+      }
+      req.end();
+    };
+    next();
+  });
+}
+
+describe("validly signed tokens that name no uuid", () => {
+  it("are refused as 401 by the functions", async () => {
+    for (const claims of [{ sub: "not-a-uuid" }, { sub: crypto.randomUUID(), session_id: "nope" }]) {
+      const res = await fetch(`${s.functionsUrl}/audit-export`, { headers: { authorization: `Bearer ${await forged(claims)}`, "x-org-id": ACME } });
+      expect(res.status).toBe(401);
+      expect((await res.json()).error.code).toBe("invalid_token");
+    }
+  });
+
+  it("are refused as 401 by the auth stand-in", async () => {
+    for (const claims of [{ sub: "not-a-uuid", session_id: crypto.randomUUID() }, { sub: crypto.randomUUID(), session_id: "nope" }]) {
+      const res = await fetch(`${s.apiUrl}/auth/v1/user`, { headers: { apikey: s.anonKey, authorization: `Bearer ${await forged(claims)}` } });
+      expect(res.status).toBe(401);
+      expect((await res.json()).error_code).toBe("bad_jwt");
+    }
+  });
+});
+
+describe("function bodies", () => {
+  it("refuse NUL characters, unpaired surrogates and deep nesting at the JSON boundary", async () => {
+    const token = await accessToken(ada);
+    const send = (text: string) => fetch(`${s.functionsUrl}/connectors/connections`, {
+      method: "POST", headers: { authorization: `Bearer ${token}`, "x-org-id": ACME, "content-type": "application/json" }, body: text,
+    }).then(async (r) => ({ status: r.status, body: await r.json() }));
+    expect(await send('{"provider":"github","display_name":"a\\u0000b","credential":{}}')).toMatchObject({ status: 400, body: { error: { code: "invalid_text" } } });
+    expect(await send('{"provider":"github","display_name":"\\ud800","credential":{}}')).toMatchObject({ status: 400, body: { error: { code: "invalid_text" } } });
+    expect(await send('{"\\u0000":1}')).toMatchObject({ status: 400, body: { error: { code: "invalid_text" } } });
+    expect(await send("[".repeat(100) + "]".repeat(100))).toMatchObject({ status: 400, body: { error: { code: "json_too_deep" } } });
+  });
+});
