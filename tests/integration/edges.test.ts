@@ -69,7 +69,7 @@ describe("the gateway's own answers", () => {
   it("lets the client read a 413 for an upload refused before it was all sent", async () => {
     const token = await accessToken(ada);
     const big = Buffer.alloc(4 * 1024 * 1024, "a");
-    const cases = [
+    const cases: { url: string; headers: Record<string, string>; code: string }[] = [
       // A function that refuses on the declared length, and one that stops reading a chunked body.
       { url: `${s.functionsUrl}/connectors/connections`, headers: { authorization: `Bearer ${token}`, "x-org-id": ACME, "content-length": String(big.length) }, code: "body_too_large" },
       { url: `${s.functionsUrl}/connectors/connections`, headers: { authorization: `Bearer ${token}`, "x-org-id": ACME }, code: "body_too_large" },
