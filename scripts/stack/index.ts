@@ -254,10 +254,14 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
  * between picking it and binding it; then the half-started stack is torn down and started again
  * on new ports, up to `attempts` times.
  */
-export async function startOnFreePorts(opts: Omit<StartOptions, "ports">, attempts = 3): Promise<Stack> {
+export async function startOnFreePorts(
+  opts: Omit<StartOptions, "ports">,
+  retry: { attempts?: number; pickPorts?: () => Promise<StackPorts> } = {},
+): Promise<Stack> {
+  const { attempts = 3, pickPorts = freePorts } = retry;
   for (let attempt = 1; ; attempt++) {
     try {
-      return await startStack({ ...opts, ports: await freePorts() });
+      return await startStack({ ...opts, ports: await pickPorts() });
     } catch (e) {
       if (!(e instanceof PortInUse) || attempt >= attempts) throw e;
       opts.log?.(`${e.message}; starting again on other ports (attempt ${attempt + 1} of ${attempts})`);
