@@ -97,7 +97,7 @@ insert into public.action_requests (id, org_id, project_id, agent_id, run_id, to
                                     payload_sha256, risk, mode, approvals_required, approver_role, status,
                                     requested_via, expires_at, decided_at)
 select v.id::uuid, v.org_id::uuid, v.project_id::uuid, v.agent_id::uuid, v.run_id::uuid, v.tool, v.connector,
-       audit.jcs(v.payload::jsonb), audit.payload_sha256(v.payload::jsonb), v.risk::public.risk_level,
+       private.jcs(v.payload::jsonb), private.payload_sha256(v.payload::jsonb), v.risk::public.risk_level,
        v.mode::public.approval_mode, v.required, 'project_admin', v.status::public.action_status,
        'agent_runtime', now() + interval '30 days', case when v.status <> 'pending' then now() end
   from (values

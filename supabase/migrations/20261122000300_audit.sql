@@ -124,166 +124,8 @@ create unique index checkpoints_by_key on audit.checkpoints (key_id, org_id, siz
 create unique index entries_record_id on audit.entries (record_id);
 
 -- =============================================================================================
--- Helper functions: RFC 8785 canonical JSON
+-- Helper functions: entry hashes (canonical JSON and the Merkle tree are in …_canonical_json.sql)
 -- =============================================================================================
--- A JSON number as ECMAScript's Number::toString prints the IEEE 754 double nearest to it (RFC
--- 8785 section 3.2.2.3). float8 output with extra_float_digits = 1 gives the shortest digits that
--- round-trip, except at points exactly halfway between two doubles, which PostgreSQL's Ryu output
--- leaves out (1e23 comes out as 9.999999999999999e+22 where ECMAScript prints 1e+23). So the digits
--- are shortened further while the shorter decimal still reads back as the same double; only then
--- are they laid out as ECMAScript does.
-create function audit.jcs_number(p_value numeric) returns text
-language plpgsql immutable strict
-set search_path = ''
-set extra_float_digits = 1
-as $$
-declare
-  double float8 := p_value::float8;
-  shortest text := pg_catalog.abs(double)::text;
-  sign text := case when double < 0 then '-' else '' end;
-  mantissa text;
-  exponent integer := 0;
-  digits text;
-  point integer;  -- value = 0.<digits> × 10^point
-  rounded numeric;
-  candidate numeric;
-begin
-  if double = 0 then
-    return '0';
-  end if;
-  if shortest like '%e%' then
-    mantissa := pg_catalog.split_part(shortest, 'e', 1);
-    exponent := pg_catalog.split_part(shortest, 'e', 2)::integer;
-  else
-    mantissa := shortest;
-  end if;
-  point := coalesce(nullif(pg_catalog.strpos(mantissa, '.'), 0) - 1, pg_catalog.length(mantissa)) + exponent;
-  digits := pg_catalog.replace(mantissa, '.', '');
-  -- Leading zeros (0.00123) move the point; trailing zeros are not significant.
-  while pg_catalog.left(digits, 1) = '0' loop
-    digits := pg_catalog.substr(digits, 2);
-    point := point - 1;
-  end loop;
-  digits := pg_catalog.rtrim(digits, '0');
-  -- One digit fewer, rounded to nearest, while that still reads back as the same double.
-  while pg_catalog.length(digits) > 1 loop
-    rounded := pg_catalog.round(('0.' || digits)::numeric, pg_catalog.length(digits) - 1);
-    candidate := (rounded::text || 'e' || point::text)::numeric;
-    -- Outside the doubles' range, float8 input raises instead of rounding.
-    exit when candidate > 1.7976931348623157e308 or candidate < 4.9406564584124654e-324
-           or candidate::float8 <> pg_catalog.abs(double);
-    if rounded = 1 then
-      digits := '1';
-      point := point + 1;
-    else
-      digits := pg_catalog.rtrim(pg_catalog.substr(rounded::text, 3), '0');
-    end if;
-  end loop;
-  if pg_catalog.length(digits) <= point and point <= 21 then
-    return sign || digits || pg_catalog.repeat('0', point - pg_catalog.length(digits));
-  elsif 0 < point and point <= 21 then
-    return sign || pg_catalog.left(digits, point) || '.' || pg_catalog.substr(digits, point + 1);
-  elsif -6 < point and point <= 0 then
-    return sign || '0.' || pg_catalog.repeat('0', -point) || digits;
-  end if;
-  return sign || pg_catalog.left(digits, 1)
-         || case when pg_catalog.length(digits) > 1 then '.' || pg_catalog.substr(digits, 2) else '' end
-         || 'e' || case when point - 1 > 0 then '+' else '-' end || pg_catalog.abs(point - 1)::text;
-end
-$$;
-comment on function audit.jcs_number(numeric) is 'A JSON number serialized as RFC 8785 requires (ECMAScript Number::toString).';
-
--- RFC 8785 sorts object keys by their UTF-16 code units: code point order, except that characters
--- above U+FFFF sort as surrogates (before U+E000..U+FFFF).
-create function audit.utf16_units(p_key text) returns integer[]
-language sql immutable strict
-set search_path = ''
-as $$
-  select coalesce(pg_catalog.array_agg(unit order by ord, half), '{}')
-    from (
-      select c.ord, h.half,
-             case when cp < 65536 then cp
-                  when h.half = 1 then 55296 + ((cp - 65536) >> 10)
-                  else 56320 + ((cp - 65536) & 1023) end as unit
-        from pg_catalog.regexp_split_to_table(p_key, '') with ordinality as c (ch, ord)
-        cross join lateral (select pg_catalog.ascii(c.ch) as cp) code
-        cross join lateral pg_catalog.generate_series(1, case when code.cp < 65536 then 1 else 2 end) as h (half)
-    ) units
-$$;
-comment on function audit.utf16_units(text) is 'A string as UTF-16 code units: the sort key RFC 8785 orders object members by.';
-
-create function audit.jcs(p_value jsonb) returns text
-language plpgsql immutable strict
-set search_path = ''
-as $$
-declare
-  out text;
-begin
-  case pg_catalog.jsonb_typeof(p_value)
-    when 'object' then
-      -- Code point order (collation "C" on UTF-8) is UTF-16 order unless a key holds a character
-      -- from U+E000 up; only then are the keys compared as UTF-16 code units.
-      select '{' || coalesce(pg_catalog.string_agg(pg_catalog.to_json(e.key)::text || ':' || audit.jcs_member(e.value), ','
-                 order by case when special.any_key then audit.utf16_units(e.key) end, e.key collate "C"), '') || '}'
-        into out
-        from pg_catalog.jsonb_each(p_value) e,
-             lateral (select pg_catalog.bool_or(k ~ '[\ue000-\U0010ffff]') as any_key
-                        from pg_catalog.jsonb_object_keys(p_value) k) special;
-    when 'array' then
-      select '[' || coalesce(pg_catalog.string_agg(audit.jcs_member(e.value), ',' order by e.ord), '') || ']'
-        into out from pg_catalog.jsonb_array_elements(p_value) with ordinality as e (value, ord);
-    else
-      out := audit.jcs_member(p_value);
-  end case;
-  return out;
-end
-$$;
-comment on function audit.jcs(jsonb) is 'RFC 8785 (JSON Canonicalization Scheme) serialization of a JSON value.';
-
--- One JSON value: scalars here (the common case, without another level of recursion), containers
--- through audit.jcs. PostgreSQL escapes strings exactly as ECMAScript's JSON.stringify does ("\"", "\\",
--- \b \f \n \r \t, other controls as \u00xx, nothing else); integers below 2^53 print as they are.
-create function audit.jcs_member(p_value jsonb) returns text
-language plpgsql immutable strict
-set search_path = ''
-as $$
-declare
-  kind text := pg_catalog.jsonb_typeof(p_value);
-  n numeric;
-begin
-  if kind = 'object' or kind = 'array' then
-    return audit.jcs(p_value);
-  elsif kind = 'number' then
-    n := p_value::numeric;
-    if pg_catalog.abs(n) < 9007199254740992 and n = pg_catalog.trunc(n) then
-      return pg_catalog.trunc(n)::text;
-    end if;
-    return audit.jcs_number(n);
-  end if;
-  return p_value::text;
-end
-$$;
-comment on function audit.jcs_member(jsonb) is 'RFC 8785 serialization of one JSON value (scalars inline, containers via audit.jcs).';
-
--- The two hashes the chain is made of, defined once for sealing and verifying alike.
-create function audit.sha256_hex(p_text text) returns text
-language sql immutable strict
-set search_path = ''
-as $$
-  select pg_catalog.encode(extensions.digest(pg_catalog.convert_to(p_text, 'UTF8'), 'sha256'), 'hex')
-$$;
-comment on function audit.sha256_hex(text) is 'The SHA-256 of a text''s UTF-8 bytes, as 64 lowercase hex digits.';
-
-create function audit.payload_sha256(p_payload jsonb) returns text
-language plpgsql immutable strict
-set search_path = ''
-as $$
-begin
-  return audit.sha256_hex(audit.jcs(p_payload));
-end
-$$;
-comment on function audit.payload_sha256(jsonb) is 'SHA-256 (hex) of a JSON value''s RFC 8785 bytes: what an approval binds.';
-
 create function audit.entry_hash(p_prev_hash bytea, p_canonical text) returns bytea
 language plpgsql immutable strict
 set search_path = ''
@@ -296,53 +138,6 @@ end
 $$;
 comment on function audit.entry_hash(bytea, text) is 'SHA-256("gatehouse.audit.v1" 0x00 || prev_hash || canonical): an entry''s hash.';
 
--- =============================================================================================
--- Helper functions: the RFC 6962 Merkle tree
--- =============================================================================================
--- Leaves are entry hashes: leaf = SHA-256(0x00 || entry_hash), node = SHA-256(0x01 || left || right).
--- The frontier of a tree of n leaves holds one perfect-subtree root per set bit of n, left to
--- right; adding a leaf merges it with the subtrees it completes (one per trailing set bit of n).
-create function audit.frontier_push(p_frontier bytea[], p_size bigint, p_entry_hash bytea) returns bytea[]
-language plpgsql immutable strict
-set search_path = ''
-as $$
-declare
-  node bytea := extensions.digest('\x00'::bytea || p_entry_hash, 'sha256');
-  remaining bigint := p_size;
-  frontier bytea[] := p_frontier;
-  last integer;
-begin
-  while remaining & 1 = 1 loop
-    last := pg_catalog.array_length(frontier, 1);
-    node := extensions.digest('\x01'::bytea || frontier[last] || node, 'sha256');
-    frontier := frontier[1:last - 1];
-    remaining := remaining >> 1;
-  end loop;
-  return frontier || node;
-end
-$$;
-comment on function audit.frontier_push(bytea[], bigint, bytea) is 'The Merkle frontier after appending one leaf to a tree of p_size leaves.';
-
-create function audit.merkle_root(p_frontier bytea[]) returns bytea
-language plpgsql immutable strict
-set search_path = ''
-as $$
-declare
-  root bytea;
-  i integer;
-begin
-  if coalesce(pg_catalog.array_length(p_frontier, 1), 0) = 0 then
-    return extensions.digest(''::bytea, 'sha256');  -- RFC 6962: the hash of the empty tree
-  end if;
-  root := p_frontier[pg_catalog.array_length(p_frontier, 1)];
-  for i in reverse pg_catalog.array_length(p_frontier, 1) - 1 .. 1 loop
-    root := extensions.digest('\x01'::bytea || p_frontier[i] || root, 'sha256');
-  end loop;
-  return root;
-end
-$$;
-comment on function audit.merkle_root(bytea[]) is 'The RFC 6962 Merkle tree hash of the tree a frontier describes.';
-
 -- The frontier of an organization's tree at an earlier size (an export starting after entry 1
 -- carries it, so that a verifier can rebuild the root from the entries it holds).
 create function audit.frontier_at(p_org_id uuid, p_size bigint) returns bytea[]
@@ -354,7 +149,7 @@ declare
   e record;
 begin
   for e in select x.seq, x.entry_hash from audit.entries x where x.org_id = p_org_id and x.seq <= p_size order by x.seq loop
-    frontier := audit.frontier_push(frontier, e.seq - 1, e.entry_hash);
+    frontier := private.merkle_frontier_push(frontier, e.seq - 1, e.entry_hash);
   end loop;
   return frontier;
 end
@@ -460,7 +255,7 @@ declare
   node bytea;
   remaining bigint;
   -- audit.entry_hash's prefix: "gatehouse.audit.v1" 0x00. The hashes below are that function,
-  -- audit.sha256_hex and audit.frontier_push written out, since a call costs more than a hash.
+  -- private.sha256_hex and private.merkle_frontier_push written out, since a call costs more than a hash.
   tag constant bytea := pg_catalog.convert_to('gatehouse.audit.v1', 'UTF8') || '\x00'::bytea;
   entries audit.entries[] := '{}';
 begin
@@ -506,7 +301,7 @@ begin
                                            || ',"type":' || pg_catalog.to_json(r.target_type)::text || '}' end
               || ',"v":1}';
     entry_hash := pg_catalog.sha256(tag || prev || pg_catalog.convert_to(canonical, 'UTF8'));
-    -- audit.frontier_push, inline: the new leaf merges with one subtree per trailing 1 bit of the old size.
+    -- private.merkle_frontier_push, inline: the new leaf merges with one subtree per trailing 1 bit of the old size.
     node := pg_catalog.sha256('\x00'::bytea || entry_hash);
     remaining := last_seq - 1;
     while remaining & 1 = 1 loop
@@ -645,15 +440,15 @@ begin
     elsif (fields ->> 'seq')::bigint is distinct from e.seq or fields ->> 'org' is distinct from e.org_id::text
           or fields ->> 'action' is distinct from e.action or fields ->> 'actor' is distinct from e.actor::text then
       reason := 'the entry''s columns disagree with its hashed bytes';
-    elsif e.payload is not null and fields ->> 'payload_sha256' is distinct from audit.sha256_hex(e.payload::text) then
+    elsif e.payload is not null and fields ->> 'payload_sha256' is distinct from private.sha256_hex(e.payload::text) then
       reason := 'the payload is not the one that was hashed';
     end if;
     if reason is null then
-      frontier := audit.frontier_push(frontier, e.seq - 1, e.entry_hash);
+      frontier := private.merkle_frontier_push(frontier, e.seq - 1, e.entry_hash);
       pin := pins[next_pin];
       if pin is not null and (pin ->> 'size')::bigint = e.seq then
         if pin ->> 'head' <> pg_catalog.encode(e.entry_hash, 'hex')
-           or pin ->> 'root' <> pg_catalog.encode(audit.merkle_root(frontier), 'hex') then
+           or pin ->> 'root' <> pg_catalog.encode(private.merkle_root(frontier), 'hex') then
           reason := pg_catalog.format('the chain up to entry %s is not the one its checkpoint signed', e.seq);
         end if;
         next_pin := next_pin + 1;
@@ -746,10 +541,10 @@ begin
   end if;
   if size = head.seq then
     head_hash := head.head_hash;
-    root := audit.merkle_root(head.frontier);
+    root := private.merkle_root(head.frontier);
   else
     select e.entry_hash into head_hash from audit.entries e where e.org_id = p_org_id and e.seq = size;
-    root := audit.merkle_root(audit.frontier_at(p_org_id, size));
+    root := private.merkle_root(audit.frontier_at(p_org_id, size));
   end if;
   return '{"head":"' || pg_catalog.encode(head_hash, 'hex') || '"'
       || ',"key":' || pg_catalog.to_json(p_key_id)::text

@@ -2,7 +2,7 @@
 -- payload.
 --
 -- An agent run proposes an action (tool, connector, payload). The database stores the payload's
--- RFC 8785 canonical text and its SHA-256 (audit.jcs / audit.payload_sha256, the same functions
+-- RFC 8785 canonical text and its SHA-256 (private.jcs / private.payload_sha256, the same functions
 -- that seal the audit chain), decides from the most specific policy whether it needs no approval,
 -- one approver, two distinct approvers, or is denied, and copies that decision onto the request so a
 -- later policy edit never changes an open request. Approvers decide on the hash they were shown; a
@@ -306,7 +306,7 @@ begin
   if p_expires_in_seconds is null or p_expires_in_seconds not between 60 and 604800 then
     perform private.refuse_request(400, 'invalid_expiry', 'expires_in_seconds must be between 60 and 604800 (7 days).');
   end if;
-  canonical := audit.jcs(p_payload);
+  canonical := private.jcs(p_payload);
   if pg_catalog.octet_length(canonical) > 65536 then
     perform private.refuse_request(413, 'payload_too_large', 'The canonical payload is limited to 65536 bytes.');
   end if;
@@ -322,7 +322,7 @@ begin
     policy_id, mode, approvals_required, approver_role, status, requested_by, requested_via,
     expires_at, decided_at)
   values (
-    run.org_id, run.project_id, run.agent_id, run.id, p_tool, p_connector, canonical, audit.sha256_hex(canonical), p_risk,
+    run.org_id, run.project_id, run.agent_id, run.id, p_tool, p_connector, canonical, private.sha256_hex(canonical), p_risk,
     policy.id, mode,
     case mode when 'require_approval' then 1 when 'require_dual_control' then 2 else 0 end,
     coalesce(policy.approver_role, 'project_admin'),
@@ -441,7 +441,7 @@ begin
   if request.id is null then
     perform private.refuse_request(404, 'action_request_not_found', 'No action request with that id that you can execute in this context.');
   end if;
-  presented := case when pg_catalog.jsonb_typeof(p_payload) = 'object' then audit.payload_sha256(p_payload) end;
+  presented := case when pg_catalog.jsonb_typeof(p_payload) = 'object' then private.payload_sha256(p_payload) end;
   reason := case
     when request.status = 'executed' then 'already_executed'
     when request.status <> 'approved' then 'not_approved'

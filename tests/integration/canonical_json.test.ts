@@ -1,5 +1,5 @@
 /**
- * The database's RFC 8785 implementation (audit.jcs, audit.payload_sha256), which seals the audit
+ * The database's RFC 8785 implementation (private.jcs, private.payload_sha256), which seals the audit
  * chain and pins approved payloads, against the RFC's test vectors and the TypeScript side
  * (functions/_shared/json/canonical.ts, tested in tests/unit/canonical_json.test.ts).
  */
@@ -11,9 +11,9 @@ import { superuser } from "../helpers/stack.ts";
 const sql = superuser();
 afterAll(() => sql.end());
 
-/** audit.jcs of raw JSON text, so that numbers arrive in the spellings a client might send. */
+/** private.jcs of raw JSON text, so that numbers arrive in the spellings a client might send. */
 async function jcs(text: string): Promise<string> {
-  const [{ out }] = await sql`select audit.jcs(${text}::text::jsonb) as out`;
+  const [{ out }] = await sql`select private.jcs(${text}::text::jsonb) as out`;
   return out;
 }
 
@@ -60,7 +60,7 @@ describe("RFC 8785 in the database", () => {
       '[[], {}, "", 0, false, null]',
     ];
     for (const text of samples) {
-      const [{ out, sha }] = await sql`select audit.jcs(${text}::text::jsonb) as out, audit.payload_sha256(${text}::text::jsonb) as sha`;
+      const [{ out, sha }] = await sql`select private.jcs(${text}::text::jsonb) as out, private.payload_sha256(${text}::text::jsonb) as sha`;
       expect(out).toBe(canonicalJson(JSON.parse(text)));
       expect(sha).toBe(payloadSha256(JSON.parse(text)));
     }

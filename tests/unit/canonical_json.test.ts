@@ -1,6 +1,6 @@
 /**
  * functions/_shared/json/canonical.ts against the RFC 8785 test vectors (tests/fixtures/rfc8785.ts).
- * The database's audit.jcs() meets the same vectors in tests/integration/canonical_json.test.ts.
+ * The database's private.jcs() meets the same vectors in tests/integration/canonical_json.test.ts.
  */
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";

@@ -1,5 +1,5 @@
 /**
- * RFC 6962 Merkle trees over audit entry hashes (the same tree audit.frontier_push builds in the
+ * RFC 6962 Merkle trees over audit entry hashes (the same tree private.merkle_frontier_push builds in the
  * database): leaf = SHA-256(0x00 || data), node = SHA-256(0x01 || left || right). Proof
  * generation follows RFC 6962 §2.1; verification follows RFC 9162 §2.1.3.2 and §2.1.4.2.
  * Runs on Node and Deno alike (node:crypto).

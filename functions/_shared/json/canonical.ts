@@ -1,7 +1,7 @@
 /**
  * RFC 8785 (JSON Canonicalization Scheme) text of a JSON value, and the SHA-256 that pins an action
- * payload to its approval. The TypeScript twin of the database's audit.jcs() and
- * audit.payload_sha256(); tests/unit/canonical_json.test.ts and tests/integration/canonical_json.test.ts
+ * payload to its approval. The TypeScript twin of the database's private.jcs() and
+ * private.payload_sha256(); tests/unit/canonical_json.test.ts and tests/integration/canonical_json.test.ts
  * hold both to the RFC's test vectors.
  */
 import { hash } from "node:crypto";
