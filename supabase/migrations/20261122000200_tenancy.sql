@@ -377,6 +377,47 @@ grant execute on function private.row_org_id(regclass, uuid) to service_role;
 -- =============================================================================================
 -- Triggers
 -- =============================================================================================
+-- A row inserted in a context gets its organization (and project, when the context names one)
+-- from the validated context, so a client need not repeat X-Org-Id in the body; a row that names
+-- another organization or project than the context is refused with a stable code. Without a
+-- context (direct SQL, the service role without X-Org-Id) nothing is filled in.
+create function private.fill_context_ids() returns trigger
+language plpgsql security definer
+set search_path = ''
+as $$
+declare
+  context_org uuid := private.setting_uuid('gatehouse.org_id');
+  context_project uuid := private.setting_uuid('gatehouse.project_id');
+  ids jsonb := pg_catalog.to_jsonb(new);
+  filled jsonb := '{}';
+begin
+  if context_org is null then
+    return new;
+  end if;
+  if ids ->> 'org_id' is null then
+    filled := pg_catalog.jsonb_build_object('org_id', context_org);
+  elsif (ids ->> 'org_id')::uuid <> context_org then
+    perform private.refuse_request(400, 'context_org_mismatch',
+      pg_catalog.format('The row names organization %s, but the context (X-Org-Id) is %s: leave org_id out.', ids ->> 'org_id', context_org));
+  end if;
+  if context_project is not null and ids ? 'project_id' then
+    if ids ->> 'project_id' is null then
+      filled := filled || pg_catalog.jsonb_build_object('project_id', context_project);
+    elsif (ids ->> 'project_id')::uuid <> context_project then
+      perform private.refuse_request(400, 'context_project_mismatch',
+        pg_catalog.format('The row names project %s, but the context (X-Project-Id) is %s.', ids ->> 'project_id', context_project));
+    end if;
+  end if;
+  if filled = '{}' then
+    return new;
+  end if;
+  return pg_catalog.jsonb_populate_record(new, filled);
+end
+$$;
+comment on function private.fill_context_ids() is
+  'Fills org_id (and project_id) of an inserted row from the request context; refuses a row naming another.';
+revoke execute on function private.fill_context_ids() from public, anon, authenticated;
+
 -- Statement-level guard on every tenant table: a signed-in caller without a valid context gets a
 -- clear error instead of a silent no-op (or a generic RLS violation).
 create function private.require_org_context() returns trigger
@@ -400,18 +441,32 @@ create trigger require_org_context before update on public.organizations
   for each statement execute function private.require_org_context();
 create trigger require_org_context before insert or update or delete on public.organization_members
   for each statement execute function private.require_org_context();
+create trigger context_ids before insert on public.organization_members
+  for each row execute function private.fill_context_ids();
 create trigger require_org_context before insert or update or delete on public.projects
   for each statement execute function private.require_org_context();
+create trigger context_ids before insert on public.projects
+  for each row execute function private.fill_context_ids();
 create trigger require_org_context before insert or update or delete on public.project_members
   for each statement execute function private.require_org_context();
+create trigger context_ids before insert on public.project_members
+  for each row execute function private.fill_context_ids();
 create trigger require_org_context before insert or update or delete on public.invitations
   for each statement execute function private.require_org_context();
+create trigger context_ids before insert on public.invitations
+  for each row execute function private.fill_context_ids();
 create trigger require_org_context before insert or update or delete on public.organization_domains
   for each statement execute function private.require_org_context();
+create trigger context_ids before insert on public.organization_domains
+  for each row execute function private.fill_context_ids();
 create trigger require_org_context before insert or update or delete on public.agents
   for each statement execute function private.require_org_context();
+create trigger context_ids before insert on public.agents
+  for each row execute function private.fill_context_ids();
 create trigger require_org_context before insert or update or delete on public.agent_versions
   for each statement execute function private.require_org_context();
+create trigger context_ids before insert on public.agent_versions
+  for each row execute function private.fill_context_ids();
 
 -- Domain verification (seed 003): enforced for every path, including the service role.
 create function private.enforce_member_domain() returns trigger

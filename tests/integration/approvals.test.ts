@@ -12,7 +12,6 @@ import { payloadSha256 } from "../../functions/_shared/json/canonical.ts";
 import { accessToken, rest, signedIn, stack, superuser } from "../helpers/stack.ts";
 import { ACME, ACME_RUN, GLOBEX } from "../helpers/fixtures.ts";
 
-
 const sql = superuser();
 let ada: SupabaseClient;
 let casey: SupabaseClient;

@@ -11,7 +11,6 @@ import { accessToken, rest, signedIn, stack, superuser } from "../helpers/stack.
 import { type FakeProviders, startProviders } from "../helpers/providers.ts";
 import { ACME, ACME_AGENT, ACME_PROJECT, ACME_RUN, GLOBEX, GLOBEX_AGENT, GLOBEX_CONNECTION } from "../helpers/fixtures.ts";
 
-
 const sql = superuser();
 let providers: FakeProviders;
 let ada: SupabaseClient;

@@ -5,10 +5,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SupabaseClient } from "@supabase/supabase-js";
-import { accessToken, anonClient, rest, signedIn } from "../helpers/stack.ts";
+import { accessToken, anonClient, rest, signedIn, superuser } from "../helpers/stack.ts";
 import { ACME, ACME_PROJECT, GLOBEX, GLOBEX_PROJECT } from "../helpers/fixtures.ts";
 
-
+const sql = superuser();
 let ada: SupabaseClient;
 let casey: SupabaseClient;
 let victor: SupabaseClient;
@@ -23,6 +23,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all([ada, casey, victor].map((c) => c?.auth.signOut()));
+  await sql.end();
 });
 
 describe("organization context through X-Org-Id", () => {
@@ -98,7 +99,24 @@ describe("organization context through X-Org-Id", () => {
       .from("agents")
       .insert({ org_id: GLOBEX, project_id: GLOBEX_PROJECT, name: "Crossed" })
       .setHeader("x-org-id", ACME);
-    expect(error?.code).toBe("42501");
+    expect(error?.code).toBe("context_org_mismatch");
+    const [{ count }] = await sql`select count(*)::int from public.agents where name = 'Crossed'`;
+    expect(count).toBe(0);
+  });
+
+  it("fills org_id (and project_id) in from the context, so the body need not repeat them", async () => {
+    const name = `From context ${Date.now()}`;
+    const inOrg = await casey.from("agents").insert({ project_id: ACME_PROJECT, name }).select("org_id, project_id").single().setHeader("x-org-id", ACME);
+    expect(inOrg.error).toBeNull();
+    expect(inOrg.data).toEqual({ org_id: ACME, project_id: ACME_PROJECT });
+    const inProject = await casey.from("agents").insert({ name: `${name} 2` }).select("org_id, project_id").single()
+      .setHeader("x-org-id", ACME).setHeader("x-project-id", ACME_PROJECT);
+    expect(inProject.error).toBeNull();
+    expect(inProject.data).toEqual({ org_id: ACME, project_id: ACME_PROJECT });
+    const crossed = await casey.from("agents").insert({ project_id: GLOBEX_PROJECT, name: `${name} 3` })
+      .setHeader("x-org-id", ACME).setHeader("x-project-id", ACME_PROJECT);
+    expect(crossed.error?.code).toBe("context_project_mismatch");
+    await sql`delete from public.agents where name like ${name + "%"}`;
   });
 
   it("lets a contributor create an agent in context, and a viewer only read it", async () => {

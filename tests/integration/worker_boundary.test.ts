@@ -8,7 +8,6 @@ import { scopeToRow } from "../../functions/_shared/tenancy/row_scope.ts";
 import { superuser } from "../helpers/stack.ts";
 import { ACME, GLOBEX, GLOBEX_AGENT } from "../helpers/fixtures.ts";
 
-
 const sql = superuser();
 afterAll(() => sql.end());
 

@@ -8,7 +8,7 @@
 --   * every policy on an exposed table applies to authenticated only, one operation at a time;
 --   * the `private` schema is not exposed.
 begin;
-select plan(11);
+select plan(12);
 
 create temporary view exposed_schemas as
   select trim(s) as nspname from unnest(string_to_array(current_setting('pgrst.db_schemas'), ',')) s;
@@ -81,6 +81,18 @@ select is(
          and g.tgtype & 28 = 28)),     -- insert, delete and update
   null,
   'every tenant table refuses writes without an organization context'
+);
+
+select is(
+  (select array_agg(t.name order by 1) from tenant_tables t
+    where not exists (
+      select 1 from pg_trigger g
+       where g.tgrelid = t.oid and g.tgfoid = 'private.fill_context_ids()'::regprocedure
+         and g.tgtype & 1 = 1          -- row level
+         and g.tgtype & 2 = 2          -- before
+         and g.tgtype & 4 = 4)),       -- insert
+  null,
+  'every tenant table takes org_id (and project_id) of an inserted row from the context'
 );
 
 select is(

@@ -3,7 +3,7 @@
 -- db-pre-request) is covered in tests/integration/tenancy.test.ts.
 begin;
 \ir _helpers.psql
-select plan(17);
+select plan(19);
 
 -- Without a context, tenant tables show nothing and writes are refused with a clear error.
 select pg_temp.act_as(pg_temp.uid('ada'));
@@ -46,10 +46,12 @@ select results_eq($$ select name from public.agents order by name $$, array['Tic
                   'the same member in Globex''s context sees only Globex''s agents');
 select throws_ok($$ insert into public.agents (org_id, project_id, name)
                     values (pg_temp.org('acme'), pg_temp.project('acme'), 'Crossed') $$,
-                 '42501', null, 'in Globex''s context, the member cannot write an Acme row');
+                 'PGRST', '{"code" : "context_org_mismatch", "message" : "The row names organization 0a000000-0000-4000-8000-00000000000a, but the context (X-Org-Id) is 0b000000-0000-4000-8000-00000000000b: leave org_id out."}',
+                 'in Globex''s context, the member cannot write an Acme row (context_org_mismatch)');
 reset role;
 
 -- A project context narrows project-scoped tables to that project.
+select set_config('gatehouse.org_id', '', true), set_config('gatehouse.project_id', '', true);
 insert into public.projects (id, org_id, name, slug)
 values ('1a000000-0000-4000-8000-0000000000c0', pg_temp.org('acme'), 'Second', 'second');
 insert into public.agents (org_id, project_id, name)
@@ -59,7 +61,12 @@ select results_eq($$ select name from public.agents $$, array['Second agent'],
                   'with X-Project-Id, agents narrow to that project');
 select throws_ok($$ insert into public.agents (org_id, project_id, name)
                     values (pg_temp.org('acme'), pg_temp.project('acme'), 'Other project') $$,
-                 '42501', null, 'with X-Project-Id, writes to another project of the organization are refused');
+                 'PGRST', null, 'with X-Project-Id, writes to another project of the organization are refused (context_project_mismatch)');
+select lives_ok($$ insert into public.agents (name) values ('From the context') $$,
+                'a row without org_id and project_id takes both from the context');
+select results_eq($$ select org_id, project_id from public.agents where name = 'From the context' $$,
+                  $$ values (pg_temp.org('acme'), '1a000000-0000-4000-8000-0000000000c0'::uuid) $$,
+                  'the filled-in ids are the context''s');
 reset role;
 
 select * from finish();
