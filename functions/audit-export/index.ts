@@ -15,12 +15,16 @@ import { asCaller, asService, db, type Sql } from "../_shared/http/db.ts";
 import { refuse } from "../_shared/http/errors.ts";
 import { ErrorBody, jsonContent } from "../_shared/http/schemas.ts";
 
+/** An ISO 8601 time Postgres can hold (years 1 to 9999; year 0 and earlier are out of its range). */
+const Time = z.iso.datetime({ offset: true }).refine((t) => Number(t.slice(0, 4)) >= 1, "the year must be 0001 or later")
+  .describe("ISO 8601 time, years 1 to 9999");
+
 const Query = z.strictObject({
   org_id: z.uuid().optional().describe("The service role names the organization here"),
   from_seq: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
   to_seq: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
-  from: z.iso.datetime({ offset: true }).optional().describe("ISO 8601 time, years 1 to 9999"),
-  to: z.iso.datetime({ offset: true }).optional().describe("ISO 8601 time, years 1 to 9999"),
+  from: Time.optional(),
+  to: Time.optional(),
 }).refine((q) => !((q.from_seq || q.to_seq) && (q.from || q.to)), "give entry numbers or times, not both");
 
 /** Entries read per batch: the client's pace sets the database's, and memory holds one batch at most. */

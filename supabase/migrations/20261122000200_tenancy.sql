@@ -418,6 +418,22 @@ comment on function private.fill_context_ids() is
   'Fills org_id (and project_id) of an inserted row from the request context; refuses a row naming another.';
 revoke execute on function private.fill_context_ids() from public, anon, authenticated;
 
+-- Views PostgreSQL can't update (a union, an aggregate) answer a write with "cannot insert into
+-- view" (SQLSTATE 55000) before any privilege check, which PostgREST reports as a 500. With this
+-- INSTEAD OF trigger on every exposed view, a client's write meets the privilege check (no client
+-- role may write a view: PostgREST's 403), and a role that may write gets a 405 read_only_view.
+create function private.refuse_view_write() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  perform private.refuse_request(405, 'read_only_view', pg_catalog.format('%I.%I is read-only.', tg_table_schema, tg_table_name));
+  return null;
+end
+$$;
+comment on function private.refuse_view_write() is 'Refuses a write to a read-only view with a 405 read_only_view.';
+revoke execute on function private.refuse_view_write() from public, anon, authenticated;
+
 -- Statement-level guard on every tenant table: a signed-in caller without a valid context gets a
 -- clear error instead of a silent no-op (or a generic RLS violation).
 create function private.require_org_context() returns trigger
@@ -648,7 +664,7 @@ begin
    for update;
   -- One answer for unknown, used and foreign tokens, so tokens can't be probed.
   if invite.id is null or invite.accepted_at is not null or invite.email <> pg_catalog.lower(caller.email) then
-    raise exception 'invitation not found' using errcode = 'no_data_found';
+    perform private.refuse_request(404, 'invitation_not_found', 'No invitation with that token is addressed to you.');
   end if;
   if caller.email_confirmed_at is null then
     raise exception 'confirm your email address before accepting' using errcode = 'insufficient_privilege';

@@ -613,7 +613,7 @@ begin
    where e.org_id = org and e.seq = p_seq
      and x.org_id = e.org_id and x.xid = e.record_xid and x.id = e.record_id and x.payload is not null;
   if not found then
-    raise exception 'entry % has no payload to purge', p_seq using errcode = 'no_data_found';
+    perform private.refuse_request(404, 'audit_payload_not_found', pg_catalog.format('Entry %s of this organization has no payload to purge.', p_seq));
   end if;
   return audit.append(org, 'audit.payload_purged', 'audit.entries', p_seq::text,
                       pg_catalog.jsonb_build_object('seq', p_seq, 'reason', p_reason));
@@ -798,6 +798,8 @@ create view public.audit_log with (security_invoker = true) as
     from audit.pending x;
 comment on view public.audit_log is
   'The organization''s audit chain, as its members may read it (in context); sealed is false for an action not chained yet.';
+create trigger refuse_write instead of insert or update or delete on public.audit_log
+  for each row execute function private.refuse_view_write();
 
 -- =============================================================================================
 -- Grants

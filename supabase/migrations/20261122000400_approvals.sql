@@ -229,7 +229,7 @@ $$;
 comment on function private.decision_refusal(public.action_requests) is
   'Why the caller may not decide an action request (approver_role_required, self_approval, already_decided), or null.';
 revoke execute on function private.decision_refusal(public.action_requests) from public, anon, authenticated;
-grant execute on function private.decision_refusal(public.action_requests) to authenticated;
+grant execute on function private.decision_refusal(public.action_requests) to authenticated, service_role;
 
 -- =============================================================================================
 -- RPCs
@@ -588,6 +588,8 @@ create view public.pending_approvals with (security_invoker = true) as
          private.decision_refusal(r) is null as awaiting_you
     from public.action_requests r
    where r.status = 'pending' and r.expires_at > pg_catalog.now();
+create trigger refuse_write instead of insert or update or delete on public.pending_approvals
+  for each row execute function private.refuse_view_write();
 comment on view public.pending_approvals is
   'Pending, unexpired action requests with their exact canonical payload and hash, for approvers.';
 

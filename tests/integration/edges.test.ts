@@ -138,3 +138,38 @@ describe("function bodies", () => {
     expect(await send("[".repeat(100) + "]".repeat(100))).toMatchObject({ status: 400, body: { error: { code: "json_too_deep" } } });
   });
 });
+
+describe("the API's refusals are 4xx", () => {
+  const asAda = async () => ({ apikey: s.anonKey, authorization: `Bearer ${await accessToken(ada)}`, "x-org-id": ACME, "content-type": "application/json" });
+  const call = async (method: string, path: string, headers: Record<string, string>, body?: unknown) => {
+    const res = await fetch(`${s.restUrl}/${path}`, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    return { status: res.status, body: await res.json() };
+  };
+
+  it("answers RPCs that find nothing with a 404 and a code", async () => {
+    expect(await call("POST", "rpc/accept_invitation", await asAda(), { p_token: "nope" })).toMatchObject({ status: 404, body: { code: "invitation_not_found" } });
+    expect(await call("POST", "rpc/purge_audit_payload", await asAda(), { p_seq: 999_999_999, p_reason: "test" }))
+      .toMatchObject({ status: 404, body: { code: "audit_payload_not_found" } });
+  });
+
+  it("answers writes to read-only views with a 4xx", async () => {
+    for (const [method, path] of [["POST", "audit_log"], ["PATCH", "audit_log?seq=eq.1"], ["DELETE", "audit_log?seq=eq.1"], ["POST", "pending_approvals"]] as const) {
+      const r = await call(method, path, await asAda(), method === "DELETE" ? undefined : { action: "x" });
+      expect(r.status, `${method} ${path}`).toBeGreaterThanOrEqual(400);
+      expect(r.status, `${method} ${path}`).toBeLessThan(500);
+    }
+    expect(await call("POST", "audit_log", await asAda(), { action: "x" })).toMatchObject({ status: 403, body: { code: "42501" } });
+  });
+
+  it("lets the service role read pending approvals", async () => {
+    const r = await call("GET", "pending_approvals?select=*&limit=1", { apikey: s.serviceRoleKey });
+    expect(r.status).toBe(200);
+    expect(Array.isArray(r.body)).toBe(true);
+  });
+
+  it("refuses times Postgres can't hold in function queries", async () => {
+    const res = await fetch(`${s.functionsUrl}/audit-export?from=0000-01-01T00:00:00Z`, { headers: { authorization: `Bearer ${await accessToken(ada)}`, "x-org-id": ACME } });
+    expect(res.status).toBe(400);
+    expect((await res.json()).error.code).toBe("invalid_query");
+  });
+});

@@ -8,7 +8,7 @@
 --   * every policy on an exposed table applies to authenticated only, one operation at a time;
 --   * the `private` schema is not exposed.
 begin;
-select plan(12);
+select plan(13);
 
 create temporary view exposed_schemas as
   select trim(s) as nspname from unnest(string_to_array(current_setting('pgrst.db_schemas'), ',')) s;
@@ -93,6 +93,18 @@ select is(
          and g.tgtype & 4 = 4)),       -- insert
   null,
   'every tenant table takes org_id (and project_id) of an inserted row from the context'
+);
+
+select is(
+  (select array_agg(c.oid::regclass::text order by 1)
+     from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    where c.relkind = 'v' and n.nspname in (select nspname from exposed_schemas)
+      and not exists (
+        select 1 from pg_trigger g
+         where g.tgrelid = c.oid and g.tgfoid = 'private.refuse_view_write()'::regprocedure
+           and g.tgtype & 64 = 64 and g.tgtype & 28 = 28)),   -- instead of insert, delete and update
+  null,
+  'every exposed view answers a write with a 4xx (read_only_view), never a 500'
 );
 
 select is(

@@ -25,8 +25,8 @@ select is((select count(*)::int from public.invitations i, tokens t where positi
           'no invitation row contains a token');
 
 select pg_temp.act_as(pg_temp.uid('mallory'));
-select throws_ok($$ select public.accept_invitation((select token from tokens where name = 'newbie')) $$, 'P0002',
-                 'invitation not found', 'an invitation addressed to someone else cannot be accepted');
+select throws_ok($$ select public.accept_invitation((select token from tokens where name = 'newbie')) $$, 'PGRST',
+                 '{"code" : "invitation_not_found", "message" : "No invitation with that token is addressed to you."}', 'an invitation addressed to someone else cannot be accepted');
 reset role;
 
 select pg_temp.act_as('e0000000-0000-4000-8000-000000000003');
@@ -37,9 +37,9 @@ reset role;
 select pg_temp.act_as('e0000000-0000-4000-8000-000000000001');
 select is(public.accept_invitation((select token from tokens where name = 'newbie')), pg_temp.org('acme'),
           'the invitee accepts with the token and joins the organization');
-select throws_ok($$ select public.accept_invitation((select token from tokens where name = 'newbie')) $$, 'P0002', null,
+select throws_ok($$ select public.accept_invitation((select token from tokens where name = 'newbie')) $$, 'PGRST', null,
                  'an accepted invitation cannot be used again');
-select throws_ok($$ select public.accept_invitation('not-a-token') $$, 'P0002', null, 'an unknown token is refused');
+select throws_ok($$ select public.accept_invitation('not-a-token') $$, 'PGRST', null, 'an unknown token is refused');
 reset role;
 select is((select role::text from public.organization_members where user_id = 'e0000000-0000-4000-8000-000000000001'),
           'project_contributor', 'the new member has the invited role');
@@ -49,7 +49,7 @@ select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
 insert into tokens values ('outsider-again', public.create_invitation('outsider@elsewhere.test', 'project_viewer'));
 reset role;
 select pg_temp.act_as('e0000000-0000-4000-8000-000000000002');
-select throws_ok($$ select public.accept_invitation((select token from tokens where name = 'outsider')) $$, 'P0002', null,
+select throws_ok($$ select public.accept_invitation((select token from tokens where name = 'outsider')) $$, 'PGRST', null,
                  're-inviting an address revokes its earlier token');
 reset role;
 

@@ -136,7 +136,7 @@ select is((select p.payload::text from audit.entries e join audit.records p on p
 do $$ begin perform audit.seal(pg_temp.org('acme')); end $$;
 select is((select action || ' ' || target_id from audit.entries where record_id = :purge_record),
           'audit.payload_purged 2', 'the purge is recorded in the chain');
-select throws_ok($$ select public.purge_audit_payload(2, 'again') $$, 'P0002', null, 'a purged payload cannot be purged again');
+select throws_ok($$ select public.purge_audit_payload(2, 'again') $$, 'PGRST', null, 'a purged payload cannot be purged again');
 
 select is(pg_temp.verdict(pg_temp.org('acme')), 'ok', 'the chain still verifies after a purge');
 
