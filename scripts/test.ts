@@ -5,7 +5,8 @@
  *   3. supabase db advisors --type all --level info --fail-on info (target: zero findings)
  *   4. vitest: unit and integration tests, which reach the stack over HTTP and SQL; the connector
  *      tests run local provider servers on a loopback port that only this throwaway stack's edge
- *      functions may reach (testProviders below), over TLS with a CA made for this run
+ *      functions may reach (testProviders below), over TLS with a CA made for this run; then the
+ *      fuzz suite (tests/fuzz) alone
  *   5. pgTAP suites in supabase/tests/database through pg_prove
  *   6. Deno tests (tests/deno/*.test.mts): code that must run in the functions' runtime, such as
  *      the egress guard's sockets, against local servers they start
@@ -99,20 +100,31 @@ function providersEnv(p: TestProviders): Record<string, string> {
   };
 }
 
+/**
+ * The vitest suites: everything but tests/fuzz first, then the fuzz suite alone (it fingerprints
+ * the whole database around each request, so nothing else may write meanwhile). Arguments after
+ * `--` replace both with one run of exactly what they name.
+ */
 async function vitest(stackFile: string, extra: string[]): Promise<StepResult> {
   console.log("\n== vitest");
-  const report = join(dirname(stackFile), "vitest.json");
-  const { code } = await runLive(
-    process.execPath,
-    [join(root, "node_modules/vitest/vitest.mjs"), "run", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...extra],
-    { ...process.env, GATEHOUSE_STACK_FILE: stackFile, GATEHOUSE_TEST_PROVIDERS_FILE: join(dirname(stackFile), "providers.json") },
-  );
-  try {
-    const r = JSON.parse(readFileSync(report, "utf8")) as { numPassedTests: number; numFailedTests: number };
-    return { step: "vitest", passed: r.numPassedTests, failed: r.numFailedTests + (code !== 0 && r.numFailedTests === 0 ? 1 : 0) };
-  } catch {
-    return { step: "vitest", passed: 0, failed: 1 };
+  const runs = extra.length > 0 ? [extra] : [["--exclude", "tests/fuzz/**"], ["tests/fuzz/"]];
+  const total: StepResult = { step: "vitest", passed: 0, failed: 0 };
+  for (const [i, args] of runs.entries()) {
+    const report = join(dirname(stackFile), `vitest-${i}.json`);
+    const { code } = await runLive(
+      process.execPath,
+      [join(root, "node_modules/vitest/vitest.mjs"), "run", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...args],
+      { ...process.env, GATEHOUSE_STACK_FILE: stackFile, GATEHOUSE_TEST_PROVIDERS_FILE: join(dirname(stackFile), "providers.json") },
+    );
+    try {
+      const r = JSON.parse(readFileSync(report, "utf8")) as { numPassedTests: number; numFailedTests: number };
+      total.passed += r.numPassedTests;
+      total.failed += r.numFailedTests + (code !== 0 && r.numFailedTests === 0 ? 1 : 0);
+    } catch {
+      total.failed += 1;
+    }
   }
+  return total;
 }
 
 async function pgTap(stack: Stack): Promise<StepResult> {

@@ -41,7 +41,8 @@ export function functionApp(info: FunctionInfo) {
   app.doc31("/openapi.json", (c) => ({
     openapi: "3.1.0",
     info: { title: `Gatehouse ${info.name}`, version: info.version, description: info.description },
-    servers: [{ url: `${publicUrl(c.req.url)}/functions/v1/${info.name}` }],
+    // Route paths carry the function's name (the app's base path), so the server is /functions/v1.
+    servers: [{ url: `${publicUrl(c.req.url)}/functions/v1` }],
     security: [{ bearer: [] }],
   }));
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
