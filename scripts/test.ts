@@ -2,7 +2,8 @@
  * npm test: everything, against a throwaway stack on free ports (never the npm start data).
  *   1. typecheck (Node and Deno)
  *   2. start a fresh stack in a temporary folder (migrations + seed through the Supabase CLI)
- *   3. supabase db advisors --type all --level info --fail-on info (target: zero findings)
+ *   3. supabase db advisors --type all --level info --fail-on info (target: zero findings), and the
+ *      committed supabase/database.types.ts must be what `npm run types` generates
  *   4. vitest: unit and integration tests, which reach the stack over HTTP and SQL; the connector
  *      tests run local provider servers on a loopback port that only this throwaway stack's edge
  *      functions may reach (testProviders below), over TLS with a CA made for this run; then the
@@ -24,6 +25,7 @@ import { StackError } from "./stack/errors.ts";
 import { startOnFreePorts, type Stack } from "./stack/index.ts";
 import { freePort } from "./stack/ports.ts";
 import { typecheck } from "./typecheck.ts";
+import { typesAreCurrent } from "./types.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -200,6 +202,10 @@ async function main(): Promise<number> {
     stack = await startOnFreePorts({ root, stateDir, log: (l) => console.log(l), functionsEnv: providersEnv(providers) });
     console.log(`stack up in ${((Date.now() - started) / 1000).toFixed(1)} s at ${stack.info.apiUrl}`);
     results.push(await advisors(stack.info.dbUrl));
+    console.log("\n== generated types (npm run types)");
+    const current = await typesAreCurrent(stack.info.dbUrl);
+    console.log(current ? "supabase/database.types.ts is current" : "supabase/database.types.ts is stale");
+    results.push({ step: "types", passed: current ? 1 : 0, failed: current ? 0 : 1 });
     results.push(await vitest(join(stateDir, "stack.json"), extra));
     results.push(await pgTap(stack));
     results.push(await denoTests());

@@ -287,6 +287,8 @@ begin
 end
 $$;
 revoke execute on function private.refuse_request(integer, text, text) from public, anon, authenticated;
+-- It only raises; invoker-rights triggers of the API's roles (check_context_ids) call it.
+grant execute on function private.refuse_request(integer, text, text) to anon, authenticated, service_role;
 
 -- PostgREST's db-pre-request: runs after the role and claims are set, before the query.
 create function private.check_request() returns void
@@ -378,45 +380,79 @@ grant execute on function private.row_org_id(regclass, uuid) to service_role;
 -- Triggers
 -- =============================================================================================
 -- A row inserted in a context gets its organization (and project, when the context names one)
--- from the validated context, so a client need not repeat X-Org-Id in the body; a row that names
--- another organization or project than the context is refused with a stable code. Without a
--- context (direct SQL, the service role without X-Org-Id) nothing is filled in.
-create function private.fill_context_ids() returns trigger
-language plpgsql security definer
+-- from the validated context, so a client need not repeat X-Org-Id in the body: org_id and
+-- project_id default to the context's (so the generated API types make them optional), and a row
+-- that names another organization or project than the context is refused with a stable code.
+-- Without a context (direct SQL, the service role without X-Org-Id) nothing changes, and the check
+-- applies to the API's roles only (definer RPCs and the owner write what they mean to).
+create function private.context_org_id() returns uuid
+language sql stable security definer
+set search_path = ''
+as $$
+  select private.setting_uuid('gatehouse.org_id')
+$$;
+comment on function private.context_org_id() is 'The organization the request context names (its column default for org_id); null without one.';
+revoke execute on function private.context_org_id() from public, anon, authenticated;
+grant execute on function private.context_org_id() to authenticated, service_role;
+
+create function private.context_project_id() returns uuid
+language sql stable security definer
+set search_path = ''
+as $$
+  select private.setting_uuid('gatehouse.project_id')
+$$;
+comment on function private.context_project_id() is 'The project the request context names (its column default for project_id); null without one.';
+revoke execute on function private.context_project_id() from public, anon, authenticated;
+grant execute on function private.context_project_id() to authenticated, service_role;
+
+-- Runs as the writer (not security definer), so current_user tells a client's own write from one
+-- made inside a definer RPC.
+create function private.check_context_ids() returns trigger
+language plpgsql
 set search_path = ''
 as $$
 declare
-  context_org uuid := private.setting_uuid('gatehouse.org_id');
-  context_project uuid := private.setting_uuid('gatehouse.project_id');
+  context_org uuid := private.context_org_id();
+  context_project uuid := private.context_project_id();
   ids jsonb := pg_catalog.to_jsonb(new);
-  filled jsonb := '{}';
 begin
-  if context_org is null then
+  -- The API's roles only: a definer RPC (running as its owner) may write rows of another
+  -- organization on purpose (create_organization), and so may direct SQL as the owner.
+  if current_user not in ('anon', 'authenticated', 'service_role') then
     return new;
   end if;
-  if ids ->> 'org_id' is null then
-    filled := pg_catalog.jsonb_build_object('org_id', context_org);
-  elsif (ids ->> 'org_id')::uuid <> context_org then
+  if context_org is not null and (ids ->> 'org_id')::uuid is distinct from context_org then
     perform private.refuse_request(400, 'context_org_mismatch',
       pg_catalog.format('The row names organization %s, but the context (X-Org-Id) is %s: leave org_id out.', ids ->> 'org_id', context_org));
   end if;
-  if context_project is not null and ids ? 'project_id' then
-    if ids ->> 'project_id' is null then
-      filled := filled || pg_catalog.jsonb_build_object('project_id', context_project);
-    elsif (ids ->> 'project_id')::uuid <> context_project then
-      perform private.refuse_request(400, 'context_project_mismatch',
-        pg_catalog.format('The row names project %s, but the context (X-Project-Id) is %s.', ids ->> 'project_id', context_project));
-    end if;
+  if context_project is not null and ids ? 'project_id' and (ids ->> 'project_id')::uuid is distinct from context_project then
+    perform private.refuse_request(400, 'context_project_mismatch',
+      pg_catalog.format('The row names project %s, but the context (X-Project-Id) is %s.', ids ->> 'project_id', context_project));
   end if;
-  if filled = '{}' then
-    return new;
-  end if;
-  return pg_catalog.jsonb_populate_record(new, filled);
+  return new;
 end
 $$;
-comment on function private.fill_context_ids() is
-  'Fills org_id (and project_id) of an inserted row from the request context; refuses a row naming another.';
-revoke execute on function private.fill_context_ids() from public, anon, authenticated;
+comment on function private.check_context_ids() is 'Refuses an inserted row whose org_id (or project_id) is not the request context''s.';
+revoke execute on function private.check_context_ids() from public, anon, authenticated;
+
+-- Makes a tenant table take org_id (and project_id) from the context: the column defaults and the
+-- context_ids trigger. One line per tenant table, beside its other guards.
+create function private.take_ids_from_context(p_table regclass) returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  execute pg_catalog.format('alter table %s alter column org_id set default private.context_org_id()', p_table);
+  if exists (select 1 from pg_catalog.pg_attribute a where a.attrelid = p_table and a.attname = 'project_id' and not a.attisdropped) then
+    execute pg_catalog.format('alter table %s alter column project_id set default private.context_project_id()', p_table);
+  end if;
+  execute pg_catalog.format(
+    'create trigger context_ids before insert on %s for each row execute function private.check_context_ids()', p_table);
+end
+$$;
+comment on function private.take_ids_from_context(regclass) is
+  'Gives a tenant table context defaults for org_id and project_id, and the trigger that refuses other ids.';
+revoke execute on function private.take_ids_from_context(regclass) from public, anon, authenticated;
 
 -- Views PostgreSQL can't update (a union, an aggregate) answer a write with "cannot insert into
 -- view" (SQLSTATE 55000) before any privilege check, which PostgREST reports as a 500. With this
@@ -457,32 +493,25 @@ create trigger require_org_context before update on public.organizations
   for each statement execute function private.require_org_context();
 create trigger require_org_context before insert or update or delete on public.organization_members
   for each statement execute function private.require_org_context();
-create trigger context_ids before insert on public.organization_members
-  for each row execute function private.fill_context_ids();
+select private.take_ids_from_context('public.organization_members');
 create trigger require_org_context before insert or update or delete on public.projects
   for each statement execute function private.require_org_context();
-create trigger context_ids before insert on public.projects
-  for each row execute function private.fill_context_ids();
+select private.take_ids_from_context('public.projects');
 create trigger require_org_context before insert or update or delete on public.project_members
   for each statement execute function private.require_org_context();
-create trigger context_ids before insert on public.project_members
-  for each row execute function private.fill_context_ids();
+select private.take_ids_from_context('public.project_members');
 create trigger require_org_context before insert or update or delete on public.invitations
   for each statement execute function private.require_org_context();
-create trigger context_ids before insert on public.invitations
-  for each row execute function private.fill_context_ids();
+select private.take_ids_from_context('public.invitations');
 create trigger require_org_context before insert or update or delete on public.organization_domains
   for each statement execute function private.require_org_context();
-create trigger context_ids before insert on public.organization_domains
-  for each row execute function private.fill_context_ids();
+select private.take_ids_from_context('public.organization_domains');
 create trigger require_org_context before insert or update or delete on public.agents
   for each statement execute function private.require_org_context();
-create trigger context_ids before insert on public.agents
-  for each row execute function private.fill_context_ids();
+select private.take_ids_from_context('public.agents');
 create trigger require_org_context before insert or update or delete on public.agent_versions
   for each statement execute function private.require_org_context();
-create trigger context_ids before insert on public.agent_versions
-  for each row execute function private.fill_context_ids();
+select private.take_ids_from_context('public.agent_versions');
 
 -- Domain verification (seed 003): enforced for every path, including the service role.
 create function private.enforce_member_domain() returns trigger

@@ -141,20 +141,16 @@ comment on table public.approval_decisions is
 -- =============================================================================================
 create trigger require_org_context before insert or update or delete on public.agent_runs
   for each statement execute function private.require_org_context();
-create trigger context_ids before insert on public.agent_runs
-  for each row execute function private.fill_context_ids();
+select private.take_ids_from_context('public.agent_runs');
 create trigger require_org_context before insert or update or delete on public.approval_policies
   for each statement execute function private.require_org_context();
-create trigger context_ids before insert on public.approval_policies
-  for each row execute function private.fill_context_ids();
+select private.take_ids_from_context('public.approval_policies');
 create trigger require_org_context before insert or update or delete on public.action_requests
   for each statement execute function private.require_org_context();
-create trigger context_ids before insert on public.action_requests
-  for each row execute function private.fill_context_ids();
+select private.take_ids_from_context('public.action_requests');
 create trigger require_org_context before insert or update or delete on public.approval_decisions
   for each statement execute function private.require_org_context();
-create trigger context_ids before insert on public.approval_decisions
-  for each row execute function private.fill_context_ids();
+select private.take_ids_from_context('public.approval_decisions');
 
 -- Audit: one line per table. Payloads stay out of the chain (only their hash is in it), so an
 -- action's content can't outlive a purge there.

@@ -65,8 +65,7 @@ comment on column public.connections.config is
 -- =============================================================================================
 create trigger require_org_context before insert or update or delete on public.connections
   for each statement execute function private.require_org_context();
-create trigger context_ids before insert on public.connections
-  for each row execute function private.fill_context_ids();
+select private.take_ids_from_context('public.connections');
 create trigger audit after insert or update or delete on public.connections
   for each row execute function audit.record_change('connection', 'secret_id');
 

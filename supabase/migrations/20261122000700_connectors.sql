@@ -88,12 +88,10 @@ comment on table private.oauth_authorizations is
 -- =============================================================================================
 create trigger require_org_context before insert or update or delete on public.agent_tools
   for each statement execute function private.require_org_context();
-create trigger context_ids before insert on public.agent_tools
-  for each row execute function private.fill_context_ids();
+select private.take_ids_from_context('public.agent_tools');
 create trigger require_org_context before insert or update or delete on public.connector_limits
   for each statement execute function private.require_org_context();
-create trigger context_ids before insert on public.connector_limits
-  for each row execute function private.fill_context_ids();
+select private.take_ids_from_context('public.connector_limits');
 create trigger audit after insert or update or delete on public.agent_tools
   for each row execute function audit.record_change('agent_tool');
 create trigger audit after insert or update or delete on public.connector_limits

@@ -8,6 +8,10 @@ import { createClient, type SupabaseClient } from "@supabase/supabase-js";
 import postgres from "postgres";
 import ws from "ws";
 import type { StackInfo } from "../../scripts/stack/index.ts";
+import type { Database } from "../../supabase/database.types.ts";
+
+/** A supabase-js client typed by the database's generated types (npm run types). */
+export type Client = SupabaseClient<Database>;
 
 /** The stack.json of the stack under test. */
 export function stackFile(): string {
@@ -22,9 +26,9 @@ export function stack(): StackInfo {
 }
 
 /** A supabase-js client with the anon key and no persisted session. */
-export function anonClient(): SupabaseClient {
+export function anonClient(): Client {
   const s = stack();
-  return createClient(s.apiUrl, s.anonKey, {
+  return createClient<Database>(s.apiUrl, s.anonKey, {
     auth: { persistSession: false, autoRefreshToken: false },
     // Node 20 has no global WebSocket; supabase-js's realtime client needs one at construction.
     realtime: { transport: ws as unknown as typeof WebSocket },
@@ -32,7 +36,7 @@ export function anonClient(): SupabaseClient {
 }
 
 /** A supabase-js client signed in as the seeded demo user `email`. */
-export async function signedIn(email: string): Promise<SupabaseClient> {
+export async function signedIn(email: string): Promise<Client> {
   const user = stack().demoUsers.find((u) => u.email === email);
   if (!user) throw new Error(`no demo user ${email}`);
   const client = anonClient();
@@ -42,7 +46,7 @@ export async function signedIn(email: string): Promise<SupabaseClient> {
 }
 
 /** The access token of a signed-in client, for raw HTTP calls. */
-export async function accessToken(client: SupabaseClient): Promise<string> {
+export async function accessToken(client: Client): Promise<string> {
   const { data } = await client.auth.getSession();
   if (!data.session) throw new Error("the client is not signed in");
   return data.session.access_token;

@@ -5,18 +5,17 @@
  */
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { SupabaseClient } from "@supabase/supabase-js";
 import { openGate, recordOutcome } from "../../functions/_shared/approvals/gate.ts";
 import { asService } from "../../functions/_shared/http/db.ts";
 import { payloadSha256 } from "../../functions/_shared/json/canonical.ts";
-import { accessToken, rest, signedIn, stack, superuser } from "../helpers/stack.ts";
+import { type Client, accessToken, rest, signedIn, stack, superuser } from "../helpers/stack.ts";
 import { ACME, ACME_RUN, GLOBEX } from "../helpers/fixtures.ts";
 
 const sql = superuser();
-let ada: SupabaseClient;
-let casey: SupabaseClient;
-let victor: SupabaseClient;
-let grace: SupabaseClient;
+let ada: Client;
+let casey: Client;
+let victor: Client;
+let grace: Client;
 
 beforeAll(async () => {
   [ada, casey, victor, grace] = await Promise.all(
@@ -29,7 +28,7 @@ afterAll(async () => {
 });
 
 /** An RPC through the gateway, as the service role (the agent runtime) or a signed-in member. */
-async function rpc(fn: string, args: unknown, as: SupabaseClient | "runtime", org?: string) {
+async function rpc(fn: string, args: unknown, as: Client | "runtime", org?: string) {
   const token = as === "runtime" ? stack().serviceRoleKey : await accessToken(as);
   return rest(`rpc/${fn}`, { authorization: `Bearer ${token}`, ...(org ? { "x-org-id": org } : {}) },
     { method: "POST", body: typeof args === "string" ? args : JSON.stringify(args) });
@@ -53,7 +52,7 @@ describe("approvals over the API", () => {
 
   it("answers every refused decision with a 4xx and a stable code", async () => {
     const request = await propose({ text: "Close ticket 12" });
-    const decide = (who: SupabaseClient, org: string, hash: string) =>
+    const decide = (who: Client, org: string, hash: string) =>
       rpc("decide_action", { p_request_id: request.id, p_payload_sha256: hash, p_approve: true }, who, org);
 
     expect(await decide(victor, ACME, request.payload_sha256)).toMatchObject({ status: 403, body: { code: "approver_role_required" } });

@@ -10,16 +10,15 @@ import { join } from "node:path";
 import { createHash, generateKeyPairSync, sign } from "node:crypto";
 import canonicalize from "canonicalize";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { SupabaseClient } from "@supabase/supabase-js";
 import { ExportVerifier, checkpointMessage, entryHash, type SignedCheckpoint } from "../../functions/_shared/audit/export.ts";
 import { MerkleFrontier } from "../../functions/_shared/audit/merkle.ts";
-import { accessToken, signedIn, stack, superuser } from "../helpers/stack.ts";
+import { type Client, accessToken, signedIn, stack, superuser } from "../helpers/stack.ts";
 import { ACME, GLOBEX } from "../helpers/fixtures.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "gatehouse-audit-"));
 const sql = superuser();
-let ada: SupabaseClient;
-let victor: SupabaseClient;
+let ada: Client;
+let victor: Client;
 
 beforeAll(async () => {
   [ada, victor] = await Promise.all([signedIn("ada@acme.test"), signedIn("victor@acme.test")]);
@@ -31,7 +30,7 @@ afterAll(async () => {
   await sql.end();
 });
 
-async function call(client: SupabaseClient, path: string, init: RequestInit = {}) {
+async function call(client: Client, path: string, init: RequestInit = {}) {
   return fetch(`${stack().functionsUrl}/${path}`, {
     ...init,
     headers: { authorization: `Bearer ${await accessToken(client)}`, "x-org-id": ACME, ...init.headers },
@@ -75,13 +74,13 @@ describe("signed checkpoints", () => {
     expect(body.size).toBeGreaterThanOrEqual(Number(seq));
     expect(cp.checkpoint).toBe(canonicalize(body));
     const { data: keys } = await ada.rpc("audit_signing_keys");
-    expect(keys.map((k: { public_key: string }) => k.public_key)).toContain(cp.public_key);
+    expect(keys!.map((k) => k.public_key)).toContain(cp.public_key);
     const { data: latest } = await ada.rpc("latest_audit_checkpoint").setHeader("x-org-id", ACME);
-    expect(latest[0].checkpoint).toBe(cp.checkpoint);
+    expect(latest![0].checkpoint).toBe(cp.checkpoint);
     // Another organization's context, or none, never shows Acme's checkpoint.
     const casey = await signedIn("casey@both.test");
     const inGlobex = await casey.rpc("latest_audit_checkpoint").setHeader("x-org-id", GLOBEX);
-    expect(inGlobex.data.every((c: SignedCheckpoint) => JSON.parse(c.checkpoint).org === GLOBEX)).toBe(true);
+    expect(inGlobex.data!.every((c) => JSON.parse(c.checkpoint).org === GLOBEX)).toBe(true);
     const { data: none } = await casey.rpc("latest_audit_checkpoint");
     expect(none).toEqual([]);
     await casey.auth.signOut();
@@ -108,7 +107,7 @@ describe("audit export and offline verification", () => {
     expect(lines[0]).toMatchObject({ type: "header", org: ACME, from_seq: 1, frontier: [] });
     expect(lines.at(-1)!.type).toBe("checkpoint");
     const { data: keys } = await ada.rpc("audit_signing_keys");
-    const run = cli(lines, "--public-key", keys[0].public_key, "--strict");
+    const run = cli(lines, "--public-key", keys![0].public_key, "--strict");
     expect(run.out).toMatch(/^ok: \d+ entries of organization 0a000000/);
     expect(run.status).toBe(0);
     // --strict also holds the hashed bytes to RFC 8785 form: re-spaced JSON with the same meaning fails.
@@ -242,7 +241,7 @@ describe("audit export and offline verification", () => {
       const pin = lines.at(-1) as unknown as SignedCheckpoint;
       expect(await verify(l, { pin })).toMatchObject({ ok: false, reason: expect.stringMatching(/rewritten|signature/) });
       const { data: keys } = await ada.rpc("audit_signing_keys");
-      expect(await verify(l, { publicKey: keys[0].public_key })).toMatchObject({
+      expect(await verify(l, { publicKey: keys![0].public_key })).toMatchObject({
         ok: false,
         reason: "the checkpoint's signature is not valid for the trusted key (forged or re-signed)",
       });

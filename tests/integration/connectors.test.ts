@@ -5,16 +5,16 @@
  * OAuth2 with PKCE, refresh before expiry, revocation on disable (connection and agent), rate
  * limits and budgets, the audit trail of every call, and the sanitized result.
  */
-import type { SupabaseClient } from "@supabase/supabase-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { accessToken, rest, signedIn, stack, superuser } from "../helpers/stack.ts";
+import { type Client, accessToken, rest, signedIn, stack, superuser } from "../helpers/stack.ts";
 import { type FakeProviders, startProviders } from "../helpers/providers.ts";
+import type { Database } from "../../supabase/database.types.ts";
 import { ACME, ACME_AGENT, ACME_PROJECT, ACME_RUN, GLOBEX, GLOBEX_AGENT, GLOBEX_CONNECTION } from "../helpers/fixtures.ts";
 
 const sql = superuser();
 let providers: FakeProviders;
-let ada: SupabaseClient;
-let victor: SupabaseClient;
+let ada: Client;
+let victor: Client;
 let started: Date;
 /** Every credential the tests hand out, to hunt for in answers and the audit chain. */
 const secrets: string[] = [];
@@ -33,7 +33,7 @@ afterAll(async () => {
 });
 
 /** Calls the connectors function as a member of Acme, the service role, or nobody. */
-async function call(path: string, as: SupabaseClient | "runtime" | null, body?: unknown, headers: Record<string, string> = {}) {
+async function call(path: string, as: Client | "runtime" | null, body?: unknown, headers: Record<string, string> = {}) {
   const auth: Record<string, string> = as === null ? {} : { authorization: `Bearer ${as === "runtime" ? stack().serviceRoleKey : await accessToken(as)}` };
   const res = await fetch(`${stack().functionsUrl}/connectors/${path}`, {
     method: "POST",
@@ -45,7 +45,7 @@ async function call(path: string, as: SupabaseClient | "runtime" | null, body?: 
 }
 
 /** An RPC through PostgREST as the runtime or a member of Acme. */
-async function rpc(fn: string, args: unknown, as: SupabaseClient | "runtime") {
+async function rpc(fn: string, args: unknown, as: Client | "runtime") {
   const token = as === "runtime" ? stack().serviceRoleKey : await accessToken(as);
   return rest(`rpc/${fn}`, { authorization: `Bearer ${token}`, "x-org-id": ACME }, { method: "POST", body: JSON.stringify(args) });
 }
@@ -62,13 +62,13 @@ async function approved(tool: string, payload: unknown): Promise<{ id: string; p
 const execute = (a: { id: string; payload: unknown }) => call(`actions/${a.id}/execute`, "runtime", { payload: a.payload });
 
 /** Adds (as Ada, through RLS) a tool of Acme's agent, or rebinds it. */
-async function tool(name: string, provider: string, scopes: string[], connectionId: string | null = null, agentId = ACME_AGENT) {
+async function tool(name: string, provider: Database["public"]["Enums"]["connector_provider"], scopes: string[], connectionId: string | null = null, agentId = ACME_AGENT) {
   const updated = await ada.from("agent_tools").update({ scopes, connection_id: connectionId, enabled: true })
     .eq("agent_id", agentId).eq("tool", name).select("id").setHeader("x-org-id", ACME);
   expect(updated.error).toBeNull();
   if (updated.data!.length > 0) return;
   const inserted = await ada.from("agent_tools")
-    .insert({ org_id: ACME, project_id: ACME_PROJECT, agent_id: agentId, tool: name, provider, scopes, connection_id: connectionId })
+    .insert({ project_id: ACME_PROJECT, agent_id: agentId, tool: name, provider, scopes, connection_id: connectionId })
     .setHeader("x-org-id", ACME);
   expect(inserted.error).toBeNull();
 }

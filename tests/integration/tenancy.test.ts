@@ -4,14 +4,13 @@
  * query runs. The database side of the same rules is in supabase/tests/database/011-context.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { SupabaseClient } from "@supabase/supabase-js";
-import { accessToken, anonClient, rest, signedIn, superuser } from "../helpers/stack.ts";
+import { type Client, accessToken, anonClient, rest, signedIn, superuser } from "../helpers/stack.ts";
 import { ACME, ACME_PROJECT, GLOBEX, GLOBEX_PROJECT } from "../helpers/fixtures.ts";
 
 const sql = superuser();
-let ada: SupabaseClient;
-let casey: SupabaseClient;
-let victor: SupabaseClient;
+let ada: Client;
+let casey: Client;
+let victor: Client;
 
 beforeAll(async () => {
   [ada, casey, victor] = await Promise.all([

@@ -1,4 +1,5 @@
 import { createClient, type SupabaseClient } from "@supabase/supabase-js";
+import type { Database } from "../../supabase/database.types.ts";
 
 interface PublicEnv {
   supabaseUrl: string;
@@ -15,10 +16,10 @@ async function publicEnv(): Promise<PublicEnv> {
   return (await res.json()) as PublicEnv;
 }
 
-let client: Promise<SupabaseClient> | null = null;
+let client: Promise<SupabaseClient<Database>> | null = null;
 
 /** The browser's Supabase client, signed in as the user (never with a privileged key). */
-export function supabase(): Promise<SupabaseClient> {
-  client ??= publicEnv().then((env) => createClient(env.supabaseUrl, env.anonKey));
+export function supabase(): Promise<SupabaseClient<Database>> {
+  client ??= publicEnv().then((env) => createClient<Database>(env.supabaseUrl, env.anonKey));
   return client;
 }

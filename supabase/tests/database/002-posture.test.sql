@@ -87,12 +87,14 @@ select is(
   (select array_agg(t.name order by 1) from tenant_tables t
     where not exists (
       select 1 from pg_trigger g
-       where g.tgrelid = t.oid and g.tgfoid = 'private.fill_context_ids()'::regprocedure
+       where g.tgrelid = t.oid and g.tgfoid = 'private.check_context_ids()'::regprocedure
          and g.tgtype & 1 = 1          -- row level
          and g.tgtype & 2 = 2          -- before
-         and g.tgtype & 4 = 4)),       -- insert
+         and g.tgtype & 4 = 4)         -- insert
+       or pg_get_expr((select d.adbin from pg_attrdef d join pg_attribute a on a.attrelid = d.adrelid and a.attnum = d.adnum
+                        where d.adrelid = t.oid and a.attname = 'org_id'), t.oid) is distinct from 'private.context_org_id()'),
   null,
-  'every tenant table takes org_id (and project_id) of an inserted row from the context'
+  'every tenant table takes org_id (and project_id) of an inserted row from the context, and refuses another'
 );
 
 select is(
