@@ -3,7 +3,8 @@
  *   1. typecheck (Node and Deno)
  *   2. start a fresh stack in a temporary folder (migrations + seed through the Supabase CLI)
  *   3. supabase db advisors --type all --level info --fail-on info (target: zero findings), and the
- *      committed supabase/database.types.ts must be what `npm run types` generates
+ *      committed supabase/database.types.ts and README RPC reference must be what `npm run types`
+ *      generates
  *   4. vitest: unit and integration tests, which reach the stack over HTTP and SQL; the connector
  *      tests run local provider servers on a loopback port that only this throwaway stack's edge
  *      functions may reach (testProviders below), over TLS with a CA made for this run; then the
@@ -204,7 +205,7 @@ async function main(): Promise<number> {
     results.push(await advisors(stack.info.dbUrl));
     console.log("\n== generated types (npm run types)");
     const current = await typesAreCurrent(stack.info.dbUrl);
-    console.log(current ? "supabase/database.types.ts is current" : "supabase/database.types.ts is stale");
+    console.log(current ? "supabase/database.types.ts and the README's RPC reference are current" : "generated files are stale");
     results.push({ step: "types", passed: current ? 1 : 0, failed: current ? 0 : 1 });
     results.push(await vitest(join(stateDir, "stack.json"), extra));
     results.push(await pgTap(stack));
