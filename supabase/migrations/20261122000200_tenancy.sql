@@ -396,12 +396,25 @@ revoke execute on function private.context_org_id() from public, anon, authentic
 grant execute on function private.context_org_id() to authenticated, service_role;
 
 create function private.context_project_id() returns uuid
-language sql stable security definer
+language plpgsql stable
 set search_path = ''
 as $$
-  select private.setting_uuid('gatehouse.project_id')
+declare
+  raw text := pg_catalog.current_setting('gatehouse.project_id', true);
+begin
+  if coalesce(raw, '') = '' then
+    return null;
+  end if;
+  -- A malformed project setting narrows to nothing (the nil uuid is no project) rather than
+  -- widening to every project. Canonical (lowercase) form, as check_request and set_context store it.
+  if raw ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+    return raw::uuid;
+  end if;
+  return '00000000-0000-0000-0000-000000000000';
+end
 $$;
-comment on function private.context_project_id() is 'The project the request context names (its column default for project_id); null without one.';
+comment on function private.context_project_id() is
+  'The project the request context narrows to (the read rule, and the column default for project_id); null without one.';
 revoke execute on function private.context_project_id() from public, anon, authenticated;
 grant execute on function private.context_project_id() to authenticated, service_role;
 
@@ -763,8 +776,8 @@ grant execute on function public.publish_agent_version(uuid) to authenticated;
 -- =============================================================================================
 -- Reads of project-scoped rows need no role lookup: every member's organization role is at least
 -- project_viewer on every project of the organization, so `org_id = current_org_id()` decides, and
--- X-Project-Id (already validated) narrows to one project with an inline comparison, evaluated once
--- per statement like the helpers. That keeps a read at one membership lookup per statement
+-- X-Project-Id (already validated) narrows to one project: `project_id = coalesce((select
+-- private.context_project_id()), project_id)`, the one read rule, evaluated once per statement. That keeps a read at one membership lookup per statement
 -- (`npm run bench -- rls`). Writes check the role on each project.
 -- organizations: without a context, members list all of theirs (the organization picker); in a
 -- context, only the current one. Renamed and configured by its tenant admins, in context.
@@ -798,8 +811,7 @@ alter table public.projects force row level security;
 create policy "members read their organization's projects" on public.projects
   for select to authenticated
   using (org_id = (select private.current_org_id())
-         and ((select nullif(current_setting('gatehouse.project_id', true), '')) is null
-              or id::text = (select current_setting('gatehouse.project_id', true))));
+         and id = coalesce((select private.context_project_id()), id));
 create policy "tenant admins create projects" on public.projects
   for insert to authenticated
   with check (org_id = (select private.current_org_id()) and (select private.has_org_role('tenant_admin')));
@@ -816,8 +828,7 @@ alter table public.project_members force row level security;
 create policy "members read project memberships" on public.project_members
   for select to authenticated
   using (org_id = (select private.current_org_id())
-         and ((select nullif(current_setting('gatehouse.project_id', true), '')) is null
-              or project_id::text = (select current_setting('gatehouse.project_id', true))));
+         and project_id = coalesce((select private.context_project_id()), project_id));
 create policy "project admins add project members" on public.project_members
   for insert to authenticated
   with check (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_admin'))::uuid[]));
@@ -864,8 +875,7 @@ alter table public.agents force row level security;
 create policy "members read their projects' agents" on public.agents
   for select to authenticated
   using (org_id = (select private.current_org_id())
-         and ((select nullif(current_setting('gatehouse.project_id', true), '')) is null
-              or project_id::text = (select current_setting('gatehouse.project_id', true))));
+         and project_id = coalesce((select private.context_project_id()), project_id));
 create policy "contributors create agents" on public.agents
   for insert to authenticated
   with check (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_contributor'))::uuid[]));
@@ -882,8 +892,7 @@ alter table public.agent_versions force row level security;
 create policy "members read their projects' agent versions" on public.agent_versions
   for select to authenticated
   using (org_id = (select private.current_org_id())
-         and ((select nullif(current_setting('gatehouse.project_id', true), '')) is null
-              or project_id::text = (select current_setting('gatehouse.project_id', true))));
+         and project_id = coalesce((select private.context_project_id()), project_id));
 create policy "contributors draft agent versions" on public.agent_versions
   for insert to authenticated
   with check (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_contributor'))::uuid[]));

@@ -508,8 +508,7 @@ alter table public.agent_runs force row level security;
 create policy "members read their projects' runs" on public.agent_runs
   for select to authenticated
   using (org_id = (select private.current_org_id())
-         and ((select nullif(current_setting('gatehouse.project_id', true), '')) is null
-              or project_id::text = (select current_setting('gatehouse.project_id', true))));
+         and project_id = coalesce((select private.context_project_id()), project_id));
 create policy "runs are started through start_agent_run" on public.agent_runs
   for insert to authenticated
   with check (false);
@@ -526,8 +525,7 @@ alter table public.approval_policies force row level security;
 create policy "members read their projects' approval policies" on public.approval_policies
   for select to authenticated
   using (org_id = (select private.current_org_id())
-         and ((select nullif(current_setting('gatehouse.project_id', true), '')) is null
-              or project_id::text = (select current_setting('gatehouse.project_id', true))));
+         and project_id = coalesce((select private.context_project_id()), project_id));
 create policy "project admins add approval policies" on public.approval_policies
   for insert to authenticated
   with check (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_admin'))::uuid[]));
@@ -544,8 +542,7 @@ alter table public.action_requests force row level security;
 create policy "members read their projects' action requests" on public.action_requests
   for select to authenticated
   using (org_id = (select private.current_org_id())
-         and ((select nullif(current_setting('gatehouse.project_id', true), '')) is null
-              or project_id::text = (select current_setting('gatehouse.project_id', true))));
+         and project_id = coalesce((select private.context_project_id()), project_id));
 create policy "actions are proposed through propose_action" on public.action_requests
   for insert to authenticated
   with check (false);
@@ -561,8 +558,7 @@ alter table public.approval_decisions force row level security;
 create policy "members read their projects' approval decisions" on public.approval_decisions
   for select to authenticated
   using (org_id = (select private.current_org_id())
-         and ((select nullif(current_setting('gatehouse.project_id', true), '')) is null
-              or project_id::text = (select current_setting('gatehouse.project_id', true))));
+         and project_id = coalesce((select private.context_project_id()), project_id));
 create policy "decisions are made through decide_action" on public.approval_decisions
   for insert to authenticated
   with check (false);

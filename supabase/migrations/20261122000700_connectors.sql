@@ -300,8 +300,7 @@ alter table public.agent_tools force row level security;
 create policy "members read their projects' agent tools" on public.agent_tools
   for select to authenticated
   using (org_id = (select private.current_org_id())
-         and ((select nullif(current_setting('gatehouse.project_id', true), '')) is null
-              or project_id::text = (select current_setting('gatehouse.project_id', true))));
+         and project_id = coalesce((select private.context_project_id()), project_id));
 create policy "project admins add agent tools" on public.agent_tools
   for insert to authenticated
   with check (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_admin'))::uuid[]));
