@@ -12,7 +12,7 @@ import { jsonBody } from "../_shared/http/body.ts";
 import { callerOf, orgIdOf } from "../_shared/http/caller.ts";
 import { asCaller, asService, db } from "../_shared/http/db.ts";
 import { refuse } from "../_shared/http/errors.ts";
-import { ErrorBody, jsonContent } from "../_shared/http/schemas.ts";
+import { jsonContent, OrgHeader, refusals } from "../_shared/http/schemas.ts";
 
 const MAX_BODY = 4096;
 
@@ -34,12 +34,12 @@ app.use(jsonBody(MAX_BODY));
 app.openapi(createRoute({
   method: "post", path: "/", summary: "Sign a checkpoint now (tenant admin in X-Org-Id, or the service role)",
   request: {
-    headers: z.object({ "x-org-id": z.string().optional() }),
+    headers: OrgHeader,
     body: { content: jsonContent(Body), required: false },
   },
   responses: {
     200: { description: "The signed checkpoints", content: jsonContent(z.object({ checkpoints: z.array(Checkpoint) })) },
-    ...Object.fromEntries([400, 401, 403, 404, 413, 415].map((s) => [s, { description: "A refusal", content: jsonContent(ErrorBody) }])),
+    ...refusals(400, 401, 403, 404, 413, 415),
   },
 }), async (c) => {
   const caller = callerOf(c.req.raw);

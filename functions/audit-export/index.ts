@@ -13,7 +13,7 @@ import { functionApp } from "../_shared/http/app.ts";
 import { type Caller, callerOf, orgIdOf } from "../_shared/http/caller.ts";
 import { asCaller, asService, db, type Sql } from "../_shared/http/db.ts";
 import { refuse } from "../_shared/http/errors.ts";
-import { ErrorBody, jsonContent } from "../_shared/http/schemas.ts";
+import { jsonContent, OrgHeader, refusals } from "../_shared/http/schemas.ts";
 
 /** An ISO 8601 time Postgres can hold (years 1 to 9999; year 0 and earlier are out of its range). */
 const Time = z.iso.datetime({ offset: true }).refine((t) => Number(t.slice(0, 4)) >= 1, "the year must be 0001 or later")
@@ -38,10 +38,10 @@ const app = functionApp({
 
 app.openapi(createRoute({
   method: "get", path: "/", summary: "Export the audit chain (a member in X-Org-Id, or the service role with ?org_id=)",
-  request: { query: Query, headers: z.object({ "x-org-id": z.string().optional() }) },
+  request: { query: Query, headers: OrgHeader },
   responses: {
     200: { description: "application/x-ndjson: a header line, one line per entry, a signed checkpoint line (format gatehouse-audit-export/1)" },
-    ...Object.fromEntries([400, 401, 403, 404, 416].map((s) => [s, { description: "A refusal", content: jsonContent(ErrorBody) }])),
+    ...refusals(400, 401, 403, 404, 416),
   },
 }), async (c) => {
   const caller = callerOf(c.req.raw);

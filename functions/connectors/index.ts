@@ -16,7 +16,7 @@ import { disableAgent, disableConnection, saveConnection } from "../_shared/conn
 import { executeAction } from "../_shared/connectors/execution.ts";
 import { completeOAuth, startOAuth } from "../_shared/connectors/oauth.ts";
 import { connectorEnvFrom, type ConnectorEnv, OAuth2Config, OAuth2Credential, PROVIDERS } from "../_shared/connectors/providers.ts";
-import { ErrorBody, jsonContent } from "../_shared/http/schemas.ts";
+import { jsonContent, jsonRequest, OrgHeader, refusals } from "../_shared/http/schemas.ts";
 
 const MAX_BODY = 64 * 1024;
 
@@ -26,7 +26,6 @@ const MAX_BODY = 64 * 1024;
 const orgField = { org_id: z.uuid().optional().describe("The service role names the organization here; members send X-Org-Id") };
 const displayName = z.string().trim().min(1).max(100);
 const Id = z.object({ id: z.uuid().describe("The resource's id") });
-const OrgHeader = z.object({ "x-org-id": z.string().optional().describe("The organization a member acts in") });
 
 const SaveBody = z.strictObject({
   ...orgField,
@@ -61,9 +60,6 @@ const Connection = z.object({
 const Revocation = z.enum(["revoked", "not_supported", "failed"]);
 const Disabled = z.object({ connection: Connection, revocation: Revocation });
 
-const errors = (...statuses: number[]) =>
-  Object.fromEntries(statuses.map((s) => [s, { description: "A refusal with a stable code", content: jsonContent(ErrorBody) }]));
-const body = <T extends z.ZodType>(schema: T) => ({ body: { content: jsonContent(schema), required: true } });
 
 // ---------------------------------------------------------------------------------------------
 // Routes
@@ -77,11 +73,11 @@ app.use(jsonBody(MAX_BODY));
 
 app.openapi(createRoute({
   method: "post", path: "/connections", summary: "Check a webhook or token live, then save it (tenant admin)",
-  request: { headers: OrgHeader, ...body(SaveBody) },
+  request: { headers: OrgHeader, ...jsonRequest(SaveBody) },
   responses: {
     201: { description: "The new connection", content: jsonContent(z.object({ connection: Connection })) },
     200: { description: "The connection whose credential was replaced", content: jsonContent(z.object({ connection: Connection })) },
-    ...errors(400, 401, 403, 404, 413, 415, 422, 429, 502),
+    ...refusals(400, 401, 403, 404, 413, 415, 422, 429, 502),
   },
 }), async (c) => {
   const caller = callerOf(c.req.raw);
@@ -92,8 +88,8 @@ app.openapi(createRoute({
 
 app.openapi(createRoute({
   method: "post", path: "/connections/{id}/disable", summary: "Revoke at the provider, delete from Vault (tenant admin)",
-  request: { params: Id, headers: OrgHeader, ...body(EmptyBody) },
-  responses: { 200: { description: "The disabled connection", content: jsonContent(Disabled) }, ...errors(400, 401, 403, 404, 413, 415) },
+  request: { params: Id, headers: OrgHeader, ...jsonRequest(EmptyBody) },
+  responses: { 200: { description: "The disabled connection", content: jsonContent(Disabled) }, ...refusals(400, 401, 403, 404, 413, 415) },
 }), async (c) => {
   const caller = callerOf(c.req.raw);
   const orgId = orgOf(c.req.raw, caller, c.req.valid("json").org_id);
@@ -102,13 +98,13 @@ app.openapi(createRoute({
 
 app.openapi(createRoute({
   method: "post", path: "/oauth2/start", summary: "Start an OAuth2 authorization with PKCE (tenant admin)",
-  request: { headers: OrgHeader, ...body(OAuthStartBody) },
+  request: { headers: OrgHeader, ...jsonRequest(OAuthStartBody) },
   responses: {
     201: {
       description: "Where to send the admin, and the state to come back with",
       content: jsonContent(z.object({ authorization_url: z.url(), state: z.string(), scopes: z.array(z.string()), expires_in: z.number().int() })),
     },
-    ...errors(400, 401, 403, 413, 415, 422),
+    ...refusals(400, 401, 403, 413, 415, 422),
   },
 }), async (c) => {
   const caller = callerOf(c.req.raw);
@@ -118,8 +114,8 @@ app.openapi(createRoute({
 
 app.openapi(createRoute({
   method: "post", path: "/oauth2/callback", summary: "Exchange the code and save the connection (tenant admin)",
-  request: { headers: OrgHeader, ...body(OAuthCallbackBody) },
-  responses: { 201: { description: "The new connection", content: jsonContent(z.object({ connection: Connection })) }, ...errors(400, 401, 403, 413, 415, 422, 429, 502) },
+  request: { headers: OrgHeader, ...jsonRequest(OAuthCallbackBody) },
+  responses: { 201: { description: "The new connection", content: jsonContent(z.object({ connection: Connection })) }, ...refusals(400, 401, 403, 413, 415, 422, 429, 502) },
 }), async (c) => {
   const caller = callerOf(c.req.raw);
   const { org_id, ...input } = c.req.valid("json");
@@ -129,10 +125,10 @@ app.openapi(createRoute({
 
 app.openapi(createRoute({
   method: "post", path: "/agents/{id}/disable", summary: "Disable an agent and its tools; revoke the connections nothing enabled uses (project admin)",
-  request: { params: Id, headers: OrgHeader, ...body(EmptyBody) },
+  request: { params: Id, headers: OrgHeader, ...jsonRequest(EmptyBody) },
   responses: {
     200: { description: "The agent and the connections released", content: jsonContent(z.object({ agent_id: z.uuid(), connections: z.array(Disabled) })) },
-    ...errors(400, 401, 403, 404, 413, 415),
+    ...refusals(400, 401, 403, 404, 413, 415),
   },
 }), async (c) => {
   const caller = callerOf(c.req.raw);
@@ -142,13 +138,13 @@ app.openapi(createRoute({
 
 app.openapi(createRoute({
   method: "post", path: "/actions/{id}/execute", summary: "Execute an approved action through its tool's connection (service role: the agent runtime)",
-  request: { params: Id, ...body(ExecuteBody) },
+  request: { params: Id, ...jsonRequest(ExecuteBody) },
   responses: {
     200: {
       description: "The delivery's outcome and the provider's sanitized answer",
       content: jsonContent(z.object({ delivered: z.boolean(), outcome: z.string(), http_status: z.number().int().nullable(), result: z.unknown() })),
     },
-    ...errors(400, 401, 403, 404, 409, 413, 415, 429),
+    ...refusals(400, 401, 403, 404, 409, 413, 415, 429),
   },
 }), async (c) => {
   if (callerOf(c.req.raw).kind !== "service") throw refuse("runtime_only", "only the agent runtime (service role) executes actions");
