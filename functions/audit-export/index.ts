@@ -79,7 +79,7 @@ app.openapi(createRoute({
     return { header, checkpoint };
   });
 
-  return c.body(exportBody(sql, caller, header, checkpoint), 200, {
+  return c.body(exportBody({ sql, caller }, { header, checkpoint }), 200, {
     "content-type": "application/x-ndjson",
     "content-disposition": `attachment; filename="audit-${orgId}-${header.from_seq}-${header.to_seq}.jsonl"`,
   });
@@ -94,7 +94,9 @@ type Batches = AsyncIterator<readonly Record<string, unknown>[]>;
  * transaction held while the client reads), then the checkpoint. A cut stream lacks its
  * checkpoint, which the verifier reports.
  */
-function exportBody(sql: Sql, caller: Caller, header: ExportHeader, checkpoint: SignedCheckpoint): ReadableStream<Uint8Array> {
+function exportBody(reader: { sql: Sql; caller: Caller }, range: { header: ExportHeader; checkpoint: SignedCheckpoint }): ReadableStream<Uint8Array> {
+  const { sql, caller } = reader;
+  const { header, checkpoint } = range;
   const encoder = new TextEncoder();
   const line = (value: unknown) => encoder.encode(JSON.stringify(value) + "\n");
   let ended!: () => void;

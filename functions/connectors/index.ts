@@ -13,6 +13,7 @@ import { type Caller, callerOf, orgIdOf } from "../_shared/http/caller.ts";
 import { db } from "../_shared/http/db.ts";
 import { refuse } from "../_shared/http/errors.ts";
 import { disableAgent, disableConnection, saveConnection } from "../_shared/connectors/connections.ts";
+import type { OrgContext } from "../_shared/connectors/calls.ts";
 import { executeAction } from "../_shared/connectors/execution.ts";
 import { completeOAuth, startOAuth } from "../_shared/connectors/oauth.ts";
 import { connectorEnvFrom, type ConnectorEnv, OAuth2Config, OAuth2Credential, PROVIDERS } from "../_shared/connectors/providers.ts";
@@ -82,7 +83,7 @@ app.openapi(createRoute({
 }), async (c) => {
   const caller = callerOf(c.req.raw);
   const { org_id, ...input } = c.req.valid("json");
-  const connection = await saveConnection(db(), caller, orgOf(c.req.raw, caller, org_id), input, connectorEnv());
+  const connection = await saveConnection(inOrg(c.req.raw, caller, org_id), input);
   return input.connection_id ? c.json({ connection }, 200) : c.json({ connection }, 201);
 });
 
@@ -92,8 +93,7 @@ app.openapi(createRoute({
   responses: { 200: { description: "The disabled connection", content: jsonContent(Disabled) }, ...refusals(400, 401, 403, 404, 413, 415) },
 }), async (c) => {
   const caller = callerOf(c.req.raw);
-  const orgId = orgOf(c.req.raw, caller, c.req.valid("json").org_id);
-  return c.json(await disableConnection(db(), caller, orgId, c.req.valid("param").id, connectorEnv()), 200);
+  return c.json(await disableConnection(inOrg(c.req.raw, caller, c.req.valid("json").org_id), c.req.valid("param").id), 200);
 });
 
 app.openapi(createRoute({
@@ -109,7 +109,7 @@ app.openapi(createRoute({
 }), async (c) => {
   const caller = callerOf(c.req.raw);
   const { org_id, ...input } = c.req.valid("json");
-  return c.json(await startOAuth(db(), caller, orgOf(c.req.raw, caller, org_id), input, connectorEnv()), 201);
+  return c.json(await startOAuth(inOrg(c.req.raw, caller, org_id), input), 201);
 });
 
 app.openapi(createRoute({
@@ -119,7 +119,7 @@ app.openapi(createRoute({
 }), async (c) => {
   const caller = callerOf(c.req.raw);
   const { org_id, ...input } = c.req.valid("json");
-  const connection = await completeOAuth(db(), caller, orgOf(c.req.raw, caller, org_id), input, connectorEnv());
+  const connection = await completeOAuth(inOrg(c.req.raw, caller, org_id), input);
   return c.json({ connection }, 201);
 });
 
@@ -132,8 +132,7 @@ app.openapi(createRoute({
   },
 }), async (c) => {
   const caller = callerOf(c.req.raw);
-  const orgId = orgOf(c.req.raw, caller, c.req.valid("json").org_id);
-  return c.json(await disableAgent(db(), caller, orgId, c.req.valid("param").id, connectorEnv()), 200);
+  return c.json(await disableAgent(inOrg(c.req.raw, caller, c.req.valid("json").org_id), c.req.valid("param").id), 200);
 });
 
 app.openapi(createRoute({
@@ -148,7 +147,7 @@ app.openapi(createRoute({
   },
 }), async (c) => {
   if (callerOf(c.req.raw).kind !== "service") throw refuse("runtime_only", "only the agent runtime (service role) executes actions");
-  const executed = await executeAction(db(), c.req.valid("param").id, c.req.valid("json").payload ?? null, connectorEnv());
+  const executed = await executeAction({ sql: db(), env: connectorEnv() }, { requestId: c.req.valid("param").id, payload: c.req.valid("json").payload ?? null });
   if (!executed.ok) throw refuse(executed.reason);
   return c.json(executed.value, 200);
 });
@@ -177,4 +176,9 @@ function orgOf(req: Request, caller: Caller, bodyOrgId: string | undefined): str
   }
   if (!bodyOrgId) throw refuse("missing_org_id");
   return bodyOrgId;
+}
+
+/** The context a connector operation of this request runs in. */
+function inOrg(req: Request, caller: Caller, bodyOrgId: string | undefined): OrgContext {
+  return { sql: db(), caller, orgId: orgOf(req, caller, bodyOrgId), env: connectorEnv() };
 }

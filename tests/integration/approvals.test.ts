@@ -119,7 +119,7 @@ describe("the execution gate", () => {
     }
     await sql.begin(async (tx) => {
       await asService(tx);
-      await recordOutcome(tx, request.id, { delivered: true, detail: "delivered" });
+      await recordOutcome(tx, { requestId: request.id, delivered: true, detail: "delivered" });
     });
 
     const [row] = await sql`select status, outcome from public.action_requests where id = ${request.id}`;
@@ -145,7 +145,7 @@ describe("the execution gate", () => {
     expect(await openAs(sql, request.id, { text: "will fail" })).toMatchObject({ ok: true });
     const record = () => sql.begin(async (tx) => {
       await asService(tx);
-      await recordOutcome(tx, request.id, { delivered: false, detail: "delivery_error" });
+      await recordOutcome(tx, { requestId: request.id, delivered: false, detail: "delivery_error" });
     });
     await record();
     await expect(record()).rejects.toMatchObject({ code: "PGRST" });

@@ -62,6 +62,6 @@ export async function openGate(tx: Tx, input: { requestId: string; payload: unkn
  * Records how the delivery of an action the gate let through ended (once per action). `detail` is
  * a short outcome code, never a message that could quote the request or a credential.
  */
-export async function recordOutcome(tx: Tx, requestId: string, outcome: { delivered: boolean; detail: string }): Promise<void> {
-  await tx`select public.record_action_outcome(${requestId}, ${outcome.delivered}, ${outcome.detail})`;
+export async function recordOutcome(tx: Tx, outcome: { requestId: string; delivered: boolean; detail: string }): Promise<void> {
+  await tx`select public.record_action_outcome(${outcome.requestId}, ${outcome.delivered}, ${outcome.detail})`;
 }

@@ -9,7 +9,19 @@ import type { EgressCode } from "../egress/check.ts";
 import type { Caller } from "../http/caller.ts";
 import { asService, type Sql, type Tx } from "../http/db.ts";
 import { refuse, type HttpError } from "../http/errors.ts";
-import type { CallResult, Provider } from "./providers.ts";
+import type { CallResult, ConnectorEnv, Provider } from "./providers.ts";
+
+/** Who a connector operation acts for, and how it reaches the database and the providers. */
+export interface ConnectorContext {
+  sql: Sql;
+  caller: Caller;
+  env: ConnectorEnv;
+}
+
+/** A connector operation in one organization (X-Org-Id for a member, org_id for the service role). */
+export interface OrgContext extends ConnectorContext {
+  orgId: string;
+}
 
 /** One provider call, as the audit chain records it. */
 export interface CallAudit {
@@ -47,25 +59,25 @@ export async function auditCallIn(tx: Tx, a: CallAudit): Promise<void> {
            values (${a.orgId}, 'connector.call', 'connection', ${a.connectionId}, ${tx.json(payload)})`;
 }
 
-/** Records one provider call in the organization's audit chain, with `caller` as its actor. */
-export function auditCall(sql: Sql, caller: Caller, a: CallAudit): Promise<void> {
-  return sql.begin(async (tx) => {
-    await asService(tx, { actingFor: caller });
+/** Records one provider call in the organization's audit chain, with the context's caller as its actor. */
+export function auditCall(ctx: Pick<ConnectorContext, "sql" | "caller">, a: CallAudit): Promise<void> {
+  return ctx.sql.begin(async (tx) => {
+    await asService(tx, { actingFor: ctx.caller });
     await auditCallIn(tx, a);
   });
 }
 
-/** Counts a call of `cost` units against `orgId`'s limits inside `tx`: null when admitted, else which limit refused it. */
-export async function meterIn(tx: Tx, orgId: string, cost: number): Promise<LimitRefusal | null> {
-  const [{ refusal }] = await tx`select private.meter_connector_call(${orgId}, ${cost}) as refusal`;
+/** Counts a call of `cost` units against the organization's limits inside `tx`: null when admitted, else which limit refused it. */
+export async function meterIn(tx: Tx, call: { orgId: string; cost: number }): Promise<LimitRefusal | null> {
+  const [{ refusal }] = await tx`select private.meter_connector_call(${call.orgId}, ${call.cost}) as refusal`;
   return refusal as LimitRefusal | null;
 }
 
-/** Counts one call against the workspace's limits; a refusal is audited and thrown (429). */
-export async function meter(sql: Sql, caller: Caller, audit: Omit<CallAudit, "outcome">, cost = 1): Promise<void> {
-  const refusal = await sql.begin(async (tx) => {
-    await asService(tx, { actingFor: caller });
-    const refusal = await meterIn(tx, audit.orgId, cost);
+/** Counts one call (`cost` units, default 1) against the workspace's limits; a refusal is audited and thrown (429). */
+export async function meter(ctx: Pick<ConnectorContext, "sql" | "caller">, audit: Omit<CallAudit, "outcome">, options: { cost?: number } = {}): Promise<void> {
+  const refusal = await ctx.sql.begin(async (tx) => {
+    await asService(tx, { actingFor: ctx.caller });
+    const refusal = await meterIn(tx, { orgId: audit.orgId, cost: options.cost ?? 1 });
     if (refusal) await auditCallIn(tx, { ...audit, outcome: refusal });
     return refusal;
   });

@@ -6,11 +6,11 @@
  * Credentials are kept in store.ts.
  */
 import type { Caller } from "../http/caller.ts";
-import { asCaller, asService, type Sql, type Tx } from "../http/db.ts";
+import { asCaller, asService, type Tx } from "../http/db.ts";
 import { refuse } from "../http/errors.ts";
-import { auditCall, meter, timed, verificationError } from "./calls.ts";
+import { auditCall, type ConnectorContext, meter, type OrgContext, timed, verificationError } from "./calls.ts";
 import { revokeAndAudit } from "./oauth.ts";
-import { type ConnectorEnv, parseCredential, type Provider, verifyCredential } from "./providers.ts";
+import { parseCredential, type Provider, verifyCredential } from "./providers.ts";
 import { type ConnectionView, saveCredential, scopesNeeded, storedConnection } from "./store.ts";
 
 /**
@@ -18,10 +18,10 @@ import { type ConnectionView, saveCredential, scopesNeeded, storedConnection } f
  * `provider`). As a member, RLS decides: another organization's connection is not there. The
  * service role, which bypasses RLS, must name the connection's own organization.
  */
-async function connectionIn(tx: Tx, caller: Caller, orgId: string, id: string, provider?: Provider): Promise<boolean> {
-  const [row] = await tx`select org_id, provider from public.connections where id = ${id}`;
-  if (!row || (caller.kind === "service" && row.org_id !== orgId)) return false;
-  return !provider || row.provider === provider;
+async function connectionIn(tx: Tx, scope: { caller: Caller; orgId: string }, wanted: { id: string; provider?: Provider }): Promise<boolean> {
+  const [row] = await tx`select org_id, provider from public.connections where id = ${wanted.id}`;
+  if (!row || (scope.caller.kind === "service" && row.org_id !== scope.orgId)) return false;
+  return !wanted.provider || row.provider === wanted.provider;
 }
 
 /** What a tenant admin sends to save a webhook or token connection. */
@@ -37,23 +37,24 @@ export interface SaveInput {
  * save_connection, asking for the scopes the workspace's enabled tools of that provider need.
  * A GitHub token that reports its scopes must hold exactly those (least privilege).
  */
-export async function saveConnection(sql: Sql, caller: Caller, orgId: string, input: SaveInput, env: ConnectorEnv): Promise<ConnectionView> {
+export async function saveConnection(ctx: OrgContext, input: SaveInput): Promise<ConnectionView> {
+  const { sql, caller, orgId, env } = ctx;
   const provider = input.provider;
   if (provider === "oauth2") throw refuse("use_oauth2_flow");
-  const credential = parseCredential(provider, input.credential, env.urls);
+  const credential = parseCredential({ provider, credential: input.credential }, env.urls);
   if (!credential.ok) throw refuse(credential.reason, credential.message);
   await sql.begin(async (tx) => {
     await asCaller(tx, caller, orgId, { atLeast: "tenant_admin" });
-    if (input.connection_id && !(await connectionIn(tx, caller, orgId, input.connection_id, provider))) {
+    if (input.connection_id && !(await connectionIn(tx, ctx, { id: input.connection_id, provider }))) {
       throw refuse("connection_not_found", "no such connection of this provider in this organization");
     }
   });
-  const needed = await scopesNeeded(sql, orgId, provider);
+  const needed = await scopesNeeded(sql, { orgId, provider });
 
   const audit = { orgId, connectionId: input.connection_id ?? null, provider, kind: "verify" as const };
-  await meter(sql, caller, audit);
-  const [result, latencyMs] = await timed(() => verifyCredential(provider, credential.value, env));
-  await auditCall(sql, caller, { ...audit, outcome: result.outcome, status: result.status, latencyMs });
+  await meter(ctx, audit);
+  const [result, latencyMs] = await timed(() => verifyCredential({ provider, credential: credential.value }, env));
+  await auditCall(ctx, { ...audit, outcome: result.outcome, status: result.status, latencyMs });
   if (result.outcome !== "delivered") throw verificationError(result);
 
   let scopes = needed;
@@ -66,21 +67,21 @@ export async function saveConnection(sql: Sql, caller: Caller, orgId: string, in
     }
     scopes = result.grantedScopes;
   }
-  return saveCredential(sql, caller, {
+  return saveCredential(ctx, {
     orgId, provider, displayName: input.display_name, scopes, credential: credential.value,
     expiresAt: null, connectionId: input.connection_id ?? null, config: {},
   });
 }
 
-/** Revokes (where the provider can) and disables connection `connectionId` of `orgId`, which the caller has checked. */
-async function revokeAndDisable(sql: Sql, caller: Caller, connectionId: string, env: ConnectorEnv) {
-  const stored = await sql.begin(async (tx) => {
+/** Revokes (where the provider can) and disables connection `connectionId`, which the caller may act on (checked before). */
+async function revokeAndDisable(ctx: ConnectorContext, connectionId: string) {
+  const stored = await ctx.sql.begin(async (tx) => {
     await asService(tx);
     return await storedConnection(tx, connectionId);
   });
-  const revocation = stored ? await revokeAndAudit(sql, caller, stored, env) : "not_supported";
-  const connection = await sql.begin(async (tx) => {
-    await asService(tx, { actingFor: caller });
+  const revocation = stored ? await revokeAndAudit(ctx, stored) : "not_supported";
+  const connection = await ctx.sql.begin(async (tx) => {
+    await asService(tx, { actingFor: ctx.caller });
     const [row] = await tx`
       select id, org_id, provider, display_name, scopes, status, token_expires_at, verified_at
         from public.disable_connection(${connectionId})`;
@@ -90,20 +91,21 @@ async function revokeAndDisable(sql: Sql, caller: Caller, connectionId: string, 
 }
 
 /** Disables a connection of `orgId` (tenant admin): revokes its tokens at the provider, then deletes them from Vault. */
-export async function disableConnection(sql: Sql, caller: Caller, orgId: string, connectionId: string, env: ConnectorEnv) {
-  await sql.begin(async (tx) => {
-    await asCaller(tx, caller, orgId, { atLeast: "tenant_admin" });
-    if (!(await connectionIn(tx, caller, orgId, connectionId))) throw refuse("connection_not_found");
+export async function disableConnection(ctx: OrgContext, connectionId: string) {
+  await ctx.sql.begin(async (tx) => {
+    await asCaller(tx, ctx.caller, ctx.orgId, { atLeast: "tenant_admin" });
+    if (!(await connectionIn(tx, ctx, { id: connectionId }))) throw refuse("connection_not_found");
   });
-  return revokeAndDisable(sql, caller, connectionId, env);
+  return revokeAndDisable(ctx, connectionId);
 }
 
 /**
  * Disables an agent (project admin of its project): its tools are disabled, and each connection
  * nothing enabled uses any more is revoked at the provider and disabled.
  */
-export async function disableAgent(sql: Sql, caller: Caller, orgId: string, agentId: string, env: ConnectorEnv) {
-  const released = await sql.begin(async (tx) => {
+export async function disableAgent(ctx: OrgContext, agentId: string) {
+  const { caller, orgId } = ctx;
+  const released = await ctx.sql.begin(async (tx) => {
     // disable_agent checks the project admin role on the agent's project. As a member, RLS hides
     // another organization's agent; the service role must name the agent's own organization.
     await asCaller(tx, caller, orgId);
@@ -113,6 +115,6 @@ export async function disableAgent(sql: Sql, caller: Caller, orgId: string, agen
     return rows.map((r) => r.id as string);
   });
   const connections = [];
-  for (const id of released) connections.push(await revokeAndDisable(sql, caller, id, env));
+  for (const id of released) connections.push(await revokeAndDisable(ctx, id));
   return { agent_id: agentId, connections };
 }

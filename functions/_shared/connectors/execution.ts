@@ -53,17 +53,25 @@ class NotAdmitted extends Error {
 
 const service: Caller = { kind: "service" };
 
+/** How the runtime's executions reach the database and the providers (it acts as the service role). */
+export interface RuntimeContext {
+  sql: Sql;
+  env: ConnectorEnv;
+}
+
 /**
  * Executes approved action `requestId` with the payload the runtime is about to send: the
  * provider receives the approved canonical bytes, and the runtime gets back the sanitized answer.
  */
-export async function executeAction(sql: Sql, requestId: string, payload: unknown, env: ConnectorEnv): Promise<ExecuteResult> {
+export async function executeAction(ctx: RuntimeContext, input: { requestId: string; payload: unknown }): Promise<ExecuteResult> {
+  const { sql } = ctx;
+  const runtime = { sql, caller: service };
   // 1. Open the gate and admit the call.
   let opened: { ok: true; value: { action: ApprovedAction; binding: Binding } } | { ok: false; reason: GateRefusal };
   try {
     opened = await sql.begin(async (tx) => {
       await asService(tx);
-      const gate = await openGate(tx, { requestId, payload });
+      const gate = await openGate(tx, input);
       if (!gate.ok) return gate;  // committed: the refusal is in the audit chain
       const admission = await admit(tx, gate.value);
       if (!admission.ok) throw new NotAdmitted(admission);  // rolled back: the approval stays unused
@@ -71,19 +79,19 @@ export async function executeAction(sql: Sql, requestId: string, payload: unknow
     });
   } catch (e) {
     if (!(e instanceof NotAdmitted)) throw e;
-    await auditCall(sql, service, e.refusal.audit);
+    await auditCall(runtime, e.refusal.audit);
     return { ok: false, reason: e.refusal.reason };
   }
   if (!opened.ok) return opened;
   const { action, binding } = opened.value;
 
   // 2. Deliver.
-  const delivery = await deliverAction(sql, action, binding, env);
+  const delivery = await deliverAction(ctx, { action, binding });
 
   // 3. Record the outcome.
   await sql.begin(async (tx) => {
     await asService(tx);
-    await recordOutcome(tx, action.requestId, { delivered: delivery.outcome === "delivered", detail: delivery.outcome });
+    await recordOutcome(tx, { requestId: action.requestId, delivered: delivery.outcome === "delivered", detail: delivery.outcome });
   });
 
   // 4. Sanitize what the agent gets back.
@@ -113,7 +121,7 @@ async function admit(tx: Tx, action: ApprovedAction): Promise<Admission> {
   if (row.disabled_at !== null) reason = "agent_disabled";
   else if (row.connection_id === null || !row.enabled) reason = "tool_not_enabled";
   else if (row.status !== "active") reason = "connection_inactive";
-  else reason = await meterIn(tx, row.org_id, row.cost_units);
+  else reason = await meterIn(tx, { orgId: row.org_id, cost: row.cost_units });
   if (reason !== null) return { ok: false, reason, audit: { ...audit, outcome: reason } };
   return { ok: true, value: { orgId: row.org_id, agentId: row.agent_id, runId: row.run_id, connectionId: row.connection_id, provider: row.provider } };
 }
@@ -127,18 +135,20 @@ interface Delivery {
 }
 
 /** Delivers an admitted action and audits the call. An unexpected failure is a delivery that failed, never its message. */
-async function deliverAction(sql: Sql, action: ApprovedAction, b: Binding, env: ConnectorEnv): Promise<Delivery> {
+async function deliverAction(ctx: RuntimeContext, admitted: { action: ApprovedAction; binding: Binding }): Promise<Delivery> {
+  const { action, binding: b } = admitted;
+  const runtime = { sql: ctx.sql, caller: service };
   const audit = { orgId: b.orgId, connectionId: b.connectionId, provider: b.provider, kind: "deliver" as const,
                   agentId: b.agentId, runId: b.runId, tool: action.tool, actionRequestId: action.requestId };
   try {
-    const fresh = await freshCredential(sql, b, env);
+    const fresh = await freshCredential(ctx, b);
     if (!fresh.ok) {
-      await auditCall(sql, service, { ...audit, outcome: fresh.reason });
+      await auditCall(runtime, { ...audit, outcome: fresh.reason });
       return { outcome: fresh.reason, status: null, body: null, secrets: [] };
     }
     const { credential, config } = fresh.value;
-    const [result, latencyMs] = await timed(() => deliver(b.provider, credential, config, action.canonicalPayload, env));
-    await auditCall(sql, service, { ...audit, outcome: result.outcome, status: result.status, latencyMs });
+    const [result, latencyMs] = await timed(() => deliver({ provider: b.provider, credential, config, canonicalPayload: action.canonicalPayload }, ctx.env));
+    await auditCall(runtime, { ...audit, outcome: result.outcome, status: result.status, latencyMs });
     return { outcome: result.outcome, status: result.status, body: result.body, secrets: Object.values(credential) };
   } catch {
     // The error may quote the request or a credential, so only its kind is kept.
@@ -156,7 +166,8 @@ type Fresh =
  * tokens, so two deliveries refreshing at once would make the second one fail. Whoever waits on
  * the lock re-reads the credential and uses the token the first one stored.
  */
-async function freshCredential(sql: Sql, binding: Binding, env: ConnectorEnv): Promise<Fresh> {
+async function freshCredential(ctx: RuntimeContext, binding: Binding): Promise<Fresh> {
+  const { sql, env } = ctx;
   const read = async (tx: Tx) => {
     const [row] = await tx`
       select display_name, scopes, config, token_expires_at, credential from private.connection_credential(${binding.connectionId})`;
@@ -182,11 +193,11 @@ async function freshCredential(sql: Sql, binding: Binding, env: ConnectorEnv): P
     if (!due(locked.token_expires_at)) return { ok: true, value: { credential: current as Record<string, string>, config } };
     if (!current.refresh_token) return { ok: false, reason: "token_expired" };
 
-    const [refreshed, latencyMs] = await timed(() => refreshTokens(OAuth2Config.parse(config), current, env));
+    const [refreshed, latencyMs] = await timed(() => refreshTokens({ config: OAuth2Config.parse(config), credential: current }, env));
     // In this transaction: waiters on the lock hold pooled connections, so the holder takes none.
     await auditCallIn(tx, {
       orgId: binding.orgId, connectionId: binding.connectionId, provider: "oauth2", kind: "refresh",
-      outcome: refreshed.ok ? "delivered" : refreshed.result.outcome, status: refreshed.result.status, latencyMs,
+      outcome: refreshed.ok ? "delivered" : refreshed.reason, status: refreshed.result.status, latencyMs,
     });
     if (!refreshed.ok) return { ok: false, reason: "refresh_failed" };
     const next: OAuth2Credential = {

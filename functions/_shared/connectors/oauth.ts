@@ -5,13 +5,11 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { checkUrl } from "../egress/check.ts";
-import type { Caller } from "../http/caller.ts";
-import { asCaller, asService, type Sql } from "../http/db.ts";
+import { asCaller, asService } from "../http/db.ts";
 import { refuse } from "../http/errors.ts";
-import { auditCall, meter, meterIn, timed, verificationError } from "./calls.ts";
+import { auditCall, type ConnectorContext, meter, meterIn, type OrgContext, timed, verificationError } from "./calls.ts";
 import {
   authorizationUrl,
-  type ConnectorEnv,
   exchangeCode,
   OAuth2Config,
   OAuth2Credential,
@@ -35,7 +33,8 @@ function stateKey(state: string): string {
  * the endpoints the function will call with the egress guard, keeps the client secret and a PKCE
  * verifier in Vault under the state's hash for 10 minutes, and answers the URL to send the admin to.
  */
-export async function startOAuth(sql: Sql, caller: Caller, orgId: string, input: OAuthStartInput, env: ConnectorEnv) {
+export async function startOAuth(ctx: OrgContext, input: OAuthStartInput) {
+  const { sql, caller, orgId, env } = ctx;
   const { display_name, client_secret, ...config } = input;
   // The role first: only a tenant admin may have the function look names up and call out.
   await sql.begin((tx) => asCaller(tx, caller, orgId, { atLeast: "tenant_admin" }));
@@ -47,7 +46,7 @@ export async function startOAuth(sql: Sql, caller: Caller, orgId: string, input:
   }
   const state = randomBytes(32).toString("base64url");
   const verifier = randomBytes(32).toString("base64url");
-  const scopes = await scopesNeeded(sql, orgId, "oauth2");
+  const scopes = await scopesNeeded(sql, { orgId, provider: "oauth2" });
   await sql.begin(async (tx) => {
     await asService(tx);
     await tx`select private.begin_oauth_authorization(${stateKey(state)}, ${orgId}, ${display_name}, ${JSON.stringify(config)}::text::jsonb,
@@ -55,7 +54,7 @@ export async function startOAuth(sql: Sql, caller: Caller, orgId: string, input:
                                                       ${caller.kind === "user" ? caller.userId : null})`;
   });
   return {
-    authorization_url: authorizationUrl(config, scopes, state, createHash("sha256").update(verifier).digest("base64url")),
+    authorization_url: authorizationUrl(config, { scopes, state, codeChallenge: createHash("sha256").update(verifier).digest("base64url") }),
     state,
     scopes,
     expires_in: AUTHORIZATION_SECONDS,
@@ -66,7 +65,8 @@ export async function startOAuth(sql: Sql, caller: Caller, orgId: string, input:
  * Completes an OAuth2 authorization: takes the state once, exchanges the code (the live check),
  * refuses tokens granted more scopes than were asked for (revoking them), and saves the connection.
  */
-export async function completeOAuth(sql: Sql, caller: Caller, orgId: string, input: { state: string; code: string }, env: ConnectorEnv): Promise<ConnectionView> {
+export async function completeOAuth(ctx: OrgContext, input: { state: string; code: string }): Promise<ConnectionView> {
+  const { sql, caller, orgId, env } = ctx;
   await sql.begin((tx) => asCaller(tx, caller, orgId, { atLeast: "tenant_admin" }));
   const pending = await sql.begin(async (tx) => {
     await asService(tx);
@@ -79,9 +79,10 @@ export async function completeOAuth(sql: Sql, caller: Caller, orgId: string, inp
   const requested = pending.scopes as string[];
 
   const audit = { orgId, connectionId: null, provider: "oauth2" as const, kind: "verify" as const };
-  await meter(sql, caller, audit);
-  const [exchanged, latencyMs] = await timed(() => exchangeCode(config, secrets.client_secret, input.code, secrets.code_verifier, env));
-  await auditCall(sql, caller, { ...audit, outcome: exchanged.ok ? "delivered" : exchanged.result.outcome, status: exchanged.result.status, latencyMs });
+  await meter(ctx, audit);
+  const [exchanged, latencyMs] = await timed(() =>
+    exchangeCode({ config, clientSecret: secrets.client_secret, code: input.code, codeVerifier: secrets.code_verifier }, env));
+  await auditCall(ctx, { ...audit, outcome: exchanged.ok ? "delivered" : exchanged.reason, status: exchanged.result.status, latencyMs });
   if (!exchanged.ok) throw verificationError(exchanged.result);
   const { tokens } = exchanged;
   const credential: OAuth2Credential = {
@@ -91,28 +92,28 @@ export async function completeOAuth(sql: Sql, caller: Caller, orgId: string, inp
   };
   const excess = (tokens.scopes ?? []).filter((s) => !requested.includes(s));
   if (excess.length > 0) {
-    await revokeAndAudit(sql, caller, { id: null, orgId, provider: "oauth2", config, credential: JSON.stringify(credential) }, env);
+    await revokeAndAudit(ctx, { id: null, orgId, provider: "oauth2", config, credential: JSON.stringify(credential) });
     throw refuse("connector_excess_scopes", `the provider granted scopes that were not asked for: ${excess.join(", ")}; the tokens were revoked`);
   }
-  return saveCredential(sql, caller, {
+  return saveCredential(ctx, {
     orgId, provider: "oauth2", displayName: pending.display_name, scopes: tokens.scopes ?? requested, credential,
     expiresAt: tokens.expiresAt, connectionId: null, config,
   });
 }
 
 /** Revokes an OAuth2 connection's tokens where the provider can; what happened, for the answer. */
-export async function revokeAndAudit(sql: Sql, caller: Caller, c: StoredConnection, env: ConnectorEnv): Promise<"revoked" | "not_supported" | "failed"> {
+export async function revokeAndAudit(ctx: ConnectorContext, c: StoredConnection): Promise<"revoked" | "not_supported" | "failed"> {
   if (c.provider !== "oauth2") return "not_supported";
   const config = OAuth2Config.safeParse(c.config);
   const credential = OAuth2Credential.safeParse(JSON.parse(c.credential));
   if (!config.success || !credential.success || !config.data.revoke_url) return "not_supported";
   // Revocation is never held back by a limit; it is counted (while the meter has room).
-  await sql.begin(async (tx) => {
+  await ctx.sql.begin(async (tx) => {
     await asService(tx);
-    await meterIn(tx, c.orgId, 0);
+    await meterIn(tx, { orgId: c.orgId, cost: 0 });
   });
-  const [result, latencyMs] = await timed(() => revokeTokens(config.data, credential.data, env));
+  const [result, latencyMs] = await timed(() => revokeTokens({ config: config.data, credential: credential.data }, ctx.env));
   const outcome = result?.outcome ?? "not_supported";
-  await auditCall(sql, caller, { orgId: c.orgId, connectionId: c.id, provider: c.provider, kind: "revoke", outcome, status: result?.status ?? null, latencyMs });
+  await auditCall(ctx, { orgId: c.orgId, connectionId: c.id, provider: c.provider, kind: "revoke", outcome, status: result?.status ?? null, latencyMs });
   return outcome === "delivered" ? "revoked" : "failed";
 }

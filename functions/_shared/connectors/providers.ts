@@ -99,8 +99,9 @@ export const ApiCall = z.strictObject({
 });
 
 /** A webhook or token credential, parsed (OAuth2 credentials come from the code exchange); a refusal names what is wrong. */
-export function parseCredential(provider: Exclude<Provider, "oauth2">, raw: unknown, urls: ProviderUrls):
+export function parseCredential(input: { provider: Exclude<Provider, "oauth2">; credential: unknown }, urls: ProviderUrls):
   { ok: true; value: Record<string, string> } | { ok: false; reason: "invalid_credential"; message: string } {
+  const { provider, credential: raw } = input;
   const schema = provider === "github" || provider === "notion" ? TokenCredential : WebhookCredential;
   const parsed = schema.safeParse(raw);
   if (!parsed.success) return { ok: false, reason: "invalid_credential", message: parsed.error.issues.map((i) => `${i.path.join(".") || "credential"}: ${i.message}`).join("; ") };
@@ -174,10 +175,10 @@ function apiUrl(base: string, path: string): string {
 
 /** The live check of a credential before it is saved. `grantedScopes` when the provider reports them. */
 export async function verifyCredential(
-  provider: Exclude<Provider, "oauth2">,
-  credential: Record<string, string>,
+  check: { provider: Exclude<Provider, "oauth2">; credential: Record<string, string> },
   env: ConnectorEnv,
 ): Promise<CallResult & { grantedScopes?: string[] }> {
+  const { provider, credential } = check;
   switch (provider) {
     case "slack_webhook":
       return call(credential.url, { method: "POST", headers: json, body: JSON.stringify({ text: "Gatehouse connected this channel." }) }, env, true);
@@ -200,12 +201,10 @@ export async function verifyCredential(
  * providers receive `{method, path, body}` from it, the body as canonical JSON.
  */
 export async function deliver(
-  provider: Provider,
-  credential: Record<string, string>,
-  config: Record<string, unknown>,
-  canonicalPayload: string,
+  delivery: { provider: Provider; credential: Record<string, string>; config: Record<string, unknown>; canonicalPayload: string },
   env: ConnectorEnv,
 ): Promise<CallResult | { outcome: "invalid_payload"; status: null; body: string; headers: null }> {
+  const { provider, credential, config, canonicalPayload } = delivery;
   if (provider === "slack_webhook" || provider === "discord_webhook" || provider === "https_webhook") {
     return call(credential.url, { method: "POST", headers: json, body: canonicalPayload }, env, true);
   }
@@ -234,6 +233,9 @@ const TokenAnswer = z.object({
   scope: z.string().max(4096).optional(),
 });
 
+/** What a token request answered: the tokens, or how the call ended (never a secret). */
+export type TokenResult = { ok: true; tokens: Tokens; result: CallResult } | { ok: false; reason: CallOutcome; result: CallResult };
+
 export interface Tokens {
   access_token: string;
   refresh_token?: string;
@@ -246,16 +248,20 @@ function basicAuth(clientId: string, clientSecret: string): string {
   return `Basic ${btoa(`${encode(clientId)}:${encode(clientSecret)}`)}`;
 }
 
-async function tokenRequest(config: OAuth2Config, clientSecret: string, form: Record<string, string>, env: ConnectorEnv):
-  Promise<{ ok: true; tokens: Tokens; result: CallResult } | { ok: false; result: CallResult }> {
+async function tokenRequest(request: { config: OAuth2Config; clientSecret: string; form: Record<string, string> }, env: ConnectorEnv):
+  Promise<TokenResult> {
+  const { config, clientSecret, form } = request;
   const result = await call(config.token_url, {
     method: "POST",
     headers: { "content-type": "application/x-www-form-urlencoded", accept: "application/json", authorization: basicAuth(config.client_id, clientSecret) },
     body: new URLSearchParams(form).toString(),
   }, env);
-  if (result.outcome !== "delivered") return { ok: false, result: result.outcome === "rejected" ? { ...result, outcome: "unauthorized" } : result };
+  if (result.outcome !== "delivered") {
+    const outcome = result.outcome === "rejected" ? "unauthorized" : result.outcome;
+    return { ok: false, reason: outcome, result: { ...result, outcome } };
+  }
   const answer = TokenAnswer.safeParse(result.body);
-  if (!answer.success) return { ok: false, result: { ...result, outcome: "provider_error" } };
+  if (!answer.success) return { ok: false, reason: "provider_error", result: { ...result, outcome: "provider_error" } };
   const a = answer.data;
   return {
     ok: true,
@@ -270,13 +276,15 @@ async function tokenRequest(config: OAuth2Config, clientSecret: string, form: Re
 }
 
 /** Exchanges an authorization code for tokens: the live check of an OAuth2 connection. */
-export function exchangeCode(config: OAuth2Config, clientSecret: string, code: string, codeVerifier: string, env: ConnectorEnv) {
-  return tokenRequest(config, clientSecret, { grant_type: "authorization_code", code, redirect_uri: config.redirect_uri, code_verifier: codeVerifier }, env);
+export function exchangeCode(exchange: { config: OAuth2Config; clientSecret: string; code: string; codeVerifier: string }, env: ConnectorEnv): Promise<TokenResult> {
+  const { config, clientSecret, code, codeVerifier } = exchange;
+  return tokenRequest({ config, clientSecret, form: { grant_type: "authorization_code", code, redirect_uri: config.redirect_uri, code_verifier: codeVerifier } }, env);
 }
 
 /** Trades the refresh token for a new access token (and maybe a new refresh token). */
-export function refreshTokens(config: OAuth2Config, credential: OAuth2Credential, env: ConnectorEnv) {
-  return tokenRequest(config, credential.client_secret, { grant_type: "refresh_token", refresh_token: credential.refresh_token ?? "" }, env);
+export function refreshTokens(connection: { config: OAuth2Config; credential: OAuth2Credential }, env: ConnectorEnv): Promise<TokenResult> {
+  const { config, credential } = connection;
+  return tokenRequest({ config, clientSecret: credential.client_secret, form: { grant_type: "refresh_token", refresh_token: credential.refresh_token ?? "" } }, env);
 }
 
 /**
@@ -284,7 +292,8 @@ export function refreshTokens(config: OAuth2Config, credential: OAuth2Credential
  * revokes its access tokens too, then the access token. Null when the provider has no revocation
  * endpoint; otherwise the first failure, or the last result.
  */
-export async function revokeTokens(config: OAuth2Config, credential: OAuth2Credential, env: ConnectorEnv): Promise<CallResult | null> {
+export async function revokeTokens(connection: { config: OAuth2Config; credential: OAuth2Credential }, env: ConnectorEnv): Promise<CallResult | null> {
+  const { config, credential } = connection;
   if (!config.revoke_url) return null;
   let last: CallResult | null = null;
   const tokens: [string, string][] = [
@@ -303,7 +312,8 @@ export async function revokeTokens(config: OAuth2Config, credential: OAuth2Crede
 }
 
 /** The provider's authorization URL for the scopes needed, with state and a PKCE (S256) challenge. */
-export function authorizationUrl(config: OAuth2Config, scopes: string[], state: string, codeChallenge: string): string {
+export function authorizationUrl(config: OAuth2Config, request: { scopes: string[]; state: string; codeChallenge: string }): string {
+  const { scopes, state, codeChallenge } = request;
   const url = new URL(config.authorize_url);
   url.searchParams.set("response_type", "code");
   url.searchParams.set("client_id", config.client_id);

@@ -42,10 +42,10 @@ export interface SavedCredential {
 }
 
 /** The scopes a new connection of `provider` asks for: those the workspace's enabled tools of that provider need. */
-export async function scopesNeeded(sql: Sql, orgId: string, provider: Provider): Promise<string[]> {
+export async function scopesNeeded(sql: Sql, of: { orgId: string; provider: Provider }): Promise<string[]> {
   return await sql.begin(async (tx) => {
     await asService(tx);
-    const [{ scopes }] = await tx`select private.scopes_needed(${orgId}, ${provider}::public.connector_provider) as scopes`;
+    const [{ scopes }] = await tx`select private.scopes_needed(${of.orgId}, ${of.provider}::public.connector_provider) as scopes`;
     return scopes as string[];
   });
 }
@@ -59,10 +59,10 @@ export async function saveCredentialIn(tx: Tx, c: SavedCredential): Promise<Conn
   return row as ConnectionView;
 }
 
-/** Stores a checked credential through save_connection, with `caller` as the actor. */
-export function saveCredential(sql: Sql, caller: Caller, c: SavedCredential): Promise<ConnectionView> {
-  return sql.begin(async (tx) => {
-    await asService(tx, { actingFor: caller });
+/** Stores a checked credential through save_connection, with the context's caller as the actor. */
+export function saveCredential(ctx: { sql: Sql; caller: Caller }, c: SavedCredential): Promise<ConnectionView> {
+  return ctx.sql.begin(async (tx) => {
+    await asService(tx, { actingFor: ctx.caller });
     return await saveCredentialIn(tx, c);
   });
 }
