@@ -397,6 +397,34 @@ comment on function audit.record_change() is
   'AFTER ROW trigger: records a tenant table''s insert, update or delete in its organization''s chain.';
 revoke execute on function audit.record_change() from public, anon, authenticated;
 
+-- Makes a new table a tenant table in one line, beside its policies:
+--   select private.make_tenant_table('public.t', 'subject'[, array['column to leave out', ...]]);
+-- RLS enabled and forced, the no-context write guard (private.require_org_context), org_id and
+-- project_id from the context (private.take_ids_from_context), and its changes recorded in the
+-- audit chain as '<subject>.<op>'. The table's policies stay the migration's own, one per operation;
+-- the migration guard checks them when the migration commits. (The tenancy tables, created before
+-- the audit chain exists, are set up the same way in two steps.)
+create function private.make_tenant_table(p_table regclass, p_subject text, p_unrecorded text[] default '{}')
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  execute pg_catalog.format('alter table %s enable row level security', p_table);
+  execute pg_catalog.format('alter table %s force row level security', p_table);
+  execute pg_catalog.format('create trigger require_org_context before insert or update or delete on %s '
+                            'for each statement execute function private.require_org_context()', p_table);
+  perform private.take_ids_from_context(p_table);
+  execute pg_catalog.format('create trigger audit after insert or update or delete on %s '
+                            'for each row execute function audit.record_change(%s)', p_table,
+                            (select pg_catalog.string_agg(pg_catalog.quote_literal(a), ', ' order by o)
+                               from pg_catalog.unnest(array[p_subject] || p_unrecorded) with ordinality as x (a, o)));
+end
+$$;
+comment on function private.make_tenant_table(regclass, text, text[]) is
+  'Makes a table a tenant table: RLS enabled and forced, the context guard, ids from the context, audited changes.';
+revoke execute on function private.make_tenant_table(regclass, text, text[]) from public, anon, authenticated;
+
 -- =============================================================================================
 -- Helper functions: verification
 -- =============================================================================================

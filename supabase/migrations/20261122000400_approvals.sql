@@ -139,35 +139,18 @@ comment on table public.approval_decisions is
 -- =============================================================================================
 -- Triggers
 -- =============================================================================================
-create trigger require_org_context before insert or update or delete on public.agent_runs
-  for each statement execute function private.require_org_context();
-select private.take_ids_from_context('public.agent_runs');
-create trigger require_org_context before insert or update or delete on public.approval_policies
-  for each statement execute function private.require_org_context();
-select private.take_ids_from_context('public.approval_policies');
-create trigger require_org_context before insert or update or delete on public.action_requests
-  for each statement execute function private.require_org_context();
-select private.take_ids_from_context('public.action_requests');
-create trigger require_org_context before insert or update or delete on public.approval_decisions
-  for each statement execute function private.require_org_context();
-select private.take_ids_from_context('public.approval_decisions');
-
--- Audit: one line per table. Payloads stay out of the chain (only their hash is in it), so an
--- action's content can't outlive a purge there.
-create trigger audit after insert or update or delete on public.agent_runs
-  for each row execute function audit.record_change('agent_run');
-create trigger audit after insert or update or delete on public.approval_policies
-  for each row execute function audit.record_change('approval_policy');
-create trigger audit after insert or update or delete on public.action_requests
-  for each row execute function audit.record_change('action_request', 'canonical_payload');
-create trigger audit after insert or update or delete on public.approval_decisions
-  for each row execute function audit.record_change('approval_decision');
+-- Tenant tables, one line each (RLS, the context guard, ids from the context, audit). Payloads
+-- stay out of the chain (only their hash is in it), so an action's content can't outlive a purge.
+select private.make_tenant_table('public.agent_runs', 'agent_run');
+select private.make_tenant_table('public.approval_policies', 'approval_policy');
+select private.make_tenant_table('public.action_requests', 'action_request', array['canonical_payload']);
+select private.make_tenant_table('public.approval_decisions', 'approval_decision');
 
 -- =============================================================================================
 -- Helper functions
 -- =============================================================================================
 -- True when the caller is the agent runtime: the service role, which PostgREST (or an edge
--- function, with `set local role service_role`) has switched to. current_setting('role') is the
+-- function, through functions/_shared/http/db.ts asService) has switched to. current_setting('role') is the
 -- role switched to, even inside a security-definer function.
 create function private.is_runtime() returns boolean
 language sql stable
@@ -503,8 +486,6 @@ grant execute on function public.record_action_outcome(uuid, boolean, text) to s
 -- =============================================================================================
 -- RLS policies
 -- =============================================================================================
-alter table public.agent_runs enable row level security;
-alter table public.agent_runs force row level security;
 create policy "members read their projects' runs" on public.agent_runs
   for select to authenticated
   using (org_id = (select private.current_org_id())
@@ -520,8 +501,6 @@ create policy "runs are kept" on public.agent_runs
   for delete to authenticated
   using (false);
 
-alter table public.approval_policies enable row level security;
-alter table public.approval_policies force row level security;
 create policy "members read their projects' approval policies" on public.approval_policies
   for select to authenticated
   using (org_id = (select private.current_org_id())
@@ -537,8 +516,6 @@ create policy "project admins remove approval policies" on public.approval_polic
   for delete to authenticated
   using (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_admin'))::uuid[]));
 
-alter table public.action_requests enable row level security;
-alter table public.action_requests force row level security;
 create policy "members read their projects' action requests" on public.action_requests
   for select to authenticated
   using (org_id = (select private.current_org_id())
@@ -553,8 +530,6 @@ create policy "action requests are kept" on public.action_requests
   for delete to authenticated
   using (false);
 
-alter table public.approval_decisions enable row level security;
-alter table public.approval_decisions force row level security;
 create policy "members read their projects' approval decisions" on public.approval_decisions
   for select to authenticated
   using (org_id = (select private.current_org_id())

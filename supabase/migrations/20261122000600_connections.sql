@@ -63,11 +63,9 @@ comment on column public.connections.config is
 -- =============================================================================================
 -- Triggers
 -- =============================================================================================
-create trigger require_org_context before insert or update or delete on public.connections
-  for each statement execute function private.require_org_context();
-select private.take_ids_from_context('public.connections');
-create trigger audit after insert or update or delete on public.connections
-  for each row execute function audit.record_change('connection', 'secret_id');
+-- A tenant table (RLS, the context guard, ids from the context, audit); the Vault reference stays out
+-- of the chain.
+select private.make_tenant_table('public.connections', 'connection', array['secret_id']);
 
 -- =============================================================================================
 -- RPCs
@@ -177,8 +175,6 @@ grant execute on function public.disable_connection(uuid) to authenticated, serv
 -- =============================================================================================
 -- RLS policies
 -- =============================================================================================
-alter table public.connections enable row level security;
-alter table public.connections force row level security;
 create policy "members read their organization's connections" on public.connections
   for select to authenticated
   using (org_id = (select private.current_org_id()));

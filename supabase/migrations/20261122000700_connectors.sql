@@ -86,16 +86,9 @@ comment on table private.oauth_authorizations is
 -- =============================================================================================
 -- Triggers
 -- =============================================================================================
-create trigger require_org_context before insert or update or delete on public.agent_tools
-  for each statement execute function private.require_org_context();
-select private.take_ids_from_context('public.agent_tools');
-create trigger require_org_context before insert or update or delete on public.connector_limits
-  for each statement execute function private.require_org_context();
-select private.take_ids_from_context('public.connector_limits');
-create trigger audit after insert or update or delete on public.agent_tools
-  for each row execute function audit.record_change('agent_tool');
-create trigger audit after insert or update or delete on public.connector_limits
-  for each row execute function audit.record_change('connector_limits');
+-- Tenant tables, one line each (RLS, the context guard, ids from the context, audit).
+select private.make_tenant_table('public.agent_tools', 'agent_tool');
+select private.make_tenant_table('public.connector_limits', 'connector_limits');
 
 -- =============================================================================================
 -- Helper functions (the connectors function runs them as the service role; no client role may,
@@ -295,8 +288,6 @@ grant execute on function public.disable_agent(uuid) to authenticated, service_r
 -- =============================================================================================
 -- RLS policies
 -- =============================================================================================
-alter table public.agent_tools enable row level security;
-alter table public.agent_tools force row level security;
 create policy "members read their projects' agent tools" on public.agent_tools
   for select to authenticated
   using (org_id = (select private.current_org_id())
@@ -312,8 +303,6 @@ create policy "project admins remove agent tools" on public.agent_tools
   for delete to authenticated
   using (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_admin'))::uuid[]));
 
-alter table public.connector_limits enable row level security;
-alter table public.connector_limits force row level security;
 create policy "members read their organization's connector limits" on public.connector_limits
   for select to authenticated
   using (org_id = (select private.current_org_id()));
