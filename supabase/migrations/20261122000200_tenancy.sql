@@ -228,6 +228,22 @@ comment on function private.project_ids_with_role(public.member_role) is
 revoke execute on function private.project_ids_with_role(public.member_role) from public, anon, authenticated;
 grant execute on function private.project_ids_with_role(public.member_role) to authenticated;
 
+-- The project-admin write rule, one helper: the projects of the context where the caller is
+-- project_admin or above. Policies write `project_id = any ((select private.admin_project_ids())::uuid[])`:
+-- the `(select …)` runs it once per statement, and the cast makes `any` read an array, not a subquery.
+create function private.admin_project_ids() returns uuid[]
+language plpgsql stable security definer
+set search_path = ''
+as $$
+begin
+  return private.project_ids_with_role('project_admin');
+end
+$$;
+comment on function private.admin_project_ids() is
+  'Projects of the current context the caller administers (project_admin or above): the write rule of project-admin policies.';
+revoke execute on function private.admin_project_ids() from public, anon, authenticated;
+grant execute on function private.admin_project_ids() to authenticated;
+
 create function private.visible_org_ids() returns uuid[]
 language plpgsql stable security definer
 set search_path = ''
@@ -756,7 +772,7 @@ begin
      set published_at = pg_catalog.now(), published_by = (select auth.uid())
    where v.id = p_version_id
      and v.org_id = private.current_org_id()
-     and v.project_id = any (private.project_ids_with_role('project_admin'))
+     and v.project_id = any (private.admin_project_ids())
      and v.published_at is null
   returning * into published;
   if published.id is null then
@@ -817,7 +833,7 @@ create policy "tenant admins create projects" on public.projects
   with check (org_id = (select private.current_org_id()) and (select private.has_org_role('tenant_admin')));
 create policy "project admins update their projects" on public.projects
   for update to authenticated
-  using (org_id = (select private.current_org_id()) and id = any ((select private.project_ids_with_role('project_admin'))::uuid[]))
+  using (org_id = (select private.current_org_id()) and id = any ((select private.admin_project_ids())::uuid[]))
   with check (org_id = (select private.current_org_id()));
 create policy "tenant admins delete projects" on public.projects
   for delete to authenticated
@@ -831,14 +847,14 @@ create policy "members read project memberships" on public.project_members
          and project_id = coalesce((select private.context_project_id()), project_id));
 create policy "project admins add project members" on public.project_members
   for insert to authenticated
-  with check (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_admin'))::uuid[]));
+  with check (org_id = (select private.current_org_id()) and project_id = any ((select private.admin_project_ids())::uuid[]));
 create policy "project admins change project roles" on public.project_members
   for update to authenticated
-  using (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_admin'))::uuid[]))
-  with check (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_admin'))::uuid[]));
+  using (org_id = (select private.current_org_id()) and project_id = any ((select private.admin_project_ids())::uuid[]))
+  with check (org_id = (select private.current_org_id()) and project_id = any ((select private.admin_project_ids())::uuid[]));
 create policy "project admins remove project members" on public.project_members
   for delete to authenticated
-  using (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_admin'))::uuid[]));
+  using (org_id = (select private.current_org_id()) and project_id = any ((select private.admin_project_ids())::uuid[]));
 
 alter table public.invitations enable row level security;
 alter table public.invitations force row level security;
@@ -885,7 +901,7 @@ create policy "contributors update agents" on public.agents
   with check (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_contributor'))::uuid[]));
 create policy "project admins delete agents" on public.agents
   for delete to authenticated
-  using (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_admin'))::uuid[]));
+  using (org_id = (select private.current_org_id()) and project_id = any ((select private.admin_project_ids())::uuid[]));
 
 alter table public.agent_versions enable row level security;
 alter table public.agent_versions force row level security;

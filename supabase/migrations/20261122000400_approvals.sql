@@ -507,14 +507,14 @@ create policy "members read their projects' approval policies" on public.approva
          and project_id = coalesce((select private.context_project_id()), project_id));
 create policy "project admins add approval policies" on public.approval_policies
   for insert to authenticated
-  with check (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_admin'))::uuid[]));
+  with check (org_id = (select private.current_org_id()) and project_id = any ((select private.admin_project_ids())::uuid[]));
 create policy "project admins change approval policies" on public.approval_policies
   for update to authenticated
-  using (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_admin'))::uuid[]))
-  with check (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_admin'))::uuid[]));
+  using (org_id = (select private.current_org_id()) and project_id = any ((select private.admin_project_ids())::uuid[]))
+  with check (org_id = (select private.current_org_id()) and project_id = any ((select private.admin_project_ids())::uuid[]));
 create policy "project admins remove approval policies" on public.approval_policies
   for delete to authenticated
-  using (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_admin'))::uuid[]));
+  using (org_id = (select private.current_org_id()) and project_id = any ((select private.admin_project_ids())::uuid[]));
 
 create policy "members read their projects' action requests" on public.action_requests
   for select to authenticated

@@ -261,7 +261,7 @@ begin
   select a.* into agent from public.agents a
    where a.id = p_agent_id
      and (private.is_runtime()
-          or (a.org_id = private.current_org_id() and a.project_id = any (private.project_ids_with_role('project_admin'))))
+          or (a.org_id = private.current_org_id() and a.project_id = any (private.admin_project_ids())))
      for update;
   if agent.id is null then
     perform private.refuse_request(404, 'agent_not_found', 'No agent with that id that you can disable in this context.');
@@ -294,14 +294,14 @@ create policy "members read their projects' agent tools" on public.agent_tools
          and project_id = coalesce((select private.context_project_id()), project_id));
 create policy "project admins add agent tools" on public.agent_tools
   for insert to authenticated
-  with check (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_admin'))::uuid[]));
+  with check (org_id = (select private.current_org_id()) and project_id = any ((select private.admin_project_ids())::uuid[]));
 create policy "project admins change agent tools" on public.agent_tools
   for update to authenticated
-  using (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_admin'))::uuid[]))
-  with check (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_admin'))::uuid[]));
+  using (org_id = (select private.current_org_id()) and project_id = any ((select private.admin_project_ids())::uuid[]))
+  with check (org_id = (select private.current_org_id()) and project_id = any ((select private.admin_project_ids())::uuid[]));
 create policy "project admins remove agent tools" on public.agent_tools
   for delete to authenticated
-  using (org_id = (select private.current_org_id()) and project_id = any ((select private.project_ids_with_role('project_admin'))::uuid[]));
+  using (org_id = (select private.current_org_id()) and project_id = any ((select private.admin_project_ids())::uuid[]));
 
 create policy "members read their organization's connector limits" on public.connector_limits
   for select to authenticated
