@@ -4,11 +4,13 @@
  * they are fully sent, tokens that are validly signed but name no uuid, strings Postgres can't
  * hold. (tests/integration/fuzz.test.ts throws generated input at every route.)
  */
+import { readFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { connect } from "node:net";
+import { dirname, join } from "node:path";
 import { SignJWT } from "jose";
 import { afterAll, describe, expect, it } from "vitest";
-import { accessToken, signedIn, stack } from "../helpers/stack.ts";
+import { accessToken, signedIn, stack, stackFile } from "../helpers/stack.ts";
 import { ACME } from "../helpers/fixtures.ts";
 
 const s = stack();
@@ -173,3 +175,28 @@ describe("the API's refusals are 4xx", () => {
     expect((await res.json()).error.code).toBe("invalid_query");
   });
 });
+
+describe("request logs", () => {
+  it("the gateway and the auth stand-in log one line per request, without tokens, keys or queries", async () => {
+    const token = await accessToken(ada);
+    const marker = `/rest/v1/agents-${randomMarker()}`;
+    await (await fetch(`${s.apiUrl}${marker}?apikey=${s.anonKey}&select=secret-query`, { headers: { authorization: `Bearer ${token}` } })).body?.cancel();
+    await (await fetch(`${s.apiUrl}/auth/v1/user`, { headers: { apikey: s.anonKey, authorization: `Bearer ${token}` } })).body?.cancel();
+    const logs = join(dirname(stackFile()), "logs");
+    // The lines are appended as each response closes.
+    await new Promise((r) => setTimeout(r, 200));
+    const gateway = readFileSync(join(logs, "gateway.log"), "utf8");
+    const auth = readFileSync(join(logs, "auth.log"), "utf8");
+    expect(gateway).toMatch(new RegExp(`^\\S+ GET ${marker} \\d{3} \\d+ms$`, "m"));
+    expect(auth).toMatch(/^\S+ GET \/user 200 \d+ms$/m);
+    for (const text of [gateway, auth]) {
+      expect(text).not.toContain(token);
+      expect(text).not.toContain(s.anonKey);
+      expect(text).not.toContain("secret-query");
+    }
+  });
+});
+
+function randomMarker(): string {
+  return Math.random().toString(36).slice(2, 10);
+}
