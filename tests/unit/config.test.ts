@@ -1,4 +1,5 @@
-import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { parse } from "smol-toml";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -32,5 +33,16 @@ describe("project config", () => {
   it("reports unparseable TOML as a StackError", () => {
     const root = projectWith("[api\n");
     expect(() => readProjectConfig(root)).toThrow(/cannot read/);
+  });
+});
+
+describe("deploying the functions", () => {
+  it("tells supabase functions deploy where every function is, with the shared import map", () => {
+    const toml = parse(readFileSync(join(process.cwd(), "supabase", "config.toml"), "utf8")) as { functions: Record<string, { entrypoint?: string; import_map?: string }> };
+    const root = join(process.cwd(), "functions");
+    const names = readdirSync(root).filter((n) => !n.startsWith("_") && statSync(join(root, n)).isDirectory());
+    for (const name of names) {
+      expect(toml.functions[name], name).toMatchObject({ entrypoint: `../functions/${name}/index.ts`, import_map: "../deno.json" });
+    }
   });
 });
