@@ -479,7 +479,7 @@ begin
 end
 $$;
 comment on function public.record_action_outcome(uuid, boolean, text) is
-  'The executor reports whether an executed action was delivered (once per action; runtime only).';
+  'The runtime reports whether an action the gate let through was delivered (once per action; service role only).';
 revoke execute on function public.record_action_outcome(uuid, boolean, text) from public, anon, authenticated;
 grant execute on function public.record_action_outcome(uuid, boolean, text) to service_role;
 
