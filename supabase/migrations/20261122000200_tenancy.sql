@@ -412,21 +412,16 @@ revoke execute on function private.context_org_id() from public, anon, authentic
 grant execute on function private.context_org_id() to authenticated, service_role;
 
 create function private.context_project_id() returns uuid
-language plpgsql stable
+language plpgsql stable security definer
 set search_path = ''
 as $$
-declare
-  raw text := pg_catalog.current_setting('gatehouse.project_id', true);
 begin
-  if coalesce(raw, '') = '' then
+  if coalesce(pg_catalog.current_setting('gatehouse.project_id', true), '') = '' then
     return null;
   end if;
   -- A malformed project setting narrows to nothing (the nil uuid is no project) rather than
-  -- widening to every project. Canonical (lowercase) form, as check_request and set_context store it.
-  if raw ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
-    return raw::uuid;
-  end if;
-  return '00000000-0000-0000-0000-000000000000';
+  -- widening to every project.
+  return coalesce(private.setting_uuid('gatehouse.project_id'), '00000000-0000-0000-0000-000000000000');
 end
 $$;
 comment on function private.context_project_id() is

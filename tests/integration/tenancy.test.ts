@@ -103,6 +103,15 @@ describe("organization context through X-Org-Id", () => {
     expect(count).toBe(0);
   });
 
+  it("lets a definer RPC write another organization's rows while a context is set (create_organization)", async () => {
+    const slug = `ctx-${Date.now()}`;
+    const { data: created, error } = await ada.rpc("create_organization", { p_name: "Made in Acme's context", p_slug: slug }).setHeader("x-org-id", ACME);
+    expect(error).toBeNull();
+    const [member] = await sql`select role from public.organization_members where org_id = ${created as unknown as string}`;
+    expect(member.role).toBe("tenant_admin");
+    await sql`delete from public.organizations where slug = ${slug}`;
+  });
+
   it("fills org_id (and project_id) in from the context, so the body need not repeat them", async () => {
     const name = `From context ${Date.now()}`;
     const inOrg = await casey.from("agents").insert({ project_id: ACME_PROJECT, name }).select("org_id, project_id").single().setHeader("x-org-id", ACME);

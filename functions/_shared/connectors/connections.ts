@@ -13,15 +13,21 @@ import { revokeAndAudit } from "./oauth.ts";
 import { parseCredential, type Provider, verifyCredential } from "./providers.ts";
 import { type ConnectionView, saveCredential, scopesNeeded, storedConnection } from "./store.ts";
 
+type Scope = { caller: Caller; orgId: string };
+
 /**
- * Whether `tx`'s caller may act on connection `id` in `orgId` (and, given, that it is of
- * `provider`). As a member, RLS decides: another organization's connection is not there. The
- * service role, which bypasses RLS, must name the connection's own organization.
+ * Whether a tenant row that `tx`'s caller found is one it may act on in `scope.orgId`. As a
+ * member, RLS decides: another organization's row is not there. The service role, which bypasses
+ * RLS, must name the row's own organization.
  */
-async function connectionIn(tx: Tx, scope: { caller: Caller; orgId: string }, wanted: { id: string; provider?: Provider }): Promise<boolean> {
+function inScope(scope: Scope, row: { org_id: string } | undefined): boolean {
+  return row !== undefined && (scope.caller.kind === "user" || row.org_id === scope.orgId);
+}
+
+/** Whether `tx`'s caller may act on connection `id` in the scope (and, given, that it is of `provider`). */
+async function connectionIn(tx: Tx, scope: Scope, wanted: { id: string; provider?: Provider }): Promise<boolean> {
   const [row] = await tx`select org_id, provider from public.connections where id = ${wanted.id}`;
-  if (!row || (scope.caller.kind === "service" && row.org_id !== scope.orgId)) return false;
-  return !wanted.provider || row.provider === wanted.provider;
+  return inScope(scope, row as { org_id: string } | undefined) && (!wanted.provider || row.provider === wanted.provider);
 }
 
 /** What a tenant admin sends to save a webhook or token connection. */
@@ -104,13 +110,11 @@ export async function disableConnection(ctx: OrgContext, connectionId: string) {
  * nothing enabled uses any more is revoked at the provider and disabled.
  */
 export async function disableAgent(ctx: OrgContext, agentId: string) {
-  const { caller, orgId } = ctx;
   const released = await ctx.sql.begin(async (tx) => {
-    // disable_agent checks the project admin role on the agent's project. As a member, RLS hides
-    // another organization's agent; the service role must name the agent's own organization.
-    await asCaller(tx, caller, orgId);
+    // disable_agent checks the project admin role on the agent's project.
+    await asCaller(tx, ctx.caller, ctx.orgId);
     const [agent] = await tx`select org_id from public.agents where id = ${agentId}`;
-    if (!agent || (caller.kind === "service" && agent.org_id !== orgId)) throw refuse("agent_not_found");
+    if (!inScope(ctx, agent as { org_id: string } | undefined)) throw refuse("agent_not_found");
     const rows = await tx`select id from public.disable_agent(${agentId}) as id`;
     return rows.map((r) => r.id as string);
   });
