@@ -6,9 +6,9 @@
  *      committed supabase/database.types.ts and README RPC reference must be what `npm run types`
  *      generates
  *   4. vitest: unit and integration tests, which reach the stack over HTTP and SQL; the connector
- *      tests run local provider servers on a loopback port that only this throwaway stack's edge
- *      functions may reach (testProviders below), over TLS with a CA made for this run; then the
- *      fuzz suite (tests/fuzz) alone
+ *      and model gateway tests run local provider and model-vendor servers on loopback ports that
+ *      only this throwaway stack's edge functions may reach (testProviders below), over TLS with a
+ *      CA made for this run; then the fuzz suite (tests/fuzz) alone
  *   5. pgTAP suites in supabase/tests/database through pg_prove
  *   6. Deno tests (tests/deno/*.test.mts): code that must run in the functions' runtime, such as
  *      the egress guard's sockets, against local servers they start
@@ -17,6 +17,7 @@
  * Arguments after `--` are passed to vitest (e.g. `npm test -- tests/integration/vault.test.ts`).
  */
 import { spawn, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -61,9 +62,15 @@ async function advisors(dbUrl: string): Promise<StepResult> {
   return { step: "advisors", passed: clean ? 1 : 0, failed: clean ? 0 : 1 };
 }
 
-/** The settings of the local provider servers the connector tests run (tests/helpers/providers.ts). */
+/**
+ * The settings of the local servers the tests run: the connector providers
+ * (tests/helpers/providers.ts) on `port`, and the model vendors (tests/helpers/models.ts) on
+ * `modelPort`, with the platform keys the functions send them.
+ */
 export interface TestProviders {
   port: number;
+  modelPort: number;
+  platformKeys: { openai: string; anthropic: string };
   ca: string;
   cert: string;
   key: string;
@@ -86,14 +93,29 @@ async function testProviders(dir: string): Promise<TestProviders> {
   openssl("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "leaf.pem", "-days", "2", "-extfile", "ext.cnf");
   rmSync(join(dir, "ca.key"));
   const read = (name: string) => readFileSync(join(dir, name), "utf8");
-  return { port: await freePort(), ca: read("ca.pem"), cert: read("leaf.pem"), key: read("leaf.key") };
+  const platformKey = (vendor: string) => `sk-test-platform-${vendor}-${randomBytes(12).toString("hex")}`;
+  return {
+    port: await freePort(),
+    modelPort: await freePort(),
+    platformKeys: { openai: platformKey("openai"), anthropic: platformKey("anthropic") },
+    ca: read("ca.pem"),
+    cert: read("leaf.pem"),
+    key: read("leaf.key"),
+  };
 }
 
-/** The edge functions' environment that lets them reach the local provider servers, and only those. */
+/** The edge functions' environment that lets them reach the local provider and model servers, and only those. */
 function providersEnv(p: TestProviders): Record<string, string> {
   const base = `https://127.0.0.1:${p.port}`;
+  const models = `https://127.0.0.1:${p.modelPort}`;
   return {
-    GATEHOUSE_EGRESS_TEST_ALLOWANCE: JSON.stringify({ endpoints: [`127.0.0.1:${p.port}`], caCerts: [p.ca] }),
+    GATEHOUSE_EGRESS_TEST_ALLOWANCE: JSON.stringify({ endpoints: [`127.0.0.1:${p.port}`, `127.0.0.1:${p.modelPort}`], caCerts: [p.ca] }),
+    OPENAI_API_KEY: p.platformKeys.openai,
+    OPENAI_BASE_URL: `${models}/openai/v1`,
+    ANTHROPIC_API_KEY: p.platformKeys.anthropic,
+    ANTHROPIC_BASE_URL: `${models}/anthropic`,
+    // Short, so that the test of an upstream that never answers ends quickly.
+    GATEHOUSE_MODEL_TIMEOUT_MS: "3000",
     GATEHOUSE_PROVIDER_URLS: JSON.stringify({
       slack_webhook: `${base}/slack/services/`,
       discord_webhook: `${base}/discord/api/webhooks/`,
@@ -168,7 +190,7 @@ async function denoTests(): Promise<StepResult> {
   console.log("\n== deno test");
   const { code, output } = await runLive(
     join(root, "node_modules/.bin/deno"),
-    ["test", "--allow-net", "--allow-read", "--allow-write", "--allow-run=openssl", "tests/deno/"],
+    ["test", "--allow-net", "--allow-read", "--allow-write", "--allow-run=openssl", "--allow-env", "tests/deno/"],
     { ...process.env, NO_COLOR: "1" },
   );
   const summary = /^(?:ok|FAILED) \| (\d+) passed.*?\| (\d+) failed/m.exec(output);
@@ -200,7 +222,7 @@ async function main(): Promise<number> {
     const started = Date.now();
     const providers = await testProviders(stateDir);
     writeFileSync(join(stateDir, "providers.json"), JSON.stringify(providers), { mode: 0o600 });
-    stack = await startOnFreePorts({ root, stateDir, log: (l) => console.log(l), functionsEnv: providersEnv(providers) });
+    stack = await startOnFreePorts({ root, stateDir, log: (l) => console.log(l), functionsEnv: providersEnv(providers), modelStandIn: false });
     console.log(`stack up in ${((Date.now() - started) / 1000).toFixed(1)} s at ${stack.info.apiUrl}`);
     results.push(await advisors(stack.info.dbUrl));
     console.log("\n== generated types (npm run types)");

@@ -542,6 +542,269 @@ export type Database = {
           },
         ];
       };
+      model_budget_events: {
+        Row: {
+          created_at: string;
+          id: string;
+          kind: string;
+          org_id: string;
+          period: string;
+          spent_micro: number;
+          threshold_micro: number;
+        };
+        ComputedFields: never;
+        Insert: {
+          created_at?: string;
+          id?: string;
+          kind: string;
+          org_id?: string;
+          period: string;
+          spent_micro: number;
+          threshold_micro: number;
+        };
+        Update: {
+          created_at?: string;
+          id?: string;
+          kind?: string;
+          org_id?: string;
+          period?: string;
+          spent_micro?: number;
+          threshold_micro?: number;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "model_budget_events_org_id_fkey";
+            columns: ["org_id"];
+            isOneToOne: false;
+            referencedRelation: "organizations";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      model_calls: {
+        Row: {
+          agent_id: string;
+          cost_micro: number;
+          created_at: string;
+          error_code: string | null;
+          id: string;
+          input_tokens: number;
+          key_source: Database["public"]["Enums"]["model_key_source"];
+          latency_ms: number;
+          model: string;
+          org_id: string;
+          outcome: Database["public"]["Enums"]["model_call_outcome"];
+          output_tokens: number;
+          project_id: string;
+          provider: Database["public"]["Enums"]["model_provider"];
+          reserved_micro: number;
+          run_id: string | null;
+          started_at: string;
+          stream: boolean;
+          usage_estimated: boolean;
+          user_id: string | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          agent_id: string;
+          cost_micro: number;
+          created_at?: string;
+          error_code?: string | null;
+          id?: string;
+          input_tokens: number;
+          key_source: Database["public"]["Enums"]["model_key_source"];
+          latency_ms: number;
+          model: string;
+          org_id?: string;
+          outcome: Database["public"]["Enums"]["model_call_outcome"];
+          output_tokens: number;
+          project_id?: string;
+          provider: Database["public"]["Enums"]["model_provider"];
+          reserved_micro: number;
+          run_id?: string | null;
+          started_at: string;
+          stream: boolean;
+          usage_estimated?: boolean;
+          user_id?: string | null;
+        };
+        Update: {
+          agent_id?: string;
+          cost_micro?: number;
+          created_at?: string;
+          error_code?: string | null;
+          id?: string;
+          input_tokens?: number;
+          key_source?: Database["public"]["Enums"]["model_key_source"];
+          latency_ms?: number;
+          model?: string;
+          org_id?: string;
+          outcome?: Database["public"]["Enums"]["model_call_outcome"];
+          output_tokens?: number;
+          project_id?: string;
+          provider?: Database["public"]["Enums"]["model_provider"];
+          reserved_micro?: number;
+          run_id?: string | null;
+          started_at?: string;
+          stream?: boolean;
+          usage_estimated?: boolean;
+          user_id?: string | null;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "model_calls_org_id_fkey";
+            columns: ["org_id"];
+            isOneToOne: false;
+            referencedRelation: "organizations";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "model_calls_org_id_project_id_agent_id_fkey";
+            columns: ["org_id", "project_id", "agent_id"];
+            isOneToOne: false;
+            referencedRelation: "agents";
+            referencedColumns: ["org_id", "project_id", "id"];
+          },
+        ];
+      };
+      model_caps: {
+        Row: {
+          agent_id: string | null;
+          allowed_models: string[] | null;
+          id: string;
+          monthly_budget_micro: number | null;
+          org_id: string;
+          project_id: string;
+          requests_per_minute: number | null;
+          run_budget_micro: number | null;
+          updated_at: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          agent_id?: string | null;
+          allowed_models?: string[] | null;
+          id?: string;
+          monthly_budget_micro?: number | null;
+          org_id?: string;
+          project_id?: string;
+          requests_per_minute?: number | null;
+          run_budget_micro?: number | null;
+          updated_at?: string;
+        };
+        Update: {
+          agent_id?: string | null;
+          allowed_models?: string[] | null;
+          id?: string;
+          monthly_budget_micro?: number | null;
+          org_id?: string;
+          project_id?: string;
+          requests_per_minute?: number | null;
+          run_budget_micro?: number | null;
+          updated_at?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "model_caps_org_id_project_id_agent_id_fkey";
+            columns: ["org_id", "project_id", "agent_id"];
+            isOneToOne: true;
+            referencedRelation: "agents";
+            referencedColumns: ["org_id", "project_id", "id"];
+          },
+          {
+            foreignKeyName: "model_caps_org_id_project_id_fkey";
+            columns: ["org_id", "project_id"];
+            isOneToOne: false;
+            referencedRelation: "projects";
+            referencedColumns: ["org_id", "id"];
+          },
+        ];
+      };
+      model_limits: {
+        Row: {
+          allowed_models: string[] | null;
+          burst: number;
+          default_max_tokens: number;
+          monthly_budget_micro: number;
+          org_id: string;
+          requests_per_minute: number;
+          soft_budget_micro: number | null;
+          updated_at: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          allowed_models?: string[] | null;
+          burst?: number;
+          default_max_tokens?: number;
+          monthly_budget_micro?: number;
+          org_id?: string;
+          requests_per_minute?: number;
+          soft_budget_micro?: number | null;
+          updated_at?: string;
+        };
+        Update: {
+          allowed_models?: string[] | null;
+          burst?: number;
+          default_max_tokens?: number;
+          monthly_budget_micro?: number;
+          org_id?: string;
+          requests_per_minute?: number;
+          soft_budget_micro?: number | null;
+          updated_at?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "model_limits_org_id_fkey";
+            columns: ["org_id"];
+            isOneToOne: true;
+            referencedRelation: "organizations";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      model_provider_keys: {
+        Row: {
+          base_url: string | null;
+          created_at: string;
+          created_by: string | null;
+          id: string;
+          key_hint: string;
+          org_id: string;
+          provider: Database["public"]["Enums"]["model_provider"];
+          secret_id: string;
+          verified_at: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          base_url?: string | null;
+          created_at?: string;
+          created_by?: string | null;
+          id?: string;
+          key_hint: string;
+          org_id?: string;
+          provider: Database["public"]["Enums"]["model_provider"];
+          secret_id: string;
+          verified_at: string;
+        };
+        Update: {
+          base_url?: string | null;
+          created_at?: string;
+          created_by?: string | null;
+          id?: string;
+          key_hint?: string;
+          org_id?: string;
+          provider?: Database["public"]["Enums"]["model_provider"];
+          secret_id?: string;
+          verified_at?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "model_provider_keys_org_id_fkey";
+            columns: ["org_id"];
+            isOneToOne: false;
+            referencedRelation: "organizations";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
       organization_domains: {
         Row: {
           created_at: string;
@@ -750,6 +1013,64 @@ export type Database = {
           target_type?: string | null;
         };
         Relationships: [];
+      };
+      model_usage_daily: {
+        Row: {
+          agent_id: string;
+          calls: number | null;
+          cost_micro: number | null;
+          day: string | null;
+          input_tokens: number | null;
+          key_source: Database["public"]["Enums"]["model_key_source"];
+          model: string;
+          org_id: string;
+          output_tokens: number | null;
+          project_id: string;
+          unsuccessful_calls: number | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          agent_id?: string | null;
+          calls?: number | null;
+          cost_micro?: number | null;
+          day?: string | null;
+          input_tokens?: number | null;
+          key_source?: Database["public"]["Enums"]["model_key_source"] | null;
+          model?: string | null;
+          org_id?: string | null;
+          output_tokens?: number | null;
+          project_id?: string | null;
+          unsuccessful_calls?: number | null;
+        };
+        Update: {
+          agent_id?: string | null;
+          calls?: number | null;
+          cost_micro?: number | null;
+          day?: string | null;
+          input_tokens?: number | null;
+          key_source?: Database["public"]["Enums"]["model_key_source"] | null;
+          model?: string | null;
+          org_id?: string | null;
+          output_tokens?: number | null;
+          project_id?: string | null;
+          unsuccessful_calls?: number | null;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "model_calls_org_id_fkey";
+            columns: ["org_id"];
+            isOneToOne: false;
+            referencedRelation: "organizations";
+            referencedColumns: ["id"];
+          },
+          {
+            foreignKeyName: "model_calls_org_id_project_id_agent_id_fkey";
+            columns: ["org_id", "project_id", "agent_id"];
+            isOneToOne: false;
+            referencedRelation: "agents";
+            referencedColumns: ["org_id", "project_id", "id"];
+          },
+        ];
       };
       pending_approvals: {
         Row: {
@@ -1013,6 +1334,10 @@ export type Database = {
           isSetofReturn: false;
         };
       };
+      remove_model_provider_key: {
+        Args: { p_org_id?: string; p_provider: Database["public"]["Enums"]["model_provider"] };
+        Returns: boolean;
+      };
       save_connection: {
         Args: {
           p_config?: Json;
@@ -1042,6 +1367,31 @@ export type Database = {
         SetofOptions: {
           from: "*";
           to: "connections";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+      save_model_provider_key: {
+        Args: {
+          p_api_key: string;
+          p_base_url?: string;
+          p_org_id: string;
+          p_provider: Database["public"]["Enums"]["model_provider"];
+        };
+        Returns: {
+          base_url: string | null;
+          created_at: string;
+          created_by: string | null;
+          id: string;
+          key_hint: string;
+          org_id: string;
+          provider: Database["public"]["Enums"]["model_provider"];
+          secret_id: string;
+          verified_at: string;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "model_provider_keys";
           isOneToOne: true;
           isSetofReturn: false;
         };
@@ -1082,6 +1432,9 @@ export type Database = {
       connection_status: "active" | "disabled";
       connector_provider: "slack_webhook" | "discord_webhook" | "https_webhook" | "github" | "notion" | "oauth2";
       member_role: "tenant_admin" | "project_admin" | "project_contributor" | "project_viewer";
+      model_call_outcome: "succeeded" | "failed" | "cancelled" | "abandoned";
+      model_key_source: "platform" | "byok";
+      model_provider: "openai" | "anthropic";
       risk_level: "low" | "medium" | "high" | "critical";
       run_status: "running" | "succeeded" | "failed" | "cancelled";
     };
@@ -1196,6 +1549,9 @@ export const Constants = {
       connection_status: ["active", "disabled"],
       connector_provider: ["slack_webhook", "discord_webhook", "https_webhook", "github", "notion", "oauth2"],
       member_role: ["tenant_admin", "project_admin", "project_contributor", "project_viewer"],
+      model_call_outcome: ["succeeded", "failed", "cancelled", "abandoned"],
+      model_key_source: ["platform", "byok"],
+      model_provider: ["openai", "anthropic"],
       risk_level: ["low", "medium", "high", "critical"],
       run_status: ["running", "succeeded", "failed", "cancelled"],
     },

@@ -144,3 +144,37 @@ insert into public.connector_limits (org_id, calls_per_minute, monthly_budget_un
 values
   ('0a000000-0000-4000-8000-00000000000a', 60, 100000),
   ('0b000000-0000-4000-8000-00000000000b', 30, 20000);
+
+-- Model gateway: Acme allows two models with a $5 monthly budget and a soft threshold at $4;
+-- Globex keeps the defaults but caps its agent. Each has its own (fake) OpenAI key in Vault and
+-- one metered call, with a soft-budget event, for the isolation matrix; nothing here reaches a vendor.
+insert into public.model_limits (org_id, allowed_models, monthly_budget_micro, soft_budget_micro)
+values
+  ('0a000000-0000-4000-8000-00000000000a', '{gpt-4o-mini,claude-haiku-4-5}', 5000000, 4000000),
+  ('0b000000-0000-4000-8000-00000000000b', null, 50000000, null);
+
+insert into public.model_caps (org_id, project_id, agent_id, monthly_budget_micro, run_budget_micro)
+values
+  ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', null, 4500000, null),
+  ('0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b', '2b000000-0000-4000-8000-00000000000b',
+   10000000, 1000000);
+
+insert into public.model_provider_keys (org_id, provider, key_hint, secret_id, verified_at)
+values
+  ('0a000000-0000-4000-8000-00000000000a', 'anthropic', '…seed',
+   vault.create_secret('sk-ant-seed-' || encode(extensions.gen_random_bytes(16), 'hex'), null, 'model provider key'), now()),
+  ('0b000000-0000-4000-8000-00000000000b', 'anthropic', '…seed',
+   vault.create_secret('sk-ant-seed-' || encode(extensions.gen_random_bytes(16), 'hex'), null, 'model provider key'), now());
+
+insert into public.model_calls (org_id, project_id, agent_id, run_id, provider, model, key_source, stream, input_tokens,
+                                output_tokens, reserved_micro, cost_micro, latency_ms, outcome, started_at)
+values
+  ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', '2a000000-0000-4000-8000-00000000000a',
+   '4a000000-0000-4000-8000-00000000000a', 'openai', 'gpt-4o-mini', 'platform', false, 120, 40, 700, 42, 850, 'succeeded', now()),
+  ('0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b', '2b000000-0000-4000-8000-00000000000b',
+   '4b000000-0000-4000-8000-00000000000b', 'openai', 'gpt-4o-mini', 'platform', true, 300, 90, 1500, 99, 1200, 'succeeded', now());
+
+insert into public.model_budget_events (org_id, period, kind, threshold_micro, spent_micro)
+values
+  ('0a000000-0000-4000-8000-00000000000a', date_trunc('month', now() - interval '1 month')::date, 'soft_budget_crossed', 4000000, 4000010),
+  ('0b000000-0000-4000-8000-00000000000b', date_trunc('month', now() - interval '1 month')::date, 'soft_budget_crossed', 40000000, 40000500);

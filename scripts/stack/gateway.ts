@@ -145,6 +145,11 @@ function proxy(req: IncomingMessage, res: ServerResponse, port: number, path: st
     up.on("end", () => (answered = true));
     up.pipe(res);
   });
+  // A client that goes away mid-answer (a stream it stopped reading) takes the upstream request
+  // with it, so that the function sees the cancellation.
+  res.on("close", () => {
+    if (!answered) upstream.destroy();
+  });
   upstream.on("error", () => {
     if (!res.headersSent) gatewayError(res, 502, "upstream_unavailable", "the upstream service is not answering");
     else if (!answered) res.destroy();

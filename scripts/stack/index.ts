@@ -9,9 +9,11 @@
  *   processes.ts   child processes: start, wait, stop
  *   migrations.ts  supabase db push
  *   schedulers.ts  the audit sealer and periodic checkpoints
+ *   model_upstream.ts  the local model stand-in (no model vendor can be reached from here)
  *
  * Used by `npm start` (persistent data in .local/) and `npm test` (a throwaway stack on free ports).
  */
+import { randomBytes } from "node:crypto";
 import { mkdirSync, rmSync, writeFileSync, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import postgres from "postgres";
@@ -21,6 +23,7 @@ import { StackError } from "./errors.ts";
 import { startGateway } from "./gateway.ts";
 import { signApiKey } from "./keys.ts";
 import { pushMigrations } from "./migrations.ts";
+import { startModelUpstream } from "./model_upstream.ts";
 import { applyPlatformLayer } from "./platform.ts";
 import { assertPortFree, freePorts, PortInUse, type StackPorts } from "./ports.ts";
 import { clusterExists, findPostgres, initCluster, makeTraversable, postgresUser, startPostgres } from "./postgres.ts";
@@ -41,6 +44,8 @@ export interface StackInfo {
   serviceRoleKey: string;
   jwtSecret: string;
   ports: StackPorts;
+  /** The local model stand-in's URL, when the stack runs it (npm start). */
+  modelStandIn: string | null;
   postgres: { source: string; major: number; bindir: string };
   demoUsers: DemoUser[];
 }
@@ -63,9 +68,16 @@ export interface StartOptions {
   log?: (line: string) => void;
   /**
    * Extra environment of the edge functions. Only the test runner sets it: the egress guard's
-   * loopback allowance and provider URLs of its local provider servers (never npm start).
+   * loopback allowance, and the URLs and keys of its local provider and model servers (never
+   * npm start).
    */
   functionsEnv?: Record<string, string>;
+  /**
+   * Run the local model stand-in (model_upstream.ts) as the platform's OpenAI and Anthropic
+   * upstream, since no vendor can be reached from here. Default true; the test runner turns it
+   * off and points the functions at its own fakes instead.
+   */
+  modelStandIn?: boolean;
 }
 
 function runningPostmaster(dataDir: string): number | null {
@@ -158,10 +170,30 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
       serviceRoleKey,
       jwtSecret: state.jwtSecret,
       ports,
+      modelStandIn: null,
       postgres: { source: bins.source, major: bins.major, bindir: bins.bindir },
       demoUsers,
     };
     if (opts.databaseOnly) return { info, stop };
+
+    // The local model stand-in, the platform's model upstream here (npm start).
+    const modelEnv: Record<string, string> = {};
+    if (opts.modelStandIn !== false) {
+      // A fresh key per start: the functions send it, the stand-in checks it, as a vendor would.
+      const standInKey = `sk-local-stand-in-${randomBytes(16).toString("hex")}`;
+      const standIn = await startModelUpstream({ keys: new Set([standInKey]), record: false });
+      stoppers.push({ name: "model stand-in", stop: () => standIn.close() });
+      info.modelStandIn = standIn.url;
+      const endpoint = new URL(standIn.url).host;
+      Object.assign(modelEnv, {
+        OPENAI_API_KEY: standInKey,
+        OPENAI_BASE_URL: standIn.openaiBaseUrl,
+        ANTHROPIC_API_KEY: standInKey,
+        ANTHROPIC_BASE_URL: standIn.anthropicBaseUrl,
+        // The stand-in is a loopback HTTP server: the guard lets the functions reach it, and nothing else private.
+        GATEHOUSE_EGRESS_TEST_ALLOWANCE: JSON.stringify({ endpoints: [endpoint], http: true }),
+      });
+    }
 
     // PostgREST and the edge functions.
     const baseEnv = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", LANG: "C.UTF-8" };
@@ -199,6 +231,7 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
           SUPABASE_ANON_KEY: anonKey,
           SUPABASE_SERVICE_ROLE_KEY: serviceRoleKey,
           SUPABASE_DB_URL: pg.superuserUrl,
+          ...modelEnv,
           ...opts.functionsEnv,
         },
       },

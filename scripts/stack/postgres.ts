@@ -157,6 +157,11 @@ export function makeTraversable(dir: string): void {
   chmodSync(dir, 0o755);
 }
 
+/** Whether these binaries have pg_stat_statements (Debian's do; some embedded builds don't). */
+function statementStatsLibrary(bins: PgBinaries): boolean {
+  return ["../lib/pg_stat_statements.so", "../lib/postgresql/pg_stat_statements.so"].some((f) => existsSync(join(bins.bindir, f)));
+}
+
 /** Starts the server on 127.0.0.1:`port` (no Unix socket) and waits until it accepts connections. */
 export async function startPostgres(
   bins: PgBinaries,
@@ -172,6 +177,9 @@ export async function startPostgres(
     "-c", "shared_buffers=128MB",
     // Never echo a failing statement into the log: its text may carry a secret (vault.create_secret).
     "-c", "log_min_error_statement=panic",
+    // Statement statistics, as hosted Supabase keeps them (the gateway bench counts round trips
+    // with them), where the binaries have the module.
+    ...(statementStatsLibrary(bins) ? ["-c", "shared_preload_libraries=pg_stat_statements"] : []),
   ];
   const child: ChildProcess = spawn(join(bins.bindir, "postgres"), args, {
     ...who,

@@ -17,7 +17,8 @@
  */
 import { z } from "zod";
 import { canonicalJson } from "../json/canonical.ts";
-import type { EgressCode, EgressOptions, EgressTestAllowance } from "../egress/check.ts";
+import { testAllowanceFrom } from "../egress/allowance.ts";
+import type { EgressCode, EgressOptions } from "../egress/check.ts";
 import { guardedFetch } from "../egress/transport.ts";
 
 /** The providers a connection can be to (public.connector_provider). */
@@ -46,21 +47,13 @@ export interface ConnectorEnv {
   egress: EgressOptions;
 }
 
-const TestAllowance = z.strictObject({
-  endpoints: z.array(z.string()).min(1),
-  http: z.boolean().optional(),
-  caCerts: z.array(z.string()).optional(),
-});
-
 /**
- * The connector environment from the function's configuration. GATEHOUSE_EGRESS_TEST_ALLOWANCE is
- * set only by the test runner (scripts/test.ts) for its throwaway stack: loopback endpoints of the
- * local provider servers, and their CA. Nothing a tenant sends can reach either variable.
+ * The connector environment from the function's configuration: provider URLs, and the egress
+ * guard's test-only allowance (egress/allowance.ts). Nothing a tenant sends can reach either.
  */
 export function connectorEnvFrom(get: (name: string) => string | undefined): ConnectorEnv {
   const urls = { ...DEFAULT_PROVIDER_URLS, ...z.record(z.string(), z.url()).parse(JSON.parse(get("GATEHOUSE_PROVIDER_URLS") ?? "{}")) };
-  const rawAllowance = get("GATEHOUSE_EGRESS_TEST_ALLOWANCE");
-  const testOnly: EgressTestAllowance | undefined = rawAllowance ? TestAllowance.parse(JSON.parse(rawAllowance)) : undefined;
+  const testOnly = testAllowanceFrom(get);
   return { urls, egress: { timeoutMs: 10_000, maxBytes: 256 * 1024, maxRedirects: 0, ...(testOnly ? { testOnly } : {}) } };
 }
 

@@ -74,6 +74,13 @@ export interface EgressOptions {
   maxBytes?: number;
   /** Redirects followed, each re-checked from scratch. Default 3; 0 makes any redirect a failure. */
   maxRedirects?: number;
+  /**
+   * guardedFetch only: return as soon as the final response's head arrives, its body a stream fed
+   * from the connection. maxBytes and timeoutMs still hold for the body (past either, or when the
+   * caller's signal aborts, the stream errors with an EgressError and the connection is destroyed),
+   * and cancelling the stream hangs up. Default false: the body is read in full first.
+   */
+  stream?: boolean;
   /** Test-only allowances; never set it in production code. */
   testOnly?: EgressTestAllowance;
 }

@@ -9,6 +9,9 @@
  *   `maxRedirects` hops; a cross-origin hop forwards no caller header but a few harmless ones.
  * - The whole exchange (lookup, connect, request, response body) has one deadline, and the body is
  *   read up to a byte cap and no further.
+ * - The body is read in full before guardedFetch returns, or, with `stream`, handed over as a
+ *   stream as soon as the final response's head arrives; the cap and the deadline still hold, and
+ *   the connection is destroyed when the stream fails or its reader cancels it.
  */
 import http from "node:http";
 import net from "node:net";
@@ -17,11 +20,27 @@ import {
   abortFailure,
   checkTarget,
   DEFAULT_TIMEOUT_MS,
+  type EgressCode,
+  type EgressFailure,
   type EgressOptions,
   type EgressResult,
   fail,
   type Target,
 } from "./check.ts";
+
+/**
+ * An egress failure thrown rather than returned: what a streamed body errors with, and what
+ * egressFetch (fetch.ts) throws. A TypeError, as fetch's network failures are.
+ */
+export class EgressError extends TypeError {
+  readonly reason: EgressCode;
+
+  constructor(reason: EgressCode, message: string) {
+    super(message);
+    this.name = "EgressError";
+    this.reason = reason;
+  }
+}
 
 /** The request guardedFetch sends. */
 export interface EgressRequest {
@@ -31,7 +50,10 @@ export interface EgressRequest {
   signal?: AbortSignal;
 }
 
-/** A response read in full (up to maxBytes), with the URL and the address it came from. */
+/**
+ * The final response, with the URL and the address it came from. Its body was read in full (up to
+ * maxBytes), or with `stream` is still arriving: a stream that errors with an EgressError.
+ */
 export interface EgressResponse {
   response: Response;
   url: string;
@@ -101,11 +123,14 @@ interface Outgoing {
   body: Uint8Array | null;
 }
 
-/** A response read in full. */
+/** A response whose head has arrived; its body is still on the connection. */
 interface Incoming {
   status: number;
   rawHeaders: string[];
-  body: Uint8Array<ArrayBuffer>;
+  /** The body as it arrives, up to maxBytes; errors with an EgressError. */
+  body: ReadableStream<Uint8Array<ArrayBuffer>>;
+  /** Hangs up without reading the rest of the body (nothing once the exchange is over). */
+  drop(): void;
 }
 
 // Headers the guard sets itself (or that would let a caller reframe the request).
@@ -138,7 +163,12 @@ function concat(chunks: Uint8Array[], total: number): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-/** One HTTP/1.1 exchange over an open connection; reads at most maxBytes of body. */
+/**
+ * One HTTP/1.1 exchange over an open connection. Resolves once the response head has arrived, with
+ * the body as a stream fed from the socket (paused while the reader is behind). The exchange ends
+ * once: when the body ends, passes maxBytes, fails, is cancelled, or the signal aborts; a failure
+ * before the head resolves the promise, a later one errors the body. The connection goes with it.
+ */
 function exchange(
   socket: net.Socket,
   target: Target,
@@ -147,14 +177,21 @@ function exchange(
   signal: AbortSignal,
 ): Promise<EgressResult<Incoming>> {
   return new Promise((done) => {
-    let settled = false;
-    const finish = (result: EgressResult<Incoming>) => {
-      if (settled) return;
-      settled = true;
+    // Set once the head has arrived; from then on, the end of the exchange is told to the body.
+    let body: ReadableStreamDefaultController<Uint8Array<ArrayBuffer>> | null = null;
+    let over = false;
+    const hangUp = () => {
+      over = true;
       signal.removeEventListener("abort", onAbort);
       request.destroy();
       socket.destroy();
-      done(result);
+    };
+    const finish = (failure?: EgressFailure) => {
+      if (over) return;
+      hangUp();
+      if (!body) done(failure ?? fail("egress_request_failed", "the exchange ended without a response"));
+      else if (failure) body.error(new EgressError(failure.reason, failure.message));
+      else body.close();
     };
     const onAbort = () => finish(abortFailure(signal));
     const tooLarge = () => fail("egress_response_too_large", `the response is larger than ${maxBytes} bytes`);
@@ -173,23 +210,45 @@ function exchange(
     request.on("response", (response: http.IncomingMessage) => {
       const declared = Number(response.headers["content-length"]);
       if (declared > maxBytes) return finish(tooLarge());
-      const chunks: Uint8Array[] = [];
+      const stream = new ReadableStream<Uint8Array<ArrayBuffer>>({
+        start: (controller) => void (body = controller),
+        pull: () => void response.resume(),
+        cancel: hangUp,
+      });
       let total = 0;
       response.on("data", (chunk: Uint8Array) => {
+        if (over) return;
         total += chunk.byteLength;
         if (total > maxBytes) return finish(tooLarge());
-        chunks.push(chunk);
+        body!.enqueue(new Uint8Array(chunk));
+        if (body!.desiredSize! <= 0) response.pause();
       });
-      response.on("end", () => {
-        finish({ ok: true, value: { status: response.statusCode ?? 0, rawHeaders: response.rawHeaders, body: concat(chunks, total) } });
-      });
+      response.on("end", () => finish());
       response.on("error", (e: Error) => finish(fail("egress_request_failed", `the response failed: ${e.message}`)));
       response.on("close", () => finish(fail("egress_request_failed", "the connection closed before the response ended")));
+      done({ ok: true, value: { status: response.statusCode ?? 0, rawHeaders: response.rawHeaders, body: stream, drop: hangUp } });
     });
     if (signal.aborted) return onAbort();
     signal.addEventListener("abort", onAbort, { once: true });
     request.end(outgoing.body ?? undefined);
   });
+}
+
+/** Reads a body to its end (the stream itself keeps to maxBytes and the deadline). */
+async function readAll(body: ReadableStream<Uint8Array>): Promise<EgressResult<Uint8Array<ArrayBuffer>>> {
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return { ok: true, value: concat(chunks, total) };
+      chunks.push(value);
+      total += value.byteLength;
+    }
+  } catch (e) {
+    return e instanceof EgressError ? fail(e.reason, e.message) : fail("egress_request_failed", "the response could not be read");
+  }
 }
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
@@ -221,12 +280,11 @@ function headerOf(incoming: Incoming, name: string): string | null {
   return null;
 }
 
-function responseOf(incoming: Incoming): EgressResult<Response> {
+function responseOf(incoming: Incoming, body: BodyInit | null): EgressResult<Response> {
   try {
     const headers = new Headers();
     for (let i = 0; i + 1 < incoming.rawHeaders.length; i += 2) headers.append(incoming.rawHeaders[i], incoming.rawHeaders[i + 1]);
-    const body = NULL_BODY.has(incoming.status) ? null : incoming.body;
-    return { ok: true, value: new Response(body, { status: incoming.status, headers }) };
+    return { ok: true, value: new Response(NULL_BODY.has(incoming.status) ? null : body, { status: incoming.status, headers }) };
   } catch {
     return fail("egress_request_failed", "the response is not valid HTTP");
   }
@@ -235,8 +293,9 @@ function responseOf(incoming: Incoming): EgressResult<Response> {
 /**
  * Sends a request through the guard: checks the URL from scratch, connects only to an address it
  * checked (TLS verified against the hostname), follows redirects only after checking each new URL
- * again, and reads the body up to maxBytes, all within timeoutMs. Never throws for network or
- * policy failures; the failure's code says what happened.
+ * again, and reads the body up to maxBytes, all within timeoutMs. With `stream`, it returns at the
+ * final response's head and the body streams in under the same cap and deadline. Never throws for
+ * network or policy failures; the failure's code says what happened.
  */
 export async function guardedFetch(
   url: string | URL,
@@ -265,9 +324,26 @@ export async function guardedFetch(
     if (!exchanged.ok) return exchanged;
     const incoming = exchanged.value;
     const where = REDIRECTS.has(incoming.status) ? headerOf(incoming, "location") : null;
+
+    // Buffered, every body is read in full, a redirect's too. Streamed, only the final response
+    // keeps its body; any other is dropped with its connection.
+    let body: BodyInit | null = null;
+    if (!options.stream) {
+      const read = await readAll(incoming.body);
+      if (!read.ok) return read;
+      body = read.value;
+    } else if (where === null && !NULL_BODY.has(incoming.status)) {
+      body = incoming.body;
+    } else {
+      incoming.drop();
+    }
+
     if (where === null) {
-      const response = responseOf(incoming);
-      if (!response.ok) return response;
+      const response = responseOf(incoming, body);
+      if (!response.ok) {
+        incoming.drop();
+        return response;
+      }
       return { ok: true, value: { response: response.value, url: target.url.href, address: connected.value.address, redirects: hop } };
     }
     if (hop >= maxRedirects) {

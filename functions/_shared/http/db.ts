@@ -22,6 +22,7 @@ export type Tx = postgres.TransactionSql;
 export type MemberRole = "tenant_admin" | "project_admin" | "project_contributor" | "project_viewer";
 
 let client: Sql | null = null;
+let servicePool: Sql | null = null;
 
 /** The shared connection pool (SUPABASE_DB_URL), created on first use. */
 export function db(): Sql {
@@ -30,6 +31,24 @@ export function db(): Sql {
   if (!url) throw refuse("database_not_configured");
   client = postgres(url, { max: 4, connect_timeout: 3, idle_timeout: 30, prepare: false, onnotice: () => {} });
   return client;
+}
+
+/**
+ * A pool whose sessions are the service role from the moment they connect (`role` is a startup
+ * parameter, so no statement sets it): for hot paths where each database call must be one
+ * statement, and so one round trip, in its own transaction. The model gateway's reserve and
+ * settle are; they are security-definer functions that take the organization from the rows they
+ * read, never from the caller.
+ */
+export function serviceDb(): Sql {
+  if (servicePool) return servicePool;
+  const url = Deno.env.get("SUPABASE_DB_URL");
+  if (!url) throw refuse("database_not_configured");
+  servicePool = postgres(url, {
+    max: 8, connect_timeout: 3, idle_timeout: 30, prepare: false, onnotice: () => {},
+    connection: { role: "service_role", application_name: "gatehouse-service" },
+  });
+  return servicePool;
 }
 
 async function become(tx: Tx, role: "authenticated" | "service_role", claims: Record<string, unknown>): Promise<void> {

@@ -1,7 +1,10 @@
 /**
  * The one error type edge functions throw for expected failures, the list of every refusal code a
  * function answers (each listed once, with its status), and the one place errors become
- * responses. Body shape: `{ "error": { "code": "…", "message": "…" } }`.
+ * responses. Body shape, OpenAI's (so that the vendor SDKs pointed at the model gateway read it):
+ * `{ "error": { "code": "…", "message": "…", "type": "…" } }`, where `type` is OpenAI's class of
+ * the status (invalid_request_error, authentication_error, permission_error, rate_limit_error, …),
+ * and a refusal may add fields of its own (a rate limit's `retry_after`).
  *
  * Codes raised by the database (private.refuse_request, SQLSTATE PGRST) keep the database's code
  * and status; the egress guard's codes (egress/check.ts) are answered as 422.
@@ -58,6 +61,24 @@ export const REFUSALS = {
   agent_disabled: [409, "the agent is disabled"],
   tool_not_enabled: [409, "the agent has no enabled tool of that name bound to a connection"],
   connection_inactive: [409, "the tool's connection is disabled"],
+  // The model gateway (the database's refusals, and the upstream's failures)
+  missing_run_id: [400, "the agent runtime names its run with X-Run-Id"],
+  missing_agent_id: [400, "a member names the agent with X-Agent-Id"],
+  run_not_found: [404, "no such run"],
+  run_not_active: [409, "the run has ended"],
+  model_not_found: [404, "no such model in the catalog"],
+  model_not_allowed: [403, "the model is not allowed for this organization or agent"],
+  max_tokens_too_large: [400, "max_tokens is above the model's output limit"],
+  model_rate_limited: [429, "too many model calls at once; retry after retry_after seconds"],
+  model_budget_exhausted: [402, "the model budget has too little left for this call"],
+  model_provider_not_configured: [503, "the platform has no key for this provider; save your own"],
+  model_key_rejected: [422, "the provider refused the key"],
+  model_upstream_blocked: [502, "the egress guard refused the provider's address"],
+  model_upstream_unavailable: [502, "the provider failed or could not be reached"],
+  model_upstream_refused: [502, "the provider refused the request"],
+  model_upstream_rate_limited: [429, "the provider is rate limiting; retry later"],
+  model_upstream_timeout: [504, "the provider did not answer in time"],
+  model_gateway_misconfigured: [503, "the model gateway's configuration is not valid"],
   // The audit chain
   no_audit_chain: [404, "this organization has no audit entries yet"],
   range_not_satisfiable: [416, "the range selects no entries of the chain"],
@@ -69,24 +90,42 @@ export const REFUSALS = {
 /** A refusal code: one of {@link REFUSALS}, or an egress guard's code. */
 export type RefusalCode = keyof typeof REFUSALS | EgressCode;
 
+/** Extra fields of a refusal's body, and headers of its response (Retry-After). */
+export interface RefusalExtras {
+  fields?: Record<string, unknown>;
+  headers?: Record<string, string>;
+}
+
 /** An expected failure with an HTTP status and a stable machine-readable code. */
 export class HttpError extends Error {
   override name = "HttpError";
-  constructor(readonly status: number, readonly code: string, message: string) {
+  constructor(readonly status: number, readonly code: string, message: string, readonly extras: RefusalExtras = {}) {
     super(message);
   }
 
   /** This error as a JSON response. */
-  toResponse(headers?: HeadersInit): Response {
-    return Response.json({ error: { code: this.code, message: this.message } }, { status: this.status, headers });
+  toResponse(headers?: Record<string, string>): Response {
+    return Response.json(
+      { error: { code: this.code, message: this.message, type: errorType(this.status), ...this.extras.fields } },
+      { status: this.status, headers: { ...this.extras.headers, ...headers } },
+    );
   }
 }
 
+/** OpenAI's error `type` for a status. */
+function errorType(status: number): string {
+  if (status === 401) return "authentication_error";
+  if (status === 402) return "insufficient_quota";
+  if (status === 403) return "permission_error";
+  if (status === 429) return "rate_limit_error";
+  return status >= 500 ? "api_error" : "invalid_request_error";
+}
+
 /** The error for refusal `code`, with its listed status and `message` (default: the listed one). */
-export function refuse(code: RefusalCode, message?: string): HttpError {
-  if (code.startsWith("egress_")) return new HttpError(422, code, message ?? "the egress guard refused the request");
+export function refuse(code: RefusalCode, message?: string, extras?: RefusalExtras): HttpError {
+  if (code.startsWith("egress_")) return new HttpError(422, code, message ?? "the egress guard refused the request", extras);
   const [status, fallback] = REFUSALS[code as keyof typeof REFUSALS];
-  return new HttpError(status, code, message ?? fallback);
+  return new HttpError(status, code, message ?? fallback, extras);
 }
 
 /**

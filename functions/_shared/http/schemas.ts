@@ -3,7 +3,11 @@ import { z } from "@hono/zod-openapi";
 
 /** The body of every refusal. */
 export const ErrorBody = z.object({
-  error: z.object({ code: z.string().describe("A stable machine-readable code"), message: z.string() }),
+  error: z.object({
+    code: z.string().describe("A stable machine-readable code"),
+    message: z.string(),
+    type: z.string().describe("OpenAI's class of the status: invalid_request_error, authentication_error, rate_limit_error, …"),
+  }).catchall(z.unknown()),
 }).openapi("Error");
 
 /** The X-Org-Id header a member names the organization with (http/caller.ts orgIdOf validates it). */

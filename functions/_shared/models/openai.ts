@@ -1,0 +1,108 @@
+/**
+ * The OpenAI-compatible adapter: OpenAI itself, Azure OpenAI's v1 endpoint or a self-hosted
+ * server, through the official `openai` SDK with the egress guard as its fetch. The gateway
+ * already speaks this wire, so requests pass through nearly as they are; what the adapter adds
+ * is usage on every stream (stream_options.include_usage upstream, whatever the caller asked).
+ */
+import OpenAI from "openai";
+import type { EgressOptions } from "../egress/check.ts";
+import { egressFetch } from "../egress/fetch.ts";
+import { type ChatCompletion, type ChatCompletionChunk, type FinishReason, openAiUsage, textOf, type Upstream, type UpstreamRequest, type Usage } from "./wire.ts";
+
+/** Where and how an adapter calls its vendor. */
+export interface VendorEndpoint {
+  apiKey: string;
+  baseUrl: string;
+  egress: EgressOptions;
+  /** Time to the response's headers (a non-streamed call's whole answer), in ms. */
+  timeoutMs: number;
+}
+
+export function openAiUpstream(endpoint: VendorEndpoint): Upstream {
+  const client = new OpenAI({
+    apiKey: endpoint.apiKey,
+    baseURL: endpoint.baseUrl,
+    fetch: egressFetch(endpoint.egress),
+    maxRetries: 0,
+    timeout: endpoint.timeoutMs,
+  });
+  const body = (r: UpstreamRequest) => ({
+    model: r.model,
+    messages: r.messages.map((m) => ({ role: m.role, content: textOf(m.content), ...(m.name ? { name: m.name } : {}) })),
+    [r.maxTokensField]: r.maxTokens,
+    ...(r.temperature !== undefined ? { temperature: r.temperature } : {}),
+    ...(r.topP !== undefined ? { top_p: r.topP } : {}),
+    ...(r.stop ? { stop: r.stop } : {}),
+    ...(r.seed !== undefined ? { seed: r.seed } : {}),
+    ...(r.user !== undefined ? { user: r.user } : {}),
+  });
+
+  return {
+    async complete(request, signal) {
+      const c = await client.chat.completions.create({ ...body(request), stream: false }, { signal });
+      const usage = { input: c.usage?.prompt_tokens ?? 0, output: c.usage?.completion_tokens ?? 0, estimated: !c.usage };
+      const choice = c.choices[0];
+      const completion: ChatCompletion = {
+        id: c.id,
+        object: "chat.completion",
+        created: c.created,
+        model: c.model,
+        choices: [{
+          index: 0,
+          message: { role: "assistant", content: choice?.message?.content ?? "", refusal: null },
+          logprobs: null,
+          finish_reason: finishReason(choice?.finish_reason),
+        }],
+        usage: openAiUsage(usage.input, usage.output),
+      };
+      return { completion, usage };
+    },
+
+    async stream(request, signal) {
+      const stream = await client.chat.completions.create(
+        { ...body(request), stream: true, stream_options: { include_usage: true } },
+        { signal },
+      );
+      let reported: Usage | null = null;
+      let contentChunks = 0;
+      async function* chunks(): AsyncGenerator<ChatCompletionChunk> {
+        for await (const chunk of stream) {
+          if (chunk.usage) reported = { input: chunk.usage.prompt_tokens, output: chunk.usage.completion_tokens, estimated: false };
+          const choice = chunk.choices[0];
+          if (choice?.delta?.content) contentChunks++;
+          yield {
+            id: chunk.id,
+            object: "chat.completion.chunk",
+            created: chunk.created,
+            model: chunk.model,
+            choices: choice
+              ? [{
+                index: 0,
+                delta: {
+                  ...(choice.delta?.role === "assistant" ? { role: "assistant" as const } : {}),
+                  ...(typeof choice.delta?.content === "string" ? { content: choice.delta.content } : {}),
+                },
+                logprobs: null,
+                finish_reason: choice.finish_reason ? finishReason(choice.finish_reason) : null,
+              }]
+              : [],
+            ...(chunk.usage ? { usage: openAiUsage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens) } : {}),
+          };
+        }
+      }
+      // Cut off before the usage chunk: each content chunk is one token of output (the vendor
+      // streams them a token at a time); the input is unknown.
+      return { chunks: chunks(), usage: () => reported ?? { input: null, output: contentChunks, estimated: true } };
+    },
+
+    async listModels(signal) {
+      const ids: string[] = [];
+      for await (const model of client.models.list({ signal })) ids.push(model.id);
+      return ids;
+    },
+  };
+}
+
+function finishReason(reason: string | null | undefined): FinishReason {
+  return reason === "length" || reason === "content_filter" || reason === "tool_calls" ? reason : "stop";
+}

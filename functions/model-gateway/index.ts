@@ -1,0 +1,297 @@
+/**
+ * /functions/v1/model-gateway: the one path every model call in Gatehouse takes, OpenAI-compatible
+ * so that an agent runtime points the official OpenAI SDK at `<api>/functions/v1/model-gateway/v1`
+ * and works unchanged. The route table below is the function's OpenAPI document (GET /openapi.json).
+ *
+ *   POST /v1/chat/completions   a call, streamed (SSE) or not, served by the model's provider
+ *   GET  /v1/models             the models the caller may call
+ *   POST /keys                  save the organization's own vendor key, verified live (tenant admin)
+ *
+ * Callers: the agent runtime (service role) names its run with X-Run-Id, and the organization,
+ * project and agent come from the run row; a member (the console playground) sends X-Org-Id and
+ * X-Agent-Id, and must be project_contributor or above in the agent's project.
+ *
+ * Each call is reserved before it goes upstream and settled after, whatever happens
+ * (models/metering.ts): a failure or a cancelled call releases its reservation, a stream the
+ * client cut off settles what was used. No prompt, output or key is logged or stored.
+ */
+import { createRoute, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { functionApp } from "../_shared/http/app.ts";
+import { jsonBody } from "../_shared/http/body.ts";
+import { callerOf, orgIdOf } from "../_shared/http/caller.ts";
+import { asMember, asService, db } from "../_shared/http/db.ts";
+import { refuse } from "../_shared/http/errors.ts";
+import { jsonContent, jsonRequest, OrgHeader, refusals } from "../_shared/http/schemas.ts";
+import { allowedModels, type CallScope, reserve, type Reservation, scopeOf, settle } from "../_shared/models/metering.ts";
+import { type ModelEnv, modelEnvFrom, type Provider, upstreamFailure, upstreamFor } from "../_shared/models/upstream.ts";
+import { type ChatCompletionChunk, ChatRequest, inputTokenBound, type UpstreamRequest } from "../_shared/models/wire.ts";
+
+// Prompts may be long; 4 MiB of JSON is far past any model's context window.
+const MAX_BODY = 4 * 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Schemas
+// ---------------------------------------------------------------------------------------------
+const CallHeaders = z.object({
+  "x-run-id": z.uuid().optional().describe("The agent runtime's run (service role)"),
+  "x-org-id": z.string().optional().describe("The organization a member calls in"),
+  "x-agent-id": z.uuid().optional().describe("The agent a member calls for"),
+});
+const Completion = z.object({
+  id: z.string(),
+  object: z.literal("chat.completion"),
+  created: z.number().int(),
+  model: z.string(),
+  choices: z.array(z.object({
+    index: z.number().int(),
+    message: z.object({ role: z.literal("assistant"), content: z.string(), refusal: z.null() }),
+    logprobs: z.null(),
+    finish_reason: z.enum(["stop", "length", "content_filter", "tool_calls"]),
+  })),
+  usage: z.object({ prompt_tokens: z.number().int(), completion_tokens: z.number().int(), total_tokens: z.number().int() }),
+}).openapi("ChatCompletion");
+const ModelList = z.object({
+  object: z.literal("list"),
+  data: z.array(z.object({ id: z.string(), object: z.literal("model"), created: z.number().int(), owned_by: z.string() })),
+});
+const SaveKeyBody = z.strictObject({
+  provider: z.enum(["openai", "anthropic"]),
+  api_key: z.string().min(8).max(4096).regex(/^[\x21-\x7e]+$/, "a key is printable ASCII without spaces"),
+  base_url: z.url().max(500).optional().describe("An OpenAI-compatible endpoint of your own (Azure, self-hosted); default: the vendor's"),
+});
+const SavedKey = z.object({
+  id: z.uuid(),
+  org_id: z.uuid(),
+  provider: z.enum(["openai", "anthropic"]),
+  base_url: z.string().nullable(),
+  key_hint: z.string(),
+  verified_at: z.string(),
+});
+
+// ---------------------------------------------------------------------------------------------
+// Routes
+// ---------------------------------------------------------------------------------------------
+const app = functionApp({
+  name: "model-gateway",
+  version: "1.0.0",
+  description: "Every model call, metered and budgeted: OpenAI-compatible chat completions served by OpenAI-compatible or Anthropic upstreams.",
+});
+app.use(jsonBody(MAX_BODY));
+
+app.openapi(createRoute({
+  method: "post", path: "/v1/chat/completions", summary: "A chat completion, streamed as server-sent events with stream: true",
+  request: { headers: CallHeaders, ...jsonRequest(ChatRequest) },
+  responses: {
+    200: {
+      description: "The completion (JSON), or with stream: true its chunks (text/event-stream, ending with data: [DONE])",
+      content: { ...jsonContent(Completion), "text/event-stream": { schema: z.string() } },
+    },
+    ...refusals(400, 401, 402, 403, 404, 409, 413, 415, 429, 502, 503, 504),
+  },
+}), async (c) => {
+  const scope = scopeFor(c);
+  const body = c.req.valid("json");
+  const env = modelEnv();
+  const stream = body.stream === true;
+  const inputBound = inputTokenBound(body.messages);
+  const reservation = await reserve(scope, {
+    model: body.model, inputBound, maxTokens: body.max_completion_tokens ?? body.max_tokens ?? null, stream,
+  });
+  const started = performance.now();
+  const request: UpstreamRequest = {
+    model: reservation.upstreamModel,
+    messages: body.messages,
+    maxTokens: reservation.maxTokens,
+    maxTokensField: body.max_tokens !== undefined ? "max_tokens" : "max_completion_tokens",
+    ...(body.temperature !== undefined ? { temperature: body.temperature } : {}),
+    ...(body.top_p !== undefined ? { topP: body.top_p } : {}),
+    ...(body.stop !== undefined ? { stop: typeof body.stop === "string" ? [body.stop] : body.stop } : {}),
+    ...(body.seed !== undefined ? { seed: body.seed } : {}),
+    ...(body.user !== undefined ? { user: body.user } : {}),
+  };
+  const call = { scope, reservation, started, inputBound, model: body.model };
+  // The client going away aborts the upstream call.
+  const abort = new AbortController();
+  c.req.raw.signal.addEventListener("abort", () => abort.abort(), { once: true });
+
+  let upstream;
+  try {
+    upstream = upstreamFor(env, reservation.provider, reservation.ownKey);
+    if (!stream) {
+      const { completion, usage } = await upstream.complete(request, abort.signal);
+      await close(call, { outcome: "succeeded", input: usage.input, output: usage.output, estimated: usage.estimated });
+      return c.json({ ...completion, model: body.model }, 200);
+    }
+    const answer = await upstream.stream(request, abort.signal);
+    return sse(call, answer, { abort, includeUsage: body.stream_options?.include_usage === true });
+  } catch (e) {
+    const failure = upstreamFailure(e);
+    const cancelled = abort.signal.aborted;
+    await close(call, { outcome: cancelled ? "cancelled" : "failed", input: 0, output: 0, estimated: false, errorCode: failure.code });
+    throw failure;
+  }
+});
+
+app.openapi(createRoute({
+  method: "get", path: "/v1/models", summary: "The models the caller may call (the organization's and the agent's allowlists)",
+  request: { headers: CallHeaders },
+  responses: { 200: { description: "OpenAI's model list", content: jsonContent(ModelList) }, ...refusals(400, 401, 403, 404) },
+}), async (c) => {
+  const scope = scopeFor(c);
+  if (scope.kind === "member") await assertMember(scope);
+  const models = await allowedModels(scope);
+  return c.json({
+    object: "list" as const,
+    data: models.map((m) => ({ id: m.model, object: "model" as const, created: 0, owned_by: m.provider })),
+  }, 200);
+});
+
+app.openapi(createRoute({
+  method: "post", path: "/keys", summary: "Save the organization's own key for a provider, after a live check (tenant admin)",
+  request: { headers: OrgHeader, ...jsonRequest(SaveKeyBody) },
+  responses: {
+    201: { description: "The saved key, without the key", content: jsonContent(z.object({ key: SavedKey })) },
+    ...refusals(400, 401, 403, 413, 415, 422, 502, 504),
+  },
+}), async (c) => {
+  const caller = callerOf(c.req.raw);
+  if (caller.kind !== "user") throw refuse("sign_in_required", "a tenant admin saves keys from the console");
+  const orgId = orgIdOf(c.req.raw);
+  const { provider, api_key, base_url } = c.req.valid("json");
+  await db().begin((tx) => asMember(tx, caller, orgId, { atLeast: "tenant_admin" }));
+  await verifyKey(provider, { apiKey: api_key, baseUrl: base_url ?? null });
+  const [key] = await db().begin(async (tx) => {
+    await asService(tx, { actingFor: caller });
+    return tx`select id, org_id, provider, base_url, key_hint, verified_at
+                from public.save_model_provider_key(${orgId}, ${provider}::public.model_provider, ${api_key}, ${base_url ?? null})`;
+  });
+  return c.json({ key: { ...key, verified_at: new Date(key.verified_at).toISOString() } as z.infer<typeof SavedKey> }, 201);
+});
+
+Deno.serve(app.fetch);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+let env: ModelEnv | null = null;
+function modelEnv(): ModelEnv {
+  if (env) return env;
+  try {
+    env = modelEnvFrom((name) => Deno.env.get(name));
+  } catch {
+    throw refuse("model_gateway_misconfigured");
+  }
+  return env;
+}
+
+function scopeFor(c: Context): CallScope {
+  const header = (name: string) => c.req.header(name) ?? null;
+  const uuid = (name: string) => {
+    const value = header(name);
+    if (value !== null && !z.uuid().safeParse(value).success) throw refuse("invalid_body", `${name} must be a uuid`);
+    return value;
+  };
+  return scopeOf(callerOf(c.req.raw), { runId: uuid("x-run-id"), orgId: () => orgIdOf(c.req.raw), agentId: uuid("x-agent-id") });
+}
+
+/** A member naming an organization they are not in is refused (403) before anything is read. */
+async function assertMember(scope: Extract<CallScope, { kind: "member" }>): Promise<void> {
+  await db().begin((tx) => asMember(tx, scope.user, scope.orgId));
+}
+
+/** The live check of a key: the provider's models list, through the egress guard. */
+async function verifyKey(provider: Provider, key: { apiKey: string; baseUrl: string | null }): Promise<void> {
+  try {
+    await upstreamFor(modelEnv(), provider, key).listModels(AbortSignal.timeout(modelEnv().timeoutMs));
+  } catch (e) {
+    const failure = upstreamFailure(e);
+    if (failure.code === "model_upstream_refused") throw refuse("model_key_rejected", `the ${provider} API refused the key (${failure.message})`);
+    throw failure;
+  }
+}
+
+interface OpenCall {
+  scope: CallScope;
+  reservation: Reservation;
+  started: number;
+  inputBound: number;
+  model: string;
+}
+
+/**
+ * Settles a call (once). An unknown input count (a stream cut off before the vendor said) is
+ * charged at the reservation's bound. A settlement that fails is logged by kind only: the
+ * reservation then expires and is closed at its maximum, so nothing is under-counted.
+ */
+async function close(
+  call: OpenCall,
+  end: { outcome: "succeeded" | "failed" | "cancelled"; input: number | null; output: number; estimated: boolean; errorCode?: string },
+): Promise<void> {
+  await settle(call.scope, call.reservation, {
+    outcome: end.outcome,
+    inputTokens: end.input ?? call.inputBound,
+    outputTokens: end.output,
+    estimated: end.estimated,
+    latencyMs: performance.now() - call.started,
+    ...(end.errorCode ? { errorCode: end.errorCode } : {}),
+  }).catch((e) => console.error(`model-gateway: settling ${call.reservation.id} failed (${(e as Error)?.name})`));
+}
+
+/**
+ * The answer as server-sent events: each upstream chunk as `data: <chunk>`, then `data: [DONE]`.
+ * The usage chunk is forwarded when the caller asked for it (stream_options.include_usage). The
+ * call is settled when the stream ends, fails upstream (an error event ends it), or is cancelled
+ * by the client (the upstream request is aborted and what was used is settled).
+ */
+function sse(
+  call: OpenCall,
+  answer: { chunks: AsyncIterable<ChatCompletionChunk>; usage(): { input: number | null; output: number; estimated: boolean } },
+  options: { abort: AbortController; includeUsage: boolean },
+): Response {
+  const encoder = new TextEncoder();
+  const event = (data: unknown) => encoder.encode(`data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`);
+  const chunks = answer.chunks[Symbol.asyncIterator]();
+  let settled = false;
+  const finish = async (outcome: "succeeded" | "failed" | "cancelled", errorCode?: string) => {
+    if (settled) return;
+    settled = true;
+    await close(call, { outcome, ...answer.usage(), ...(errorCode ? { errorCode } : {}) });
+  };
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        for (;;) {
+          const next = await chunks.next();
+          if (next.done) {
+            controller.enqueue(event("[DONE]"));
+            controller.close();
+            await finish("succeeded");
+            return;
+          }
+          const chunk = next.value;
+          if (chunk.choices.length === 0 && !options.includeUsage) continue;
+          const { usage, ...rest } = chunk;
+          controller.enqueue(event({ ...rest, model: call.model, ...(options.includeUsage ? { usage: usage ?? null } : {}) }));
+          return;
+        }
+      } catch (e) {
+        if (settled) return;
+        if (options.abort.signal.aborted) return void (await finish("cancelled"));
+        const failure = upstreamFailure(e);
+        await finish("failed", failure.code);
+        controller.enqueue(event({ error: { code: failure.code, message: failure.message, type: "api_error" } }));
+        controller.close();
+      }
+    },
+    async cancel() {
+      options.abort.abort();
+      await finish("cancelled");
+      await chunks.return?.().catch(() => {});
+    },
+  });
+  return new Response(body, {
+    status: 200,
+    headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "x-accel-buffering": "no" },
+  });
+}

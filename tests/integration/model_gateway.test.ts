@@ -1,0 +1,469 @@
+/**
+ * The model gateway end to end: the official OpenAI SDK (as an agent runtime or the console
+ * playground would use it) calls the real edge function in the throwaway stack, which calls
+ * wire-accurate OpenAI and Anthropic fakes (tests/helpers/models.ts) through the egress guard.
+ * Covers both adapters streaming and not, exact metering and its audit entry, bring-your-own-key
+ * (verified live, refused when invalid, never readable), allowlists, the guard refusing a private
+ * base URL, the burst limit, budgets, upstream failures releasing the reservation, and a client
+ * that disconnects mid-stream.
+ */
+import OpenAI from "openai";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { standInReply } from "../../scripts/stack/model_upstream.ts";
+import { ACME, ACME_AGENT, ACME_PROJECT, GLOBEX, GLOBEX_AGENT, GLOBEX_PROJECT } from "../helpers/fixtures.ts";
+import { type ModelVendors, startModelVendors } from "../helpers/models.ts";
+import { accessToken, type Client, signedIn, stack, superuser } from "../helpers/stack.ts";
+
+const sql = superuser();
+let vendors: ModelVendors;
+let ada: Client;
+let casey: Client;
+let victor: Client;
+const base = () => `${stack().functionsUrl}/model-gateway/v1`;
+
+// Prices of the catalog (micro-units per million tokens).
+const PRICES: Record<string, [number, number]> = { "gpt-4o-mini": [150000, 600000], "claude-haiku-4-5": [1000000, 5000000], "gpt-4.1": [2000000, 8000000] };
+const cost = (model: string, input: number, output: number) => Math.ceil((input * PRICES[model][0] + output * PRICES[model][1]) / 1e6);
+
+beforeAll(async () => {
+  vendors = await startModelVendors();
+  [ada, casey, victor] = await Promise.all(["ada@acme.test", "casey@both.test", "victor@acme.test"].map(signedIn));
+});
+afterAll(async () => {
+  await Promise.all([ada, casey, victor].map((c) => c?.auth.signOut()));
+  await vendors?.close();
+  await sql.end();
+});
+beforeEach(() => vendors.upstream.behave({ kind: "reply" }));
+
+/** A new running run of Acme's or Globex's agent, so that each test has its own meters and burst state per run. */
+async function newRun(org: "acme" | "globex"): Promise<string> {
+  const [agent, project, orgId, version] = org === "acme"
+    ? [ACME_AGENT, ACME_PROJECT, ACME, "3a000000-0000-4000-8000-00000000001a"]
+    : [GLOBEX_AGENT, GLOBEX_PROJECT, GLOBEX, "3b000000-0000-4000-8000-00000000001b"];
+  const [run] = await sql`insert into public.agent_runs (org_id, project_id, agent_id, agent_version_id)
+                          values (${orgId}, ${project}, ${agent}, ${version}) returning id`;
+  return run.id;
+}
+
+/** The OpenAI SDK as the agent runtime of a run. */
+function runtime(runId: string): OpenAI {
+  return new OpenAI({ baseURL: base(), apiKey: stack().serviceRoleKey, defaultHeaders: { "x-run-id": runId }, maxRetries: 0 });
+}
+
+/** The OpenAI SDK as a member in the console playground. */
+async function playground(member: Client, orgId: string, agentId: string): Promise<OpenAI> {
+  return new OpenAI({ baseURL: base(), apiKey: await accessToken(member), defaultHeaders: { "x-org-id": orgId, "x-agent-id": agentId }, maxRetries: 0 });
+}
+
+/** The calls metered for a run, oldest first. */
+async function callsOf(runId: string) {
+  return await sql`select * from public.model_calls where run_id = ${runId} order by created_at`;
+}
+
+/** An organization's meter this month: spent, and spent plus reserved. */
+async function orgMeter(orgId: string): Promise<{ committed: number; spent: number }> {
+  const [m] = await sql`select committed_micro::int as committed, spent_micro::int as spent from private.model_meters
+                         where scope = 'organization' and scope_id = ${orgId} and period = date_trunc('month', now())::date`;
+  return m ? { committed: m.committed, spent: m.spent } : { committed: 0, spent: 0 };
+}
+
+/** What the gateway answered, as the SDK raised it. */
+async function failure(p: Promise<unknown>): Promise<{ status: number; code: string; error: Record<string, unknown>; headers: Headers }> {
+  try {
+    await p;
+  } catch (e) {
+    const err = e as { status: number; code: string; error: Record<string, unknown>; headers: Headers };
+    return { status: err.status, code: err.code, error: err.error, headers: err.headers };
+  }
+  throw new Error("the call succeeded");
+}
+
+const hello = [{ role: "system" as const, content: "Be brief." }, { role: "user" as const, content: "Where is my parcel?" }];
+const expected = (maxTokens: number) => standInReply({ texts: hello.map((m) => m.content), maxTokens, label: "local stand-in model", lastUserText: hello[1].content });
+
+async function settledAll(orgId: string): Promise<void> {
+  // No reservation of the organization is left open.
+  for (let i = 0; i < 50; i++) {
+    const [{ open }] = await sql`select count(*)::int as open from private.model_reservations where org_id = ${orgId}`;
+    if (open === 0) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error("a reservation stayed open");
+}
+
+describe("the OpenAI-compatible adapter", () => {
+  it("answers a non-streamed call and meters exactly the vendor's usage", async () => {
+    const run = await newRun("acme");
+    const before = await orgMeter(ACME);
+    const answer = await runtime(run).chat.completions.create({ model: "gpt-4o-mini", messages: hello, max_tokens: 50 });
+    const want = expected(50);
+    expect(answer.choices[0].message.content).toBe(want.words.join(""));
+    expect(answer.model).toBe("gpt-4o-mini");
+    expect(answer.usage).toMatchObject({ prompt_tokens: want.inputTokens, completion_tokens: want.outputTokens });
+    // The platform's key went upstream, with the vendor's model name and the cap.
+    const sent = vendors.upstream.requests.at(-1)!;
+    expect(sent).toMatchObject({ wire: "openai", apiKey: vendors.platformKeys.openai, body: { model: "gpt-4o-mini", max_tokens: 50 } });
+
+    const [row] = await callsOf(run);
+    expect(row).toMatchObject({
+      org_id: ACME, project_id: ACME_PROJECT, agent_id: ACME_AGENT, provider: "openai", model: "gpt-4o-mini", key_source: "platform",
+      stream: false, input_tokens: want.inputTokens, output_tokens: want.outputTokens, usage_estimated: false, outcome: "succeeded",
+    });
+    expect(Number(row.cost_micro)).toBe(cost("gpt-4o-mini", want.inputTokens, want.outputTokens));
+    expect(Number(row.reserved_micro)).toBeGreaterThanOrEqual(Number(row.cost_micro));
+    // Settled: the meter moved by the cost, and nothing stays reserved.
+    const after = await orgMeter(ACME);
+    expect(after.spent - before.spent).toBe(Number(row.cost_micro));
+    expect(after.committed - before.committed).toBe(Number(row.cost_micro));
+    // Audited as model.call, with the metered fields and without the prompt or the output.
+    const [audit] = await sql`select action, payload::text as payload from audit.records where target_id = ${row.id}`;
+    expect(audit.action).toBe("model.call");
+    expect(JSON.parse(audit.payload)).toMatchObject({ input_tokens: want.inputTokens, output_tokens: want.outputTokens, model: "gpt-4o-mini" });
+    expect(audit.payload).not.toContain("parcel");
+    expect(audit.payload).not.toContain("stand-in");
+  });
+
+  it("streams, with the usage chunk when asked for, and meters the final usage", async () => {
+    const run = await newRun("acme");
+    const stream = await runtime(run).chat.completions.create({
+      model: "gpt-4o-mini", messages: hello, max_tokens: 30, stream: true, stream_options: { include_usage: true },
+    });
+    let text = "";
+    let usage: OpenAI.CompletionUsage | null | undefined;
+    let chunks = 0;
+    for await (const chunk of stream) {
+      chunks++;
+      text += chunk.choices[0]?.delta?.content ?? "";
+      if (chunk.usage) usage = chunk.usage;
+      expect(chunk.model).toBe("gpt-4o-mini");
+    }
+    const want = expected(30);
+    expect(text).toBe(want.words.join(""));
+    expect(chunks).toBeGreaterThan(want.words.length);
+    expect(usage).toMatchObject({ prompt_tokens: want.inputTokens, completion_tokens: want.outputTokens });
+    // Upstream always asks for usage, whatever the caller did.
+    expect(vendors.upstream.requests.at(-1)!.body).toMatchObject({ stream: true, stream_options: { include_usage: true } });
+    await settledAll(ACME);
+    const [row] = await callsOf(run);
+    expect(row).toMatchObject({ stream: true, input_tokens: want.inputTokens, output_tokens: want.outputTokens, outcome: "succeeded", usage_estimated: false });
+  });
+
+  it("streams without the usage chunk when the caller did not ask, and still meters it", async () => {
+    const run = await newRun("acme");
+    vendors.upstream.behave({ kind: "usage", input: 1234, output: 56 });
+    const stream = await runtime(run).chat.completions.create({ model: "gpt-4o-mini", messages: hello, max_tokens: 80, stream: true });
+    for await (const chunk of stream) expect(chunk.usage ?? null).toBeNull();
+    await settledAll(ACME);
+    const [row] = await callsOf(run);
+    expect(row).toMatchObject({ input_tokens: 1234, output_tokens: 56 });
+    expect(Number(row.cost_micro)).toBe(cost("gpt-4o-mini", 1234, 56));
+  });
+
+  it("lists the models the organization allows", async () => {
+    const run = await newRun("acme");
+    const ids: string[] = [];
+    for await (const m of runtime(run).models.list()) ids.push(m.id);
+    expect(ids).toEqual(["claude-haiku-4-5", "gpt-4o-mini"]);
+  });
+});
+
+describe("bring-your-own-key and the Anthropic adapter", () => {
+  const tenantKey = `sk-ant-tenant-${Math.random().toString(36).slice(2)}xyzw`;
+
+  async function saveKey(member: Client, body: unknown) {
+    const res = await fetch(`${stack().functionsUrl}/model-gateway/keys`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${await accessToken(member)}`, "x-org-id": ACME, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    return { status: res.status, body: await res.json() };
+  }
+
+  it("refuses a key the provider rejects, and keeps the one saved before", async () => {
+    const [before] = await sql`select k.key_hint, s.decrypted_secret from public.model_provider_keys k join vault.decrypted_secrets s on s.id = k.secret_id
+                                where k.org_id = ${ACME} and k.provider = 'anthropic'`;
+    const answer = await saveKey(ada, { provider: "anthropic", api_key: "sk-ant-not-a-real-key-0000" });
+    expect(answer).toMatchObject({ status: 422, body: { error: { code: "model_key_rejected" } } });
+    const [after] = await sql`select k.key_hint, s.decrypted_secret from public.model_provider_keys k join vault.decrypted_secrets s on s.id = k.secret_id
+                               where k.org_id = ${ACME} and k.provider = 'anthropic'`;
+    expect(after).toEqual(before);
+  });
+
+  it("lets only a tenant admin save a key", async () => {
+    vendors.keys.add(tenantKey);
+    expect(await saveKey(casey, { provider: "anthropic", api_key: tenantKey })).toMatchObject({ status: 403, body: { error: { code: "forbidden" } } });
+  });
+
+  it("saves a key after a live check, and never returns it", async () => {
+    vendors.keys.add(tenantKey);
+    const checks = vendors.upstream.requests.length;
+    const answer = await saveKey(ada, { provider: "anthropic", api_key: tenantKey });
+    expect(answer.status).toBe(201);
+    expect(answer.body.key).toMatchObject({ org_id: ACME, provider: "anthropic", key_hint: "…xyzw" });
+    expect(JSON.stringify(answer.body)).not.toContain(tenantKey);
+    // The live check: the provider's models list, with the tenant's key.
+    expect(vendors.upstream.requests.slice(checks)).toEqual([expect.objectContaining({ wire: "anthropic", method: "GET", path: "/anthropic/v1/models", apiKey: tenantKey })]);
+    // In Vault, and not readable by the organization's own admin.
+    const { data, error } = await ada.from("model_provider_keys").select("*").eq("provider", "anthropic").setHeader("x-org-id", ACME);
+    expect(data).toBeNull();
+    expect(error?.code).toBe("42501");
+    const { data: listed } = await ada.from("model_provider_keys").select("provider, key_hint, verified_at").setHeader("x-org-id", ACME);
+    expect(JSON.stringify(listed)).not.toContain(tenantKey);
+    const [{ n }] = await sql`select count(*)::int as n from public.model_provider_keys k join vault.decrypted_secrets s on s.id = k.secret_id
+                               where k.org_id = ${ACME} and s.decrypted_secret = ${tenantKey}`;
+    expect(n).toBe(1);
+  });
+
+  it("calls Anthropic with the organization's own key, streaming and not, and meters it as byok", async () => {
+    const run = await newRun("acme");
+    const client = runtime(run);
+    // Four words of the reply: cut by max_tokens, which OpenAI's wire calls "length".
+    const plain = await client.chat.completions.create({ model: "claude-haiku-4-5", messages: hello, max_tokens: 4 });
+    const want = expected(4);
+    expect(plain.choices[0]).toMatchObject({ message: { role: "assistant", content: want.words.join("") }, finish_reason: "length" });
+    expect(plain.usage).toMatchObject({ prompt_tokens: want.inputTokens, completion_tokens: want.outputTokens });
+    const sent = vendors.upstream.requests.at(-1)!;
+    expect(sent).toMatchObject({ wire: "anthropic", path: "/anthropic/v1/messages", apiKey: tenantKey, body: { system: "Be brief.", max_tokens: 4 } });
+
+    const stream = await client.chat.completions.create({
+      model: "claude-haiku-4-5", messages: hello, max_tokens: 4, stream: true, stream_options: { include_usage: true },
+    });
+    let text = "";
+    let usage: OpenAI.CompletionUsage | null | undefined;
+    let finish: string | null | undefined;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta?.content ?? "";
+      finish ??= chunk.choices[0]?.finish_reason;
+      if (chunk.usage) usage = chunk.usage;
+    }
+    expect(text).toBe(want.words.join(""));
+    expect(finish).toBe("length");
+    expect(usage).toMatchObject({ prompt_tokens: want.inputTokens, completion_tokens: want.outputTokens });
+    await settledAll(ACME);
+    const rows = await callsOf(run);
+    expect(rows.map((r) => [r.provider, r.key_source, r.stream, r.input_tokens, r.output_tokens, r.outcome])).toEqual([
+      ["anthropic", "byok", false, want.inputTokens, want.outputTokens, "succeeded"],
+      ["anthropic", "byok", true, want.inputTokens, want.outputTokens, "succeeded"],
+    ]);
+    expect(Number(rows[0].cost_micro)).toBe(cost("claude-haiku-4-5", want.inputTokens, want.outputTokens));
+  });
+
+  it("refuses a base URL at a private address, when saving and when calling", async () => {
+    vendors.keys.add(tenantKey);
+    const saved = await saveKey(ada, { provider: "openai", api_key: tenantKey, base_url: "https://10.1.2.3/v1" });
+    expect(saved).toMatchObject({ status: 502, body: { error: { code: "model_upstream_blocked" } } });
+    // A row that slipped past (written directly): the call is refused too, and released.
+    await sql`insert into public.model_provider_keys (org_id, provider, base_url, key_hint, secret_id, verified_at)
+              values (${ACME}, 'openai', 'https://169.254.169.254/v1', '…test', vault.create_secret(${tenantKey}), now())`;
+    try {
+      const run = await newRun("acme");
+      const before = await orgMeter(ACME);
+      const seen = vendors.upstream.requests.length;
+      expect(await failure(runtime(run).chat.completions.create({ model: "gpt-4o-mini", messages: hello, max_tokens: 10 })))
+        .toMatchObject({ status: 502, code: "model_upstream_blocked" });
+      expect(vendors.upstream.requests.length).toBe(seen);
+      expect(await orgMeter(ACME)).toEqual(before);
+      expect((await callsOf(run))[0]).toMatchObject({ outcome: "failed", error_code: "model_upstream_blocked", cost_micro: "0", key_source: "byok" });
+    } finally {
+      await sql`delete from vault.secrets where id in (select secret_id from public.model_provider_keys where org_id = ${ACME} and provider = 'openai')`;
+      await sql`delete from public.model_provider_keys where org_id = ${ACME} and provider = 'openai'`;
+    }
+  });
+});
+
+describe("admission", () => {
+  it("refuses a model outside the organization's allowlist before reserving anything", async () => {
+    const run = await newRun("acme");
+    const before = await orgMeter(ACME);
+    const seen = vendors.upstream.requests.length;
+    expect(await failure(runtime(run).chat.completions.create({ model: "gpt-4.1", messages: hello })))
+      .toMatchObject({ status: 403, code: "model_not_allowed" });
+    expect(vendors.upstream.requests.length).toBe(seen);
+    expect(await orgMeter(ACME)).toEqual(before);
+    expect(await callsOf(run)).toHaveLength(0);
+  });
+
+  it("refuses a model outside the agent's allowlist", async () => {
+    await sql`update public.model_caps set allowed_models = '{gpt-4.1}' where agent_id = ${GLOBEX_AGENT}`;
+    try {
+      const run = await newRun("globex");
+      expect(await failure(runtime(run).chat.completions.create({ model: "gpt-4o-mini", messages: hello })))
+        .toMatchObject({ status: 403, code: "model_not_allowed" });
+    } finally {
+      await sql`update public.model_caps set allowed_models = null where agent_id = ${GLOBEX_AGENT}`;
+    }
+  });
+
+  it("answers bad calls with OpenAI-shaped errors and stable codes", async () => {
+    const run = await newRun("acme");
+    const client = runtime(run);
+    expect(await failure(client.chat.completions.create({ model: "no-such-model", messages: hello }))).toMatchObject({ status: 404, code: "model_not_found" });
+    expect(await failure(client.chat.completions.create({ model: "gpt-4o-mini", messages: hello, max_tokens: 10_000_000 }))).toMatchObject({ status: 400, code: "invalid_body" });
+    expect(await failure(client.chat.completions.create({ model: "gpt-4o-mini", messages: hello, max_tokens: 100_000 }))).toMatchObject({ status: 400, code: "max_tokens_too_large" });
+    const noRun = new OpenAI({ baseURL: base(), apiKey: stack().serviceRoleKey, maxRetries: 0 });
+    expect(await failure(noRun.chat.completions.create({ model: "gpt-4o-mini", messages: hello }))).toMatchObject({ status: 400, code: "missing_run_id" });
+    const unknownRun = runtime("00000000-0000-4000-8000-000000000000");
+    expect(await failure(unknownRun.chat.completions.create({ model: "gpt-4o-mini", messages: hello }))).toMatchObject({ status: 404, code: "run_not_found" });
+    await sql`update public.agent_runs set status = 'succeeded', ended_at = now() where id = ${run}`;
+    const ended = await failure(client.chat.completions.create({ model: "gpt-4o-mini", messages: hello }));
+    expect(ended).toMatchObject({ status: 409, code: "run_not_active", error: { type: "invalid_request_error" } });
+  });
+
+  it("lets a project contributor call from the playground, and not a viewer or an outsider", async () => {
+    const answer = await (await playground(casey, ACME, ACME_AGENT)).chat.completions.create({ model: "gpt-4o-mini", messages: hello, max_tokens: 5 });
+    expect(answer.choices[0].message.content).toBe(expected(5).words.join(""));
+    const [row] = await sql`select * from public.model_calls where user_id = (select id from auth.users where email = 'casey@both.test') order by created_at desc limit 1`;
+    expect(row).toMatchObject({ org_id: ACME, agent_id: ACME_AGENT, run_id: null, output_tokens: 5 });
+    const [audit] = await sql`select actor from audit.records where target_id = ${row.id}`;
+    expect(audit.actor).toBe(row.user_id);
+
+    expect(await failure((await playground(victor, ACME, ACME_AGENT)).chat.completions.create({ model: "gpt-4o-mini", messages: hello })))
+      .toMatchObject({ status: 403, code: "forbidden" });
+    expect(await failure((await playground(victor, GLOBEX, GLOBEX_AGENT)).chat.completions.create({ model: "gpt-4o-mini", messages: hello })))
+      .toMatchObject({ status: 403, code: "context_not_a_member" });
+    // An agent of another organization, named in one's own: no such agent.
+    expect(await failure((await playground(ada, ACME, GLOBEX_AGENT)).chat.completions.create({ model: "gpt-4o-mini", messages: hello })))
+      .toMatchObject({ status: 404, code: "agent_not_found" });
+  });
+});
+
+describe("limits", () => {
+  it("refuses a burst over the limit with 429 and retry_after, audited", async () => {
+    await sql`update public.model_limits set requests_per_minute = 6, burst = 2 where org_id = ${GLOBEX}`;
+    await sql`delete from private.model_rates where scope_id = ${GLOBEX}`;
+    try {
+      const client = runtime(await newRun("globex"));
+      const call = () => client.chat.completions.create({ model: "gpt-4o-mini", messages: hello, max_tokens: 3 });
+      await call();
+      await call();
+      const refused = await failure(call());
+      expect(refused).toMatchObject({ status: 429, code: "model_rate_limited", error: { type: "rate_limit_error" } });
+      expect(Number(refused.error.retry_after)).toBeGreaterThanOrEqual(1);
+      expect(Number(refused.error.retry_after)).toBeLessThanOrEqual(10);
+      expect(refused.headers.get("retry-after")).toBe(String(refused.error.retry_after));
+      const [audit] = await sql`select payload::text as p from audit.records where org_id = ${GLOBEX} and action = 'model.refused' order by id desc limit 1`;
+      expect(JSON.parse(audit.p)).toMatchObject({ reason: "model_rate_limited" });
+    } finally {
+      await sql`update public.model_limits set requests_per_minute = 600, burst = 60 where org_id = ${GLOBEX}`;
+      await sql`delete from private.model_rates where scope_id = ${GLOBEX}`;
+    }
+  });
+
+  it("refuses a call the monthly budget can't cover with 402, reserving nothing", async () => {
+    const before = await orgMeter(GLOBEX);
+    // Room for a small call, not for one that may write 8,000 tokens.
+    await sql`update public.model_limits set monthly_budget_micro = ${before.committed + 1000} where org_id = ${GLOBEX}`;
+    try {
+      const client = runtime(await newRun("globex"));
+      await client.chat.completions.create({ model: "gpt-4o-mini", messages: hello, max_tokens: 10 });
+      const refused = await failure(client.chat.completions.create({ model: "gpt-4o-mini", messages: hello, max_tokens: 8000 }));
+      expect(refused).toMatchObject({ status: 402, code: "model_budget_exhausted", error: { scope: "organization", type: "insufficient_quota" } });
+      const after = await orgMeter(GLOBEX);
+      expect(after.committed).toBe(after.spent);
+      expect(after.committed).toBeLessThanOrEqual(before.committed + 1000);
+      const [audit] = await sql`select payload::text as p from audit.records where org_id = ${GLOBEX} and action = 'model.refused' order by id desc limit 1`;
+      expect(JSON.parse(audit.p)).toMatchObject({ reason: "model_budget_exhausted", scope: "organization" });
+    } finally {
+      await sql`update public.model_limits set monthly_budget_micro = 50000000 where org_id = ${GLOBEX}`;
+    }
+  });
+
+  it("caps each run of an agent with its run budget", async () => {
+    // Globex's agent: 1,000,000 micro-units per run (seeded); make it room for about one call
+    // that writes 2,500 tokens (about 1,500 micro-units).
+    await sql`update public.model_caps set run_budget_micro = 2000 where agent_id = ${GLOBEX_AGENT}`;
+    try {
+      const client = runtime(await newRun("globex"));
+      const big = () => client.chat.completions.create({ model: "gpt-4o-mini", messages: hello, max_tokens: 2500 });
+      vendors.upstream.behave({ kind: "usage", input: 100, output: 2500 });
+      await big();
+      expect(await failure(big())).toMatchObject({ status: 402, code: "model_budget_exhausted", error: { scope: "run" } });
+      // Another run starts with its own budget.
+      await runtime(await newRun("globex")).chat.completions.create({ model: "gpt-4o-mini", messages: hello, max_tokens: 2500 });
+    } finally {
+      await sql`update public.model_caps set run_budget_micro = 1000000 where agent_id = ${GLOBEX_AGENT}`;
+    }
+  });
+
+  it("records the soft threshold once per month when spend crosses it", async () => {
+    const period = await sql`select date_trunc('month', now())::date as p`;
+    await sql`delete from public.model_budget_events where org_id = ${GLOBEX} and period = ${period[0].p}`.catch(() => {});
+    const spent = (await orgMeter(GLOBEX)).spent;
+    await sql`update public.model_limits set soft_budget_micro = ${spent + 1} where org_id = ${GLOBEX}`;
+    try {
+      const client = runtime(await newRun("globex"));
+      await client.chat.completions.create({ model: "gpt-4o-mini", messages: hello, max_tokens: 10 });
+      await client.chat.completions.create({ model: "gpt-4o-mini", messages: hello, max_tokens: 10 });
+      const events = await sql`select threshold_micro::int as t, spent_micro::int as s from public.model_budget_events
+                                where org_id = ${GLOBEX} and period = ${period[0].p}`;
+      expect(events).toHaveLength(1);
+      expect(events[0].t).toBe(spent + 1);
+      expect(events[0].s).toBeGreaterThan(spent);
+    } finally {
+      await sql`update public.model_limits set soft_budget_micro = null where org_id = ${GLOBEX}`;
+    }
+  });
+});
+
+describe("upstream failures and cancellations", () => {
+  it("answers a vendor's 5xx with 502, meters the failed call and releases its reservation", async () => {
+    const run = await newRun("acme");
+    const before = await orgMeter(ACME);
+    vendors.upstream.behave({ kind: "status", status: 500 });
+    const answer = await failure(runtime(run).chat.completions.create({ model: "gpt-4o-mini", messages: hello, max_tokens: 500 }));
+    expect(answer).toMatchObject({ status: 502, code: "model_upstream_unavailable", error: { type: "api_error" } });
+    expect(JSON.stringify(answer.error)).not.toMatch(/stack|at .*\.ts/);
+    expect((await callsOf(run))[0]).toMatchObject({ outcome: "failed", error_code: "model_upstream_unavailable", cost_micro: "0", output_tokens: 0 });
+    expect(await orgMeter(ACME)).toEqual(before);
+  });
+
+  it("answers a vendor that never answers with 504 and releases the reservation", async () => {
+    const run = await newRun("acme");
+    const before = await orgMeter(ACME);
+    vendors.upstream.behave({ kind: "hang" });
+    const answer = await failure(runtime(run).chat.completions.create({ model: "gpt-4o-mini", messages: hello, max_tokens: 500 }));
+    expect(answer).toMatchObject({ status: 504, code: "model_upstream_timeout" });
+    expect((await callsOf(run))[0]).toMatchObject({ outcome: "failed", error_code: "model_upstream_timeout", cost_micro: "0" });
+    expect(await orgMeter(ACME)).toEqual(before);
+  });
+
+  it("answers a dropped connection with 502", async () => {
+    const run = await newRun("acme");
+    vendors.upstream.behave({ kind: "reset" });
+    expect(await failure(runtime(run).chat.completions.create({ model: "gpt-4o-mini", messages: hello }))).toMatchObject({ status: 502, code: "model_upstream_unavailable" });
+  });
+
+  it("settles what a stream used when the client disconnects mid-stream", async () => {
+    const run = await newRun("acme");
+    const before = await orgMeter(ACME);
+    vendors.upstream.behave({ kind: "slow", chunkDelayMs: 150 });
+    const aborted = vendors.upstream.stats.streamsAborted;
+    const controller = new AbortController();
+    const stream = await runtime(run).chat.completions.create(
+      { model: "gpt-4o-mini", messages: hello, max_tokens: 40, stream: true },
+      { signal: controller.signal },
+    );
+    let words = 0;
+    try {
+      for await (const chunk of stream) {
+        if (chunk.choices[0]?.delta?.content) words++;
+        if (words === 3) controller.abort();
+      }
+    } catch {
+      // The SDK raises the abort.
+    }
+    await settledAll(ACME);
+    const [row] = await callsOf(run);
+    expect(row).toMatchObject({ outcome: "cancelled", usage_estimated: true, stream: true });
+    expect(row.output_tokens).toBeGreaterThanOrEqual(3);
+    expect(row.output_tokens).toBeLessThan(expected(40).outputTokens);
+    expect(Number(row.cost_micro)).toBeLessThan(Number(row.reserved_micro));
+    const after = await orgMeter(ACME);
+    expect(after.spent - before.spent).toBe(Number(row.cost_micro));
+    expect(after.committed - before.committed).toBe(Number(row.cost_micro));
+    // The upstream stream was cut too, not left running.
+    for (let i = 0; i < 30 && vendors.upstream.stats.streamsAborted === aborted; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(vendors.upstream.stats.streamsAborted).toBe(aborted + 1);
+  });
+});
