@@ -6,13 +6,18 @@
  *           options: --orgs 1000 --rows 1000 --iterations 500 --explain
  *   audit   chained appends vs plain inserts, and the offline verifier vs raw SHA-256 (scripts/bench/audit.ts)
  *           options: --events 500 --entries 20000 --rounds 3
+ *   gateway the model gateway vs its upstream directly, database round trips per call, and a
+ *           budget race (scripts/bench/gateway.ts)
+ *           options: --iterations 200 --concurrency 200 --fits 50
  */
 import { parseArgs } from "node:util";
 import { benchAudit } from "./bench/audit.ts";
+import { benchGateway } from "./bench/gateway.ts";
 import { benchRls } from "./bench/rls.ts";
 
 const USAGE = `usage: npm run bench -- rls [--orgs 1000] [--rows 1000] [--iterations 500] [--explain]
-       npm run bench -- audit [--events 500] [--entries 20000] [--rounds 3]`;
+       npm run bench -- audit [--events 500] [--entries 20000] [--rounds 3]
+       npm run bench -- gateway [--iterations 200] [--concurrency 200] [--fits 50]`;
 
 function positive(value: string | undefined, fallback: number, flag: string): number {
   if (value === undefined) return fallback;
@@ -32,6 +37,8 @@ async function main(): Promise<number> {
       events: { type: "string" },
       entries: { type: "string" },
       rounds: { type: "string" },
+      concurrency: { type: "string" },
+      fits: { type: "string" },
     },
   });
   const [name] = positionals;
@@ -52,6 +59,15 @@ async function main(): Promise<number> {
       rounds: positive(values.rounds, 3, "rounds"),
     });
     console.log(met ? "audit: every ratio within target" : "audit: a ratio is off target");
+    return met ? 0 : 1;
+  }
+  if (name === "gateway") {
+    const met = await benchGateway({
+      iterations: positive(values.iterations, 200, "iterations"),
+      concurrency: positive(values.concurrency, 200, "concurrency"),
+      fits: positive(values.fits, 50, "fits"),
+    });
+    console.log(met ? "gateway: every target met" : "gateway: a target is missed");
     return met ? 0 : 1;
   }
   console.error(USAGE);

@@ -23,7 +23,7 @@ import { StackError } from "./errors.ts";
 import { startGateway } from "./gateway.ts";
 import { signApiKey } from "./keys.ts";
 import { pushMigrations } from "./migrations.ts";
-import { startModelUpstream } from "./model_upstream.ts";
+import { type ModelUpstream, startModelUpstream } from "./model_upstream.ts";
 import { applyPlatformLayer } from "./platform.ts";
 import { assertPortFree, freePorts, PortInUse, type StackPorts } from "./ports.ts";
 import { clusterExists, findPostgres, initCluster, makeTraversable, postgresUser, startPostgres } from "./postgres.ts";
@@ -44,8 +44,8 @@ export interface StackInfo {
   serviceRoleKey: string;
   jwtSecret: string;
   ports: StackPorts;
-  /** The local model stand-in's URL, when the stack runs it (npm start). */
-  modelStandIn: string | null;
+  /** The local model stand-in, when the stack runs it (npm start): its URL and the key it accepts. */
+  modelStandIn: { url: string; apiKey: string } | null;
   postgres: { source: string; major: number; bindir: string };
   demoUsers: DemoUser[];
 }
@@ -53,6 +53,8 @@ export interface StackInfo {
 /** A running stack. */
 export interface Stack {
   info: StackInfo;
+  /** The local model stand-in's server, when the stack runs it (benches steer it). */
+  modelStandIn?: ModelUpstream;
   stop(): Promise<void>;
 }
 
@@ -178,18 +180,20 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
 
     // The local model stand-in, the platform's model upstream here (npm start).
     const modelEnv: Record<string, string> = {};
+    let standIn: ModelUpstream | undefined;
     if (opts.modelStandIn !== false) {
       // A fresh key per start: the functions send it, the stand-in checks it, as a vendor would.
       const standInKey = `sk-local-stand-in-${randomBytes(16).toString("hex")}`;
-      const standIn = await startModelUpstream({ keys: new Set([standInKey]), record: false });
-      stoppers.push({ name: "model stand-in", stop: () => standIn.close() });
-      info.modelStandIn = standIn.url;
-      const endpoint = new URL(standIn.url).host;
+      const server = await startModelUpstream({ keys: new Set([standInKey]), record: false });
+      standIn = server;
+      stoppers.push({ name: "model stand-in", stop: () => server.close() });
+      info.modelStandIn = { url: server.url, apiKey: standInKey };
+      const endpoint = new URL(server.url).host;
       Object.assign(modelEnv, {
         OPENAI_API_KEY: standInKey,
-        OPENAI_BASE_URL: standIn.openaiBaseUrl,
+        OPENAI_BASE_URL: server.openaiBaseUrl,
         ANTHROPIC_API_KEY: standInKey,
-        ANTHROPIC_BASE_URL: standIn.anthropicBaseUrl,
+        ANTHROPIC_BASE_URL: server.anthropicBaseUrl,
         // The stand-in is a loopback HTTP server: the guard lets the functions reach it, and nothing else private.
         GATEHOUSE_EGRESS_TEST_ALLOWANCE: JSON.stringify({ endpoints: [endpoint], http: true }),
       });
@@ -273,7 +277,7 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
     stoppers.push({ name: "checkpoints", stop: scheduleCheckpoints(`${apiUrl}/functions/v1/audit-checkpoint`, serviceRoleKey, join(logs, "checkpoints.log")) });
 
     writeFileSync(join(stateDir, "stack.json"), JSON.stringify(info, null, 2) + "\n", { mode: 0o600 });
-    return { info, stop };
+    return { info, ...(standIn ? { modelStandIn: standIn } : {}), stop };
   } catch (e) {
     await stop().catch(() => {});
     // A half-built new cluster holds nothing yet; remove it so that the next start builds it whole.

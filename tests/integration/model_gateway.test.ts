@@ -9,6 +9,7 @@
  */
 import OpenAI from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { inputTokenBound } from "../../functions/_shared/models/wire.ts";
 import { standInReply } from "../../scripts/stack/model_upstream.ts";
 import { ACME, ACME_AGENT, ACME_PROJECT, GLOBEX, GLOBEX_AGENT, GLOBEX_PROJECT } from "../helpers/fixtures.ts";
 import { type ModelVendors, startModelVendors } from "../helpers/models.ts";
@@ -366,6 +367,34 @@ describe("limits", () => {
       expect(JSON.parse(audit.p)).toMatchObject({ reason: "model_budget_exhausted", scope: "organization" });
     } finally {
       await sql`update public.model_limits set monthly_budget_micro = 50000000 where org_id = ${GLOBEX}`;
+    }
+  });
+
+  it("never lets concurrent calls together overspend the budget", async () => {
+    // 60 calls at once against a budget that fits 20 at their maximum cost, each of which uses
+    // exactly its maximum: 20 are admitted, and spend ends at the budget, not past it.
+    const maxTokens = 1000;
+    const bound = inputTokenBound(hello);
+    const each = cost("gpt-4o-mini", bound, maxTokens);
+    const before = await orgMeter(GLOBEX);
+    await sql`update public.model_limits set monthly_budget_micro = ${before.committed + 20 * each}, requests_per_minute = 100000, burst = 1000
+               where org_id = ${GLOBEX}`;
+    vendors.upstream.behave({ kind: "usage", input: bound, output: maxTokens });
+    try {
+      const client = runtime(await newRun("globex"));
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 60 }, () => client.chat.completions.create({ model: "gpt-4o-mini", messages: hello, max_tokens: maxTokens })),
+      );
+      const admitted = outcomes.filter((o) => o.status === "fulfilled").length;
+      const refused = outcomes.flatMap((o) => (o.status === "rejected" ? [(o.reason as { code: string }).code] : []));
+      expect(admitted).toBe(20);
+      expect(new Set(refused)).toEqual(new Set(["model_budget_exhausted"]));
+      await settledAll(GLOBEX);
+      const after = await orgMeter(GLOBEX);
+      expect(after.spent - before.spent).toBe(20 * each);
+      expect(after.committed).toBe(before.committed + 20 * each);
+    } finally {
+      await sql`update public.model_limits set monthly_budget_micro = 50000000, requests_per_minute = 600, burst = 60 where org_id = ${GLOBEX}`;
     }
   });
 

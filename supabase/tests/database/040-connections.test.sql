@@ -1,10 +1,11 @@
 -- Connection credentials (seeds 000, 002, 003, 004): kept in Vault, written only through
 -- save_connection, deleted from Vault when the connection is disabled, and never returned by any
--- relation or RPC a client can reach. The scan is generated from the catalog, so a new view or
+-- relation or RPC a client can reach. Organizations' own model vendor keys (save_model_provider_key)
+-- are planted beside them and hunted by the same scan. The scan is generated from the catalog, so a new view or
 -- RPC is scanned without editing this file.
 begin;
 \ir _helpers.psql
-select plan(19);
+select plan(20);
 
 create temporary table leaks (actor text, source text, leaked boolean) on commit drop;
 grant all on leaks to public;
@@ -13,7 +14,11 @@ grant all on leaks to public;
 set local role service_role;
 select id as conn, (secret_id is null)::text as ref_hidden
   from public.save_connection(pg_temp.org('acme'), 'github', 'Planted', '{repo,read:org}', 'ghp_PLANTED_9f8e7d6c5b4a') \gset
+-- And an organization's own model vendor key, saved as the model gateway saves it.
+select (secret_id is null)::text as model_ref_hidden
+  from public.save_model_provider_key(pg_temp.org('acme'), 'openai', 'sk-PLANTED-model-key-7a6b5c4d') \gset
 reset role;
+select is(:'model_ref_hidden'::text, 'true', 'save_model_provider_key answers without the Vault reference');
 
 select is(:'ref_hidden'::text, 'true', 'save_connection answers without the Vault reference');
 select is((select count(*)::int from vault.decrypted_secrets s join public.connections c on c.secret_id = s.id
