@@ -50,6 +50,7 @@ async function main(): Promise<void> {
 Gatehouse local stack is up (${secs} s)
   API gateway   ${info.apiUrl}   (/rest/v1, /auth/v1, /functions/v1, web app at /)
   Health        ${info.functionsUrl}/health
+  Models        ${info.functionsUrl}/model-gateway/v1  (OpenAI-compatible; upstream: ${info.modelStandIn ? `the local stand-in at ${info.modelStandIn.url}, deterministic replies, not a real model` : "the vendors"})
   Database      postgresql://postgres:***@127.0.0.1:${info.ports.db}/postgres  (PostgreSQL ${info.postgres.major}, ${info.postgres.source})
   Keys, URLs    ${join(stateDir, "stack.json")}  (anon key, service-role key, DB URL, JWT secret)
   Logs          ${join(stateDir, "logs")}

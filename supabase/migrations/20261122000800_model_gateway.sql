@@ -482,7 +482,7 @@ begin
     returning r.*
   loop
     perform private.close_model_reservation(expired, 'abandoned', 0, 0, true,
-      (extract(epoch from pg_catalog.now() - expired.started_at) * 1000)::integer, 'reservation_expired');
+      greatest(extract(epoch from pg_catalog.clock_timestamp() - expired.started_at) * 1000, 0)::integer, 'reservation_expired');
   end loop;
 
   -- The reservation: the most the call can cost, on every budget that applies, in a fixed order.

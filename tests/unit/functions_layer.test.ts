@@ -42,7 +42,11 @@ describe("the functions layer", () => {
   it("lists each refusal code once, with a 4xx status for everything the caller did", () => {
     const statuses = Object.entries(REFUSALS).map(([code, [status]]) => [code, status] as const);
     for (const [code, status] of statuses) {
-      if (!["internal_error", "connector_provider_error", "connectors_misconfigured", "database_not_configured"].includes(code)) {
+      // The 5xx are what the platform or an upstream did, never the caller.
+      const notTheCallers = ["internal_error", "connector_provider_error", "connectors_misconfigured", "database_not_configured",
+        "model_provider_not_configured", "model_gateway_misconfigured", "model_upstream_blocked", "model_upstream_unavailable",
+        "model_upstream_refused", "model_upstream_timeout"];
+      if (!notTheCallers.includes(code)) {
         expect(status, code).toBeGreaterThanOrEqual(400);
         expect(status, code).toBeLessThan(500);
       }

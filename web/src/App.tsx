@@ -1,5 +1,6 @@
 import { useEffect, useState, type FormEvent } from "react";
 import type { Session } from "@supabase/supabase-js";
+import { Models } from "./Models.tsx";
 import { supabase } from "./supabase.ts";
 
 interface Organization {
@@ -15,8 +16,9 @@ interface Agent {
 }
 
 /**
- * Sign-in, the organizations the signed-in user belongs to, and the agents of the one they pick.
- * Every tenant query names its organization with X-Org-Id; the database checks the membership.
+ * Sign-in, the organizations the signed-in user belongs to, and for the one they pick its agents
+ * and its models (Models.tsx). Every tenant query names its organization with X-Org-Id; the
+ * database checks the membership.
  */
 export function App() {
   const [session, setSession] = useState<Session | null>(null);
@@ -24,6 +26,7 @@ export function App() {
   const [current, setCurrent] = useState<Organization | null>(null);
   const [agents, setAgents] = useState<Agent[]>([]);
   const [error, setError] = useState<string | null>(null);
+  const [page, setPage] = useState<"agents" | "models">("agents");
 
   useEffect(() => {
     void supabase().then(async (sb) => {
@@ -68,7 +71,7 @@ export function App() {
   }
 
   return (
-    <main style={{ fontFamily: "system-ui, sans-serif", maxWidth: 560, margin: "3rem auto" }}>
+    <main style={{ fontFamily: "system-ui, sans-serif", maxWidth: 880, margin: "3rem auto" }}>
       <h1>Gatehouse</h1>
       {error && <p role="alert">{error}</p>}
       {session ? (
@@ -89,14 +92,27 @@ export function App() {
           </ul>
           {current && (
             <>
-              <h2>Agents in {current.name}</h2>
-              <ul aria-label="Agents">
-                {agents.map((a) => (
-                  <li key={a.id}>
-                    {a.name} <small>{a.projects?.name}</small>
-                  </li>
-                ))}
-              </ul>
+              <nav>
+                <button onClick={() => setPage("agents")} aria-pressed={page === "agents"}>Agents</button>{" "}
+                <button onClick={() => setPage("models")} aria-pressed={page === "models"}>Models</button>
+              </nav>
+              {page === "agents" ? (
+                <>
+                  <h2>Agents in {current.name}</h2>
+                  <ul aria-label="Agents">
+                    {agents.map((a) => (
+                      <li key={a.id}>
+                        {a.name} <small>{a.projects?.name}</small>
+                      </li>
+                    ))}
+                  </ul>
+                </>
+              ) : (
+                <>
+                  <h2>Models in {current.name}</h2>
+                  <Models orgId={current.id} agents={agents} />
+                </>
+              )}
             </>
           )}
         </section>

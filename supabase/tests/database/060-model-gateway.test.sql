@@ -56,6 +56,8 @@ select is((select array_agg(distinct org_id) from public.model_usage_daily), arr
           'and only its usage');
 select throws_ok($$ select secret_id from public.model_provider_keys $$, '42501', null, 'nobody reads a key''s Vault reference');
 reset role;
+-- From here the gateway calls as the agent runtime: the service role with no user.
+select set_config('request.jwt.claims', '', true);
 
 -- ---------------------------------------------------------------------------------------------
 -- A call: reserve, then settle.
@@ -139,10 +141,11 @@ select is((select array[outcome::text, cost_micro::text, error_code] from public
 update public.model_limits set monthly_budget_micro = 1000000000, requests_per_minute = 60, burst = 3
  where org_id = pg_temp.org('globex');
 delete from private.model_rates where org_id = pg_temp.org('globex');
+create temporary table burst (g int, v jsonb) on commit drop;
+grant all on burst to service_role;
 set local role service_role;
-create temporary table burst on commit drop as
-  select g, private.reserve_model_call(pg_temp.run('globex'), null, null, 'gpt-4o-mini', 10, 10, false) as v
-    from generate_series(1, 5) g;
+insert into burst
+  select g, private.reserve_model_call(pg_temp.run('globex'), null, null, 'gpt-4o-mini', 10, 10, false) from generate_series(1, 5) g;
 reset role;
 select is((select array_agg((v ->> 'ok')::boolean order by g) from burst), array[true, true, true, false, false],
           'a burst of three is admitted at once, then calls are paced');
