@@ -182,9 +182,10 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
     const modelEnv: Record<string, string> = {};
     let standIn: ModelUpstream | undefined;
     if (opts.modelStandIn !== false) {
-      // A fresh key per start: the functions send it, the stand-in checks it, as a vendor would.
+      // A fresh platform key per start. The stand-in accepts any key, so that organizations' own
+      // keys (bring-your-own-key) can be saved and used locally too.
       const standInKey = `sk-local-stand-in-${randomBytes(16).toString("hex")}`;
-      const server = await startModelUpstream({ keys: new Set([standInKey]), record: false });
+      const server = await startModelUpstream({ record: false });
       standIn = server;
       stoppers.push({ name: "model stand-in", stop: () => server.close() });
       info.modelStandIn = { url: server.url, apiKey: standInKey };

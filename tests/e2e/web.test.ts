@@ -2,9 +2,11 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { stack } from "../helpers/stack.ts";
+import { ACME } from "../helpers/fixtures.ts";
+import { stack, superuser } from "../helpers/stack.ts";
 
 const s = stack();
+const db = superuser();
 let browser: Browser;
 
 beforeAll(async () => {
@@ -15,6 +17,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await browser?.close();
+  await db.end();
 });
 
 /** A new page with the demo user `email` signed in through the form. */
@@ -60,6 +63,51 @@ describe("admin web app (Chromium)", () => {
     await page.getByRole("alert").waitFor();
     expect(await page.getByRole("alert").textContent()).toMatch(/Invalid login credentials/);
     await page.close();
+  });
+});
+
+describe("the Models page (Chromium)", () => {
+  it("shows a tenant admin the organization's usage, limits and keys, and never a key", async () => {
+    const page = await signedInPage("ada@acme.test");
+    await page.getByRole("button", { name: "Acme Robotics" }).click();
+    await page.getByRole("button", { name: "Models" }).click();
+    const usage = page.getByRole("table", { name: "Model usage" });
+    await usage.getByText("gpt-4o-mini").first().waitFor();
+    expect(await usage.getByText("Ticket triage").count()).toBe(0);
+    await page.getByRole("list", { name: "Provider keys" }).getByText("anthropic").waitFor();
+    expect(await page.getByLabel("Monthly budget ($)").inputValue()).toBe("5");
+    expect(await page.getByLabel("API key").getAttribute("type")).toBe("password");
+    // The seeded key's text is in Vault only; the page shows its hint.
+    const [{ secret }] = await db`select s.decrypted_secret as secret from public.model_provider_keys k
+                                   join vault.decrypted_secrets s on s.id = k.secret_id where k.org_id = ${ACME} and k.provider = 'anthropic'`;
+    expect((await page.content()).includes(secret)).toBe(false);
+    await page.close();
+  });
+
+  it("saves limits for a tenant admin, and shows a viewer the database's refusal", async () => {
+    const [{ rpm }] = await db`select requests_per_minute as rpm from public.model_limits where org_id = ${ACME}`;
+    try {
+      const admin = await signedInPage("ada@acme.test");
+      await admin.getByRole("button", { name: "Acme Robotics" }).click();
+      await admin.getByRole("button", { name: "Models" }).click();
+      await admin.getByLabel("Calls per minute").fill("321");
+      await admin.getByRole("button", { name: "Save limits" }).click();
+      await admin.getByRole("status").getByText("Limits saved.").waitFor();
+      expect((await db`select requests_per_minute as rpm from public.model_limits where org_id = ${ACME}`)[0].rpm).toBe(321);
+      await admin.close();
+
+      const viewer = await signedInPage("victor@acme.test");
+      await viewer.getByRole("button", { name: "Acme Robotics" }).click();
+      await viewer.getByRole("button", { name: "Models" }).click();
+      await viewer.getByLabel("Calls per minute").fill("5");
+      await viewer.getByRole("button", { name: "Save limits" }).click();
+      await viewer.getByRole("status").waitFor();
+      expect(await viewer.getByRole("status").textContent()).toMatch(/Nothing was saved/);
+      expect((await db`select requests_per_minute as rpm from public.model_limits where org_id = ${ACME}`)[0].rpm).toBe(321);
+      await viewer.close();
+    } finally {
+      await db`update public.model_limits set requests_per_minute = ${rpm} where org_id = ${ACME}`;
+    }
   });
 });
 

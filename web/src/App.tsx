@@ -110,7 +110,7 @@ export function App() {
               ) : (
                 <>
                   <h2>Models in {current.name}</h2>
-                  <Models orgId={current.id} agents={agents} />
+                  <Models key={current.id} orgId={current.id} agents={agents} />
                 </>
               )}
             </>

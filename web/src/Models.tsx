@@ -37,6 +37,7 @@ export function Models({ orgId, agents }: { orgId: string; agents: Agent[] }) {
   const [notice, setNotice] = useState<string | null>(null);
   const [answer, setAnswer] = useState<string | null>(null);
   const [loaded, setLoaded] = useState(0);
+  const [ready, setReady] = useState(false);
 
   useEffect(() => {
     void supabase().then(async (sb) => {
@@ -55,27 +56,33 @@ export function Models({ orgId, agents }: { orgId: string; agents: Agent[] }) {
       setCaps(c.data ?? []);
       setKeys((k.data ?? []) as Key[]);
       setEvents(e.data ?? []);
+      setReady(true);
     });
   }, [orgId, loaded]);
 
+  if (!ready) return <p>Loading…</p>;
   const agentName = (id: string | null) => agents.find((a) => a.id === id)?.name ?? id ?? "the project";
 
   async function saveLimits(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
     const form = new FormData(event.currentTarget);
     const models = String(form.get("allowed_models") ?? "").split(",").map((m) => m.trim()).filter(Boolean);
-    const sb = await supabase();
-    const { error } = await sb.from("model_limits").upsert({
-      org_id: orgId,
+    const values = {
       allowed_models: models.length ? models : null,
       requests_per_minute: Number(form.get("requests_per_minute")),
       burst: Number(form.get("burst")),
       monthly_budget_micro: toMicro(form.get("monthly_budget")) ?? 0,
       soft_budget_micro: toMicro(form.get("soft_budget")),
       default_max_tokens: Number(form.get("default_max_tokens")),
-      updated_at: new Date().toISOString(),
-    }).setHeader("x-org-id", orgId);
-    setNotice(error ? error.message : "Limits saved.");
+    };
+    const sb = await supabase();
+    const table = sb.from("model_limits");
+    const written = limits
+      ? table.update({ ...values, updated_at: new Date().toISOString() }).eq("org_id", orgId)
+      : table.insert({ org_id: orgId, ...values });
+    const { data, error } = await written.select("org_id").setHeader("x-org-id", orgId);
+    // RLS answers an update it doesn't allow with no rows, not an error.
+    setNotice(error ? error.message : data.length ? "Limits saved." : "Nothing was saved: the database let your role change no limits.");
     setLoaded((n) => n + 1);
   }
 
