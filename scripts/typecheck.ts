@@ -1,6 +1,7 @@
 /**
  * Typechecks both runtimes: the Node side (scripts, tests, web) with tsc, and the Deno side (edge
- * functions and the local edge router) with `deno check`. Exits non-zero on any error.
+ * functions and the local edge router) with `deno check`, then `deno lint` over the same files
+ * (deno.json's lint settings). Exits non-zero on any error.
  */
 import { spawnSync } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
@@ -29,8 +30,12 @@ export function typecheck(): boolean {
     stdio: "inherit",
     env: { ...process.env, DENO_NO_UPDATE_CHECK: "1" },
   });
-  const ok = tsc.status === 0 && deno.status === 0;
-  console.log(`typecheck: node ${tsc.status === 0 ? "ok" : "FAILED"}, deno ${deno.status === 0 ? "ok" : "FAILED"}`);
+  const lint = spawnSync(join(root, "node_modules/.bin/deno"), ["lint", "--quiet", "--config", join(root, "deno.json")], {
+    stdio: "inherit",
+    env: { ...process.env, DENO_NO_UPDATE_CHECK: "1" },
+  });
+  const ok = tsc.status === 0 && deno.status === 0 && lint.status === 0;
+  console.log(`typecheck: node ${tsc.status === 0 ? "ok" : "FAILED"}, deno ${deno.status === 0 ? "ok" : "FAILED"}, deno lint ${lint.status === 0 ? "ok" : "FAILED"}`);
   return ok;
 }
 

@@ -13,7 +13,7 @@ import { functionApp } from "../_shared/http/app.ts";
 import { type Caller, callerOf, orgIdOf } from "../_shared/http/caller.ts";
 import { asCaller, asService, db, type Sql } from "../_shared/http/db.ts";
 import { refuse } from "../_shared/http/errors.ts";
-import { jsonContent, OrgHeader, refusals } from "../_shared/http/schemas.ts";
+import { OrgHeader, refusals } from "../_shared/http/schemas.ts";
 
 /** An ISO 8601 time Postgres can hold (years 1 to 9999; year 0 and earlier are out of its range). */
 const Time = z.iso.datetime({ offset: true }).refine((t) => Number(t.slice(0, 4)) >= 1, "the year must be 0001 or later")

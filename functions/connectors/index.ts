@@ -10,13 +10,14 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { functionApp } from "../_shared/http/app.ts";
 import { jsonBody } from "../_shared/http/body.ts";
 import { type Caller, callerOf, orgIdOf } from "../_shared/http/caller.ts";
+import { configuration } from "../_shared/http/config.ts";
 import { db } from "../_shared/http/db.ts";
 import { refuse } from "../_shared/http/errors.ts";
 import { disableAgent, disableConnection, saveConnection } from "../_shared/connectors/connections.ts";
 import type { OrgContext } from "../_shared/connectors/calls.ts";
 import { executeAction } from "../_shared/connectors/execution.ts";
 import { completeOAuth, startOAuth } from "../_shared/connectors/oauth.ts";
-import { connectorEnvFrom, type ConnectorEnv, OAuth2Config, OAuth2Credential, PROVIDERS } from "../_shared/connectors/providers.ts";
+import { connectorEnvFrom, OAuth2Config, OAuth2Credential, PROVIDERS } from "../_shared/connectors/providers.ts";
 import { jsonContent, jsonRequest, OrgHeader, refusals } from "../_shared/http/schemas.ts";
 
 const MAX_BODY = 64 * 1024;
@@ -157,16 +158,7 @@ Deno.serve(app.fetch);
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-let env: ConnectorEnv | null = null;
-function connectorEnv(): ConnectorEnv {
-  if (env) return env;
-  try {
-    env = connectorEnvFrom((name) => Deno.env.get(name));
-  } catch {
-    throw refuse("connectors_misconfigured");
-  }
-  return env;
-}
+const connectorEnv = configuration(connectorEnvFrom, "connectors_misconfigured");
 
 /** The organization the request acts in: X-Org-Id for a member, org_id in the body for the service role. */
 function orgOf(req: Request, caller: Caller, bodyOrgId: string | undefined): string {

@@ -20,11 +20,12 @@ import type { Context } from "hono";
 import { functionApp } from "../_shared/http/app.ts";
 import { jsonBody } from "../_shared/http/body.ts";
 import { callerOf, orgIdOf } from "../_shared/http/caller.ts";
+import { configuration } from "../_shared/http/config.ts";
 import { asMember, asService, db } from "../_shared/http/db.ts";
 import { refuse } from "../_shared/http/errors.ts";
 import { jsonContent, jsonRequest, OrgHeader, refusals } from "../_shared/http/schemas.ts";
 import { allowedModels, type CallScope, reserve, type Reservation, scopeOf, settle } from "../_shared/models/metering.ts";
-import { type ModelEnv, modelEnvFrom, type Provider, upstreamFailure, upstreamFor } from "../_shared/models/upstream.ts";
+import { modelEnvFrom, type Provider, upstreamFailure, upstreamFor } from "../_shared/models/upstream.ts";
 import { type ChatCompletionChunk, ChatRequest, inputTokenBound, type UpstreamRequest } from "../_shared/models/wire.ts";
 
 // Prompts may be long; 4 MiB of JSON is far past any model's context window.
@@ -174,16 +175,7 @@ Deno.serve(app.fetch);
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-let env: ModelEnv | null = null;
-function modelEnv(): ModelEnv {
-  if (env) return env;
-  try {
-    env = modelEnvFrom((name) => Deno.env.get(name));
-  } catch {
-    throw refuse("model_gateway_misconfigured");
-  }
-  return env;
-}
+const modelEnv = configuration(modelEnvFrom, "model_gateway_misconfigured");
 
 function scopeFor(c: Context): CallScope {
   const header = (name: string) => c.req.header(name) ?? null;

@@ -82,6 +82,12 @@ export async function benchGateway(opts: GatewayBenchOptions): Promise<boolean> 
          and s.query not ilike '%pg_stat_statements%' and s.query not ilike '%seal_pending%'`;
     const perCall = statements / counted;
     console.log(`db round trips per call: ${perCall.toFixed(2)} (${statements} statements for ${counted} calls, ${by_gateway} of them by the gateway's service-role sessions; target ≤ 2)`);
+    const timings = await sql`
+      select case when s.query ilike '%reserve_model_call%' then 'reserve' else 'settle' end as step, avg(s.mean_exec_time)::float8 as ms
+        from extensions.pg_stat_statements s
+       where s.query ilike '%reserve_model_call%' or s.query ilike '%settle_model_call%'
+       group by 1 order by 1 desc`;
+    console.log(`  of the added latency, time in the database: ${timings.map((t) => `${t.step} ${Number(t.ms).toFixed(2)} ms`).join(", ")} (mean execution)`);
 
     // 3. The budget race: every call uses exactly its maximum, so the budget fits `fits` calls whatever the timing.
     const maxTokens = 1000;

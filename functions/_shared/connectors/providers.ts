@@ -199,7 +199,7 @@ export async function deliver(
 ): Promise<CallResult | { outcome: "invalid_payload"; status: null; body: string; headers: null }> {
   const { provider, credential, config, canonicalPayload } = delivery;
   if (provider === "slack_webhook" || provider === "discord_webhook" || provider === "https_webhook") {
-    return call(credential.url, { method: "POST", headers: json, body: canonicalPayload }, env, true);
+    return await call(credential.url, { method: "POST", headers: json, body: canonicalPayload }, env, true);
   }
   const parsed = ApiCall.safeParse(JSON.parse(canonicalPayload));
   if (!parsed.success) {
@@ -208,7 +208,7 @@ export async function deliver(
   const { method, path, body } = parsed.data;
   const base = provider === "oauth2" ? String(config.api_url) : env.urls[provider];
   const token = provider === "oauth2" ? credential.access_token : credential.token;
-  return call(apiUrl(base, path), {
+  return await call(apiUrl(base, path), {
     method,
     headers: { ...apiHeaders(provider, token), ...(body ? json : {}) },
     ...(body ? { body: canonicalJson(body) } : {}),

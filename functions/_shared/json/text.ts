@@ -12,6 +12,7 @@ export const MAX_DEPTH = 64;
 /** Why a parsed JSON value is refused, with the path of the first offending place. */
 export type TextRefusal = { reason: "invalid_text" | "json_too_deep"; path: string };
 
+// deno-lint-ignore no-control-regex -- U+0000 is exactly what this refuses.
 const NUL_OR_LONE_SURROGATE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /** True when `s` is text a payload may carry: no NUL and no unpaired surrogate. */
