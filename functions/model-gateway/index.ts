@@ -129,7 +129,13 @@ app.openapi(createRoute({
   } catch (e) {
     const failure = upstreamFailure(e);
     const cancelled = abort.signal.aborted;
-    await close(call, { outcome: cancelled ? "cancelled" : "failed", input: 0, output: 0, estimated: false, errorCode: failure.code });
+    // The vendor failing (an error, no answer in time, unreachable) costs nothing: the whole
+    // reservation is released. A client that goes away before the answer has had its prompt
+    // sent, which the vendor bills: what was used, the prompt's bound, is charged (else hanging
+    // up early would be a way around the budget).
+    await close(call, {
+      outcome: cancelled ? "cancelled" : "failed", input: cancelled ? null : 0, output: 0, estimated: cancelled, errorCode: failure.code,
+    });
     throw failure;
   }
 });
@@ -159,13 +165,16 @@ app.openapi(createRoute({
   const caller = callerOf(c.req.raw);
   if (caller.kind !== "user") throw refuse("sign_in_required", "a tenant admin saves keys from the console");
   const orgId = orgIdOf(c.req.raw);
-  const { provider, api_key, base_url } = c.req.valid("json");
+  const { provider, api_key } = c.req.valid("json");
+  const baseUrl = endpointUrl(c.req.valid("json").base_url);
   await db().begin((tx) => asMember(tx, caller, orgId, { atLeast: "tenant_admin" }));
-  await verifyKey(provider, { apiKey: api_key, baseUrl: base_url ?? null });
+  await verifyKey(provider, { apiKey: api_key, baseUrl });
   const [key] = await db().begin(async (tx) => {
+    // Still a tenant admin after the live check (which may take a while), then the one writer.
+    await asMember(tx, caller, orgId, { atLeast: "tenant_admin" });
     await asService(tx, { actingFor: caller });
     return tx`select id, org_id, provider, base_url, key_hint, verified_at
-                from public.save_model_provider_key(${orgId}, ${provider}::public.model_provider, ${api_key}, ${base_url ?? null})`;
+                from public.save_model_provider_key(${orgId}, ${provider}::public.model_provider, ${api_key}, ${baseUrl})`;
   });
   return c.json({ key: { ...key, verified_at: new Date(key.verified_at).toISOString() } as z.infer<typeof SavedKey> }, 201);
 });
@@ -192,13 +201,32 @@ async function assertMember(scope: Extract<CallScope, { kind: "member" }>): Prom
   await db().begin((tx) => asMember(tx, scope.user, scope.orgId));
 }
 
+/**
+ * An organization's own endpoint, normalized (`new URL().href`, no trailing slash), or null. Only
+ * https, and nothing that could carry a secret where members would read it: no user name or
+ * password, query or fragment.
+ */
+function endpointUrl(raw: string | undefined): string | null {
+  if (raw === undefined) return null;
+  const url = new URL(raw);
+  if (url.protocol !== "https:" && !(url.protocol === "http:" && modelEnv().egress.testOnly?.http)) {
+    throw refuse("invalid_body", "base_url must be an https URL");
+  }
+  if (url.username || url.password || url.search || url.hash) {
+    throw refuse("invalid_body", "base_url may not hold a user name, password, query or fragment (a key goes in api_key)");
+  }
+  return url.href.replace(/\/+$/, "");
+}
+
 /** The live check of a key: the provider's models list, through the egress guard. */
 async function verifyKey(provider: Provider, key: { apiKey: string; baseUrl: string | null }): Promise<void> {
   try {
     await upstreamFor(modelEnv(), provider, key).listModels(AbortSignal.timeout(modelEnv().timeoutMs));
   } catch (e) {
     const failure = upstreamFailure(e);
-    if (failure.code === "model_upstream_refused") throw refuse("model_key_rejected", `the ${provider} API refused the key (${failure.message})`);
+    if (failure.code === "model_upstream_refused" || failure.code === "model_request_rejected") {
+      throw refuse("model_key_rejected", `the ${provider} API refused the key (${failure.message})`);
+    }
     throw failure;
   }
 }
@@ -212,22 +240,27 @@ interface OpenCall {
 }
 
 /**
- * Settles a call (once). An unknown input count (a stream cut off before the vendor said) is
- * charged at the reservation's bound. A settlement that fails is logged by kind only: the
- * reservation then expires and is closed at its maximum, so nothing is under-counted.
+ * Settles a call (once). An unknown input count (a call cut off before the vendor said) is
+ * charged at the reservation's bound, and an estimated output at most max_tokens. A settlement
+ * that fails is logged by kind only: the reservation then expires and is closed at its maximum,
+ * so nothing is under-counted. On Supabase's Edge Runtime the settlement is also handed to
+ * EdgeRuntime.waitUntil, so that a response that has ended (a stream the client cut off) does
+ * not take it down with the worker.
  */
 async function close(
   call: OpenCall,
   end: { outcome: "succeeded" | "failed" | "cancelled"; input: number | null; output: number; estimated: boolean; errorCode?: string },
 ): Promise<void> {
-  await settle(call.scope, call.reservation, {
+  const settling = settle(call.scope, call.reservation, {
     outcome: end.outcome,
     inputTokens: end.input ?? call.inputBound,
-    outputTokens: end.output,
+    outputTokens: end.estimated ? Math.min(end.output, call.reservation.maxTokens) : end.output,
     estimated: end.estimated,
     latencyMs: performance.now() - call.started,
     ...(end.errorCode ? { errorCode: end.errorCode } : {}),
-  }).catch((e) => console.error(`model-gateway: settling ${call.reservation.id} failed (${(e as Error)?.name})`));
+  }).then(() => {}, (e) => console.error(`model-gateway: settling ${call.reservation.id} failed (${(e as Error)?.name})`));
+  (globalThis as { EdgeRuntime?: { waitUntil(p: Promise<unknown>): void } }).EdgeRuntime?.waitUntil(settling);
+  await settling;
 }
 
 /**
@@ -255,10 +288,13 @@ function sse(
       try {
         for (;;) {
           const next = await chunks.next();
+          // The SDKs end an aborted stream quietly: that is a cancellation, not the end.
+          if (next.done && options.abort.signal.aborted) return void (await finish("cancelled"));
           if (next.done) {
+            // Settled before the response ends, so that the worker can't go first.
+            await finish("succeeded");
             controller.enqueue(event("[DONE]"));
             controller.close();
-            await finish("succeeded");
             return;
           }
           const chunk = next.value;

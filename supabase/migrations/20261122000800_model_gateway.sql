@@ -180,9 +180,13 @@ create table private.model_rates (
   scope text not null check (scope in ('organization', 'agent')),
   scope_id uuid not null,
   tat timestamptz not null,
+  -- Calls refused since the last model.refused entry of this limit, and when that was: a burst
+  -- of refusals is one audit entry a minute, not one each (which would let a caller flood the chain).
+  refused integer not null default 0,
+  refusal_recorded_at timestamptz,
   primary key (org_id, scope, scope_id)
 );
-comment on table private.model_rates is 'Burst limits (GCRA): the theoretical arrival time of each limit''s next call.';
+comment on table private.model_rates is 'Burst limits (GCRA): the theoretical arrival time of each limit''s next call, and refusals not yet recorded.';
 
 create table private.model_reservations (
   id uuid primary key default gen_random_uuid(),
@@ -253,6 +257,25 @@ revoke execute on function private.refuse_model_call_change() from public, anon,
 create trigger final before update on public.model_calls
   for each row execute function private.refuse_model_call_change();
 
+-- A row holding a Vault reference takes its secret with it when it goes (a key removed, or its
+-- organization deleted): model keys, and connections too, whose organization's deletion used to
+-- leave their credential decryptable in Vault.
+create function private.forget_vault_secret() returns trigger
+language plpgsql security definer
+set search_path = ''
+as $$
+begin
+  delete from vault.secrets s where s.id = old.secret_id;
+  return null;
+end
+$$;
+comment on function private.forget_vault_secret() is 'AFTER DELETE trigger of a row with secret_id: deletes the secret from Vault.';
+revoke execute on function private.forget_vault_secret() from public, anon, authenticated;
+create trigger forget_secret after delete on public.model_provider_keys
+  for each row execute function private.forget_vault_secret();
+create trigger forget_secret after delete on public.connections
+  for each row execute function private.forget_vault_secret();
+
 -- =============================================================================================
 -- Helper functions (the model-gateway function runs them as the service role; no client role
 -- may, and PostgREST never exposes `private`)
@@ -292,7 +315,9 @@ begin
   if admitted is not null then
     return null;
   end if;
-  select r.tat into waiting from private.model_rates r where r.org_id = p_org_id and r.scope = p_scope and r.scope_id = p_scope_id;
+  update private.model_rates r set refused = r.refused + 1
+   where r.org_id = p_org_id and r.scope = p_scope and r.scope_id = p_scope_id
+  returning r.tat into waiting;
   return greatest(extract(epoch from waiting - tolerance - now_at), 0.001);
 end
 $$;
@@ -301,23 +326,37 @@ comment on function private.take_model_rate(uuid, text, uuid, integer, integer) 
 revoke execute on function private.take_model_rate(uuid, text, uuid, integer, integer) from public, anon, authenticated;
 
 -- Moves a reservation's amount on its meters: `reserved` leaves the committed spend and `cost`
--- joins it and the spent total. Meters are taken in the order the reservation lists them.
+-- joins it and the spent total. One update per meter, in the order the reservation lists them
+-- (the order reserve took them in), so that settling and reserving never lock them in opposite
+-- orders. The cost is never above the reservation (close_model_reservation caps it).
 create function private.move_model_meters(p_org_id uuid, p_meters jsonb, p_reserved bigint, p_cost bigint) returns void
-language sql volatile
+language plpgsql volatile
 set search_path = ''
 as $$
-  update private.model_meters m
-     set committed_micro = greatest(m.committed_micro - p_reserved + p_cost, 0),
-         spent_micro = m.spent_micro + p_cost
-    from pg_catalog.jsonb_to_recordset(p_meters) as x (scope text, scope_id uuid, period date)
-   where m.org_id = p_org_id and m.scope = x.scope and m.scope_id = x.scope_id and m.period = x.period
+declare
+  meter record;
+begin
+  for meter in
+    select x.m ->> 'scope' as scope, (x.m ->> 'scope_id')::uuid as scope_id, (x.m ->> 'period')::date as period
+      from pg_catalog.jsonb_array_elements(p_meters) with ordinality as x (m, ord)
+     order by x.ord
+  loop
+    update private.model_meters m
+       set committed_micro = m.committed_micro - p_reserved + p_cost,
+           spent_micro = m.spent_micro + p_cost
+     where m.org_id = p_org_id and m.scope = meter.scope and m.scope_id = meter.scope_id and m.period = meter.period;
+  end loop;
+end
 $$;
 comment on function private.move_model_meters(uuid, jsonb, bigint, bigint) is
   'Replaces a reserved amount by the actual cost on the meters a reservation holds.';
 revoke execute on function private.move_model_meters(uuid, jsonb, bigint, bigint) from public, anon, authenticated;
 
--- Closes a reservation: the meters move from the reserved amount to the cost, and the call is
--- written to model_calls (which records it in the audit chain). Returns the call's row.
+-- Closes a reservation: the meters move from the reserved amount to the cost, the call is written
+-- to model_calls (which records it in the audit chain), and the organization's soft threshold is
+-- recorded the first time this month's spend crosses it. The cost is the usage at the
+-- reservation's prices, and never more than was reserved: the reservation is an upper bound for
+-- an honest vendor, and a budget can't be passed by one that reports more. Returns the call's row.
 create function private.close_model_reservation(
   p_reservation private.model_reservations, p_outcome public.model_call_outcome, p_input_tokens integer,
   p_output_tokens integer, p_usage_estimated boolean, p_latency_ms integer, p_error_code text
@@ -328,10 +367,13 @@ as $$
 declare
   cost bigint;
   settled public.model_calls;
+  soft bigint;
+  spent bigint;
+  org_meter jsonb;
 begin
   cost := case when p_outcome = 'abandoned' then p_reservation.reserved_micro
-               else private.model_cost(p_input_tokens, p_output_tokens, p_reservation.input_micro_per_mtok,
-                                       p_reservation.output_micro_per_mtok) end;
+               else least(private.model_cost(p_input_tokens, p_output_tokens, p_reservation.input_micro_per_mtok,
+                                             p_reservation.output_micro_per_mtok), p_reservation.reserved_micro) end;
   perform private.move_model_meters(p_reservation.org_id, p_reservation.meters, p_reservation.reserved_micro, cost);
   insert into public.model_calls (org_id, project_id, agent_id, run_id, user_id, provider, model, key_source, stream,
                                   input_tokens, output_tokens, usage_estimated, reserved_micro, cost_micro, latency_ms,
@@ -341,6 +383,20 @@ begin
           p_input_tokens, p_output_tokens, p_usage_estimated, p_reservation.reserved_micro, cost, p_latency_ms,
           p_outcome, p_error_code, p_reservation.started_at)
   returning * into settled;
+
+  -- The soft threshold, on the organization's meter of the month the call was reserved in.
+  select l.soft_budget_micro into soft from public.model_limits l where l.org_id = p_reservation.org_id;
+  org_meter := pg_catalog.jsonb_path_query_first(p_reservation.meters, '$[*] ? (@.scope == "organization")');
+  if soft is not null and cost > 0 and org_meter is not null then
+    select m.spent_micro into spent from private.model_meters m
+     where m.org_id = p_reservation.org_id and m.scope = 'organization' and m.scope_id = p_reservation.org_id
+       and m.period = (org_meter ->> 'period')::date;
+    if spent >= soft and spent - cost < soft then
+      insert into public.model_budget_events (org_id, period, kind, threshold_micro, spent_micro)
+      values (p_reservation.org_id, (org_meter ->> 'period')::date, 'soft_budget_crossed', soft, spent)
+      on conflict (org_id, period, kind) do nothing;
+    end if;
+  end if;
   return settled;
 end
 $$;
@@ -359,6 +415,34 @@ begin
   return p_refusal || '{"ok": false}';
 end
 $$;
+
+-- The burst limits' refusals since their last audit entry, when a minute has passed since it
+-- (they then count as recorded); null otherwise. The first refusal of a burst is recorded at once.
+create function private.rate_refusals_to_record(p_org_id uuid) returns integer
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+  n integer;
+begin
+  with due as (
+    select r.scope, r.scope_id, r.refused from private.model_rates r
+     where r.org_id = p_org_id and r.refused > 0
+       and (r.refusal_recorded_at is null or r.refusal_recorded_at < pg_catalog.clock_timestamp() - interval '1 minute')
+       for update
+  ), recorded as (
+    update private.model_rates r set refused = 0, refusal_recorded_at = pg_catalog.clock_timestamp()
+      from due
+     where r.org_id = p_org_id and r.scope = due.scope and r.scope_id = due.scope_id
+    returning due.refused
+  )
+  select sum(recorded.refused)::integer into n from recorded;
+  return n;
+end
+$$;
+comment on function private.rate_refusals_to_record(uuid) is
+  'Refusals by an organization''s burst limits to record now (at most once a minute per limit), or null.';
+revoke execute on function private.rate_refusals_to_record(uuid) from public, anon, authenticated;
 comment on function private.refuse_model_call(uuid, uuid, jsonb) is 'Records a refused model call (model.refused) and returns the refusal.';
 revoke execute on function private.refuse_model_call(uuid, uuid, jsonb) from public, anon, authenticated;
 
@@ -397,6 +481,8 @@ declare
   over_scope text;
   reservation private.model_reservations;
   expired private.model_reservations;
+  refusal jsonb;
+  refused_calls integer;
 begin
   if p_model is null or p_input_bound is null or p_input_bound < 0 or p_max_tokens < 1 then
     raise exception 'reserve_model_call needs a model, an input bound of zero or more and a positive max_tokens'
@@ -468,10 +554,15 @@ begin
                                     least(limits.burst, agent_cap.requests_per_minute));
   end if;
   if wait is not null then
-    return private.refuse_model_call(agent.org_id, agent.id, pg_catalog.jsonb_build_object(
+    refusal := pg_catalog.jsonb_build_object(
       'reason', 'model_rate_limited', 'model', p_model, 'run_id', run.id,
       'retry_after', pg_catalog.ceil(wait)::integer,
-      'message', 'Too many model calls at once; retry after the given seconds.'));
+      'message', 'Too many model calls at once; retry after the given seconds.');
+    refused_calls := private.rate_refusals_to_record(agent.org_id);
+    if refused_calls is null then
+      return refusal || '{"ok": false}';
+    end if;
+    return private.refuse_model_call(agent.org_id, agent.id, refusal || pg_catalog.jsonb_build_object('refused_calls', refused_calls));
   end if;
 
   -- Reservations of this organization that nobody settled, and that have expired, are closed
@@ -545,9 +636,9 @@ comment on function private.reserve_model_call(uuid, uuid, uuid, text, integer, 
 revoke execute on function private.reserve_model_call(uuid, uuid, uuid, text, integer, integer, boolean) from public, anon, authenticated;
 grant execute on function private.reserve_model_call(uuid, uuid, uuid, text, integer, integer, boolean) to service_role;
 
--- Closes a call admitted by reserve_model_call: the actual usage replaces the reservation on
--- every meter (a failed call, no usage, releases all of it), the model_calls row is written, and
--- the soft threshold's event is recorded the first time this month's spend crosses it. Returns
+-- Closes a call admitted by reserve_model_call (close_model_reservation): the actual usage
+-- replaces the reservation on every meter (a failed call, no usage, releases all of it), the
+-- model_calls row is written, and the soft threshold's event is recorded once a month. Returns
 -- {call_id, cost_micro}; null when the reservation is no longer open (settled, or expired and
 -- closed as abandoned).
 create function private.settle_model_call(
@@ -560,8 +651,6 @@ as $$
 declare
   reservation private.model_reservations;
   settled public.model_calls;
-  soft bigint;
-  spent bigint;
 begin
   if p_outcome is null or p_outcome = 'abandoned' or p_input_tokens < 0 or p_output_tokens < 0 or p_latency_ms < 0 then
     raise exception 'settle_model_call needs an outcome and usage of zero or more' using errcode = '22023';
@@ -572,18 +661,6 @@ begin
   end if;
   settled := private.close_model_reservation(reservation, p_outcome, coalesce(p_input_tokens, 0), coalesce(p_output_tokens, 0),
                                           coalesce(p_usage_estimated, false), coalesce(p_latency_ms, 0), p_error_code);
-
-  select l.soft_budget_micro into soft from public.model_limits l where l.org_id = reservation.org_id;
-  if soft is not null and settled.cost_micro > 0 then
-    select m.spent_micro into spent from private.model_meters m
-     where m.org_id = reservation.org_id and m.scope = 'organization' and m.scope_id = reservation.org_id
-       and m.period = pg_catalog.date_trunc('month', reservation.started_at)::date;
-    if spent >= soft and spent - settled.cost_micro < soft then
-      insert into public.model_budget_events (org_id, period, kind, threshold_micro, spent_micro)
-      values (reservation.org_id, pg_catalog.date_trunc('month', reservation.started_at)::date, 'soft_budget_crossed', soft, spent)
-      on conflict (org_id, period, kind) do nothing;
-    end if;
-  end if;
   return pg_catalog.jsonb_build_object('call_id', settled.id, 'cost_micro', settled.cost_micro);
 end
 $$;
@@ -673,8 +750,8 @@ begin
   if org is null or (not private.is_runtime() and not private.has_org_role('tenant_admin')) then
     perform private.refuse_request(403, 'forbidden', 'Removing a model key needs the tenant_admin role in the organization.');
   end if;
+  -- The row's trigger (forget_secret) deletes the key from Vault.
   delete from public.model_provider_keys k where k.org_id = org and k.provider = p_provider returning k.secret_id into removed;
-  delete from vault.secrets s where s.id = removed;
   return removed is not null;
 end
 $$;

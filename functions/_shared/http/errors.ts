@@ -73,6 +73,7 @@ export const REFUSALS = {
   model_budget_exhausted: [402, "the model budget has too little left for this call"],
   model_provider_not_configured: [503, "the platform has no key for this provider; save your own"],
   model_key_rejected: [422, "the provider refused the key"],
+  model_request_rejected: [400, "the provider found the request invalid"],
   model_upstream_blocked: [502, "the egress guard refused the provider's address"],
   model_upstream_unavailable: [502, "the provider failed or could not be reached"],
   model_upstream_refused: [502, "the provider refused the request"],

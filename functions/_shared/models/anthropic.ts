@@ -11,7 +11,7 @@
 import Anthropic from "@anthropic-ai/sdk";
 import { egressFetch } from "../egress/fetch.ts";
 import type { VendorEndpoint } from "./openai.ts";
-import { type ChatCompletion, type ChatCompletionChunk, type FinishReason, openAiUsage, textOf, type Upstream, type UpstreamRequest, type Usage } from "./wire.ts";
+import { type ChatCompletion, type ChatCompletionChunk, type FinishReason, openAiUsage, textOf, type Upstream, type UpstreamRequest, type Usage, utf8Bytes } from "./wire.ts";
 
 export function anthropicUpstream(endpoint: VendorEndpoint): Upstream {
   const client = new Anthropic({
@@ -30,8 +30,10 @@ export function anthropicUpstream(endpoint: VendorEndpoint): Upstream {
         .filter((m) => m.role === "user" || m.role === "assistant")
         .map((m) => ({ role: m.role as "user" | "assistant", content: textOf(m.content) })),
       ...(system ? { system } : {}),
+      // Anthropic's temperature runs from 0 to 1, and its current models take temperature or
+      // top_p, not both: temperature wins.
       ...(r.temperature !== undefined ? { temperature: Math.min(r.temperature, 1) } : {}),
-      ...(r.topP !== undefined ? { top_p: r.topP } : {}),
+      ...(r.topP !== undefined && r.temperature === undefined ? { top_p: r.topP } : {}),
       ...(r.stop ? { stop_sequences: r.stop } : {}),
       ...(r.user !== undefined ? { metadata: { user_id: r.user } } : {}),
     };
@@ -58,7 +60,7 @@ export function anthropicUpstream(endpoint: VendorEndpoint): Upstream {
       const events = await client.messages.create({ ...body(request), stream: true }, { signal });
       let input: number | null = null;
       let output: number | null = null;
-      let deltas = 0;
+      let deltaBytes = 0;
       async function* chunks(): AsyncGenerator<ChatCompletionChunk> {
         let id = "chatcmpl-anthropic";
         let model = request.model;
@@ -72,7 +74,7 @@ export function anthropicUpstream(endpoint: VendorEndpoint): Upstream {
             input = event.message.usage.input_tokens;
             yield chunk({ role: "assistant", content: "" }, null);
           } else if (event.type === "content_block_delta" && event.delta.type === "text_delta") {
-            deltas++;
+            deltaBytes += utf8Bytes(event.delta.text);
             yield chunk({ content: event.delta.text }, null);
           } else if (event.type === "message_delta") {
             output = event.usage.output_tokens;
@@ -81,8 +83,8 @@ export function anthropicUpstream(endpoint: VendorEndpoint): Upstream {
         }
         if (input !== null && output !== null) yield { ...chunk({}, null), choices: [], usage: openAiUsage(input, output) };
       }
-      // Cut off before message_delta: each text delta stands for one token of output.
-      const usage = (): Usage => (output !== null ? { input, output, estimated: false } : { input, output: deltas, estimated: true });
+      // Cut off before message_delta: the output is bounded by the UTF-8 bytes of the text received.
+      const usage = (): Usage => (output !== null ? { input, output, estimated: false } : { input, output: deltaBytes, estimated: true });
       return { chunks: chunks(), usage };
     },
 

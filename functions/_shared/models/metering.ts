@@ -113,10 +113,12 @@ export async function allowedModels(scope: CallScope): Promise<{ model: string; 
       provider: Provider;
     }[];
   }
-  return await serviceDb()`select m.model, m.provider from public.agent_runs r, private.allowed_models(r.org_id, r.agent_id) m where r.id = ${scope.runId}` as unknown as {
-    model: string;
-    provider: Provider;
-  }[];
+  const rows = await serviceDb()`select r.id is not null as run_found, m.model, m.provider
+                                   from (select 1) one
+                                   left join public.agent_runs r on r.id = ${scope.runId}
+                                   left join lateral private.allowed_models(r.org_id, r.agent_id) m on true`;
+  if (!rows[0]?.run_found) throw refuse("run_not_found");
+  return rows.filter((r) => r.model !== null).map((r) => ({ model: r.model as string, provider: r.provider as Provider }));
 }
 
 /** The scope of a request's caller: the service role names a run (X-Run-Id), a member an organization and agent. */

@@ -7,7 +7,7 @@
 import OpenAI from "openai";
 import type { EgressOptions } from "../egress/check.ts";
 import { egressFetch } from "../egress/fetch.ts";
-import { type ChatCompletion, type ChatCompletionChunk, type FinishReason, openAiUsage, textOf, type Upstream, type UpstreamRequest, type Usage } from "./wire.ts";
+import { type ChatCompletion, type ChatCompletionChunk, type FinishReason, openAiUsage, textOf, type Upstream, type UpstreamRequest, type Usage, utf8Bytes } from "./wire.ts";
 
 /** Where and how an adapter calls its vendor. */
 export interface VendorEndpoint {
@@ -25,6 +25,10 @@ export function openAiUpstream(endpoint: VendorEndpoint): Upstream {
     fetch: egressFetch(endpoint.egress),
     maxRetries: 0,
     timeout: endpoint.timeoutMs,
+    // Never the operator's OPENAI_ORG_ID or OPENAI_PROJECT_ID from the environment: they would go
+    // to an organization's own endpoint too.
+    organization: null,
+    project: null,
   });
   const body = (r: UpstreamRequest) => ({
     model: r.model,
@@ -40,8 +44,13 @@ export function openAiUpstream(endpoint: VendorEndpoint): Upstream {
   return {
     async complete(request, signal) {
       const c = await client.chat.completions.create({ ...body(request), stream: false }, { signal });
-      const usage = { input: c.usage?.prompt_tokens ?? 0, output: c.usage?.completion_tokens ?? 0, estimated: !c.usage };
       const choice = c.choices[0];
+      const content = choice?.message?.content ?? "";
+      // A server that reports no usage (some OpenAI-compatible ones) is charged the prompt's bound
+      // and the answer's bytes.
+      const usage = c.usage
+        ? { input: c.usage.prompt_tokens, output: c.usage.completion_tokens, estimated: false }
+        : { input: null, output: utf8Bytes(content), estimated: true };
       const completion: ChatCompletion = {
         id: c.id,
         object: "chat.completion",
@@ -49,11 +58,11 @@ export function openAiUpstream(endpoint: VendorEndpoint): Upstream {
         model: c.model,
         choices: [{
           index: 0,
-          message: { role: "assistant", content: choice?.message?.content ?? "", refusal: null },
+          message: { role: "assistant", content, refusal: null },
           logprobs: null,
           finish_reason: finishReason(choice?.finish_reason),
         }],
-        usage: openAiUsage(usage.input, usage.output),
+        usage: openAiUsage(usage.input ?? 0, usage.output),
       };
       return { completion, usage };
     },
@@ -64,12 +73,12 @@ export function openAiUpstream(endpoint: VendorEndpoint): Upstream {
         { signal },
       );
       let reported: Usage | null = null;
-      let contentChunks = 0;
+      let contentBytes = 0;
       async function* chunks(): AsyncGenerator<ChatCompletionChunk> {
         for await (const chunk of stream) {
           if (chunk.usage) reported = { input: chunk.usage.prompt_tokens, output: chunk.usage.completion_tokens, estimated: false };
           const choice = chunk.choices[0];
-          if (choice?.delta?.content) contentChunks++;
+          if (choice?.delta?.content) contentBytes += utf8Bytes(choice.delta.content);
           yield {
             id: chunk.id,
             object: "chat.completion.chunk",
@@ -90,9 +99,9 @@ export function openAiUpstream(endpoint: VendorEndpoint): Upstream {
           };
         }
       }
-      // Cut off before the usage chunk: each content chunk is one token of output (the vendor
-      // streams them a token at a time); the input is unknown.
-      return { chunks: chunks(), usage: () => reported ?? { input: null, output: contentChunks, estimated: true } };
+      // Cut off before the usage chunk: the output is bounded by its UTF-8 bytes (no tokenizer
+      // makes more tokens than bytes; the gateway caps it at max_tokens), the input is unknown.
+      return { chunks: chunks(), usage: () => reported ?? { input: null, output: contentBytes, estimated: true } };
     },
 
     async listModels(signal) {

@@ -81,9 +81,10 @@ const POLICY_REFUSALS = new Set([
 
 /**
  * What a vendor SDK's failure means to the caller: the guard refusing the address (502
- * model_upstream_blocked), a timeout (504), the vendor's rate limit (429), a refused key or
- * request (502 model_upstream_refused), anything else (502 model_upstream_unavailable). The
- * answer names the vendor's status, never its body (which may quote the key or the prompt).
+ * model_upstream_blocked), a timeout (504), the vendor's rate limit (429), the vendor finding the
+ * request invalid (400 model_request_rejected: too long for the context window, say), the vendor
+ * refusing the key (502 model_upstream_refused), anything else (502 model_upstream_unavailable).
+ * The answer names the vendor's status, never its body (which may quote the key or the prompt).
  */
 export function upstreamFailure(e: unknown): HttpError {
   if (e instanceof HttpError) return e;
@@ -103,6 +104,7 @@ export function upstreamFailure(e: unknown): HttpError {
         ? refuse("model_upstream_rate_limited", undefined, { fields: { retry_after: Math.ceil(retry) }, headers: { "retry-after": String(Math.ceil(retry)) } })
         : refuse("model_upstream_rate_limited");
     }
+    if ([400, 404, 413, 422].includes(status)) return refuse("model_request_rejected", `the provider found the request invalid (${status})`);
     if (status >= 400 && status < 500) return refuse("model_upstream_refused", `the provider answered ${status}`);
     return refuse("model_upstream_unavailable", `the provider answered ${status}`);
   }

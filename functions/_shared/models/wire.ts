@@ -43,17 +43,23 @@ export function textOf(content: ChatMessage["content"]): string {
   return typeof content === "string" ? content : content.map((p) => p.text).join("");
 }
 
+/** The UTF-8 length of a string, in bytes. */
+export function utf8Bytes(text: string): number {
+  return new TextEncoder().encode(text).byteLength;
+}
+
 /**
  * An upper bound of the prompt's tokens, reserved before the call: the UTF-8 bytes of the
  * messages as JSON (no tokenizer makes more tokens than bytes, and JSON only adds quoting), plus
  * 16 per message for the role markers the vendor adds.
  */
 export function inputTokenBound(messages: ChatMessage[]): number {
-  return new TextEncoder().encode(JSON.stringify(messages)).byteLength + 16 * messages.length;
+  return utf8Bytes(JSON.stringify(messages)) + 16 * messages.length;
 }
 
 /**
  * Token counts of a call; `estimated` when the vendor reported none (a stream cut off), when
+ * `output` is an upper bound (the UTF-8 bytes received, capped at max_tokens by the gateway) and
  * `input` may be null: unknown, so the reservation's bound is charged.
  */
 export interface Usage {
@@ -106,7 +112,7 @@ export interface UpstreamStream {
 
 /** One vendor's side of a call. Failures are thrown as the vendor SDK throws them (see upstream.ts). */
 export interface Upstream {
-  complete(request: UpstreamRequest, signal: AbortSignal): Promise<{ completion: ChatCompletion; usage: Usage & { input: number } }>;
+  complete(request: UpstreamRequest, signal: AbortSignal): Promise<{ completion: ChatCompletion; usage: Usage }>;
   stream(request: UpstreamRequest, signal: AbortSignal): Promise<UpstreamStream>;
   /** The vendor's models list: the live check of a key before it is saved. */
   listModels(signal: AbortSignal): Promise<string[]>;

@@ -6,7 +6,7 @@
 -- the isolation matrix (900) covers the new tables and view.
 begin;
 \ir _helpers.psql
-select plan(31);
+select plan(33);
 
 -- ---------------------------------------------------------------------------------------------
 -- Reach: reserve, settle and the catalog belong to the gateway (service role).
@@ -153,12 +153,21 @@ select is((select array_agg(distinct v ->> 'reason') from burst where not (v ->>
           'with the rate-limit code');
 select ok((select bool_and((v ->> 'retry_after')::int between 1 and 2) from burst where not (v ->> 'ok')::boolean),
           'and retry_after: one call a second at 60 per minute');
+select is((select array_agg(payload::jsonb ->> 'refused_calls') from audit.records
+            where org_id = pg_temp.org('globex') and action = 'model.refused' and xid = pg_current_xact_id()),
+          array['1'], 'the first refusal of a burst is in the audit chain, the next ones are counted for the next entry');
 
 update public.model_limits set allowed_models = '{claude-haiku-4-5}' where org_id = pg_temp.org('globex');
 set local role service_role;
 select throws_like(format($$ select private.reserve_model_call(%L, null, null, 'gpt-4o-mini', 10, 10, false) $$, pg_temp.run('globex')),
                    '%model_not_allowed%', 'a model outside the allowlist is refused before anything is counted');
 reset role;
+
+-- A key's row going takes its Vault secret with it.
+create temporary table gone on commit drop as select secret_id from public.model_provider_keys where org_id = pg_temp.org('globex');
+delete from public.model_provider_keys where org_id = pg_temp.org('globex');
+select is((select count(*)::int from vault.secrets where id in (select secret_id from gone)), 0,
+          'deleting a key (or its organization) deletes it from Vault');
 
 -- A member of one organization can't reserve for another's agent.
 select set_config('request.jwt.claims', json_build_object('sub', pg_temp.uid('ada'), 'role', 'service_role')::text, true);
