@@ -33,13 +33,17 @@ const DEFAULT_BASE_URLS: Record<Provider, string> = {
 };
 
 /**
- * The gateway's configuration from its environment. GATEHOUSE_MODEL_TIMEOUT_MS (default 60 000)
- * bounds the wait for an answer; a stream may then run for up to 10 minutes, its body capped at
- * 16 MiB, and redirects are never followed.
+ * The gateway's configuration from its environment. GATEHOUSE_MODEL_TIMEOUT_MS (default 60 000,
+ * at most 300 000) bounds the wait for an answer; a stream may then run for up to 10 minutes, its
+ * body capped at 16 MiB, and redirects are never followed. All of it fits in a reservation's 15
+ * minutes.
  */
 export function modelEnvFrom(get: (name: string) => string | undefined): ModelEnv {
   const timeoutMs = Number(get("GATEHOUSE_MODEL_TIMEOUT_MS") ?? 60_000);
-  if (!Number.isInteger(timeoutMs) || timeoutMs < 100) throw new Error("GATEHOUSE_MODEL_TIMEOUT_MS must be a whole number of ms, 100 or more");
+  // At most 5 minutes: a reservation lives 15, and must outlast the call it holds.
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 100 || timeoutMs > 300_000) {
+    throw new Error("GATEHOUSE_MODEL_TIMEOUT_MS must be a whole number of ms from 100 to 300000");
+  }
   const platform = (provider: Provider, prefix: string) => {
     const baseUrl = get(`${prefix}_BASE_URL`) || DEFAULT_BASE_URLS[provider];
     new URL(baseUrl);
