@@ -966,6 +966,306 @@ export type Database = {
           },
         ];
       };
+      review_item_events: {
+        Row: {
+          actor: string | null;
+          assignee: string | null;
+          created_at: string;
+          id: string;
+          item_id: string;
+          note: string | null;
+          org_id: string;
+          project_id: string;
+          status: Database["public"]["Enums"]["review_status"];
+        };
+        ComputedFields: never;
+        Insert: {
+          actor?: string | null;
+          assignee?: string | null;
+          created_at?: string;
+          id?: string;
+          item_id: string;
+          note?: string | null;
+          org_id?: string;
+          project_id?: string;
+          status: Database["public"]["Enums"]["review_status"];
+        };
+        Update: {
+          actor?: string | null;
+          assignee?: string | null;
+          created_at?: string;
+          id?: string;
+          item_id?: string;
+          note?: string | null;
+          org_id?: string;
+          project_id?: string;
+          status?: Database["public"]["Enums"]["review_status"];
+        };
+        Relationships: [
+          {
+            foreignKeyName: "review_item_events_org_id_project_id_item_id_fkey";
+            columns: ["org_id", "project_id", "item_id"];
+            isOneToOne: false;
+            referencedRelation: "review_items";
+            referencedColumns: ["org_id", "project_id", "id"];
+          },
+        ];
+      };
+      review_items: {
+        Row: {
+          agent_id: string;
+          assignee: string | null;
+          conversation_id: string | null;
+          created_at: string;
+          id: string;
+          kind: Database["public"]["Enums"]["review_kind"];
+          lead_email: string | null;
+          org_id: string;
+          project_id: string;
+          status: Database["public"]["Enums"]["review_status"];
+          summary: string;
+          updated_at: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          agent_id: string;
+          assignee?: string | null;
+          conversation_id?: string | null;
+          created_at?: string;
+          id?: string;
+          kind: Database["public"]["Enums"]["review_kind"];
+          lead_email?: string | null;
+          org_id?: string;
+          project_id?: string;
+          status?: Database["public"]["Enums"]["review_status"];
+          summary: string;
+          updated_at?: string;
+        };
+        Update: {
+          agent_id?: string;
+          assignee?: string | null;
+          conversation_id?: string | null;
+          created_at?: string;
+          id?: string;
+          kind?: Database["public"]["Enums"]["review_kind"];
+          lead_email?: string | null;
+          org_id?: string;
+          project_id?: string;
+          status?: Database["public"]["Enums"]["review_status"];
+          summary?: string;
+          updated_at?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "review_items_org_id_conversation_id_fkey";
+            columns: ["org_id", "conversation_id"];
+            isOneToOne: false;
+            referencedRelation: "widget_conversations";
+            referencedColumns: ["org_id", "id"];
+          },
+          {
+            foreignKeyName: "review_items_org_id_project_id_agent_id_fkey";
+            columns: ["org_id", "project_id", "agent_id"];
+            isOneToOne: false;
+            referencedRelation: "agents";
+            referencedColumns: ["org_id", "project_id", "id"];
+          },
+        ];
+      };
+      transcript_settings: {
+        Row: {
+          org_id: string;
+          retention_days: number;
+          updated_at: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          org_id?: string;
+          retention_days?: number;
+          updated_at?: string;
+        };
+        Update: {
+          org_id?: string;
+          retention_days?: number;
+          updated_at?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "transcript_settings_org_id_fkey";
+            columns: ["org_id"];
+            isOneToOne: true;
+            referencedRelation: "organizations";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      widget_conversations: {
+        Row: {
+          agent_id: string;
+          id: string;
+          last_message_at: string;
+          org_id: string;
+          origin: string;
+          project_id: string;
+          started_at: string;
+          visitor_id: string;
+          widget_key_id: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          agent_id: string;
+          id?: string;
+          last_message_at?: string;
+          org_id?: string;
+          origin: string;
+          project_id?: string;
+          started_at?: string;
+          visitor_id: string;
+          widget_key_id: string;
+        };
+        Update: {
+          agent_id?: string;
+          id?: string;
+          last_message_at?: string;
+          org_id?: string;
+          origin?: string;
+          project_id?: string;
+          started_at?: string;
+          visitor_id?: string;
+          widget_key_id?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "widget_conversations_org_id_project_id_agent_id_fkey";
+            columns: ["org_id", "project_id", "agent_id"];
+            isOneToOne: false;
+            referencedRelation: "agents";
+            referencedColumns: ["org_id", "project_id", "id"];
+          },
+          {
+            foreignKeyName: "widget_conversations_org_id_widget_key_id_fkey";
+            columns: ["org_id", "widget_key_id"];
+            isOneToOne: false;
+            referencedRelation: "widget_keys";
+            referencedColumns: ["org_id", "id"];
+          },
+        ];
+      };
+      widget_keys: {
+        Row: {
+          agent_id: string;
+          allowed_origins: string[];
+          created_at: string;
+          created_by: string | null;
+          disabled_at: string | null;
+          id: string;
+          key_prefix: string;
+          key_sha256: string;
+          monthly_budget_micro: number;
+          org_id: string;
+          project_id: string;
+          proof_of_work_bits: number;
+          requests_per_minute: number;
+          rotated_at: string | null;
+          version: number;
+          visitor_requests_per_minute: number;
+        };
+        ComputedFields: never;
+        Insert: {
+          agent_id: string;
+          allowed_origins?: string[];
+          created_at?: string;
+          created_by?: string | null;
+          disabled_at?: string | null;
+          id?: string;
+          key_prefix: string;
+          key_sha256: string;
+          monthly_budget_micro?: number;
+          org_id?: string;
+          project_id?: string;
+          proof_of_work_bits?: number;
+          requests_per_minute?: number;
+          rotated_at?: string | null;
+          version?: number;
+          visitor_requests_per_minute?: number;
+        };
+        Update: {
+          agent_id?: string;
+          allowed_origins?: string[];
+          created_at?: string;
+          created_by?: string | null;
+          disabled_at?: string | null;
+          id?: string;
+          key_prefix?: string;
+          key_sha256?: string;
+          monthly_budget_micro?: number;
+          org_id?: string;
+          project_id?: string;
+          proof_of_work_bits?: number;
+          requests_per_minute?: number;
+          rotated_at?: string | null;
+          version?: number;
+          visitor_requests_per_minute?: number;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "widget_keys_org_id_project_id_agent_id_fkey";
+            columns: ["org_id", "project_id", "agent_id"];
+            isOneToOne: false;
+            referencedRelation: "agents";
+            referencedColumns: ["org_id", "project_id", "id"];
+          },
+        ];
+      };
+      widget_messages: {
+        Row: {
+          content: string;
+          conversation_id: string;
+          created_at: string;
+          id: string;
+          model_call_id: string | null;
+          org_id: string;
+          project_id: string;
+          role: Database["public"]["Enums"]["widget_message_role"];
+        };
+        ComputedFields: never;
+        Insert: {
+          content: string;
+          conversation_id: string;
+          created_at?: string;
+          id?: string;
+          model_call_id?: string | null;
+          org_id?: string;
+          project_id?: string;
+          role: Database["public"]["Enums"]["widget_message_role"];
+        };
+        Update: {
+          content?: string;
+          conversation_id?: string;
+          created_at?: string;
+          id?: string;
+          model_call_id?: string | null;
+          org_id?: string;
+          project_id?: string;
+          role?: Database["public"]["Enums"]["widget_message_role"];
+        };
+        Relationships: [
+          {
+            foreignKeyName: "widget_messages_org_id_model_call_id_fkey";
+            columns: ["org_id", "model_call_id"];
+            isOneToOne: false;
+            referencedRelation: "model_calls";
+            referencedColumns: ["org_id", "id"];
+          },
+          {
+            foreignKeyName: "widget_messages_org_id_project_id_conversation_id_fkey";
+            columns: ["org_id", "project_id", "conversation_id"];
+            isOneToOne: false;
+            referencedRelation: "widget_conversations";
+            referencedColumns: ["org_id", "project_id", "id"];
+          },
+        ];
+      };
     };
     Views: {
       audit_log: {
@@ -1156,11 +1456,37 @@ export type Database = {
           retired_at: string;
         }[];
       };
+      change_review_status: {
+        Args: {
+          p_assignee?: string;
+          p_item_id: string;
+          p_note?: string;
+          p_status: Database["public"]["Enums"]["review_status"];
+        };
+        Returns: {
+          actor: string | null;
+          assignee: string | null;
+          created_at: string;
+          id: string;
+          item_id: string;
+          note: string | null;
+          org_id: string;
+          project_id: string;
+          status: Database["public"]["Enums"]["review_status"];
+        };
+        SetofOptions: {
+          from: "*";
+          to: "review_item_events";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
       create_invitation: {
         Args: { p_email: string; p_role: Database["public"]["Enums"]["member_role"] };
         Returns: string;
       };
       create_organization: { Args: { p_name: string; p_slug: string }; Returns: string };
+      create_widget_key: { Args: { p_agent_id: string; p_allowed_origins?: string[] }; Returns: Json };
       decide_action: {
         Args: { p_approve: boolean; p_comment?: string; p_payload_sha256: string; p_request_id: string };
         Returns: {
@@ -1218,6 +1544,33 @@ export type Database = {
         SetofOptions: {
           from: "*";
           to: "connections";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+      disable_widget_key: {
+        Args: { p_key_id: string };
+        Returns: {
+          agent_id: string;
+          allowed_origins: string[];
+          created_at: string;
+          created_by: string | null;
+          disabled_at: string | null;
+          id: string;
+          key_prefix: string;
+          key_sha256: string;
+          monthly_budget_micro: number;
+          org_id: string;
+          project_id: string;
+          proof_of_work_bits: number;
+          requests_per_minute: number;
+          rotated_at: string | null;
+          version: number;
+          visitor_requests_per_minute: number;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "widget_keys";
           isOneToOne: true;
           isSetofReturn: false;
         };
@@ -1338,6 +1691,7 @@ export type Database = {
         Args: { p_org_id?: string; p_provider: Database["public"]["Enums"]["model_provider"] };
         Returns: boolean;
       };
+      rotate_widget_key: { Args: { p_key_id: string }; Returns: Json };
       save_connection: {
         Args: {
           p_config?: Json;
@@ -1435,8 +1789,11 @@ export type Database = {
       model_call_outcome: "succeeded" | "failed" | "cancelled" | "abandoned";
       model_key_source: "platform" | "byok";
       model_provider: "openai" | "anthropic";
+      review_kind: "escalation" | "draft" | "lead";
+      review_status: "open" | "in_review" | "resolved" | "dismissed";
       risk_level: "low" | "medium" | "high" | "critical";
       run_status: "running" | "succeeded" | "failed" | "cancelled";
+      widget_message_role: "visitor" | "assistant" | "notice";
     };
     CompositeTypes: {
       [_ in never]: never;
@@ -1552,8 +1909,11 @@ export const Constants = {
       model_call_outcome: ["succeeded", "failed", "cancelled", "abandoned"],
       model_key_source: ["platform", "byok"],
       model_provider: ["openai", "anthropic"],
+      review_kind: ["escalation", "draft", "lead"],
+      review_status: ["open", "in_review", "resolved", "dismissed"],
       risk_level: ["low", "medium", "high", "critical"],
       run_status: ["running", "succeeded", "failed", "cancelled"],
+      widget_message_role: ["visitor", "assistant", "notice"],
     },
   },
 } as const;

@@ -178,3 +178,49 @@ insert into public.model_budget_events (org_id, period, kind, threshold_micro, s
 values
   ('0a000000-0000-4000-8000-00000000000a', date_trunc('month', now() - interval '1 month')::date, 'soft_budget_crossed', 4000000, 4000010),
   ('0b000000-0000-4000-8000-00000000000b', date_trunc('month', now() - interval '1 month')::date, 'soft_budget_crossed', 40000000, 40000500);
+
+-- Widgets: each organization's agent has a widget key (its hash only: the key is made up here and
+-- reaches nothing), a conversation of two messages, and a review item that is in review; Acme
+-- keeps transcripts 30 days.
+insert into public.widget_keys (id, org_id, project_id, agent_id, key_prefix, key_sha256, allowed_origins)
+values
+  ('7a000000-0000-4000-8000-00000000000a', '0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a',
+   '2a000000-0000-4000-8000-00000000000a', 'ghw_seedAcme', encode(sha256(extensions.gen_random_bytes(32)), 'hex'), '{https://shop.acme.test}'),
+  ('7b000000-0000-4000-8000-00000000000b', '0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b',
+   '2b000000-0000-4000-8000-00000000000b', 'ghw_seedGlbx', encode(sha256(extensions.gen_random_bytes(32)), 'hex'), '{https://help.globex.test}');
+
+insert into public.widget_conversations (id, org_id, project_id, agent_id, widget_key_id, visitor_id, origin)
+values
+  ('8a000000-0000-4000-8000-00000000000a', '0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a',
+   '2a000000-0000-4000-8000-00000000000a', '7a000000-0000-4000-8000-00000000000a', gen_random_uuid(), 'https://shop.acme.test'),
+  ('8b000000-0000-4000-8000-00000000000b', '0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b',
+   '2b000000-0000-4000-8000-00000000000b', '7b000000-0000-4000-8000-00000000000b', gen_random_uuid(), 'https://help.globex.test');
+
+insert into public.widget_messages (org_id, project_id, conversation_id, role, content)
+values
+  ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', '8a000000-0000-4000-8000-00000000000a',
+   'visitor', 'Can I return shoes I wore once?'),
+  ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', '8a000000-0000-4000-8000-00000000000a',
+   'assistant', 'Yes, within 30 days if they are clean.'),
+  ('0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b', '8b000000-0000-4000-8000-00000000000b',
+   'visitor', 'My ticket has had no answer for a week.'),
+  ('0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b', '8b000000-0000-4000-8000-00000000000b',
+   'notice', 'A person from the team will follow up.');
+
+insert into public.review_items (id, org_id, project_id, agent_id, conversation_id, kind, summary, lead_email)
+values
+  ('9a000000-0000-4000-8000-00000000000a', '0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a',
+   '2a000000-0000-4000-8000-00000000000a', '8a000000-0000-4000-8000-00000000000a', 'lead', 'Wants to hear about the spring sale.',
+   'visitor@shopper.test'),
+  ('9b000000-0000-4000-8000-00000000000b', '0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b',
+   '2b000000-0000-4000-8000-00000000000b', '8b000000-0000-4000-8000-00000000000b', 'escalation', 'Asked for a person.', null);
+
+insert into public.review_item_events (org_id, project_id, item_id, status, assignee, actor)
+values
+  ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', '9a000000-0000-4000-8000-00000000000a',
+   'in_review', 'a0000000-0000-4000-8000-000000000001', 'a0000000-0000-4000-8000-000000000001'),
+  ('0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b', '9b000000-0000-4000-8000-00000000000b',
+   'in_review', 'b0000000-0000-4000-8000-000000000001', 'b0000000-0000-4000-8000-000000000001');
+
+insert into public.transcript_settings (org_id, retention_days)
+values ('0a000000-0000-4000-8000-00000000000a', 30), ('0b000000-0000-4000-8000-00000000000b', 90);

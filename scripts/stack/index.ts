@@ -8,7 +8,7 @@
  *   state.ts       secrets, the Vault root key, demo logins
  *   processes.ts   child processes: start, wait, stop
  *   migrations.ts  supabase db push
- *   schedulers.ts  the audit sealer and periodic checkpoints
+ *   schedulers.ts  the audit sealer, periodic checkpoints and the transcript purge
  *   model_upstream.ts  the local model stand-in (no model vendor can be reached from here)
  *
  * Used by `npm start` (persistent data in .local/) and `npm test` (a throwaway stack on free ports).
@@ -28,7 +28,7 @@ import { applyPlatformLayer } from "./platform.ts";
 import { assertPortFree, freePorts, PortInUse, type StackPorts } from "./ports.ts";
 import { clusterExists, findPostgres, initCluster, makeTraversable, postgresUser, startPostgres } from "./postgres.ts";
 import { binary, type ManagedChild, spawnLogged, stopChild, waitForHttp } from "./processes.ts";
-import { scheduleCheckpoints, startAuditSealer } from "./schedulers.ts";
+import { scheduleCheckpoints, scheduleTranscriptPurge, startAuditSealer } from "./schedulers.ts";
 import { type DemoUser, demoLogins, forgetState, loadState, writeRootKey } from "./state.ts";
 
 export { defaultPorts, freePorts, type StackPorts } from "./ports.ts";
@@ -276,6 +276,7 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
     const sealer = startAuditSealer(pg.superuserUrl, join(logs, "sealer.log"));
     stoppers.push({ name: "sealer", stop: () => sealer.stop() });
     stoppers.push({ name: "checkpoints", stop: scheduleCheckpoints(`${apiUrl}/functions/v1/audit-checkpoint`, serviceRoleKey, join(logs, "checkpoints.log")) });
+    stoppers.push({ name: "transcript purge", stop: scheduleTranscriptPurge(pg.superuserUrl, join(logs, "purge.log")) });
 
     writeFileSync(join(stateDir, "stack.json"), JSON.stringify(info, null, 2) + "\n", { mode: 0o600 });
     return { info, ...(standIn ? { modelStandIn: standIn } : {}), stop };

@@ -1,8 +1,10 @@
 /**
- * What hosted Supabase runs on a schedule, run here by the stack: the audit sealer (pg_cron there)
- * and periodic audit checkpoints (Cron calling audit-checkpoint there).
+ * What hosted Supabase runs on a schedule, run here by the stack: the audit sealer and the
+ * transcript purge (pg_cron there), and periodic audit checkpoints (Cron calling audit-checkpoint
+ * there).
  */
 import { appendFileSync } from "node:fs";
+import postgres from "postgres";
 import { StackError } from "./errors.ts";
 import { DEFAULT_SEAL_INTERVAL_MS, startSealer, type Sealer } from "./sealer.ts";
 
@@ -47,4 +49,31 @@ export function startAuditSealer(dbUrl: string, logFile: string): Sealer {
     intervalMs,
     onError: (e) => appendFileSync(logFile, `${new Date().toISOString()} sealing failed: ${e.message}\n`),
   });
+}
+
+/**
+ * Every GATEHOUSE_PURGE_SECONDS (default 3600; 0 turns it off), deletes the widget transcripts
+ * past their organization's retention (private.purge_transcripts, which records each purge in the
+ * audit chain), as `select cron.schedule('purge-transcripts', '0 * * * *', 'select private.purge_transcripts()')`
+ * does on hosted Supabase. Returns a stopper.
+ */
+export function scheduleTranscriptPurge(dbUrl: string, logFile: string): () => Promise<void> {
+  const raw = process.env.GATEHOUSE_PURGE_SECONDS ?? "3600";
+  const seconds = Number(raw);
+  if (!Number.isInteger(seconds) || seconds < 0) throw new StackError(`GATEHOUSE_PURGE_SECONDS=${raw} is not a whole number of seconds`);
+  if (seconds === 0) return async () => {};
+  const sql = postgres(dbUrl, { max: 1, onnotice: () => {} });
+  const timer = setInterval(async () => {
+    try {
+      const [{ purged }] = await sql`select private.purge_transcripts() as purged`;
+      appendFileSync(logFile, `${new Date().toISOString()} purged ${purged} conversation(s)\n`);
+    } catch (e) {
+      appendFileSync(logFile, `${new Date().toISOString()} purge failed: ${(e as Error).message}\n`);
+    }
+  }, seconds * 1000);
+  timer.unref();
+  return async () => {
+    clearInterval(timer);
+    await sql.end({ timeout: 2 });
+  };
 }
