@@ -164,7 +164,7 @@ comment on table public.model_budget_events is
 -- in flight, and never exceeds the budget. Written only by reserve and settle.
 create table private.model_meters (
   org_id uuid not null references public.organizations (id) on delete cascade,
-  scope text not null check (scope in ('organization', 'project', 'agent', 'run')),
+  scope text not null check (scope in ('organization', 'project', 'agent', 'run', 'widget_key')),
   scope_id uuid not null,
   -- The month, or -infinity for a run's budget (which is for the run's life).
   period date not null,
@@ -177,7 +177,7 @@ comment on table private.model_meters is 'Model spend per budget and period: spe
 -- The GCRA state of each burst limit: the theoretical arrival time of the next call.
 create table private.model_rates (
   org_id uuid not null references public.organizations (id) on delete cascade,
-  scope text not null check (scope in ('organization', 'agent')),
+  scope text not null check (scope in ('organization', 'agent', 'widget_key', 'visitor')),
   scope_id uuid not null,
   tat timestamptz not null,
   -- Calls refused since the last model.refused entry of this limit, and when that was: a burst
@@ -446,27 +446,19 @@ revoke execute on function private.rate_refusals_to_record(uuid) from public, an
 comment on function private.refuse_model_call(uuid, uuid, jsonb) is 'Records a refused model call (model.refused) and returns the refusal.';
 revoke execute on function private.refuse_model_call(uuid, uuid, jsonb) from public, anon, authenticated;
 
--- Admits a model call, or says why not (see the header). The agent runtime (service role, no
--- user) names its run; a member (the service role acting for them, auth.uid() set) names the
--- organization and an agent of a project where they are project_contributor or above.
--- p_input_bound is an upper bound of the prompt's tokens (the gateway's: its UTF-8 bytes);
--- p_max_tokens the output cap asked for (null: the organization's default).
---
--- Answers {ok: true, reservation_id, org_id, project_id, agent_id, run_id, provider,
--- upstream_model, key_source, api_key, base_url, max_tokens, reserved_micro}, where api_key and
--- base_url are the organization's own (null for the platform's); or {ok: false, reason, message,
--- retry_after?, scope?}. Unknown runs, agents and models are refused with refuse_request (4xx).
-create function private.reserve_model_call(
-  p_run_id uuid, p_org_id uuid, p_agent_id uuid, p_model text, p_input_bound integer, p_max_tokens integer,
-  p_stream boolean
+-- Admits a call of `agent`'s (for `run`, or for the member `caller`, or for neither: a widget's
+-- visitor) and reserves its maximum cost: the allowlists, the output limit, the burst limits, then
+-- every budget that applies, in a fixed order (organization, project, agent, run, and
+-- p_extra_meter, {scope, scope_id, budget}, a widget key's). Unknown or disallowed models are
+-- refused with refuse_request (4xx); limits answer {ok: false, reason, ...} and are audited.
+create function private.admit_model_call(
+  agent public.agents, run public.agent_runs, caller uuid, p_model text, p_input_bound integer, p_max_tokens integer,
+  p_stream boolean, p_extra_meter jsonb default null
 ) returns jsonb
-language plpgsql volatile security definer
+language plpgsql volatile
 set search_path = ''
 as $$
 declare
-  caller uuid := (select auth.uid());
-  run public.agent_runs;
-  agent public.agents;
   model private.model_catalog;
   limits public.model_limits;
   agent_cap public.model_caps;
@@ -485,37 +477,8 @@ declare
   refused_calls integer;
 begin
   if p_model is null or p_input_bound is null or p_input_bound < 0 or p_max_tokens < 1 then
-    raise exception 'reserve_model_call needs a model, an input bound of zero or more and a positive max_tokens'
+    raise exception 'admit_model_call needs a model, an input bound of zero or more and a positive max_tokens'
       using errcode = '22023';
-  end if;
-
-  -- Who is calling, and for which agent.
-  if p_run_id is not null then
-    select r.* into run from public.agent_runs r where r.id = p_run_id;
-    if run.id is null or caller is not null then
-      perform private.refuse_request(404, 'run_not_found', 'No such run.');
-    end if;
-    if run.status <> 'running' then
-      perform private.refuse_request(409, 'run_not_active', 'The run has ended; start a new run.');
-    end if;
-    select a.* into agent from public.agents a where a.org_id = run.org_id and a.id = run.agent_id;
-  else
-    if caller is null or p_org_id is null or p_agent_id is null then
-      raise exception 'a member''s call names an organization and an agent' using errcode = '22023';
-    end if;
-    if not exists (select 1 from public.organization_members m where m.org_id = p_org_id and m.user_id = caller) then
-      perform private.refuse_request(403, 'context_not_a_member', 'You are not a member of this organization.');
-    end if;
-    select a.* into agent from public.agents a where a.org_id = p_org_id and a.id = p_agent_id;
-    if agent.id is null then
-      perform private.refuse_request(404, 'agent_not_found', 'No such agent in this organization.');
-    end if;
-    if not exists (
-      select 1 from public.organization_members m
-        left join public.project_members pm on pm.org_id = m.org_id and pm.project_id = agent.project_id and pm.user_id = m.user_id
-       where m.org_id = agent.org_id and m.user_id = caller and least(m.role, pm.role) <= 'project_contributor') then
-      perform private.refuse_request(403, 'forbidden', 'Calling models needs the project_contributor role in the agent''s project.');
-    end if;
   end if;
   if agent.disabled_at is not null then
     perform private.refuse_request(409, 'agent_disabled', 'The agent is disabled.');
@@ -584,7 +547,8 @@ begin
         (1, 'organization', agent.org_id, this_month, limits.monthly_budget_micro),
         (2, 'project', agent.project_id, this_month, project_cap.monthly_budget_micro),
         (3, 'agent', agent.id, this_month, agent_cap.monthly_budget_micro),
-        (4, 'run', run.id, '-infinity'::date, agent_cap.run_budget_micro)
+        (4, 'run', run.id, '-infinity'::date, agent_cap.run_budget_micro),
+        (5, p_extra_meter ->> 'scope', (p_extra_meter ->> 'scope_id')::uuid, this_month, (p_extra_meter ->> 'budget')::bigint)
       ) as m (ord, scope, scope_id, period, budget)
       where m.budget is not null and m.scope_id is not null
       order by m.ord
@@ -629,6 +593,64 @@ begin
     'agent_id', agent.id, 'run_id', run.id, 'provider', model.provider, 'upstream_model', model.upstream_model,
     'key_source', reservation.key_source, 'api_key', own_key.api_key, 'base_url', own_key.base_url,
     'max_tokens', max_tokens, 'reserved_micro', amount);
+end
+$$;
+comment on function private.admit_model_call(public.agents, public.agent_runs, uuid, text, integer, integer, boolean, jsonb) is
+  'Admits an agent''s model call (allowlists, burst limits) and reserves its maximum cost on every budget that applies.';
+revoke execute on function private.admit_model_call(public.agents, public.agent_runs, uuid, text, integer, integer, boolean, jsonb)
+  from public, anon, authenticated;
+
+-- Admits a model call, or says why not (see the header). The agent runtime (service role, no
+-- user) names its run; a member (the service role acting for them, auth.uid() set) names the
+-- organization and an agent of a project where they are project_contributor or above.
+-- p_input_bound is an upper bound of the prompt's tokens (the gateway's: its UTF-8 bytes);
+-- p_max_tokens the output cap asked for (null: the organization's default).
+--
+-- Answers {ok: true, reservation_id, org_id, project_id, agent_id, run_id, provider,
+-- upstream_model, key_source, api_key, base_url, max_tokens, reserved_micro}, where api_key and
+-- base_url are the organization's own (null for the platform's); or {ok: false, reason, message,
+-- retry_after?, scope?}. Unknown runs, agents and models are refused with refuse_request (4xx).
+create function private.reserve_model_call(
+  p_run_id uuid, p_org_id uuid, p_agent_id uuid, p_model text, p_input_bound integer, p_max_tokens integer,
+  p_stream boolean
+) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  caller uuid := (select auth.uid());
+  run public.agent_runs;
+  agent public.agents;
+begin
+  -- Who is calling, and for which agent.
+  if p_run_id is not null then
+    select r.* into run from public.agent_runs r where r.id = p_run_id;
+    if run.id is null or caller is not null then
+      perform private.refuse_request(404, 'run_not_found', 'No such run.');
+    end if;
+    if run.status <> 'running' then
+      perform private.refuse_request(409, 'run_not_active', 'The run has ended; start a new run.');
+    end if;
+    select a.* into agent from public.agents a where a.org_id = run.org_id and a.id = run.agent_id;
+  else
+    if caller is null or p_org_id is null or p_agent_id is null then
+      raise exception 'a member''s call names an organization and an agent' using errcode = '22023';
+    end if;
+    if not exists (select 1 from public.organization_members m where m.org_id = p_org_id and m.user_id = caller) then
+      perform private.refuse_request(403, 'context_not_a_member', 'You are not a member of this organization.');
+    end if;
+    select a.* into agent from public.agents a where a.org_id = p_org_id and a.id = p_agent_id;
+    if agent.id is null then
+      perform private.refuse_request(404, 'agent_not_found', 'No such agent in this organization.');
+    end if;
+    if not exists (
+      select 1 from public.organization_members m
+        left join public.project_members pm on pm.org_id = m.org_id and pm.project_id = agent.project_id and pm.user_id = m.user_id
+       where m.org_id = agent.org_id and m.user_id = caller and least(m.role, pm.role) <= 'project_contributor') then
+      perform private.refuse_request(403, 'forbidden', 'Calling models needs the project_contributor role in the agent''s project.');
+    end if;
+  end if;
+  return private.admit_model_call(agent, run, caller, p_model, p_input_bound, p_max_tokens, p_stream);
 end
 $$;
 comment on function private.reserve_model_call(uuid, uuid, uuid, text, integer, integer, boolean) is

@@ -319,13 +319,211 @@ begin
                          pg_catalog.jsonb_build_object('conversations', purged.conversations, 'older_than', purged.cutoff));
     total := total + purged.conversations;
   end loop;
+  -- Visitors' burst state long past: a visitor id is anonymous and short-lived.
+  delete from private.model_rates r where r.scope = 'visitor' and r.tat < pg_catalog.now() - interval '1 hour';
   return total;
 end
 $$;
 comment on function private.purge_transcripts() is
-  'Deletes widget transcripts past their organization''s retention; one audit entry per organization that lost any.';
+  'Deletes widget transcripts past their organization''s retention (one audit entry per organization that lost any), and stale visitor rate state.';
 revoke execute on function private.purge_transcripts() from public, anon, authenticated;
 grant execute on function private.purge_transcripts() to service_role;
+
+-- =============================================================================================
+-- Helper functions: the widget function's message path (one statement before the answer, one
+-- after)
+-- =============================================================================================
+-- The key that signs widget sessions, in Vault: made on first use, the same for every worker.
+create function private.widget_signing_secret() returns text
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  secret text;
+begin
+  select s.decrypted_secret into secret from vault.decrypted_secrets s where s.name = 'widget session signing key';
+  if secret is null then
+    begin
+      perform vault.create_secret(pg_catalog.encode(extensions.gen_random_bytes(32), 'hex'), 'widget session signing key',
+                                  'Signs widget session tokens (HS256)');
+    exception when unique_violation then
+      null;  -- another worker made it first
+    end;
+    select s.decrypted_secret into secret from vault.decrypted_secrets s where s.name = 'widget session signing key';
+  end if;
+  return secret;
+end
+$$;
+comment on function private.widget_signing_secret() is 'The widget session signing key (Vault), made on first use: for the widget function only.';
+revoke execute on function private.widget_signing_secret() from public, anon, authenticated;
+grant execute on function private.widget_signing_secret() to service_role;
+
+-- One open escalation per conversation at most: raises one unless there is one.
+create function private.escalate(p_conversation public.widget_conversations, p_summary text) returns void
+language sql volatile
+set search_path = ''
+as $$
+  insert into public.review_items (org_id, project_id, agent_id, conversation_id, kind, summary)
+  select p_conversation.org_id, p_conversation.project_id, p_conversation.agent_id, p_conversation.id, 'escalation', p_summary
+   where not exists (select 1 from public.review_items i
+                      where i.org_id = p_conversation.org_id and i.conversation_id = p_conversation.id
+                        and i.kind = 'escalation' and i.status in ('open', 'in_review'))
+$$;
+comment on function private.escalate(public.widget_conversations, text) is 'Raises an escalation for a conversation, unless one is open.';
+revoke execute on function private.escalate(public.widget_conversations, text) from public, anon, authenticated;
+
+-- Everything before a visitor's message is answered, in one statement: the session's key must be
+-- live at the version it was issued for, and the origin one of its own; the key's and the
+-- visitor's rate limits count the message; the conversation is the visitor's own (or a new one);
+-- the message is stored, with a lead or an escalation when it asks for one; and the answer's
+-- model call is admitted and reserved against the key's budget too (private.admit_model_call).
+-- Answers {ok: true, conversation_id, reservation, messages} (messages: the agent's instructions
+-- and the conversation so far, to send upstream), or {ok: false, reason, conversation_id?}: a
+-- reason the function answers politely, after this statement stored p_notice (when there is a
+-- conversation to store it in) and raised an escalation for the team.
+create function private.widget_message_begin(
+  p_key_id uuid, p_key_version integer, p_visitor_id uuid, p_origin text, p_conversation_id uuid, p_content text,
+  p_wants_human boolean, p_lead_email text, p_notice text
+) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  key public.widget_keys;
+  agent public.agents;
+  config jsonb;
+  conversation public.widget_conversations;
+  wait numeric;
+  history jsonb;
+  bound integer;
+  admitted jsonb;
+begin
+  select k.* into key from public.widget_keys k where k.id = p_key_id;
+  if key.id is null or key.disabled_at is not null or key.version <> p_key_version then
+    return pg_catalog.jsonb_build_object('ok', false, 'reason', 'widget_session_expired');
+  end if;
+  if not (p_origin = any (key.allowed_origins)) then
+    return pg_catalog.jsonb_build_object('ok', false, 'reason', 'widget_origin_not_allowed');
+  end if;
+  if p_conversation_id is not null then
+    select c.* into conversation from public.widget_conversations c
+     where c.org_id = key.org_id and c.id = p_conversation_id and c.widget_key_id = key.id and c.visitor_id = p_visitor_id;
+    if conversation.id is null then
+      return pg_catalog.jsonb_build_object('ok', false, 'reason', 'widget_conversation_not_found');
+    end if;
+  end if;
+
+  -- The key's and the visitor's limits: a minute's worth may come at once, then they are paced.
+  wait := private.take_model_rate(key.org_id, 'widget_key', key.id, key.requests_per_minute, key.requests_per_minute);
+  if wait is null then
+    wait := private.take_model_rate(key.org_id, 'visitor', p_visitor_id, key.visitor_requests_per_minute, key.visitor_requests_per_minute);
+  end if;
+  if wait is not null then
+    -- Not stored: a flood of messages must not become a flood of rows. An existing conversation
+    -- hears why, once the limit lets it.
+    return pg_catalog.jsonb_build_object('ok', false, 'reason', 'widget_rate_limited', 'retry_after', pg_catalog.ceil(wait)::integer,
+                                         'conversation_id', conversation.id);
+  end if;
+
+  select a.* into agent from public.agents a where a.org_id = key.org_id and a.id = key.agent_id;
+  select v.config into config from public.agent_versions v
+   where v.org_id = key.org_id and v.agent_id = key.agent_id and v.published_at is not null
+   order by v.version desc limit 1;
+  if conversation.id is null then
+    insert into public.widget_conversations (org_id, project_id, agent_id, widget_key_id, visitor_id, origin)
+    values (key.org_id, key.project_id, key.agent_id, key.id, p_visitor_id, p_origin)
+    returning * into conversation;
+  else
+    update public.widget_conversations c set last_message_at = pg_catalog.now() where c.id = conversation.id;
+  end if;
+  insert into public.widget_messages (org_id, project_id, conversation_id, role, content)
+  values (key.org_id, key.project_id, conversation.id, 'visitor', p_content);
+  if p_lead_email is not null then
+    insert into public.review_items (org_id, project_id, agent_id, conversation_id, kind, summary, lead_email)
+    select key.org_id, key.project_id, key.agent_id, conversation.id, 'lead', 'A visitor left an email address.', p_lead_email
+     where not exists (select 1 from public.review_items i where i.org_id = key.org_id and i.conversation_id = conversation.id
+                                                              and i.kind = 'lead' and i.lead_email = p_lead_email);
+  end if;
+  if p_wants_human then
+    perform private.escalate(conversation, 'The visitor asked for a person.');
+  end if;
+
+  -- What goes upstream: the instructions, then the last 20 turns; bounded as the gateway bounds a
+  -- prompt (UTF-8 bytes of the JSON, plus 16 a message).
+  select pg_catalog.jsonb_agg(turns.m order by turns.ord) into history from (
+    select 0 as ord, pg_catalog.jsonb_build_object('role', 'system', 'content', config ->> 'instructions') as m
+     where coalesce(config ->> 'instructions', '') <> ''
+    union all
+    select t.ord, pg_catalog.jsonb_build_object('role', case when t.role = 'visitor' then 'user' else 'assistant' end, 'content', t.content)
+      from (select w.role, w.content, pg_catalog.row_number() over (order by w.created_at) as ord
+              from (select * from public.widget_messages x
+                     where x.org_id = key.org_id and x.conversation_id = conversation.id and x.role <> 'notice'
+                     order by x.created_at desc limit 20) w) t
+  ) turns (ord, m);
+  bound := pg_catalog.octet_length(history::text) + 16 * pg_catalog.jsonb_array_length(history);
+
+  begin
+    admitted := private.admit_model_call(agent, null, null, coalesce(config ->> 'model', 'gpt-4o-mini'), bound, null, true,
+      pg_catalog.jsonb_build_object('scope', 'widget_key', 'scope_id', key.id, 'budget', key.monthly_budget_micro));
+  exception when sqlstate 'PGRST' then
+    -- The agent's model is not one it may call, or it is disabled: the visitor is told politely.
+    admitted := pg_catalog.jsonb_build_object('ok', false, 'reason', 'widget_model_unavailable');
+  end;
+  if not (admitted ->> 'ok')::boolean then
+    insert into public.widget_messages (org_id, project_id, conversation_id, role, content)
+    values (key.org_id, key.project_id, conversation.id, 'notice', p_notice);
+    perform private.escalate(conversation, pg_catalog.format('The widget could not answer (%s).', admitted ->> 'reason'));
+    return pg_catalog.jsonb_build_object('ok', false, 'reason', admitted ->> 'reason', 'conversation_id', conversation.id);
+  end if;
+  return pg_catalog.jsonb_build_object('ok', true, 'conversation_id', conversation.id, 'reservation', admitted,
+                                       'messages', history, 'input_bound', bound);
+end
+$$;
+comment on function private.widget_message_begin(uuid, integer, uuid, text, uuid, text, boolean, text, text) is
+  'A widget message before its answer, in one statement: session key and origin, rate limits, storage, review items, the model reservation.';
+revoke execute on function private.widget_message_begin(uuid, integer, uuid, text, uuid, text, boolean, text, text)
+  from public, anon, authenticated;
+grant execute on function private.widget_message_begin(uuid, integer, uuid, text, uuid, text, boolean, text, text) to service_role;
+
+-- Everything after the answer, in one statement: the model call settles (settle_model_call), and
+-- the answer is stored with its model call; or, when there is no answer (the model failed), the
+-- polite notice is stored and the team gets an escalation.
+create function private.widget_message_end(
+  p_conversation_id uuid, p_reservation_id uuid, p_outcome public.model_call_outcome, p_input_tokens integer,
+  p_output_tokens integer, p_usage_estimated boolean, p_latency_ms integer, p_error_code text, p_answer text, p_notice text
+) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  conversation public.widget_conversations;
+  settled jsonb;
+begin
+  select c.* into conversation from public.widget_conversations c where c.id = p_conversation_id;
+  settled := private.settle_model_call(p_reservation_id, p_outcome, p_input_tokens, p_output_tokens, p_usage_estimated,
+                                       p_latency_ms, p_error_code);
+  if conversation.id is null then
+    return settled;
+  end if;
+  if p_outcome = 'succeeded' and coalesce(p_answer, '') <> '' then
+    insert into public.widget_messages (org_id, project_id, conversation_id, role, content, model_call_id)
+    values (conversation.org_id, conversation.project_id, conversation.id, 'assistant', pg_catalog.left(p_answer, 20000),
+            (settled ->> 'call_id')::uuid);
+  elsif p_outcome <> 'cancelled' then
+    insert into public.widget_messages (org_id, project_id, conversation_id, role, content, model_call_id)
+    values (conversation.org_id, conversation.project_id, conversation.id, 'notice', p_notice, (settled ->> 'call_id')::uuid);
+    perform private.escalate(conversation, pg_catalog.format('The widget could not answer (%s).', coalesce(p_error_code, 'no answer')));
+  end if;
+  update public.widget_conversations c set last_message_at = pg_catalog.now() where c.id = conversation.id;
+  return settled;
+end
+$$;
+comment on function private.widget_message_end(uuid, uuid, public.model_call_outcome, integer, integer, boolean, integer, text, text, text) is
+  'A widget message after its answer, in one statement: settles the model call and stores the answer, or the notice and an escalation.';
+revoke execute on function private.widget_message_end(uuid, uuid, public.model_call_outcome, integer, integer, boolean, integer, text, text, text)
+  from public, anon, authenticated;
+grant execute on function private.widget_message_end(uuid, uuid, public.model_call_outcome, integer, integer, boolean, integer, text, text, text)
+  to service_role;
 
 -- =============================================================================================
 -- RPCs

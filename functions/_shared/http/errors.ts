@@ -80,6 +80,16 @@ export const REFUSALS = {
   model_upstream_rate_limited: [429, "the provider is rate limiting; retry later"],
   model_upstream_timeout: [504, "the provider did not answer in time"],
   model_gateway_misconfigured: [503, "the model gateway's configuration is not valid"],
+  // Widgets
+  widget_key_invalid: [401, "no live widget key like this (unknown, disabled, or its agent is not published)"],
+  widget_origin_required: [403, "a widget session is opened from a web page (send Origin)"],
+  widget_origin_not_allowed: [403, "this key may not be embedded on this origin"],
+  proof_of_work_required: [428, "answer the proof-of-work challenge: SHA-256(challenge + \":\" + nonce) must start with `bits` zero bits"],
+  widget_session_required: [401, "send Authorization: Bearer <session> (POST /v1/sessions)"],
+  widget_session_invalid: [401, "the session token is not valid"],
+  widget_session_expired: [401, "the session has expired or its key changed; open a new one"],
+  widget_origin_mismatch: [403, "the session belongs to another origin"],
+  widget_conversation_not_found: [404, "no such conversation of this visitor"],
   // The audit chain
   no_audit_chain: [404, "this organization has no audit entries yet"],
   range_not_satisfiable: [416, "the range selects no entries of the chain"],

@@ -1,0 +1,274 @@
+/**
+ * /functions/v1/widget: the public endpoints a widget embed talks to (no account, no JWT: the
+ * publishable key and then a short-lived session). The route table below is the function's
+ * OpenAPI document (GET /openapi.json).
+ *
+ *   POST /v1/sessions   {key, pow?}: a session for the Origin that asks, if the key allows it
+ *   POST /v1/messages   {content, conversation_id?, stream?} with the session: the agent's answer
+ *
+ * The answer is the agent's published version (its model and instructions) through the model
+ * gateway's metering (functions/_shared/models/): reserved against the organization's, the
+ * agent's and the key's budgets before the call, settled after. Two statements per message
+ * (private.widget_message_begin and _end). When the model fails, a budget is spent or a limit is
+ * hit, the visitor gets a polite notice (200, `degraded`) and the team an escalation: never an
+ * error page or a 5xx. Only protocol mistakes (a bad key or session, a wrong origin) are 4xx.
+ */
+import { createRoute, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { functionApp } from "../_shared/http/app.ts";
+import { jsonBody } from "../_shared/http/body.ts";
+import { configuration } from "../_shared/http/config.ts";
+import { serviceDb } from "../_shared/http/db.ts";
+import { refuse } from "../_shared/http/errors.ts";
+import { jsonContent, jsonRequest, refusals } from "../_shared/http/schemas.ts";
+import { modelEnvFrom, type Provider, upstreamFailure, upstreamFor } from "../_shared/models/upstream.ts";
+import type { ChatMessage, Usage } from "../_shared/models/wire.ts";
+import { challenge, proofHolds, SESSION_SECONDS, signSession, verifySession, type WidgetSession } from "../_shared/widgets/session.ts";
+
+const MAX_BODY = 16 * 1024;
+
+/** What a visitor reads when no answer can be given. */
+export const NOTICES = {
+  unavailable: "Sorry, I can't answer right now. Someone from the team has been told and will follow up.",
+  busy: "You're sending messages faster than I can answer. Please wait a moment and try again.",
+} as const;
+
+// ---------------------------------------------------------------------------------------------
+// Schemas
+// ---------------------------------------------------------------------------------------------
+const SessionBody = z.strictObject({
+  key: z.string().min(1).max(100).describe("The agent's publishable widget key"),
+  pow: z.strictObject({ challenge: z.string().min(1).max(2000), nonce: z.string().min(1).max(100) }).optional()
+    .describe("The answer to a proof-of-work challenge, when the key asks for one"),
+});
+const Session = z.object({ session: z.string(), expires_in: z.number().int(), visitor_id: z.uuid() });
+const MessageBody = z.strictObject({
+  content: z.string().trim().min(1).max(4000),
+  conversation_id: z.uuid().optional(),
+  stream: z.boolean().optional(),
+});
+const Reply = z.object({
+  conversation_id: z.uuid().nullable(),
+  reply: z.object({ role: z.enum(["assistant", "notice"]), content: z.string() }),
+  degraded: z.string().optional().describe("Why the reply is a notice: unavailable, busy"),
+  retry_after: z.number().int().optional(),
+});
+
+// ---------------------------------------------------------------------------------------------
+// Routes
+// ---------------------------------------------------------------------------------------------
+const app = functionApp({
+  name: "widget",
+  version: "1.0.0",
+  description: "Public widget endpoints: origin-locked sessions for a publishable key, and the agent's answers.",
+});
+app.use(jsonBody(MAX_BODY));
+
+app.openapi(createRoute({
+  method: "post", path: "/v1/sessions", summary: "A session for the page's origin (Origin header), if the key is live and allows it",
+  request: jsonRequest(SessionBody),
+  responses: {
+    201: { description: "A session token, for a few minutes", content: jsonContent(Session) },
+    ...refusals(400, 401, 403, 413, 415, 428),
+  },
+}), async (c) => {
+  const origin = originOf(c);
+  const { key, pow } = c.req.valid("json");
+  const [found] = await serviceDb()`select * from private.widget_key_for(${key})`;
+  if (!found) throw refuse("widget_key_invalid");
+  if (!(found.allowed_origins as string[]).includes(origin)) throw refuse("widget_origin_not_allowed");
+  if (found.proof_of_work_bits > 0) {
+    const expected = { keyId: found.key_id, origin, bits: found.proof_of_work_bits };
+    if (!pow || !(await proofHolds(pow.challenge, pow.nonce, expected))) {
+      throw refuse("proof_of_work_required", undefined, { fields: { challenge: await challenge(found.key_id, origin), bits: found.proof_of_work_bits } });
+    }
+  }
+  const visitorId = crypto.randomUUID();
+  const session = await signSession({ keyId: found.key_id, keyVersion: found.version, orgId: found.org_id, agentId: found.agent_id, origin, visitorId });
+  return c.json({ session, expires_in: SESSION_SECONDS, visitor_id: visitorId }, 201);
+});
+
+app.openapi(createRoute({
+  method: "post", path: "/v1/messages", summary: "A visitor's message and the agent's answer (server-sent events with stream: true)",
+  request: jsonRequest(MessageBody),
+  responses: {
+    200: {
+      description: "The answer, or a polite notice when none can be given (degraded); with stream: true, `data: {delta}` events then `data: {done}`",
+      content: { ...jsonContent(Reply), "text/event-stream": { schema: z.string() } },
+    },
+    ...refusals(400, 401, 403, 404, 413, 415),
+  },
+}), async (c) => {
+  const session = await sessionOf(c);
+  const { content, conversation_id, stream } = c.req.valid("json");
+  const lead = /[^\s@<>()"',;:]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}/.exec(content)?.[0] ?? null;
+  const wantsHuman = /\b(human|real person|a person|someone from|representative|talk to (an? )?(agent|human|person))\b/i.test(content);
+  const [{ r }] = await serviceDb()`
+    select private.widget_message_begin(${session.keyId}, ${session.keyVersion}, ${session.visitorId}, ${session.origin},
+                                        ${conversation_id ?? null}, ${content}, ${wantsHuman}, ${lead}, ${NOTICES.unavailable}) as r`;
+  const begun = r as Begun;
+  if (!begun.ok) {
+    if (begun.reason === "widget_session_expired") throw refuse("widget_session_expired");
+    if (begun.reason === "widget_origin_not_allowed") throw refuse("widget_origin_not_allowed");
+    if (begun.reason === "widget_conversation_not_found") throw refuse("widget_conversation_not_found");
+    const busy = begun.reason === "widget_rate_limited";
+    return c.json({
+      conversation_id: begun.conversation_id ?? null,
+      reply: { role: "notice" as const, content: busy ? NOTICES.busy : NOTICES.unavailable },
+      degraded: busy ? "busy" : "unavailable",
+      ...(begun.retry_after ? { retry_after: begun.retry_after } : {}),
+    }, 200);
+  }
+  return await answer(c, begun, stream === true);
+});
+
+Deno.serve(app.fetch);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+const modelEnv = configuration(modelEnvFrom, "model_gateway_misconfigured");
+
+interface Reservation {
+  reservation_id: string;
+  provider: Provider;
+  upstream_model: string;
+  api_key: string | null;
+  base_url: string | null;
+  max_tokens: number;
+}
+type Begun =
+  | { ok: true; conversation_id: string; reservation: Reservation; messages: { role: "system" | "user" | "assistant"; content: string }[]; input_bound: number }
+  | { ok: false; reason: string; conversation_id?: string; retry_after?: number };
+
+/** The page's origin, exactly as the browser sent it; a request without one gets no session. */
+function originOf(c: Context): string {
+  const origin = c.req.header("origin");
+  if (!origin || origin === "null") throw refuse("widget_origin_required");
+  return origin.toLowerCase();
+}
+
+/** The session of the request, used from the origin it was issued to. */
+async function sessionOf(c: Context): Promise<WidgetSession> {
+  const token = c.req.header("authorization")?.match(/^Bearer\s+(\S+)$/i)?.[1];
+  if (!token) throw refuse("widget_session_required");
+  const verified = await verifySession(token);
+  if (!verified.ok) throw refuse(verified.reason === "expired" ? "widget_session_expired" : "widget_session_invalid");
+  if (originOf(c) !== verified.session.origin) throw refuse("widget_origin_mismatch");
+  return verified.session;
+}
+
+/** Settles the answer's model call and stores the answer (or the notice, and an escalation): one statement. */
+async function end(
+  begun: Extract<Begun, { ok: true }>,
+  outcome: { outcome: "succeeded" | "failed" | "cancelled"; usage: Usage; answer: string | null; errorCode: string | null; started: number },
+): Promise<void> {
+  const output = outcome.usage.estimated ? Math.min(outcome.usage.output, begun.reservation.max_tokens) : outcome.usage.output;
+  const settling = serviceDb()`
+    select private.widget_message_end(${begun.conversation_id}, ${begun.reservation.reservation_id}, ${outcome.outcome},
+                                      ${outcome.usage.input ?? begun.input_bound}, ${output}, ${outcome.usage.estimated},
+                                      ${Math.max(0, Math.round(performance.now() - outcome.started))}, ${outcome.errorCode},
+                                      ${outcome.answer}, ${NOTICES.unavailable})`
+    .then(() => {}, (e) => console.error(`widget: settling ${begun.reservation.reservation_id} failed (${(e as Error)?.name})`));
+  (globalThis as { EdgeRuntime?: { waitUntil(p: Promise<unknown>): void } }).EdgeRuntime?.waitUntil(settling);
+  await settling;
+}
+
+/** The agent's answer through its provider, as JSON or as a stream; a failure is a polite notice. */
+async function answer(c: Context, begun: Extract<Begun, { ok: true }>, stream: boolean): Promise<Response> {
+  const started = performance.now();
+  const reservation = begun.reservation;
+  const request = {
+    model: reservation.upstream_model,
+    messages: begun.messages as ChatMessage[],
+    maxTokens: reservation.max_tokens,
+    maxTokensField: "max_tokens" as const,
+  };
+  const abort = new AbortController();
+  c.req.raw.signal.addEventListener("abort", () => abort.abort(), { once: true });
+  const notice = (conversation: string) => ({
+    conversation_id: conversation, reply: { role: "notice" as const, content: NOTICES.unavailable }, degraded: "unavailable",
+  });
+  const none: Usage = { input: 0, output: 0, estimated: false };
+  let upstream;
+  try {
+    upstream = upstreamFor(modelEnv(), reservation.provider, reservation.api_key ? { apiKey: reservation.api_key, baseUrl: reservation.base_url } : null);
+    if (!stream) {
+      const { completion, usage } = await upstream.complete(request, abort.signal);
+      const text = completion.choices[0]?.message.content ?? "";
+      await end(begun, { outcome: "succeeded", usage, answer: text, errorCode: null, started });
+      return c.json({ conversation_id: begun.conversation_id, reply: { role: "assistant" as const, content: text } }, 200);
+    }
+    const answered = await upstream.stream(request, abort.signal);
+    return events(begun, answered, { abort, started });
+  } catch (e) {
+    const cancelled = abort.signal.aborted;
+    await end(begun, {
+      outcome: cancelled ? "cancelled" : "failed", usage: cancelled ? { input: null, output: 0, estimated: true } : none, answer: null,
+      errorCode: upstreamFailure(e).code, started,
+    });
+    if (!stream) return c.json(notice(begun.conversation_id), 200);
+    return sse([{ ...notice(begun.conversation_id), done: true }]);
+  }
+}
+
+/** A finished list of server-sent events. */
+function sse(items: unknown[]): Response {
+  const body = items.map((item) => `data: ${JSON.stringify(item)}\n\n`).join("");
+  return new Response(body, { status: 200, headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" } });
+}
+
+/**
+ * The answer as server-sent events: `{delta}` per chunk of text, then `{done, conversation_id}`
+ * (or a notice, when the model fails midway). Settled before the stream ends; a visitor who
+ * leaves settles what was used.
+ */
+function events(
+  begun: Extract<Begun, { ok: true }>,
+  answered: { chunks: AsyncIterable<{ choices: { delta: { content?: string } }[] }>; usage(): Usage },
+  options: { abort: AbortController; started: number },
+): Response {
+  const encoder = new TextEncoder();
+  const event = (data: unknown) => encoder.encode(`data: ${JSON.stringify(data)}\n\n`);
+  const chunks = answered.chunks[Symbol.asyncIterator]();
+  let text = "";
+  let settled = false;
+  const finish = async (outcome: "succeeded" | "failed" | "cancelled", errorCode: string | null) => {
+    if (settled) return;
+    settled = true;
+    await end(begun, { outcome, usage: answered.usage(), answer: outcome === "succeeded" ? text : null, errorCode, started: options.started });
+  };
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        for (;;) {
+          const next = await chunks.next();
+          if (next.done && options.abort.signal.aborted) return void (await finish("cancelled", null));
+          if (next.done) {
+            await finish("succeeded", null);
+            controller.enqueue(event({ done: true, conversation_id: begun.conversation_id }));
+            controller.close();
+            return;
+          }
+          const delta = next.value.choices[0]?.delta?.content;
+          if (!delta) continue;
+          text += delta;
+          controller.enqueue(event({ delta }));
+          return;
+        }
+      } catch (e) {
+        if (settled) return;
+        if (options.abort.signal.aborted) return void (await finish("cancelled", null));
+        await finish("failed", upstreamFailure(e).code);
+        controller.enqueue(event({ conversation_id: begun.conversation_id, reply: { role: "notice", content: NOTICES.unavailable }, degraded: "unavailable", done: true }));
+        controller.close();
+      }
+    },
+    async cancel() {
+      options.abort.abort();
+      await finish("cancelled", null);
+      await chunks.return?.().catch(() => {});
+    },
+  });
+  return new Response(body, { status: 200, headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" } });
+}
