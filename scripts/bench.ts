@@ -9,15 +9,20 @@
  *   gateway the model gateway vs its upstream directly, database round trips per call, and a
  *           budget race (scripts/bench/gateway.ts)
  *           options: --iterations 200 --concurrency 200 --fits 50
+ *   widget  messages per second through the widget, round trips per message, a visitor's burst
+ *           against their limit (scripts/bench/widget.ts)
+ *           options: --messages 400 --concurrency 8 --limit 10
  */
 import { parseArgs } from "node:util";
 import { benchAudit } from "./bench/audit.ts";
 import { benchGateway } from "./bench/gateway.ts";
+import { benchWidget } from "./bench/widget.ts";
 import { benchRls } from "./bench/rls.ts";
 
 const USAGE = `usage: npm run bench -- rls [--orgs 1000] [--rows 1000] [--iterations 500] [--explain]
        npm run bench -- audit [--events 500] [--entries 20000] [--rounds 3]
-       npm run bench -- gateway [--iterations 200] [--concurrency 200] [--fits 50]`;
+       npm run bench -- gateway [--iterations 200] [--concurrency 200] [--fits 50]
+       npm run bench -- widget [--messages 400] [--concurrency 8] [--limit 10]`;
 
 function positive(value: string | undefined, fallback: number, flag: string): number {
   if (value === undefined) return fallback;
@@ -39,6 +44,8 @@ async function main(): Promise<number> {
       rounds: { type: "string" },
       concurrency: { type: "string" },
       fits: { type: "string" },
+      messages: { type: "string" },
+      limit: { type: "string" },
     },
   });
   const [name] = positionals;
@@ -68,6 +75,15 @@ async function main(): Promise<number> {
       fits: positive(values.fits, 50, "fits"),
     });
     console.log(met ? "gateway: every target met" : "gateway: a target is missed");
+    return met ? 0 : 1;
+  }
+  if (name === "widget") {
+    const met = await benchWidget({
+      messages: positive(values.messages, 400, "messages"),
+      concurrency: positive(values.concurrency, 8, "concurrency"),
+      limit: positive(values.limit, 10, "limit"),
+    });
+    console.log(met ? "widget: every target met" : "widget: a target is missed");
     return met ? 0 : 1;
   }
   console.error(USAGE);

@@ -70,6 +70,8 @@ async function advisors(dbUrl: string): Promise<StepResult> {
 export interface TestProviders {
   port: number;
   modelPort: number;
+  /** A second model vendor, for the widget tests (an organization's own endpoint), so they never share one with the gateway's. */
+  widgetModelPort: number;
   platformKeys: { openai: string; anthropic: string };
   ca: string;
   cert: string;
@@ -97,6 +99,7 @@ async function testProviders(dir: string): Promise<TestProviders> {
   return {
     port: await freePort(),
     modelPort: await freePort(),
+    widgetModelPort: await freePort(),
     platformKeys: { openai: platformKey("openai"), anthropic: platformKey("anthropic") },
     ca: read("ca.pem"),
     cert: read("leaf.pem"),
@@ -109,7 +112,10 @@ function providersEnv(p: TestProviders): Record<string, string> {
   const base = `https://127.0.0.1:${p.port}`;
   const models = `https://127.0.0.1:${p.modelPort}`;
   return {
-    GATEHOUSE_EGRESS_TEST_ALLOWANCE: JSON.stringify({ endpoints: [`127.0.0.1:${p.port}`, `127.0.0.1:${p.modelPort}`], caCerts: [p.ca] }),
+    GATEHOUSE_EGRESS_TEST_ALLOWANCE: JSON.stringify({
+      endpoints: [`127.0.0.1:${p.port}`, `127.0.0.1:${p.modelPort}`, `127.0.0.1:${p.widgetModelPort}`],
+      caCerts: [p.ca],
+    }),
     OPENAI_API_KEY: p.platformKeys.openai,
     OPENAI_BASE_URL: `${models}/openai/v1`,
     ANTHROPIC_API_KEY: p.platformKeys.anthropic,

@@ -1,8 +1,10 @@
 /**
- * The model vendors of the model gateway tests: scripts/stack/model_upstream.ts (wire-accurate
- * OpenAI and Anthropic fakes) on the loopback port scripts/test.ts reserved and allowed for the
- * throwaway stack's edge functions, over TLS with the certificate its run-specific CA signed. The
- * functions' platform keys are the ones scripts/test.ts gave them; `keys` may be added to (a
+ * The model vendors of the model gateway and widget tests: scripts/stack/model_upstream.ts
+ * (wire-accurate OpenAI and Anthropic fakes) on a loopback port scripts/test.ts reserved and
+ * allowed for the throwaway stack's edge functions, over TLS with the certificate its
+ * run-specific CA signed. The gateway tests take the port the functions' platform keys point at;
+ * the widget tests take a second one, which their organization names as its own endpoint, so that
+ * the two files (which vitest runs side by side) never share a fake. `keys` may be added to (a
  * tenant's own key, before it is saved).
  */
 import { readFileSync } from "node:fs";
@@ -19,12 +21,13 @@ export interface ModelVendors {
   close(): Promise<void>;
 }
 
-export async function startModelVendors(): Promise<ModelVendors> {
+export async function startModelVendors(which: "gateway" | "widget" = "gateway"): Promise<ModelVendors> {
   const file = process.env.GATEHOUSE_TEST_PROVIDERS_FILE;
   if (!file) throw new Error("the model gateway tests run under npm test, which allows their local vendor servers (GATEHOUSE_TEST_PROVIDERS_FILE is unset)");
   const settings = JSON.parse(readFileSync(file, "utf8")) as TestProviders;
   const keys = new Set([settings.platformKeys.openai, settings.platformKeys.anthropic]);
-  const upstream = await startModelUpstream({ port: settings.modelPort, tls: { cert: settings.cert, key: settings.key }, keys });
+  const port = which === "gateway" ? settings.modelPort : settings.widgetModelPort;
+  const upstream = await startModelUpstream({ port, tls: { cert: settings.cert, key: settings.key }, keys });
   return {
     upstream,
     keys,

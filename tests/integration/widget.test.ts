@@ -1,0 +1,238 @@
+/**
+ * The widget function end to end, as an embed on a customer's page would call it (fetch with an
+ * Origin header), against a wire-accurate model fake of its own: an organization made for this
+ * file, whose agent answers through the organization's own OpenAI-compatible endpoint (the
+ * fake, on the loopback port scripts/test.ts allowed for it). Covers keys off by default, origin
+ * locking, session expiry and key rotation, each rate limit under a concurrent burst,
+ * transcripts and their isolation, review items, and the polite fallback when the model fails.
+ */
+import { randomUUID } from "node:crypto";
+import { SignJWT } from "jose";
+import type postgres from "postgres";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { type ModelVendors, startModelVendors } from "../helpers/models.ts";
+import { type Client, signedIn, stack, superuser } from "../helpers/stack.ts";
+
+const sql = superuser();
+let vendors: ModelVendors;
+let ada: Client;
+const ORIGIN = "https://shop.initech.test";
+const org = randomUUID();
+const project = randomUUID();
+const agent = randomUUID();
+const vendorKey = `sk-initech-${randomUUID()}`;
+let widgetKey = "";
+let keyId = "";
+
+const base = () => `${stack().functionsUrl}/widget/v1`;
+
+/** Initech's tenant admin. */
+const initechAdmin = randomUUID();
+
+/** Runs `work` as Initech's tenant admin, in its context (as PostgREST would run an RPC of theirs). */
+async function asInitechAdmin<T>(work: (tx: postgres.TransactionSql) => Promise<T>): Promise<T> {
+  return await sql.begin(async (tx) => {
+    await tx`select set_config('request.jwt.claims', ${JSON.stringify({ sub: initechAdmin, role: "authenticated" })}, true),
+                    set_config('role', 'authenticated', true)`;
+    await tx`select private.set_context(${org})`;
+    return await work(tx);
+  }) as T;
+}
+
+async function post(path: string, body: unknown, headers: Record<string, string> = {}) {
+  const res = await fetch(`${base()}${path}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
+  const text = await res.text();
+  let json: Record<string, any> | null = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = null;
+  }
+  return { status: res.status, text, body: json as Record<string, any> };
+}
+
+/** A session for the page's origin. */
+async function session(origin = ORIGIN, key = widgetKey): Promise<string> {
+  const answer = await post("/sessions", { key }, { origin });
+  expect(answer.status).toBe(201);
+  return answer.body.session;
+}
+
+const say = (token: string, content: string, extra: Record<string, unknown> = {}, origin = ORIGIN) =>
+  post("/messages", { content, ...extra }, { origin, authorization: `Bearer ${token}` });
+
+beforeAll(async () => {
+  vendors = await startModelVendors("widget");
+  vendors.keys.add(vendorKey);
+  ada = await signedIn("ada@acme.test");
+  // Initech: an organization of this file's own, with a published agent whose answers go to the
+  // fake through the organization's own key and endpoint.
+  await sql`insert into public.organizations (id, name, slug) values (${org}, 'Initech', ${`initech-${org.slice(0, 8)}`})`;
+  await sql`insert into auth.users (id, email) values (${initechAdmin}, ${`admin-${org.slice(0, 8)}@initech.test`})`;
+  await sql`insert into public.organization_members (org_id, user_id, role) values (${org}, ${initechAdmin}, 'tenant_admin')`;
+  await sql`insert into public.projects (id, org_id, name, slug) values (${project}, ${org}, 'Storefront', 'storefront')`;
+  await sql`insert into public.agents (id, org_id, project_id, name) values (${agent}, ${org}, ${project}, 'Shop assistant')`;
+  const [version] = await sql`insert into public.agent_versions (org_id, project_id, agent_id, config)
+                              values (${org}, ${project}, ${agent}, '{"model":"gpt-4o-mini","instructions":"Help shoppers."}') returning id`;
+  await sql`update public.agent_versions set published_at = now(), published_by = ${initechAdmin} where id = ${version.id}`;
+  await sql`insert into public.model_provider_keys (org_id, provider, base_url, key_hint, secret_id, verified_at)
+            values (${org}, 'openai', ${vendors.openaiBaseUrl}, '…test', vault.create_secret(${vendorKey}), now())`;
+  // create_widget_key needs a project admin in context: Initech's tenant admin, as PostgREST would run it.
+  const [key] = await asInitechAdmin((tx) => tx`select public.create_widget_key(${agent}, ${tx.array([ORIGIN])}) as v`);
+  widgetKey = key.v.key;
+  keyId = key.v.id;
+});
+afterAll(async () => {
+  await ada?.auth.signOut();
+  await vendors?.close();
+  await sql.end();
+});
+beforeEach(() => vendors.upstream.behave({ kind: "reply" }));
+
+describe("sessions", () => {
+  it("are refused for a key that does not exist: an agent without a key has no widget", async () => {
+    expect(await post("/sessions", { key: "ghw_" + "a".repeat(32) + "_000000" }, { origin: ORIGIN })).toMatchObject({ status: 401, body: { error: { code: "widget_key_invalid" } } });
+  });
+
+  it("are given only to an allowed origin, and never without one", async () => {
+    expect(await post("/sessions", { key: widgetKey })).toMatchObject({ status: 403, body: { error: { code: "widget_origin_required" } } });
+    expect(await post("/sessions", { key: widgetKey }, { origin: "https://evil.test" })).toMatchObject({ status: 403, body: { error: { code: "widget_origin_not_allowed" } } });
+    expect(await post("/sessions", { key: widgetKey }, { origin: `${ORIGIN}.evil.test` })).toMatchObject({ status: 403 });
+    expect(await post("/sessions", { key: widgetKey }, { origin: "null" })).toMatchObject({ status: 403 });
+    const answer = await post("/sessions", { key: widgetKey }, { origin: ORIGIN });
+    expect(answer.status).toBe(201);
+    expect(answer.body.expires_in).toBeLessThanOrEqual(900);
+  });
+
+  it("can't be used from another origin", async () => {
+    const token = await session();
+    expect(await say(token, "hello", {}, "https://evil.test")).toMatchObject({ status: 403, body: { error: { code: "widget_origin_mismatch" } } });
+    expect(await post("/messages", { content: "hello" }, { authorization: `Bearer ${token}` })).toMatchObject({ status: 403 });
+  });
+
+  it("expire", async () => {
+    const [{ secret }] = await sql`select private.widget_signing_secret() as secret`;
+    const [key] = await sql`select version from public.widget_keys where id = ${keyId}`;
+    const expired = await new SignJWT({ typ: "widget_session", kid: keyId, ver: key.version, org, agent, origin: ORIGIN })
+      .setProtectedHeader({ alg: "HS256" }).setSubject(randomUUID()).setIssuedAt(Math.floor(Date.now() / 1000) - 1200)
+      .setExpirationTime(Math.floor(Date.now() / 1000) - 600).sign(new TextEncoder().encode(secret));
+    expect(await say(expired, "hello")).toMatchObject({ status: 401, body: { error: { code: "widget_session_expired" } } });
+    expect(await say("not-a-token", "hello")).toMatchObject({ status: 401, body: { error: { code: "widget_session_invalid" } } });
+    // A token signed with another key is not ours.
+    const forged = await new SignJWT({ typ: "widget_session", kid: keyId, ver: key.version, org, agent, origin: ORIGIN })
+      .setProtectedHeader({ alg: "HS256" }).setSubject(randomUUID()).setExpirationTime("5m").sign(new TextEncoder().encode("guessed"));
+    expect(await say(forged, "hello")).toMatchObject({ status: 401, body: { error: { code: "widget_session_invalid" } } });
+  });
+});
+
+describe("messages", () => {
+  it("are answered by the agent's published version through the model gateway, and kept as a transcript", async () => {
+    const token = await session();
+    const first = await say(token, "Do you ship to Norway?");
+    expect(first).toMatchObject({ status: 200, body: { reply: { role: "assistant", content: "[local stand-in model] You said: Do you ship to Norway?" } } });
+    const sent = vendors.upstream.requests.at(-1)!;
+    expect(sent).toMatchObject({ wire: "openai", apiKey: vendorKey, body: { model: "gpt-4o-mini", messages: [{ role: "system", content: "Help shoppers." }, { role: "user", content: "Do you ship to Norway?" }] } });
+    const conversation = first.body.conversation_id;
+    const second = await say(token, "And to Sweden?", { conversation_id: conversation });
+    expect(second.body.conversation_id).toBe(conversation);
+    // The second call carried the conversation so far.
+    expect((vendors.upstream.requests.at(-1)!.body as { messages: unknown[] }).messages).toHaveLength(4);
+
+    const messages = await sql`select role, content, model_call_id from public.widget_messages where conversation_id = ${conversation} order by created_at`;
+    expect(messages.map((m) => m.role)).toEqual(["visitor", "assistant", "visitor", "assistant"]);
+    const [call] = await sql`select * from public.model_calls where id = ${messages[1].model_call_id}`;
+    expect(call).toMatchObject({ org_id: org, agent_id: agent, run_id: null, key_source: "byok", outcome: "succeeded" });
+    // Another organization's members don't see it.
+    const { data } = await ada.from("widget_messages").select("id").eq("conversation_id", conversation).setHeader("x-org-id", "0a000000-0000-4000-8000-00000000000a");
+    expect(data).toEqual([]);
+  });
+
+  it("streams the answer as server-sent events", async () => {
+    const token = await session();
+    const answer = await say(token, "Is it in stock?", { stream: true });
+    const events = answer.text.trim().split("\n\n").map((e) => JSON.parse(e.replace(/^data: /, "")));
+    expect(events.slice(0, -1).map((e) => e.delta).join("")).toBe("[local stand-in model] You said: Is it in stock?");
+    expect(events.at(-1)).toMatchObject({ done: true, conversation_id: expect.any(String) });
+    const [last] = await sql`select role, content from public.widget_messages where conversation_id = ${events.at(-1).conversation_id} order by created_at desc limit 1`;
+    expect(last).toMatchObject({ role: "assistant", content: "[local stand-in model] You said: Is it in stock?" });
+  });
+
+  it("raise an escalation when the visitor asks for a person, and a lead when they leave an email", async () => {
+    const token = await session();
+    const answer = await say(token, "Can I talk to a human? My email is jo@initech.test");
+    const items = await sql`select kind, status, lead_email from public.review_items where conversation_id = ${answer.body.conversation_id} order by kind`;
+    expect(items).toEqual([
+      { kind: "escalation", status: "open", lead_email: null },
+      { kind: "lead", status: "open", lead_email: "jo@initech.test" },
+    ]);
+  });
+
+  it("answer politely when the model fails, and tell the team", async () => {
+    const token = await session();
+    vendors.upstream.behave({ kind: "status", status: 500 });
+    const answer = await say(token, "Where is my order?");
+    expect(answer).toMatchObject({ status: 200, body: { degraded: "unavailable", reply: { role: "notice" } } });
+    expect(answer.text).not.toMatch(/500|error|stack/i);
+    const items = await sql`select kind, summary from public.review_items where conversation_id = ${answer.body.conversation_id}`;
+    expect(items).toEqual([{ kind: "escalation", summary: "The widget could not answer (model_upstream_unavailable)." }]);
+    const [call] = await sql`select outcome, cost_micro from public.model_calls where id = (
+                               select model_call_id from public.widget_messages where conversation_id = ${answer.body.conversation_id} and role = 'notice')`;
+    expect(call).toEqual({ outcome: "failed", cost_micro: "0" });
+  });
+
+  it("answer politely when the key's budget is spent", async () => {
+    await sql`update public.widget_keys set monthly_budget_micro = 0 where id = ${keyId}`;
+    try {
+      const answer = await say(await session(), "Anything on sale?");
+      expect(answer).toMatchObject({ status: 200, body: { degraded: "unavailable", reply: { role: "notice" } } });
+      const [item] = await sql`select summary from public.review_items where conversation_id = ${answer.body.conversation_id}`;
+      expect(item.summary).toBe("The widget could not answer (model_budget_exhausted).");
+    } finally {
+      await sql`update public.widget_keys set monthly_budget_micro = 1000000 where id = ${keyId}`;
+    }
+  });
+});
+
+describe("rate limits", () => {
+  it("admit exactly a visitor's limit from a concurrent burst", async () => {
+    await sql`update public.widget_keys set visitor_requests_per_minute = 5, requests_per_minute = 1000 where id = ${keyId}`;
+    try {
+      const token = await session();
+      const answers = await Promise.all(Array.from({ length: 20 }, () => say(token, "hi")));
+      expect(answers.every((a) => a.status === 200)).toBe(true);
+      expect(answers.filter((a) => a.body.reply.role === "assistant")).toHaveLength(5);
+      expect(answers.filter((a) => a.body.degraded === "busy")).toHaveLength(15);
+    } finally {
+      await sql`update public.widget_keys set visitor_requests_per_minute = 10, requests_per_minute = 60 where id = ${keyId}`;
+    }
+  });
+
+  it("admit exactly the key's limit from many visitors at once", async () => {
+    await sql`update public.widget_keys set visitor_requests_per_minute = 100, requests_per_minute = 7 where id = ${keyId}`;
+    await sql`delete from private.model_rates where scope = 'widget_key' and scope_id = ${keyId}`;
+    try {
+      const tokens = await Promise.all(Array.from({ length: 20 }, () => session()));
+      const answers = await Promise.all(tokens.map((t) => say(t, "hi")));
+      expect(answers.filter((a) => a.body.reply.role === "assistant")).toHaveLength(7);
+    } finally {
+      await sql`update public.widget_keys set visitor_requests_per_minute = 10, requests_per_minute = 60 where id = ${keyId}`;
+      await sql`delete from private.model_rates where scope = 'widget_key' and scope_id = ${keyId}`;
+    }
+  });
+});
+
+describe("key changes", () => {
+  it("end sessions at once: rotation, then disabling", async () => {
+    const token = await session();
+    expect((await say(token, "hi")).status).toBe(200);
+    const [rotated] = await asInitechAdmin((tx) => tx`select public.rotate_widget_key(${keyId}) as v`);
+    expect(await say(token, "hi")).toMatchObject({ status: 401, body: { error: { code: "widget_session_expired" } } });
+    expect(await post("/sessions", { key: widgetKey }, { origin: ORIGIN })).toMatchObject({ status: 401 });
+    widgetKey = rotated.v.key;
+    const fresh = await session();
+    expect((await say(fresh, "hi")).status).toBe(200);
+    await sql`update public.widget_keys set disabled_at = now() where id = ${keyId}`;
+    expect(await say(fresh, "hi")).toMatchObject({ status: 401, body: { error: { code: "widget_session_expired" } } });
+    expect(await post("/sessions", { key: widgetKey }, { origin: ORIGIN })).toMatchObject({ status: 401, body: { error: { code: "widget_key_invalid" } } });
+  });
+});
