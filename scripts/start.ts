@@ -4,9 +4,9 @@
  *   --reset   delete the database first and rebuild it from migrations and seed
  *   --exit    only (re)build the database, then stop (npm run db:reset = --reset --exit)
  */
-import { execFileSync } from "node:child_process";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { buildWeb } from "./build_web.ts";
 import { readProjectConfig } from "./stack/config.ts";
 import { StackError } from "./stack/errors.ts";
 import { defaultPorts, startStack } from "./stack/index.ts";
@@ -16,19 +16,16 @@ const stateDir = join(root, ".local");
 const args = new Set(process.argv.slice(2));
 const unknown = [...args].filter((a) => a !== "--reset" && a !== "--exit");
 
-function buildWeb(): void {
-  console.log("building the web app (vite)");
-  execFileSync(process.execPath, [join(root, "node_modules/vite/bin/vite.js"), "build", "--config", "web/vite.config.ts", "--logLevel", "error"], {
-    cwd: root,
-    stdio: "inherit",
-  });
+function buildWebApp(): void {
+  console.log("building the web app and the widget embed (vite)");
+  if (!buildWeb(root)) throw new StackError("the web build failed (see above)");
 }
 
 async function main(): Promise<void> {
   if (unknown.length) throw new StackError(`unknown option ${unknown.join(" ")} (expected --reset, --exit)`);
   const config = readProjectConfig(root);
   const databaseOnly = args.has("--exit");
-  if (!databaseOnly) buildWeb();
+  if (!databaseOnly) buildWebApp();
   const started = Date.now();
   const stack = await startStack({
     root,

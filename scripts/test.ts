@@ -23,6 +23,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import postgres from "postgres";
+import { buildWeb } from "./build_web.ts";
 import { StackError } from "./stack/errors.ts";
 import { startOnFreePorts, type Stack } from "./stack/index.ts";
 import { freePort } from "./stack/ports.ts";
@@ -70,8 +71,9 @@ async function advisors(dbUrl: string): Promise<StepResult> {
 export interface TestProviders {
   port: number;
   modelPort: number;
-  /** A second model vendor, for the widget tests (an organization's own endpoint), so they never share one with the gateway's. */
+  /** Model vendors for the widget tests and the embed's browser tests (an organization's own endpoint), so that no two files share one. */
   widgetModelPort: number;
+  embedModelPort: number;
   platformKeys: { openai: string; anthropic: string };
   ca: string;
   cert: string;
@@ -100,6 +102,7 @@ async function testProviders(dir: string): Promise<TestProviders> {
     port: await freePort(),
     modelPort: await freePort(),
     widgetModelPort: await freePort(),
+    embedModelPort: await freePort(),
     platformKeys: { openai: platformKey("openai"), anthropic: platformKey("anthropic") },
     ca: read("ca.pem"),
     cert: read("leaf.pem"),
@@ -113,7 +116,7 @@ function providersEnv(p: TestProviders): Record<string, string> {
   const models = `https://127.0.0.1:${p.modelPort}`;
   return {
     GATEHOUSE_EGRESS_TEST_ALLOWANCE: JSON.stringify({
-      endpoints: [`127.0.0.1:${p.port}`, `127.0.0.1:${p.modelPort}`, `127.0.0.1:${p.widgetModelPort}`],
+      endpoints: [p.port, p.modelPort, p.widgetModelPort, p.embedModelPort].map((port) => `127.0.0.1:${port}`),
       caCerts: [p.ca],
     }),
     OPENAI_API_KEY: p.platformKeys.openai,
@@ -212,9 +215,9 @@ async function main(): Promise<number> {
   const typesOk = typecheck();
   results.push({ step: "typecheck", passed: typesOk ? 1 : 0, failed: typesOk ? 0 : 1 });
 
-  console.log("\n== building the web app");
-  const web = spawnSync(process.execPath, [join(root, "node_modules/vite/bin/vite.js"), "build", "--config", "web/vite.config.ts", "--logLevel", "error"], { cwd: root, stdio: "inherit" });
-  results.push({ step: "web build", passed: web.status === 0 ? 1 : 0, failed: web.status === 0 ? 0 : 1 });
+  console.log("\n== building the web app and the widget embed");
+  const web = buildWeb(root);
+  results.push({ step: "web build", passed: web ? 1 : 0, failed: web ? 0 : 1 });
 
   console.log("\n== starting a throwaway stack");
   const stateDir = mkdtempSync(join(tmpdir(), "gatehouse-test-"));

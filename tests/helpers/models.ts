@@ -3,9 +3,9 @@
  * (wire-accurate OpenAI and Anthropic fakes) on a loopback port scripts/test.ts reserved and
  * allowed for the throwaway stack's edge functions, over TLS with the certificate its
  * run-specific CA signed. The gateway tests take the port the functions' platform keys point at;
- * the widget tests take a second one, which their organization names as its own endpoint, so that
- * the two files (which vitest runs side by side) never share a fake. `keys` may be added to (a
- * tenant's own key, before it is saved).
+ * the widget tests and the embed's browser tests each take one more, which their organization names
+ * as its own endpoint, so that no two files (vitest runs them side by side) share a fake. `keys`
+ * may be added to (a tenant's own key, before it is saved).
  */
 import { readFileSync } from "node:fs";
 import { type ModelUpstream, startModelUpstream } from "../../scripts/stack/model_upstream.ts";
@@ -21,12 +21,12 @@ export interface ModelVendors {
   close(): Promise<void>;
 }
 
-export async function startModelVendors(which: "gateway" | "widget" = "gateway"): Promise<ModelVendors> {
+export async function startModelVendors(which: "gateway" | "widget" | "embed" = "gateway"): Promise<ModelVendors> {
   const file = process.env.GATEHOUSE_TEST_PROVIDERS_FILE;
   if (!file) throw new Error("the model gateway tests run under npm test, which allows their local vendor servers (GATEHOUSE_TEST_PROVIDERS_FILE is unset)");
   const settings = JSON.parse(readFileSync(file, "utf8")) as TestProviders;
   const keys = new Set([settings.platformKeys.openai, settings.platformKeys.anthropic]);
-  const port = which === "gateway" ? settings.modelPort : settings.widgetModelPort;
+  const port = { gateway: settings.modelPort, widget: settings.widgetModelPort, embed: settings.embedModelPort }[which];
   const upstream = await startModelUpstream({ port, tls: { cert: settings.cert, key: settings.key }, keys });
   return {
     upstream,

@@ -6,38 +6,21 @@
  * locking, session expiry and key rotation, each rate limit under a concurrent burst,
  * transcripts and their isolation, review items, and the polite fallback when the model fails.
  */
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { SignJWT } from "jose";
-import type postgres from "postgres";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type ModelVendors, startModelVendors } from "../helpers/models.ts";
 import { type Client, signedIn, stack, superuser } from "../helpers/stack.ts";
+import { createWidgetOrg, type WidgetOrg } from "../helpers/widget_org.ts";
 
 const sql = superuser();
 let vendors: ModelVendors;
 let ada: Client;
+let initech: WidgetOrg;
 const ORIGIN = "https://shop.initech.test";
-const org = randomUUID();
-const project = randomUUID();
-const agent = randomUUID();
 const vendorKey = `sk-initech-${randomUUID()}`;
-let widgetKey = "";
-let keyId = "";
 
 const base = () => `${stack().functionsUrl}/widget/v1`;
-
-/** Initech's tenant admin. */
-const initechAdmin = randomUUID();
-
-/** Runs `work` as Initech's tenant admin, in its context (as PostgREST would run an RPC of theirs). */
-async function asInitechAdmin<T>(work: (tx: postgres.TransactionSql) => Promise<T>): Promise<T> {
-  return await sql.begin(async (tx) => {
-    await tx`select set_config('request.jwt.claims', ${JSON.stringify({ sub: initechAdmin, role: "authenticated" })}, true),
-                    set_config('role', 'authenticated', true)`;
-    await tx`select private.set_context(${org})`;
-    return await work(tx);
-  }) as T;
-}
 
 async function post(path: string, body: unknown, headers: Record<string, string> = {}) {
   const res = await fetch(`${base()}${path}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
@@ -52,7 +35,7 @@ async function post(path: string, body: unknown, headers: Record<string, string>
 }
 
 /** A session for the page's origin. */
-async function session(origin = ORIGIN, key = widgetKey): Promise<string> {
+async function session(origin = ORIGIN, key = initech.key): Promise<string> {
   const answer = await post("/sessions", { key }, { origin });
   expect(answer.status).toBe(201);
   return answer.body.session;
@@ -65,22 +48,7 @@ beforeAll(async () => {
   vendors = await startModelVendors("widget");
   vendors.keys.add(vendorKey);
   ada = await signedIn("ada@acme.test");
-  // Initech: an organization of this file's own, with a published agent whose answers go to the
-  // fake through the organization's own key and endpoint.
-  await sql`insert into public.organizations (id, name, slug) values (${org}, 'Initech', ${`initech-${org.slice(0, 8)}`})`;
-  await sql`insert into auth.users (id, email) values (${initechAdmin}, ${`admin-${org.slice(0, 8)}@initech.test`})`;
-  await sql`insert into public.organization_members (org_id, user_id, role) values (${org}, ${initechAdmin}, 'tenant_admin')`;
-  await sql`insert into public.projects (id, org_id, name, slug) values (${project}, ${org}, 'Storefront', 'storefront')`;
-  await sql`insert into public.agents (id, org_id, project_id, name) values (${agent}, ${org}, ${project}, 'Shop assistant')`;
-  const [version] = await sql`insert into public.agent_versions (org_id, project_id, agent_id, config)
-                              values (${org}, ${project}, ${agent}, '{"model":"gpt-4o-mini","instructions":"Help shoppers."}') returning id`;
-  await sql`update public.agent_versions set published_at = now(), published_by = ${initechAdmin} where id = ${version.id}`;
-  await sql`insert into public.model_provider_keys (org_id, provider, base_url, key_hint, secret_id, verified_at)
-            values (${org}, 'openai', ${vendors.openaiBaseUrl}, '…test', vault.create_secret(${vendorKey}), now())`;
-  // create_widget_key needs a project admin in context: Initech's tenant admin, as PostgREST would run it.
-  const [key] = await asInitechAdmin((tx) => tx`select public.create_widget_key(${agent}, ${tx.array([ORIGIN])}) as v`);
-  widgetKey = key.v.key;
-  keyId = key.v.id;
+  initech = await createWidgetOrg(sql, { name: "Initech", origins: [ORIGIN], vendorBaseUrl: vendors.openaiBaseUrl, vendorKey });
 });
 afterAll(async () => {
   await ada?.auth.signOut();
@@ -95,11 +63,11 @@ describe("sessions", () => {
   });
 
   it("are given only to an allowed origin, and never without one", async () => {
-    expect(await post("/sessions", { key: widgetKey })).toMatchObject({ status: 403, body: { error: { code: "widget_origin_required" } } });
-    expect(await post("/sessions", { key: widgetKey }, { origin: "https://evil.test" })).toMatchObject({ status: 403, body: { error: { code: "widget_origin_not_allowed" } } });
-    expect(await post("/sessions", { key: widgetKey }, { origin: `${ORIGIN}.evil.test` })).toMatchObject({ status: 403 });
-    expect(await post("/sessions", { key: widgetKey }, { origin: "null" })).toMatchObject({ status: 403 });
-    const answer = await post("/sessions", { key: widgetKey }, { origin: ORIGIN });
+    expect(await post("/sessions", { key: initech.key })).toMatchObject({ status: 403, body: { error: { code: "widget_origin_required" } } });
+    expect(await post("/sessions", { key: initech.key }, { origin: "https://evil.test" })).toMatchObject({ status: 403, body: { error: { code: "widget_origin_not_allowed" } } });
+    expect(await post("/sessions", { key: initech.key }, { origin: `${ORIGIN}.evil.test` })).toMatchObject({ status: 403 });
+    expect(await post("/sessions", { key: initech.key }, { origin: "null" })).toMatchObject({ status: 403 });
+    const answer = await post("/sessions", { key: initech.key }, { origin: ORIGIN });
     expect(answer.status).toBe(201);
     expect(answer.body.expires_in).toBeLessThanOrEqual(900);
   });
@@ -112,18 +80,54 @@ describe("sessions", () => {
 
   it("expire", async () => {
     const [{ secret }] = await sql`select private.widget_signing_secret() as secret`;
-    const [key] = await sql`select version from public.widget_keys where id = ${keyId}`;
-    const expired = await new SignJWT({ typ: "widget_session", kid: keyId, ver: key.version, org, agent, origin: ORIGIN })
+    const [key] = await sql`select version from public.widget_keys where id = ${initech.keyId}`;
+    const expired = await new SignJWT({ typ: "widget_session", kid: initech.keyId, ver: key.version, org: initech.org, agent: initech.agent, origin: ORIGIN })
       .setProtectedHeader({ alg: "HS256" }).setSubject(randomUUID()).setIssuedAt(Math.floor(Date.now() / 1000) - 1200)
       .setExpirationTime(Math.floor(Date.now() / 1000) - 600).sign(new TextEncoder().encode(secret));
     expect(await say(expired, "hello")).toMatchObject({ status: 401, body: { error: { code: "widget_session_expired" } } });
     expect(await say("not-a-token", "hello")).toMatchObject({ status: 401, body: { error: { code: "widget_session_invalid" } } });
     // A token signed with another key is not ours.
-    const forged = await new SignJWT({ typ: "widget_session", kid: keyId, ver: key.version, org, agent, origin: ORIGIN })
+    const forged = await new SignJWT({ typ: "widget_session", kid: initech.keyId, ver: key.version, org: initech.org, agent: initech.agent, origin: ORIGIN })
       .setProtectedHeader({ alg: "HS256" }).setSubject(randomUUID()).setExpirationTime("5m").sign(new TextEncoder().encode("guessed"));
     expect(await say(forged, "hello")).toMatchObject({ status: 401, body: { error: { code: "widget_session_invalid" } } });
   });
 });
+
+describe("proof of work", () => {
+  it("when a key asks for it, gives a session only for a solved challenge", async () => {
+    await sql`update public.widget_keys set proof_of_work_bits = 8, allowed_origins = ${sql.array([ORIGIN, "https://m.initech.test"])} where id = ${initech.keyId}`;
+    try {
+      const asked = await post("/sessions", { key: initech.key }, { origin: ORIGIN });
+      expect(asked).toMatchObject({ status: 428, body: { error: { code: "proof_of_work_required", bits: 8 } } });
+      const challenge = asked.body.error.challenge as string;
+      expect(await post("/sessions", { key: initech.key, pow: { challenge, nonce: "wrong" } }, { origin: ORIGIN })).toMatchObject({ status: 428 });
+      // A challenge is for the origin it was given to, even another allowed one.
+      const nonce = solve(challenge, 8);
+      expect(await post("/sessions", { key: initech.key, pow: { challenge, nonce } }, { origin: "https://m.initech.test" })).toMatchObject({ status: 428 });
+      const answer = await post("/sessions", { key: initech.key, pow: { challenge, nonce } }, { origin: ORIGIN });
+      expect(answer.status).toBe(201);
+    } finally {
+      await sql`update public.widget_keys set proof_of_work_bits = 0, allowed_origins = ${sql.array([ORIGIN])} where id = ${initech.keyId}`;
+    }
+  });
+});
+
+/** A nonce for which SHA-256(challenge + ":" + nonce) starts with `bits` zero bits. */
+function solve(challenge: string, bits: number): string {
+  for (let n = 0; ; n++) {
+    const digest = createHash("sha256").update(`${challenge}:${n}`).digest();
+    let zeros = 0;
+    for (const byte of digest) {
+      if (byte === 0) {
+        zeros += 8;
+        continue;
+      }
+      zeros += Math.clz32(byte) - 24;
+      break;
+    }
+    if (zeros >= bits) return String(n);
+  }
+}
 
 describe("messages", () => {
   it("are answered by the agent's published version through the model gateway, and kept as a transcript", async () => {
@@ -141,7 +145,7 @@ describe("messages", () => {
     const messages = await sql`select role, content, model_call_id from public.widget_messages where conversation_id = ${conversation} order by created_at`;
     expect(messages.map((m) => m.role)).toEqual(["visitor", "assistant", "visitor", "assistant"]);
     const [call] = await sql`select * from public.model_calls where id = ${messages[1].model_call_id}`;
-    expect(call).toMatchObject({ org_id: org, agent_id: agent, run_id: null, key_source: "byok", outcome: "succeeded" });
+    expect(call).toMatchObject({ org_id: initech.org, agent_id: initech.agent, run_id: null, key_source: "byok", outcome: "succeeded" });
     // Another organization's members don't see it.
     const { data } = await ada.from("widget_messages").select("id").eq("conversation_id", conversation).setHeader("x-org-id", "0a000000-0000-4000-8000-00000000000a");
     expect(data).toEqual([]);
@@ -181,21 +185,21 @@ describe("messages", () => {
   });
 
   it("answer politely when the key's budget is spent", async () => {
-    await sql`update public.widget_keys set monthly_budget_micro = 0 where id = ${keyId}`;
+    await sql`update public.widget_keys set monthly_budget_micro = 0 where id = ${initech.keyId}`;
     try {
       const answer = await say(await session(), "Anything on sale?");
       expect(answer).toMatchObject({ status: 200, body: { degraded: "unavailable", reply: { role: "notice" } } });
       const [item] = await sql`select summary from public.review_items where conversation_id = ${answer.body.conversation_id}`;
       expect(item.summary).toBe("The widget could not answer (model_budget_exhausted).");
     } finally {
-      await sql`update public.widget_keys set monthly_budget_micro = 1000000 where id = ${keyId}`;
+      await sql`update public.widget_keys set monthly_budget_micro = 1000000 where id = ${initech.keyId}`;
     }
   });
 });
 
 describe("rate limits", () => {
   it("admit exactly a visitor's limit from a concurrent burst", async () => {
-    await sql`update public.widget_keys set visitor_requests_per_minute = 5, requests_per_minute = 1000 where id = ${keyId}`;
+    await sql`update public.widget_keys set visitor_requests_per_minute = 5, requests_per_minute = 1000 where id = ${initech.keyId}`;
     try {
       const token = await session();
       const answers = await Promise.all(Array.from({ length: 20 }, () => say(token, "hi")));
@@ -203,20 +207,20 @@ describe("rate limits", () => {
       expect(answers.filter((a) => a.body.reply.role === "assistant")).toHaveLength(5);
       expect(answers.filter((a) => a.body.degraded === "busy")).toHaveLength(15);
     } finally {
-      await sql`update public.widget_keys set visitor_requests_per_minute = 10, requests_per_minute = 60 where id = ${keyId}`;
+      await sql`update public.widget_keys set visitor_requests_per_minute = 10, requests_per_minute = 60 where id = ${initech.keyId}`;
     }
   });
 
   it("admit exactly the key's limit from many visitors at once", async () => {
-    await sql`update public.widget_keys set visitor_requests_per_minute = 100, requests_per_minute = 7 where id = ${keyId}`;
-    await sql`delete from private.model_rates where scope = 'widget_key' and scope_id = ${keyId}`;
+    await sql`update public.widget_keys set visitor_requests_per_minute = 100, requests_per_minute = 7 where id = ${initech.keyId}`;
+    await sql`delete from private.model_rates where scope = 'widget_key' and scope_id = ${initech.keyId}`;
     try {
       const tokens = await Promise.all(Array.from({ length: 20 }, () => session()));
       const answers = await Promise.all(tokens.map((t) => say(t, "hi")));
       expect(answers.filter((a) => a.body.reply.role === "assistant")).toHaveLength(7);
     } finally {
-      await sql`update public.widget_keys set visitor_requests_per_minute = 10, requests_per_minute = 60 where id = ${keyId}`;
-      await sql`delete from private.model_rates where scope = 'widget_key' and scope_id = ${keyId}`;
+      await sql`update public.widget_keys set visitor_requests_per_minute = 10, requests_per_minute = 60 where id = ${initech.keyId}`;
+      await sql`delete from private.model_rates where scope = 'widget_key' and scope_id = ${initech.keyId}`;
     }
   });
 });
@@ -225,14 +229,14 @@ describe("key changes", () => {
   it("end sessions at once: rotation, then disabling", async () => {
     const token = await session();
     expect((await say(token, "hi")).status).toBe(200);
-    const [rotated] = await asInitechAdmin((tx) => tx`select public.rotate_widget_key(${keyId}) as v`);
+    const [rotated] = await initech.asAdmin((tx) => tx`select public.rotate_widget_key(${initech.keyId}) as v`);
     expect(await say(token, "hi")).toMatchObject({ status: 401, body: { error: { code: "widget_session_expired" } } });
-    expect(await post("/sessions", { key: widgetKey }, { origin: ORIGIN })).toMatchObject({ status: 401 });
-    widgetKey = rotated.v.key;
+    expect(await post("/sessions", { key: initech.key }, { origin: ORIGIN })).toMatchObject({ status: 401 });
+    initech.key = rotated.v.key;
     const fresh = await session();
     expect((await say(fresh, "hi")).status).toBe(200);
-    await sql`update public.widget_keys set disabled_at = now() where id = ${keyId}`;
+    await sql`update public.widget_keys set disabled_at = now() where id = ${initech.keyId}`;
     expect(await say(fresh, "hi")).toMatchObject({ status: 401, body: { error: { code: "widget_session_expired" } } });
-    expect(await post("/sessions", { key: widgetKey }, { origin: ORIGIN })).toMatchObject({ status: 401, body: { error: { code: "widget_key_invalid" } } });
+    expect(await post("/sessions", { key: initech.key }, { origin: ORIGIN })).toMatchObject({ status: 401, body: { error: { code: "widget_key_invalid" } } });
   });
 });

@@ -1,0 +1,121 @@
+/**
+ * The widget embed in Chromium, on a customer's page: a local host server serves a page with a
+ * strict Content-Security-Policy that loads /widget.js from the stack and puts
+ * `<gatehouse-chat data-key>` on it. From an allowed origin it chats; from another origin, and
+ * with the key disabled, it says chat is not available; with the model down it shows the polite
+ * notice. Each state is saved as a screenshot in .local/screenshots/ to look at.
+ */
+import { mkdirSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { randomUUID } from "node:crypto";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type ModelVendors, startModelVendors } from "../helpers/models.ts";
+import { stack, superuser } from "../helpers/stack.ts";
+import { createWidgetOrg, type WidgetOrg } from "../helpers/widget_org.ts";
+
+const s = stack();
+const sql = superuser();
+const shots = join(process.cwd(), ".local", "screenshots");
+let browser: Browser;
+let host: Server;
+let port = 0;
+let vendors: ModelVendors;
+let hooli: WidgetOrg;
+const vendorKey = `sk-hooli-${randomUUID()}`;
+
+/** The customer's page: nothing but the embed, under a CSP that allows only the stack's script and API. */
+function page(key: string): string {
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Hooli shop</title></head>
+<body><h1>Hooli shop</h1><gatehouse-chat data-key="${key}" data-title="Hooli help"></gatehouse-chat>
+<script src="${s.apiUrl}/widget.js" defer></script></body></html>`;
+}
+
+beforeAll(async () => {
+  mkdirSync(shots, { recursive: true });
+  vendors = await startModelVendors("embed");
+  vendors.keys.add(vendorKey);
+  host = createServer((req, res) => {
+    res.writeHead(200, {
+      "content-type": "text/html; charset=utf-8",
+      "content-security-policy": `default-src 'none'; script-src ${s.apiUrl}; connect-src ${s.apiUrl}; style-src 'none'; img-src 'none'; base-uri 'none'; form-action 'none'`,
+    });
+    res.end(page(hooli.key));
+  });
+  await new Promise<void>((done) => host.listen(0, "127.0.0.1", () => done()));
+  port = (host.address() as AddressInfo).port;
+  // The page's origin is http://127.0.0.1:<port>; http://localhost:<port> is another origin.
+  hooli = await createWidgetOrg(sql, { name: "Hooli", origins: [`http://127.0.0.1:${port}`], vendorBaseUrl: vendors.openaiBaseUrl, vendorKey });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+afterAll(async () => {
+  await browser?.close();
+  await new Promise((done) => host?.close(done));
+  await vendors?.close();
+  await sql.end();
+});
+
+/** Opens the customer's page at `origin`, collecting CSP violations and page errors. */
+async function open(origin: string): Promise<{ page: Page; problems: string[] }> {
+  const p = await browser.newPage({ viewport: { width: 520, height: 560 } });
+  const problems: string[] = [];
+  p.on("console", (m) => {
+    if (m.type() === "error" && /Content Security Policy|Refused to/i.test(m.text())) problems.push(m.text());
+  });
+  p.on("pageerror", (e) => problems.push(e.message));
+  await p.goto(`${origin}/`);
+  return { page: p, problems };
+}
+
+describe("the widget embed (Chromium)", () => {
+  it("chats on an allowed origin, under a strict CSP, with a labelled input and a live log", async () => {
+    const { page: p, problems } = await open(`http://127.0.0.1:${port}`);
+    const log = p.getByRole("log", { name: "Conversation" });
+    expect(await log.getAttribute("aria-live")).toBe("polite");
+    await p.getByLabel("Your message").fill("Do you ship to Norway?");
+    await p.keyboard.press("Enter");
+    await log.getByText("[local stand-in model] You said: Do you ship to Norway?").waitFor();
+    // Styled by its own sheet (the page's CSP forbids inline styles, not constructed sheets).
+    const heading = await p.getByRole("heading", { name: "Hooli help" }).evaluate((h) => getComputedStyle(h).backgroundColor);
+    expect(heading).toBe("rgb(29, 78, 216)");
+    await p.screenshot({ path: join(shots, "widget-allowed-origin.png") });
+    expect(problems).toEqual([]);
+    await p.close();
+  });
+
+  it("says chat is not available on another origin", async () => {
+    const { page: p } = await open(`http://localhost:${port}`);
+    await p.getByRole("log").getByText("Chat is not available here.").waitFor();
+    expect(await p.getByLabel("Your message").isDisabled()).toBe(true);
+    await p.screenshot({ path: join(shots, "widget-disallowed-origin.png") });
+    await p.close();
+  });
+
+  it("shows the polite notice when the model is down", async () => {
+    vendors.upstream.behave({ kind: "status", status: 503 });
+    try {
+      const { page: p } = await open(`http://127.0.0.1:${port}`);
+      await p.getByLabel("Your message").fill("Where is my order?");
+      await p.getByRole("button", { name: "Send" }).click();
+      await p.getByRole("log").getByText("Sorry, I can't answer right now.", { exact: false }).waitFor();
+      expect(await p.getByRole("log").textContent()).not.toMatch(/503|error/i);
+      await p.screenshot({ path: join(shots, "widget-model-down.png") });
+      await p.close();
+    } finally {
+      vendors.upstream.behave({ kind: "reply" });
+    }
+  });
+
+  it("says chat is not available when the key is disabled", async () => {
+    await hooli.asAdmin((tx) => tx`select public.disable_widget_key(${hooli.keyId})`);
+    const { page: p } = await open(`http://127.0.0.1:${port}`);
+    await p.getByRole("log").getByText("Chat is not available here.").waitFor();
+    await p.screenshot({ path: join(shots, "widget-key-disabled.png") });
+    await p.close();
+  });
+});
