@@ -111,6 +111,57 @@ describe("the Models page (Chromium)", () => {
   });
 });
 
+describe("the Widgets page (Chromium)", () => {
+  it("shows a rotated key once, and keeps only its hash", async () => {
+    const page = await signedInPage("casey@both.test");
+    await page.getByRole("button", { name: "Acme Robotics" }).click();
+    await page.getByRole("button", { name: "Widgets" }).click();
+    const widget = page.getByRole("form", { name: "Widget of Returns assistant" });
+    await widget.getByRole("button", { name: "Rotate key" }).click();
+    const shown = (await page.getByLabel("New widget key").textContent()) ?? "";
+    expect(shown).toMatch(/^ghw_[A-Za-z0-9_-]{32}_[0-9a-f]{6}$/);
+    const [row] = await db`select key_sha256 = encode(sha256(convert_to(${shown}, 'UTF8')), 'hex') as hashed, version
+                             from public.widget_keys where org_id = ${ACME} and disabled_at is null`;
+    expect(row.hashed).toBe(true);
+    await page.reload();
+    await page.getByRole("button", { name: "Acme Robotics" }).click();
+    await page.getByRole("button", { name: "Widgets" }).click();
+    await page.getByRole("form", { name: "Widget of Returns assistant" }).waitFor();
+    expect((await page.content()).includes(shown)).toBe(false);
+    await page.close();
+  });
+
+  it("lets a contributor take and resolve a review item, with its history, and shows the transcript", async () => {
+    const [item] = await db`insert into public.review_items (org_id, project_id, agent_id, conversation_id, kind, summary)
+                            values (${ACME}, '1a000000-0000-4000-8000-00000000000a', '2a000000-0000-4000-8000-00000000000a',
+                                    '8a000000-0000-4000-8000-00000000000a', 'escalation', 'E2E: asked for a person.') returning id`;
+    const page = await signedInPage("casey@both.test");
+    await page.getByRole("button", { name: "Acme Robotics" }).click();
+    await page.getByRole("button", { name: "Widgets" }).click();
+    const entry = page.getByRole("listitem").filter({ hasText: "E2E: asked for a person." });
+    await entry.getByRole("button", { name: "in review" }).click();
+    await page.getByRole("status").getByText("Moved to in review.").waitFor();
+    await entry.getByRole("button", { name: "resolved" }).click();
+    await page.getByRole("status").getByText("Moved to resolved.").waitFor();
+    const history = await db`select status from public.review_item_events where item_id = ${item.id} order by created_at`;
+    expect(history.map((h) => h.status)).toEqual(["in_review", "resolved"]);
+    await page.getByRole("button", { name: /Returns assistant on https:\/\/shop\.acme\.test/ }).first().click();
+    await page.getByRole("list", { name: "Transcript" }).getByText("Can I return shoes I wore once?").waitFor();
+    await page.close();
+  });
+
+  it("shows a viewer the database's refusal", async () => {
+    const page = await signedInPage("victor@acme.test");
+    await page.getByRole("button", { name: "Acme Robotics" }).click();
+    await page.getByRole("button", { name: "Widgets" }).click();
+    await page.getByRole("form", { name: "Widget of Returns assistant" }).getByRole("button", { name: "Turn off" }).click();
+    await page.getByRole("status").getByText("widget key", { exact: false }).waitFor();
+    const [row] = await db`select count(*)::int as live from public.widget_keys where org_id = ${ACME} and disabled_at is null`;
+    expect(row.live).toBe(1);
+    await page.close();
+  });
+});
+
 describe("web bundle", () => {
   it("contains no privileged key or secret", () => {
     const assets = join(process.cwd(), "web", "dist", "assets");

@@ -1,6 +1,7 @@
 import { useEffect, useState, type FormEvent } from "react";
 import type { Session } from "@supabase/supabase-js";
 import { Models } from "./Models.tsx";
+import { Widgets } from "./Widgets.tsx";
 import { supabase } from "./supabase.ts";
 
 interface Organization {
@@ -16,8 +17,8 @@ interface Agent {
 }
 
 /**
- * Sign-in, the organizations the signed-in user belongs to, and for the one they pick its agents
- * and its models (Models.tsx). Every tenant query names its organization with X-Org-Id; the
+ * Sign-in, the organizations the signed-in user belongs to, and for the one they pick its agents,
+ * its models (Models.tsx) and its widgets (Widgets.tsx). Every tenant query names its organization with X-Org-Id; the
  * database checks the membership.
  */
 export function App() {
@@ -26,7 +27,7 @@ export function App() {
   const [current, setCurrent] = useState<Organization | null>(null);
   const [agents, setAgents] = useState<Agent[]>([]);
   const [error, setError] = useState<string | null>(null);
-  const [page, setPage] = useState<"agents" | "models">("agents");
+  const [page, setPage] = useState<"agents" | "models" | "widgets">("agents");
 
   useEffect(() => {
     void supabase().then(async (sb) => {
@@ -94,7 +95,8 @@ export function App() {
             <>
               <nav>
                 <button onClick={() => setPage("agents")} aria-pressed={page === "agents"}>Agents</button>{" "}
-                <button onClick={() => setPage("models")} aria-pressed={page === "models"}>Models</button>
+                <button onClick={() => setPage("models")} aria-pressed={page === "models"}>Models</button>{" "}
+                <button onClick={() => setPage("widgets")} aria-pressed={page === "widgets"}>Widgets</button>
               </nav>
               {page === "agents" ? (
                 <>
@@ -107,10 +109,15 @@ export function App() {
                     ))}
                   </ul>
                 </>
-              ) : (
+              ) : page === "models" ? (
                 <>
                   <h2>Models in {current.name}</h2>
                   <Models key={current.id} orgId={current.id} agents={agents} />
+                </>
+              ) : (
+                <>
+                  <h2>Widgets in {current.name}</h2>
+                  <Widgets key={current.id} orgId={current.id} agents={agents} />
                 </>
               )}
             </>
