@@ -1158,6 +1158,7 @@ export type Database = {
           created_at: string;
           created_by: string | null;
           disabled_at: string | null;
+          hold_answers: boolean;
           id: string;
           key_prefix: string;
           key_sha256: string;
@@ -1177,6 +1178,7 @@ export type Database = {
           created_at?: string;
           created_by?: string | null;
           disabled_at?: string | null;
+          hold_answers?: boolean;
           id?: string;
           key_prefix: string;
           key_sha256: string;
@@ -1195,6 +1197,7 @@ export type Database = {
           created_at?: string;
           created_by?: string | null;
           disabled_at?: string | null;
+          hold_answers?: boolean;
           id?: string;
           key_prefix?: string;
           key_sha256?: string;
@@ -1556,6 +1559,7 @@ export type Database = {
           created_at: string;
           created_by: string | null;
           disabled_at: string | null;
+          hold_answers: boolean;
           id: string;
           key_prefix: string;
           key_sha256: string;

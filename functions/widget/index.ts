@@ -31,6 +31,7 @@ const MAX_BODY = 16 * 1024;
 export const NOTICES = {
   unavailable: "Sorry, I can't answer right now. Someone from the team has been told and will follow up.",
   busy: "You're sending messages faster than I can answer. Please wait a moment and try again.",
+  held: "Thanks! Someone from the team will look at this and reply here.",
 } as const;
 
 // ---------------------------------------------------------------------------------------------
@@ -51,6 +52,7 @@ const Reply = z.object({
   conversation_id: z.uuid().nullable(),
   reply: z.object({ role: z.enum(["assistant", "notice"]), content: z.string() }),
   degraded: z.string().optional().describe("Why the reply is a notice: unavailable, busy"),
+  held: z.boolean().optional().describe("The answer waits for the team's review (the key holds answers)"),
   retry_after: z.number().int().optional(),
 });
 
@@ -138,7 +140,15 @@ interface Reservation {
   max_tokens: number;
 }
 type Begun =
-  | { ok: true; conversation_id: string; reservation: Reservation; messages: { role: "system" | "user" | "assistant"; content: string }[]; input_bound: number }
+  | {
+    ok: true;
+    conversation_id: string;
+    reservation: Reservation;
+    messages: { role: "system" | "user" | "assistant"; content: string }[];
+    input_bound: number;
+    /** The key holds answers for review: the answer becomes a draft, the visitor hears so. */
+    hold: boolean;
+  }
   | { ok: false; reason: string; conversation_id?: string; retry_after?: number };
 
 /** The page's origin, exactly as the browser sent it; a request without one gets no session. */
@@ -168,8 +178,9 @@ async function end(
     select private.widget_message_end(${begun.conversation_id}, ${begun.reservation.reservation_id}, ${outcome.outcome},
                                       ${outcome.usage.input ?? begun.input_bound}, ${output}, ${outcome.usage.estimated},
                                       ${Math.max(0, Math.round(performance.now() - outcome.started))}, ${outcome.errorCode},
-                                      ${outcome.answer}, ${NOTICES.unavailable})`
+                                      ${outcome.answer}, ${begun.hold && outcome.outcome === "succeeded" ? NOTICES.held : NOTICES.unavailable})`
     .then(() => {}, (e) => console.error(`widget: settling ${begun.reservation.reservation_id} failed (${(e as Error)?.name})`));
+  // (For a key that holds answers, the notice stored is the one saying so.)
   (globalThis as { EdgeRuntime?: { waitUntil(p: Promise<unknown>): void } }).EdgeRuntime?.waitUntil(settling);
   await settling;
 }
@@ -193,10 +204,14 @@ async function answer(c: Context, begun: Extract<Begun, { ok: true }>, stream: b
   let upstream;
   try {
     upstream = upstreamFor(modelEnv(), reservation.provider, reservation.api_key ? { apiKey: reservation.api_key, baseUrl: reservation.base_url } : null);
-    if (!stream) {
+    if (!stream || begun.hold) {
       const { completion, usage } = await upstream.complete(request, abort.signal);
       const text = completion.choices[0]?.message.content ?? "";
       await end(begun, { outcome: "succeeded", usage, answer: text, errorCode: null, started });
+      if (begun.hold) {
+        const held = { conversation_id: begun.conversation_id, reply: { role: "notice" as const, content: NOTICES.held }, held: true };
+        return stream ? sse([{ ...held, done: true }]) : c.json(held, 200);
+      }
       return c.json({ conversation_id: begun.conversation_id, reply: { role: "assistant" as const, content: text } }, 200);
     }
     const answered = await upstream.stream(request, abort.signal);

@@ -67,6 +67,8 @@ create table public.widget_keys (
   visitor_requests_per_minute integer not null default 10 check (visitor_requests_per_minute between 1 and 10000),
   -- Leading zero bits a session request's proof of work must have; 0 turns it off.
   proof_of_work_bits integer not null default 0 check (proof_of_work_bits between 0 and 24),
+  -- Hold every answer for review: the visitor is told someone will reply, the answer is a draft.
+  hold_answers boolean not null default false,
   -- Bumped by each rotation: a session names the version it was issued for.
   version integer not null default 1 check (version >= 1),
   created_by uuid default auth.uid(),
@@ -201,7 +203,8 @@ create trigger append_only before update or delete on public.review_item_events
   for each row execute function private.refuse_history_change();
 
 -- Each history row moves its item, if the move is allowed: open → in_review → resolved or
--- dismissed (a review item may be reassigned while in review).
+-- dismissed (a review item may be reassigned while in review). The first row, `open`, is the
+-- item's creation (private.open_review_item).
 create function private.apply_review_event() returns trigger
 language plpgsql security definer
 set search_path = ''
@@ -210,6 +213,10 @@ declare
   item public.review_items;
 begin
   select i.* into item from public.review_items i where i.org_id = new.org_id and i.id = new.item_id for update;
+  if new.status = 'open' and item.status = 'open'
+     and not exists (select 1 from public.review_item_events e where e.org_id = new.org_id and e.item_id = new.item_id and e.id <> new.id) then
+    return null;
+  end if;
   if not ((item.status = 'open' and new.status = 'in_review')
           or (item.status = 'in_review' and new.status in ('in_review', 'resolved', 'dismissed'))) then
     perform private.refuse_request(409, 'review_transition_not_allowed',
@@ -224,6 +231,22 @@ comment on function private.apply_review_event() is 'AFTER INSERT trigger of rev
 revoke execute on function private.apply_review_event() from public, anon, authenticated;
 create trigger apply after insert on public.review_item_events
   for each row execute function private.apply_review_event();
+
+-- A new item's history starts with its creation: `open`, by whoever raised it (the widget: no one).
+create function private.open_review_item() returns trigger
+language plpgsql security definer
+set search_path = ''
+as $$
+begin
+  insert into public.review_item_events (org_id, project_id, item_id, status, actor, created_at)
+  values (new.org_id, new.project_id, new.id, 'open', (select auth.uid()), new.created_at);
+  return null;
+end
+$$;
+comment on function private.open_review_item() is 'AFTER INSERT trigger of review_items: the first row of the item''s history, open.';
+revoke execute on function private.open_review_item() from public, anon, authenticated;
+create trigger open_history after insert on public.review_items
+  for each row execute function private.open_review_item();
 
 -- =============================================================================================
 -- Helper functions: keys
@@ -469,6 +492,11 @@ begin
     -- The agent's model is not one it may call, or it is disabled: the visitor is told politely.
     admitted := pg_catalog.jsonb_build_object('ok', false, 'reason', 'widget_model_unavailable');
   end;
+  if admitted ->> 'reason' = 'model_rate_limited' then
+    -- The agent's own rate (the model gateway's): busy, like the key's and the visitor's limits.
+    return pg_catalog.jsonb_build_object('ok', false, 'reason', 'widget_rate_limited', 'retry_after', admitted -> 'retry_after',
+                                         'conversation_id', conversation.id);
+  end if;
   if not (admitted ->> 'ok')::boolean then
     insert into public.widget_messages (org_id, project_id, conversation_id, role, content)
     values (key.org_id, key.project_id, conversation.id, 'notice', p_notice);
@@ -476,7 +504,7 @@ begin
     return pg_catalog.jsonb_build_object('ok', false, 'reason', admitted ->> 'reason', 'conversation_id', conversation.id);
   end if;
   return pg_catalog.jsonb_build_object('ok', true, 'conversation_id', conversation.id, 'reservation', admitted,
-                                       'messages', history, 'input_bound', bound);
+                                       'messages', history, 'input_bound', bound, 'hold', key.hold_answers);
 end
 $$;
 comment on function private.widget_message_begin(uuid, integer, uuid, text, uuid, text, boolean, text, text) is
@@ -486,8 +514,9 @@ revoke execute on function private.widget_message_begin(uuid, integer, uuid, tex
 grant execute on function private.widget_message_begin(uuid, integer, uuid, text, uuid, text, boolean, text, text) to service_role;
 
 -- Everything after the answer, in one statement: the model call settles (settle_model_call), and
--- the answer is stored with its model call; or, when there is no answer (the model failed), the
--- polite notice is stored and the team gets an escalation.
+-- the answer is stored with its model call; or, for a key that holds answers, the answer becomes
+-- a draft in the review queue and the visitor's notice (p_notice, then) is stored; or, when there
+-- is no answer (the model failed), the polite notice is stored and the team gets an escalation.
 create function private.widget_message_end(
   p_conversation_id uuid, p_reservation_id uuid, p_outcome public.model_call_outcome, p_input_tokens integer,
   p_output_tokens integer, p_usage_estimated boolean, p_latency_ms integer, p_error_code text, p_answer text, p_notice text
@@ -498,14 +527,21 @@ as $$
 declare
   conversation public.widget_conversations;
   settled jsonb;
+  held boolean;
 begin
   select c.* into conversation from public.widget_conversations c where c.id = p_conversation_id;
+  select k.hold_answers into held from public.widget_keys k where k.org_id = conversation.org_id and k.id = conversation.widget_key_id;
   settled := private.settle_model_call(p_reservation_id, p_outcome, p_input_tokens, p_output_tokens, p_usage_estimated,
                                        p_latency_ms, p_error_code);
   if conversation.id is null then
     return settled;
   end if;
-  if p_outcome = 'succeeded' and coalesce(p_answer, '') <> '' then
+  if p_outcome = 'succeeded' and coalesce(p_answer, '') <> '' and held then
+    insert into public.widget_messages (org_id, project_id, conversation_id, role, content, model_call_id)
+    values (conversation.org_id, conversation.project_id, conversation.id, 'notice', p_notice, (settled ->> 'call_id')::uuid);
+    insert into public.review_items (org_id, project_id, agent_id, conversation_id, kind, summary)
+    values (conversation.org_id, conversation.project_id, conversation.agent_id, conversation.id, 'draft', pg_catalog.left(p_answer, 2000));
+  elsif p_outcome = 'succeeded' and coalesce(p_answer, '') <> '' then
     insert into public.widget_messages (org_id, project_id, conversation_id, role, content, model_call_id)
     values (conversation.org_id, conversation.project_id, conversation.id, 'assistant', pg_catalog.left(p_answer, 20000),
             (settled ->> 'call_id')::uuid);
@@ -727,11 +763,11 @@ revoke all on public.widget_keys, public.widget_conversations, public.widget_mes
   from anon, authenticated, service_role;
 -- Every column of a key but its hash; admins change its settings, never its secret or version.
 grant select (id, org_id, project_id, agent_id, key_prefix, allowed_origins, monthly_budget_micro, requests_per_minute,
-              visitor_requests_per_minute, proof_of_work_bits, version, created_by, created_at, rotated_at, disabled_at),
-      update (allowed_origins, monthly_budget_micro, requests_per_minute, visitor_requests_per_minute, proof_of_work_bits)
+              visitor_requests_per_minute, proof_of_work_bits, hold_answers, version, created_by, created_at, rotated_at, disabled_at),
+      update (allowed_origins, monthly_budget_micro, requests_per_minute, visitor_requests_per_minute, proof_of_work_bits, hold_answers)
   on public.widget_keys to authenticated;
 grant select (id, org_id, project_id, agent_id, key_prefix, allowed_origins, monthly_budget_micro, requests_per_minute,
-              visitor_requests_per_minute, proof_of_work_bits, version, created_by, created_at, rotated_at, disabled_at)
+              visitor_requests_per_minute, proof_of_work_bits, hold_answers, version, created_by, created_at, rotated_at, disabled_at)
   on public.widget_keys to service_role;
 grant select on public.widget_conversations, public.widget_messages, public.review_items, public.review_item_events
   to authenticated, service_role;

@@ -144,7 +144,7 @@ describe("the Widgets page (Chromium)", () => {
     await entry.getByRole("button", { name: "resolved" }).click();
     await page.getByRole("status").getByText("Moved to resolved.").waitFor();
     const history = await db`select status from public.review_item_events where item_id = ${item.id} order by created_at`;
-    expect(history.map((h) => h.status)).toEqual(["in_review", "resolved"]);
+    expect(history.map((h) => h.status)).toEqual(["open", "in_review", "resolved"]);
     await page.getByRole("button", { name: /Returns assistant on https:\/\/shop\.acme\.test/ }).first().click();
     await page.getByRole("list", { name: "Transcript" }).getByText("Can I return shoes I wore once?").waitFor();
     await page.close();

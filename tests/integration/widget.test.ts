@@ -184,6 +184,23 @@ describe("messages", () => {
     expect(call).toEqual({ outcome: "failed", cost_micro: "0" });
   });
 
+  it("hold answers for review when the key says so: a draft for the team, a note for the visitor", async () => {
+    await sql`update public.widget_keys set hold_answers = true where id = ${initech.keyId}`;
+    try {
+      const answer = await say(await session(), "Can I get a discount?", { stream: true });
+      const [event] = answer.text.trim().split("\n\n").map((e) => JSON.parse(e.replace(/^data: /, "")));
+      expect(event).toMatchObject({ held: true, done: true, reply: { role: "notice", content: "Thanks! Someone from the team will look at this and reply here." } });
+      expect(answer.text).not.toContain("You said");
+      const [draft] = await sql`select kind, summary, status from public.review_items where conversation_id = ${event.conversation_id}`;
+      expect(draft).toEqual({ kind: "draft", summary: "[local stand-in model] You said: Can I get a discount?", status: "open" });
+      const history = await sql`select status from public.review_item_events where item_id = (
+                                  select id from public.review_items where conversation_id = ${event.conversation_id})`;
+      expect(history.map((h) => h.status)).toEqual(["open"]);
+    } finally {
+      await sql`update public.widget_keys set hold_answers = false where id = ${initech.keyId}`;
+    }
+  });
+
   it("answer politely when the key's budget is spent", async () => {
     await sql`update public.widget_keys set monthly_budget_micro = 0 where id = ${initech.keyId}`;
     try {
@@ -221,6 +238,23 @@ describe("rate limits", () => {
     } finally {
       await sql`update public.widget_keys set visitor_requests_per_minute = 10, requests_per_minute = 60 where id = ${initech.keyId}`;
       await sql`delete from private.model_rates where scope = 'widget_key' and scope_id = ${initech.keyId}`;
+    }
+  });
+
+  it("admit exactly the agent's limit (the model gateway's) from many visitors at once", async () => {
+    const [project] = await sql`select project_id from public.agents where id = ${initech.agent}`;
+    await sql`insert into public.model_caps (org_id, project_id, agent_id, requests_per_minute)
+              values (${initech.org}, ${project.project_id}, ${initech.agent}, 4)`;
+    await sql`update public.widget_keys set visitor_requests_per_minute = 100, requests_per_minute = 1000 where id = ${initech.keyId}`;
+    try {
+      const tokens = await Promise.all(Array.from({ length: 12 }, () => session()));
+      const answers = await Promise.all(tokens.map((t) => say(t, "hi")));
+      expect(answers.filter((a) => a.body.reply.role === "assistant")).toHaveLength(4);
+      expect(answers.filter((a) => a.body.degraded === "busy")).toHaveLength(8);
+    } finally {
+      await sql`delete from public.model_caps where agent_id = ${initech.agent}`;
+      await sql`delete from private.model_rates where scope = 'agent' and scope_id = ${initech.agent}`;
+      await sql`update public.widget_keys set visitor_requests_per_minute = 10, requests_per_minute = 60 where id = ${initech.keyId}`;
     }
   });
 });

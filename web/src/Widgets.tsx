@@ -13,7 +13,7 @@ interface Agent {
   name: string;
 }
 
-const KEY_COLUMNS = "id, org_id, project_id, agent_id, key_prefix, allowed_origins, monthly_budget_micro, requests_per_minute, visitor_requests_per_minute, proof_of_work_bits, version, created_by, created_at, rotated_at, disabled_at";
+const KEY_COLUMNS = "id, org_id, project_id, agent_id, key_prefix, allowed_origins, monthly_budget_micro, requests_per_minute, visitor_requests_per_minute, proof_of_work_bits, hold_answers, version, created_by, created_at, rotated_at, disabled_at";
 const NEXT: Record<Status, Status[]> = { open: ["in_review"], in_review: ["in_review", "resolved", "dismissed"], resolved: [], dismissed: [] };
 
 /**
@@ -99,6 +99,7 @@ export function Widgets({ orgId, agents }: { orgId: string; agents: Agent[] }) {
       requests_per_minute: Number(form.get("rpm")),
       visitor_requests_per_minute: Number(form.get("visitor_rpm")),
       proof_of_work_bits: Number(form.get("pow")),
+      hold_answers: form.get("hold") === "on",
     }).eq("id", key.id).select("id").setHeader("x-org-id", orgId);
     setNotice(error ? error.message : data.length ? "Widget settings saved." : "Nothing was saved: the database let your role change no widget.");
     reload();
@@ -128,6 +129,7 @@ export function Widgets({ orgId, agents }: { orgId: string; agents: Agent[] }) {
           <label>Messages per minute <input name="rpm" type="number" min={1} defaultValue={k.requests_per_minute} /></label>
           <label>Per visitor <input name="visitor_rpm" type="number" min={1} defaultValue={k.visitor_requests_per_minute} /></label>
           <label>Proof of work (bits, 0 = off) <input name="pow" type="number" min={0} max={24} defaultValue={k.proof_of_work_bits} /></label>
+          <label><input name="hold" type="checkbox" defaultChecked={k.hold_answers} /> Hold answers for review</label>
           <button type="submit">Save widget</button>{" "}
           <button type="button" onClick={() => rotate(k)}>Rotate key</button>{" "}
           <button type="button" onClick={() => turnOff(k)}>Turn off</button>

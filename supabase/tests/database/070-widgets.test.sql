@@ -100,9 +100,9 @@ select set_config('request.jwt.claims', '', true);
 select is((select status from public.review_items where id = '9a000000-0000-4000-8000-00000000000a'), 'resolved'::public.review_status,
           'the item follows its history');
 select is((select array_agg(status::text order by created_at) from public.review_item_events where item_id = '9a000000-0000-4000-8000-00000000000a'),
-          array['in_review', 'resolved'], 'the history keeps every step');
+          array['open', 'in_review', 'resolved'], 'the history keeps every step, from the item''s creation');
 select is((select count(*)::int from audit.records where action = 'review_item_event.insert'
-             and target_id in (select id::text from public.review_item_events where item_id = '9a000000-0000-4000-8000-00000000000a')), 2,
+             and target_id in (select id::text from public.review_item_events where item_id = '9a000000-0000-4000-8000-00000000000a')), 3,
           'every status change is an audit entry');
 select is(pg_temp.probe(pg_temp.uid('victor'), pg_temp.org('acme'),
             $$select public.change_review_status('9b000000-0000-4000-8000-00000000000b', 'resolved')$$),
