@@ -1022,6 +1022,7 @@ export type Database = {
           lead_email: string | null;
           org_id: string;
           project_id: string;
+          purged_at: string | null;
           status: Database["public"]["Enums"]["review_status"];
           summary: string;
           updated_at: string;
@@ -1037,6 +1038,7 @@ export type Database = {
           lead_email?: string | null;
           org_id?: string;
           project_id?: string;
+          purged_at?: string | null;
           status?: Database["public"]["Enums"]["review_status"];
           summary: string;
           updated_at?: string;
@@ -1051,6 +1053,7 @@ export type Database = {
           lead_email?: string | null;
           org_id?: string;
           project_id?: string;
+          purged_at?: string | null;
           status?: Database["public"]["Enums"]["review_status"];
           summary?: string;
           updated_at?: string;

@@ -15,6 +15,7 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
+import { cors } from "hono/cors";
 import { functionApp } from "../_shared/http/app.ts";
 import { jsonBody } from "../_shared/http/body.ts";
 import { configuration } from "../_shared/http/config.ts";
@@ -39,6 +40,8 @@ export const NOTICES = {
 // ---------------------------------------------------------------------------------------------
 const SessionBody = z.strictObject({
   key: z.string().min(1).max(100).describe("The agent's publishable widget key"),
+  renew: z.string().min(1).max(2000).optional()
+    .describe("The page's previous session (expired up to a day ago): the new one keeps its visitor, and so its conversations"),
   pow: z.strictObject({ challenge: z.string().min(1).max(2000), nonce: z.string().min(1).max(100) }).optional()
     .describe("The answer to a proof-of-work challenge, when the key asks for one"),
 });
@@ -64,6 +67,9 @@ const app = functionApp({
   version: "1.0.0",
   description: "Public widget endpoints: origin-locked sessions for a publishable key, and the agent's answers.",
 });
+// Embeds call from customers' pages: answer the browser's preflight and let it read the answers.
+// (Origins are checked by the routes, against the key; CORS only lets the page see the reply.)
+app.use(cors({ origin: (origin) => origin, allowMethods: ["POST", "OPTIONS"], allowHeaders: ["authorization", "content-type"], maxAge: 600 }));
 app.use(jsonBody(MAX_BODY));
 
 app.openapi(createRoute({
@@ -75,7 +81,7 @@ app.openapi(createRoute({
   },
 }), async (c) => {
   const origin = originOf(c);
-  const { key, pow } = c.req.valid("json");
+  const { key, pow, renew } = c.req.valid("json");
   const [found] = await serviceDb()`select * from private.widget_key_for(${key})`;
   if (!found) throw refuse("widget_key_invalid");
   if (!(found.allowed_origins as string[]).includes(origin)) throw refuse("widget_origin_not_allowed");
@@ -85,7 +91,10 @@ app.openapi(createRoute({
       throw refuse("proof_of_work_required", undefined, { fields: { challenge: await challenge(found.key_id, origin), bits: found.proof_of_work_bits } });
     }
   }
-  const visitorId = crypto.randomUUID();
+  const previous = renew ? await verifySession(renew, { renewal: true }) : null;
+  const visitorId = previous?.ok && previous.session.keyId === found.key_id && previous.session.origin === origin
+    ? previous.session.visitorId
+    : crypto.randomUUID();
   const session = await signSession({ keyId: found.key_id, keyVersion: found.version, orgId: found.org_id, agentId: found.agent_id, origin, visitorId });
   return c.json({ session, expires_in: SESSION_SECONDS, visitor_id: visitorId }, 201);
 });
@@ -178,7 +187,8 @@ async function end(
     select private.widget_message_end(${begun.conversation_id}, ${begun.reservation.reservation_id}, ${outcome.outcome},
                                       ${outcome.usage.input ?? begun.input_bound}, ${output}, ${outcome.usage.estimated},
                                       ${Math.max(0, Math.round(performance.now() - outcome.started))}, ${outcome.errorCode},
-                                      ${outcome.answer}, ${begun.hold && outcome.outcome === "succeeded" ? NOTICES.held : NOTICES.unavailable})`
+                                      ${outcome.answer}, ${begun.hold && outcome.outcome === "succeeded" ? NOTICES.held : NOTICES.unavailable},
+                                      ${begun.hold})`
     .then(() => {}, (e) => console.error(`widget: settling ${begun.reservation.reservation_id} failed (${(e as Error)?.name})`));
   // (For a key that holds answers, the notice stored is the one saying so.)
   (globalThis as { EdgeRuntime?: { waitUntil(p: Promise<unknown>): void } }).EdgeRuntime?.waitUntil(settling);
@@ -208,6 +218,8 @@ async function answer(c: Context, begun: Extract<Begun, { ok: true }>, stream: b
       const { completion, usage } = await upstream.complete(request, abort.signal);
       const text = completion.choices[0]?.message.content ?? "";
       await end(begun, { outcome: "succeeded", usage, answer: text, errorCode: null, started });
+      // An empty answer is none: the database stored the notice (and told the team).
+      if (!text.trim()) return c.json(notice(begun.conversation_id), 200);
       if (begun.hold) {
         const held = { conversation_id: begun.conversation_id, reply: { role: "notice" as const, content: NOTICES.held }, held: true };
         return stream ? sse([{ ...held, done: true }]) : c.json(held, 200);
@@ -261,7 +273,9 @@ function events(
           if (next.done && options.abort.signal.aborted) return void (await finish("cancelled", null));
           if (next.done) {
             await finish("succeeded", null);
-            controller.enqueue(event({ done: true, conversation_id: begun.conversation_id }));
+            controller.enqueue(event(text.trim()
+              ? { done: true, conversation_id: begun.conversation_id }
+              : { conversation_id: begun.conversation_id, reply: { role: "notice", content: NOTICES.unavailable }, degraded: "unavailable", done: true }));
             controller.close();
             return;
           }

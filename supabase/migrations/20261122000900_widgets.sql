@@ -140,7 +140,10 @@ create table public.review_items (
   assignee uuid,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
-  check ((kind = 'lead') = (lead_email is not null)),
+  -- When its transcript was purged: the summary and a lead's address went with it.
+  purged_at timestamptz,
+  check (lead_email is null or kind = 'lead'),
+  check (kind <> 'lead' or lead_email is not null or purged_at is not null),
   unique (org_id, id),
   unique (org_id, project_id, id),
   -- Cover the agent and conversation references.
@@ -168,6 +171,13 @@ create table public.review_item_events (
 comment on table public.review_item_events is
   'The status history of review items: append-only for every role; each row is an audit entry.';
 
+-- Proof-of-work challenges already answered: each opens one session.
+create table private.widget_pow_spent (
+  jti uuid primary key,
+  expires_at timestamptz not null
+);
+comment on table private.widget_pow_spent is 'Answered proof-of-work challenges, until they expire: a challenge is single use.';
+
 create table public.transcript_settings (
   org_id uuid primary key references public.organizations (id) on delete cascade,
   retention_days integer not null default 90 check (retention_days between 1 and 3650),
@@ -183,7 +193,8 @@ select private.make_tenant_table('public.widget_keys', 'widget_key', array['key_
 select private.make_tenant_table('public.widget_conversations', 'widget_conversation');
 -- Message content stays out of the chain (a transcript is purged; the chain keeps its shape).
 select private.make_tenant_table('public.widget_messages', 'widget_message', array['content']);
-select private.make_tenant_table('public.review_items', 'review_item');
+-- A draft's text and a lead's address stay out of the chain: they go with their transcript.
+select private.make_tenant_table('public.review_items', 'review_item', array['summary', 'lead_email']);
 select private.make_tenant_table('public.review_item_events', 'review_item_event');
 select private.make_tenant_table('public.transcript_settings', 'transcript_settings');
 
@@ -328,6 +339,14 @@ declare
   purged record;
   total integer := 0;
 begin
+  -- What the review queue keeps of a purged transcript: the item and its history, not the draft's
+  -- text or the lead's address.
+  update public.review_items i
+     set summary = 'Purged with its transcript.', lead_email = null, purged_at = pg_catalog.now()
+    from public.widget_conversations c
+    join (select o.id as org_id, pg_catalog.now() - pg_catalog.make_interval(days => coalesce(s.retention_days, 90)) as cutoff
+            from public.organizations o left join public.transcript_settings s on s.org_id = o.id) r on r.org_id = c.org_id
+   where i.org_id = c.org_id and i.conversation_id = c.id and c.last_message_at < r.cutoff and i.purged_at is null;
   for purged in
     with expired as (
       delete from public.widget_conversations c
@@ -342,8 +361,10 @@ begin
                          pg_catalog.jsonb_build_object('conversations', purged.conversations, 'older_than', purged.cutoff));
     total := total + purged.conversations;
   end loop;
-  -- Visitors' burst state long past: a visitor id is anonymous and short-lived.
+  -- Visitors' burst state long past (a visitor id is anonymous and short-lived), and spent
+  -- challenges that have expired.
   delete from private.model_rates r where r.scope = 'visitor' and r.tat < pg_catalog.now() - interval '1 hour';
+  delete from private.widget_pow_spent p where p.expires_at < pg_catalog.now();
   return total;
 end
 $$;
@@ -381,19 +402,42 @@ comment on function private.widget_signing_secret() is 'The widget session signi
 revoke execute on function private.widget_signing_secret() from public, anon, authenticated;
 grant execute on function private.widget_signing_secret() to service_role;
 
--- One open escalation per conversation at most: raises one unless there is one.
-create function private.escalate(p_conversation public.widget_conversations, p_summary text) returns void
+-- Raises an escalation, unless one like it is open: a visitor's request for a person once per
+-- conversation; the widget failing to answer (an outage, a spent budget) once per agent, however
+-- many visitors met it, so that a flood of messages is one item, not thousands.
+create function private.escalate(p_conversation public.widget_conversations, p_summary text, p_per_agent boolean)
+returns void
 language sql volatile
 set search_path = ''
 as $$
   insert into public.review_items (org_id, project_id, agent_id, conversation_id, kind, summary)
   select p_conversation.org_id, p_conversation.project_id, p_conversation.agent_id, p_conversation.id, 'escalation', p_summary
    where not exists (select 1 from public.review_items i
-                      where i.org_id = p_conversation.org_id and i.conversation_id = p_conversation.id
-                        and i.kind = 'escalation' and i.status in ('open', 'in_review'))
+                      where i.org_id = p_conversation.org_id and i.kind = 'escalation' and i.status in ('open', 'in_review')
+                        and (case when p_per_agent then i.agent_id = p_conversation.agent_id and i.summary = p_summary
+                                  else i.conversation_id = p_conversation.id end))
 $$;
-comment on function private.escalate(public.widget_conversations, text) is 'Raises an escalation for a conversation, unless one is open.';
-revoke execute on function private.escalate(public.widget_conversations, text) from public, anon, authenticated;
+comment on function private.escalate(public.widget_conversations, text, boolean) is
+  'Raises an escalation unless one like it is open (per conversation, or per agent for failures).';
+revoke execute on function private.escalate(public.widget_conversations, text, boolean) from public, anon, authenticated;
+
+-- Spends a proof-of-work challenge (by its id, until it expires); false when it was spent before.
+create function private.spend_proof_of_work(p_jti uuid, p_expires_at timestamptz) returns boolean
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  spent uuid;
+begin
+  insert into private.widget_pow_spent (jti, expires_at) values (p_jti, p_expires_at)
+  on conflict (jti) do nothing
+  returning jti into spent;
+  return spent is not null;
+end
+$$;
+comment on function private.spend_proof_of_work(uuid, timestamptz) is 'Spends a proof-of-work challenge once; false if it was spent before.';
+revoke execute on function private.spend_proof_of_work(uuid, timestamptz) from public, anon, authenticated;
+grant execute on function private.spend_proof_of_work(uuid, timestamptz) to service_role;
 
 -- Everything before a visitor's message is answered, in one statement: the session's key must be
 -- live at the version it was issued for, and the origin one of its own; the key's and the
@@ -436,10 +480,11 @@ begin
     end if;
   end if;
 
-  -- The key's and the visitor's limits: a minute's worth may come at once, then they are paced.
-  wait := private.take_model_rate(key.org_id, 'widget_key', key.id, key.requests_per_minute, key.requests_per_minute);
+  -- The visitor's limit, then the key's: a minute's worth may come at once, then they are paced.
+  -- (The visitor's first, so that one visitor over their own limit spends nothing of the key's.)
+  wait := private.take_model_rate(key.org_id, 'visitor', p_visitor_id, key.visitor_requests_per_minute, key.visitor_requests_per_minute);
   if wait is null then
-    wait := private.take_model_rate(key.org_id, 'visitor', p_visitor_id, key.visitor_requests_per_minute, key.visitor_requests_per_minute);
+    wait := private.take_model_rate(key.org_id, 'widget_key', key.id, key.requests_per_minute, key.requests_per_minute);
   end if;
   if wait is not null then
     -- Not stored: a flood of messages must not become a flood of rows. An existing conversation
@@ -461,27 +506,33 @@ begin
   end if;
   insert into public.widget_messages (org_id, project_id, conversation_id, role, content)
   values (key.org_id, key.project_id, conversation.id, 'visitor', p_content);
-  if p_lead_email is not null then
+  if p_lead_email is not null and p_lead_email ~ '^[^@\s]{1,64}@[^@\s]{1,255}$' then
     insert into public.review_items (org_id, project_id, agent_id, conversation_id, kind, summary, lead_email)
     select key.org_id, key.project_id, key.agent_id, conversation.id, 'lead', 'A visitor left an email address.', p_lead_email
      where not exists (select 1 from public.review_items i where i.org_id = key.org_id and i.conversation_id = conversation.id
                                                               and i.kind = 'lead' and i.lead_email = p_lead_email);
   end if;
   if p_wants_human then
-    perform private.escalate(conversation, 'The visitor asked for a person.');
+    perform private.escalate(conversation, 'The visitor asked for a person.', false);
   end if;
 
   -- What goes upstream: the instructions, then the last 20 turns; bounded as the gateway bounds a
   -- prompt (UTF-8 bytes of the JSON, plus 16 a message).
+  -- The window starts on a visitor's turn (providers refuse a conversation that opens with the
+  -- assistant).
+  with recent as (
+    select w.role, w.content, pg_catalog.row_number() over (order by w.created_at) as ord
+      from (select * from public.widget_messages x
+             where x.org_id = key.org_id and x.conversation_id = conversation.id and x.role <> 'notice'
+             order by x.created_at desc limit 20) w
+  )
   select pg_catalog.jsonb_agg(turns.m order by turns.ord) into history from (
     select 0 as ord, pg_catalog.jsonb_build_object('role', 'system', 'content', config ->> 'instructions') as m
      where coalesce(config ->> 'instructions', '') <> ''
     union all
-    select t.ord, pg_catalog.jsonb_build_object('role', case when t.role = 'visitor' then 'user' else 'assistant' end, 'content', t.content)
-      from (select w.role, w.content, pg_catalog.row_number() over (order by w.created_at) as ord
-              from (select * from public.widget_messages x
-                     where x.org_id = key.org_id and x.conversation_id = conversation.id and x.role <> 'notice'
-                     order by x.created_at desc limit 20) w) t
+    select r.ord, pg_catalog.jsonb_build_object('role', case when r.role = 'visitor' then 'user' else 'assistant' end, 'content', r.content)
+      from recent r
+     where r.ord >= (select pg_catalog.min(v.ord) from recent v where v.role = 'visitor')
   ) turns (ord, m);
   bound := pg_catalog.octet_length(history::text) + 16 * pg_catalog.jsonb_array_length(history);
 
@@ -500,7 +551,7 @@ begin
   if not (admitted ->> 'ok')::boolean then
     insert into public.widget_messages (org_id, project_id, conversation_id, role, content)
     values (key.org_id, key.project_id, conversation.id, 'notice', p_notice);
-    perform private.escalate(conversation, pg_catalog.format('The widget could not answer (%s).', admitted ->> 'reason'));
+    perform private.escalate(conversation, pg_catalog.format('The widget could not answer (%s).', admitted ->> 'reason'), true);
     return pg_catalog.jsonb_build_object('ok', false, 'reason', admitted ->> 'reason', 'conversation_id', conversation.id);
   end if;
   return pg_catalog.jsonb_build_object('ok', true, 'conversation_id', conversation.id, 'reservation', admitted,
@@ -519,7 +570,8 @@ grant execute on function private.widget_message_begin(uuid, integer, uuid, text
 -- is no answer (the model failed), the polite notice is stored and the team gets an escalation.
 create function private.widget_message_end(
   p_conversation_id uuid, p_reservation_id uuid, p_outcome public.model_call_outcome, p_input_tokens integer,
-  p_output_tokens integer, p_usage_estimated boolean, p_latency_ms integer, p_error_code text, p_answer text, p_notice text
+  p_output_tokens integer, p_usage_estimated boolean, p_latency_ms integer, p_error_code text, p_answer text, p_notice text,
+  p_hold boolean
 ) returns jsonb
 language plpgsql volatile security definer
 set search_path = ''
@@ -527,16 +579,16 @@ as $$
 declare
   conversation public.widget_conversations;
   settled jsonb;
-  held boolean;
 begin
-  select c.* into conversation from public.widget_conversations c where c.id = p_conversation_id;
-  select k.hold_answers into held from public.widget_keys k where k.org_id = conversation.org_id and k.id = conversation.widget_key_id;
+  -- The conversation before the meters, as widget_message_begin takes them: never in opposite orders.
+  update public.widget_conversations c set last_message_at = pg_catalog.now() where c.id = p_conversation_id
+  returning c.* into conversation;
   settled := private.settle_model_call(p_reservation_id, p_outcome, p_input_tokens, p_output_tokens, p_usage_estimated,
                                        p_latency_ms, p_error_code);
   if conversation.id is null then
     return settled;
   end if;
-  if p_outcome = 'succeeded' and coalesce(p_answer, '') <> '' and held then
+  if p_outcome = 'succeeded' and coalesce(p_answer, '') <> '' and p_hold then
     insert into public.widget_messages (org_id, project_id, conversation_id, role, content, model_call_id)
     values (conversation.org_id, conversation.project_id, conversation.id, 'notice', p_notice, (settled ->> 'call_id')::uuid);
     insert into public.review_items (org_id, project_id, agent_id, conversation_id, kind, summary)
@@ -548,17 +600,16 @@ begin
   elsif p_outcome <> 'cancelled' then
     insert into public.widget_messages (org_id, project_id, conversation_id, role, content, model_call_id)
     values (conversation.org_id, conversation.project_id, conversation.id, 'notice', p_notice, (settled ->> 'call_id')::uuid);
-    perform private.escalate(conversation, pg_catalog.format('The widget could not answer (%s).', coalesce(p_error_code, 'no answer')));
+    perform private.escalate(conversation, pg_catalog.format('The widget could not answer (%s).', coalesce(p_error_code, 'no answer')), true);
   end if;
-  update public.widget_conversations c set last_message_at = pg_catalog.now() where c.id = conversation.id;
   return settled;
 end
 $$;
-comment on function private.widget_message_end(uuid, uuid, public.model_call_outcome, integer, integer, boolean, integer, text, text, text) is
+comment on function private.widget_message_end(uuid, uuid, public.model_call_outcome, integer, integer, boolean, integer, text, text, text, boolean) is
   'A widget message after its answer, in one statement: settles the model call and stores the answer, or the notice and an escalation.';
-revoke execute on function private.widget_message_end(uuid, uuid, public.model_call_outcome, integer, integer, boolean, integer, text, text, text)
+revoke execute on function private.widget_message_end(uuid, uuid, public.model_call_outcome, integer, integer, boolean, integer, text, text, text, boolean)
   from public, anon, authenticated;
-grant execute on function private.widget_message_end(uuid, uuid, public.model_call_outcome, integer, integer, boolean, integer, text, text, text)
+grant execute on function private.widget_message_end(uuid, uuid, public.model_call_outcome, integer, integer, boolean, integer, text, text, text, boolean)
   to service_role;
 
 -- =============================================================================================

@@ -72,6 +72,18 @@ describe("sessions", () => {
     expect(answer.body.expires_in).toBeLessThanOrEqual(900);
   });
 
+  it("renew with the same visitor, so a conversation outlives its session", async () => {
+    const first = await post("/sessions", { key: initech.key }, { origin: ORIGIN });
+    const said = await say(first.body.session, "Hello");
+    const renewed = await post("/sessions", { key: initech.key, renew: first.body.session }, { origin: ORIGIN });
+    expect(renewed.body.visitor_id).toBe(first.body.visitor_id);
+    const again = await say(renewed.body.session, "Still there?", { conversation_id: said.body.conversation_id });
+    expect(again).toMatchObject({ status: 200, body: { conversation_id: said.body.conversation_id } });
+    // Renewal is for the page it was issued to: another origin, or no valid token, is a new visitor.
+    const forged = await post("/sessions", { key: initech.key, renew: "not-a-token" }, { origin: ORIGIN });
+    expect(forged.body.visitor_id).not.toBe(first.body.visitor_id);
+  });
+
   it("can't be used from another origin", async () => {
     const token = await session();
     expect(await say(token, "hello", {}, "https://evil.test")).toMatchObject({ status: 403, body: { error: { code: "widget_origin_mismatch" } } });
@@ -106,6 +118,8 @@ describe("proof of work", () => {
       expect(await post("/sessions", { key: initech.key, pow: { challenge, nonce } }, { origin: "https://m.initech.test" })).toMatchObject({ status: 428 });
       const answer = await post("/sessions", { key: initech.key, pow: { challenge, nonce } }, { origin: ORIGIN });
       expect(answer.status).toBe(201);
+      // Each challenge opens one session.
+      expect(await post("/sessions", { key: initech.key, pow: { challenge, nonce } }, { origin: ORIGIN })).toMatchObject({ status: 428 });
     } finally {
       await sql`update public.widget_keys set proof_of_work_bits = 0, allowed_origins = ${sql.array([ORIGIN])} where id = ${initech.keyId}`;
     }
@@ -169,6 +183,12 @@ describe("messages", () => {
       { kind: "escalation", status: "open", lead_email: null },
       { kind: "lead", status: "open", lead_email: "jo@initech.test" },
     ]);
+  });
+
+  it("store no lead the queue can't hold, and never fail for it", async () => {
+    const answer = await say(await session(), `Reach me at jo@${"a".repeat(250)}.example.com`);
+    expect(answer).toMatchObject({ status: 200, body: { reply: { role: "assistant" } } });
+    expect(await sql`select 1 from public.review_items where conversation_id = ${answer.body.conversation_id}`).toHaveLength(0);
   });
 
   it("answer politely when the model fails, and tell the team", async () => {

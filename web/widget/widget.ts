@@ -48,6 +48,7 @@ class GatehouseChat extends HTMLElement {
   #input!: HTMLTextAreaElement;
   #send!: HTMLButtonElement;
   #session: Promise<string | null> | null = null;
+  #previous: string | null = null;
   #conversation: string | null = null;
 
   connectedCallback(): void {
@@ -134,7 +135,14 @@ class GatehouseChat extends HTMLElement {
       body: JSON.stringify({ content, stream: true, ...(this.#conversation ? { conversation_id: this.#conversation } : {}) }),
     });
     if (res.status === 401 && retry) {
+      // Expired: renew, keeping this visitor (and so this conversation).
+      this.#previous = session;
       this.#session = null;
+      return await this.#message(content, false);
+    }
+    if (res.status === 404 && retry) {
+      // The conversation is gone (purged, or another visitor's): start a new one.
+      this.#conversation = null;
       return await this.#message(content, false);
     }
     if (!res.ok || !res.body) return void this.#say("notice", UNAVAILABLE);
@@ -175,7 +183,7 @@ class GatehouseChat extends HTMLElement {
     const res = await fetch(`${this.#api}/sessions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ key: this.dataset.key ?? "", ...(pow ? { pow } : {}) }),
+      body: JSON.stringify({ key: this.dataset.key ?? "", ...(pow ? { pow } : {}), ...(this.#previous ? { renew: this.#previous } : {}) }),
     });
     const body = (await res.json()) as { session?: string } & Reply;
     if (res.status === 428 && body.error?.challenge && !pow) {

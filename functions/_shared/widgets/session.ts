@@ -44,10 +44,19 @@ export async function signSession(s: WidgetSession): Promise<string> {
     .sign(await key());
 }
 
-/** The session a token carries, or why not: expired, or not a session token of ours. */
-export async function verifySession(token: string): Promise<{ ok: true; session: WidgetSession } | { ok: false; reason: "expired" | "invalid" }> {
+/** How long after it expired a session may still be renewed (keeping its visitor and conversation), in seconds. */
+export const RENEWAL_SECONDS = 24 * 3600;
+
+/**
+ * The session a token carries, or why not: expired, or not a session token of ours. With
+ * `renewal`, a session that expired within RENEWAL_SECONDS still counts (to renew it, never to use it).
+ */
+export async function verifySession(
+  token: string,
+  options: { renewal?: boolean } = {},
+): Promise<{ ok: true; session: WidgetSession } | { ok: false; reason: "expired" | "invalid" }> {
   try {
-    const { payload } = await jwtVerify(token, await key(), { algorithms: ["HS256"] });
+    const { payload } = await jwtVerify(token, await key(), { algorithms: ["HS256"], ...(options.renewal ? { clockTolerance: RENEWAL_SECONDS } : {}) });
     if (payload.typ !== "widget_session" || typeof payload.sub !== "string" || typeof payload.kid !== "string" ||
         typeof payload.ver !== "number" || typeof payload.origin !== "string" || typeof payload.org !== "string" ||
         typeof payload.agent !== "string") {
@@ -71,16 +80,26 @@ export async function challenge(keyId: string, origin: string): Promise<string> 
     .sign(await key());
 }
 
-/** Whether `nonce` answers `token` (a live challenge of ours for this key and origin) with `bits` zero bits. */
+/**
+ * Whether `nonce` answers `token` (a live challenge of ours for this key and origin) with `bits`
+ * zero bits, and the challenge had not been answered before: each opens one session.
+ */
 export async function proofHolds(token: string, nonce: string, expected: { keyId: string; origin: string; bits: number }): Promise<boolean> {
+  let jti: string;
+  let expires: number;
   try {
     const { payload } = await jwtVerify(token, await key(), { algorithms: ["HS256"] });
     if (payload.typ !== "widget_pow" || payload.kid !== expected.keyId || payload.origin !== expected.origin) return false;
+    if (typeof payload.jti !== "string" || typeof payload.exp !== "number") return false;
+    jti = payload.jti;
+    expires = payload.exp;
   } catch {
     return false;
   }
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`${token}:${nonce}`)));
-  return leadingZeroBits(digest) >= expected.bits;
+  if (leadingZeroBits(digest) < expected.bits) return false;
+  const [{ spent }] = await serviceDb()`select private.spend_proof_of_work(${jti}, to_timestamp(${expires})) as spent`;
+  return spent === true;
 }
 
 function leadingZeroBits(bytes: Uint8Array): number {
