@@ -53,6 +53,9 @@ export function serviceDb(): Sql {
 
 async function become(tx: Tx, role: "authenticated" | "service_role", claims: Record<string, unknown>): Promise<void> {
   await tx`select set_config('request.jwt.claims', ${JSON.stringify(claims)}, true), set_config('role', ${role}, true)`;
+  // A user's token counts only while its session and its user do: signed out, timed out, revoked,
+  // banned or deleted is refused here (401) as PostgREST refuses it, not when the token expires.
+  if (claims.sub !== undefined) await tx`select private.assert_session()`;
 }
 
 /**
