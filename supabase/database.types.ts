@@ -1698,6 +1698,7 @@ export type Database = {
         Args: { p_org_id?: string; p_provider: Database["public"]["Enums"]["model_provider"] };
         Returns: boolean;
       };
+      revoke_member_sessions: { Args: { p_user_id: string }; Returns: number };
       rotate_widget_key: { Args: { p_key_id: string }; Returns: Json };
       save_connection: {
         Args: {

@@ -7,6 +7,9 @@
 -- reads Supabase Auth's own tables, so it holds on hosted Supabase as it does locally.
 --
 -- Tokens without a user (the anon and service-role keys) are not sessions and are not checked.
+--
+-- A tenant admin ends a member's sessions with revoke_member_sessions (audited). Removing a member
+-- ends their access to the organization at once already: every request re-checks membership.
 
 -- =============================================================================================
 -- Helper functions
@@ -107,3 +110,34 @@ begin
   perform pg_catalog.set_config('gatehouse.project_id', coalesce(raw_project::uuid::text, ''), true);
 end
 $$;
+
+-- =============================================================================================
+-- RPCs
+-- =============================================================================================
+-- Ends every session of a member of the caller's organization (tenant admin, in context): the
+-- member's tokens stop working at once, everywhere, since a session is the user's and not one
+-- organization's. Recorded in the organization's audit chain. Returns how many sessions ended.
+create function public.revoke_member_sessions(p_user_id uuid) returns integer
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  org uuid := private.current_org_id();
+  ended integer;
+begin
+  if org is null or not private.has_org_role('tenant_admin') then
+    perform private.refuse_request(403, 'forbidden', 'Ending a member''s sessions needs the tenant_admin role in the organization.');
+  end if;
+  if not exists (select 1 from public.organization_members m where m.org_id = org and m.user_id = p_user_id) then
+    perform private.refuse_request(404, 'member_not_found', 'No such member of this organization.');
+  end if;
+  with gone as (delete from auth.sessions s where s.user_id = p_user_id returning s.id)
+  select pg_catalog.count(*)::integer into ended from gone;
+  perform audit.append(org, 'member.sessions_revoked', 'auth.users', p_user_id::text, pg_catalog.jsonb_build_object('sessions', ended));
+  return ended;
+end
+$$;
+comment on function public.revoke_member_sessions(uuid) is
+  'Ends every session of a member of the organization (tenant admin); their tokens stop at once. Audited.';
+revoke execute on function public.revoke_member_sessions(uuid) from public, anon, authenticated;
+grant execute on function public.revoke_member_sessions(uuid) to authenticated;

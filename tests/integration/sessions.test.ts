@@ -7,8 +7,8 @@
 import { randomUUID } from "node:crypto";
 import bcrypt from "bcryptjs";
 import { afterAll, describe, expect, it } from "vitest";
-import { ACME, ACME_AGENT } from "../helpers/fixtures.ts";
-import { accessToken, anonClient, rest, stack, superuser } from "../helpers/stack.ts";
+import { ACME, ACME_AGENT, GLOBEX } from "../helpers/fixtures.ts";
+import { accessToken, anonClient, rest, signedIn, stack, superuser } from "../helpers/stack.ts";
 
 const sql = superuser();
 afterAll(() => sql.end());
@@ -77,5 +77,33 @@ describe("an unexpired access token stops working at once", () => {
     await second.auth.signOut({ scope: "local" });
     expect((await answers(m.token)).rest[0]).toBe(200);
     expect((await answers(m.token)).fn[0]).toBe(200);
+  });
+});
+
+describe("a tenant admin ends a member's sessions", () => {
+  const revoke = async (as: string, org: string, userId: string) => {
+    const admin = await signedIn(as);
+    const answer = await rest("rpc/revoke_member_sessions", { authorization: `Bearer ${await accessToken(admin)}`, "x-org-id": org },
+      { method: "POST", body: JSON.stringify({ p_user_id: userId }) });
+    await admin.auth.signOut();
+    return answer;
+  };
+
+  it("at once, on every path, and audited", async () => {
+    const m = await member();
+    expect((await answers(m.token)).rest[0]).toBe(200);
+    expect(await revoke("ada@acme.test", ACME, m.userId)).toMatchObject({ status: 200, body: 1 });
+    expect(await answers(m.token)).toEqual({ rest: [401, "session_revoked"], fn: [401, "session_revoked"] });
+    const [entry] = await sql`select actor, payload::text as payload from audit.records
+                               where org_id = ${ACME} and action = 'member.sessions_revoked' and target_id = ${m.userId}`;
+    expect(JSON.parse(entry.payload)).toEqual({ sessions: 1 });
+    expect(entry.actor).toBe((await sql`select id from auth.users where email = 'ada@acme.test'`)[0].id);
+  });
+
+  it("only as a tenant admin, and only of their own organization's members", async () => {
+    const m = await member();
+    expect(await revoke("victor@acme.test", ACME, m.userId)).toMatchObject({ status: 403, body: { code: "forbidden" } });
+    expect(await revoke("grace@globex.test", GLOBEX, m.userId)).toMatchObject({ status: 404, body: { code: "member_not_found" } });
+    expect((await answers(m.token)).rest[0]).toBe(200);
   });
 });
