@@ -2,7 +2,8 @@
  * npm test: everything, against a throwaway stack on free ports (never the npm start data).
  *   1. typecheck (Node and Deno)
  *   2. start a fresh stack in a temporary folder (migrations + seed through the Supabase CLI)
- *   3. supabase db advisors --type all --level info --fail-on info (target: zero findings), and the
+ *   3. supabase db advisors --type all --level info --fail-on info (target: zero findings), the
+ *      bundle lint (scripts/bundle_lint.ts: no service-role key, secret or client pattern in web/dist), and the
  *      committed supabase/database.types.ts and README RPC reference must be what `npm run types`
  *      generates
  *   4. vitest: unit and integration tests, which reach the stack over HTTP and SQL; the connector
@@ -24,6 +25,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import postgres from "postgres";
 import { buildWeb } from "./build_web.ts";
+import { lintBundle } from "./bundle_lint.ts";
 import { StackError } from "./stack/errors.ts";
 import { startOnFreePorts, type Stack } from "./stack/index.ts";
 import { freePort } from "./stack/ports.ts";
@@ -234,6 +236,11 @@ async function main(): Promise<number> {
     stack = await startOnFreePorts({ root, stateDir, log: (l) => console.log(l), functionsEnv: providersEnv(providers), modelStandIn: false });
     console.log(`stack up in ${((Date.now() - started) / 1000).toFixed(1)} s at ${stack.info.apiUrl}`);
     results.push(await advisors(stack.info.dbUrl));
+    console.log("\n== bundle lint");
+    const findings = lintBundle(join(root, "web", "dist"), { "service-role key": stack.info.serviceRoleKey, "JWT secret": stack.info.jwtSecret });
+    for (const f of findings) console.error(`bundle lint: ${f.file}: ${f.what}`);
+    console.log(findings.length === 0 ? "web/dist holds no service-role key, secret or client pattern" : `${findings.length} finding(s)`);
+    results.push({ step: "bundle lint", passed: findings.length === 0 ? 1 : 0, failed: findings.length === 0 ? 0 : 1 });
     console.log("\n== generated types (npm run types)");
     const current = await typesAreCurrent(stack.info.dbUrl);
     console.log(current ? "supabase/database.types.ts and the README's RPC reference are current" : "generated files are stale");
@@ -249,7 +256,7 @@ async function main(): Promise<number> {
   }
 
   console.log("\n== summary");
-  for (const r of results) console.log(`  ${r.step.padEnd(10)} ${r.passed} passed, ${r.failed} failed`);
+  for (const r of results) console.log(`  ${r.step.padEnd(12)} ${r.passed} passed, ${r.failed} failed`);
   const passed = results.reduce((n, r) => n + r.passed, 0);
   const failed = results.reduce((n, r) => n + r.failed, 0);
   console.log(`total: ${passed} passed, ${failed} failed`);
