@@ -24,6 +24,7 @@ import { configuration } from "../_shared/http/config.ts";
 import { asMember, asService, db } from "../_shared/http/db.ts";
 import { refuse } from "../_shared/http/errors.ts";
 import { jsonContent, jsonRequest, OrgHeader, refusals } from "../_shared/http/schemas.ts";
+import { eventStream, outliveResponse } from "../_shared/http/sse.ts";
 import { allowedModels, type CallScope, reserve, type Reservation, scopeOf, settle } from "../_shared/models/metering.ts";
 import { modelEnvFrom, type Provider, upstreamFailure, upstreamFor } from "../_shared/models/upstream.ts";
 import { type ChatCompletionChunk, ChatRequest, inputTokenBound, type UpstreamRequest } from "../_shared/models/wire.ts";
@@ -251,75 +252,46 @@ async function close(
   call: OpenCall,
   end: { outcome: "succeeded" | "failed" | "cancelled"; input: number | null; output: number; estimated: boolean; errorCode?: string },
 ): Promise<void> {
-  const settling = settle(call.scope, call.reservation, {
+  await outliveResponse(settle(call.scope, call.reservation, {
     outcome: end.outcome,
     inputTokens: end.input ?? call.inputBound,
     outputTokens: end.estimated ? Math.min(end.output, call.reservation.maxTokens) : end.output,
     estimated: end.estimated,
     latencyMs: performance.now() - call.started,
     ...(end.errorCode ? { errorCode: end.errorCode } : {}),
-  }).then(() => {}, (e) => console.error(`model-gateway: settling ${call.reservation.id} failed (${(e as Error)?.name})`));
-  (globalThis as { EdgeRuntime?: { waitUntil(p: Promise<unknown>): void } }).EdgeRuntime?.waitUntil(settling);
-  await settling;
+  }).then(() => {}, (e) => console.error(`model-gateway: settling ${call.reservation.id} failed (${(e as Error)?.name})`)));
 }
 
 /**
- * The answer as server-sent events: each upstream chunk as `data: <chunk>`, then `data: [DONE]`.
- * The usage chunk is forwarded when the caller asked for it (stream_options.include_usage). The
- * call is settled when the stream ends, fails upstream (an error event ends it), or is cancelled
- * by the client (the upstream request is aborted and what was used is settled).
+ * The answer as server-sent events (http/sse.ts): each upstream chunk as `data: <chunk>`, then
+ * `data: [DONE]`. The usage chunk is forwarded when the caller asked for it
+ * (stream_options.include_usage). The call is settled when the stream ends, fails upstream (an
+ * error event ends it), or is cancelled by the client (what was used is settled).
  */
 function sse(
   call: OpenCall,
   answer: { chunks: AsyncIterable<ChatCompletionChunk>; usage(): { input: number | null; output: number; estimated: boolean } },
   options: { abort: AbortController; includeUsage: boolean },
 ): Response {
-  const encoder = new TextEncoder();
-  const event = (data: unknown) => encoder.encode(`data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`);
-  const chunks = answer.chunks[Symbol.asyncIterator]();
-  let settled = false;
-  const finish = async (outcome: "succeeded" | "failed" | "cancelled", errorCode?: string) => {
-    if (settled) return;
-    settled = true;
-    await close(call, { outcome, ...answer.usage(), ...(errorCode ? { errorCode } : {}) });
-  };
-  const body = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        for (;;) {
-          const next = await chunks.next();
-          // The SDKs end an aborted stream quietly: that is a cancellation, not the end.
-          if (next.done && options.abort.signal.aborted) return void (await finish("cancelled"));
-          if (next.done) {
-            // Settled before the response ends, so that the worker can't go first.
-            await finish("succeeded");
-            controller.enqueue(event("[DONE]"));
-            controller.close();
-            return;
-          }
-          const chunk = next.value;
-          if (chunk.choices.length === 0 && !options.includeUsage) continue;
-          const { usage, ...rest } = chunk;
-          controller.enqueue(event({ ...rest, model: call.model, ...(options.includeUsage ? { usage: usage ?? null } : {}) }));
-          return;
-        }
-      } catch (e) {
-        if (settled) return;
-        if (options.abort.signal.aborted) return void (await finish("cancelled"));
-        const failure = upstreamFailure(e);
-        await finish("failed", failure.code);
-        controller.enqueue(event({ error: { code: failure.code, message: failure.message, type: "api_error" } }));
-        controller.close();
-      }
+  const settle = (outcome: "succeeded" | "failed" | "cancelled", errorCode?: string) =>
+    close(call, { outcome, ...answer.usage(), ...(errorCode ? { errorCode } : {}) });
+  return eventStream({
+    chunks: answer.chunks,
+    abort: options.abort,
+    event: (chunk) => {
+      if (chunk.choices.length === 0 && !options.includeUsage) return null;
+      const { usage, ...rest } = chunk;
+      return { ...rest, model: call.model, ...(options.includeUsage ? { usage: usage ?? null } : {}) };
     },
-    async cancel() {
-      options.abort.abort();
-      await finish("cancelled");
-      await chunks.return?.().catch(() => {});
+    end: async () => {
+      await settle("succeeded");
+      return ["[DONE]"];
     },
-  });
-  return new Response(body, {
-    status: 200,
-    headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "x-accel-buffering": "no" },
+    fail: async (e) => {
+      const failure = upstreamFailure(e);
+      await settle("failed", failure.code);
+      return [{ error: { code: failure.code, message: failure.message, type: "api_error" } }];
+    },
+    cancel: () => settle("cancelled"),
   });
 }

@@ -22,6 +22,7 @@ import { configuration } from "../_shared/http/config.ts";
 import { serviceDb } from "../_shared/http/db.ts";
 import { refuse } from "../_shared/http/errors.ts";
 import { jsonContent, jsonRequest, refusals } from "../_shared/http/schemas.ts";
+import { eventList, eventStream, outliveResponse } from "../_shared/http/sse.ts";
 import { modelEnvFrom, type Provider, upstreamFailure, upstreamFor } from "../_shared/models/upstream.ts";
 import type { ChatMessage, Usage } from "../_shared/models/wire.ts";
 import { challenge, proofHolds, SESSION_SECONDS, signSession, verifySession, type WidgetSession } from "../_shared/widgets/session.ts";
@@ -183,16 +184,14 @@ async function end(
   outcome: { outcome: "succeeded" | "failed" | "cancelled"; usage: Usage; answer: string | null; errorCode: string | null; started: number },
 ): Promise<void> {
   const output = outcome.usage.estimated ? Math.min(outcome.usage.output, begun.reservation.max_tokens) : outcome.usage.output;
-  const settling = serviceDb()`
+  // For a key that holds answers, the notice stored is the one saying so.
+  await outliveResponse(serviceDb()`
     select private.widget_message_end(${begun.conversation_id}, ${begun.reservation.reservation_id}, ${outcome.outcome},
                                       ${outcome.usage.input ?? begun.input_bound}, ${output}, ${outcome.usage.estimated},
                                       ${Math.max(0, Math.round(performance.now() - outcome.started))}, ${outcome.errorCode},
                                       ${outcome.answer}, ${begun.hold && outcome.outcome === "succeeded" ? NOTICES.held : NOTICES.unavailable},
                                       ${begun.hold})`
-    .then(() => {}, (e) => console.error(`widget: settling ${begun.reservation.reservation_id} failed (${(e as Error)?.name})`));
-  // (For a key that holds answers, the notice stored is the one saying so.)
-  (globalThis as { EdgeRuntime?: { waitUntil(p: Promise<unknown>): void } }).EdgeRuntime?.waitUntil(settling);
-  await settling;
+    .then(() => {}, (e) => console.error(`widget: settling ${begun.reservation.reservation_id} failed (${(e as Error)?.name})`)));
 }
 
 /** The agent's answer through its provider, as JSON or as a stream; a failure is a polite notice. */
@@ -222,7 +221,7 @@ async function answer(c: Context, begun: Extract<Begun, { ok: true }>, stream: b
       if (!text.trim()) return c.json(notice(begun.conversation_id), 200);
       if (begun.hold) {
         const held = { conversation_id: begun.conversation_id, reply: { role: "notice" as const, content: NOTICES.held }, held: true };
-        return stream ? sse([{ ...held, done: true }]) : c.json(held, 200);
+        return stream ? eventList([{ ...held, done: true }]) : c.json(held, 200);
       }
       return c.json({ conversation_id: begun.conversation_id, reply: { role: "assistant" as const, content: text } }, 200);
     }
@@ -235,69 +234,41 @@ async function answer(c: Context, begun: Extract<Begun, { ok: true }>, stream: b
       errorCode: upstreamFailure(e).code, started,
     });
     if (!stream) return c.json(notice(begun.conversation_id), 200);
-    return sse([{ ...notice(begun.conversation_id), done: true }]);
+    return eventList([{ ...notice(begun.conversation_id), done: true }]);
   }
 }
 
-/** A finished list of server-sent events. */
-function sse(items: unknown[]): Response {
-  const body = items.map((item) => `data: ${JSON.stringify(item)}\n\n`).join("");
-  return new Response(body, { status: 200, headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" } });
-}
-
 /**
- * The answer as server-sent events: `{delta}` per chunk of text, then `{done, conversation_id}`
- * (or a notice, when the model fails midway). Settled before the stream ends; a visitor who
- * leaves settles what was used.
+ * The answer as server-sent events (http/sse.ts): `{delta}` per chunk of text, then
+ * `{done, conversation_id}`, or the notice when the model fails midway or writes nothing. Settled
+ * before the stream ends; a visitor who leaves settles what was used.
  */
 function events(
   begun: Extract<Begun, { ok: true }>,
   answered: { chunks: AsyncIterable<{ choices: { delta: { content?: string } }[] }>; usage(): Usage },
   options: { abort: AbortController; started: number },
 ): Response {
-  const encoder = new TextEncoder();
-  const event = (data: unknown) => encoder.encode(`data: ${JSON.stringify(data)}\n\n`);
-  const chunks = answered.chunks[Symbol.asyncIterator]();
   let text = "";
-  let settled = false;
-  const finish = async (outcome: "succeeded" | "failed" | "cancelled", errorCode: string | null) => {
-    if (settled) return;
-    settled = true;
-    await end(begun, { outcome, usage: answered.usage(), answer: outcome === "succeeded" ? text : null, errorCode, started: options.started });
-  };
-  const body = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        for (;;) {
-          const next = await chunks.next();
-          if (next.done && options.abort.signal.aborted) return void (await finish("cancelled", null));
-          if (next.done) {
-            await finish("succeeded", null);
-            controller.enqueue(event(text.trim()
-              ? { done: true, conversation_id: begun.conversation_id }
-              : { conversation_id: begun.conversation_id, reply: { role: "notice", content: NOTICES.unavailable }, degraded: "unavailable", done: true }));
-            controller.close();
-            return;
-          }
-          const delta = next.value.choices[0]?.delta?.content;
-          if (!delta) continue;
-          text += delta;
-          controller.enqueue(event({ delta }));
-          return;
-        }
-      } catch (e) {
-        if (settled) return;
-        if (options.abort.signal.aborted) return void (await finish("cancelled", null));
-        await finish("failed", upstreamFailure(e).code);
-        controller.enqueue(event({ conversation_id: begun.conversation_id, reply: { role: "notice", content: NOTICES.unavailable }, degraded: "unavailable", done: true }));
-        controller.close();
-      }
+  const settle = (outcome: "succeeded" | "failed" | "cancelled", errorCode: string | null) =>
+    end(begun, { outcome, usage: answered.usage(), answer: outcome === "succeeded" ? text : null, errorCode, started: options.started });
+  const notice = { conversation_id: begun.conversation_id, reply: { role: "notice", content: NOTICES.unavailable }, degraded: "unavailable", done: true };
+  return eventStream({
+    chunks: answered.chunks,
+    abort: options.abort,
+    event: (chunk) => {
+      const delta = chunk.choices[0]?.delta?.content;
+      if (!delta) return null;
+      text += delta;
+      return { delta };
     },
-    async cancel() {
-      options.abort.abort();
-      await finish("cancelled", null);
-      await chunks.return?.().catch(() => {});
+    end: async () => {
+      await settle("succeeded", null);
+      return [text.trim() ? { done: true, conversation_id: begun.conversation_id } : notice];
     },
+    fail: async (e) => {
+      await settle("failed", upstreamFailure(e).code);
+      return [notice];
+    },
+    cancel: () => settle("cancelled", null),
   });
-  return new Response(body, { status: 200, headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" } });
 }

@@ -243,19 +243,23 @@ revoke execute on function audit.record_model_call() from public, anon, authenti
 create trigger audit after insert on public.model_calls
   for each row execute function audit.record_model_call();
 
-create function private.refuse_model_call_change() returns trigger
+-- A BEFORE UPDATE OR DELETE trigger for rows that are final (ledgers, histories): refuses with
+-- 409 and the code and message the trigger names, for every role and the owner too:
+--   create trigger final before update on public.t
+--     for each row execute function private.refuse_final_change('code', 'Message.');
+create function private.refuse_final_change() returns trigger
 language plpgsql
 set search_path = ''
 as $$
 begin
-  perform private.refuse_request(409, 'model_calls_are_final', 'Model calls are a ledger: they are never changed.');
+  perform private.refuse_request(409, tg_argv[0], tg_argv[1]);
   return null;
 end
 $$;
-comment on function private.refuse_model_call_change() is 'BEFORE UPDATE trigger of model_calls: refuses (409).';
-revoke execute on function private.refuse_model_call_change() from public, anon, authenticated;
+comment on function private.refuse_final_change() is 'BEFORE UPDATE OR DELETE trigger of final rows: refuses (409) with the trigger''s code and message.';
+revoke execute on function private.refuse_final_change() from public, anon, authenticated;
 create trigger final before update on public.model_calls
-  for each row execute function private.refuse_model_call_change();
+  for each row execute function private.refuse_final_change('model_calls_are_final', 'Model calls are a ledger: they are never changed.');
 
 -- A row holding a Vault reference takes its secret with it when it goes (a key removed, or its
 -- organization deleted): model keys, and connections too, whose organization's deletion used to

@@ -199,19 +199,9 @@ select private.make_tenant_table('public.review_item_events', 'review_item_event
 select private.make_tenant_table('public.transcript_settings', 'transcript_settings');
 
 -- The history is append-only, for every role and the owner too.
-create function private.refuse_history_change() returns trigger
-language plpgsql
-set search_path = ''
-as $$
-begin
-  perform private.refuse_request(409, 'history_is_append_only', 'A review item''s status history is never changed or deleted.');
-  return null;
-end
-$$;
-comment on function private.refuse_history_change() is 'BEFORE UPDATE OR DELETE trigger of review_item_events: refuses (409).';
-revoke execute on function private.refuse_history_change() from public, anon, authenticated;
 create trigger append_only before update or delete on public.review_item_events
-  for each row execute function private.refuse_history_change();
+  for each row execute function private.refuse_final_change('history_is_append_only',
+                                                            'A review item''s status history is never changed or deleted.');
 
 -- Each history row moves its item, if the move is allowed: open → in_review → resolved or
 -- dismissed (a review item may be reassigned while in review). The first row, `open`, is the

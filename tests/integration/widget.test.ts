@@ -84,6 +84,17 @@ describe("sessions", () => {
     expect(forged.body.visitor_id).not.toBe(first.body.visitor_id);
   });
 
+  it("stop working on an origin the key no longer allows", async () => {
+    const token = await session();
+    expect((await say(token, "hello")).status).toBe(200);
+    await sql`update public.widget_keys set allowed_origins = '{https://elsewhere.initech.test}' where id = ${initech.keyId}`;
+    try {
+      expect(await say(token, "hello")).toMatchObject({ status: 403, body: { error: { code: "widget_origin_not_allowed" } } });
+    } finally {
+      await sql`update public.widget_keys set allowed_origins = ${sql.array([ORIGIN])} where id = ${initech.keyId}`;
+    }
+  });
+
   it("can't be used from another origin", async () => {
     const token = await session();
     expect(await say(token, "hello", {}, "https://evil.test")).toMatchObject({ status: 403, body: { error: { code: "widget_origin_mismatch" } } });

@@ -53,10 +53,12 @@ export function serviceDb(): Sql {
 
 async function become(tx: Tx, role: "authenticated" | "service_role", claims: Record<string, unknown>): Promise<void> {
   await tx`select set_config('request.jwt.claims', ${JSON.stringify(claims)}, true), set_config('role', ${role}, true)`;
-  // A user's token counts only while its session and its user do: signed out, timed out, revoked,
-  // banned or deleted is refused here (401) as PostgREST refuses it, not when the token expires.
-  if (claims.sub !== undefined) await tx`select private.assert_session()`;
 }
+
+// A user's token counts only while its session and its user do: signed out, timed out, revoked,
+// banned or deleted is refused (401) by private.assert_session, as PostgREST refuses it, not when
+// the token expires. asMember runs it in the statement that sets the context; asService acting
+// for a user runs it on its own.
 
 /**
  * Makes the rest of `tx` run as `user` in organization `orgId`, as PostgREST runs a request with
@@ -66,7 +68,7 @@ async function become(tx: Tx, role: "authenticated" | "service_role", claims: Re
  */
 export async function asMember(tx: Tx, user: UserCaller, orgId: string, options: { atLeast?: MemberRole } = {}): Promise<void> {
   await become(tx, "authenticated", user.claims);
-  await tx`select private.set_context(${orgId})`.catch((e: { code?: string }) => {
+  await tx`select private.assert_session(), private.set_context(${orgId})`.catch((e: { code?: string }) => {
     throw e?.code === "42501" ? refuse("context_not_a_member") : e;
   });
   if (!options.atLeast) return;
@@ -82,6 +84,7 @@ export async function asMember(tx: Tx, user: UserCaller, orgId: string, options:
 export async function asService(tx: Tx, options: { actingFor?: Caller } = {}): Promise<void> {
   const on = options.actingFor;
   await become(tx, "service_role", on?.kind === "user" ? { ...on.claims, role: "service_role" } : { role: "service_role" });
+  if (on?.kind === "user") await tx`select private.assert_session()`;
 }
 
 /**
