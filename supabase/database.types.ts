@@ -31,8 +31,9 @@ export type Database = {
           run_id: string;
           status: Database["public"]["Enums"]["action_status"];
           tool: string;
+          needs_step_up: boolean | null;
         };
-        ComputedFields: never;
+        ComputedFields: "needs_step_up";
         Insert: {
           agent_id: string;
           approvals_required: number;
@@ -1593,6 +1594,15 @@ export type Database = {
         }[];
       };
       leave_organization: { Args: Record<PropertyKey, never>; Returns: undefined };
+      needs_step_up: {
+        Args: {
+          request: Omit<
+            Database["public"]["Tables"]["action_requests"]["Row"],
+            Database["public"]["Tables"]["action_requests"]["ComputedFields"]
+          >;
+        };
+        Returns: boolean;
+      };
       propose_action: {
         Args: {
           p_connector: string;

@@ -3,6 +3,8 @@
  *   /rest/v1/*       -> PostgREST            (apikey required)
  *   /auth/v1/*       -> the auth stand-in    (apikey required)
  *   /functions/v1/*  -> the Deno edge router (JWT verified unless config.toml says verify_jwt = false)
+ *   /console/*       -> the console server (cookie sessions; web/server/console.ts)
+ *   /_mail/*         -> the local mailbox the auth stand-in writes to (LOCAL ONLY)
  *   /env.json        -> the public URL and anon key for the web app (the anon key is public by design)
  *   /*               -> the built web app (web/dist), falling back to index.html
  * CORS is answered here for every route, as the hosted gateway does. Every answer of the gateway's
@@ -50,6 +52,10 @@ interface GatewayOptions {
   webDist: string;
   functionVerifiesJwt: (name: string) => boolean;
   auth: (req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams) => Promise<void>;
+  /** The local mailbox (LOCAL ONLY), under /_mail: the path after /_mail is passed on. */
+  mailbox?: (req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams) => Promise<void>;
+  /** The console server, under /console: the path after /console is passed on. */
+  console?: (req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams) => Promise<void>;
   /** Where the per-request lines go. */
   logFile: string;
 }
@@ -212,6 +218,10 @@ export async function startGateway(opts: GatewayOptions): Promise<Server> {
       res.writeHead(204, CORS_HEADERS).end();
       return;
     }
+
+    const local = /^\/(_mail|console)(\/.*)?$/.exec(pathname);
+    const localHandler = local && (local[1] === "_mail" ? opts.mailbox : opts.console);
+    if (local && localHandler) return localHandler(req, res, local[2] ?? "/", searchParams);
 
     const api = /^\/(rest|auth|functions)\/v1(\/.*)?$/.exec(pathname);
     if (!api) {

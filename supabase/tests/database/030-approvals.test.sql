@@ -3,7 +3,7 @@
 -- (Two executors racing are covered against the running stack: tests/integration/approvals.test.ts.)
 begin;
 \ir _helpers.psql
-select plan(50);
+select plan(55);
 
 -- Acting as the agent runtime (the service role, no person).
 create function pg_temp.as_runtime() returns void language plpgsql as $$
@@ -117,17 +117,31 @@ select is((select awaiting_you from public.pending_approvals where id = :'own_re
           'the pending list does not offer the requester its own request');
 reset role;
 
--- Dual control.
+-- Dual control, on a high-risk request: deciding it needs a second factor (step-up).
 select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
 select is((select payload_sha256 from public.pending_approvals where id = :'dual_req'),
           encode(sha256(convert_to('{"text":"Refund 5000 EUR"}', 'UTF8')), 'hex'),
           'the pending list shows the exact hash to approve');
+select is((select r.needs_step_up from public.action_requests r where r.id = :'dual_req'), true,
+          'a high-risk request says it needs a second factor');
+select is((select r.needs_step_up from public.action_requests r where r.id = :'req'), false,
+          'a medium-risk request does not');
+select throws_like(format('select public.decide_action(%L, %L, true)', :'dual_req', encode(sha256(convert_to('{"text":"Refund 5000 EUR"}', 'UTF8')), 'hex')),
+                   '%step_up_required%', 'a high-risk approval at aal1 is refused');
+select throws_like(format('select public.decide_action(%L, %L, false)', :'dual_req', encode(sha256(convert_to('{"text":"Refund 5000 EUR"}', 'UTF8')), 'hex')),
+                   '%step_up_required%', 'so is a high-risk rejection');
+reset role;
+select pg_temp.act_as_aal2(pg_temp.uid('ada'), pg_temp.org('acme'), 'aal1');
+select throws_like(format('select public.decide_action(%L, %L, true)', :'dual_req', encode(sha256(convert_to('{"text":"Refund 5000 EUR"}', 'UTF8')), 'hex')),
+                   '%step_up_required%', 'an aal2 token whose session fell back to aal1 is refused');
+reset role;
+select pg_temp.act_as_aal2(pg_temp.uid('ada'), pg_temp.org('acme'));
 select is((public.decide_action(:'dual_req', encode(sha256(convert_to('{"text":"Refund 5000 EUR"}', 'UTF8')), 'hex'), true)).status,
           'pending', 'under dual control, one approval is not enough');
 select throws_like(format('select public.decide_action(%L, %L, true)', :'dual_req', encode(sha256(convert_to('{"text":"Refund 5000 EUR"}', 'UTF8')), 'hex')),
                    '%already_decided%', 'one person cannot count twice');
 reset role;
-select pg_temp.act_as(pg_temp.uid('casey'), pg_temp.org('acme'));
+select pg_temp.act_as_aal2(pg_temp.uid('casey'), pg_temp.org('acme'));
 select is((public.decide_action(:'dual_req', encode(sha256(convert_to('{"text":"Refund 5000 EUR"}', 'UTF8')), 'hex'), true)).status,
           'approved', 'a second, different approver completes dual control');
 reset role;
