@@ -1603,6 +1603,16 @@ export type Database = {
         };
         Returns: boolean;
       };
+      organization_directory: {
+        Args: Record<PropertyKey, never>;
+        Returns: {
+          email: string;
+          is_you: boolean;
+          joined_at: string;
+          role: Database["public"]["Enums"]["member_role"];
+          user_id: string;
+        }[];
+      };
       propose_action: {
         Args: {
           p_connector: string;

@@ -214,14 +214,15 @@ export async function startGateway(opts: GatewayOptions): Promise<Server> {
     const url = new URL(req.url ?? "/", "http://gateway.local");
     const { pathname, searchParams } = url;
     if (!headersAreUtf8(req)) return gatewayError(res, 400, "invalid_header", "a header value is not UTF-8");
+    // The console and the mailbox are same-origin pages: no CORS for them.
+    const local = /^\/(_mail|console)(\/.*)?$/.exec(pathname);
+    const localHandler = local && (local[1] === "_mail" ? opts.mailbox : opts.console);
+    if (local && localHandler) return localHandler(req, res, local[2] ?? "/", searchParams);
+
     if (req.method === "OPTIONS") {
       res.writeHead(204, CORS_HEADERS).end();
       return;
     }
-
-    const local = /^\/(_mail|console)(\/.*)?$/.exec(pathname);
-    const localHandler = local && (local[1] === "_mail" ? opts.mailbox : opts.console);
-    if (local && localHandler) return localHandler(req, res, local[2] ?? "/", searchParams);
 
     const api = /^\/(rest|auth|functions)\/v1(\/.*)?$/.exec(pathname);
     if (!api) {

@@ -21,7 +21,9 @@ import { createAuthHandler } from "./auth.ts";
 import { functionVerifiesJwt, readProjectConfig } from "./config.ts";
 import { StackError } from "./errors.ts";
 import { startGateway } from "./gateway.ts";
+import { localConsole } from "./console.ts";
 import { signApiKey } from "./keys.ts";
+import { createMailbox, mailboxHandler } from "./mail.ts";
 import { pushMigrations } from "./migrations.ts";
 import { type ModelUpstream, startModelUpstream } from "./model_upstream.ts";
 import { applyPlatformLayer } from "./platform.ts";
@@ -40,6 +42,8 @@ export interface StackInfo {
   restUrl: string;
   functionsUrl: string;
   dbUrl: string;
+  /** The auth stand-in's own connection (role supabase_auth_admin), for tests that build a second one. */
+  authDbUrl: string;
   anonKey: string;
   serviceRoleKey: string;
   jwtSecret: string;
@@ -168,6 +172,7 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
       restUrl: `${apiUrl}/rest/v1`,
       functionsUrl: `${apiUrl}/functions/v1`,
       dbUrl: pg.superuserUrl,
+      authDbUrl: `postgresql://supabase_auth_admin:${encodeURIComponent(state.authAdminPassword)}@127.0.0.1:${ports.db}/postgres`,
       anonKey,
       serviceRoleKey,
       jwtSecret: state.jwtSecret,
@@ -245,7 +250,9 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
     await waitForHttp(functions, `http://127.0.0.1:${ports.functions}/`, 60_000);
 
     // The auth stand-in and the gateway.
-    const authSql = postgres(`postgresql://supabase_auth_admin:${encodeURIComponent(state.authAdminPassword)}@${dbHost}`, { max: 4, onnotice: () => {} });
+    const authSql = postgres(info.authDbUrl, { max: 4, onnotice: () => {} });
+    // LOCAL ONLY: the auth stand-in's email lands in <stateDir>/mail, served at /_mail.
+    const mailbox = createMailbox(join(stateDir, "mail"));
     stoppers.push({ name: "auth connection", stop: () => authSql.end({ timeout: 2 }) });
     const gateway = await startGateway({
       port: ports.api,
@@ -257,9 +264,11 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
       edgePort: ports.functions,
       webDist: join(root, "web", "dist"),
       functionVerifiesJwt: (name) => functionVerifiesJwt(config, name),
+      console: localConsole(apiUrl, anonKey, state.jwtSecret, config),
       auth: createAuthHandler({
-        sql: authSql, jwtSecret: state.jwtSecret, jwtExpiry: config.auth.jwt_expiry, issuer: `${apiUrl}/auth/v1`, logFile: join(logs, "auth.log"),
+        sql: authSql, jwtSecret: state.jwtSecret, issuer: `${apiUrl}/auth/v1`, config: config.auth, mailbox, logFile: join(logs, "auth.log"),
       }),
+      mailbox: mailboxHandler(mailbox),
       logFile: join(logs, "gateway.log"),
     }).catch((e: NodeJS.ErrnoException) => {
       throw e?.code === "EADDRINUSE" ? new PortInUse(`port ${ports.api} (API gateway) is already in use`) : e;

@@ -8,8 +8,9 @@
 --   * the API roles anon, authenticated, service_role, authenticator (and supabase_auth_admin for
 --     the local auth stand-in);
 --   * the `extensions` schema with pgcrypto, on the search_path as on the platform;
---   * `auth`: users, sessions, refresh tokens, and auth.uid()/jwt()/role()/email() reading
---     request.jwt.claims exactly as Supabase's do;
+--   * `auth`: users, sessions, refresh tokens, MFA factors, challenges and amr claims, one-time
+--     tokens for email links, and auth.uid()/jwt()/role()/email() reading request.jwt.claims
+--     exactly as Supabase's do;
 --   * `vault`: Supabase Vault's API (vault.secrets, vault.decrypted_secrets, vault.create_secret,
 --     vault.update_secret). Secrets are encrypted-then-MACed (AES-256-CBC + HMAC-SHA-256, the row id
 --     bound in as associated data) under a root key that lives in a file outside the database, so a
@@ -112,10 +113,81 @@ create index if not exists refresh_tokens_user_id_idx on auth.refresh_tokens (us
 comment on table auth.refresh_tokens is
   'Refresh tokens (local platform layer). Only a SHA-256 of each token is stored, never the token.';
 
+-- Columns hosted Supabase Auth has and the stand-in uses, added to databases made before them.
+alter table auth.users add column if not exists invited_at timestamptz;
+alter table auth.users add column if not exists confirmation_sent_at timestamptz;
+alter table auth.users add column if not exists recovery_sent_at timestamptz;
+-- refreshed_at is the last refresh (idle time counts from it, or from created_at); factor_id is the
+-- factor that raised the session to aal2.
+alter table auth.sessions add column if not exists factor_id uuid;
+alter table auth.sessions add column if not exists refreshed_at timestamptz;
+alter table auth.sessions add column if not exists user_agent text;
+alter table auth.sessions add column if not exists ip inet;
+
+create table if not exists auth.mfa_factors (
+  id uuid primary key default gen_random_uuid(),
+  user_id uuid not null references auth.users (id) on delete cascade,
+  friendly_name text,
+  factor_type text not null check (factor_type in ('totp', 'phone', 'webauthn')),
+  status text not null check (status in ('unverified', 'verified')),
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  secret text,
+  phone text,
+  last_challenged_at timestamptz
+);
+create index if not exists mfa_factors_user_id_idx on auth.mfa_factors (user_id);
+create unique index if not exists mfa_factors_user_friendly_name_unique
+  on auth.mfa_factors (friendly_name, user_id) where trim(friendly_name) <> '';
+comment on table auth.mfa_factors is
+  'Supabase Auth MFA factors (local platform layer). A TOTP secret is stored encrypted (AES-256-GCM, '
+  'the factor id bound in), under a key derived from the stack''s JWT secret.';
+
+create table if not exists auth.mfa_challenges (
+  id uuid primary key default gen_random_uuid(),
+  factor_id uuid not null references auth.mfa_factors (id) on delete cascade,
+  created_at timestamptz not null default now(),
+  verified_at timestamptz,
+  ip_address inet not null
+);
+create index if not exists mfa_challenges_factor_id_idx on auth.mfa_challenges (factor_id);
+comment on table auth.mfa_challenges is 'Supabase Auth MFA challenges (local platform layer): each verifies once, within 5 minutes.';
+
+create table if not exists auth.mfa_amr_claims (
+  id uuid primary key default gen_random_uuid(),
+  session_id uuid not null references auth.sessions (id) on delete cascade,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  authentication_method text not null,
+  constraint mfa_amr_claims_session_id_authentication_method_pkey unique (session_id, authentication_method)
+);
+comment on table auth.mfa_amr_claims is
+  'How each session authenticated, and when (the JWT''s amr claim; local platform layer).';
+
+create table if not exists auth.one_time_tokens (
+  id uuid primary key default gen_random_uuid(),
+  user_id uuid not null references auth.users (id) on delete cascade,
+  token_type text not null check (token_type in ('confirmation_token', 'recovery_token')),
+  token_hash text not null check (char_length(token_hash) > 0),
+  relates_to text not null,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now()
+);
+create unique index if not exists one_time_tokens_user_id_token_type_key on auth.one_time_tokens (user_id, token_type);
+create index if not exists one_time_tokens_token_hash_idx on auth.one_time_tokens (token_hash);
+comment on table auth.one_time_tokens is
+  'Email link tokens (local platform layer): one live token per user and type, used once. Only a '
+  'SHA-256 of the link''s token hash is stored, so a copy of this table opens nothing.';
+
 alter table auth.users owner to supabase_auth_admin;
 alter table auth.sessions owner to supabase_auth_admin;
 alter table auth.refresh_tokens owner to supabase_auth_admin;
+alter table auth.mfa_factors owner to supabase_auth_admin;
+alter table auth.mfa_challenges owner to supabase_auth_admin;
+alter table auth.mfa_amr_claims owner to supabase_auth_admin;
+alter table auth.one_time_tokens owner to supabase_auth_admin;
 revoke all on auth.users, auth.sessions, auth.refresh_tokens from anon, authenticated;
+revoke all on auth.mfa_factors, auth.mfa_challenges, auth.mfa_amr_claims, auth.one_time_tokens from anon, authenticated, service_role;
 grant select on auth.users to service_role;
 
 -- Like hosted Supabase's, these have no SET clause, so the planner can inline them into the

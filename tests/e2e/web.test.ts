@@ -1,8 +1,9 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ACME } from "../helpers/fixtures.ts";
+import { launch, signedInPage as signedInAt } from "../helpers/browser.ts";
 import { stack, superuser } from "../helpers/stack.ts";
 
 const s = stack();
@@ -10,67 +11,21 @@ const db = superuser();
 let browser: Browser;
 
 beforeAll(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launch();
 });
 afterAll(async () => {
   await browser?.close();
   await db.end();
 });
 
-/** A new page with the demo user `email` signed in through the form. */
-async function signedInPage(email: string): Promise<Page> {
-  const user = s.demoUsers.find((u) => u.email === email)!;
-  const page = await browser.newPage();
-  await page.goto(s.apiUrl);
-  await page.getByLabel("Email").fill(user.email);
-  await page.getByLabel("Password").fill(user.password);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.getByText("Signed in as").waitFor();
-  return page;
+/** A new page with the demo user `email` signed in through the console's form, at the screen `screen` of Acme. */
+async function signedInPage(email: string, screen = "approvals"): Promise<Page> {
+  return signedInAt(browser, email, `/o/${ACME}/${screen}`);
 }
-
-describe("admin web app (Chromium)", () => {
-  it("signs a member in and lists only their organizations", async () => {
-    const page = await signedInPage("ada@acme.test");
-    await page.getByText("Acme Robotics").waitFor();
-    expect(await page.getByText("Globex Support").count()).toBe(0);
-    await page.close();
-  });
-
-  it("shows the agents of the organization a member of two picks, and only those", async () => {
-    const page = await signedInPage("casey@both.test");
-    const agents = page.getByRole("list", { name: "Agents" });
-
-    await page.getByRole("button", { name: "Acme Robotics" }).click();
-    await agents.getByText("Returns assistant").waitFor();
-    expect(await agents.getByText("Ticket triage").count()).toBe(0);
-
-    await page.getByRole("button", { name: "Globex Support" }).click();
-    await agents.getByText("Ticket triage").waitFor();
-    expect(await agents.getByText("Returns assistant").count()).toBe(0);
-    await page.close();
-  });
-
-  it("shows the auth error for a wrong password", async () => {
-    const page = await browser.newPage();
-    await page.goto(s.apiUrl);
-    await page.getByLabel("Email").fill("ada@acme.test");
-    await page.getByLabel("Password").fill("not-the-password");
-    await page.getByRole("button", { name: "Sign in" }).click();
-    await page.getByRole("alert").waitFor();
-    expect(await page.getByRole("alert").textContent()).toMatch(/Invalid login credentials/);
-    await page.close();
-  });
-});
 
 describe("the Models page (Chromium)", () => {
   it("shows a tenant admin the organization's usage, limits and keys, and never a key", async () => {
-    const page = await signedInPage("ada@acme.test");
-    await page.getByRole("button", { name: "Acme Robotics" }).click();
-    await page.getByRole("button", { name: "Models" }).click();
+    const page = await signedInPage("ada@acme.test", "limits");
     const usage = page.getByRole("table", { name: "Model usage" });
     await usage.getByText("gpt-4o-mini").first().waitFor();
     expect(await usage.getByText("Ticket triage").count()).toBe(0);
@@ -87,18 +42,14 @@ describe("the Models page (Chromium)", () => {
   it("saves limits for a tenant admin, and shows a viewer the database's refusal", async () => {
     const [{ rpm }] = await db`select requests_per_minute as rpm from public.model_limits where org_id = ${ACME}`;
     try {
-      const admin = await signedInPage("ada@acme.test");
-      await admin.getByRole("button", { name: "Acme Robotics" }).click();
-      await admin.getByRole("button", { name: "Models" }).click();
+      const admin = await signedInPage("ada@acme.test", "limits");
       await admin.getByLabel("Calls per minute").fill("321");
       await admin.getByRole("button", { name: "Save limits" }).click();
       await admin.getByRole("status").getByText("Limits saved.").waitFor();
       expect((await db`select requests_per_minute as rpm from public.model_limits where org_id = ${ACME}`)[0].rpm).toBe(321);
       await admin.close();
 
-      const viewer = await signedInPage("victor@acme.test");
-      await viewer.getByRole("button", { name: "Acme Robotics" }).click();
-      await viewer.getByRole("button", { name: "Models" }).click();
+      const viewer = await signedInPage("victor@acme.test", "limits");
       await viewer.getByLabel("Calls per minute").fill("5");
       await viewer.getByRole("button", { name: "Save limits" }).click();
       await viewer.getByRole("status").waitFor();
@@ -113,9 +64,7 @@ describe("the Models page (Chromium)", () => {
 
 describe("the Widgets page (Chromium)", () => {
   it("shows a rotated key once, and keeps only its hash", async () => {
-    const page = await signedInPage("casey@both.test");
-    await page.getByRole("button", { name: "Acme Robotics" }).click();
-    await page.getByRole("button", { name: "Widgets" }).click();
+    const page = await signedInPage("casey@both.test", "widgets");
     const widget = page.getByRole("form", { name: "Widget of Returns assistant" });
     await widget.getByRole("button", { name: "Rotate key" }).click();
     const shown = (await page.getByLabel("New widget key").textContent()) ?? "";
@@ -124,8 +73,6 @@ describe("the Widgets page (Chromium)", () => {
                              from public.widget_keys where org_id = ${ACME} and disabled_at is null`;
     expect(row.hashed).toBe(true);
     await page.reload();
-    await page.getByRole("button", { name: "Acme Robotics" }).click();
-    await page.getByRole("button", { name: "Widgets" }).click();
     await page.getByRole("form", { name: "Widget of Returns assistant" }).waitFor();
     expect((await page.content()).includes(shown)).toBe(false);
     await page.close();
@@ -135,9 +82,7 @@ describe("the Widgets page (Chromium)", () => {
     const [item] = await db`insert into public.review_items (org_id, project_id, agent_id, conversation_id, kind, summary)
                             values (${ACME}, '1a000000-0000-4000-8000-00000000000a', '2a000000-0000-4000-8000-00000000000a',
                                     '8a000000-0000-4000-8000-00000000000a', 'escalation', 'E2E: asked for a person.') returning id`;
-    const page = await signedInPage("casey@both.test");
-    await page.getByRole("button", { name: "Acme Robotics" }).click();
-    await page.getByRole("button", { name: "Widgets" }).click();
+    const page = await signedInPage("casey@both.test", "widgets");
     const entry = page.getByRole("listitem").filter({ hasText: "E2E: asked for a person." });
     await entry.getByRole("button", { name: "in review" }).click();
     await page.getByRole("status").getByText("Moved to in review.").waitFor();
@@ -151,9 +96,7 @@ describe("the Widgets page (Chromium)", () => {
   });
 
   it("shows a viewer the database's refusal", async () => {
-    const page = await signedInPage("victor@acme.test");
-    await page.getByRole("button", { name: "Acme Robotics" }).click();
-    await page.getByRole("button", { name: "Widgets" }).click();
+    const page = await signedInPage("victor@acme.test", "widgets");
     await page.getByRole("form", { name: "Widget of Returns assistant" }).getByRole("button", { name: "Turn off" }).click();
     await page.getByRole("status").getByText("widget key", { exact: false }).waitFor();
     const [row] = await db`select count(*)::int as live from public.widget_keys where org_id = ${ACME} and disabled_at is null`;

@@ -40,7 +40,7 @@ export function Models({ orgId, agents }: { orgId: string; agents: Agent[] }) {
   const [ready, setReady] = useState(false);
 
   useEffect(() => {
-    void supabase().then(async (sb) => {
+    void Promise.resolve(supabase()).then(async (sb) => {
       const since = new Date(Date.now() - 30 * 86400_000).toISOString().slice(0, 10);
       const [u, l, c, k, e] = await Promise.all([
         sb.from("model_usage_daily").select("*").gte("day", since).order("day", { ascending: false }).setHeader("x-org-id", orgId),
@@ -75,7 +75,7 @@ export function Models({ orgId, agents }: { orgId: string; agents: Agent[] }) {
       soft_budget_micro: toMicro(form.get("soft_budget")),
       default_max_tokens: Number(form.get("default_max_tokens")),
     };
-    const sb = await supabase();
+    const sb = supabase();
     const table = sb.from("model_limits");
     const written = limits
       ? table.update({ ...values, updated_at: new Date().toISOString() }).eq("org_id", orgId)
@@ -91,7 +91,7 @@ export function Models({ orgId, agents }: { orgId: string; agents: Agent[] }) {
     const formElement = event.currentTarget;
     const form = new FormData(formElement);
     const baseUrl = String(form.get("base_url") ?? "").trim();
-    const sb = await supabase();
+    const sb = supabase();
     const { error } = await sb.functions.invoke("model-gateway/keys", {
       headers: { "x-org-id": orgId },
       body: { provider: form.get("provider"), api_key: form.get("api_key"), ...(baseUrl ? { base_url: baseUrl } : {}) },
@@ -103,7 +103,7 @@ export function Models({ orgId, agents }: { orgId: string; agents: Agent[] }) {
   }
 
   async function removeKey(provider: Provider) {
-    const sb = await supabase();
+    const sb = supabase();
     const { error } = await sb.rpc("remove_model_provider_key", { p_provider: provider }).setHeader("x-org-id", orgId);
     setNotice(error ? error.message : `The ${provider} key is removed; calls use the platform's.`);
     setLoaded((n) => n + 1);
@@ -112,7 +112,7 @@ export function Models({ orgId, agents }: { orgId: string; agents: Agent[] }) {
   async function play(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
     const form = new FormData(event.currentTarget);
-    const sb = await supabase();
+    const sb = supabase();
     setAnswer("…");
     const { data, error } = await sb.functions.invoke("model-gateway/v1/chat/completions", {
       headers: { "x-org-id": orgId, "x-agent-id": String(form.get("agent")) },

@@ -22,7 +22,7 @@ const NEXT: Record<Status, Status[]> = { open: ["in_review"], in_review: ["in_re
  * decides who may do what (project admins manage keys, contributors review); this page shows
  * what it answers. A new or rotated key is shown once, here, and never again.
  */
-export function Widgets({ orgId, agents }: { orgId: string; agents: Agent[] }) {
+export function Widgets({ orgId, agents, userId }: { orgId: string; agents: Agent[]; userId: string }) {
   const [keys, setKeys] = useState<Key[]>([]);
   const [conversations, setConversations] = useState<Conversation[]>([]);
   const [messages, setMessages] = useState<Message[]>([]);
@@ -35,7 +35,7 @@ export function Widgets({ orgId, agents }: { orgId: string; agents: Agent[] }) {
   const reload = () => setLoaded((n) => n + 1);
 
   useEffect(() => {
-    void supabase().then(async (sb) => {
+    void Promise.resolve(supabase()).then(async (sb) => {
       const [k, c, i, h] = await Promise.all([
         sb.from("widget_keys").select(KEY_COLUMNS).order("created_at", { ascending: false }).setHeader("x-org-id", orgId),
         sb.from("widget_conversations").select("*").order("last_message_at", { ascending: false }).limit(50).setHeader("x-org-id", orgId),
@@ -53,7 +53,7 @@ export function Widgets({ orgId, agents }: { orgId: string; agents: Agent[] }) {
 
   useEffect(() => {
     if (!open) return setMessages([]);
-    void supabase().then(async (sb) => {
+    void Promise.resolve(supabase()).then(async (sb) => {
       const { data, error } = await sb.from("widget_messages").select("*").eq("conversation_id", open).order("created_at").setHeader("x-org-id", orgId);
       if (error) setNotice(error.message);
       setMessages(data ?? []);
@@ -66,7 +66,7 @@ export function Widgets({ orgId, agents }: { orgId: string; agents: Agent[] }) {
   async function turnOn(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
     const form = new FormData(event.currentTarget);
-    const sb = await supabase();
+    const sb = supabase();
     const { data, error } = await sb.rpc("create_widget_key", { p_agent_id: String(form.get("agent")), p_allowed_origins: origins(form.get("origins")) })
       .setHeader("x-org-id", orgId);
     setShown(error ? null : (data as { key: string }).key);
@@ -75,7 +75,7 @@ export function Widgets({ orgId, agents }: { orgId: string; agents: Agent[] }) {
   }
 
   async function rotate(key: Key) {
-    const sb = await supabase();
+    const sb = supabase();
     const { data, error } = await sb.rpc("rotate_widget_key", { p_key_id: key.id }).setHeader("x-org-id", orgId);
     setShown(error ? null : (data as { key: string }).key);
     setNotice(error ? error.message : "Key rotated: the old key and its sessions stopped. Copy the new key now.");
@@ -83,7 +83,7 @@ export function Widgets({ orgId, agents }: { orgId: string; agents: Agent[] }) {
   }
 
   async function turnOff(key: Key) {
-    const sb = await supabase();
+    const sb = supabase();
     const { error } = await sb.rpc("disable_widget_key", { p_key_id: key.id }).setHeader("x-org-id", orgId);
     setNotice(error ? error.message : "Widget turned off.");
     reload();
@@ -92,7 +92,7 @@ export function Widgets({ orgId, agents }: { orgId: string; agents: Agent[] }) {
   async function saveKey(key: Key, event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
     const form = new FormData(event.currentTarget);
-    const sb = await supabase();
+    const sb = supabase();
     const { data, error } = await sb.from("widget_keys").update({
       allowed_origins: origins(form.get("origins")),
       monthly_budget_micro: Math.round(Number(form.get("budget")) * 1e6),
@@ -106,9 +106,8 @@ export function Widgets({ orgId, agents }: { orgId: string; agents: Agent[] }) {
   }
 
   async function move(item: Item, status: Status) {
-    const sb = await supabase();
-    const { data: user } = await sb.auth.getUser();
-    const { error } = await sb.rpc("change_review_status", { p_item_id: item.id, p_status: status, p_assignee: user.user?.id ?? undefined })
+    const sb = supabase();
+    const { error } = await sb.rpc("change_review_status", { p_item_id: item.id, p_status: status, p_assignee: userId })
       .setHeader("x-org-id", orgId);
     setNotice(error ? error.message : `Moved to ${status.replace("_", " ")}.`);
     reload();

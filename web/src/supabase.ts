@@ -1,25 +1,20 @@
+/**
+ * The browser's way to the API: supabase-js pointed at the console server's proxy
+ * (/console/api), which attaches the signed-in person's access token from an HTTP-only cookie.
+ * The page never holds a token or a key of any kind: the "key" below is a placeholder the proxy
+ * replaces, and supabase-js keeps no session (persistSession off, no storage touched).
+ */
 import { createClient, type SupabaseClient } from "@supabase/supabase-js";
 import type { Database } from "../../supabase/database.types.ts";
+import { consoleFetch } from "./session.ts";
 
-interface PublicEnv {
-  supabaseUrl: string;
-  anonKey: string;
-}
+let client: SupabaseClient<Database> | null = null;
 
-/** The public URL and anon key: baked in at build time, else read from the gateway's /env.json. */
-async function publicEnv(): Promise<PublicEnv> {
-  const url = import.meta.env.VITE_SUPABASE_URL as string | undefined;
-  const anonKey = import.meta.env.VITE_SUPABASE_ANON_KEY as string | undefined;
-  if (url && anonKey) return { supabaseUrl: url, anonKey };
-  const res = await fetch("/env.json");
-  if (!res.ok) throw new Error(`cannot load /env.json (${res.status})`);
-  return (await res.json()) as PublicEnv;
-}
-
-let client: Promise<SupabaseClient<Database>> | null = null;
-
-/** The browser's Supabase client, signed in as the user (never with a privileged key). */
-export function supabase(): Promise<SupabaseClient<Database>> {
-  client ??= publicEnv().then((env) => createClient<Database>(env.supabaseUrl, env.anonKey));
+/** The console's Supabase client: every call goes out as the signed-in person, through the proxy. */
+export function supabase(): SupabaseClient<Database> {
+  client ??= createClient<Database>(`${location.origin}/console/api`, "signed-in-through-the-console-server", {
+    auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
+    global: { fetch: consoleFetch },
+  });
   return client;
 }

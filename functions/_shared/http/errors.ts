@@ -93,6 +93,9 @@ export const REFUSALS = {
   // The audit chain
   no_audit_chain: [404, "this organization has no audit entries yet"],
   range_not_satisfiable: [416, "the range selects no entries of the chain"],
+  // Invitations
+  invitations_misconfigured: [503, "the invitations function's configuration is not valid"],
+  invitation_not_mailed: [502, "Supabase Auth did not send the invitation email; nothing was saved"],
   // The platform
   database_not_configured: [503, "SUPABASE_DB_URL is not set"],
   internal_error: [500, "unexpected error"],

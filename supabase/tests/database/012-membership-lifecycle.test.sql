@@ -1,7 +1,7 @@
 -- Invitations, verified-domain restrictions (seed 003) and the last tenant admin.
 begin;
 \ir _helpers.psql
-select plan(19);
+select plan(23);
 
 insert into auth.users (id, email, email_confirmed_at) values
   ('e0000000-0000-4000-8000-000000000001', 'newbie@acme.test', now()),
@@ -98,6 +98,18 @@ select throws_like($$ update public.organization_members set role = 'project_vie
                    '%must keep at least one tenant_admin', 'the last tenant admin cannot demote themselves');
 select throws_like($$ select public.leave_organization() $$,
                    '%must keep at least one tenant_admin', 'the last tenant admin cannot leave');
+reset role;
+
+-- The member directory: emails and roles of the organization in context, to its members only.
+select pg_temp.act_as(pg_temp.uid('victor'), pg_temp.org('acme'));
+select ok((select count(*) > 0 and bool_and(email like '%@%') from public.organization_directory()),
+          'a member reads the directory of their organization, with emails');
+select is((select count(*)::int from public.organization_directory() where is_you), 1, 'the directory marks the caller');
+select is((select count(*)::int from public.organization_directory() where email like '%@globex.test'), 0,
+          'the directory lists no one from another organization');
+reset role;
+select pg_temp.act_as(pg_temp.uid('grace'));
+select is((select count(*)::int from public.organization_directory()), 0, 'without an organization in context it lists no one');
 reset role;
 
 select * from finish();

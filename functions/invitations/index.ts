@@ -1,0 +1,92 @@
+/**
+ * POST /functions/v1/invitations: a tenant admin invites someone by email. The database creates
+ * the invitation (public.create_invitation: role, verified domains, one pending per address) and
+ * Supabase Auth mails the link, in one step: if the mail is not sent, the invitation is not kept.
+ *   - someone without an account gets Supabase Auth's invitation email (auth.admin.inviteUserByEmail),
+ *     which creates their account and signs them in when they open it;
+ *   - someone with an account gets a sign-in link (magic link) instead.
+ * Either way the link lands on the console's /invitations/accept?token=…, where they accept. The
+ * token travels only in that email; the response never carries it.
+ *
+ * Configuration: GATEHOUSE_CONSOLE_URL, the console's origin (default: SUPABASE_URL, where the
+ * local gateway serves the console); it must be in the project's Auth redirect allow-list.
+ */
+import { createRoute, z } from "@hono/zod-openapi";
+import { createClient } from "@supabase/supabase-js";
+import { functionApp } from "../_shared/http/app.ts";
+import { jsonBody } from "../_shared/http/body.ts";
+import { callerOf, orgIdOf } from "../_shared/http/caller.ts";
+import { configuration } from "../_shared/http/config.ts";
+import { asMember, db } from "../_shared/http/db.ts";
+import { refuse } from "../_shared/http/errors.ts";
+import { jsonContent, jsonRequest, OrgHeader, refusals } from "../_shared/http/schemas.ts";
+
+const config = configuration((get) => {
+  const supabaseUrl = z.url().parse(get("SUPABASE_URL"));
+  return {
+    supabaseUrl,
+    anonKey: z.string().min(1).parse(get("SUPABASE_ANON_KEY")),
+    serviceRoleKey: z.string().min(1).parse(get("SUPABASE_SERVICE_ROLE_KEY")),
+    consoleUrl: new URL(z.url().parse(get("GATEHOUSE_CONSOLE_URL") ?? supabaseUrl)).origin,
+  };
+}, "invitations_misconfigured");
+
+const Invite = z.strictObject({
+  email: z.email().max(254).transform((e) => e.toLowerCase()),
+  role: z.enum(["tenant_admin", "project_admin", "project_contributor", "project_viewer"]),
+});
+
+const Sent = z.object({
+  invitation: z.object({ email: z.string(), role: z.string(), expires_at: z.string() }),
+  mailed: z.enum(["invitation", "sign_in_link"]).describe("Which email Supabase Auth sent"),
+});
+
+const app = functionApp({
+  name: "invitations",
+  version: "1.0.0",
+  description: "Invites someone to the organization and has Supabase Auth mail them the link.",
+});
+
+app.use(jsonBody(4 * 1024));
+
+app.openapi(createRoute({
+  method: "post", path: "/", summary: "Invite someone by email (tenant admin, X-Org-Id)",
+  request: { headers: OrgHeader, ...jsonRequest(Invite) },
+  responses: {
+    201: { description: "Invited and mailed", content: jsonContent(Sent) },
+    ...refusals(400, 401, 403, 413, 415, 502, 503),
+  },
+}), async (c) => {
+  const caller = callerOf(c.req.raw);
+  if (caller.kind !== "user") throw refuse("sign_in_required", "a tenant admin invites from the console");
+  const orgId = orgIdOf(c.req.raw);
+  const { email, role } = c.req.valid("json");
+  const env = config();
+
+  const result = await db().begin(async (tx) => {
+    await asMember(tx, caller, orgId, { atLeast: "tenant_admin" });
+    const [{ token }] = await tx`select public.create_invitation(${email}, ${role}::public.member_role) as token`;
+    const [invite] = await tx`select email, role, expires_at from public.invitations
+                               where org_id = ${orgId} and email = ${email} and accepted_at is null`;
+    const [org] = await tx`select name from public.organizations where id = ${orgId}`;
+    // The mail goes out while the invitation is still uncommitted: if it fails, nothing is kept.
+    const mailed = await mail(env, email, `${env.consoleUrl}/invitations/accept?token=${token}`, org.name);
+    return { invitation: { email: invite.email, role: invite.role, expires_at: new Date(invite.expires_at).toISOString() }, mailed };
+  });
+  return c.json(result, 201);
+});
+
+/** Has Supabase Auth mail `email` a link that ends at `next`: an invitation, or a sign-in link. */
+async function mail(env: ReturnType<typeof config>, email: string, next: string, orgName: string): Promise<z.infer<typeof Sent>["mailed"]> {
+  const options = { auth: { persistSession: false, autoRefreshToken: false } };
+  const admin = createClient(env.supabaseUrl, env.serviceRoleKey, options);
+  const invited = await admin.auth.admin.inviteUserByEmail(email, { redirectTo: next, data: { invited_to: orgName } });
+  if (!invited.error) return "invitation";
+  if (invited.error.code !== "email_exists") throw refuse("invitation_not_mailed");
+  const anon = createClient(env.supabaseUrl, env.anonKey, options);
+  const link = await anon.auth.signInWithOtp({ email, options: { shouldCreateUser: false, emailRedirectTo: next } });
+  if (link.error) throw refuse("invitation_not_mailed");
+  return "sign_in_link";
+}
+
+Deno.serve(app.fetch);

@@ -1,0 +1,61 @@
+/**
+ * Chromium for the e2e suites: the system browser (never a download), sign-in through the
+ * console's form, screenshots under .local/screenshots/, and axe-core's accessibility check.
+ */
+import { mkdirSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { stack } from "./stack.ts";
+
+const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+const shots = join(process.cwd(), ".local", "screenshots");
+
+/** Chromium from Debian, headless. */
+export function launch(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+}
+
+/** The demo user's password (stack.json). */
+export function demoPassword(email: string): string {
+  const user = stack().demoUsers.find((u) => u.email === email);
+  if (!user) throw new Error(`no demo user ${email}`);
+  return user.password;
+}
+
+/** Signs in through the console's form on a page at `path` (any path shows the form when signed out). */
+export async function signIn(page: Page, email: string, password = demoPassword(email), path = "/"): Promise<void> {
+  await page.goto(`${stack().apiUrl}${path}`);
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Sign out" }).waitFor();
+}
+
+/** A new page (own cookies) signed in as `email`, at `path`. */
+export async function signedInPage(browser: Browser, email: string, path = "/", password?: string): Promise<Page> {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await signIn(page, email, password, path);
+  return page;
+}
+
+/** Saves a full-page screenshot as .local/screenshots/<name>.png. */
+export async function screenshot(page: Page, name: string): Promise<void> {
+  mkdirSync(shots, { recursive: true });
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+}
+
+/** axe-core's serious and critical violations on the page (WCAG 2.x A and AA), as "rule: target" lines. */
+export async function accessibilityViolations(page: Page): Promise<string[]> {
+  await page.addScriptTag({ content: axeSource });
+  const violations = await page.evaluate(async () => {
+    const axe = (window as unknown as { axe: { run: (ctx: Document, opts: object) => Promise<{ violations: { id: string; impact: string; nodes: { target: string[] }[] }[] }> } }).axe;
+    const result = await axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"] } });
+    return result.violations.map((v) => ({ id: v.id, impact: v.impact, targets: v.nodes.map((n) => n.target.join(" ")) }));
+  });
+  return violations.filter((v) => v.impact === "serious" || v.impact === "critical").map((v) => `${v.id}: ${v.targets.join(", ")}`);
+}

@@ -1,0 +1,163 @@
+/**
+ * The console server (web/server/console.ts): sessions in HTTP-only cookies that no answer ever
+ * spells out, CSRF refused by origin and by token, API calls proxied as the signed-in person, a
+ * revoked session ending the console at the next request, bad input answered with JSON 4xx, and
+ * the idle and absolute timeouts, each proven with a shortened configuration (a console server
+ * built here, in front of the same stack).
+ */
+import { afterAll, describe, expect, it } from "vitest";
+import { consoleApp } from "../../web/server/console.ts";
+import { ConsoleBrowser, createMember } from "../helpers/console.ts";
+import { ACME, GLOBEX } from "../helpers/fixtures.ts";
+import { rest, stack, superuser } from "../helpers/stack.ts";
+
+const sql = superuser();
+afterAll(() => sql.end());
+
+const JWT = /eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+/;
+
+/** The access token the console holds for the browser, read from its cookie as only a thief could. */
+function tokenInJar(browser: ConsoleBrowser): string {
+  const chunks = [...browser.cookies.values()].filter((c) => c.name.startsWith("gh-auth")).sort((a, b) => a.name.localeCompare(b.name));
+  const raw = chunks.map((c) => decodeURIComponent(c.value)).join("");
+  const json = raw.startsWith("base64-") ? Buffer.from(raw.slice(7), "base64url").toString() : raw;
+  return JSON.parse(json).access_token as string;
+}
+
+/** A console server with its own timeouts, in front of the running stack, driven in-process. */
+function shortenedConsole(inactivityTimeout: number | null, timebox: number | null): ConsoleBrowser {
+  const s = stack();
+  const app = consoleApp({
+    supabaseUrl: s.apiUrl, anonKey: s.anonKey, origin: "http://console.test", cookieSecret: "test-secret-test-secret-test-secret",
+    secureCookies: true, inactivityTimeout, timebox,
+  });
+  return new ConsoleBrowser("http://console.test", async (req) => app.fetch(req), "http://console.test");
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("the console server's sessions", () => {
+  it("keeps the session in HTTP-only, SameSite=Lax cookies and never answers a token", async () => {
+    const m = await createMember(sql, ACME);
+    const browser = new ConsoleBrowser();
+    const signedIn = await browser.signIn(m.email, m.password);
+    expect(signedIn.status).toBe(200);
+    expect(signedIn.body.user.email).toBe(m.email);
+    expect(signedIn.text).not.toMatch(JWT);
+    expect(signedIn.text).not.toMatch(/refresh_token|access_token/);
+    const names = [...browser.cookies.keys()];
+    expect(names.some((n) => n.startsWith("gh-auth"))).toBe(true);
+    for (const cookie of browser.cookies.values()) {
+      expect(cookie.attributes).toContain("HttpOnly");
+      expect(cookie.attributes.map((a) => a.toLowerCase())).toContain("samesite=lax");
+    }
+    const me = await browser.json("/console/session");
+    expect(me.status).toBe(200);
+    expect(me.text).not.toMatch(JWT);
+  });
+
+  it("marks its cookies Secure when it is served over HTTPS", async () => {
+    const m = await createMember(sql, ACME);
+    const browser = shortenedConsole(null, null);
+    expect((await browser.signIn(m.email, m.password)).status).toBe(200);
+    for (const cookie of browser.cookies.values()) expect(cookie.attributes).toContain("Secure");
+  });
+
+  it("proxies the API as the signed-in person, and only as them", async () => {
+    const m = await createMember(sql, ACME);
+    const browser = new ConsoleBrowser();
+    await browser.signIn(m.email, m.password);
+    const orgs = await browser.json("/console/api/rest/v1/organizations?select=id");
+    expect(orgs.status).toBe(200);
+    expect(orgs.body.map((o: { id: string }) => o.id)).toEqual([ACME]);
+    // A caller-supplied Authorization is dropped, never forwarded in place of the session.
+    const forged = await browser.request("/console/api/rest/v1/agents?select=id", { headers: { authorization: `Bearer ${stack().serviceRoleKey}`, "x-org-id": GLOBEX } });
+    expect(forged.status).toBe(403);
+    const signedOut = new ConsoleBrowser();
+    expect((await signedOut.json("/console/api/rest/v1/organizations")).body.error.code).toBe("signed_out");
+  });
+
+  it("refuses a mutation from another origin, without an origin, or without the CSRF token", async () => {
+    const m = await createMember(sql, ACME);
+    const browser = new ConsoleBrowser();
+    await browser.json("/console/session");
+    const credentials = { email: m.email, password: m.password };
+    expect((await browser.json("/console/session", "POST", credentials, { origin: "https://evil.example" })).body.error.code).toBe("csrf_origin");
+    expect((await browser.json("/console/session", "POST", credentials, { origin: null })).body.error.code).toBe("csrf_origin");
+    expect((await browser.json("/console/session", "POST", credentials, { csrf: null })).body.error.code).toBe("csrf_token");
+    expect((await browser.json("/console/session", "POST", credentials, { csrf: "x".repeat(43) })).body.error.code).toBe("csrf_token");
+    expect((await browser.json("/console/session", "POST", credentials)).status).toBe(200);
+    const rpc = await browser.json("/console/api/rest/v1/rpc/create_organization", "POST", { p_name: "CSRF", p_slug: "csrf-x" }, { origin: "https://evil.example" });
+    expect(rpc).toMatchObject({ status: 403, body: { error: { code: "csrf_origin" } } });
+  });
+
+  it("ends the console at the next request once the session is revoked", async () => {
+    const m = await createMember(sql, ACME);
+    const browser = new ConsoleBrowser();
+    await browser.signIn(m.email, m.password);
+    expect((await browser.json("/console/api/rest/v1/organizations?select=id")).status).toBe(200);
+    await sql`delete from auth.sessions where user_id = ${m.userId}`;
+    const after = await browser.json("/console/api/rest/v1/organizations?select=id");
+    expect(after.status).toBe(401);
+    expect(after.body.code).toBe("session_revoked");
+    expect([...browser.cookies.keys()].some((n) => n.startsWith("gh-auth"))).toBe(false);
+  });
+
+  it("answers bad input with JSON 4xx and a stable code", async () => {
+    const browser = new ConsoleBrowser();
+    await browser.json("/console/session");
+    const raw = (body: string, type = "application/json") =>
+      browser.request("/console/session", { method: "POST", headers: { "content-type": type }, body }).then(async (r) => [r.status, (await r.json()).error.code]);
+    expect(await raw("{not json")).toEqual([400, "invalid_json"]);
+    expect(await raw(JSON.stringify({ email: "a@b.co", password: 5 }))).toEqual([400, "invalid_body"]);
+    expect(await raw(JSON.stringify({ email: "a@b.co", password: "x\u0000y" }))).toEqual([400, "invalid_text"]);
+    expect(await raw("email=a", "application/x-www-form-urlencoded")).toEqual([415, "unsupported_media_type"]);
+    expect(await raw(JSON.stringify({ email: "a@b.co", password: "x".repeat(20_000) }))).toEqual([413, "body_too_large"]);
+    expect(await raw(JSON.stringify({ email: "nobody@acme.test", password: "wrong" }))).toEqual([400, "invalid_credentials"]);
+    expect((await browser.json("/console/nowhere")).body.error.code).toBe("not_found");
+    expect((await browser.json("/console/session?scope=everything", "DELETE")).status).toBe(400);
+  });
+});
+
+describe("the console's timeouts, with a shortened configuration", () => {
+  it("signs out a session idle longer than the inactivity timeout, at Supabase Auth too", async () => {
+    const m = await createMember(sql, ACME);
+    const browser = shortenedConsole(2, null);
+    expect((await browser.signIn(m.email, m.password)).status).toBe(200);
+    const token = tokenInJar(browser);
+    await sleep(1000);
+    expect((await browser.json("/console/api/rest/v1/organizations?select=id")).status).toBe(200);
+    await sleep(1000);
+    expect((await browser.json("/console/session")).status).toBe(200); // activity keeps it alive
+    await sleep(3000);
+    const idle = await browser.json("/console/api/rest/v1/organizations?select=id");
+    expect(idle).toMatchObject({ status: 401, body: { error: { code: "session_expired" } } });
+    // The session itself ended, so the token a thief might have copied stops at the database.
+    expect((await rest("organizations?select=id", { authorization: `Bearer ${token}` })).body.code).toBe("session_revoked");
+  });
+
+  it("signs out a session past the absolute timeout, however active", async () => {
+    const m = await createMember(sql, ACME);
+    const browser = shortenedConsole(null, 3);
+    await browser.signIn(m.email, m.password);
+    for (let i = 0; i < 3; i++) {
+      expect((await browser.json("/console/session")).status).toBe(200);
+      await sleep(800);
+    }
+    await sleep(2000);
+    expect((await browser.json("/console/session")).body.error.code).toBe("session_expired");
+  });
+
+  it("treats a missing or forged activity cookie as an ended session", async () => {
+    const m = await createMember(sql, ACME);
+    const browser = shortenedConsole(3600, 3600);
+    await browser.signIn(m.email, m.password);
+    const activity = browser.cookies.get("gh-activity")!;
+    const [value] = activity.value.split(".");
+    const forged = JSON.parse(Buffer.from(value, "base64url").toString());
+    forged.started = Math.floor(Date.now() / 1000) + 10_000;
+    const forgedValue = Buffer.from(JSON.stringify(forged)).toString("base64url");
+    browser.cookies.set("gh-activity", { ...activity, value: `${forgedValue}.${activity.value.split(".")[1]}` });
+    expect((await browser.json("/console/session")).body.error.code).toBe("session_expired");
+  });
+});

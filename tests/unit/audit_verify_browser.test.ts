@@ -1,0 +1,273 @@
+/**
+ * The console's in-browser audit verifier (web/src/audit_verify.ts, Web Crypto only) against the
+ * server's own code: exports built with functions/_shared/audit (entry hashes, the RFC 6962
+ * frontier, checkpoint messages) and signed with Ed25519 the way audit/checkpoint.ts signs, then
+ * tampered with in every way the offline CLI's verifier catches. Both verifiers must agree on
+ * the verdict and on the first bad entry. When a stack is running, a real export from the
+ * audit-export function is verified and tampered with too.
+ */
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import canonicalize from "canonicalize";
+import { describe, expect, it } from "vitest";
+import { checkpointMessage, entryHash, ExportVerifier, type SignedCheckpoint } from "../../functions/_shared/audit/export.ts";
+import { MerkleFrontier } from "../../functions/_shared/audit/merkle.ts";
+import { sha256Hex, verifyExport, type Pin } from "../../web/src/audit_verify.ts";
+
+const ORG = "0a000000-0000-4000-8000-00000000000a";
+type Line = Record<string, any>;
+
+const b64 = (bytes: ArrayBuffer | Uint8Array) => Buffer.from(bytes instanceof ArrayBuffer ? new Uint8Array(bytes) : bytes).toString("base64");
+const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
+
+interface Signer {
+  keyId: string;
+  publicKey: string;
+  sign: (body: string) => Promise<string>;
+}
+
+async function signer(keyId: string): Promise<Signer> {
+  const pair = (await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"])) as CryptoKeyPair;
+  return {
+    keyId,
+    publicKey: b64(await crypto.subtle.exportKey("raw", pair.publicKey)),
+    sign: async (body) => b64(await crypto.subtle.sign("Ed25519", pair.privateKey, checkpointMessage(body))),
+  };
+}
+
+/** A chain of `n` entries as the database seals them (audit.seal's canonical shape). */
+function chain(n: number) {
+  let prev = "0".repeat(64);
+  const entries: Line[] = [];
+  for (let seq = 1; seq <= n; seq++) {
+    const payload = JSON.stringify({ new: { id: seq, note: `entry ${seq}` }, pi: 3.14159 });
+    const canonical = canonicalize({
+      action: "test.export", actor: null, at: `2026-11-22T10:00:${String(seq % 60).padStart(2, "0")}.000000Z`, org: ORG,
+      payload_sha256: createHash("sha256").update(payload).digest("hex"),
+      seq, target: { id: String(seq), type: "test" }, v: 1,
+    })!;
+    const hash = entryHash(prev, canonical);
+    entries.push({ type: "entry", seq, prev_hash: prev, entry_hash: hash, canonical, payload });
+    prev = hash;
+  }
+  return entries;
+}
+
+/** An export of entries `from`..`to` of `all`, closed by a checkpoint `key` signs. */
+async function exportOf(all: Line[], key: Signer, range: { from?: number; to?: number } = {}): Promise<{ lines: Line[]; checkpoint: SignedCheckpoint }> {
+  const from = range.from ?? 1;
+  const to = range.to ?? all.length;
+  const before = new MerkleFrontier();
+  for (const e of all.slice(0, from - 1)) before.push(e.entry_hash);
+  const tree = new MerkleFrontier();
+  for (const e of all.slice(0, to)) tree.push(e.entry_hash);
+  const body = canonicalize({ head: all[to - 1].entry_hash, key: key.keyId, org: ORG, root: hex(tree.root()), size: to, time: "2026-11-22T10:01:00.000000Z", v: 1 })!;
+  const checkpoint = { checkpoint: body, signature: await key.sign(body), key_id: key.keyId, public_key: key.publicKey };
+  const header = { type: "header", format: "gatehouse-audit-export/1", org: ORG, from_seq: from, to_seq: to, frontier: before.frontier().map(hex) };
+  return { lines: [header, ...all.slice(from - 1, to).map((e) => ({ ...e })), { type: "checkpoint", ...checkpoint }], checkpoint };
+}
+
+const text = (lines: Line[]) => lines.map((l) => JSON.stringify(l)).join("\n") + "\n";
+const entriesOf = (lines: Line[]) => lines.filter((l) => l.type === "entry");
+
+/** Both verifiers' verdicts on the same export: the browser's and the CLI's (Node). */
+async function both(lines: Line[], pin: Pin) {
+  const browser = await verifyExport(text(lines), pin);
+  const node = new ExportVerifier({ publicKey: pin.publicKey, ...(pin.checkpoint ? { pin: pin.checkpoint } : {}) });
+  for (const l of lines) node.line(l);
+  const cli = await node.finish();
+  return { browser, cli };
+}
+
+function expectAgreement(result: Awaited<ReturnType<typeof both>>, firstBadSeq: number | null, reason: RegExp) {
+  const { browser, cli } = result;
+  expect(browser.ok).toBe(false);
+  expect(cli.ok).toBe(false);
+  if (browser.ok || cli.ok) return;
+  expect(browser.firstBadSeq).toBe(firstBadSeq);
+  expect(cli.seq).toBe(firstBadSeq);
+  expect(browser.reason).toMatch(reason);
+}
+
+describe("the browser's audit export verifier", () => {
+  it("verifies an export of the server's format against the pinned key, as the CLI does", async () => {
+    const key = await signer("k1");
+    const { lines } = await exportOf(chain(9), key);
+    const { browser, cli } = await both(lines, { keyId: key.keyId, publicKey: key.publicKey });
+    expect(cli).toMatchObject({ ok: true, entries: 9, size: 9 });
+    expect(browser).toMatchObject({ ok: true, checked: 9, head: { seq: 9, hash: entriesOf(lines)[8].entry_hash }, org: ORG, fromSeq: 1, extendsPin: false });
+  });
+
+  it("rebuilds the root of a range from the header's frontier", async () => {
+    const key = await signer("k1");
+    const { lines } = await exportOf(chain(11), key, { from: 4, to: 10 });
+    expect(await verifyExport(text(lines), { keyId: key.keyId, publicKey: key.publicKey })).toMatchObject({ ok: true, checked: 7, head: { seq: 10 } });
+  });
+
+  it("accepts an export that extends the pinned checkpoint", async () => {
+    const key = await signer("k1");
+    const all = chain(12);
+    const { checkpoint: pinned } = await exportOf(all, key, { to: 7 });
+    const { lines } = await exportOf(all, key);
+    const { browser, cli } = await both(lines, { keyId: key.keyId, publicKey: key.publicKey, checkpoint: pinned });
+    expect(cli.ok).toBe(true);
+    expect(browser).toMatchObject({ ok: true, checked: 12, extendsPin: true });
+  });
+
+  it("computes the SHA-256 an approver sees from the canonical text's UTF-8 bytes", async () => {
+    for (const canonical of ['{"a":"x","b":[1,2]}', '{"text":"Crème brûlée, 🍮"}']) {
+      expect(await sha256Hex(canonical)).toBe(createHash("sha256").update(canonical, "utf8").digest("hex"));
+    }
+  });
+
+  describe("fails on one tampered event, at the entry the CLI names", () => {
+    let key: Signer;
+    let lines: Line[];
+    const pin = () => ({ keyId: key.keyId, publicKey: key.publicKey });
+    const fresh = async () => {
+      key = await signer("k1");
+      lines = (await exportOf(chain(8), key)).lines;
+      return structuredClone(lines);
+    };
+
+    it("an edited payload", async () => {
+      const l = await fresh();
+      entriesOf(l)[3].payload = entriesOf(l)[3].payload.replace("entry 4", "entry 4, refunded");
+      expectAgreement(await both(l, pin()), 4, /the payload is not the one that was hashed/);
+    });
+
+    it("one edited character of the export's text", async () => {
+      await fresh();
+      const original = text(lines);
+      const tampered = original.replace('\\"note\\":\\"entry 5\\"', '\\"note\\":\\"entry 6\\"');
+      expect(tampered).not.toBe(original);
+      expect(await verifyExport(tampered, pin())).toEqual({ ok: false, firstBadSeq: 5, reason: "the payload is not the one that was hashed" });
+    });
+
+    it("edited hashed bytes, with the entry's hash recomputed", async () => {
+      const l = await fresh();
+      const e = entriesOf(l)[2];
+      e.canonical = e.canonical.replace("test.export", "test.innocent");
+      e.entry_hash = entryHash(e.prev_hash, e.canonical);
+      expectAgreement(await both(l, pin()), 4, /prev_hash is not the hash of the entry before/);
+    });
+
+    it("the last entry rewritten with every hash recomputed", async () => {
+      const l = await fresh();
+      const e = entriesOf(l)[7];
+      e.canonical = e.canonical.replace("test.export", "test.innocent");
+      e.entry_hash = entryHash(e.prev_hash, e.canonical);
+      expectAgreement(await both(l, pin()), 8, /the checkpoint's head is not the last entry's hash/);
+    });
+
+    it("an edited hash", async () => {
+      const l = await fresh();
+      entriesOf(l)[4].entry_hash = "0".repeat(64);
+      expectAgreement(await both(l, pin()), 5, /entry_hash is not the hash of the entry/);
+    });
+
+    it("a deleted entry", async () => {
+      const l = await fresh();
+      l.splice(l.indexOf(entriesOf(l)[2]), 1);
+      expectAgreement(await both(l, pin()), 3, /expected entry 3, found 4/);
+    });
+
+    it("reordered entries", async () => {
+      const l = await fresh();
+      const [a, b] = [l.indexOf(entriesOf(l)[2]), l.indexOf(entriesOf(l)[3])];
+      [l[a], l[b]] = [l[b], l[a]];
+      expectAgreement(await both(l, pin()), 3, /expected entry 3, found 4/);
+    });
+
+    it("a truncation", async () => {
+      const l = (await fresh()).slice(0, 6);
+      expectAgreement(await both(l, pin()), 6, /no closing checkpoint/);
+    });
+
+    it("a chain re-signed with a key that is not the pinned one", async () => {
+      await fresh();
+      const forger = await signer("k1");
+      const all = entriesOf(lines).map((e) => ({ ...e }));
+      all[1].payload = all[1].payload.replace("entry 2", "entry two");
+      // Rebuild every hash from entry 2 on, as a forger holding the database would.
+      let prev = all[0].entry_hash;
+      for (const e of all.slice(1)) {
+        const fields = JSON.parse(e.canonical);
+        fields.payload_sha256 = await sha256Hex(e.payload);
+        e.canonical = canonicalize(fields)!;
+        e.prev_hash = prev;
+        e.entry_hash = entryHash(prev, e.canonical);
+        prev = e.entry_hash;
+      }
+      const { lines: forged } = await exportOf(all, forger);
+      const { browser, cli } = await both(forged, pin());
+      expect(cli.ok).toBe(false);
+      expect(browser).toMatchObject({ ok: false, firstBadSeq: null, reason: expect.stringMatching(/signature is not valid for the pinned key k1/) });
+    });
+
+    it("history rewritten before a pinned checkpoint", async () => {
+      await fresh();
+      const all = chain(8);
+      const { checkpoint: pinned } = await exportOf(all, key, { to: 5 });
+      const rewritten = all.map((e) => ({ ...e }));
+      rewritten[2].payload = rewritten[2].payload.replace("entry 3", "entry three");
+      let prev = rewritten[1].entry_hash;
+      for (const e of rewritten.slice(2)) {
+        const fields = JSON.parse(e.canonical);
+        fields.payload_sha256 = await sha256Hex(e.payload);
+        e.canonical = canonicalize(fields)!;
+        e.prev_hash = prev;
+        e.entry_hash = entryHash(prev, e.canonical);
+        prev = e.entry_hash;
+      }
+      // Signed by the real key (a compromised signer), yet it does not extend the pin.
+      const { lines: l } = await exportOf(rewritten, key);
+      expectAgreement(await both(l, { ...pin(), checkpoint: pinned }), 5, /not the one the pinned checkpoint states/);
+    });
+
+    it("a line that is no longer JSON", async () => {
+      await fresh();
+      const broken = text(lines).split("\n").map((l, i) => (i === 3 ? l.slice(0, -2) : l)).join("\n");
+      expect(await verifyExport(broken, pin())).toEqual({ ok: false, firstBadSeq: 3, reason: "line 4 is not JSON" });
+    });
+  });
+});
+
+/** Whether a stack is up to export from (npm test's throwaway one, or npm start's). */
+async function stackUp(): Promise<boolean> {
+  const file = process.env.GATEHOUSE_STACK_FILE ?? ".local/stack.json";
+  if (!existsSync(file)) return false;
+  try {
+    const { stack } = await import("../helpers/stack.ts");
+    const res = await fetch(`${stack().functionsUrl}/health`, { signal: AbortSignal.timeout(2000) });
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+describe.skipIf(!(await stackUp()))("a real export from the audit-export function", () => {
+  it("verifies in the browser's verifier, and fails at the one entry whose payload was edited", async () => {
+    const { accessToken, signedIn, stack } = await import("../helpers/stack.ts");
+    const ada = await signedIn("ada@acme.test");
+    try {
+      const res = await fetch(`${stack().functionsUrl}/audit-export`, { headers: { authorization: `Bearer ${await accessToken(ada)}`, "x-org-id": ORG } });
+      expect(res.status).toBe(200);
+      const exported = await res.text();
+      const { data: keys, error } = await ada.rpc("audit_signing_keys");
+      expect(error).toBeNull();
+      const lines = exported.trim().split("\n").map((l) => JSON.parse(l) as Line);
+      const closing = lines.at(-1)!;
+      const key = keys!.find((k) => k.key_id === closing.key_id)!;
+      const pin = { keyId: key.key_id, publicKey: key.public_key };
+      const verified = await verifyExport(exported, pin);
+      expect(verified).toMatchObject({ ok: true, org: ORG, head: { seq: lines[0].to_seq } });
+
+      const victim = entriesOf(lines).find((e) => typeof e.payload === "string" && e.payload.length > 2)!;
+      victim.payload = victim.payload.replace(/^\{/, '{"tampered":true,');
+      expect(await verifyExport(text(lines), pin)).toEqual({ ok: false, firstBadSeq: victim.seq, reason: "the payload is not the one that was hashed" });
+    } finally {
+      await ada.auth.signOut();
+    }
+  });
+});

@@ -1,0 +1,206 @@
+/**
+ * Who belongs to the organization: members and their roles (tenant admins change roles, remove
+ * members and end a member's sessions at once), invitations (sent by email through the
+ * invitations function, revoked here) and the email domains the organization claims.
+ */
+import { supabase } from "./supabase.ts";
+import { field, functionError, Notice, States, unwrap, useAction, useLoad, useOrg, when, type Role } from "./ui.tsx";
+
+const ROLES: [Role, string][] = [
+  ["tenant_admin", "Tenant admin"],
+  ["project_admin", "Project admin"],
+  ["project_contributor", "Contributor"],
+  ["project_viewer", "Viewer"],
+];
+const roleName = (role: string) => ROLES.find(([r]) => r === role)?.[1] ?? role;
+
+export function Members() {
+  const org = useOrg();
+  const sb = supabase();
+  const members = useLoad(() => unwrap(sb.rpc("organization_directory").setHeader("x-org-id", org.id)), [org.id]);
+  const invitations = useLoad(
+    () => org.isAdmin
+      ? unwrap(sb.from("invitations").select("id, email, role, created_at, expires_at").is("accepted_at", null).order("created_at", { ascending: false }).setHeader("x-org-id", org.id))
+      : Promise.resolve([]),
+    [org.id, org.isAdmin],
+  );
+  const domains = useLoad(
+    () => unwrap(sb.from("organization_domains").select("domain, verification_token, verified_at, created_at").order("domain").setHeader("x-org-id", org.id)),
+    [org.id],
+  );
+  const action = useAction(() => {
+    members.reload();
+    invitations.reload();
+    domains.reload();
+  });
+
+  function changeRole(userId: string, role: Role) {
+    void action.run(async () => {
+      const rows = await unwrap(sb.from("organization_members").update({ role }).eq("user_id", userId).select("user_id").setHeader("x-org-id", org.id));
+      return rows.length ? `Role changed to ${roleName(role)}.` : "Nothing changed: the database did not let you change that role.";
+    });
+  }
+
+  function remove(userId: string, email: string) {
+    if (!confirm(`Remove ${email} from ${org.name}? They lose access at once.`)) return;
+    void action.run(async () => {
+      const rows = await unwrap(sb.from("organization_members").delete().eq("user_id", userId).select("user_id").setHeader("x-org-id", org.id));
+      return rows.length ? `${email} was removed; their access to ${org.name} ended.` : "Nothing changed: the database did not let you remove that member.";
+    });
+  }
+
+  function endSessions(userId: string, email: string) {
+    if (!confirm(`End every session of ${email}? They are signed out everywhere at once.`)) return;
+    void action.run(async () => {
+      const ended = await unwrap(sb.rpc("revoke_member_sessions", { p_user_id: userId }).setHeader("x-org-id", org.id));
+      return `${ended} session${ended === 1 ? "" : "s"} of ${email} ended.`;
+    });
+  }
+
+  return (
+    <>
+      <h1>Members of {org.name}</h1>
+      <Notice notice={action.notice} />
+      <section aria-labelledby="members-heading">
+        <h2 id="members-heading">Members</h2>
+        <States loaded={members} empty="No members.">
+          {(list) => (
+            <table>
+              <thead>
+                <tr><th scope="col">Email</th><th scope="col">Role</th><th scope="col">Joined</th>{org.isAdmin && <th scope="col">Actions</th>}</tr>
+              </thead>
+              <tbody>
+                {list.map((m) => (
+                  <tr key={m.user_id}>
+                    <td>{m.email}{m.is_you && " (you)"}</td>
+                    <td>
+                      {org.isAdmin && !m.is_you ? (
+                        <select aria-label={`Role of ${m.email}`} value={m.role} onChange={(e) => changeRole(m.user_id, e.target.value as Role)} disabled={action.busy}>
+                          {ROLES.map(([r, label]) => <option key={r} value={r}>{label}</option>)}
+                        </select>
+                      ) : roleName(m.role)}
+                    </td>
+                    <td>{when(m.joined_at)}</td>
+                    {org.isAdmin && (
+                      <td>
+                        {!m.is_you && (
+                          <>
+                            <button type="button" aria-label={`End sessions of ${m.email}`} onClick={() => endSessions(m.user_id, m.email)} disabled={action.busy}>End sessions</button>{" "}
+                            <button type="button" aria-label={`Remove ${m.email}`} onClick={() => remove(m.user_id, m.email)} disabled={action.busy}>Remove</button>
+                          </>
+                        )}
+                      </td>
+                    )}
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          )}
+        </States>
+      </section>
+
+      {org.isAdmin && (
+        <section aria-labelledby="invitations-heading">
+          <h2 id="invitations-heading">Invitations</h2>
+          <form className="row" onSubmit={(e) => {
+            e.preventDefault();
+            const form = e.currentTarget;
+            const data = new FormData(form);
+            void action.run(async () => {
+              const { data: sent, error } = await sb.functions.invoke<{ mailed: string }>("invitations", {
+                body: { email: field(data, "email"), role: field(data, "role") },
+                headers: { "x-org-id": org.id },
+              });
+              if (error) throw await functionError(error);
+              form.reset();
+              return sent?.mailed === "sign_in_link"
+                ? "Invitation sent: they already have an account, so they got a sign-in link that leads to it."
+                : "Invitation sent by email.";
+            });
+          }}>
+            <label>Email to invite <input name="email" type="email" required maxLength={254} /></label>
+            <label>
+              Invited role{" "}
+              <select name="role" defaultValue="project_viewer">
+                {ROLES.map(([r, label]) => <option key={r} value={r}>{label}</option>)}
+              </select>
+            </label>
+            <button type="submit" disabled={action.busy}>Send invitation</button>
+          </form>
+          <States loaded={invitations} empty="No pending invitations.">
+            {(list) => (
+              <table>
+                <thead>
+                  <tr><th scope="col">Email</th><th scope="col">Role</th><th scope="col">Expires</th><th scope="col">Actions</th></tr>
+                </thead>
+                <tbody>
+                  {list.map((i) => (
+                    <tr key={i.id}>
+                      <td>{i.email}</td>
+                      <td>{roleName(i.role)}</td>
+                      <td>{when(i.expires_at)}</td>
+                      <td>
+                        <button type="button" disabled={action.busy} onClick={() => void action.run(async () => {
+                          await unwrap(sb.from("invitations").delete().eq("id", i.id).select("id").setHeader("x-org-id", org.id));
+                          return `The invitation to ${i.email} is revoked; its link no longer works.`;
+                        })} aria-label={`Revoke the invitation to ${i.email}`}>Revoke</button>
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            )}
+          </States>
+        </section>
+      )}
+
+      <section aria-labelledby="domains-heading">
+        <h2 id="domains-heading">Email domains</h2>
+        <p className="muted">
+          A claimed domain is verified by publishing its token as a DNS TXT record; the server-side verifier sets it verified.
+        </p>
+        <States loaded={domains} empty="No domains claimed.">
+          {(list) => (
+            <table>
+              <thead>
+                <tr><th scope="col">Domain</th><th scope="col">Status</th><th scope="col">TXT value</th>{org.isAdmin && <th scope="col">Actions</th>}</tr>
+              </thead>
+              <tbody>
+                {list.map((d) => (
+                  <tr key={d.domain}>
+                    <td>{d.domain}</td>
+                    <td>{d.verified_at ? `verified ${when(d.verified_at)}` : "waiting for verification"}</td>
+                    <td><code>{d.verification_token}</code></td>
+                    {org.isAdmin && (
+                      <td>
+                        <button type="button" disabled={action.busy} onClick={() => void action.run(async () => {
+                          await unwrap(sb.from("organization_domains").delete().eq("domain", d.domain).select("domain").setHeader("x-org-id", org.id));
+                          return `${d.domain} released.`;
+                        })} aria-label={`Release ${d.domain}`}>Release</button>
+                      </td>
+                    )}
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          )}
+        </States>
+        {org.isAdmin && (
+          <form className="row" onSubmit={(e) => {
+            e.preventDefault();
+            const form = e.currentTarget;
+            const domain = field(new FormData(form), "domain").toLowerCase();
+            void action.run(async () => {
+              await unwrap(sb.from("organization_domains").insert({ org_id: org.id, domain }).select("domain").setHeader("x-org-id", org.id));
+              form.reset();
+              return `${domain} claimed: publish its TXT record to verify it.`;
+            });
+          }}>
+            <label>Domain to claim <input name="domain" required maxLength={253} placeholder="example.com" /></label>
+            <button type="submit" disabled={action.busy}>Claim domain</button>
+          </form>
+        )}
+      </section>
+    </>
+  );
+}
