@@ -88,3 +88,14 @@ export function readProjectConfig(root: string): ProjectConfig {
 export function functionVerifiesJwt(config: ProjectConfig, name: string): boolean {
   return config.functions[name]?.verify_jwt ?? true;
 }
+
+/**
+ * The [auth] configuration as a stack on `apiUrl` runs it: a site_url naming the local gateway
+ * (config.toml's, on [api] port) follows the gateway to the port it really got, so that email
+ * links from a throwaway stack (npm test, benches) lead to its own console.
+ */
+export function localAuthConfig(config: ProjectConfig, apiUrl: string): AuthConfig {
+  const configured = new URL(config.auth.site_url);
+  const isLocalGateway = ["127.0.0.1", "localhost"].includes(configured.hostname) && Number(configured.port) === config.api.port;
+  return isLocalGateway ? { ...config.auth, site_url: apiUrl } : config.auth;
+}

@@ -18,7 +18,7 @@ import { mkdirSync, rmSync, writeFileSync, existsSync, readFileSync } from "node
 import { join } from "node:path";
 import postgres from "postgres";
 import { createAuthHandler } from "./auth.ts";
-import { functionVerifiesJwt, readProjectConfig } from "./config.ts";
+import { functionVerifiesJwt, localAuthConfig, readProjectConfig } from "./config.ts";
 import { StackError } from "./errors.ts";
 import { startGateway } from "./gateway.ts";
 import { localConsole } from "./console.ts";
@@ -266,7 +266,7 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
       functionVerifiesJwt: (name) => functionVerifiesJwt(config, name),
       console: localConsole(apiUrl, anonKey, state.jwtSecret, config),
       auth: createAuthHandler({
-        sql: authSql, jwtSecret: state.jwtSecret, issuer: `${apiUrl}/auth/v1`, config: config.auth, mailbox, logFile: join(logs, "auth.log"),
+        sql: authSql, jwtSecret: state.jwtSecret, issuer: `${apiUrl}/auth/v1`, config: localAuthConfig(config, apiUrl), mailbox, logFile: join(logs, "auth.log"),
       }),
       mailbox: mailboxHandler(mailbox),
       logFile: join(logs, "gateway.log"),

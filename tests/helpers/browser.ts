@@ -32,7 +32,7 @@ export async function signIn(page: Page, email: string, password = demoPassword(
   await page.getByLabel("Email").fill(email);
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
-  await page.getByRole("button", { name: "Sign out" }).waitFor();
+  await page.getByRole("button", { name: "Sign out", exact: true }).waitFor();
 }
 
 /** A new page (own cookies) signed in as `email`, at `path`. */

@@ -200,7 +200,7 @@ function ScopesNeeded({ provider, needed }: { provider: Provider; needed: Map<Pr
       {needed === undefined
         ? "Reading the scopes the enabled tools need…"
         : scopes.length
-          ? <>This connection asks for the scopes the workspace's enabled {PROVIDER_NAMES[provider]} tools need, and no more: {scopes.map((s) => <code key={s}>{s} </code>)}</>
+          ? <>This connection asks for the scopes the workspace's enabled {PROVIDER_NAMES[provider]} tools need, and no more (the connectors function derives them when you connect): {scopes.map((s) => <code key={s}>{s} </code>)}</>
           : `No enabled ${PROVIDER_NAMES[provider]} tool needs a scope: the connection asks for none.`}
       {provider === "github" && " A GitHub token that reports its scopes must hold exactly this set, no more."}
     </p>

@@ -1,0 +1,179 @@
+/**
+ * The console's control screens in Chromium: the approval queue (list, exact payload and hash,
+ * dual-control progress, the refusals explained), the audit log (browse, export, verify the
+ * export in the browser against a pinned checkpoint, and catch a tampered one), connections
+ * (live verification refused and explained, disable with confirmation), models and limits,
+ * widgets, and your account (password recovery through the mailed link). Each screen is checked
+ * with axe-core and photographed into .local/screenshots/.
+ */
+import { randomUUID } from "node:crypto";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { accessibilityViolations, launch, screenshot, signedInPage, signIn } from "../helpers/browser.ts";
+import { createMember } from "../helpers/console.ts";
+import { ACME, ACME_RUN } from "../helpers/fixtures.ts";
+import { stack, superuser } from "../helpers/stack.ts";
+
+const s = stack();
+const db = superuser();
+let browser: Browser;
+
+beforeAll(async () => {
+  browser = await launch();
+});
+afterAll(async () => {
+  await browser?.close();
+  await db.end();
+});
+
+async function audited(page: Page, name: string): Promise<void> {
+  await page.waitForLoadState("networkidle");
+  await screenshot(page, `console-${name}`);
+  expect(await accessibilityViolations(page), `axe on ${name}`).toEqual([]);
+}
+
+/** The agent runtime proposes an action of Acme's seeded run (service role). */
+async function propose(payload: Record<string, unknown>, risk = "medium"): Promise<{ id: string; payload_sha256: string; canonical_payload: string }> {
+  const res = await fetch(`${s.restUrl}/rpc/propose_action`, {
+    method: "POST",
+    headers: { apikey: s.serviceRoleKey, authorization: `Bearer ${s.serviceRoleKey}`, "content-type": "application/json" },
+    body: JSON.stringify({ p_run_id: ACME_RUN, p_tool: "slack.post_message", p_connector: "slack", p_payload: payload, p_risk: risk }),
+  });
+  expect(res.status).toBe(200);
+  return res.json();
+}
+
+describe("the approval queue", () => {
+  it("lists a pending request, shows its exact canonical payload and hash, and takes the decision bound to it", async () => {
+    const request = await propose({ text: `Refund ${randomUUID()}`, channel: "#returns", amount: 1.50 });
+    const page = await signedInPage(browser, "ada@acme.test", `/o/${ACME}/approvals`);
+    await page.getByRole("table", { name: "Action requests" }).waitFor();
+    await audited(page, "approvals");
+    await page.goto(`${s.apiUrl}/o/${ACME}/approvals/${request.id}`);
+    await page.getByLabel("Payload SHA-256").getByText(request.payload_sha256).waitFor();
+    expect(await page.getByText(request.canonical_payload, { exact: true }).count()).toBe(1);
+    await page.getByText(/Hash matches/).waitFor();
+    await page.getByLabel("Comment (optional)").fill("Checked with the customer.");
+    await page.getByRole("button", { name: "Approve" }).click();
+    await page.getByRole("status").getByText(/Approved: the action may now run/).waitFor();
+    const [decision] = await db`select payload_sha256, comment from public.approval_decisions where request_id = ${request.id}`;
+    expect(decision).toEqual({ payload_sha256: request.payload_sha256, comment: "Checked with the customer." });
+    await page.context().close();
+  });
+
+  it("explains a decision sent with a hash that is not the request's", async () => {
+    const request = await propose({ text: `Close ticket ${randomUUID()}` });
+    const page = await signedInPage(browser, "ada@acme.test", `/o/${ACME}/approvals/${request.id}`);
+    await page.getByLabel("Payload SHA-256").getByText(request.payload_sha256).waitFor();
+    // The page's decision leaves with another hash than the request's, as a page showing an old
+    // payload would send: the database refuses it.
+    await page.route("**/console/api/rest/v1/rpc/decide_action", async (route) => {
+      const body = JSON.parse(route.request().postData() ?? "{}");
+      await route.continue({ postData: JSON.stringify({ ...body, p_payload_sha256: "0".repeat(64) }) });
+    });
+    await page.getByRole("button", { name: "Reject" }).click();
+    await page.getByRole("alert").getByText(/not the one you were shown|changed|stale/i).waitFor();
+    await page.getByRole("button", { name: "Reload the request" }).waitFor();
+    expect((await db`select count(*)::int as n from public.approval_decisions where request_id = ${request.id}`)[0].n).toBe(0);
+    await page.context().close();
+  });
+
+  it("shows a viewer the request without the means to decide it", async () => {
+    const request = await propose({ text: `Viewer check ${randomUUID()}` });
+    const page = await signedInPage(browser, "victor@acme.test", `/o/${ACME}/approvals/${request.id}`);
+    await page.getByText(/you can review this request but not decide it/).waitFor();
+    expect(await page.getByRole("button", { name: "Approve" }).count()).toBe(0);
+    await audited(page, "approval-viewer");
+    await page.context().close();
+  });
+});
+
+describe("the audit log", () => {
+  it("exports the chain, verifies the export in the browser against the pinned checkpoint, and catches a tampered entry", async () => {
+    const page = await signedInPage(browser, "ada@acme.test", `/o/${ACME}/audit`);
+    await page.getByRole("table", { name: "Audit events" }).waitFor();
+    await page.getByRole("button", { name: "Export audit log" }).click();
+    await page.getByRole("status").getByText(/Exported \d+ entries/).waitFor();
+    await page.getByRole("button", { name: "Pin this checkpoint" }).click();
+    await page.getByRole("status", { name: "Pinned key and checkpoint" }).waitFor();
+    await page.getByRole("button", { name: "Verify export" }).click();
+    await page.getByText(/Verified: \d+ entries/).waitFor();
+    await audited(page, "audit");
+
+    const box = page.getByLabel("Export to verify (JSON Lines)");
+    const lines = (await box.inputValue()).split("\n");
+    const index = lines.findIndex((l) => l.includes('"type":"entry"') && l.includes('"payload":"'));
+    expect(index).toBeGreaterThan(0);
+    const entry = JSON.parse(lines[index]);
+    entry.payload = entry.payload.replace(/}$/, ',"tampered":true}');
+    lines[index] = JSON.stringify(entry);
+    await box.fill(lines.join("\n"));
+    await page.getByRole("button", { name: "Verify export" }).click();
+    await page.getByRole("alert").getByText(new RegExp(`Verification failed at entry ${entry.seq}`)).waitFor();
+    await page.context().close();
+  });
+});
+
+describe("connections", () => {
+  it("explains a live verification that fails, and disables a connection after a confirmation", async () => {
+    const name = `E2E hook ${randomUUID().slice(0, 8)}`;
+    await db`select public.save_connection(${ACME}, 'https_webhook', ${name}, '{}', '{"url":"https://hooks.example.test/e2e"}')`;
+    const page = await signedInPage(browser, "ada@acme.test", `/o/${ACME}/connections`);
+    await page.getByRole("table", { name: "Connections" }).getByText(name).waitFor();
+    await audited(page, "connections");
+
+    // A customer endpoint that does not resolve: the live check refuses it, and the page says why.
+    const form = page.getByRole("form", { name: "Connect a webhook or token" });
+    await form.getByRole("combobox").selectOption("https_webhook");
+    await form.getByLabel("Display name").fill(`Unreachable ${randomUUID().slice(0, 8)}`);
+    await form.getByLabel("Webhook URL").fill("https://unreachable.example.invalid/hook");
+    await form.getByRole("button", { name: "Verify and connect" }).click();
+    const refusal = page.getByRole("alert").filter({ hasText: /resolve|reach|address|egress/i });
+    await refusal.waitFor();
+    expect(await refusal.textContent()).not.toMatch(/\b5\d\d\b|internal/i);
+
+    await page.getByRole("button", { name: `Disable ${name}` }).click();
+    await page.getByRole("group", { name: `Confirm disabling ${name}` }).getByRole("button", { name: `Yes, disable ${name}` }).click();
+    await page.getByRole("status").getByText(new RegExp(`Disabled ${name}`)).waitFor();
+    const [row] = await db`select status from public.connections where org_id = ${ACME} and display_name = ${name}`;
+    expect(row.status).toBe("disabled");
+    await page.context().close();
+  });
+});
+
+describe("models, limits and widgets", () => {
+  it("are accessible", async () => {
+    const page = await signedInPage(browser, "ada@acme.test", `/o/${ACME}/limits`);
+    await page.getByRole("table", { name: "Model usage" }).waitFor();
+    await audited(page, "limits");
+    await page.getByRole("navigation", { name: "Screens" }).getByRole("link", { name: "Widgets" }).click();
+    await page.getByRole("form", { name: "Widget of Returns assistant" }).waitFor();
+    await audited(page, "widgets");
+    await page.context().close();
+  });
+});
+
+describe("your account", () => {
+  it("recovers a forgotten password through the mailed link", async () => {
+    const m = await createMember(db, ACME);
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(`${s.apiUrl}/forgot`);
+    await page.getByLabel("Email").fill(m.email);
+    await page.getByRole("button", { name: "Send the recovery link" }).click();
+    await page.getByRole("status").getByText(/recovery link is on its way/).waitFor();
+    const [mail] = (await (await fetch(`${s.apiUrl}/_mail/api/messages?to=${encodeURIComponent(m.email)}`)).json()) as { html: string }[];
+    const link = (/href="([^"]+)"/.exec(mail.html)?.[1] ?? "").replaceAll("&amp;", "&");
+    await page.goto(link);
+    await page.getByRole("button", { name: "Continue" }).click();
+    await page.getByRole("heading", { name: "Your account" }).waitFor();
+    await page.getByText(/signed in through your recovery link/).waitFor();
+    await audited(page, "account");
+    const fresh = `new-${randomUUID()}`;
+    await page.getByLabel("New password").fill(fresh);
+    await page.getByRole("button", { name: "Change password" }).click();
+    await page.getByRole("status").getByText("Password changed.").waitFor();
+    await page.getByRole("button", { name: "Sign out", exact: true }).click();
+    await signIn(page, m.email, fresh);
+    await page.context().close();
+  });
+});
