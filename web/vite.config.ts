@@ -1,7 +1,7 @@
 import { defineConfig } from "vite";
 
-// The admin client holds no privileged key: at runtime it reads the public URL and anon key from
-// /env.json, served by the gateway (or from VITE_SUPABASE_URL / VITE_SUPABASE_ANON_KEY at build).
+// The console holds no key and no token: every call goes through the console server on its own
+// origin (/console, web/server/console.ts), which keeps the session in HTTP-only cookies.
 export default defineConfig({
   root: "web",
   build: { outDir: "dist", emptyOutDir: true, sourcemap: true },

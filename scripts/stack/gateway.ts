@@ -5,8 +5,7 @@
  *   /functions/v1/*  -> the Deno edge router (JWT verified unless config.toml says verify_jwt = false)
  *   /console/*       -> the console server (cookie sessions; web/server/console.ts)
  *   /_mail/*         -> the local mailbox the auth stand-in writes to (LOCAL ONLY)
- *   /env.json        -> the public URL and anon key for the web app (the anon key is public by design)
- *   /*               -> the built web app (web/dist), falling back to index.html
+ *   /*               -> the built console (web/dist), falling back to index.html for its deep links
  * CORS is answered here for every route, as the hosted gateway does. Every answer of the gateway's
  * own is JSON with a stable code: bad requests its HTTP parser rejects (oversized headers,
  * malformed framing) included, and header values that are not UTF-8 never reach an upstream.
@@ -43,7 +42,6 @@ const MIME: Record<string, string> = {
 
 interface GatewayOptions {
   port: number;
-  publicUrl: string;
   anonKey: string;
   serviceRoleKey: string;
   jwtSecret: string;
@@ -132,7 +130,7 @@ function apiKeyOf(req: IncomingMessage, query: URLSearchParams): string | null {
   return (Array.isArray(header) ? header[0] : header) ?? query.get("apikey");
 }
 
-function proxy(req: IncomingMessage, res: ServerResponse, port: number, path: string, extraHeaders: Record<string, string> = {}): void {
+function proxy(req: IncomingMessage, res: ServerResponse, port: number, path: string, extraHeaders: Record<string, string> = {}, body?: Buffer): void {
   const headers: Record<string, string | string[]> = {};
   for (const [k, v] of Object.entries(req.headers)) {
     if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
@@ -160,7 +158,48 @@ function proxy(req: IncomingMessage, res: ServerResponse, port: number, path: st
     if (!res.headersSent) gatewayError(res, 502, "upstream_unavailable", "the upstream service is not answering");
     else if (!answered) res.destroy();
   });
-  req.pipe(upstream);
+  if (body) upstream.end(body);
+  else req.pipe(upstream);
+}
+
+/** The most of a form body the gateway reads to check it (PostgREST's own limit is far larger than any form we take). */
+const MAX_FORM_BYTES = 1024 * 1024;
+
+/**
+ * Whether a form body (application/x-www-form-urlencoded) decodes to UTF-8. PostgREST answers a
+ * bare 500 to one that doesn't (a percent-escaped byte such as %ae), so the gateway refuses it.
+ */
+function formIsUtf8(body: Buffer): boolean {
+  const text = body.toString("latin1");
+  const bytes: number[] = [];
+  for (let i = 0; i < text.length; i++) {
+    const escaped = text[i] === "%" && /^[0-9a-f]{2}$/i.test(text.slice(i + 1, i + 3));
+    bytes.push(escaped ? parseInt(text.slice(i + 1, i + 3), 16) : text.charCodeAt(i));
+    if (escaped) i += 2;
+  }
+  try {
+    utf8.decode(Uint8Array.from(bytes));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The request's body, or null when it is longer than `limit`. */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.removeAllListeners("data");
+        resolve(null);
+      } else chunks.push(chunk);
+    });
+    req.on("end", () => resolve(Buffer.concat(chunks)));
+    req.on("error", reject);
+  });
 }
 
 async function verifiesAsJwt(token: string | undefined, secret: Uint8Array): Promise<boolean> {
@@ -217,7 +256,11 @@ export async function startGateway(opts: GatewayOptions): Promise<Server> {
     // The console and the mailbox are same-origin pages: no CORS for them.
     const local = /^\/(_mail|console)(\/.*)?$/.exec(pathname);
     const localHandler = local && (local[1] === "_mail" ? opts.mailbox : opts.console);
-    if (local && localHandler) return localHandler(req, res, local[2] ?? "/", searchParams);
+    if (local && localHandler) {
+      await localHandler(req, res, local[2] ?? "/", searchParams);
+      // What the handler did not read of a refused upload is read and dropped, as for every answer.
+      return drainRest(req, res);
+    }
 
     if (req.method === "OPTIONS") {
       res.writeHead(204, CORS_HEADERS).end();
@@ -226,7 +269,6 @@ export async function startGateway(opts: GatewayOptions): Promise<Server> {
 
     const api = /^\/(rest|auth|functions)\/v1(\/.*)?$/.exec(pathname);
     if (!api) {
-      if (pathname === "/env.json") return sendJson(res, 200, { supabaseUrl: opts.publicUrl, anonKey: opts.anonKey });
       if (req.method !== "GET" && req.method !== "HEAD") return gatewayError(res, 405, "method_not_allowed", "use GET");
       return serveStatic(res, opts.webDist, pathname);
     }
@@ -251,6 +293,12 @@ export async function startGateway(opts: GatewayOptions): Promise<Server> {
     if (service === "auth") return opts.auth(req, res, rest, searchParams);
     // Like the hosted gateway: without an Authorization header, the API key is the bearer.
     const extra: Record<string, string> = req.headers.authorization ? {} : { authorization: `Bearer ${apiKey}` };
+    if (/^application\/x-www-form-urlencoded/i.test(req.headers["content-type"] ?? "")) {
+      const form = await readBody(req, MAX_FORM_BYTES);
+      if (!form) return gatewayError(res, 413, "body_too_large", "the form body is too large");
+      if (!formIsUtf8(form)) return gatewayError(res, 400, "invalid_body", "the form body does not decode to UTF-8");
+      return proxy(req, res, opts.postgrestPort, upstreamPath, extra, form);
+    }
     return proxy(req, res, opts.postgrestPort, upstreamPath, extra);
   }
 

@@ -256,7 +256,6 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
     stoppers.push({ name: "auth connection", stop: () => authSql.end({ timeout: 2 }) });
     const gateway = await startGateway({
       port: ports.api,
-      publicUrl: apiUrl,
       anonKey,
       serviceRoleKey,
       jwtSecret: state.jwtSecret,

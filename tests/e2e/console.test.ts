@@ -163,7 +163,13 @@ describe("members", () => {
     await page.getByRole("button", { name: "Send invitation" }).click();
     await page.getByRole("status").getByText("Invitation sent by email.").waitFor();
     await page.getByRole("cell", { name: invitee, exact: true }).waitFor();
+    const domain = `e2e-${randomUUID().slice(0, 8)}.example`;
+    await page.getByLabel("Domain to claim").fill(domain);
+    await page.getByRole("button", { name: "Claim domain" }).click();
+    await page.getByRole("row").filter({ hasText: domain }).getByText("waiting for verification").waitFor();
     await audited(page, "members");
+    await page.getByRole("button", { name: `Release ${domain}` }).click();
+    await page.getByRole("cell", { name: domain, exact: true }).waitFor({ state: "detached" });
 
     const [mail] = await mailFor(invitee);
     expect(mail.subject).toMatch(/invit/i);

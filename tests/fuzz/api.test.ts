@@ -1,8 +1,9 @@
 /**
  * Property-based fuzzing of everything the stack answers on its public port: every route of every
  * edge function (read from each function's own OpenAPI document), every exposed RPC (read from
- * PostgREST's OpenAPI, and checked against the catalog so none is missed) and the auth
- * endpoints. Each gets malformed JSON, NUL bytes and unpaired surrogates, wrong types, oversized
+ * PostgREST's OpenAPI, and checked against the catalog so none is missed), the auth
+ * endpoints and the console server's own routes (a signed-in console session, with its cookies and
+ * CSRF token, is one of the callers). Each gets malformed JSON, NUL bytes and unpaired surrogates, wrong types, oversized
  * bodies, odd headers and every kind of caller, and must answer:
  *   - never a 5xx, never an empty error body;
  *   - a refusal is JSON with a stable code;
@@ -19,6 +20,7 @@ import bcrypt from "bcryptjs";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ACME, GLOBEX } from "../helpers/fixtures.ts";
+import { ConsoleBrowser } from "../helpers/console.ts";
 import { stack, superuser } from "../helpers/stack.ts";
 
 const s = stack();
@@ -30,7 +32,7 @@ interface Target {
   method: string;
   /** The URL, `{param}` placeholders left in. */
   url: string;
-  kind: "function" | "rest" | "auth";
+  kind: "function" | "rest" | "auth" | "console";
   /** Top-level body members the route takes (for bodies that are almost right). */
   fields: string[];
 }
@@ -43,6 +45,8 @@ interface Sent {
 
 let fuzzOrg = "";
 let userToken = "";
+/** The fuzz user signed in to the console server: its cookies and CSRF token. */
+const consoleSession = new ConsoleBrowser();
 let requests = 0;
 const statuses = new Map<number, number>();
 
@@ -65,6 +69,7 @@ async function signUpFuzzUser(): Promise<string> {
     method: "POST", headers: { apikey: s.anonKey, "content-type": "application/json" }, body: JSON.stringify({ email, password }),
   });
   const token = (await res.json()).access_token as string;
+  expect((await consoleSession.signIn(email, password)).status).toBe(200);
   const created = await fetch(`${s.restUrl}/rpc/create_organization`, {
     method: "POST", headers: { apikey: s.anonKey, authorization: `Bearer ${token}`, "content-type": "application/json" },
     body: JSON.stringify({ p_name: "Fuzz", p_slug: `fuzz-${id.slice(0, 8)}` }),
@@ -120,6 +125,21 @@ const AUTH_TARGETS = (): Target[] => [
   { name: "GET /auth/v1/settings", method: "GET", url: `${s.apiUrl}/auth/v1/settings`, kind: "auth", fields: [] },
 ];
 
+/**
+ * The console server's routes. Signing out and changing the password are left out: either would end
+ * the fuzz caller's sessions (console_server.test.ts covers their bad input).
+ */
+const CONSOLE_TARGETS = (): Target[] => ([
+  ["GET", "/session", []], ["POST", "/session", ["email", "password"]],
+  ["GET", "/auth/confirm?token_hash={param}&type=invite", []], ["POST", "/auth/confirm", ["token_hash", "type"]],
+  ["POST", "/auth/recover", ["email"]],
+  ["GET", "/mfa/factors", []], ["POST", "/mfa/enroll", ["friendly_name"]], ["POST", "/mfa/verify", ["factor_id", "code"]],
+  ["DELETE", "/mfa/factors/{id}", []], ["POST", "/api/rest/v1/rpc/create_invitation", ["p_email", "p_role"]],
+  ["POST", "/api/functions/v1/invitations", ["email", "role"]],
+] as [string, string, string[]][]).map(([method, path, fields]) => ({
+  name: `${method} /console${path}`, method, url: `${s.apiUrl}/console${path}`, kind: "console" as const, fields,
+}));
+
 // ---------------------------------------------------------------------------------------------
 // Inputs
 // ---------------------------------------------------------------------------------------------
@@ -152,12 +172,25 @@ const caller = fc.constantFrom<Caller>("none", "anon", "garbage", "user", "servi
 
 function headersFor(target: Target, who: Caller, org: string | undefined, type: string | undefined): Record<string, string> {
   const h: Record<string, string> = {};
+  if (target.kind === "console") return consoleHeaders(who, org, type);
   const key = who === "service" ? s.serviceRoleKey : s.anonKey;
   if (target.kind !== "function" && who !== "none") h.apikey = key;
   if (who === "user") h.authorization = `Bearer ${userToken}`;
   if (who === "service") h.authorization = `Bearer ${s.serviceRoleKey}`;
   if (who === "anon") h.authorization = `Bearer ${s.anonKey}`;
   if (who === "garbage") h.authorization = "Bearer eyJhbGciOiJIUzI1NiJ9.e30.not-a-signature";
+  if (org !== undefined) h["x-org-id"] = org === "fuzz" ? fuzzOrg : org;
+  if (type !== undefined) h["content-type"] = type;
+  return h;
+}
+
+/** A console caller: signed in (cookies, Origin, CSRF token), from another site, forged, or nobody. */
+function consoleHeaders(who: Caller, org: string | undefined, type: string | undefined): Record<string, string> {
+  const h: Record<string, string> = {};
+  const cookie = [...consoleSession.cookies.values()].map((c) => `${c.name}=${c.value}`).join("; ");
+  if (who === "user" || who === "service") Object.assign(h, { cookie, origin: s.apiUrl, "x-csrf-token": consoleSession.csrf });
+  if (who === "anon") h.origin = "https://elsewhere.example";
+  if (who === "garbage") Object.assign(h, { cookie: "gh-auth=base64-eyJub3QiOiJhIHNlc3Npb24ifQ; gh-activity=x.y; gh-csrf=z", origin: s.apiUrl, "x-csrf-token": "z" });
   if (org !== undefined) h["x-org-id"] = org === "fuzz" ? fuzzOrg : org;
   if (type !== undefined) h["content-type"] = type;
   return h;
@@ -214,7 +247,7 @@ async function seedFingerprint(): Promise<string> {
 
 beforeAll(async () => {
   userToken = await signUpFuzzUser();
-  targets = [...(await functionTargets()), ...(await rpcTargets()), ...AUTH_TARGETS()];
+  targets = [...(await functionTargets()), ...(await rpcTargets()), ...AUTH_TARGETS(), ...CONSOLE_TARGETS()];
   seedBefore = await seedFingerprint();
 }, 60_000);
 

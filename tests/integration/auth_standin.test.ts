@@ -17,7 +17,7 @@ import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import ws from "ws";
 import { createAuthHandler } from "../../scripts/stack/auth.ts";
-import { type AuthConfig, readProjectConfig } from "../../scripts/stack/config.ts";
+import { type AuthConfig, localAuthConfig, readProjectConfig } from "../../scripts/stack/config.ts";
 import { createMailbox, type Mailbox, type MailMessage } from "../../scripts/stack/mail.ts";
 import { enrollTotp, stepUp, totpCode } from "../helpers/mfa.ts";
 import { anonClient, stack, superuser } from "../helpers/stack.ts";
@@ -184,7 +184,7 @@ describe("invitations", () => {
     const [mail] = await mailTo(email);
     expect(mail.subject).toBe("You have been invited to Gatehouse");
     // The token-hash link to the console server, with next= percent-encoded (and &-separated as &amp;).
-    expect(mail.html).toContain(`href="${readProjectConfig(process.cwd()).auth.site_url}/console/auth/confirm?token_hash=${tokenHash(mail)}&amp;type=invite&amp;next=${encodeURIComponent(next)}"`);
+    expect(mail.html).toContain(`href="${localAuthConfig(readProjectConfig(process.cwd()), stack().apiUrl).site_url}/console/auth/confirm?token_hash=${tokenHash(mail)}&amp;type=invite&amp;next=${encodeURIComponent(next)}"`);
     expect(mail.text).toContain(`&next=${encodeURIComponent(next)}`);
     const [stored] = await sql`select token_hash from auth.one_time_tokens where user_id = ${invited.data.user!.id}`;
     expect(stored.token_hash).not.toBe(tokenHash(mail));
@@ -208,7 +208,8 @@ describe("invitations", () => {
   });
 
   it("send a redirect_to that neither site_url nor additional_redirect_urls allows to site_url, as GoTrue does", async () => {
-    const site = readProjectConfig(process.cwd()).auth.site_url;
+    // The stack's own site_url: config.toml's, on the port this stack really got.
+    const site = localAuthConfig(readProjectConfig(process.cwd()), stack().apiUrl).site_url;
     for (const redirectTo of ["https://evil.example/console", "/invitations/accept?token=abc"]) {
       const email = address("redirect");
       expect((await admin.inviteUserByEmail(email, { redirectTo })).error).toBeNull();

@@ -126,6 +126,10 @@ describe("saving a connection", () => {
     expect(data!.find((c) => c.id === saved.body.connection.id)).toBeDefined();
     // The seeded Slack tool now calls through this connection.
     await tool("slack.post_message", "slack_webhook", ["incoming-webhook"], saved.body.connection.id);
+    // A second connection can't take the same name: a clear 409, not a 500.
+    const again = await call("connections", ada, { provider: "slack_webhook", display_name: "Returns alerts", credential: { url } });
+    expect(again.status).toBe(409);
+    expect(again.body.error.code).toBe("already_exists");
   });
 
   it("checks Discord with its own webhook call and a custom endpoint with a test delivery", async () => {

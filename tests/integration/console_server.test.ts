@@ -115,6 +115,11 @@ describe("the console server's sessions", () => {
     expect(await raw(JSON.stringify({ email: "a@b.co", password: "x".repeat(20_000) }))).toEqual([413, "body_too_large"]);
     expect(await raw(JSON.stringify({ email: "nobody@acme.test", password: "wrong" }))).toEqual([400, "invalid_credentials"]);
     expect((await browser.json("/console/nowhere")).body.error.code).toBe("not_found");
+    expect((await browser.json("/console/auth/password", "PUT", { password: "short" })).body.error.code).toBe("invalid_body");
+    expect((await browser.json("/console/auth/password", "PUT", { password: "long enough" })).body.error.code).toBe("signed_out");
+    expect((await browser.json("/console/auth/confirm", "POST", { token_hash: "../../etc", type: "invite" })).body.error.code).toBe("invalid_body");
+    expect((await browser.json("/console/auth/confirm", "POST", { token_hash: "a".repeat(40), type: "invite" })).body.error.code).toBe("link_invalid");
+    expect((await browser.json("/console/mfa/verify", "POST", { factor_id: "x", code: "1" })).body.error.code).toBe("invalid_body");
     expect((await browser.json("/console/session?scope=everything", "DELETE")).status).toBe(400);
   });
 });

@@ -68,6 +68,16 @@ describe("the gateway's own answers", () => {
     expect(parsed(await raw(bytes))).toMatchObject({ status: 400, body: { error: { code: "invalid_header" } } });
   });
 
+  it("refuses a form body that does not decode to UTF-8 before PostgREST sees it", async () => {
+    const res = await fetch(`${s.restUrl}/rpc/verify_audit_chain`, {
+      method: "POST",
+      headers: { apikey: s.serviceRoleKey, authorization: `Bearer ${s.serviceRoleKey}`, "content-type": "application/x-www-form-urlencoded" },
+      body: "p=%ae",
+    });
+    expect(res.status).toBe(400);
+    expect((await res.json()).error.code).toBe("invalid_body");
+  });
+
   it("lets the client read a 413 for an upload refused before it was all sent", async () => {
     const token = await accessToken(ada);
     const big = Buffer.alloc(4 * 1024 * 1024, "a");
@@ -75,8 +85,11 @@ describe("the gateway's own answers", () => {
       // A function that refuses on the declared length, and one that stops reading a chunked body.
       { url: `${s.functionsUrl}/connectors/connections`, headers: { authorization: `Bearer ${token}`, "x-org-id": ACME, "content-length": String(big.length) }, code: "body_too_large" },
       { url: `${s.functionsUrl}/connectors/connections`, headers: { authorization: `Bearer ${token}`, "x-org-id": ACME }, code: "body_too_large" },
-      // The auth stand-in, in the gateway's own process.
+      // The auth stand-in and the console server, in the gateway's own process.
       { url: `${s.apiUrl}/auth/v1/token?grant_type=password`, headers: { apikey: s.anonKey }, code: "request_too_large" },
+      { url: `${s.apiUrl}/console/session`, headers: { origin: s.apiUrl, cookie: "gh-csrf=t", "x-csrf-token": "t" }, code: "body_too_large" },
+      // A form body, which the gateway reads itself before PostgREST.
+      { url: `${s.restUrl}/rpc/verify_audit_chain`, headers: { apikey: s.anonKey, "content-type": "application/x-www-form-urlencoded" }, code: "body_too_large" },
     ];
     for (const c of cases) {
       const answer = await upload(c.url, { "content-type": "application/json", ...c.headers }, big);

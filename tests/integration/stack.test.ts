@@ -60,10 +60,12 @@ describe("gateway", () => {
     }
   });
 
-  it("gives the web app the public URL and anon key, and nothing privileged", async () => {
-    const res = await fetch(`${s.apiUrl}/env.json`);
-    const body = await json(res);
-    expect(body).toEqual({ supabaseUrl: s.apiUrl, anonKey: s.anonKey });
+  it("serves the console's page for its deep links, and no key with it", async () => {
+    const res = await fetch(`${s.apiUrl}/o/${crypto.randomUUID()}/approvals/${crypto.randomUUID()}`);
+    expect(res.status).toBe(200);
+    const page = await res.text();
+    expect(page).toContain('<div id="root">');
+    expect(page).not.toContain(s.anonKey);
   });
 });
 

@@ -96,6 +96,8 @@ export const REFUSALS = {
   // Invitations
   invitations_misconfigured: [503, "the invitations function's configuration is not valid"],
   invitation_not_mailed: [502, "Supabase Auth did not send the invitation email; nothing was saved"],
+  // The database's own constraints
+  already_exists: [409, "something with that name (or those values) already exists here"],
   // The platform
   database_not_configured: [503, "SUPABASE_DB_URL is not set"],
   internal_error: [500, "unexpected error"],
@@ -147,7 +149,9 @@ export function refuse(code: RefusalCode, message?: string, extras?: RefusalExtr
  * PostgREST turns into a response): the same status and code here. Null for any other error.
  */
 function databaseRefusal(e: unknown): HttpError | null {
-  const err = e as { code?: string; message?: string; detail?: string };
+  const err = e as { code?: string; message?: string; detail?: string; constraint_name?: string };
+  // A unique constraint (say, a connection's display name) is the caller's clash, as PostgREST says.
+  if (err?.code === "23505") return refuse("already_exists", err.constraint_name ? `it clashes with ${err.constraint_name}` : undefined);
   if (err?.code !== "PGRST") return null;
   try {
     const { code, message } = JSON.parse(err.message ?? "") as { code: string; message: string };
