@@ -42,6 +42,7 @@ import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, ra
 import { appendFile, existsSync, readFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import bcrypt from "bcryptjs";
+import QRCode from "qrcode";
 import { jwtVerify, SignJWT } from "jose";
 import { Secret, TOTP } from "otpauth";
 import postgres, { type Sql, type TransactionSql } from "postgres";
@@ -692,7 +693,11 @@ export function createAuthHandler(opts: AuthOptions) {
       await tx`insert into auth.mfa_factors (id, user_id, friendly_name, factor_type, status, secret)
                values (${id}, ${user.id}, ${friendlyName || null}, 'totp', 'unverified', ${seal(factorKey, id, secret.base32)})`;
       const uri = totp.toString();
-      return { id, type: "totp", friendly_name: friendlyName, totp: { qr_code: placeholderQrSvg(uri), secret: secret.base32, uri } };
+      // An SVG QR code of the otpauth URI, as GoTrue returns. supabase-js puts it in a data URL
+      // unencoded, where a "#" would end it, so the colours are named.
+      const qr = (await QRCode.toString(uri, { type: "svg", errorCorrectionLevel: "M", margin: 2 }))
+        .replaceAll('"#ffffff"', '"white"').replaceAll('"#000000"', '"black"');
+      return { id, type: "totp", friendly_name: friendlyName, totp: { qr_code: qr, secret: secret.base32, uri } };
     });
   }
 
@@ -1132,19 +1137,6 @@ function open(key: Buffer, factorId: string, sealed: string): string {
   const decipher = createDecipheriv("aes-256-gcm", key, raw.subarray(0, 12)).setAAD(Buffer.from(factorId));
   decipher.setAuthTag(raw.subarray(raw.length - 16));
   return Buffer.concat([decipher.update(raw.subarray(12, raw.length - 16)), decipher.final()]).toString("utf8");
-}
-
-/**
- * GoTrue returns an SVG QR code of the otpauth URI here. No QR library is installed (npm `qrcode`
- * is not a dependency), so the stand-in returns a small valid SVG that is NOT scannable: it says
- * so and carries the URI as text. Locally, enter the secret by hand (or use the uri).
- */
-function placeholderQrSvg(uri: string): string {
-  const esc = uri.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;" })[c]!);
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="360" height="72" viewBox="0 0 360 72">` +
-    `<rect width="360" height="72" fill="white" stroke="black"/>` +
-    `<text x="8" y="22" font-family="monospace" font-size="11">LOCAL ONLY: not a QR code, enter the secret by hand</text>` +
-    `<text x="8" y="46" font-family="monospace" font-size="7">${esc}</text></svg>`;
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {

@@ -318,6 +318,9 @@ describe("MFA (auth.mfa)", () => {
     expect(enrolled.error).toBeNull();
     expect(enrolled.data).toMatchObject({ type: "totp", friendly_name: "phone app", totp: { secret: expect.any(String), uri: expect.stringMatching(/^otpauth:\/\/totp\//) } });
     expect(enrolled.data!.totp.qr_code).toMatch(/^data:image\/svg\+xml;utf-8,<svg /);
+    // A real QR code (path data), usable as the data URL supabase-js makes of it (no "#" to cut it).
+    expect(enrolled.data!.totp.qr_code).toMatch(/<path [^>]*d="M/);
+    expect(enrolled.data!.totp.qr_code).not.toContain("#");
     const factorId = enrolled.data!.id;
     const secret = enrolled.data!.totp.secret;
     expect((await api.auth.mfa.getAuthenticatorAssuranceLevel()).data).toMatchObject({ currentLevel: "aal1", nextLevel: "aal1" });
