@@ -7,9 +7,8 @@
  * screens have their own flows in console_controls.test.ts.
  */
 import { randomUUID } from "node:crypto";
-import type { Browser, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { accessibilityViolations, launch, screenshot, signedInPage, signIn } from "../helpers/browser.ts";
+import { afterAll, describe, expect, it } from "vitest";
+import { checkScreen, signedInPage, signIn, suiteBrowser } from "../helpers/browser.ts";
 import { createMember } from "../helpers/console.ts";
 import { ACME, ACME_AGENT } from "../helpers/fixtures.ts";
 import { totpCode } from "../helpers/mfa.ts";
@@ -17,22 +16,8 @@ import { stack, superuser } from "../helpers/stack.ts";
 
 const s = stack();
 const db = superuser();
-let browser: Browser;
-
-beforeAll(async () => {
-  browser = await launch();
-});
-afterAll(async () => {
-  await browser?.close();
-  await db.end();
-});
-
-/** Checks the page with axe and saves its screenshot. */
-async function audited(page: Page, name: string): Promise<void> {
-  await page.waitForLoadState("networkidle");
-  await screenshot(page, `console-${name}`);
-  expect(await accessibilityViolations(page), `axe on ${name}`).toEqual([]);
-}
+const browser = suiteBrowser();
+afterAll(() => db.end());
 
 /** The messages the local mailbox holds for `to`, newest first. */
 async function mailFor(to: string): Promise<{ subject: string; html: string }[]> {
@@ -49,7 +34,7 @@ function firstLink(html: string): string {
 describe("signing in", () => {
   it("keeps every token out of reach of the page's scripts", async () => {
     const m = await createMember(db, ACME);
-    const page = await signedInPage(browser, m.email, "/", m.password);
+    const page = await signedInPage(browser(), m.email, "/", m.password);
     const storage = await page.evaluate(() => ({
       local: JSON.stringify({ ...localStorage }),
       session: JSON.stringify({ ...sessionStorage }),
@@ -67,21 +52,21 @@ describe("signing in", () => {
   });
 
   it("explains a wrong password and is accessible", async () => {
-    const page = await browser.newPage();
+    const page = await browser().newPage();
     await page.goto(s.apiUrl);
-    await audited(page, "sign-in");
+    await checkScreen(page, "sign-in");
     await page.getByLabel("Email").fill("ada@acme.test");
     await page.getByLabel("Password").fill("not-the-password");
     await page.getByRole("button", { name: "Sign in" }).click();
     await page.getByRole("alert").getByText("Wrong email or password.").waitFor();
     await page.getByRole("link", { name: "Forgot your password?" }).click();
     await page.getByRole("heading", { name: "Reset your password" }).waitFor();
-    await audited(page, "forgot-password");
+    await checkScreen(page, "forgot-password");
     await page.close();
   });
 
   it("keeps your place on reload, through a deep link", async () => {
-    const page = await signedInPage(browser, "ada@acme.test", `/o/${ACME}/members`);
+    const page = await signedInPage(browser(), "ada@acme.test", `/o/${ACME}/members`);
     await page.getByRole("heading", { name: "Members of Acme Robotics" }).waitFor();
     await page.reload();
     await page.getByRole("heading", { name: "Members of Acme Robotics" }).waitFor();
@@ -91,7 +76,7 @@ describe("signing in", () => {
 
   it("sends you back to sign-in with a reason once your session is revoked", async () => {
     const m = await createMember(db, ACME);
-    const page = await signedInPage(browser, m.email, `/o/${ACME}/projects`, m.password);
+    const page = await signedInPage(browser(), m.email, `/o/${ACME}/projects`, m.password);
     await page.getByRole("heading", { name: "Projects in Acme Robotics" }).waitFor();
     await db`delete from auth.sessions where user_id = ${m.userId}`;
     await page.getByRole("navigation", { name: "Screens" }).getByRole("link", { name: "Agents" }).click();
@@ -107,9 +92,9 @@ describe("organizations, projects and agents", () => {
   it("creates an organization, a project, an agent, and publishes a version that is read-only after", { timeout: 60_000 }, async () => {
     const m = await createMember(db, ACME);
     await db`delete from public.organization_members where user_id = ${m.userId}`;
-    const page = await signedInPage(browser, m.email, "/", m.password);
+    const page = await signedInPage(browser(), m.email, "/", m.password);
     await page.getByText("You belong to no organization yet").waitFor();
-    await audited(page, "organizations");
+    await checkScreen(page, "organizations");
     const slug = `e2e-${randomUUID().slice(0, 8)}`;
     await page.getByLabel("Name").fill("E2E Labs");
     await page.getByLabel("Slug").fill(slug);
@@ -121,7 +106,7 @@ describe("organizations, projects and agents", () => {
     await page.getByLabel("Project slug").fill("support");
     await page.getByRole("button", { name: "Create project" }).click();
     await page.getByRole("cell", { name: "Support", exact: true }).waitFor();
-    await audited(page, "projects");
+    await checkScreen(page, "projects");
 
     await page.getByRole("navigation", { name: "Screens" }).getByRole("link", { name: "Agents" }).click();
     await page.getByText("No agents yet.").waitFor();
@@ -140,7 +125,7 @@ describe("organizations, projects and agents", () => {
     const published = page.getByLabel("Configuration of v1 (read-only)");
     expect(JSON.parse((await published.textContent()) ?? "")).toEqual({ model: "gpt-4o-mini", instructions: "Be brief." });
     expect(await page.getByRole("button", { name: "Save draft" }).count()).toBe(0);
-    await audited(page, "agent-versions");
+    await checkScreen(page, "agent-versions");
     await page.context().close();
   });
 });
@@ -149,7 +134,7 @@ describe("members", () => {
   it("invites by email, the invitee accepts through the mailed link, and ending their sessions stops their console", async () => {
     const admin = await createMember(db, ACME, "project_viewer", "admin");
     await db`delete from public.organization_members where user_id = ${admin.userId}`;
-    const page = await signedInPage(browser, admin.email, "/orgs", admin.password);
+    const page = await signedInPage(browser(), admin.email, "/orgs", admin.password);
     page.on("dialog", (d) => void d.accept());
     await page.getByLabel("Name").fill("Invite Co");
     await page.getByLabel("Slug").fill(`invite-${randomUUID().slice(0, 8)}`);
@@ -167,13 +152,13 @@ describe("members", () => {
     await page.getByLabel("Domain to claim").fill(domain);
     await page.getByRole("button", { name: "Claim domain" }).click();
     await page.getByRole("row").filter({ hasText: domain }).getByText("waiting for verification").waitFor();
-    await audited(page, "members");
+    await checkScreen(page, "members");
     await page.getByRole("button", { name: `Release ${domain}` }).click();
     await page.getByRole("cell", { name: domain, exact: true }).waitFor({ state: "detached" });
 
     const [mail] = await mailFor(invitee);
     expect(mail.subject).toMatch(/invit/i);
-    const guest = await (await browser.newContext()).newPage();
+    const guest = await (await browser().newContext()).newPage();
     await guest.goto(firstLink(mail.html));
     await guest.getByRole("heading", { name: "Continue to accept your invitation" }).waitFor();
     await guest.getByRole("button", { name: "Continue" }).click();
@@ -211,9 +196,9 @@ describe("approvals with step-up", () => {
     const request = (await proposed.json()) as { id: string; payload_sha256: string };
     expect(request.payload_sha256).toMatch(/^[0-9a-f]{64}$/);
 
-    const page = await signedInPage(browser, approver.email, `/o/${ACME}/approvals/${request.id}`, approver.password);
+    const page = await signedInPage(browser(), approver.email, `/o/${ACME}/approvals/${request.id}`, approver.password);
     await page.getByLabel("Payload SHA-256").getByText(request.payload_sha256).waitFor();
-    await audited(page, "approval");
+    await checkScreen(page, "approval");
     await page.getByRole("button", { name: "Approve" }).click();
     await page.getByRole("alert").getByText(/second factor/i).waitFor();
     const [{ count }] = await db`select count(*)::int from public.approval_decisions where request_id = ${request.id}`;
@@ -223,7 +208,7 @@ describe("approvals with step-up", () => {
     await page.getByRole("heading", { name: "Your account" }).waitFor();
     await page.getByRole("button", { name: "Add an authenticator" }).click();
     const secret = (await page.getByLabel("Authenticator secret").textContent())!.trim();
-    await audited(page, "account-mfa");
+    await checkScreen(page, "account-mfa");
     await page.getByLabel("Six-digit code").fill(totpCode(secret));
     await page.getByRole("button", { name: "Activate" }).click();
     await page.waitForURL(new RegExp(`/approvals/${request.id}$`));
@@ -239,7 +224,7 @@ describe("approvals with step-up", () => {
 
 describe("viewers", () => {
   it("see read-only screens", async () => {
-    const page = await signedInPage(browser, "victor@acme.test", `/o/${ACME}/projects`);
+    const page = await signedInPage(browser(), "victor@acme.test", `/o/${ACME}/projects`);
     await page.getByText("these screens are read-only for you").waitFor();
     await page.getByRole("cell", { name: "Support bot" }).waitFor();
     expect(await page.getByRole("button", { name: "Create project" }).count()).toBe(0);
@@ -253,7 +238,7 @@ describe("viewers", () => {
     await page.getByRole("heading", { name: "Members of Acme Robotics" }).waitFor();
     expect(await page.getByRole("heading", { name: "Invitations" }).count()).toBe(0);
     expect(await page.getByRole("button", { name: /^End sessions/ }).count()).toBe(0);
-    await audited(page, "members-viewer");
+    await checkScreen(page, "members-viewer");
     await page.context().close();
   });
 });

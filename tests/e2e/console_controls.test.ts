@@ -7,30 +7,16 @@
  * with axe-core and photographed into .local/screenshots/.
  */
 import { randomUUID } from "node:crypto";
-import type { Browser, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { accessibilityViolations, launch, screenshot, signedInPage, signIn } from "../helpers/browser.ts";
+import { afterAll, describe, expect, it } from "vitest";
+import { checkScreen, signedInPage, signIn, suiteBrowser } from "../helpers/browser.ts";
 import { createMember } from "../helpers/console.ts";
 import { ACME, ACME_RUN } from "../helpers/fixtures.ts";
 import { stack, superuser } from "../helpers/stack.ts";
 
 const s = stack();
 const db = superuser();
-let browser: Browser;
-
-beforeAll(async () => {
-  browser = await launch();
-});
-afterAll(async () => {
-  await browser?.close();
-  await db.end();
-});
-
-async function audited(page: Page, name: string): Promise<void> {
-  await page.waitForLoadState("networkidle");
-  await screenshot(page, `console-${name}`);
-  expect(await accessibilityViolations(page), `axe on ${name}`).toEqual([]);
-}
+const browser = suiteBrowser();
+afterAll(() => db.end());
 
 /** The agent runtime proposes an action of Acme's seeded run (service role). */
 async function propose(payload: Record<string, unknown>, risk = "medium"): Promise<{ id: string; payload_sha256: string; canonical_payload: string }> {
@@ -46,9 +32,9 @@ async function propose(payload: Record<string, unknown>, risk = "medium"): Promi
 describe("the approval queue", () => {
   it("lists a pending request, shows its exact canonical payload and hash, and takes the decision bound to it", async () => {
     const request = await propose({ text: `Refund ${randomUUID()}`, channel: "#returns", amount: 1.50 });
-    const page = await signedInPage(browser, "ada@acme.test", `/o/${ACME}/approvals`);
+    const page = await signedInPage(browser(), "ada@acme.test", `/o/${ACME}/approvals`);
     await page.getByRole("table", { name: "Action requests" }).waitFor();
-    await audited(page, "approvals");
+    await checkScreen(page, "approvals");
     await page.goto(`${s.apiUrl}/o/${ACME}/approvals/${request.id}`);
     await page.getByLabel("Payload SHA-256").getByText(request.payload_sha256).waitFor();
     expect(await page.getByText(request.canonical_payload, { exact: true }).count()).toBe(1);
@@ -63,7 +49,7 @@ describe("the approval queue", () => {
 
   it("explains a decision sent with a hash that is not the request's", async () => {
     const request = await propose({ text: `Close ticket ${randomUUID()}` });
-    const page = await signedInPage(browser, "ada@acme.test", `/o/${ACME}/approvals/${request.id}`);
+    const page = await signedInPage(browser(), "ada@acme.test", `/o/${ACME}/approvals/${request.id}`);
     await page.getByLabel("Payload SHA-256").getByText(request.payload_sha256).waitFor();
     // The page's decision leaves with another hash than the request's, as a page showing an old
     // payload would send: the database refuses it.
@@ -80,17 +66,17 @@ describe("the approval queue", () => {
 
   it("shows a viewer the request without the means to decide it", async () => {
     const request = await propose({ text: `Viewer check ${randomUUID()}` });
-    const page = await signedInPage(browser, "victor@acme.test", `/o/${ACME}/approvals/${request.id}`);
+    const page = await signedInPage(browser(), "victor@acme.test", `/o/${ACME}/approvals/${request.id}`);
     await page.getByText(/you can review this request but not decide it/).waitFor();
     expect(await page.getByRole("button", { name: "Approve" }).count()).toBe(0);
-    await audited(page, "approval-viewer");
+    await checkScreen(page, "approval-viewer");
     await page.context().close();
   });
 });
 
 describe("the audit log", () => {
   it("exports the chain, verifies the export in the browser against the pinned checkpoint, and catches a tampered entry", async () => {
-    const page = await signedInPage(browser, "ada@acme.test", `/o/${ACME}/audit`);
+    const page = await signedInPage(browser(), "ada@acme.test", `/o/${ACME}/audit`);
     await page.getByRole("table", { name: "Audit events" }).waitFor();
     await page.getByRole("button", { name: "Export audit log" }).click();
     await page.getByRole("status").getByText(/Exported \d+ entries/).waitFor();
@@ -98,7 +84,7 @@ describe("the audit log", () => {
     await page.getByRole("status", { name: "Pinned key and checkpoint" }).waitFor();
     await page.getByRole("button", { name: "Verify export" }).click();
     await page.getByText(/Verified: \d+ entries/).waitFor();
-    await audited(page, "audit");
+    await checkScreen(page, "audit");
 
     const box = page.getByLabel("Export to verify (JSON Lines)");
     const lines = (await box.inputValue()).split("\n");
@@ -118,9 +104,9 @@ describe("connections", () => {
   it("explains a live verification that fails, and disables a connection after a confirmation", async () => {
     const name = `E2E hook ${randomUUID().slice(0, 8)}`;
     await db`select public.save_connection(${ACME}, 'https_webhook', ${name}, '{}', '{"url":"https://hooks.example.test/e2e"}')`;
-    const page = await signedInPage(browser, "ada@acme.test", `/o/${ACME}/connections`);
+    const page = await signedInPage(browser(), "ada@acme.test", `/o/${ACME}/connections`);
     await page.getByRole("table", { name: "Connections" }).getByText(name).waitFor();
-    await audited(page, "connections");
+    await checkScreen(page, "connections");
 
     // A customer endpoint that does not resolve: the live check refuses it, and the page says why.
     const form = page.getByRole("form", { name: "Connect a webhook or token" });
@@ -143,12 +129,12 @@ describe("connections", () => {
 
 describe("models, limits and widgets", () => {
   it("are accessible", async () => {
-    const page = await signedInPage(browser, "ada@acme.test", `/o/${ACME}/limits`);
+    const page = await signedInPage(browser(), "ada@acme.test", `/o/${ACME}/limits`);
     await page.getByRole("table", { name: "Model usage" }).waitFor();
-    await audited(page, "limits");
+    await checkScreen(page, "limits");
     await page.getByRole("navigation", { name: "Screens" }).getByRole("link", { name: "Widgets" }).click();
     await page.getByRole("form", { name: "Widget of Returns assistant" }).waitFor();
-    await audited(page, "widgets");
+    await checkScreen(page, "widgets");
     await page.context().close();
   });
 });
@@ -156,7 +142,7 @@ describe("models, limits and widgets", () => {
 describe("your account", () => {
   it("recovers a forgotten password through the mailed link", async () => {
     const m = await createMember(db, ACME);
-    const page = await (await browser.newContext()).newPage();
+    const page = await (await browser().newContext()).newPage();
     await page.goto(`${s.apiUrl}/forgot`);
     await page.getByLabel("Email").fill(m.email);
     await page.getByRole("button", { name: "Send the recovery link" }).click();
@@ -167,7 +153,7 @@ describe("your account", () => {
     await page.getByRole("button", { name: "Continue" }).click();
     await page.getByRole("heading", { name: "Your account" }).waitFor();
     await page.getByText(/signed in through your recovery link/).waitFor();
-    await audited(page, "account");
+    await checkScreen(page, "account");
     const fresh = `new-${randomUUID()}`;
     await page.getByLabel("New password").fill(fresh);
     await page.getByRole("button", { name: "Change password" }).click();

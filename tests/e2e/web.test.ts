@@ -1,26 +1,19 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Browser, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Page } from "playwright-core";
+import { afterAll, describe, expect, it } from "vitest";
 import { ACME } from "../helpers/fixtures.ts";
-import { launch, signedInPage as signedInAt } from "../helpers/browser.ts";
+import { signedInPage as signedInAt, suiteBrowser } from "../helpers/browser.ts";
 import { stack, superuser } from "../helpers/stack.ts";
 
 const s = stack();
 const db = superuser();
-let browser: Browser;
-
-beforeAll(async () => {
-  browser = await launch();
-});
-afterAll(async () => {
-  await browser?.close();
-  await db.end();
-});
+const browser = suiteBrowser();
+afterAll(() => db.end());
 
 /** A new page with the demo user `email` signed in through the console's form, at the screen `screen` of Acme. */
 async function signedInPage(email: string, screen = "approvals"): Promise<Page> {
-  return signedInAt(browser, email, `/o/${ACME}/${screen}`);
+  return signedInAt(browser(), email, `/o/${ACME}/${screen}`);
 }
 
 describe("the Models page (Chromium)", () => {

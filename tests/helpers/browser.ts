@@ -6,6 +6,7 @@ import { mkdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
+import { afterAll, beforeAll, expect } from "vitest";
 import { stack } from "./stack.ts";
 
 const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
@@ -17,6 +18,21 @@ export function launch(): Promise<Browser> {
     executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
+}
+
+/** Chromium for the calling suite: launched before its tests, closed after; call the result for it. */
+export function suiteBrowser(): () => Browser {
+  let browser: Browser | undefined;
+  beforeAll(async () => {
+    browser = await launch();
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+  return () => {
+    if (!browser) throw new Error("the suite's browser is not up yet");
+    return browser;
+  };
 }
 
 /** The demo user's password (stack.json). */
@@ -58,4 +74,11 @@ export async function accessibilityViolations(page: Page): Promise<string[]> {
     return result.violations.map((v) => ({ id: v.id, impact: v.impact, targets: v.nodes.map((n) => n.target.join(" ")) }));
   });
   return violations.filter((v) => v.impact === "serious" || v.impact === "critical").map((v) => `${v.id}: ${v.targets.join(", ")}`);
+}
+
+/** Waits for the screen to settle, photographs it (console-<name>) and expects axe to find nothing serious. */
+export async function checkScreen(page: Page, name: string): Promise<void> {
+  await page.waitForLoadState("networkidle");
+  await screenshot(page, `console-${name}`);
+  expect(await accessibilityViolations(page), `axe on ${name}`).toEqual([]);
 }

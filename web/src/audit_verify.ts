@@ -20,31 +20,17 @@
  *     nothing cut after it.
  * These are pure functions of their input (no DOM, no network), so a test runs them on Node too.
  */
+import type { CheckpointBody, SignedCheckpoint } from "../../functions/_shared/audit/export.ts";
 
+export type { CheckpointBody, SignedCheckpoint };
+
+// The format's constants, as functions/_shared/audit/export.ts has them; only its types are
+// imported, as its code needs node:crypto, which a browser lacks.
 const EXPORT_FORMAT = "gatehouse-audit-export/1";
 const ENTRY_TAG = "gatehouse.audit.v1\u0000";
 const CHECKPOINT_TAG = "gatehouse.audit.checkpoint.v1\n";
 const HEX64 = /^[0-9a-f]{64}$/;
 const utf8 = new TextEncoder();
-
-/** A signed checkpoint, as an export ends with it and latest_audit_checkpoint() answers it. */
-export interface SignedCheckpoint {
-  checkpoint: string;
-  signature: string;
-  key_id: string;
-  public_key: string;
-}
-
-/** What a checkpoint states: the chain of `org` at `size` entries, its head hash and Merkle root. */
-export interface CheckpointBody {
-  head: string;
-  key: string;
-  org: string;
-  root: string;
-  size: number;
-  time: string;
-  v: 1;
-}
 
 /** What the person trusts: a signing key (raw Ed25519, base64) and, optionally, a checkpoint the export must extend. */
 export interface Pin {
