@@ -152,6 +152,8 @@ function databaseRefusal(e: unknown): HttpError | null {
   const err = e as { code?: string; message?: string; detail?: string; constraint_name?: string };
   // A unique constraint (say, a connection's display name) is the caller's clash, as PostgREST says.
   if (err?.code === "23505") return refuse("already_exists", err.constraint_name ? `it clashes with ${err.constraint_name}` : undefined);
+  // The database's own "not allowed" (a grant, a policy's WITH CHECK, an RPC's role check).
+  if (err?.code === "42501") return refuse("forbidden");
   if (err?.code !== "PGRST") return null;
   try {
     const { code, message } = JSON.parse(err.message ?? "") as { code: string; message: string };

@@ -1,0 +1,91 @@
+/**
+ * The invitations function: a tenant admin's invitation is created by the database and mailed by
+ * Supabase Auth (the local stand-in's mailbox here) in one step, with the token only in the mail;
+ * anyone else, and bad input, is refused with a code and leaves no invitation behind.
+ */
+import { randomUUID } from "node:crypto";
+import { afterAll, describe, expect, it } from "vitest";
+import { createMember } from "../helpers/console.ts";
+import { ACME } from "../helpers/fixtures.ts";
+import { accessToken, signedIn, stack, superuser } from "../helpers/stack.ts";
+
+const sql = superuser();
+afterAll(() => sql.end());
+
+/** POST /functions/v1/invitations as `token` in Acme. */
+async function invite(token: string, body: unknown, headers: Record<string, string> = {}) {
+  const res = await fetch(`${stack().functionsUrl}/invitations`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "x-org-id": ACME, "content-type": "application/json", ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+  return { status: res.status, text: await res.text() };
+}
+
+async function mailFor(email: string): Promise<{ subject: string; html: string }[]> {
+  return (await fetch(`${stack().apiUrl}/_mail/api/messages?to=${encodeURIComponent(email)}`)).json();
+}
+
+async function pending(email: string): Promise<number> {
+  const [row] = await sql`select count(*)::int as n from public.invitations where org_id = ${ACME} and email = ${email} and accepted_at is null`;
+  return row.n;
+}
+
+describe("inviting someone", () => {
+  it("creates the invitation and has Supabase Auth mail the link, which alone carries the token", async () => {
+    const admin = await accessToken(await signedIn("ada@acme.test"));
+    const email = `new-${randomUUID()}@acme.test`;
+    const sent = await invite(admin, { email, role: "project_viewer" });
+    expect(sent.status).toBe(201);
+    const body = JSON.parse(sent.text);
+    expect(body).toMatchObject({ invitation: { email, role: "project_viewer" }, mailed: "invitation" });
+    expect(await pending(email)).toBe(1);
+    const [mail] = await mailFor(email);
+    const next = decodeURIComponent(/next=([^"&]+)/.exec(mail.html)![1]);
+    const token = new URL(next).searchParams.get("token")!;
+    expect(token).toMatch(/^[0-9a-f]{64}$/);
+    expect(sent.text).not.toContain(token);
+    const [stored] = await sql`select token_hash = sha256(convert_to(${token}, 'UTF8')) as matches from public.invitations where org_id = ${ACME} and email = ${email}`;
+    expect(stored.matches).toBe(true);
+  });
+
+  it("sends someone who already has an account a sign-in link instead", async () => {
+    const admin = await accessToken(await signedIn("ada@acme.test"));
+    const existing = await createMember(sql, ACME);
+    await sql`delete from public.organization_members where user_id = ${existing.userId}`;
+    const sent = await invite(admin, { email: existing.email, role: "project_contributor" });
+    expect(sent.status).toBe(201);
+    expect(JSON.parse(sent.text).mailed).toBe("sign_in_link");
+    expect((await mailFor(existing.email)).length).toBe(1);
+  });
+
+  it("refuses anyone but a tenant admin, and keeps nothing", async () => {
+    const viewer = await accessToken(await signedIn("victor@acme.test"));
+    const email = `nope-${randomUUID()}@acme.test`;
+    const sent = await invite(viewer, { email, role: "tenant_admin" });
+    expect(sent.status).toBe(403);
+    expect(JSON.parse(sent.text).error.code).toBe("forbidden");
+    expect(await pending(email)).toBe(0);
+    expect(await mailFor(email)).toEqual([]);
+    const service = await invite(stack().serviceRoleKey, { email, role: "project_viewer" });
+    expect(JSON.parse(service.text).error.code).toBe("sign_in_required");
+  });
+
+  it("answers bad input with a code", async () => {
+    const admin = await accessToken(await signedIn("ada@acme.test"));
+    const cases: [unknown, Record<string, string>, string][] = [
+      ["{not json", {}, "invalid_json"],
+      [{ email: "not-an-email", role: "project_viewer" }, {}, "invalid_body"],
+      [{ email: "a@acme.test", role: "owner" }, {}, "invalid_body"],
+      [{ email: "a@acme.test", role: "project_viewer", extra: 1 }, {}, "invalid_body"],
+      [{ email: "a\u0000@acme.test", role: "project_viewer" }, {}, "invalid_text"],
+      [{ email: "a@acme.test", role: "project_viewer" }, { "x-org-id": "nope" }, "context_invalid_org_id"],
+    ];
+    for (const [body, headers, code] of cases) {
+      const sent = await invite(admin, body, headers);
+      expect(sent.status, code).toBeGreaterThanOrEqual(400);
+      expect(sent.status, code).toBeLessThan(500);
+      expect(JSON.parse(sent.text).error.code, JSON.stringify(body)).toBe(code);
+    }
+  });
+});
