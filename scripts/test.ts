@@ -67,7 +67,7 @@ async function advisors(dbUrl: string): Promise<StepResult> {
 
 /**
  * The settings of the local servers the tests run: the connector providers
- * (tests/helpers/providers.ts) on `port`, and the model vendors (tests/helpers/models.ts) on
+ * (tests/helpers/providers.ts) on `port` (and `consoleProviderPort` for the console's), and the model vendors (tests/helpers/models.ts) on
  * `modelPort`, with the platform keys the functions send them.
  */
 export interface TestProviders {
@@ -76,6 +76,8 @@ export interface TestProviders {
   /** Model vendors for the widget tests and the embed's browser tests (an organization's own endpoint), so that no two files share one. */
   widgetModelPort: number;
   embedModelPort: number;
+  /** Connector providers for the console's browser tests, so that they don't share the connector tests' server. */
+  consoleProviderPort: number;
   platformKeys: { openai: string; anthropic: string };
   ca: string;
   cert: string;
@@ -105,6 +107,7 @@ async function testProviders(dir: string): Promise<TestProviders> {
     modelPort: await freePort(),
     widgetModelPort: await freePort(),
     embedModelPort: await freePort(),
+    consoleProviderPort: await freePort(),
     platformKeys: { openai: platformKey("openai"), anthropic: platformKey("anthropic") },
     ca: read("ca.pem"),
     cert: read("leaf.pem"),
@@ -118,7 +121,7 @@ function providersEnv(p: TestProviders): Record<string, string> {
   const models = `https://127.0.0.1:${p.modelPort}`;
   return {
     GATEHOUSE_EGRESS_TEST_ALLOWANCE: JSON.stringify({
-      endpoints: [p.port, p.modelPort, p.widgetModelPort, p.embedModelPort].map((port) => `127.0.0.1:${port}`),
+      endpoints: [p.port, p.modelPort, p.widgetModelPort, p.embedModelPort, p.consoleProviderPort].map((port) => `127.0.0.1:${port}`),
       caCerts: [p.ca],
     }),
     OPENAI_API_KEY: p.platformKeys.openai,

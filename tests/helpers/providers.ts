@@ -8,7 +8,8 @@
  *   /hooks/<hook>                          a customer's own HTTPS endpoint
  *   /github/user, /github/repos/...        GitHub REST: who am I (X-OAuth-Scopes), and calls
  *   /notion/v1/users/me                    Notion: who am I
- *   /oauth/token, /oauth/revoke, /oauth/api/...   a generic OAuth2 provider (code + PKCE, refresh, RFC 7009)
+ *   /oauth/authorize, /oauth/token, /oauth/revoke, /oauth/api/...   a generic OAuth2 provider (code + PKCE,
+ *                                          refresh, RFC 7009; /oauth/authorize consents at once and redirects back)
  *
  * Every request is recorded (`requests`) so that tests can see what reached the provider.
  */
@@ -58,7 +59,7 @@ export interface FakeProviders {
 }
 
 /** The reserved port and certificate, from the file scripts/test.ts wrote. */
-function settings(): { port: number; cert: string; key: string } {
+function settings(): { port: number; consoleProviderPort: number; cert: string; key: string } {
   const file = process.env.GATEHOUSE_TEST_PROVIDERS_FILE;
   if (!file) throw new Error("the connector tests run under npm test, which starts local provider servers' allowance (GATEHOUSE_TEST_PROVIDERS_FILE is unset)");
   return JSON.parse(readFileSync(file, "utf8"));
@@ -67,8 +68,13 @@ function settings(): { port: number; cert: string; key: string } {
 const b64url = (b: Buffer) => b.toString("base64url");
 const token = (prefix: string) => `${prefix}_${randomBytes(18).toString("hex")}`;
 
-export async function startProviders(): Promise<FakeProviders> {
-  const { port, cert, key } = settings();
+/**
+ * Starts the providers on the connector tests' port, or (`for: "console"`) on the one reserved for
+ * the console's browser tests, so that two test files never share a server.
+ */
+export async function startProviders(opts: { for?: "connectors" | "console" } = {}): Promise<FakeProviders> {
+  const { port: connectorsPort, consoleProviderPort, cert, key } = settings();
+  const port = opts.for === "console" ? consoleProviderPort : connectorsPort;
   const grants = new Map<string, Grant>();
   const p: FakeProviders = {
     base: `https://127.0.0.1:${port}`,
@@ -142,6 +148,20 @@ export async function startProviders(): Promise<FakeProviders> {
         return bearer && p.notionTokens.has(bearer) && req.headers["notion-version"]
           ? send(200, { object: "user", type: "bot", name: "Gatehouse" })
           : send(401, { object: "error", code: "unauthorized" });
+      }
+      if (path === "/oauth/authorize" && req.method === "GET") {
+        // The consent screen a person would click through, approved at once: back to the client
+        // with the code (for browser tests; the connector tests call authorize() directly).
+        try {
+          const consent = p.authorize(`${p.base}${req.url}`);
+          const back = new URL(grants.get(consent.code)!.redirectUri);
+          back.searchParams.set("code", consent.code);
+          back.searchParams.set("state", consent.state);
+          res.writeHead(302, { location: back.href }).end();
+        } catch (e) {
+          send(400, { error: "invalid_request", error_description: (e as Error).message });
+        }
+        return;
       }
       if (path === "/oauth/token" && req.method === "POST") {
         const expected = `Basic ${Buffer.from(`${p.oauthClient.id}:${p.oauthClient.secret}`).toString("base64")}`;

@@ -1,0 +1,79 @@
+/**
+ * Connecting through the console in Chromium, against the local provider fakes on the port npm test
+ * reserves for this file (tests/helpers/providers.ts): a customer's HTTPS webhook that passes its
+ * live check, and the whole OAuth2 flow, from "Start authorization" through the provider's consent
+ * redirect back to the console, the code exchanged with PKCE by the connectors function, and then
+ * the connection disabled with its tokens revoked at the provider. In an organization made for the
+ * file, so that no other test's tools change the scopes asked for.
+ */
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { checkScreen, signIn, suiteBrowser } from "../helpers/browser.ts";
+import { createMember } from "../helpers/console.ts";
+import { ACME } from "../helpers/fixtures.ts";
+import { type FakeProviders, startProviders } from "../helpers/providers.ts";
+import { superuser } from "../helpers/stack.ts";
+
+const db = superuser();
+const browser = suiteBrowser();
+let providers: FakeProviders;
+let org = "";
+let admin: { email: string; password: string };
+
+beforeAll(async () => {
+  providers = await startProviders({ for: "console" });
+  const m = await createMember(db, ACME, "project_viewer", "connections");
+  await db`delete from public.organization_members where user_id = ${m.userId}`;
+  const [created] = await db`insert into public.organizations (name, slug) values ('Connect Co', ${`connect-${randomUUID().slice(0, 8)}`}) returning id`;
+  org = created.id;
+  await db`insert into public.organization_members (org_id, user_id, role) values (${org}, ${m.userId}, 'tenant_admin')`;
+  admin = m;
+});
+afterAll(() => db.end());
+
+describe("connecting through the console", () => {
+  it("connects a webhook that passes its live check, and an OAuth2 provider through its consent redirect, then disables it with revocation", async () => {
+    // The fakes' certificate is signed by this run's own CA, which Chromium doesn't know.
+    const page = await (await browser().newContext({ ignoreHTTPSErrors: true })).newPage();
+    await signIn(page, admin.email, admin.password, `/o/${org}/connections`);
+    await page.getByRole("heading", { name: "Connections of Connect Co" }).waitFor();
+
+    const hook = randomUUID();
+    providers.customHooks.add(hook);
+    const direct = page.getByRole("form", { name: "Connect a webhook or token" });
+    await direct.getByRole("combobox").selectOption("https_webhook");
+    await direct.getByLabel("Display name").fill("Order events");
+    await direct.getByLabel("Webhook URL").fill(`${providers.base}/hooks/${hook}`);
+    await direct.getByRole("button", { name: "Verify and connect" }).click();
+    await page.getByText(/Connected Order events: the provider accepted the credential in a live check/).waitFor();
+    expect(providers.requests.some((r) => r.method === "POST" && r.path === `/hooks/${hook}`)).toBe(true);
+    await page.getByRole("table", { name: "Connections" }).getByText("Order events").waitFor();
+    expect(await page.content()).not.toContain(hook);
+
+    const oauth = page.getByRole("form", { name: "Connect with OAuth2" });
+    await oauth.getByLabel("Display name").fill("Helpdesk");
+    await oauth.getByLabel("Authorize URL").fill(`${providers.base}/oauth/authorize`);
+    await oauth.getByLabel("Token URL").fill(`${providers.base}/oauth/token`);
+    await oauth.getByLabel("Revoke URL (optional)").fill(`${providers.base}/oauth/revoke`);
+    await oauth.getByLabel("API URL").fill(`${providers.base}/oauth/api`);
+    await oauth.getByLabel("Client ID").fill(providers.oauthClient.id);
+    await oauth.getByLabel("Client secret").fill(providers.oauthClient.secret);
+    await oauth.getByRole("button", { name: "Start authorization" }).click();
+    // Out to the provider, whose consent sends the browser back here with the code.
+    await page.getByText(/Connected Helpdesk with scopes/).waitFor();
+    expect(new URL(page.url()).search).toBe("");
+    const [row] = await db`select status, provider from public.connections where org_id = ${org} and display_name = 'Helpdesk'`;
+    expect(row).toEqual({ status: "active", provider: "oauth2" });
+    expect(providers.requests.filter((r) => r.path === "/oauth/token")).toHaveLength(1);
+    expect(await page.content()).not.toContain(providers.oauthClient.secret);
+    await checkScreen(page, "connections-connected");
+
+    await page.getByRole("button", { name: "Disable Helpdesk" }).click();
+    await page.getByRole("group", { name: "Confirm disabling Helpdesk" }).getByRole("button", { name: "Yes, disable Helpdesk" }).click();
+    await page.getByRole("status").getByText(/Disabled Helpdesk/).waitFor();
+    expect(providers.revoked.size).toBeGreaterThan(0);
+    const [after] = await db`select status from public.connections where org_id = ${org} and display_name = 'Helpdesk'`;
+    expect(after.status).toBe("disabled");
+    await page.context().close();
+  });
+});
