@@ -1,7 +1,7 @@
 /**
  * POST /functions/v1/invitations: a tenant admin invites someone by email. The database creates
  * the invitation (public.create_invitation: role, verified domains, one pending per address) and
- * Supabase Auth mails the link, in one step: if the mail is not sent, the invitation is not kept.
+ * Supabase Auth mails the link: if the mail is not sent, the invitation is withdrawn again.
  *   - someone without an account gets Supabase Auth's invitation email (auth.admin.inviteUserByEmail),
  *     which creates their account and signs them in when they open it;
  *   - someone with an account gets a sign-in link (magic link) instead.
@@ -63,17 +63,28 @@ app.openapi(createRoute({
   const { email, role } = c.req.valid("json");
   const env = config();
 
-  const result = await db().begin(async (tx) => {
+  // The invitation is committed before Supabase Auth is called, so that no transaction waits on the
+  // mail; if the mail is not sent, the invitation is withdrawn again (both steps are audited).
+  const created = await db().begin(async (tx) => {
     await asMember(tx, caller, orgId, { atLeast: "tenant_admin" });
     const [{ token }] = await tx`select public.create_invitation(${email}, ${role}::public.member_role) as token`;
-    const [invite] = await tx`select email, role, expires_at from public.invitations
+    const [invite] = await tx`select id, email, role, expires_at from public.invitations
                                where org_id = ${orgId} and email = ${email} and accepted_at is null`;
     const [org] = await tx`select name from public.organizations where id = ${orgId}`;
-    // The mail goes out while the invitation is still uncommitted: if it fails, nothing is kept.
-    const mailed = await mail(env, email, `${env.consoleUrl}/invitations/accept?token=${token}`, org.name);
-    return { invitation: { email: invite.email, role: invite.role, expires_at: new Date(invite.expires_at).toISOString() }, mailed };
+    return { token: token as string, invite, orgName: org.name as string };
   });
-  return c.json(result, 201);
+  let mailed: z.infer<typeof Sent>["mailed"];
+  try {
+    mailed = await mail(env, email, `${env.consoleUrl}/invitations/accept?token=${created.token}`, created.orgName);
+  } catch (e) {
+    await db().begin(async (tx) => {
+      await asMember(tx, caller, orgId, { atLeast: "tenant_admin" });
+      await tx`delete from public.invitations where id = ${created.invite.id}`;
+    });
+    throw e;
+  }
+  const { invite } = created;
+  return c.json({ invitation: { email: invite.email, role: invite.role, expires_at: new Date(invite.expires_at).toISOString() }, mailed }, 201);
 });
 
 /** Has Supabase Auth mail `email` a link that ends at `next`: an invitation, or a sign-in link. */

@@ -199,6 +199,10 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
     });
     req.on("end", () => resolve(Buffer.concat(chunks)));
     req.on("error", reject);
+    // A client gone before the end of its body gets nothing (its answer goes nowhere anyway).
+    req.on("close", () => {
+      if (!req.complete) resolve(null);
+    });
   });
 }
 

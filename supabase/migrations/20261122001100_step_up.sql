@@ -4,6 +4,9 @@
 -- aal2 and its session is still at aal2 in Supabase Auth's own table (a session whose factor was
 -- removed drops back to aal1 there, before its token expires).
 --
+-- Changing an approval policy (which decides whether such an action waits for anyone at all) needs
+-- the same second factor from a person; the agent runtime and the platform (no user) are not asked.
+--
 -- The rule has one home, public.needs_step_up: the trigger below applies it, and the console reads
 -- it as a computed field of action_requests (select=*,needs_step_up) to offer the step-up before
 -- the approver tries.
@@ -55,3 +58,24 @@ revoke execute on function private.require_step_up() from public, anon, authenti
 
 create trigger require_step_up before insert on public.approval_decisions
   for each row execute function private.require_step_up();
+
+-- Security definer: a person changes policies through PostgREST, as themselves, and may not call
+-- private.has_second_factor directly.
+create function private.require_step_up_for_policy() returns trigger
+language plpgsql security definer
+set search_path = ''
+as $$
+begin
+  if (select auth.uid()) is not null and not private.has_second_factor() then
+    perform private.refuse_request(403, 'step_up_required',
+      'Changing an approval policy needs your second factor: verify it, then try again.');
+  end if;
+  return coalesce(new, old);
+end
+$$;
+comment on function private.require_step_up_for_policy() is
+  'Refuses a person''s change to an approval policy unless they are at aal2.';
+revoke execute on function private.require_step_up_for_policy() from public, anon, authenticated;
+
+create trigger require_step_up before insert or update or delete on public.approval_policies
+  for each row execute function private.require_step_up_for_policy();

@@ -8,7 +8,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
-import { checkScreen, signedInPage, signIn, suiteBrowser } from "../helpers/browser.ts";
+import { checkScreen, screenshot, signedInPage, signIn, suiteBrowser } from "../helpers/browser.ts";
 import { createMember } from "../helpers/console.ts";
 import { ACME, ACME_AGENT } from "../helpers/fixtures.ts";
 import { totpCode } from "../helpers/mfa.ts";
@@ -80,7 +80,10 @@ describe("signing in", () => {
     await page.getByRole("heading", { name: "Projects in Acme Robotics" }).waitFor();
     await db`delete from auth.sessions where user_id = ${m.userId}`;
     await page.getByRole("navigation", { name: "Screens" }).getByRole("link", { name: "Agents" }).click();
-    await page.getByRole("button", { name: "Sign in" }).waitFor();
+    await page.getByRole("button", { name: "Sign in" }).waitFor({ timeout: 15_000 }).catch(async (e) => {
+      await screenshot(page, "debug-revoked");
+      throw e;
+    });
     const text = await page.locator("main").textContent();
     expect(text).toMatch(/Your session was ended/);
     expect(text).not.toMatch(/JWT/);

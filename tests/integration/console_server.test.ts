@@ -18,7 +18,7 @@ const JWT = /eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+/;
 
 /** The access token the console holds for the browser, read from its cookie as only a thief could. */
 function tokenInJar(browser: ConsoleBrowser): string {
-  const chunks = [...browser.cookies.values()].filter((c) => c.name.startsWith("gh-auth")).sort((a, b) => a.name.localeCompare(b.name));
+  const chunks = [...browser.cookies.values()].filter((c) => /^(__Host-)?gh-auth/.test(c.name)).sort((a, b) => a.name.localeCompare(b.name));
   const raw = chunks.map((c) => decodeURIComponent(c.value)).join("");
   const json = raw.startsWith("base64-") ? Buffer.from(raw.slice(7), "base64url").toString() : raw;
   return JSON.parse(json).access_token as string;
@@ -56,11 +56,30 @@ describe("the console server's sessions", () => {
     expect(me.text).not.toMatch(JWT);
   });
 
-  it("marks its cookies Secure when it is served over HTTPS", async () => {
+  it("marks its cookies Secure and __Host- when it is served over HTTPS, and rotates the CSRF token at sign-in", async () => {
     const m = await createMember(sql, ACME);
     const browser = shortenedConsole(null, null);
-    expect((await browser.signIn(m.email, m.password)).status).toBe(200);
-    for (const cookie of browser.cookies.values()) expect(cookie.attributes).toContain("Secure");
+    await browser.json("/console/session");
+    const before = browser.csrf;
+    expect((await browser.json("/console/session", "POST", { email: m.email, password: m.password })).status).toBe(200);
+    expect(browser.csrf).not.toBe(before);
+    expect(browser.cookies.get("__Host-gh-csrf")?.value).toBe(browser.csrf);
+    for (const cookie of browser.cookies.values()) {
+      expect(cookie.name).toMatch(/^__Host-gh-/);
+      expect(cookie.attributes).toContain("Secure");
+      expect(cookie.attributes).toContain("Path=/");
+    }
+  });
+
+  it("ends the session it held at Supabase Auth when someone signs in over it", async () => {
+    const first = await createMember(sql, ACME);
+    const second = await createMember(sql, ACME);
+    const browser = new ConsoleBrowser();
+    await browser.signIn(first.email, first.password);
+    const token = tokenInJar(browser);
+    await browser.json("/console/session", "POST", { email: second.email, password: second.password });
+    expect((await browser.json("/console/session")).body.user.email).toBe(second.email);
+    expect((await rest("organizations?select=id", { authorization: `Bearer ${token}` })).body.code).toBe("session_revoked");
   });
 
   it("proxies the API as the signed-in person, and only as them", async () => {
@@ -77,6 +96,32 @@ describe("the console server's sessions", () => {
     expect((await signedOut.json("/console/api/rest/v1/organizations")).body.error.code).toBe("signed_out");
   });
 
+  it("proxies only plainly spelled paths under /rest/v1 and /functions/v1, and follows no redirect", async () => {
+    const m = await createMember(sql, ACME);
+    const browser = new ConsoleBrowser();
+    await browser.signIn(m.email, m.password);
+    for (const path of [
+      "/console/%61pi/rest/v1/organizations", "/console/ap%69/functions/v1/health", "/console/api/rest/v1/..%2f..%2fauth/v1/user",
+      "/console/api/rest/v1/%2e%2e/%2e%2e/auth/v1/user", "/console/api/rest/v1//organizations", "/console/api/functions/v1/x%5c..%5cauth",
+      "/console/api/auth/v1/user",
+    ]) {
+      const res = await browser.json(path);
+      expect([res.status, res.body?.error?.code], path).toEqual([404, "not_found"]);
+    }
+    expect((await browser.json("/console/api/functions/v1/health")).status).toBe(200);
+  });
+
+  it("answers reads of its API to the console's own page only", async () => {
+    const m = await createMember(sql, ACME);
+    const browser = new ConsoleBrowser();
+    await browser.signIn(m.email, m.password);
+    const res = await browser.request("/console/api/rest/v1/organizations?select=id", { headers: { "sec-fetch-site": "cross-site" } });
+    expect(res.status).toBe(403);
+    expect((await res.json()).error.code).toBe("csrf_origin");
+    const own = await browser.request("/console/api/rest/v1/organizations?select=id", { headers: { "sec-fetch-site": "same-origin" } });
+    expect(own.status).toBe(200);
+  });
+
   it("refuses a mutation from another origin, without an origin, or without the CSRF token", async () => {
     const m = await createMember(sql, ACME);
     const browser = new ConsoleBrowser();
@@ -86,6 +131,9 @@ describe("the console server's sessions", () => {
     expect((await browser.json("/console/session", "POST", credentials, { origin: null })).body.error.code).toBe("csrf_origin");
     expect((await browser.json("/console/session", "POST", credentials, { csrf: null })).body.error.code).toBe("csrf_token");
     expect((await browser.json("/console/session", "POST", credentials, { csrf: "x".repeat(43) })).body.error.code).toBe("csrf_token");
+    // As long in characters, not in bytes (UTF-8 "é", which Node reads as two latin1 characters): still a clean refusal.
+    const wide = browser.csrf.slice(0, -2) + "\u00c3\u00a9";
+    expect((await browser.json("/console/session", "POST", credentials, { csrf: wide })).body.error.code).toBe("csrf_token");
     expect((await browser.json("/console/session", "POST", credentials)).status).toBe(200);
     const rpc = await browser.json("/console/api/rest/v1/rpc/create_organization", "POST", { p_name: "CSRF", p_slug: "csrf-x" }, { origin: "https://evil.example" });
     expect(rpc).toMatchObject({ status: 403, body: { error: { code: "csrf_origin" } } });
@@ -157,12 +205,12 @@ describe("the console's timeouts, with a shortened configuration", () => {
     const m = await createMember(sql, ACME);
     const browser = shortenedConsole(3600, 3600);
     await browser.signIn(m.email, m.password);
-    const activity = browser.cookies.get("gh-activity")!;
+    const activity = browser.cookies.get("__Host-gh-activity")!;
     const [value] = activity.value.split(".");
     const forged = JSON.parse(Buffer.from(value, "base64url").toString());
     forged.started = Math.floor(Date.now() / 1000) + 10_000;
     const forgedValue = Buffer.from(JSON.stringify(forged)).toString("base64url");
-    browser.cookies.set("gh-activity", { ...activity, value: `${forgedValue}.${activity.value.split(".")[1]}` });
+    browser.cookies.set("__Host-gh-activity", { ...activity, value: `${forgedValue}.${activity.value.split(".")[1]}` });
     expect((await browser.json("/console/session")).body.error.code).toBe("session_expired");
   });
 });

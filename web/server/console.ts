@@ -60,9 +60,6 @@ export interface ConsoleOptions {
   timebox: number | null;
 }
 
-const AUTH_COOKIE = "gh-auth";
-const CSRF_COOKIE = "gh-csrf";
-const ACTIVITY_COOKIE = "gh-activity";
 const MAX_JSON_BYTES = 16 * 1024;
 const MAX_PROXY_BYTES = 1024 * 1024;
 
@@ -110,6 +107,12 @@ function refuse(status: Status, code: string, message: string): never {
 export function consoleApp(opts: ConsoleOptions): Hono {
   const app = new Hono().basePath("/console");
   const origin = new URL(opts.origin).origin;
+  const upstream = new URL(opts.supabaseUrl);
+  // Over HTTPS the names carry __Host-: host-only, Secure, path /, so no sibling subdomain can plant them.
+  const prefix = opts.secureCookies ? "__Host-" : "";
+  const AUTH_COOKIE = `${prefix}gh-auth`;
+  const CSRF_COOKIE = `${prefix}gh-csrf`;
+  const ACTIVITY_COOKIE = `${prefix}gh-activity`;
   const cookieBase = { httpOnly: true, secure: opts.secureCookies, sameSite: "Lax" as const, path: "/" };
 
   /** A per-request @supabase/ssr client whose session lives in this request's cookies. */
@@ -254,25 +257,39 @@ export function consoleApp(opts: ConsoleOptions): Hono {
     };
   }
 
-  function csrfToken(c: Context): string {
+  /** The CSRF token of this browser (a new one when it has none, or when `fresh`, as at sign-in). */
+  function csrfToken(c: Context, fresh = false): string {
     let token = getCookie(c, CSRF_COOKIE);
-    if (!token || !/^[A-Za-z0-9_-]{43}$/.test(token)) {
+    if (fresh || !token || !/^[A-Za-z0-9_-]{43}$/.test(token)) {
       token = randomBytes(32).toString("base64url");
       setCookie(c, CSRF_COOKIE, token, cookieBase);
     }
     return token;
   }
 
+  /** Ends the session this browser already holds, if any, at Supabase Auth, before another replaces it. */
+  async function endPrevious(sb: SupabaseClient): Promise<void> {
+    const { data } = await sb.auth.getSession();
+    if (data.session) await sb.auth.signOut({ scope: "local" });
+  }
+
   // -- Middleware -------------------------------------------------------------------------------
   app.use("*", async (c, next) => {
     c.header("cache-control", "no-store");
-    if (c.req.method === "GET" || c.req.method === "HEAD") return next();
+    if (c.req.method === "GET" || c.req.method === "HEAD") {
+      // The API answers the console's own page only, reads included (a cross-site navigation says so).
+      const site = c.req.header("sec-fetch-site");
+      if (c.req.path.startsWith("/console/api/") && site && site !== "same-origin" && site !== "none") {
+        refuse(403, "csrf_origin", "The console's API answers the console's own page only.");
+      }
+      return next();
+    }
     const from = c.req.header("origin");
     const sameOrigin = from ? from === origin : c.req.header("sec-fetch-site") === "same-origin";
     if (!sameOrigin) refuse(403, "csrf_origin", "Requests that change anything must come from the console's own page.");
-    const cookie = getCookie(c, CSRF_COOKIE) ?? "";
-    const header = c.req.header("x-csrf-token") ?? "";
-    if (!cookie || cookie.length !== header.length || !timingSafeEqual(Buffer.from(cookie), Buffer.from(header))) {
+    const cookie = Buffer.from(getCookie(c, CSRF_COOKIE) ?? "");
+    const header = Buffer.from(c.req.header("x-csrf-token") ?? "");
+    if (cookie.length === 0 || cookie.length !== header.length || !timingSafeEqual(cookie, header)) {
       refuse(403, "csrf_token", "The request lacks this session's CSRF token; reload the console.");
     }
     return next();
@@ -295,10 +312,11 @@ export function consoleApp(opts: ConsoleOptions): Hono {
   app.post("/session", jsonLimit, async (c) => {
     const input = await jsonBody(c, SignIn);
     const sb = supabaseFor(c);
+    await endPrevious(sb);
     const { data, error } = await sb.auth.signInWithPassword(input);
     if (error) refuse(error.status === 429 ? 429 : 400, "invalid_credentials", "Wrong email or password.");
     const activity = started(c, data.session);
-    return c.json({ ...(await whoAmI(c, sb, data.session!, activity)), csrf: csrfToken(c) });
+    return c.json({ ...(await whoAmI(c, sb, data.session!, activity)), csrf: csrfToken(c, true) });
   });
 
   app.delete("/session", async (c) => {
@@ -326,10 +344,11 @@ export function consoleApp(opts: ConsoleOptions): Hono {
   app.post("/auth/confirm", jsonLimit, async (c) => {
     const input = await jsonBody(c, Confirm);
     const sb = supabaseFor(c);
+    await endPrevious(sb);
     const { data, error } = await sb.auth.verifyOtp({ token_hash: input.token_hash, type: input.type });
     if (error || !data.session) refuse(400, "link_invalid", "This link is invalid, used or expired; ask for a new one.");
     const activity = started(c, data.session);
-    return c.json({ ...(await whoAmI(c, sb, data.session, activity)), csrf: csrfToken(c) });
+    return c.json({ ...(await whoAmI(c, sb, data.session, activity)), csrf: csrfToken(c, true) });
   });
 
   app.post("/auth/recover", jsonLimit, async (c) => {
@@ -383,26 +402,27 @@ export function consoleApp(opts: ConsoleOptions): Hono {
   // -- The API, as the signed-in person -----------------------------------------------------------
   app.all("/api/:service{rest|functions}/v1/*", bodyLimit({ maxSize: MAX_PROXY_BYTES, onError: () => refuse(413, "body_too_large", "The body is too large.") }), async (c) => {
     const { session } = await requireSession(c);
-    const url = new URL(c.req.url);
-    const target = `${opts.supabaseUrl}${url.pathname.slice("/console/api".length)}${url.search}`;
+    const target = proxyTarget(new URL(c.req.url), upstream);
+    if (!target) refuse(404, "not_found", "No such API path.");
     const headers = new Headers({ apikey: opts.anonKey, authorization: `Bearer ${session.access_token}` });
     for (const name of FORWARDED_REQUEST_HEADERS) {
       const value = c.req.header(name);
       if (value !== undefined) headers.set(name, value);
     }
     const hasBody = c.req.method !== "GET" && c.req.method !== "HEAD";
-    let upstream: Response;
+    let answer: Response;
     try {
-      upstream = await fetch(target, { method: c.req.method, headers, body: hasBody ? await c.req.arrayBuffer() : undefined, signal: c.req.raw.signal });
+      // Redirects are answered, not followed: a followed one would carry the token along.
+      answer = await fetch(target, { method: c.req.method, headers, body: hasBody ? await c.req.arrayBuffer() : undefined, signal: c.req.raw.signal, redirect: "manual" });
     } catch {
       refuse(502, "upstream_unavailable", "Supabase is not answering.");
     }
     const out = new Headers();
-    upstream.headers.forEach((value, name) => {
+    answer.headers.forEach((value, name) => {
       if (!DROPPED_RESPONSE_HEADERS.has(name) && !name.startsWith("access-control-")) out.set(name, value);
     });
-    if (upstream.status === 401) clearSession(c);
-    return c.newResponse(upstream.body, upstream.status as 200, Object.fromEntries(out));
+    if (answer.status === 401) clearSession(c);
+    return c.newResponse(answer.body, answer.status as 200, Object.fromEntries(out));
   });
 
   app.notFound((c) => c.json({ error: { code: "not_found", message: "No such console route." } }, 404));
@@ -414,6 +434,22 @@ export function consoleApp(opts: ConsoleOptions): Hono {
     return c.json({ error: { code: "console_error", message: "The console server failed unexpectedly." } }, 500);
   });
   return app;
+}
+
+/**
+ * Where a proxied request goes: the project's /rest/v1 or /functions/v1 and the same path below
+ * it, or null. The path is taken as the client sent it, so it must spell its prefix plainly and
+ * hold no encoded separator or dot and no empty segment: what the route matched (decoded) and what
+ * is sent (raw) can then never differ, and no path climbs out of the two APIs.
+ */
+function proxyTarget(url: URL, upstream: URL): URL | null {
+  const raw = url.pathname;
+  const prefix = /^\/console\/api\/(rest|functions)\/v1\//.exec(raw);
+  if (!prefix) return null;
+  const rest = raw.slice(prefix[0].length);
+  if (/%(2f|5c|2e)/i.test(rest) || /(^|\/)\.{1,2}(\/|$)/.test(rest) || rest.startsWith("/") || rest.includes("//") || rest.includes("\\")) return null;
+  const target = new URL(`${upstream.pathname.replace(/\/+$/, "")}/${prefix[1]}/v1/${rest}${url.search}`, upstream);
+  return target.origin === upstream.origin ? target : null;
 }
 
 /** The console server as a Node request listener (the local gateway mounts it at /console). */

@@ -95,7 +95,7 @@ export const REFUSALS = {
   range_not_satisfiable: [416, "the range selects no entries of the chain"],
   // Invitations
   invitations_misconfigured: [503, "the invitations function's configuration is not valid"],
-  invitation_not_mailed: [502, "Supabase Auth did not send the invitation email; nothing was saved"],
+  invitation_not_mailed: [502, "Supabase Auth did not send the invitation email; the invitation was withdrawn"],
   // The database's own constraints
   already_exists: [409, "something with that name (or those values) already exists here"],
   // The platform

@@ -3,7 +3,7 @@
 -- (Two executors racing are covered against the running stack: tests/integration/approvals.test.ts.)
 begin;
 \ir _helpers.psql
-select plan(55);
+select plan(57);
 
 -- Acting as the agent runtime (the service role, no person).
 create function pg_temp.as_runtime() returns void language plpgsql as $$
@@ -115,6 +115,17 @@ select throws_like(format('select public.decide_action(%L, %L, true)', :'run_req
                    '%self_approval%', 'whoever started the run cannot approve what its agent proposes');
 select is((select awaiting_you from public.pending_approvals where id = :'own_req'), false,
           'the pending list does not offer the requester its own request');
+reset role;
+
+-- Changing a policy needs a second factor too: it decides whether such an action waits at all.
+select pg_temp.act_as(pg_temp.uid('casey'), pg_temp.org('acme'));
+select throws_like(format($$update public.approval_policies set mode = 'allow' where project_id = %L$$, :'project'),
+                   '%step_up_required%', 'a project admin at aal1 cannot loosen an approval policy');
+reset role;
+select pg_temp.act_as_aal2(pg_temp.uid('casey'), pg_temp.org('acme'));
+select lives_ok(format($$insert into public.approval_policies (org_id, project_id, agent_id, tool, mode)
+                          values (%L, %L, null, 'calendar.read', 'allow')$$, pg_temp.org('acme'), :'project'),
+                'at aal2 the project admin changes policies');
 reset role;
 
 -- Dual control, on a high-risk request: deciding it needs a second factor (step-up).
