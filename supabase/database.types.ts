@@ -408,6 +408,78 @@ export type Database = {
           },
         ];
       };
+      billing_accounts: {
+        Row: {
+          cancel_at_period_end: boolean;
+          card_brand: string | null;
+          card_exp_month: number | null;
+          card_exp_year: number | null;
+          card_last4: string | null;
+          created_at: string;
+          current_period_end: string | null;
+          ended_at: string | null;
+          grace_until: string | null;
+          mode: Database["public"]["Enums"]["billing_mode"];
+          org_id: string;
+          plan: string | null;
+          stripe_customer_id: string | null;
+          subscription_event_at: string | null;
+          subscription_event_id: string | null;
+          subscription_id: string | null;
+          subscription_status: string | null;
+          updated_at: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          cancel_at_period_end?: boolean;
+          card_brand?: string | null;
+          card_exp_month?: number | null;
+          card_exp_year?: number | null;
+          card_last4?: string | null;
+          created_at?: string;
+          current_period_end?: string | null;
+          ended_at?: string | null;
+          grace_until?: string | null;
+          mode?: Database["public"]["Enums"]["billing_mode"];
+          org_id?: string;
+          plan?: string | null;
+          stripe_customer_id?: string | null;
+          subscription_event_at?: string | null;
+          subscription_event_id?: string | null;
+          subscription_id?: string | null;
+          subscription_status?: string | null;
+          updated_at?: string;
+        };
+        Update: {
+          cancel_at_period_end?: boolean;
+          card_brand?: string | null;
+          card_exp_month?: number | null;
+          card_exp_year?: number | null;
+          card_last4?: string | null;
+          created_at?: string;
+          current_period_end?: string | null;
+          ended_at?: string | null;
+          grace_until?: string | null;
+          mode?: Database["public"]["Enums"]["billing_mode"];
+          org_id?: string;
+          plan?: string | null;
+          stripe_customer_id?: string | null;
+          subscription_event_at?: string | null;
+          subscription_event_id?: string | null;
+          subscription_id?: string | null;
+          subscription_status?: string | null;
+          updated_at?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "billing_accounts_org_id_fkey";
+            columns: ["org_id"];
+            isOneToOne: true;
+            referencedRelation: "organizations";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
       connections: {
         Row: {
           config: NonNullable<Json>;
@@ -490,6 +562,57 @@ export type Database = {
             foreignKeyName: "connector_limits_org_id_fkey";
             columns: ["org_id"];
             isOneToOne: true;
+            referencedRelation: "organizations";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
+      credit_ledger: {
+        Row: {
+          amount_micro: number;
+          created_at: string;
+          created_by: string | null;
+          id: string;
+          kind: Database["public"]["Enums"]["credit_entry_kind"];
+          model_call_id: string | null;
+          org_id: string;
+          payment_intent: string | null;
+          reason: string | null;
+          stripe_event_id: string | null;
+          stripe_object_id: string | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          amount_micro: number;
+          created_at?: string;
+          created_by?: string | null;
+          id?: string;
+          kind: Database["public"]["Enums"]["credit_entry_kind"];
+          model_call_id?: string | null;
+          org_id?: string;
+          payment_intent?: string | null;
+          reason?: string | null;
+          stripe_event_id?: string | null;
+          stripe_object_id?: string | null;
+        };
+        Update: {
+          amount_micro?: number;
+          created_at?: string;
+          created_by?: string | null;
+          id?: string;
+          kind?: Database["public"]["Enums"]["credit_entry_kind"];
+          model_call_id?: string | null;
+          org_id?: string;
+          payment_intent?: string | null;
+          reason?: string | null;
+          stripe_event_id?: string | null;
+          stripe_object_id?: string | null;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "credit_ledger_org_id_fkey";
+            columns: ["org_id"];
+            isOneToOne: false;
             referencedRelation: "organizations";
             referencedColumns: ["id"];
           },
@@ -1321,6 +1444,33 @@ export type Database = {
         };
         Relationships: [];
       };
+      credit_balances: {
+        Row: {
+          balance_micro: number | null;
+          entries: number | null;
+          org_id: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          balance_micro?: number | null;
+          entries?: number | null;
+          org_id?: string | null;
+        };
+        Update: {
+          balance_micro?: number | null;
+          entries?: number | null;
+          org_id?: string | null;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "credit_ledger_org_id_fkey";
+            columns: ["org_id"];
+            isOneToOne: false;
+            referencedRelation: "organizations";
+            referencedColumns: ["id"];
+          },
+        ];
+      };
       model_usage_daily: {
         Row: {
           agent_id: string;
@@ -1454,6 +1604,28 @@ export type Database = {
     };
     Functions: {
       accept_invitation: { Args: { p_token: string }; Returns: string };
+      adjust_credits: {
+        Args: { p_amount_micro: number; p_reason: string };
+        Returns: {
+          amount_micro: number;
+          created_at: string;
+          created_by: string | null;
+          id: string;
+          kind: Database["public"]["Enums"]["credit_entry_kind"];
+          model_call_id: string | null;
+          org_id: string;
+          payment_intent: string | null;
+          reason: string | null;
+          stripe_event_id: string | null;
+          stripe_object_id: string | null;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "credit_ledger";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
       audit_signing_keys: {
         Args: Record<PropertyKey, never>;
         Returns: {
@@ -1811,8 +1983,10 @@ export type Database = {
     Enums: {
       action_status: "pending" | "approved" | "rejected" | "denied" | "executed";
       approval_mode: "allow" | "require_approval" | "require_dual_control" | "deny";
+      billing_mode: "postpaid" | "prepaid";
       connection_status: "active" | "disabled";
       connector_provider: "slack_webhook" | "discord_webhook" | "https_webhook" | "github" | "notion" | "oauth2";
+      credit_entry_kind: "grant" | "top_up" | "usage_debit" | "reversal" | "adjustment";
       member_role: "tenant_admin" | "project_admin" | "project_contributor" | "project_viewer";
       model_call_outcome: "succeeded" | "failed" | "cancelled" | "abandoned";
       model_key_source: "platform" | "byok";
@@ -1931,8 +2105,10 @@ export const Constants = {
     Enums: {
       action_status: ["pending", "approved", "rejected", "denied", "executed"],
       approval_mode: ["allow", "require_approval", "require_dual_control", "deny"],
+      billing_mode: ["postpaid", "prepaid"],
       connection_status: ["active", "disabled"],
       connector_provider: ["slack_webhook", "discord_webhook", "https_webhook", "github", "notion", "oauth2"],
+      credit_entry_kind: ["grant", "top_up", "usage_debit", "reversal", "adjustment"],
       member_role: ["tenant_admin", "project_admin", "project_contributor", "project_viewer"],
       model_call_outcome: ["succeeded", "failed", "cancelled", "abandoned"],
       model_key_source: ["platform", "byok"],

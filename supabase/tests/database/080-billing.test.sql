@@ -1,0 +1,124 @@
+-- Billing (issue 18): Stripe events applied exactly once (also after a crash before commit),
+-- subscription state replaced only by newer events, refunds and disputes reversing what was
+-- credited, card details kept to brand, last4 and expiry, and the append-only credit ledger.
+begin;
+\ir _helpers.psql
+select plan(30);
+
+create function pg_temp.evt(p_id text, p_type text, p_created bigint, p_object jsonb) returns jsonb
+language sql as $$
+  select jsonb_build_object('id', p_id, 'object', 'event', 'type', p_type, 'created', p_created, 'data', jsonb_build_object('object', p_object))
+$$;
+create function pg_temp.balance(p_org uuid) returns bigint language sql as $$
+  select coalesce(sum(amount_micro), 0)::bigint from public.credit_ledger where org_id = p_org
+$$;
+
+select pg_temp.org('acme') as acme \gset
+select pg_temp.org('globex') as globex \gset
+select pg_temp.balance(:'acme') as acme_before \gset
+
+-- =============================================================================================
+-- Exactly once
+-- =============================================================================================
+select is(private.apply_stripe_event(pg_temp.evt('evt_topup1', 'checkout.session.completed', 1900000000,
+            jsonb_build_object('id', 'cs_test_1', 'mode', 'payment', 'payment_status', 'paid', 'client_reference_id', :'acme',
+                               'customer', 'cus_SeedAcme0001', 'payment_intent', 'pi_topup1', 'metadata', '{"gatehouse_credits": "5000000"}'::jsonb))),
+          'applied', 'a paid Checkout top-up applies');
+select is(pg_temp.balance(:'acme') - :acme_before, 5000000::bigint, 'its credits are in the ledger');
+select is(private.apply_stripe_event(pg_temp.evt('evt_topup1', 'checkout.session.completed', 1900000000,
+            jsonb_build_object('id', 'cs_test_1', 'mode', 'payment', 'payment_status', 'paid', 'client_reference_id', :'acme',
+                               'payment_intent', 'pi_topup1', 'metadata', '{"gatehouse_credits": "5000000"}'::jsonb))),
+          'duplicate', 'the same event again is a duplicate');
+select is(private.apply_stripe_event(pg_temp.evt('evt_topup1_again', 'checkout.session.completed', 1900000001,
+            jsonb_build_object('id', 'cs_test_1', 'mode', 'payment', 'payment_status', 'paid', 'client_reference_id', :'acme',
+                               'payment_intent', 'pi_topup1', 'metadata', '{"gatehouse_credits": "5000000"}'::jsonb))),
+          'applied', 'another event about the same session is taken in');
+select is(pg_temp.balance(:'acme') - :acme_before, 5000000::bigint, 'but the same session credits once');
+select is((select count(*)::int from audit.records where org_id = :'acme' and action = 'billing.checkout.session.completed'), 2,
+          'each applied event is an audit entry billing.<type>');
+
+-- A crash between receiving and committing: the effect and the event id go together.
+savepoint before_crash;
+select is(private.apply_stripe_event(pg_temp.evt('evt_crash', 'invoice.paid', 1900000100,
+            jsonb_build_object('id', 'in_crash', 'customer', 'cus_SeedAcme0001',
+                               'parent', jsonb_build_object('subscription_details', jsonb_build_object('metadata', '{"gatehouse_credits": "7000000"}'::jsonb))))),
+          'applied', 'the event applies inside the transaction that crashes');
+rollback to savepoint before_crash;
+select is((select count(*)::int from private.stripe_events where event_id = 'evt_crash'), 0, 'after the crash its id is not recorded');
+select is((select count(*)::int from public.credit_ledger where stripe_object_id = 'in_crash'), 0, 'and nothing of it is applied');
+select is(private.apply_stripe_event(pg_temp.evt('evt_crash', 'invoice.paid', 1900000100,
+            jsonb_build_object('id', 'in_crash', 'customer', 'cus_SeedAcme0001',
+                               'parent', jsonb_build_object('subscription_details', jsonb_build_object('metadata', '{"gatehouse_credits": "7000000"}'::jsonb))))),
+          'applied', 'the retry applies it');
+select is((select sum(amount_micro)::bigint from public.credit_ledger where stripe_object_id = 'in_crash'), 7000000::bigint, 'once');
+
+select is(private.apply_stripe_event(pg_temp.evt('evt_other', 'customer.created', 1900000200, '{"id": "cus_x"}'::jsonb)),
+          'ignored', 'a type we don''t handle is ignored');
+select is(private.apply_stripe_event(pg_temp.evt('evt_stranger', 'invoice.paid', 1900000200, '{"id": "in_x", "customer": "cus_Unknown"}'::jsonb)),
+          'unmatched', 'an object of no organization of ours is unmatched');
+select throws_like($$ select private.apply_stripe_event('{"id": "nope", "type": "invoice.paid"}') $$, '%invalid_event%',
+                   'an event without a proper id, time or object is refused');
+
+-- =============================================================================================
+-- Out of order
+-- =============================================================================================
+select is(private.apply_stripe_event(pg_temp.evt('evt_sub_new', 'customer.subscription.updated', 1900001000,
+            '{"id": "sub_SeedAcme0001", "customer": "cus_SeedAcme0001", "status": "past_due", "cancel_at_period_end": true,
+              "items": {"data": [{"current_period_end": 1900500000}]}, "metadata": {"plan": "pro"}}'::jsonb)),
+          'applied', 'a subscription update applies');
+select is(private.apply_stripe_event(pg_temp.evt('evt_sub_old', 'customer.subscription.updated', 1900000500,
+            '{"id": "sub_SeedAcme0001", "customer": "cus_SeedAcme0001", "status": "active", "cancel_at_period_end": false,
+              "metadata": {"plan": "starter"}}'::jsonb)),
+          'stale', 'an older update that arrives later is stale');
+select results_eq($$ select subscription_status, plan, cancel_at_period_end from public.billing_accounts where org_id = pg_temp.org('acme') $$,
+                  $$ values ('past_due'::text, 'pro'::text, true) $$, 'and changes nothing');
+select ok((select grace_until = to_timestamp(1900500000) + interval '14 days' from public.billing_accounts where org_id = :'acme'),
+          'a lapsed subscription keeps its data 14 days past the period''s end');
+select is(private.apply_stripe_event(pg_temp.evt('evt_sub_del', 'customer.subscription.deleted', 1900002000,
+            '{"id": "sub_SeedAcme0001", "customer": "cus_SeedAcme0001", "status": "canceled", "ended_at": 1900002000}'::jsonb)),
+          'applied', 'a deletion applies');
+select results_eq($$ select subscription_status, grace_until from public.billing_accounts where org_id = pg_temp.org('acme') $$,
+                  $$ values ('canceled'::text, to_timestamp(1900002000) + interval '14 days') $$, 'canceled, with its grace period from its end');
+
+-- =============================================================================================
+-- Refunds and disputes
+-- =============================================================================================
+select is(private.apply_stripe_event(pg_temp.evt('evt_refund_half', 'charge.refunded', 1900003000,
+            '{"id": "ch_1", "customer": "cus_SeedAcme0001", "payment_intent": "pi_topup1", "amount": 1000, "amount_refunded": 500}'::jsonb)),
+          'applied', 'a partial refund applies');
+select is((select sum(amount_micro)::bigint from public.credit_ledger where payment_intent = 'pi_topup1' and kind = 'reversal'), -2500000::bigint,
+          'and reverses its share of the credits');
+select is(private.apply_stripe_event(pg_temp.evt('evt_dispute', 'charge.dispute.created', 1900004000,
+            '{"id": "dp_1", "customer": "cus_SeedAcme0001", "payment_intent": "pi_topup1", "charge": "ch_1"}'::jsonb)),
+          'applied', 'a dispute applies');
+select is((select sum(amount_micro)::bigint from public.credit_ledger where payment_intent = 'pi_topup1'), 0::bigint,
+          'and reverses the rest, never more than was credited');
+
+-- =============================================================================================
+-- Cards: brand, last4 and expiry only
+-- =============================================================================================
+select is(private.apply_stripe_event(pg_temp.evt('evt_pm', 'payment_method.attached', 1900005000,
+            '{"id": "pm_1", "customer": "cus_SeedGlobex001", "card": {"brand": "amex", "last4": "0005", "exp_month": 3, "exp_year": 2032,
+              "fingerprint": "FpSecretish", "funding": "credit", "number": "378282246310005", "cvc": "1234"}}'::jsonb)),
+          'applied', 'a payment method event applies');
+select results_eq($$ select card_brand, card_last4, card_exp_month, card_exp_year from public.billing_accounts where org_id = pg_temp.org('globex') $$,
+                  $$ values ('amex'::text, '0005'::text, 3::smallint, 2032::smallint) $$, 'brand, last4 and expiry are kept');
+select is((select count(*)::int from information_schema.columns
+            where table_schema not in ('pg_catalog', 'information_schema')
+              and column_name ~* '(card_?number|^pan$|_pan$|cvc|cvv|card_?code|security_code|fingerprint)'), 0,
+          'no column anywhere is meant for a card number, CVC or fingerprint');
+
+-- =============================================================================================
+-- The ledger
+-- =============================================================================================
+select pg_temp.act_as(pg_temp.uid('victor'), pg_temp.org('acme'));
+select throws_like($$ select public.adjust_credits(1000, 'goodwill') $$, '%forbidden%', 'a viewer cannot adjust credits');
+reset role;
+select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
+select is((public.adjust_credits(-1000, 'correction')).kind, 'adjustment', 'a tenant admin adjusts with a reason');
+reset role;
+select throws_ok($$ update public.credit_ledger set amount_micro = 1 where kind = 'adjustment' $$, 'PGRST', null,
+                 'ledger entries are never changed, even by the owner');
+
+select * from finish();
+rollback;
