@@ -79,6 +79,8 @@ export interface TestProviders {
   /** Connector providers for the console's browser tests, so that they don't share the connector tests' server. */
   consoleProviderPort: number;
   platformKeys: { openai: string; anthropic: string };
+  /** The Stripe webhook's signing secrets, the current one first and the previous one (a rotation's overlap). */
+  stripeWebhookSecrets: [string, string];
   ca: string;
   cert: string;
   key: string;
@@ -109,6 +111,7 @@ async function testProviders(dir: string): Promise<TestProviders> {
     embedModelPort: await freePort(),
     consoleProviderPort: await freePort(),
     platformKeys: { openai: platformKey("openai"), anthropic: platformKey("anthropic") },
+    stripeWebhookSecrets: [`whsec_test${randomBytes(24).toString("hex")}`, `whsec_test${randomBytes(24).toString("hex")}`],
     ca: read("ca.pem"),
     cert: read("leaf.pem"),
     key: read("leaf.key"),
@@ -130,6 +133,7 @@ function providersEnv(p: TestProviders): Record<string, string> {
     ANTHROPIC_BASE_URL: `${models}/anthropic`,
     // Short, so that the test of an upstream that never answers ends quickly.
     GATEHOUSE_MODEL_TIMEOUT_MS: "3000",
+    STRIPE_WEBHOOK_SECRETS: p.stripeWebhookSecrets.join(","),
     GATEHOUSE_PROVIDER_URLS: JSON.stringify({
       slack_webhook: `${base}/slack/services/`,
       discord_webhook: `${base}/discord/api/webhooks/`,

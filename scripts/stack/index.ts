@@ -242,6 +242,8 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
           SUPABASE_SERVICE_ROLE_KEY: serviceRoleKey,
           SUPABASE_DB_URL: pg.superuserUrl,
           ...modelEnv,
+          // Billing, when the developer has Stripe keys (README: Billing); without them it answers billing_not_configured.
+          ...pick(process.env, ["STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRETS", "STRIPE_WEBHOOK_SECRET"]),
           ...opts.functionsEnv,
         },
       },
@@ -314,4 +316,9 @@ export async function startOnFreePorts(
       opts.log?.(`${e.message}; starting again on other ports (attempt ${attempt + 1} of ${attempts})`);
     }
   }
+}
+
+/** The variables of `env` among `names` that are set. */
+function pick(env: NodeJS.ProcessEnv, names: string[]): Record<string, string> {
+  return Object.fromEntries(names.flatMap((n) => (env[n] ? [[n, env[n]!]] : [])));
 }

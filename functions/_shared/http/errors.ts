@@ -96,6 +96,11 @@ export const REFUSALS = {
   // Invitations
   invitations_misconfigured: [503, "the invitations function's configuration is not valid"],
   invitation_not_mailed: [502, "Supabase Auth did not send the invitation email; the invitation was withdrawn"],
+  // Billing
+  billing_not_configured: [503, "billing is not configured here (no Stripe keys): see the README's Billing section"],
+  webhook_signature_missing: [400, "send the Stripe-Signature header"],
+  webhook_signature_invalid: [400, "the Stripe-Signature does not match the body with any of our signing secrets"],
+  webhook_timestamp_stale: [400, "the Stripe-Signature's timestamp is outside the 300 s tolerance"],
   // The database's own constraints
   already_exists: [409, "something with that name (or those values) already exists here"],
   // The platform
