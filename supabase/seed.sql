@@ -225,8 +225,9 @@ values
 insert into public.transcript_settings (org_id, retention_days)
 values ('0a000000-0000-4000-8000-00000000000a', 30), ('0b000000-0000-4000-8000-00000000000b', 90);
 
--- Billing: Acme is prepaid with credits granted and some used; Globex is postpaid. Card: brand and
--- last four only, as Stripe's events leave them.
+-- Billing: Acme is prepaid with credits granted (its seeded model calls above were debited as
+-- they were inserted); Globex is postpaid. Of each card, brand, last four and expiry only, as
+-- Stripe's events leave them.
 insert into public.billing_accounts (org_id, mode, stripe_customer_id, plan, subscription_id, subscription_status,
                                      current_period_end, card_brand, card_last4, card_exp_month, card_exp_year)
 values
@@ -237,5 +238,4 @@ values
 insert into public.credit_ledger (org_id, kind, amount_micro, reason, stripe_object_id)
 values
   ('0a000000-0000-4000-8000-00000000000a', 'grant', 20000000, 'Credits of the paid period', 'in_SeedAcme0001'),
-  ('0a000000-0000-4000-8000-00000000000a', 'usage_debit', -1250000, 'Model calls', null),
   ('0b000000-0000-4000-8000-00000000000b', 'grant', 50000000, 'Credits of the paid period', 'in_SeedGlobex001');

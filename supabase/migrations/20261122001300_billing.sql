@@ -360,6 +360,58 @@ comment on function private.apply_stripe_event(jsonb) is
 revoke execute on function private.apply_stripe_event(jsonb) from public, anon, authenticated;
 grant execute on function private.apply_stripe_event(jsonb) to service_role;
 
+-- Metering: a prepaid organization's model calls need credits. A reservation is refused (402
+-- credits_exhausted) when the balance, less what calls in flight have reserved, can't cover the
+-- new reservation's maximum; reservations of one prepaid organization take their turn on its
+-- billing account's row, so that two can't both spend the last credits.
+create function private.require_credits() returns trigger
+language plpgsql security definer
+set search_path = ''
+as $$
+declare
+  available bigint;
+begin
+  if new.key_source <> 'platform'
+     or not exists (select 1 from public.billing_accounts a where a.org_id = new.org_id and a.mode = 'prepaid') then
+    return new;
+  end if;
+  perform 1 from public.billing_accounts a where a.org_id = new.org_id for update;
+  available := private.credit_balance(new.org_id)
+             - coalesce((select pg_catalog.sum(r.reserved_micro) from private.model_reservations r
+                          where r.org_id = new.org_id and r.expires_at > pg_catalog.now()), 0);
+  if available - new.reserved_micro < 0 then
+    perform private.refuse_request(402, 'credits_exhausted', pg_catalog.format(
+      'The organization''s prepaid credits can''t cover this call (%s micro-units available, it may cost %s): buy credits.',
+      greatest(available, 0), new.reserved_micro));
+  end if;
+  return new;
+end
+$$;
+comment on function private.require_credits() is
+  'BEFORE INSERT trigger of model reservations: a prepaid organization''s call needs credits to cover its maximum cost.';
+revoke execute on function private.require_credits() from public, anon, authenticated;
+create trigger require_credits before insert on private.model_reservations
+  for each row execute function private.require_credits();
+
+-- Every settled call on the platform's key debits its cost (an organization's own key costs it
+-- nothing here): one usage_debit per model call.
+create function private.debit_model_call() returns trigger
+language plpgsql security definer
+set search_path = ''
+as $$
+begin
+  if new.key_source = 'platform' and new.cost_micro > 0 then
+    insert into public.credit_ledger (org_id, kind, amount_micro, reason, model_call_id)
+    values (new.org_id, 'usage_debit', -new.cost_micro, pg_catalog.format('Model call (%s)', new.model), new.id);
+  end if;
+  return null;
+end
+$$;
+comment on function private.debit_model_call() is 'AFTER INSERT trigger of model_calls: the call''s cost, as a usage debit of the credit ledger.';
+revoke execute on function private.debit_model_call() from public, anon, authenticated;
+create trigger debit_credits after insert on public.model_calls
+  for each row execute function private.debit_model_call();
+
 -- =============================================================================================
 -- RPCs
 -- =============================================================================================

@@ -3,7 +3,7 @@
 -- credited, card details kept to brand, last4 and expiry, and the append-only credit ledger.
 begin;
 \ir _helpers.psql
-select plan(30);
+select plan(33);
 
 create function pg_temp.evt(p_id text, p_type text, p_created bigint, p_object jsonb) returns jsonb
 language sql as $$
@@ -119,6 +119,29 @@ select is((public.adjust_credits(-1000, 'correction')).kind, 'adjustment', 'a te
 reset role;
 select throws_ok($$ update public.credit_ledger set amount_micro = 1 where kind = 'adjustment' $$, 'PGRST', null,
                  'ledger entries are never changed, even by the owner');
+
+-- =============================================================================================
+-- Metering: prepaid credits cover model calls, and each call's cost is debited
+-- =============================================================================================
+select set_config('request.jwt.claims', '', true);
+insert into public.credit_ledger (org_id, kind, amount_micro, reason)
+values (:'acme', 'adjustment', 100 - pg_temp.balance(:'acme'), 'leave 100 micro-units');
+create temporary table reserved (v jsonb) on commit drop;
+grant all on reserved to service_role;
+set local role service_role;
+select throws_like(format($$ select private.reserve_model_call(%L, null, null, 'gpt-4o-mini', 1000, 2000, false) $$, pg_temp.run('acme')),
+                   '%credits_exhausted%', 'a prepaid organization''s call its credits can''t cover is refused at reservation');
+reset role;
+insert into public.credit_ledger (org_id, kind, amount_micro, reason) values (:'acme', 'adjustment', 10000000, 'top up for the test');
+set local role service_role;
+insert into reserved values (private.reserve_model_call(pg_temp.run('acme'), null, null, 'gpt-4o-mini', 1000, 2000, false));
+select is((select v ->> 'ok' from reserved), 'true', 'with credits it is admitted');
+select private.settle_model_call((select (v ->> 'reservation_id')::uuid from reserved), 'succeeded', 400, 500, false, 90);
+reset role;
+select results_eq($$ select l.amount_micro from public.credit_ledger l join public.model_calls c on c.id = l.model_call_id
+                      where l.org_id = pg_temp.org('acme') and l.kind = 'usage_debit' and c.run_id = pg_temp.run('acme') and c.input_tokens = 400 $$,
+                  $$ select -cost_micro from public.model_calls where run_id = pg_temp.run('acme') and input_tokens = 400 $$,
+                  'the settled call''s cost is debited, once');
 
 select * from finish();
 rollback;
