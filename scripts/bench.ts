@@ -12,9 +12,13 @@
  *   widget  messages per second through the widget, round trips per message, a visitor's burst
  *           against their limit (scripts/bench/widget.ts)
  *           options: --messages 400 --concurrency 8 --limit 10
+ *   billing Stripe events applied per second through the webhook vs apply_stripe_event alone, and
+ *           a replay storm's effects (scripts/bench/billing.ts)
+ *           options: --events 500 --concurrency 8 --deliveries 1000 --distinct 10
  */
 import { parseArgs } from "node:util";
 import { benchAudit } from "./bench/audit.ts";
+import { benchBilling } from "./bench/billing.ts";
 import { benchGateway } from "./bench/gateway.ts";
 import { benchWidget } from "./bench/widget.ts";
 import { benchRls } from "./bench/rls.ts";
@@ -22,7 +26,8 @@ import { benchRls } from "./bench/rls.ts";
 const USAGE = `usage: npm run bench -- rls [--orgs 1000] [--rows 1000] [--iterations 500] [--explain]
        npm run bench -- audit [--events 500] [--entries 20000] [--rounds 3]
        npm run bench -- gateway [--iterations 200] [--concurrency 200] [--fits 50]
-       npm run bench -- widget [--messages 400] [--concurrency 8] [--limit 10]`;
+       npm run bench -- widget [--messages 400] [--concurrency 8] [--limit 10]
+       npm run bench -- billing [--events 500] [--concurrency 8] [--deliveries 1000] [--distinct 10]`;
 
 function positive(value: string | undefined, fallback: number, flag: string): number {
   if (value === undefined) return fallback;
@@ -46,6 +51,8 @@ async function main(): Promise<number> {
       fits: { type: "string" },
       messages: { type: "string" },
       limit: { type: "string" },
+      deliveries: { type: "string" },
+      distinct: { type: "string" },
     },
   });
   const [name] = positionals;
@@ -84,6 +91,16 @@ async function main(): Promise<number> {
       limit: positive(values.limit, 10, "limit"),
     });
     console.log(met ? "widget: every target met" : "widget: a target is missed");
+    return met ? 0 : 1;
+  }
+  if (name === "billing") {
+    const met = await benchBilling({
+      events: positive(values.events, 500, "events"),
+      concurrency: positive(values.concurrency, 8, "concurrency"),
+      deliveries: positive(values.deliveries, 1000, "deliveries"),
+      distinct: positive(values.distinct, 10, "distinct"),
+    });
+    console.log(met ? "billing: every target met" : "billing: a target is missed");
     return met ? 0 : 1;
   }
   console.error(USAGE);
