@@ -79,6 +79,9 @@ export interface TestProviders {
   /** Connector providers for the console's browser tests, so that they don't share the connector tests' server. */
   consoleProviderPort: number;
   platformKeys: { openai: string; anthropic: string };
+  /** The Stripe API fake of the billing tests (tests/helpers/stripe_fake.ts), and the secret key the functions send it. */
+  stripePort: number;
+  stripeSecretKey: string;
   /** The Stripe webhook's signing secrets, the current one first and the previous one (a rotation's overlap). */
   stripeWebhookSecrets: [string, string];
   ca: string;
@@ -111,6 +114,8 @@ async function testProviders(dir: string): Promise<TestProviders> {
     embedModelPort: await freePort(),
     consoleProviderPort: await freePort(),
     platformKeys: { openai: platformKey("openai"), anthropic: platformKey("anthropic") },
+    stripePort: await freePort(),
+    stripeSecretKey: `sk_test_${randomBytes(24).toString("hex")}`,
     stripeWebhookSecrets: [`whsec_test${randomBytes(24).toString("hex")}`, `whsec_test${randomBytes(24).toString("hex")}`],
     ca: read("ca.pem"),
     cert: read("leaf.pem"),
@@ -124,7 +129,7 @@ function providersEnv(p: TestProviders): Record<string, string> {
   const models = `https://127.0.0.1:${p.modelPort}`;
   return {
     GATEHOUSE_EGRESS_TEST_ALLOWANCE: JSON.stringify({
-      endpoints: [p.port, p.modelPort, p.widgetModelPort, p.embedModelPort, p.consoleProviderPort].map((port) => `127.0.0.1:${port}`),
+      endpoints: [p.port, p.modelPort, p.widgetModelPort, p.embedModelPort, p.consoleProviderPort, p.stripePort].map((port) => `127.0.0.1:${port}`),
       caCerts: [p.ca],
     }),
     OPENAI_API_KEY: p.platformKeys.openai,
@@ -134,6 +139,8 @@ function providersEnv(p: TestProviders): Record<string, string> {
     // Short, so that the test of an upstream that never answers ends quickly.
     GATEHOUSE_MODEL_TIMEOUT_MS: "3000",
     STRIPE_WEBHOOK_SECRETS: p.stripeWebhookSecrets.join(","),
+    STRIPE_SECRET_KEY: p.stripeSecretKey,
+    STRIPE_API_BASE: `https://127.0.0.1:${p.stripePort}`,
     GATEHOUSE_PROVIDER_URLS: JSON.stringify({
       slack_webhook: `${base}/slack/services/`,
       discord_webhook: `${base}/discord/api/webhooks/`,

@@ -412,6 +412,30 @@ revoke execute on function private.debit_model_call() from public, anon, authent
 create trigger debit_credits after insert on public.model_calls
   for each row execute function private.debit_model_call();
 
+-- The organization's Stripe customer: the one it has, or `p_customer` (just created by the billing
+-- function) if it has none yet. Returns the one that stands.
+create function private.link_stripe_customer(p_org_id uuid, p_customer text) returns text
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  linked text;
+begin
+  if p_customer !~ '^cus_[A-Za-z0-9]{1,250}$' then
+    perform private.refuse_request(502, 'stripe_unexpected', 'Stripe answered a customer id of an unexpected form.');
+  end if;
+  insert into public.billing_accounts (org_id, stripe_customer_id) values (p_org_id, p_customer)
+  on conflict (org_id) do update set stripe_customer_id = coalesce(billing_accounts.stripe_customer_id, excluded.stripe_customer_id),
+                                     updated_at = pg_catalog.now()
+  returning stripe_customer_id into linked;
+  return linked;
+end
+$$;
+comment on function private.link_stripe_customer(uuid, text) is
+  'Links a Stripe customer to the organization unless it has one; returns the one that stands.';
+revoke execute on function private.link_stripe_customer(uuid, text) from public, anon, authenticated;
+grant execute on function private.link_stripe_customer(uuid, text) to service_role;
+
 -- =============================================================================================
 -- RPCs
 -- =============================================================================================

@@ -101,6 +101,9 @@ export const REFUSALS = {
   webhook_signature_missing: [400, "send the Stripe-Signature header"],
   webhook_signature_invalid: [400, "the Stripe-Signature does not match the body with any of our signing secrets"],
   webhook_timestamp_stale: [400, "the Stripe-Signature's timestamp is outside the 300 s tolerance"],
+  unknown_plan: [400, "no such plan: see GET /billing/plans"],
+  stripe_unavailable: [502, "Stripe is not answering; try again"],
+  stripe_refused: [502, "Stripe refused the request"],
   // The database's own constraints
   already_exists: [409, "something with that name (or those values) already exists here"],
   // The platform

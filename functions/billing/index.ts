@@ -1,0 +1,157 @@
+/**
+ * The organization's way to Stripe, for its tenant admins (X-Org-Id):
+ *   GET  /billing/plans      the plans on offer (STRIPE_PLANS)
+ *   POST /billing/checkout   a Stripe Checkout Session URL: credits ({kind: "credits", amount_cents})
+ *                            or a plan ({kind: "subscription", plan})
+ *   POST /billing/portal     a Stripe customer-portal URL (payment methods, invoices, cancellation)
+ * The organization's Stripe customer is created on first use (one per organization, even when two
+ * admins start at once: Stripe's idempotency key and the database's link agree). Card details are
+ * entered on Stripe's pages only: nothing of a card reaches this function or the database. What a
+ * payment buys arrives through the webhook (functions/stripe-webhook), from metadata set here:
+ * client_reference_id and metadata.org_id name the organization, metadata.gatehouse_credits the
+ * credits (micro-units; 1 cent buys 10,000).
+ *
+ * Configuration: STRIPE_SECRET_KEY (without it, 503 billing_not_configured), STRIPE_PLANS (JSON:
+ * {"<plan>": {"price": "price_…", "credits_micro": n, "mode": "prepaid" | "postpaid"}}),
+ * GATEHOUSE_CONSOLE_URL (where Stripe sends people back; default SUPABASE_URL), STRIPE_API_BASE
+ * (tests only: the local fake).
+ */
+import { createRoute, z } from "@hono/zod-openapi";
+import Stripe from "stripe";
+import { testAllowanceFrom } from "../_shared/egress/allowance.ts";
+import { egressFailureOf, egressFetch } from "../_shared/egress/fetch.ts";
+import { functionApp } from "../_shared/http/app.ts";
+import { jsonBody } from "../_shared/http/body.ts";
+import { callerOf, orgIdOf, type UserCaller } from "../_shared/http/caller.ts";
+import { configuration } from "../_shared/http/config.ts";
+import { asMember, db, serviceDb } from "../_shared/http/db.ts";
+import { refuse } from "../_shared/http/errors.ts";
+import { jsonContent, jsonRequest, OrgHeader, refusals } from "../_shared/http/schemas.ts";
+
+const Plan = z.object({ price: z.string().regex(/^price_[A-Za-z0-9]+$/), credits_micro: z.number().int().min(0), mode: z.enum(["prepaid", "postpaid"]) });
+
+const config = configuration((get) => {
+  const secretKey = z.string().regex(/^(sk|rk)_(test|live)_[A-Za-z0-9]+$/).parse(get("STRIPE_SECRET_KEY"));
+  const plans = z.record(z.string().regex(/^[a-z][a-z0-9_-]{0,40}$/), Plan).parse(JSON.parse(get("STRIPE_PLANS") ?? "{}"));
+  const base = new URL(get("STRIPE_API_BASE") ?? "https://api.stripe.com");
+  const consoleUrl = new URL(z.url().parse(get("GATEHOUSE_CONSOLE_URL") ?? get("SUPABASE_URL"))).origin;
+  const testOnly = testAllowanceFrom(get);
+  const stripe = new Stripe(secretKey, {
+    httpClient: Stripe.createFetchHttpClient(egressFetch({ timeoutMs: 20_000, maxRedirects: 0, ...(testOnly ? { testOnly } : {}) })),
+    host: base.hostname,
+    port: Number(base.port || 443),
+    protocol: base.protocol === "http:" ? "http" : "https",
+    // Requests carry idempotency keys, so one retry of a lost answer is safe.
+    maxNetworkRetries: 1,
+    telemetry: false,
+    appInfo: { name: "Gatehouse" },
+  });
+  return { stripe, plans, consoleUrl };
+}, "billing_not_configured");
+
+const Checkout = z.discriminatedUnion("kind", [
+  z.strictObject({ kind: z.literal("credits"), amount_cents: z.number().int().min(500).max(1_000_000).describe("What to pay, in US cents ($5 to $10,000)") }),
+  z.strictObject({ kind: z.literal("subscription"), plan: z.string().min(1).max(41) }),
+]);
+const Url = z.object({ url: z.url() });
+
+const app = functionApp({
+  name: "billing",
+  version: "1.0.0",
+  description: "Stripe Checkout and the customer portal for an organization's tenant admins.",
+});
+
+app.use(jsonBody(4 * 1024));
+
+app.openapi(createRoute({
+  method: "get", path: "/plans", summary: "The plans on offer",
+  request: { headers: OrgHeader },
+  responses: {
+    200: { description: "Plans", content: jsonContent(z.object({ plans: z.array(z.object({ plan: z.string(), credits_micro: z.number(), mode: z.string() })) })) },
+    ...refusals(401, 403, 503),
+  },
+}), async (c) => {
+  await tenantAdmin(c.req.raw);
+  const { plans } = config();
+  return c.json({ plans: Object.entries(plans).map(([plan, p]) => ({ plan, credits_micro: p.credits_micro, mode: p.mode })) }, 200);
+});
+
+app.openapi(createRoute({
+  method: "post", path: "/checkout", summary: "Start a Stripe Checkout for credits or a plan (tenant admin)",
+  request: { headers: OrgHeader, ...jsonRequest(Checkout) },
+  responses: { 201: { description: "The Checkout Session's URL", content: jsonContent(Url) }, ...refusals(400, 401, 403, 413, 415, 502, 503) },
+}), async (c) => {
+  const { orgId } = await tenantAdmin(c.req.raw);
+  const { stripe, plans, consoleUrl } = config();
+  const input = c.req.valid("json");
+  const customer = await customerOf(orgId);
+  const back = `${consoleUrl}/o/${orgId}/billing`;
+  const common = { customer, client_reference_id: orgId, success_url: `${back}?checkout=done`, cancel_url: `${back}?checkout=canceled` };
+  const session = await stripeCall(() => {
+    if (input.kind === "credits") {
+      const credits = String(input.amount_cents * 10_000);
+      return stripe.checkout.sessions.create({
+        ...common,
+        mode: "payment",
+        line_items: [{ quantity: 1, price_data: { currency: "usd", unit_amount: input.amount_cents, product_data: { name: "Gatehouse credits" } } }],
+        metadata: { org_id: orgId, gatehouse_credits: credits },
+        payment_intent_data: { metadata: { org_id: orgId, gatehouse_credits: credits } },
+      });
+    }
+    const plan = plans[input.plan];
+    if (!plan) throw refuse("unknown_plan");
+    const metadata = { org_id: orgId, plan: input.plan, gatehouse_credits: String(plan.credits_micro), gatehouse_mode: plan.mode };
+    return stripe.checkout.sessions.create({ ...common, mode: "subscription", line_items: [{ price: plan.price, quantity: 1 }], metadata, subscription_data: { metadata } });
+  });
+  if (!session.url) throw refuse("stripe_refused", "Stripe answered a session without a URL");
+  return c.json({ url: session.url }, 201);
+});
+
+app.openapi(createRoute({
+  method: "post", path: "/portal", summary: "Open Stripe's customer portal (tenant admin)",
+  request: { headers: OrgHeader },
+  responses: { 201: { description: "The portal session's URL", content: jsonContent(Url) }, ...refusals(401, 403, 502, 503) },
+}), async (c) => {
+  const { orgId } = await tenantAdmin(c.req.raw);
+  const { stripe, consoleUrl } = config();
+  const customer = await customerOf(orgId);
+  const session = await stripeCall(() => stripe.billingPortal.sessions.create({ customer, return_url: `${consoleUrl}/o/${orgId}/billing` }));
+  return c.json({ url: session.url }, 201);
+});
+
+/** The caller, a tenant admin of the organization in X-Org-Id (and billing configured). */
+async function tenantAdmin(req: Request): Promise<{ caller: UserCaller; orgId: string }> {
+  const caller = callerOf(req);
+  if (caller.kind !== "user") throw refuse("sign_in_required", "a tenant admin manages billing from the console");
+  const orgId = orgIdOf(req);
+  await db().begin((tx) => asMember(tx, caller, orgId, { atLeast: "tenant_admin" }));
+  config();
+  return { caller, orgId };
+}
+
+/** The organization's Stripe customer, created on first use. */
+async function customerOf(orgId: string): Promise<string> {
+  const [account] = await serviceDb()`select stripe_customer_id from public.billing_accounts where org_id = ${orgId}`;
+  if (account?.stripe_customer_id) return account.stripe_customer_id;
+  const [org] = await serviceDb()`select name from public.organizations where id = ${orgId}`;
+  const made = await stripeCall(() => config().stripe.customers.create(
+    { name: org.name, metadata: { org_id: orgId } },
+    { idempotencyKey: `gatehouse-customer-${orgId}` },
+  ));
+  const [{ linked }] = await serviceDb()`select private.link_stripe_customer(${orgId}, ${made.id}) as linked`;
+  return linked;
+}
+
+/** A Stripe API call, its failures as our refusals (never Stripe's message, which may quote the request). */
+async function stripeCall<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (e) {
+    if (e instanceof Error && e.name === "HttpError") throw e;
+    if (egressFailureOf(e) || e instanceof Stripe.errors.StripeConnectionError) throw refuse("stripe_unavailable");
+    if (e instanceof Stripe.errors.StripeError) throw refuse("stripe_refused", `Stripe refused the request (${e.type})`);
+    throw e;
+  }
+}
+
+Deno.serve(app.fetch);

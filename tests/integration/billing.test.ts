@@ -1,0 +1,118 @@
+/**
+ * The billing function against the local Stripe fake (tests/helpers/stripe_fake.ts), through the
+ * gateway as a tenant admin: Checkout for credits creates the organization's Stripe customer once
+ * and a session whose metadata the webhook then credits; the portal; nothing of a card in what is
+ * sent; and the refusals (a viewer, bad input, an unknown plan). In an organization of its own.
+ */
+import { randomUUID } from "node:crypto";
+import bcrypt from "bcryptjs";
+import Stripe from "stripe";
+import { readFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type StripeFake, startStripeFake } from "../helpers/stripe_fake.ts";
+import { accessToken, anonClient, stack, superuser } from "../helpers/stack.ts";
+
+const sql = superuser();
+let fake: StripeFake;
+let org = "";
+const tokens: Record<"admin" | "viewer", string> = { admin: "", viewer: "" };
+
+async function userOf(role: "tenant_admin" | "project_viewer"): Promise<string> {
+  const email = `${role}-${randomUUID()}@billing.test`;
+  const password = randomUUID();
+  const [user] = await sql`insert into auth.users (id, email, email_confirmed_at, encrypted_password)
+                           values (gen_random_uuid(), ${email}, now(), ${await bcrypt.hash(password, 4)}) returning id`;
+  await sql`insert into public.organization_members (org_id, user_id, role) values (${org}, ${user.id}, ${role}::public.member_role)`;
+  const client = anonClient();
+  const { error } = await client.auth.signInWithPassword({ email, password });
+  if (error) throw error;
+  return accessToken(client);
+}
+
+beforeAll(async () => {
+  fake = await startStripeFake();
+  org = randomUUID();
+  await sql`insert into public.organizations (id, name, slug) values (${org}, 'Paying Co', ${`paying-${org.slice(0, 8)}`})`;
+  tokens.admin = await userOf("tenant_admin");
+  tokens.viewer = await userOf("project_viewer");
+});
+afterAll(async () => {
+  await fake?.close();
+  await sql.end();
+});
+
+async function call(path: string, who: "admin" | "viewer", body?: unknown) {
+  const res = await fetch(`${stack().functionsUrl}/billing/${path}`, {
+    method: body === undefined ? "GET" : "POST",
+    headers: { authorization: `Bearer ${tokens[who]}`, "x-org-id": org, "content-type": "application/json" },
+    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+describe("the billing function", () => {
+  it("creates the organization's Stripe customer once and a Checkout Session whose payment the webhook credits", async () => {
+    const first = await call("checkout", "admin", { kind: "credits", amount_cents: 2500 });
+    expect(first.status).toBe(201);
+    expect(first.body.url).toMatch(/^https:\/\/checkout\.stripe\.com\/c\/pay\/cs_test_/);
+    const second = await call("checkout", "admin", { kind: "credits", amount_cents: 500 });
+    expect(second.status).toBe(201);
+
+    const customers = fake.requests.filter((r) => r.path === "/v1/customers");
+    expect(customers).toHaveLength(1);
+    expect(customers[0]).toMatchObject({ idempotencyKey: `gatehouse-customer-${org}`, form: { "metadata[org_id]": org } });
+    expect(customers[0].authorization).toBe(`Bearer ${fake.secretKey}`);
+    const [account] = await sql`select stripe_customer_id from public.billing_accounts where org_id = ${org}`;
+    const sessions = fake.requests.filter((r) => r.path === "/v1/checkout/sessions");
+    expect(sessions).toHaveLength(2);
+    expect(sessions[0].form).toMatchObject({
+      mode: "payment", customer: account.stripe_customer_id, client_reference_id: org,
+      "metadata[gatehouse_credits]": "25000000", "payment_intent_data[metadata][org_id]": org,
+      "line_items[0][price_data][unit_amount]": "2500",
+    });
+    // Card details are entered on Stripe's page: nothing of a card is ever sent from here.
+    for (const r of fake.requests) expect(Object.keys(r.form).filter((k) => /card|cvc|number|exp_/i.test(k))).toEqual([]);
+
+    // Stripe tells the webhook the session was paid; the credits land once.
+    const [secret] = JSON.parse(readFileSync(process.env.GATEHOUSE_TEST_PROVIDERS_FILE!, "utf8")).stripeWebhookSecrets;
+    const paid = {
+      id: `evt_${randomUUID().replaceAll("-", "")}`, object: "event", type: "checkout.session.completed", created: Math.floor(Date.now() / 1000),
+      data: { object: { id: first.body.url.split("/").pop(), object: "checkout.session", mode: "payment", payment_status: "paid",
+                        customer: account.stripe_customer_id, client_reference_id: org, payment_intent: "pi_paidTest1",
+                        metadata: { org_id: org, gatehouse_credits: sessions[0].form["metadata[gatehouse_credits]"] } } },
+    };
+    const payload = JSON.stringify(paid);
+    const delivered = await fetch(`${stack().functionsUrl}/stripe-webhook`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "stripe-signature": Stripe.webhooks.generateTestHeaderString({ payload, secret }) },
+      body: payload,
+    });
+    expect((await delivered.json()).outcome).toBe("applied");
+    const [balance] = await sql`select balance_micro from public.credit_balances where org_id = ${org}`;
+    expect(Number(balance.balance_micro)).toBe(25_000_000);
+  });
+
+  it("opens the customer portal for the organization's customer", async () => {
+    const portal = await call("portal", "admin", {});
+    expect(portal.status).toBe(201);
+    expect(portal.body.url).toMatch(/^https:\/\/billing\.stripe\.com\/p\/session\/bps_/);
+    const [account] = await sql`select stripe_customer_id from public.billing_accounts where org_id = ${org}`;
+    expect(fake.requests.at(-1)).toMatchObject({ path: "/v1/billing_portal/sessions", form: { customer: account.stripe_customer_id } });
+    expect(fake.requests.at(-1)!.form.return_url).toMatch(new RegExp(`/o/${org}/billing$`));
+  });
+
+  it("refuses anyone but a tenant admin, bad input and an unknown plan", async () => {
+    const before = fake.requests.length;
+    expect(await call("checkout", "viewer", { kind: "credits", amount_cents: 2500 })).toMatchObject({ status: 403, body: { error: { code: "forbidden" } } });
+    expect(await call("portal", "viewer", {})).toMatchObject({ status: 403 });
+    for (const [body, code] of [
+      ["{not json", "invalid_json"], [{ kind: "credits", amount_cents: 1 }, "invalid_body"], [{ kind: "credits", amount_cents: "5" }, "invalid_body"],
+      [{ kind: "gift" }, "invalid_body"], [{ kind: "credits", amount_cents: 500, card_number: "4242424242424242" }, "invalid_body"],
+    ] as [unknown, string][]) {
+      const refused = await call("checkout", "admin", body);
+      expect([refused.status, refused.body.error.code], JSON.stringify(body)).toEqual([400, code]);
+    }
+    expect((await call("checkout", "admin", { kind: "subscription", plan: "platinum" })).body.error.code).toBe("unknown_plan");
+    expect(fake.requests.length).toBe(before);
+  });
+});
