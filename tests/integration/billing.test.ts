@@ -2,13 +2,17 @@
  * The billing function against the local Stripe fake (tests/helpers/stripe_fake.ts), through the
  * gateway as a tenant admin: Checkout for credits creates the organization's Stripe customer once
  * and a session whose metadata the webhook then credits; the portal; nothing of a card in what is
- * sent; and the refusals (a viewer, bad input, an unknown plan). In an organization of its own.
+ * sent; and the refusals (a viewer, bad input, an unknown plan). Then the console's billing page in
+ * Chromium (this file owns the Stripe fake's port, so the page's flow is tested here): balance and
+ * ledger, buying credits through to Stripe's Checkout page, a tenant admin's adjustment. In an
+ * organization of its own.
  */
 import { randomUUID } from "node:crypto";
 import bcrypt from "bcryptjs";
 import Stripe from "stripe";
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { checkScreen, signIn, suiteBrowser } from "../helpers/browser.ts";
 import { type StripeFake, startStripeFake } from "../helpers/stripe_fake.ts";
 import { accessToken, anonClient, stack, superuser } from "../helpers/stack.ts";
 
@@ -16,6 +20,8 @@ const sql = superuser();
 let fake: StripeFake;
 let org = "";
 const tokens: Record<"admin" | "viewer", string> = { admin: "", viewer: "" };
+const adminLogin = { email: "", password: "" };
+const browser = suiteBrowser();
 
 async function userOf(role: "tenant_admin" | "project_viewer"): Promise<string> {
   const email = `${role}-${randomUUID()}@billing.test`;
@@ -26,6 +32,7 @@ async function userOf(role: "tenant_admin" | "project_viewer"): Promise<string> 
   const client = anonClient();
   const { error } = await client.auth.signInWithPassword({ email, password });
   if (error) throw error;
+  if (role === "tenant_admin") Object.assign(adminLogin, { email, password });
   return accessToken(client);
 }
 
@@ -114,5 +121,37 @@ describe("the billing function", () => {
     }
     expect((await call("checkout", "admin", { kind: "subscription", plan: "platinum" })).body.error.code).toBe("unknown_plan");
     expect(fake.requests.length).toBe(before);
+  });
+});
+
+describe("the console's billing page (Chromium)", () => {
+  it("shows the balance and ledger, takes a tenant admin to Stripe Checkout, and records an adjustment", async () => {
+    const page = await (await browser().newContext()).newPage();
+    // Stripe's hosted Checkout page is out of reach here: the browser's visit to it is answered locally.
+    await page.route("https://checkout.stripe.com/**", (route) => route.fulfill({ status: 200, contentType: "text/html", body: "<!doctype html><title>Stripe Checkout</title>" }));
+    await signIn(page, adminLogin.email, adminLogin.password, `/o/${org}/billing`);
+    await page.getByRole("heading", { name: "Billing of Paying Co" }).waitFor();
+    await page.getByLabel("Credit balance").getByText("$25.00").waitFor();
+    await page.getByRole("table", { name: "Credit ledger" }).getByRole("cell", { name: "Credits bought", exact: true }).waitFor();
+    await checkScreen(page, "billing");
+
+    const before = fake.requests.filter((r) => r.path === "/v1/checkout/sessions").length;
+    await page.getByLabel("Credits to buy ($)").fill("30");
+    await page.getByRole("button", { name: "Buy credits" }).click();
+    await page.waitForURL(/^https:\/\/checkout\.stripe\.com\/c\/pay\/cs_test_/);
+    const sessions = fake.requests.filter((r) => r.path === "/v1/checkout/sessions");
+    expect(sessions).toHaveLength(before + 1);
+    expect(sessions.at(-1)!.form).toMatchObject({ "metadata[gatehouse_credits]": "30000000", "line_items[0][price_data][unit_amount]": "3000" });
+
+    await page.goto(`${stack().apiUrl}/o/${org}/billing?checkout=done`);
+    await page.getByText(/the credits appear here as soon as Stripe confirms it/).waitFor();
+    await page.getByLabel("Adjustment ($, negative to take away)").fill("-1.5");
+    await page.getByLabel("Reason").fill("Goodwill correction");
+    await page.getByRole("button", { name: "Adjust credits" }).click();
+    await page.getByRole("status").getByText("Adjusted by −$1.50.").waitFor();
+    await page.getByLabel("Credit balance").getByText("$23.50").waitFor();
+    const [entry] = await sql`select kind, amount_micro, reason from public.credit_ledger where org_id = ${org} and kind = 'adjustment'`;
+    expect({ ...entry, amount_micro: Number(entry.amount_micro) }).toEqual({ kind: "adjustment", amount_micro: -1_500_000, reason: "Goodwill correction" });
+    await page.context().close();
   });
 });

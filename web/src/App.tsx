@@ -10,6 +10,7 @@ import { Account } from "./Account.tsx";
 import { Agents, AgentDetail } from "./Agents.tsx";
 import { Approvals, ApprovalDetail } from "./Approvals.tsx";
 import { Audit } from "./Audit.tsx";
+import { Billing } from "./Billing.tsx";
 import { AcceptInvitation, Confirm, ForgotPassword, SignIn } from "./Auth.tsx";
 import { Connections } from "./Connections.tsx";
 import { Members } from "./Members.tsx";
@@ -78,6 +79,7 @@ export function App() {
             <Route path="audit" element={<Audit />} />
             <Route path="limits" element={<ModelsScreen />} />
             <Route path="widgets" element={<WidgetsScreen me={me} />} />
+            <Route path="billing" element={<Billing />} />
           </Route>
           <Route path="*" element={<NotFound />} />
         </Route>
@@ -145,6 +147,7 @@ const SCREENS: [string, string][] = [
   ["audit", "Audit log"],
   ["limits", "Models and limits"],
   ["widgets", "Widgets"],
+  ["billing", "Billing"],
 ];
 
 /** /o/:org: checks the membership (the database's answer) and provides the organization. */
