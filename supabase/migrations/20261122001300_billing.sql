@@ -79,6 +79,14 @@ create table public.credit_ledger (
 comment on table public.credit_ledger is
   'Append-only credit entries: grants, top-ups, usage debits, reversals, adjustments (with a reason). The balance is their sum.';
 
+-- What usage costs in credits, beyond model calls (whose cost is the model's price).
+create table private.billing_prices (
+  item text primary key check (item in ('connector_unit')),
+  micro bigint not null check (micro >= 0)
+);
+comment on table private.billing_prices is 'Credit prices of metered usage other than model calls (micro-units per unit).';
+insert into private.billing_prices (item, micro) values ('connector_unit', 1000);
+
 create table private.stripe_events (
   event_id text primary key check (event_id ~ '^evt_[A-Za-z0-9_]{1,250}$'),
   type text not null check (char_length(type) <= 100),
@@ -436,6 +444,28 @@ comment on function private.link_stripe_customer(uuid, text) is
 revoke execute on function private.link_stripe_customer(uuid, text) from public, anon, authenticated;
 grant execute on function private.link_stripe_customer(uuid, text) to service_role;
 
+-- Every connector call the meter admits debits its units at the connector price: the meter's
+-- month_units grow by the call's cost, in the same statement.
+create function private.debit_connector_units() returns trigger
+language plpgsql security definer
+set search_path = ''
+as $$
+declare
+  added bigint := new.month_units - case when tg_op = 'UPDATE' and old.month_start = new.month_start then old.month_units else 0 end;
+  price bigint := (select p.micro from private.billing_prices p where p.item = 'connector_unit');
+begin
+  if added > 0 and price > 0 then
+    insert into public.credit_ledger (org_id, kind, amount_micro, reason)
+    values (new.org_id, 'usage_debit', -(added * price), pg_catalog.format('Connector call (%s units)', added));
+  end if;
+  return null;
+end
+$$;
+comment on function private.debit_connector_units() is 'AFTER INSERT OR UPDATE trigger of connector meters: a call''s units, as a usage debit.';
+revoke execute on function private.debit_connector_units() from public, anon, authenticated;
+create trigger debit_credits after insert or update on private.connector_meters
+  for each row execute function private.debit_connector_units();
+
 -- =============================================================================================
 -- RPCs
 -- =============================================================================================
@@ -501,5 +531,5 @@ create policy "credit entries are kept" on public.credit_ledger
 -- Grants
 -- =============================================================================================
 revoke all on public.billing_accounts, public.credit_ledger, public.credit_balances from anon, authenticated, service_role;
-revoke all on private.stripe_events from public, anon, authenticated, service_role;
+revoke all on private.stripe_events, private.billing_prices from public, anon, authenticated, service_role;
 grant select on public.billing_accounts, public.credit_ledger, public.credit_balances to authenticated, service_role;

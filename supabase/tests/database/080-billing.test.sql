@@ -3,7 +3,7 @@
 -- credited, card details kept to brand, last4 and expiry, and the append-only credit ledger.
 begin;
 \ir _helpers.psql
-select plan(33);
+select plan(35);
 
 create function pg_temp.evt(p_id text, p_type text, p_created bigint, p_object jsonb) returns jsonb
 language sql as $$
@@ -142,6 +142,11 @@ select results_eq($$ select l.amount_micro from public.credit_ledger l join publ
                       where l.org_id = pg_temp.org('acme') and l.kind = 'usage_debit' and c.run_id = pg_temp.run('acme') and c.input_tokens = 400 $$,
                   $$ select -cost_micro from public.model_calls where run_id = pg_temp.run('acme') and input_tokens = 400 $$,
                   'the settled call''s cost is debited, once');
+
+-- Connector calls debit their units at the connector price.
+select is(private.meter_connector_call(:'globex', 3), null, 'a connector call of 3 units is admitted');
+select is((select amount_micro from public.credit_ledger where org_id = :'globex' and kind = 'usage_debit' and reason like 'Connector call%'
+            order by created_at desc limit 1), -3000::bigint, 'and debits its units at the connector price');
 
 select * from finish();
 rollback;
