@@ -143,14 +143,17 @@ $$;
 comment on function private.credit_balance(uuid) is 'The organization''s credit balance: the sum of its ledger entries.';
 revoke execute on function private.credit_balance(uuid) from public, anon, authenticated;
 
--- The organization a Stripe object belongs to: client_reference_id or metadata.org_id when it
--- names an organization, else the one whose Stripe customer it is.
+-- The organization a Stripe object belongs to: client_reference_id or metadata.org_id (an
+-- invoice's, its subscription's) when it names an organization, else the one whose Stripe customer
+-- it is. So an invoice paid before the Checkout Session that started its subscription arrives
+-- still finds its organization.
 create function private.stripe_object_org(p_object jsonb) returns uuid
 language plpgsql stable security definer
 set search_path = ''
 as $$
 declare
-  named text := coalesce(p_object ->> 'client_reference_id', p_object -> 'metadata' ->> 'org_id');
+  named text := coalesce(p_object ->> 'client_reference_id', p_object -> 'metadata' ->> 'org_id',
+                         p_object -> 'parent' -> 'subscription_details' -> 'metadata' ->> 'org_id');
   org uuid;
 begin
   if named ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then

@@ -21,6 +21,7 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ACME, GLOBEX } from "../helpers/fixtures.ts";
 import { ConsoleBrowser } from "../helpers/console.ts";
+import { type StripeFake, startStripeFake } from "../helpers/stripe_fake.ts";
 import { stack, superuser } from "../helpers/stack.ts";
 
 const s = stack();
@@ -245,7 +246,12 @@ async function seedFingerprint(): Promise<string> {
   return row.h;
 }
 
+// Stripe's fake answers the billing function (it runs alone, so the fake's port is free): what
+// Stripe itself would answer is not a 5xx of ours.
+let stripe: StripeFake | undefined;
+
 beforeAll(async () => {
+  stripe = await startStripeFake();
   userToken = await signUpFuzzUser();
   targets = [...(await functionTargets()), ...(await rpcTargets()), ...AUTH_TARGETS(), ...CONSOLE_TARGETS()];
   seedBefore = await seedFingerprint();
@@ -255,6 +261,7 @@ afterAll(async () => {
   const fiveHundreds = [...statuses].filter(([st]) => st >= 500).reduce((n, [, c]) => n + c, 0);
   console.log(`fuzz: ${requests} requests to ${targets.length} routes, ${fiveHundreds} 5xx; statuses ${JSON.stringify(Object.fromEntries(statuses))}`);
   await sql.end();
+  await stripe?.close();
 });
 
 describe("fuzzing every route", () => {

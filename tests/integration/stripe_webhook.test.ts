@@ -5,7 +5,9 @@
  * once, a crash before commit leaves nothing and the retry applies once, an older subscription
  * update changes nothing, a tampered body, a wrong secret and a stale timestamp are refused, card
  * fields are not stored beyond brand, last4 and expiry, and the balance is the sum of a concurrent
- * mix of grants and debits. Each test uses an organization of its own.
+ * mix of grants and debits; and a prepaid organization whose credits can't cover a model call is
+ * refused by the model gateway before any vendor is called, until a paid top-up arrives. Each
+ * test uses an organization of its own.
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -188,4 +190,34 @@ describe("the Stripe webhook", () => {
     const [view] = await sql`select balance_micro, entries from public.credit_balances where org_id = ${org}`;
     expect({ balance: Number(view.balance_micro), entries: Number(view.entries) }).toEqual({ balance: granted - debited, entries: 80 });
   }, 60_000);
+});
+
+describe("prepaid credits", () => {
+  it("refuse a model call the balance can't cover, at reservation, until a paid top-up arrives", async () => {
+    const { org } = await billedOrg();
+    await sql`update public.billing_accounts set mode = 'prepaid' where org_id = ${org}`;
+    const [project, agent] = [randomUUID(), randomUUID()];
+    await sql`insert into public.projects (id, org_id, name, slug) values (${project}, ${org}, 'Prepaid', 'prepaid')`;
+    await sql`insert into public.agents (id, org_id, project_id, name) values (${agent}, ${org}, ${project}, 'Metered')`;
+    const [version] = await sql`insert into public.agent_versions (org_id, project_id, agent_id, config)
+                                values (${org}, ${project}, ${agent}, '{"model": "gpt-4o-mini"}') returning id`;
+    const [run] = await sql`insert into public.agent_runs (org_id, project_id, agent_id, agent_version_id)
+                            values (${org}, ${project}, ${agent}, ${version.id}) returning id`;
+    const chat = () => fetch(`${stack().functionsUrl}/model-gateway/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${stack().serviceRoleKey}`, "x-run-id": run.id, "content-type": "application/json" },
+      body: JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Hello" }], max_tokens: 50 }),
+    }).then(async (r) => ({ status: r.status, body: await r.json() }));
+
+    const refused = await chat();
+    expect(refused.status).toBe(402);
+    expect(refused.body.error.code).toBe("credits_exhausted");
+    const [calls] = await sql`select count(*)::int as n from public.model_calls where org_id = ${org}`;
+    expect(calls.n).toBe(0);
+
+    expect((await deliver(JSON.stringify(topUp(org, 1_000_000)))).body.outcome).toBe("applied");
+    const admitted = await chat();
+    // Admitted now: whatever the vendor answers here, the refusal is no longer the credits'.
+    expect(admitted.body.error?.code).not.toBe("credits_exhausted");
+  });
 });

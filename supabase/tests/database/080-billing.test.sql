@@ -3,7 +3,7 @@
 -- credited, card details kept to brand, last4 and expiry, and the append-only credit ledger.
 begin;
 \ir _helpers.psql
-select plan(35);
+select plan(36);
 
 create function pg_temp.evt(p_id text, p_type text, p_created bigint, p_object jsonb) returns jsonb
 language sql as $$
@@ -52,6 +52,11 @@ select is(private.apply_stripe_event(pg_temp.evt('evt_crash', 'invoice.paid', 19
           'applied', 'the retry applies it');
 select is((select sum(amount_micro)::bigint from public.credit_ledger where stripe_object_id = 'in_crash'), 7000000::bigint, 'once');
 
+select is(private.apply_stripe_event(pg_temp.evt('evt_early_invoice', 'invoice.paid', 1900000150,
+            jsonb_build_object('id', 'in_early', 'customer', 'cus_NotLinkedYet',
+                               'parent', jsonb_build_object('subscription_details', jsonb_build_object('metadata',
+                                 jsonb_build_object('org_id', :'globex', 'gatehouse_credits', '1000')))))),
+          'applied', 'an invoice paid before its Checkout Session arrives finds its organization in the subscription''s metadata');
 select is(private.apply_stripe_event(pg_temp.evt('evt_other', 'customer.created', 1900000200, '{"id": "cus_x"}'::jsonb)),
           'ignored', 'a type we don''t handle is ignored');
 select is(private.apply_stripe_event(pg_temp.evt('evt_stranger', 'invoice.paid', 1900000200, '{"id": "in_x", "customer": "cus_Unknown"}'::jsonb)),
