@@ -79,12 +79,14 @@ app.openapi(createRoute({
 app.openapi(createRoute({
   method: "post", path: "/checkout", summary: "Start a Stripe Checkout for credits or a plan (tenant admin)",
   request: { headers: OrgHeader, ...jsonRequest(Checkout) },
-  responses: { 201: { description: "The Checkout Session's URL", content: jsonContent(Url) }, ...refusals(400, 401, 403, 413, 415, 502, 503) },
+  responses: { 201: { description: "The Checkout Session's URL", content: jsonContent(Url) }, ...refusals(400, 401, 403, 409, 413, 415, 502, 503) },
 }), async (c) => {
   const { orgId } = await tenantAdmin(c.req.raw);
   const { stripe, plans, consoleUrl } = config();
   const input = c.req.valid("json");
   const customer = await customerOf(orgId);
+  const [account] = await serviceDb()`select subscription_status from public.billing_accounts where org_id = ${orgId}`;
+  const live = ["active", "trialing", "past_due", "unpaid", "incomplete", "paused"].includes(account?.subscription_status ?? "");
   const back = `${consoleUrl}/o/${orgId}/billing`;
   const common = { customer, client_reference_id: orgId, success_url: `${back}?checkout=done`, cancel_url: `${back}?checkout=canceled` };
   const session = await stripeCall(() => {
@@ -100,6 +102,8 @@ app.openapi(createRoute({
     }
     const plan = plans[input.plan];
     if (!plan) throw refuse("unknown_plan");
+    // One live subscription per organization: a second would be billed beside the first.
+    if (live) throw refuse("subscription_exists");
     const metadata = { org_id: orgId, plan: input.plan, gatehouse_credits: String(plan.credits_micro), gatehouse_mode: plan.mode };
     return stripe.checkout.sessions.create({ ...common, mode: "subscription", line_items: [{ price: plan.price, quantity: 1 }], metadata, subscription_data: { metadata } });
   });

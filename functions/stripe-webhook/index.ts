@@ -7,9 +7,9 @@
  *
  * A verified event goes to private.apply_stripe_event, which records its id in the same
  * transaction as its effect: a replay, a concurrent duplicate or a retry after a crash applies
- * nothing twice. Answers 200 with the outcome (applied, duplicate, stale, ignored, unmatched), so
- * that Stripe stops retrying; a refusal is a 4xx with a stable code, and Stripe retries what a 5xx
- * or a timeout left undelivered.
+ * nothing twice. Answers 200 with the outcome (applied, duplicate, stale, ignored, unmatched);
+ * a refusal is a 4xx with a stable code. Stripe retries anything but a 2xx for days, which is safe:
+ * whatever it delivers again applies at most once.
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import Stripe from "stripe";

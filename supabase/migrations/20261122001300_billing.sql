@@ -32,8 +32,8 @@ create table public.billing_accounts (
   stripe_customer_id text unique check (stripe_customer_id ~ '^cus_[A-Za-z0-9]{1,250}$'),
   plan text check (char_length(plan) <= 100),
   subscription_id text unique check (subscription_id ~ '^sub_[A-Za-z0-9]{1,250}$'),
-  subscription_status text check (subscription_status in
-    ('incomplete', 'incomplete_expired', 'trialing', 'active', 'past_due', 'canceled', 'unpaid', 'paused')),
+  -- Stripe's status, as Stripe says it (a status Stripe adds later must not make its events fail).
+  subscription_status text check (char_length(subscription_status) <= 40),
   cancel_at_period_end boolean not null default false,
   current_period_end timestamptz,
   ended_at timestamptz,
@@ -238,8 +238,8 @@ declare
   item jsonb;
   ended timestamptz;
 begin
-  if evt is null or evt !~ '^evt_[A-Za-z0-9_]{1,250}$' or event_type is null
-     or pg_catalog.jsonb_typeof(obj) <> 'object' or (p_event ->> 'created') !~ '^[0-9]{1,12}$' then
+  if coalesce(evt, '') !~ '^evt_[A-Za-z0-9_]{1,250}$' or coalesce(event_type, '') !~ '^[a-z_.]{1,100}$'
+     or coalesce(pg_catalog.jsonb_typeof(obj), '') <> 'object' or coalesce(p_event ->> 'created', '') !~ '^[0-9]{1,11}$' then
     perform private.refuse_request(400, 'invalid_event', 'The event lacks an id, type, creation time or object.');
   end if;
   event_at := pg_catalog.to_timestamp((p_event ->> 'created')::bigint);
@@ -252,7 +252,7 @@ begin
     return 'duplicate';
   end if;
 
-  if event_type not in ('checkout.session.completed', 'invoice.paid', 'customer.subscription.created',
+  if event_type not in ('checkout.session.completed', 'checkout.session.async_payment_succeeded', 'invoice.paid', 'customer.subscription.created',
                         'customer.subscription.updated', 'customer.subscription.deleted', 'charge.refunded',
                         'charge.dispute.created', 'payment_method.attached', 'payment_method.updated') then
     update private.stripe_events set outcome = 'ignored' where stripe_events.event_id = evt;
@@ -260,6 +260,10 @@ begin
   end if;
 
   org := private.stripe_object_org(obj);
+  if org is null and event_type in ('charge.refunded', 'charge.dispute.created') then
+    -- A dispute names neither customer nor metadata: the payment it is about names the organization.
+    select l.org_id into org from public.credit_ledger l where l.payment_intent = obj ->> 'payment_intent' limit 1;
+  end if;
   if org is null then
     update private.stripe_events set outcome = 'unmatched' where stripe_events.event_id = evt;
     return 'unmatched';
@@ -267,13 +271,15 @@ begin
   insert into public.billing_accounts (org_id) values (org) on conflict (org_id) do nothing;
   select a.* into account from public.billing_accounts a where a.org_id = org for update;
   -- The customer becomes the organization's the first time an object of ours names it.
-  if account.stripe_customer_id is null and pg_catalog.jsonb_typeof(obj -> 'customer') = 'string' then
+  if account.stripe_customer_id is null and pg_catalog.jsonb_typeof(obj -> 'customer') = 'string'
+     and not exists (select 1 from public.billing_accounts a where a.stripe_customer_id = obj ->> 'customer') then
     update public.billing_accounts set stripe_customer_id = obj ->> 'customer', updated_at = pg_catalog.now()
      where billing_accounts.org_id = org;
   end if;
 
   case event_type
-    when 'checkout.session.completed' then
+    -- A session paid at once, or later (bank debits and the like: async_payment_succeeded).
+    when 'checkout.session.completed', 'checkout.session.async_payment_succeeded' then
       if obj ->> 'mode' = 'payment' then
         credits := private.stripe_credits(obj -> 'metadata');
         intent := case when pg_catalog.jsonb_typeof(obj -> 'payment_intent') = 'string' then obj ->> 'payment_intent' end;
@@ -293,7 +299,10 @@ begin
     when 'invoice.paid' then
       credits := private.stripe_credits(coalesce(obj -> 'parent' -> 'subscription_details' -> 'metadata', obj -> 'subscription_details' -> 'metadata', obj -> 'metadata'));
       intent := coalesce(obj ->> 'payment_intent', obj -> 'payments' -> 'data' -> 0 -> 'payment' ->> 'payment_intent');
-      if credits > 0 then
+      -- A period's credits come with the invoice that starts or renews it, and only when it was
+      -- paid (not a trial's $0 invoice, not a proration's).
+      if credits > 0 and obj ->> 'billing_reason' in ('subscription_create', 'subscription_cycle')
+         and coalesce(obj ->> 'amount_paid', '') ~ '^[1-9][0-9]*$' then
         insert into public.credit_ledger (org_id, kind, amount_micro, reason, stripe_event_id, stripe_object_id, payment_intent)
         values (org, 'grant', credits, 'Credits of the paid period', evt, obj ->> 'id',
                 case when intent ~ '^pi_' then intent end)
@@ -302,8 +311,11 @@ begin
       fields := pg_catalog.jsonb_build_object('invoice', obj ->> 'id', 'credits_micro', credits);
 
     when 'customer.subscription.created', 'customer.subscription.updated', 'customer.subscription.deleted' then
-      if account.subscription_event_at is not null
-         and (account.subscription_event_at, account.subscription_event_id) >= (event_at, evt) then
+      if (account.subscription_event_at is not null
+          and (account.subscription_event_at, account.subscription_event_id) >= (event_at, evt))
+         -- An event about another subscription than the live one (an old, canceled one) changes nothing.
+         or (account.subscription_id is not null and account.subscription_id <> obj ->> 'id'
+             and coalesce(account.subscription_status, '') not in ('canceled', 'incomplete_expired')) then
         result := 'stale';
         fields := pg_catalog.jsonb_build_object('subscription', obj ->> 'id', 'stale', true);
       else
@@ -311,8 +323,8 @@ begin
         ended := case when obj ->> 'ended_at' ~ '^[0-9]+$' then pg_catalog.to_timestamp((obj ->> 'ended_at')::bigint) end;
         update public.billing_accounts set
           subscription_id = obj ->> 'id',
-          subscription_status = case when event_type = 'customer.subscription.deleted' then 'canceled' else obj ->> 'status' end,
-          plan = coalesce(obj -> 'metadata' ->> 'plan', item -> 'price' ->> 'lookup_key', plan),
+          subscription_status = case when event_type = 'customer.subscription.deleted' then 'canceled' else pg_catalog.left(obj ->> 'status', 40) end,
+          plan = pg_catalog.left(coalesce(obj -> 'metadata' ->> 'plan', item -> 'price' ->> 'lookup_key', plan), 100),
           mode = case obj -> 'metadata' ->> 'gatehouse_mode' when 'prepaid' then 'prepaid'::public.billing_mode
                                                              when 'postpaid' then 'postpaid'::public.billing_mode else mode end,
           cancel_at_period_end = coalesce((obj ->> 'cancel_at_period_end')::boolean, false),
@@ -389,7 +401,7 @@ begin
   perform 1 from public.billing_accounts a where a.org_id = new.org_id for update;
   available := private.credit_balance(new.org_id)
              - coalesce((select pg_catalog.sum(r.reserved_micro) from private.model_reservations r
-                          where r.org_id = new.org_id and r.expires_at > pg_catalog.now()), 0);
+                          where r.org_id = new.org_id and r.key_source = 'platform' and r.expires_at > pg_catalog.now()), 0);
   if available - new.reserved_micro < 0 then
     perform private.refuse_request(402, 'credits_exhausted', pg_catalog.format(
       'The organization''s prepaid credits can''t cover this call (%s micro-units available, it may cost %s): buy credits.',
@@ -472,7 +484,7 @@ create trigger debit_credits after insert or update on private.connector_meters
 -- =============================================================================================
 -- RPCs
 -- =============================================================================================
--- A tenant admin's adjustment of the organization's credits, with a reason (audited).
+-- A tenant admin's downward adjustment of the organization's credits, with a reason (audited).
 create function public.adjust_credits(p_amount_micro bigint, p_reason text) returns public.credit_ledger
 language plpgsql volatile security definer
 set search_path = ''
@@ -487,6 +499,11 @@ begin
   if p_amount_micro is null or p_amount_micro = 0 or pg_catalog.abs(p_amount_micro) > 1000000000000 then
     perform private.refuse_request(400, 'invalid_amount', 'The adjustment is a nonzero amount of at most 1,000,000 dollars (in micro-units).');
   end if;
+  -- Credits are bought (Checkout) or come with the plan: an organization's own admins may take
+  -- credits away (a correction), never add them.
+  if p_amount_micro > 0 then
+    perform private.refuse_request(403, 'credits_not_granted_here', 'Credits are bought with Checkout or come with the plan; an adjustment here can only take credits away.');
+  end if;
   if p_reason is null or pg_catalog.char_length(pg_catalog.btrim(p_reason)) not between 1 and 500 then
     perform private.refuse_request(400, 'invalid_reason', 'An adjustment needs a reason of 1 to 500 characters.');
   end if;
@@ -497,7 +514,7 @@ begin
 end
 $$;
 comment on function public.adjust_credits(bigint, text) is
-  'Adjusts the organization''s credits by an amount with a reason (tenant admin); an audited ledger entry.';
+  'Takes credits away from the organization, with a reason (tenant admin); an audited ledger entry.';
 revoke execute on function public.adjust_credits(bigint, text) from public, anon, authenticated;
 grant execute on function public.adjust_credits(bigint, text) to authenticated;
 

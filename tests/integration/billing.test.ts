@@ -145,9 +145,9 @@ describe("the console's billing page (Chromium)", () => {
 
     await page.goto(`${stack().apiUrl}/o/${org}/billing?checkout=done`);
     await page.getByText(/the credits appear here as soon as Stripe confirms it/).waitFor();
-    await page.getByLabel("Adjustment ($, negative to take away)").fill("-1.5");
+    await page.getByLabel("Credits to take away ($)").fill("1.5");
     await page.getByLabel("Reason").fill("Goodwill correction");
-    await page.getByRole("button", { name: "Adjust credits" }).click();
+    await page.getByRole("button", { name: "Take credits away" }).click();
     await page.getByRole("status").getByText("Adjusted by −$1.50.").waitFor();
     await page.getByLabel("Credit balance").getByText("$23.50").waitFor();
     const [entry] = await sql`select kind, amount_micro, reason from public.credit_ledger where org_id = ${org} and kind = 'adjustment'`;

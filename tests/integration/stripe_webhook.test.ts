@@ -176,7 +176,8 @@ describe("the Stripe webhook", () => {
     const [admin] = await sql`insert into auth.users (id, email) values (gen_random_uuid(), ${`admin-${org}@billed.test`}) returning id`;
     await sql`insert into public.organization_members (org_id, user_id, role) values (${org}, ${admin.id}, 'tenant_admin')`;
     const grants = Array.from({ length: 40 }, (_, i) => event("invoice.paid", {
-      id: id("in"), object: "invoice", customer, parent: { subscription_details: { metadata: { gatehouse_credits: String(1000 + i) } } },
+      id: id("in"), object: "invoice", customer, billing_reason: "subscription_cycle", amount_paid: 2000,
+      parent: { subscription_details: { metadata: { gatehouse_credits: String(1000 + i) } } },
     }));
     const debit = (i: number) => sql.begin(async (tx) => {
       await tx`select set_config('request.jwt.claims', ${JSON.stringify({ sub: admin.id, role: "authenticated" })}, true), set_config('role', 'authenticated', true)`;

@@ -1,8 +1,8 @@
 /**
  * The organization's billing: plan and subscription, the card on file (brand and last four only),
  * the credit balance and the ledger it is the sum of; buying credits (Stripe Checkout, where the
- * card is entered: never here), Stripe's customer portal, and a tenant admin's adjustment with a
- * reason. What a payment buys arrives through Stripe's webhook, so the page says so on return.
+ * card is entered: never here), Stripe's customer portal, and a tenant admin's downward
+ * adjustment with a reason (credits are bought or come with the plan, never added here). What a payment buys arrives through Stripe's webhook, so the page says so on return.
  */
 import { useSearchParams } from "react-router";
 import { supabase } from "./supabase.ts";
@@ -118,16 +118,16 @@ export function Billing() {
             e.preventDefault();
             const form = e.currentTarget;
             const data = new FormData(form);
-            const micro = Math.round(Number(field(data, "adjust")) * 1e6);
+            const micro = -Math.round(Number(field(data, "adjust")) * 1e6);
             void action.run(async () => {
               await unwrap(sb.rpc("adjust_credits", { p_amount_micro: micro, p_reason: field(data, "reason") }).setHeader("x-org-id", org.id));
               form.reset();
               return `Adjusted by ${dollars(micro)}.`;
             });
           }}>
-            <label>Adjustment ($, negative to take away) <input name="adjust" type="number" step="0.01" required /></label>
+            <label>Credits to take away ($) <input name="adjust" type="number" min={0.01} step="0.01" required /></label>
             <label>Reason <input name="reason" required maxLength={500} /></label>
-            <button type="submit" disabled={action.busy}>Adjust credits</button>
+            <button type="submit" disabled={action.busy}>Take credits away</button>
           </form>
         )}
       </section>

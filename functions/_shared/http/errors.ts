@@ -102,6 +102,7 @@ export const REFUSALS = {
   webhook_signature_invalid: [400, "the Stripe-Signature does not match the body with any of our signing secrets"],
   webhook_timestamp_stale: [400, "the Stripe-Signature's timestamp is outside the 300 s tolerance"],
   unknown_plan: [400, "no such plan: see GET /billing/plans"],
+  subscription_exists: [409, "the organization has a live subscription: change its plan in the customer portal"],
   stripe_unavailable: [502, "Stripe is not answering; try again"],
   stripe_refused: [502, "Stripe refused the request"],
   // The database's own constraints

@@ -3,7 +3,7 @@
 -- credited, card details kept to brand, last4 and expiry, and the append-only credit ledger.
 begin;
 \ir _helpers.psql
-select plan(36);
+select plan(39);
 
 create function pg_temp.evt(p_id text, p_type text, p_created bigint, p_object jsonb) returns jsonb
 language sql as $$
@@ -40,14 +40,14 @@ select is((select count(*)::int from audit.records where org_id = :'acme' and ac
 -- A crash between receiving and committing: the effect and the event id go together.
 savepoint before_crash;
 select is(private.apply_stripe_event(pg_temp.evt('evt_crash', 'invoice.paid', 1900000100,
-            jsonb_build_object('id', 'in_crash', 'customer', 'cus_SeedAcme0001',
+            jsonb_build_object('id', 'in_crash', 'customer', 'cus_SeedAcme0001', 'billing_reason', 'subscription_cycle', 'amount_paid', 2000,
                                'parent', jsonb_build_object('subscription_details', jsonb_build_object('metadata', '{"gatehouse_credits": "7000000"}'::jsonb))))),
           'applied', 'the event applies inside the transaction that crashes');
 rollback to savepoint before_crash;
 select is((select count(*)::int from private.stripe_events where event_id = 'evt_crash'), 0, 'after the crash its id is not recorded');
 select is((select count(*)::int from public.credit_ledger where stripe_object_id = 'in_crash'), 0, 'and nothing of it is applied');
 select is(private.apply_stripe_event(pg_temp.evt('evt_crash', 'invoice.paid', 1900000100,
-            jsonb_build_object('id', 'in_crash', 'customer', 'cus_SeedAcme0001',
+            jsonb_build_object('id', 'in_crash', 'customer', 'cus_SeedAcme0001', 'billing_reason', 'subscription_cycle', 'amount_paid', 2000,
                                'parent', jsonb_build_object('subscription_details', jsonb_build_object('metadata', '{"gatehouse_credits": "7000000"}'::jsonb))))),
           'applied', 'the retry applies it');
 select is((select sum(amount_micro)::bigint from public.credit_ledger where stripe_object_id = 'in_crash'), 7000000::bigint, 'once');
@@ -57,6 +57,11 @@ select is(private.apply_stripe_event(pg_temp.evt('evt_early_invoice', 'invoice.p
                                'parent', jsonb_build_object('subscription_details', jsonb_build_object('metadata',
                                  jsonb_build_object('org_id', :'globex', 'gatehouse_credits', '1000')))))),
           'applied', 'an invoice paid before its Checkout Session arrives finds its organization in the subscription''s metadata');
+select is(private.apply_stripe_event(pg_temp.evt('evt_trial_invoice', 'invoice.paid', 1900000160,
+            jsonb_build_object('id', 'in_trial', 'customer', 'cus_SeedAcme0001', 'billing_reason', 'subscription_create', 'amount_paid', 0,
+                               'parent', jsonb_build_object('subscription_details', jsonb_build_object('metadata', '{"gatehouse_credits": "7000000"}'::jsonb))))),
+          'applied', 'a trial''s $0 invoice is taken in');
+select is((select count(*)::int from public.credit_ledger where stripe_object_id = 'in_trial'), 0, 'but grants no credits');
 select is(private.apply_stripe_event(pg_temp.evt('evt_other', 'customer.created', 1900000200, '{"id": "cus_x"}'::jsonb)),
           'ignored', 'a type we don''t handle is ignored');
 select is(private.apply_stripe_event(pg_temp.evt('evt_stranger', 'invoice.paid', 1900000200, '{"id": "in_x", "customer": "cus_Unknown"}'::jsonb)),
@@ -94,8 +99,8 @@ select is(private.apply_stripe_event(pg_temp.evt('evt_refund_half', 'charge.refu
 select is((select sum(amount_micro)::bigint from public.credit_ledger where payment_intent = 'pi_topup1' and kind = 'reversal'), -2500000::bigint,
           'and reverses its share of the credits');
 select is(private.apply_stripe_event(pg_temp.evt('evt_dispute', 'charge.dispute.created', 1900004000,
-            '{"id": "dp_1", "customer": "cus_SeedAcme0001", "payment_intent": "pi_topup1", "charge": "ch_1"}'::jsonb)),
-          'applied', 'a dispute applies');
+            '{"id": "dp_1", "object": "dispute", "payment_intent": "pi_topup1", "charge": "ch_1", "metadata": {}}'::jsonb)),
+          'applied', 'a dispute applies, found through the payment it disputes (it names no customer)');
 select is((select sum(amount_micro)::bigint from public.credit_ledger where payment_intent = 'pi_topup1'), 0::bigint,
           'and reverses the rest, never more than was credited');
 
@@ -120,7 +125,9 @@ select pg_temp.act_as(pg_temp.uid('victor'), pg_temp.org('acme'));
 select throws_like($$ select public.adjust_credits(1000, 'goodwill') $$, '%forbidden%', 'a viewer cannot adjust credits');
 reset role;
 select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
-select is((public.adjust_credits(-1000, 'correction')).kind, 'adjustment', 'a tenant admin adjusts with a reason');
+select is((public.adjust_credits(-1000, 'correction')).kind, 'adjustment', 'a tenant admin takes credits away with a reason');
+select throws_like($$ select public.adjust_credits(1000000, 'free credits') $$, '%credits_not_granted_here%',
+                   'but never adds them: credits are bought or come with the plan');
 reset role;
 select throws_ok($$ update public.credit_ledger set amount_micro = 1 where kind = 'adjustment' $$, 'PGRST', null,
                  'ledger entries are never changed, even by the owner');
