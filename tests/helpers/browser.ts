@@ -48,7 +48,9 @@ export async function signIn(page: Page, email: string, password = demoPassword(
   await page.getByLabel("Email").fill(email);
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
-  await page.getByRole("button", { name: "Sign out", exact: true }).waitFor();
+  await page.getByRole("button", { name: "Sign out", exact: true }).waitFor({ timeout: 15_000 }).catch(async (e: Error) => {
+    throw new Error(`signing in as ${email}: ${e.message.split("\n")[0]} (the page says: ${(await page.locator("main").textContent().catch(() => ""))?.slice(0, 200)})`);
+  });
 }
 
 /** A new page (own cookies) signed in as `email`, at `path`. */
