@@ -74,7 +74,7 @@ describe("signing in", () => {
     await page.context().close();
   });
 
-  it("sends you back to sign-in with a reason once your session is revoked", async () => {
+  it("sends you back to sign-in with a reason once your session is revoked", { timeout: 90_000 }, async () => {
     const m = await createMember(db, ACME);
     const page = await signedInPage(browser(), m.email, `/o/${ACME}/projects`, m.password);
     const step = async (name: string, work: Promise<unknown>) => {
@@ -83,17 +83,17 @@ describe("signing in", () => {
         throw new Error(`${name}: ${e.message.split("\n")[0]} (at ${page.url()}: ${(await page.locator("body").textContent())?.slice(0, 300)})`);
       });
     };
-    await step("projects", page.getByRole("heading", { name: "Projects in Acme Robotics" }).waitFor({ timeout: 10_000 }));
+    await step("projects", page.getByRole("heading", { name: "Projects in Acme Robotics" }).waitFor({ timeout: 20_000 }));
     await step("revoke", db.begin(async (tx) => {
-      await tx`set local statement_timeout = '8s'`;
+      await tx`set local statement_timeout = '20s'`;
       await tx`delete from auth.sessions where user_id = ${m.userId}`;
     }).catch(async (e: Error) => {
       // What held the sessions, if anything did.
       const busy = await db`select state, wait_event_type, left(query, 120) as query from pg_stat_activity where state <> 'idle' and pid <> pg_backend_pid()`;
       throw new Error(`${e.message}; busy: ${JSON.stringify(busy)}`);
     }));
-    await step("click", page.getByRole("navigation", { name: "Screens" }).getByRole("link", { name: "Agents" }).click({ timeout: 5_000 }));
-    await step("sign-in", page.getByRole("button", { name: "Sign in" }).waitFor({ timeout: 10_000 }));
+    await step("click", page.getByRole("navigation", { name: "Screens" }).getByRole("link", { name: "Agents" }).click({ timeout: 10_000 }));
+    await step("sign-in", page.getByRole("button", { name: "Sign in" }).waitFor({ timeout: 20_000 }));
     const text = await page.locator("main").textContent();
     expect(text).toMatch(/Your session was ended/);
     expect(text).not.toMatch(/JWT/);
