@@ -84,6 +84,9 @@ describe("signing in", () => {
       });
     };
     await step("projects", page.getByRole("heading", { name: "Projects in Acme Robotics" }).waitFor({ timeout: 20_000 }));
+    // Every request of the page done first: otherwise one still in flight meets the revocation
+    // before the click does (and the page is back at sign-in already, which is right, but not this test).
+    await step("settled", page.waitForLoadState("networkidle", { timeout: 20_000 }));
     await step("revoke", db.begin(async (tx) => {
       await tx`set local statement_timeout = '20s'`;
       await tx`delete from auth.sessions where user_id = ${m.userId}`;
