@@ -6,7 +6,8 @@
  * limits and budgets, the audit trail of every call, and the sanitized result.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Client, accessToken, rest, signedIn, stack, superuser } from "../helpers/stack.ts";
+import { type Client, accessToken, anonClient, rest, signedIn, stack, superuser } from "../helpers/stack.ts";
+import { createMember } from "../helpers/console.ts";
 import { type FakeProviders, startProviders } from "../helpers/providers.ts";
 import type { Database } from "../../supabase/database.types.ts";
 import { ACME, ACME_AGENT, ACME_PROJECT, ACME_RUN, GLOBEX, GLOBEX_AGENT, GLOBEX_CONNECTION } from "../helpers/fixtures.ts";
@@ -227,6 +228,23 @@ describe("OAuth2", () => {
     expect(await call("oauth2/callback", ada, { state: consent.state, code: consent.code })).toMatchObject({ status: 400, body: { error: { code: "oauth_state_invalid" } } });
     connectionId = done.body.connection.id;
     await tool("tickets.create", "oauth2", ["tickets:write", "tickets:read"], connectionId);
+  });
+
+  it("completes an authorization only for whoever started it, not for another admin of the organization", async () => {
+    const other = await createMember(sql, ACME, "tenant_admin", "oauth-admin");
+    try {
+      const otherClient = anonClient();
+      const { error } = await otherClient.auth.signInWithPassword({ email: other.email, password: other.password });
+      if (error) throw error;
+      const start = await call("oauth2/start", ada, { display_name: "Carried over", ...settings() });
+      const consent = providers.authorize(start.body.authorization_url);
+      expect(await call("oauth2/callback", otherClient, { state: consent.state, code: consent.code }))
+        .toMatchObject({ status: 400, body: { error: { code: "oauth_state_invalid" } } });
+      expect(providers.requests.filter((r) => r.path === "/oauth/token" && r.body.includes(consent.code))).toHaveLength(0);
+    } finally {
+      // Acme keeps its seeded tenant admins only (pgTAP counts on ada being the last one).
+      await sql`delete from public.organization_members where user_id = ${other.userId}`;
+    }
   });
 
   it("refuses provider settings that are malformed or point where the egress guard won't go", async () => {

@@ -159,6 +159,8 @@ describe("the console server's sessions", () => {
     expect(await raw("{not json")).toEqual([400, "invalid_json"]);
     expect(await raw(JSON.stringify({ email: "a@b.co", password: 5 }))).toEqual([400, "invalid_body"]);
     expect(await raw(JSON.stringify({ email: "a@b.co", password: "x\u0000y" }))).toEqual([400, "invalid_text"]);
+    expect(await raw('{"email": "a@b.co", "password": "\\ud800"}')).toEqual([400, "invalid_text"]);
+    expect(await raw(`{"email": "a@b.co", "password": "x", "n": ${"[".repeat(70)}${"]".repeat(70)}}`)).toEqual([400, "json_too_deep"]);
     expect(await raw("email=a", "application/x-www-form-urlencoded")).toEqual([415, "unsupported_media_type"]);
     expect(await raw(JSON.stringify({ email: "a@b.co", password: "x".repeat(20_000) }))).toEqual([413, "body_too_large"]);
     expect(await raw(JSON.stringify({ email: "nobody@acme.test", password: "wrong" }))).toEqual([400, "invalid_credentials"]);

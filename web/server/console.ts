@@ -39,6 +39,7 @@ import { bodyLimit } from "hono/body-limit";
 import { getCookie, setCookie, deleteCookie } from "hono/cookie";
 import { HTTPException } from "hono/http-exception";
 import { decodeJwt } from "jose";
+import { unsafeJsonText } from "../../functions/_shared/json/text.ts";
 import ws from "ws";
 import { z } from "zod";
 
@@ -227,11 +228,13 @@ export function consoleApp(opts: ConsoleOptions): Hono {
     } catch {
       refuse(400, "invalid_json", "The body is not UTF-8 JSON.");
     }
+    // The same text rules as the functions' JSON boundary: no NUL, no unpaired surrogate, bounded depth.
+    const unsafe = unsafeJsonText(raw);
+    if (unsafe) refuse(400, unsafe.reason, `${unsafe.path}: NUL characters, unpaired surrogates and deep nesting are refused`);
     const parsed = schema.safeParse(raw);
     if (!parsed.success) {
       refuse(400, "invalid_body", parsed.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; "));
     }
-    if (JSON.stringify(parsed.data).includes("\\u0000")) refuse(400, "invalid_text", "Strings may not contain NUL characters.");
     return parsed.data;
   }
 

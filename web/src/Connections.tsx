@@ -33,7 +33,6 @@ const PROVIDER_NAMES: Record<Provider, string> = {
 const DIRECT: Exclude<Provider, "oauth2">[] = ["slack_webhook", "discord_webhook", "https_webhook", "github", "notion"];
 const TOKEN_PROVIDERS = new Set<Provider>(["github", "notion"]);
 /** Where the OAuth2 authorization in flight is remembered, for this tab only, until the provider sends the admin back. */
-const OAUTH_KEY = "gatehouse.oauth2.pending";
 
 interface Overview {
   connections: Connection[];
@@ -303,8 +302,8 @@ function ConnectOAuth({ org, needed }: { org: OrgContext; needed: Map<Provider, 
       report(false, "The function answered an authorization address that is not a web address; nothing was opened.");
       return;
     }
-    // The state comes back on the redirect; keeping it here binds the callback to this tab (RFC 6749 §10.12).
-    sessionStorage.setItem(OAUTH_KEY, JSON.stringify({ state: data!.state, org: org.id, name: body.display_name }));
+    // The state comes back on the redirect; the connectors function completes it only for the
+    // person who started it (RFC 6749 §10.12), so the page keeps nothing.
     location.assign(target.href);
   }
 
@@ -352,15 +351,9 @@ function OAuthReturn({ org, report, done }: ActionProps) {
     const attempt = state ?? (denied ? `error:${denied}` : null);
     if (!attempt || (!code && !denied) || completing.has(attempt)) return;
     completing.add(attempt);
-    const pending = JSON.parse(sessionStorage.getItem(OAUTH_KEY) ?? "null") as { state: string; org: string; name: string } | null;
-    sessionStorage.removeItem(OAUTH_KEY);
     setParams({}, { replace: true });
     if (denied) {
       report(false, `The provider did not authorize the connection: ${params.get("error_description") ?? denied}.`);
-      return;
-    }
-    if (!pending || pending.state !== state || pending.org !== org.id) {
-      report(false, "This authorization was not started from this tab for this organization, so it was not completed. Start it again here.");
       return;
     }
     setBusy(true);

@@ -73,7 +73,9 @@ export async function completeOAuth(ctx: OrgContext, input: { state: string; cod
     const [row] = await tx`select * from private.take_oauth_authorization(${stateKey(input.state)}, ${orgId})`;
     return row;
   });
-  if (!pending) throw refuse("oauth_state_invalid");
+  // Only whoever started the authorization completes it (RFC 6749 §10.12): a callback carried to
+  // someone else's session, even another admin's of the same organization, is refused.
+  if (!pending || (caller.kind === "user" && pending.created_by !== caller.userId)) throw refuse("oauth_state_invalid");
   const config = OAuth2Config.parse(pending.config);
   const secrets = JSON.parse(pending.secret as string) as { client_secret: string; code_verifier: string };
   const requested = pending.scopes as string[];

@@ -3,7 +3,7 @@
 -- credited, card details kept to brand, last4 and expiry, and the append-only credit ledger.
 begin;
 \ir _helpers.psql
-select plan(39);
+select plan(45);
 
 create function pg_temp.evt(p_id text, p_type text, p_created bigint, p_object jsonb) returns jsonb
 language sql as $$
@@ -89,6 +89,27 @@ select is(private.apply_stripe_event(pg_temp.evt('evt_sub_del', 'customer.subscr
           'applied', 'a deletion applies');
 select results_eq($$ select subscription_status, grace_until from public.billing_accounts where org_id = pg_temp.org('acme') $$,
                   $$ values ('canceled'::text, to_timestamp(1900002000) + interval '14 days') $$, 'canceled, with its grace period from its end');
+
+-- An event about another subscription than the live one changes nothing.
+select is(private.apply_stripe_event(pg_temp.evt('evt_globex_other_sub', 'customer.subscription.updated', 1900002500,
+            '{"id": "sub_SomeOtherOne", "customer": "cus_SeedGlobex001", "status": "canceled"}'::jsonb)),
+          'stale', 'an event about a subscription that is not the live one is stale');
+select is((select subscription_status from public.billing_accounts where org_id = :'globex'), 'active', 'and the live one stays as it was');
+
+-- A customer that is another organization's is never linked to a second one.
+insert into public.organizations (id, name, slug) values ('0f000000-0000-4000-8000-00000000000f', 'Fresh', 'fresh-billing');
+select is(private.apply_stripe_event(pg_temp.evt('evt_async', 'checkout.session.async_payment_succeeded', 1900002600,
+            jsonb_build_object('id', 'cs_async', 'mode', 'payment', 'payment_status', 'paid',
+                               'client_reference_id', '0f000000-0000-4000-8000-00000000000f',
+                               'customer', 'cus_SeedAcme0001', 'payment_intent', 'pi_async', 'metadata', '{"gatehouse_credits": "3000"}'::jsonb))),
+          'applied', 'a payment that succeeds later (asynchronously) applies');
+select is((select sum(amount_micro)::bigint from public.credit_ledger where payment_intent = 'pi_async'
+            and org_id = '0f000000-0000-4000-8000-00000000000f'), 3000::bigint,
+          'and credits the organization the session names');
+select results_eq($$ select stripe_customer_id from public.billing_accounts where org_id = '0f000000-0000-4000-8000-00000000000f' $$,
+                  $$ values (null::text) $$, 'but does not link it to another organization''s customer');
+select is((select org_id from public.billing_accounts where stripe_customer_id = 'cus_SeedAcme0001'), :'acme'::uuid,
+          'which stays its own organization''s');
 
 -- =============================================================================================
 -- Refunds and disputes
