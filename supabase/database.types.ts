@@ -7,13 +7,15 @@ export type Database = {
       action_requests: {
         Row: {
           agent_id: string;
+          approval_sha256: string | null;
           approvals_required: number;
           approver_role: Database["public"]["Enums"]["member_role"];
           canonical_payload: string;
           completed_at: string | null;
-          connector: string;
+          connection_id: string | null;
           created_at: string;
           decided_at: string | null;
+          destination: string | null;
           executed_at: string | null;
           executed_by: string | null;
           expires_at: string;
@@ -25,24 +27,30 @@ export type Database = {
           payload_sha256: string;
           policy_id: string | null;
           project_id: string;
+          proposed_risk: Database["public"]["Enums"]["risk_level"];
+          provider: Database["public"]["Enums"]["connector_provider"] | null;
           requested_by: string | null;
           requested_via: string;
           risk: Database["public"]["Enums"]["risk_level"];
           run_id: string;
           status: Database["public"]["Enums"]["action_status"];
           tool: string;
+          tool_id: string | null;
+          withdrawn_at: string | null;
           needs_step_up: boolean | null;
         };
         ComputedFields: "needs_step_up";
         Insert: {
           agent_id: string;
+          approval_sha256?: string | null;
           approvals_required: number;
           approver_role: Database["public"]["Enums"]["member_role"];
           canonical_payload: string;
           completed_at?: string | null;
-          connector: string;
+          connection_id?: string | null;
           created_at?: string;
           decided_at?: string | null;
+          destination?: string | null;
           executed_at?: string | null;
           executed_by?: string | null;
           expires_at: string;
@@ -54,22 +62,28 @@ export type Database = {
           payload_sha256: string;
           policy_id?: string | null;
           project_id?: string;
+          proposed_risk: Database["public"]["Enums"]["risk_level"];
+          provider?: Database["public"]["Enums"]["connector_provider"] | null;
           requested_by?: string | null;
           requested_via: string;
           risk: Database["public"]["Enums"]["risk_level"];
           run_id: string;
           status: Database["public"]["Enums"]["action_status"];
           tool: string;
+          tool_id?: string | null;
+          withdrawn_at?: string | null;
         };
         Update: {
           agent_id?: string;
+          approval_sha256?: string | null;
           approvals_required?: number;
           approver_role?: Database["public"]["Enums"]["member_role"];
           canonical_payload?: string;
           completed_at?: string | null;
-          connector?: string;
+          connection_id?: string | null;
           created_at?: string;
           decided_at?: string | null;
+          destination?: string | null;
           executed_at?: string | null;
           executed_by?: string | null;
           expires_at?: string;
@@ -81,14 +95,25 @@ export type Database = {
           payload_sha256?: string;
           policy_id?: string | null;
           project_id?: string;
+          proposed_risk?: Database["public"]["Enums"]["risk_level"];
+          provider?: Database["public"]["Enums"]["connector_provider"] | null;
           requested_by?: string | null;
           requested_via?: string;
           risk?: Database["public"]["Enums"]["risk_level"];
           run_id?: string;
           status?: Database["public"]["Enums"]["action_status"];
           tool?: string;
+          tool_id?: string | null;
+          withdrawn_at?: string | null;
         };
         Relationships: [
+          {
+            foreignKeyName: "action_requests_connection_fkey";
+            columns: ["org_id", "connection_id", "provider"];
+            isOneToOne: false;
+            referencedRelation: "connections";
+            referencedColumns: ["org_id", "id", "provider"];
+          },
           {
             foreignKeyName: "action_requests_org_id_project_id_agent_id_run_id_fkey";
             columns: ["org_id", "project_id", "agent_id", "run_id"];
@@ -303,36 +328,36 @@ export type Database = {
       };
       approval_decisions: {
         Row: {
+          approval_sha256: string;
           approve: boolean;
           comment: string | null;
           decided_at: string;
           decided_by: string;
           id: string;
           org_id: string;
-          payload_sha256: string;
           project_id: string;
           request_id: string;
         };
         ComputedFields: never;
         Insert: {
+          approval_sha256: string;
           approve: boolean;
           comment?: string | null;
           decided_at?: string;
           decided_by: string;
           id?: string;
           org_id?: string;
-          payload_sha256: string;
           project_id?: string;
           request_id: string;
         };
         Update: {
+          approval_sha256?: string;
           approve?: boolean;
           comment?: string | null;
           decided_at?: string;
           decided_by?: string;
           id?: string;
           org_id?: string;
-          payload_sha256?: string;
           project_id?: string;
           request_id?: string;
         };
@@ -357,10 +382,13 @@ export type Database = {
         Row: {
           agent_id: string | null;
           approver_role: Database["public"]["Enums"]["member_role"];
+          connection_id: string | null;
           created_at: string;
           created_by: string | null;
+          destination: string | null;
           dual_control_from_risk: Database["public"]["Enums"]["risk_level"] | null;
           id: string;
+          min_risk: Database["public"]["Enums"]["risk_level"];
           mode: Database["public"]["Enums"]["approval_mode"];
           org_id: string;
           project_id: string;
@@ -370,10 +398,13 @@ export type Database = {
         Insert: {
           agent_id?: string | null;
           approver_role?: Database["public"]["Enums"]["member_role"];
+          connection_id?: string | null;
           created_at?: string;
           created_by?: string | null;
+          destination?: string | null;
           dual_control_from_risk?: Database["public"]["Enums"]["risk_level"] | null;
           id?: string;
+          min_risk?: Database["public"]["Enums"]["risk_level"];
           mode: Database["public"]["Enums"]["approval_mode"];
           org_id?: string;
           project_id?: string;
@@ -382,16 +413,26 @@ export type Database = {
         Update: {
           agent_id?: string | null;
           approver_role?: Database["public"]["Enums"]["member_role"];
+          connection_id?: string | null;
           created_at?: string;
           created_by?: string | null;
+          destination?: string | null;
           dual_control_from_risk?: Database["public"]["Enums"]["risk_level"] | null;
           id?: string;
+          min_risk?: Database["public"]["Enums"]["risk_level"];
           mode?: Database["public"]["Enums"]["approval_mode"];
           org_id?: string;
           project_id?: string;
           tool?: string | null;
         };
         Relationships: [
+          {
+            foreignKeyName: "approval_policies_connection_fkey";
+            columns: ["org_id", "connection_id"];
+            isOneToOne: false;
+            referencedRelation: "connections";
+            referencedColumns: ["org_id", "id"];
+          },
           {
             foreignKeyName: "approval_policies_org_id_project_id_agent_id_fkey";
             columns: ["org_id", "project_id", "agent_id"];
@@ -485,6 +526,7 @@ export type Database = {
           config: NonNullable<Json>;
           created_at: string;
           created_by: string | null;
+          destination: string | null;
           disabled_at: string | null;
           display_name: string;
           id: string;
@@ -501,6 +543,7 @@ export type Database = {
           config?: NonNullable<Json>;
           created_at?: string;
           created_by?: string | null;
+          destination?: string | null;
           disabled_at?: string | null;
           display_name: string;
           id?: string;
@@ -516,6 +559,7 @@ export type Database = {
           config?: NonNullable<Json>;
           created_at?: string;
           created_by?: string | null;
+          destination?: string | null;
           disabled_at?: string | null;
           display_name?: string;
           id?: string;
@@ -1532,66 +1576,91 @@ export type Database = {
       pending_approvals: {
         Row: {
           agent_id: string;
+          approval_sha256: string | null;
           approvals: number | null;
           approvals_required: number;
           awaiting_you: boolean | null;
           canonical_payload: string;
-          connector: string;
+          connection_id: string | null;
+          connection_name: string | null;
           created_at: string;
+          destination: string | null;
           expires_at: string;
           id: string;
           mode: Database["public"]["Enums"]["approval_mode"];
           org_id: string;
           payload_sha256: string;
           project_id: string;
+          proposed_risk: Database["public"]["Enums"]["risk_level"];
+          provider: Database["public"]["Enums"]["connector_provider"] | null;
           requested_by: string | null;
           requested_via: string;
           risk: Database["public"]["Enums"]["risk_level"];
           run_id: string;
           tool: string;
+          tool_id: string | null;
         };
         ComputedFields: never;
         Insert: {
           agent_id?: string | null;
+          approval_sha256?: string | null;
           approvals?: number | null;
           approvals_required?: number | null;
           awaiting_you?: boolean | null;
           canonical_payload?: string | null;
-          connector?: string | null;
+          connection_id?: string | null;
+          connection_name?: string | null;
           created_at?: string | null;
+          destination?: string | null;
           expires_at?: string | null;
           id?: string | null;
           mode?: Database["public"]["Enums"]["approval_mode"] | null;
           org_id?: string | null;
           payload_sha256?: string | null;
           project_id?: string | null;
+          proposed_risk?: Database["public"]["Enums"]["risk_level"] | null;
+          provider?: Database["public"]["Enums"]["connector_provider"] | null;
           requested_by?: string | null;
           requested_via?: string | null;
           risk?: Database["public"]["Enums"]["risk_level"] | null;
           run_id?: string | null;
           tool?: string | null;
+          tool_id?: string | null;
         };
         Update: {
           agent_id?: string | null;
+          approval_sha256?: string | null;
           approvals?: number | null;
           approvals_required?: number | null;
           awaiting_you?: boolean | null;
           canonical_payload?: string | null;
-          connector?: string | null;
+          connection_id?: string | null;
+          connection_name?: string | null;
           created_at?: string | null;
+          destination?: string | null;
           expires_at?: string | null;
           id?: string | null;
           mode?: Database["public"]["Enums"]["approval_mode"] | null;
           org_id?: string | null;
           payload_sha256?: string | null;
           project_id?: string | null;
+          proposed_risk?: Database["public"]["Enums"]["risk_level"] | null;
+          provider?: Database["public"]["Enums"]["connector_provider"] | null;
           requested_by?: string | null;
           requested_via?: string | null;
           risk?: Database["public"]["Enums"]["risk_level"] | null;
           run_id?: string | null;
           tool?: string | null;
+          tool_id?: string | null;
         };
         Relationships: [
+          {
+            foreignKeyName: "action_requests_connection_fkey";
+            columns: ["org_id", "connection_id", "provider"];
+            isOneToOne: false;
+            referencedRelation: "connections";
+            referencedColumns: ["org_id", "id", "provider"];
+          },
           {
             foreignKeyName: "action_requests_org_id_project_id_agent_id_run_id_fkey";
             columns: ["org_id", "project_id", "agent_id", "run_id"];
@@ -1667,16 +1736,18 @@ export type Database = {
       create_organization: { Args: { p_name: string; p_slug: string }; Returns: string };
       create_widget_key: { Args: { p_agent_id: string; p_allowed_origins?: string[] }; Returns: Json };
       decide_action: {
-        Args: { p_approve: boolean; p_comment?: string; p_payload_sha256: string; p_request_id: string };
+        Args: { p_approval_sha256: string; p_approve: boolean; p_comment?: string; p_request_id: string };
         Returns: {
           agent_id: string;
+          approval_sha256: string | null;
           approvals_required: number;
           approver_role: Database["public"]["Enums"]["member_role"];
           canonical_payload: string;
           completed_at: string | null;
-          connector: string;
+          connection_id: string | null;
           created_at: string;
           decided_at: string | null;
+          destination: string | null;
           executed_at: string | null;
           executed_by: string | null;
           expires_at: string;
@@ -1688,12 +1759,16 @@ export type Database = {
           payload_sha256: string;
           policy_id: string | null;
           project_id: string;
+          proposed_risk: Database["public"]["Enums"]["risk_level"];
+          provider: Database["public"]["Enums"]["connector_provider"] | null;
           requested_by: string | null;
           requested_via: string;
           risk: Database["public"]["Enums"]["risk_level"];
           run_id: string;
           status: Database["public"]["Enums"]["action_status"];
           tool: string;
+          tool_id: string | null;
+          withdrawn_at: string | null;
         };
         SetofOptions: {
           from: "*";
@@ -1709,6 +1784,7 @@ export type Database = {
           config: NonNullable<Json>;
           created_at: string;
           created_by: string | null;
+          destination: string | null;
           disabled_at: string | null;
           display_name: string;
           id: string;
@@ -1787,7 +1863,6 @@ export type Database = {
       };
       propose_action: {
         Args: {
-          p_connector: string;
           p_expires_in_seconds?: number;
           p_payload: Json;
           p_risk?: Database["public"]["Enums"]["risk_level"];
@@ -1796,13 +1871,15 @@ export type Database = {
         };
         Returns: {
           agent_id: string;
+          approval_sha256: string | null;
           approvals_required: number;
           approver_role: Database["public"]["Enums"]["member_role"];
           canonical_payload: string;
           completed_at: string | null;
-          connector: string;
+          connection_id: string | null;
           created_at: string;
           decided_at: string | null;
+          destination: string | null;
           executed_at: string | null;
           executed_by: string | null;
           expires_at: string;
@@ -1814,12 +1891,16 @@ export type Database = {
           payload_sha256: string;
           policy_id: string | null;
           project_id: string;
+          proposed_risk: Database["public"]["Enums"]["risk_level"];
+          provider: Database["public"]["Enums"]["connector_provider"] | null;
           requested_by: string | null;
           requested_via: string;
           risk: Database["public"]["Enums"]["risk_level"];
           run_id: string;
           status: Database["public"]["Enums"]["action_status"];
           tool: string;
+          tool_id: string | null;
+          withdrawn_at: string | null;
         };
         SetofOptions: {
           from: "*";
@@ -1854,13 +1935,15 @@ export type Database = {
         Args: { p_delivered: boolean; p_detail?: string; p_request_id: string };
         Returns: {
           agent_id: string;
+          approval_sha256: string | null;
           approvals_required: number;
           approver_role: Database["public"]["Enums"]["member_role"];
           canonical_payload: string;
           completed_at: string | null;
-          connector: string;
+          connection_id: string | null;
           created_at: string;
           decided_at: string | null;
+          destination: string | null;
           executed_at: string | null;
           executed_by: string | null;
           expires_at: string;
@@ -1872,12 +1955,16 @@ export type Database = {
           payload_sha256: string;
           policy_id: string | null;
           project_id: string;
+          proposed_risk: Database["public"]["Enums"]["risk_level"];
+          provider: Database["public"]["Enums"]["connector_provider"] | null;
           requested_by: string | null;
           requested_via: string;
           risk: Database["public"]["Enums"]["risk_level"];
           run_id: string;
           status: Database["public"]["Enums"]["action_status"];
           tool: string;
+          tool_id: string | null;
+          withdrawn_at: string | null;
         };
         SetofOptions: {
           from: "*";
@@ -1907,6 +1994,7 @@ export type Database = {
           config: NonNullable<Json>;
           created_at: string;
           created_by: string | null;
+          destination: string | null;
           disabled_at: string | null;
           display_name: string;
           id: string;
@@ -1981,7 +2069,7 @@ export type Database = {
       };
     };
     Enums: {
-      action_status: "pending" | "approved" | "rejected" | "denied" | "executed";
+      action_status: "pending" | "approved" | "rejected" | "denied" | "executed" | "withdrawn";
       approval_mode: "allow" | "require_approval" | "require_dual_control" | "deny";
       billing_mode: "postpaid" | "prepaid";
       connection_status: "active" | "disabled";
@@ -2103,7 +2191,7 @@ export type CompositeTypes<
 export const Constants = {
   public: {
     Enums: {
-      action_status: ["pending", "approved", "rejected", "denied", "executed"],
+      action_status: ["pending", "approved", "rejected", "denied", "executed", "withdrawn"],
       approval_mode: ["allow", "require_approval", "require_dual_control", "deny"],
       billing_mode: ["postpaid", "prepaid"],
       connection_status: ["active", "disabled"],

@@ -76,56 +76,19 @@ values
   ('0a000000-0000-4000-8000-00000000000a', 'acme.test', now()),
   ('0b000000-0000-4000-8000-00000000000b', 'globex.test', null);
 
--- Approvals: Acme asks one approver (two from high risk up) and lets its returns agent look up CRM
--- records freely; Globex asks two approvers for everything. One scheduled run in each.
-insert into public.approval_policies (org_id, project_id, agent_id, tool, mode, dual_control_from_risk)
-values
-  ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', null, null, 'require_approval', 'high'),
-  ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', '2a000000-0000-4000-8000-00000000000a',
-   'crm.lookup', 'allow', null),
-  ('0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b', null, null, 'require_dual_control', null);
-
-insert into public.agent_runs (id, org_id, project_id, agent_id, agent_version_id, started_by)
-values
-  ('4a000000-0000-4000-8000-00000000000a', '0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a',
-   '2a000000-0000-4000-8000-00000000000a', '3a000000-0000-4000-8000-00000000001a', null),
-  ('4b000000-0000-4000-8000-00000000000b', '0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b',
-   '2b000000-0000-4000-8000-00000000000b', '3b000000-0000-4000-8000-00000000001b', null);
-
--- In each organization, one request waiting for approval and one already decided.
-insert into public.action_requests (id, org_id, project_id, agent_id, run_id, tool, connector, canonical_payload,
-                                    payload_sha256, risk, mode, approvals_required, approver_role, status,
-                                    requested_via, expires_at, decided_at)
-select v.id::uuid, v.org_id::uuid, v.project_id::uuid, v.agent_id::uuid, v.run_id::uuid, v.tool, v.connector,
-       private.jcs(v.payload::jsonb), private.payload_sha256(v.payload::jsonb), v.risk::public.risk_level,
-       v.mode::public.approval_mode, v.required, 'project_admin', v.status::public.action_status,
-       'agent_runtime', now() + interval '30 days', case when v.status <> 'pending' then now() end
-  from (values
-    ('5a000000-0000-4000-8000-00000000000a', '0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a',
-     '2a000000-0000-4000-8000-00000000000a', '4a000000-0000-4000-8000-00000000000a', 'slack.post_message', 'slack',
-     '{"channel": "#returns", "text": "Refund for order 1042 approved."}', 'medium', 'require_approval', 1, 'pending'),
-    ('5a000000-0000-4000-8000-00000000001a', '0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a',
-     '2a000000-0000-4000-8000-00000000000a', '4a000000-0000-4000-8000-00000000000a', 'ticket.comment', 'webhook',
-     '{"ticket": 1042, "comment": "Refund issued."}', 'low', 'require_approval', 1, 'approved'),
-    ('5b000000-0000-4000-8000-00000000000b', '0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b',
-     '2b000000-0000-4000-8000-00000000000b', '4b000000-0000-4000-8000-00000000000b', 'ticket.route', 'webhook',
-     '{"ticket": 77, "queue": "billing"}', 'medium', 'require_dual_control', 2, 'pending')
-  ) as v (id, org_id, project_id, agent_id, run_id, tool, connector, payload, risk, mode, required, status);
-
-insert into public.approval_decisions (org_id, project_id, request_id, decided_by, approve, payload_sha256)
-select r.org_id, r.project_id, r.id, d.decided_by::uuid, true, r.payload_sha256
-  from (values ('5a000000-0000-4000-8000-00000000001a', 'a0000000-0000-4000-8000-000000000001'),
-               ('5b000000-0000-4000-8000-00000000000b', 'b0000000-0000-4000-8000-000000000001')) as d (request_id, decided_by)
-  join public.action_requests r on r.id = d.request_id::uuid;
-
--- A connection in each organization, its credential in Vault as the connectors function stores it
--- (fake values, for the isolation matrix and the secret scan; nothing here reaches a provider),
--- and a tool of each agent bound to it.
+-- Connections in each organization, their credentials in Vault as the connectors function stores
+-- them (fake values, for the isolation matrix and the secret scan; nothing here reaches a
+-- provider), and tools of each agent bound to them: Acme's returns agent posts to Slack and looks
+-- up CRM records through a webhook; Globex's sets GitHub statuses.
 insert into public.connections (id, org_id, provider, display_name, scopes, secret_id, verified_at)
 values
   ('6a000000-0000-4000-8000-00000000000a', '0a000000-0000-4000-8000-00000000000a', 'slack_webhook', 'Returns channel',
    '{incoming-webhook}',
    vault.create_secret(json_build_object('url', 'https://hooks.slack.com/services/T0/B0/seed' || encode(extensions.gen_random_bytes(12), 'hex'))::text,
+                       null, 'connection credential'), now()),
+  ('6a000000-0000-4000-8000-00000000001a', '0a000000-0000-4000-8000-00000000000a', 'https_webhook', 'CRM lookups',
+   '{}',
+   vault.create_secret(json_build_object('url', 'https://crm.acme.test/hooks/seed' || encode(extensions.gen_random_bytes(12), 'hex'))::text,
                        null, 'connection credential'), now()),
   ('6b000000-0000-4000-8000-00000000000b', '0b000000-0000-4000-8000-00000000000b', 'github', 'Helpdesk repository',
    '{repo:status}',
@@ -136,8 +99,59 @@ insert into public.agent_tools (org_id, project_id, agent_id, tool, provider, co
 values
   ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', '2a000000-0000-4000-8000-00000000000a',
    'slack.post_message', 'slack_webhook', '6a000000-0000-4000-8000-00000000000a', '{incoming-webhook}'),
+  ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', '2a000000-0000-4000-8000-00000000000a',
+   'crm.lookup', 'https_webhook', '6a000000-0000-4000-8000-00000000001a', '{}'),
   ('0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b', '2b000000-0000-4000-8000-00000000000b',
    'github.set_status', 'github', '6b000000-0000-4000-8000-00000000000b', '{repo:status}');
+
+-- Approvals: Acme asks one approver (two from high risk up) and lets its returns agent look up CRM
+-- records freely, through the CRM connection only; Globex asks two approvers for everything. One
+-- scheduled run in each.
+insert into public.approval_policies (org_id, project_id, agent_id, tool, mode, dual_control_from_risk, connection_id)
+values
+  ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', null, null, 'require_approval', 'high', null),
+  ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', '2a000000-0000-4000-8000-00000000000a',
+   'crm.lookup', 'allow', null, '6a000000-0000-4000-8000-00000000001a'),
+  ('0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b', null, null, 'require_dual_control', null, null);
+
+insert into public.agent_runs (id, org_id, project_id, agent_id, agent_version_id, started_by)
+values
+  ('4a000000-0000-4000-8000-00000000000a', '0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a',
+   '2a000000-0000-4000-8000-00000000000a', '3a000000-0000-4000-8000-00000000001a', null),
+  ('4b000000-0000-4000-8000-00000000000b', '0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b',
+   '2b000000-0000-4000-8000-00000000000b', '3b000000-0000-4000-8000-00000000001b', null);
+
+-- In each organization, one request waiting for approval and one already decided, each pinned to
+-- its tool's connection and destination.
+insert into public.action_requests (id, org_id, project_id, agent_id, run_id, tool, tool_id, provider, connection_id,
+                                    destination, canonical_payload, payload_sha256, approval_sha256, risk, proposed_risk,
+                                    mode, approvals_required, approver_role, status, requested_via, expires_at, decided_at)
+select v.id::uuid, v.org_id::uuid, v.project_id::uuid, v.agent_id::uuid, v.run_id::uuid, v.tool, t.id, t.provider,
+       t.connection_id, c.destination, private.jcs(v.payload::jsonb), private.payload_sha256(v.payload::jsonb),
+       private.approval_sha256(private.payload_sha256(v.payload::jsonb), v.tool, t.id, t.provider, t.connection_id, c.destination),
+       v.risk::public.risk_level, v.risk::public.risk_level,
+       v.mode::public.approval_mode, v.required, 'project_admin', v.status::public.action_status,
+       'agent_runtime', now() + interval '30 days', case when v.status <> 'pending' then now() end
+  from (values
+    ('5a000000-0000-4000-8000-00000000000a', '0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a',
+     '2a000000-0000-4000-8000-00000000000a', '4a000000-0000-4000-8000-00000000000a', 'slack.post_message',
+     '{"channel": "#returns", "text": "Refund for order 1042 approved."}', 'medium', 'require_approval', 1, 'pending'),
+    ('5a000000-0000-4000-8000-00000000001a', '0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a',
+     '2a000000-0000-4000-8000-00000000000a', '4a000000-0000-4000-8000-00000000000a', 'slack.post_message',
+     '{"channel": "#returns", "text": "Ticket 1042: refund issued."}', 'low', 'require_approval', 1, 'approved'),
+    ('5b000000-0000-4000-8000-00000000000b', '0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b',
+     '2b000000-0000-4000-8000-00000000000b', '4b000000-0000-4000-8000-00000000000b', 'github.set_status',
+     '{"method": "POST", "path": "/repos/globex/helpdesk/statuses/77", "body": {"state": "success"}}', 'medium',
+     'require_dual_control', 2, 'pending')
+  ) as v (id, org_id, project_id, agent_id, run_id, tool, payload, risk, mode, required, status)
+  join public.agent_tools t on t.org_id = v.org_id::uuid and t.agent_id = v.agent_id::uuid and t.tool = v.tool
+  join public.connections c on c.org_id = t.org_id and c.id = t.connection_id;
+
+insert into public.approval_decisions (org_id, project_id, request_id, decided_by, approve, approval_sha256)
+select r.org_id, r.project_id, r.id, d.decided_by::uuid, true, r.approval_sha256
+  from (values ('5a000000-0000-4000-8000-00000000001a', 'a0000000-0000-4000-8000-000000000001'),
+               ('5b000000-0000-4000-8000-00000000000b', 'b0000000-0000-4000-8000-000000000001')) as d (request_id, decided_by)
+  join public.action_requests r on r.id = d.request_id::uuid;
 
 -- Acme keeps the default connector limits; Globex allows fewer calls.
 insert into public.connector_limits (org_id, calls_per_minute, monthly_budget_units)

@@ -207,7 +207,7 @@ describe("approvals with step-up", () => {
     const proposed = await fetch(`${s.restUrl}/rpc/propose_action`, {
       method: "POST",
       headers: { apikey: s.serviceRoleKey, authorization: `Bearer ${s.serviceRoleKey}`, "content-type": "application/json" },
-      body: JSON.stringify({ p_run_id: "4a000000-0000-4000-8000-00000000000a", p_tool: "slack.post_message", p_connector: "slack", p_payload: { text: `Refund ${randomUUID()}`, amount: 9000 }, p_risk: "high" }),
+      body: JSON.stringify({ p_run_id: "4a000000-0000-4000-8000-00000000000a", p_tool: "slack.post_message", p_payload: { text: `Refund ${randomUUID()}`, amount: 9000 }, p_risk: "high" }),
     });
     const request = (await proposed.json()) as { id: string; payload_sha256: string };
     expect(request.payload_sha256).toMatch(/^[0-9a-f]{64}$/);

@@ -19,11 +19,11 @@ const browser = suiteBrowser();
 afterAll(() => db.end());
 
 /** The agent runtime proposes an action of Acme's seeded run (service role). */
-async function propose(payload: Record<string, unknown>, risk = "medium"): Promise<{ id: string; payload_sha256: string; canonical_payload: string }> {
+async function propose(payload: Record<string, unknown>, risk = "medium"): Promise<{ id: string; payload_sha256: string; approval_sha256: string; canonical_payload: string }> {
   const res = await fetch(`${s.restUrl}/rpc/propose_action`, {
     method: "POST",
     headers: { apikey: s.serviceRoleKey, authorization: `Bearer ${s.serviceRoleKey}`, "content-type": "application/json" },
-    body: JSON.stringify({ p_run_id: ACME_RUN, p_tool: "slack.post_message", p_connector: "slack", p_payload: payload, p_risk: risk }),
+    body: JSON.stringify({ p_run_id: ACME_RUN, p_tool: "slack.post_message", p_payload: payload, p_risk: risk }),
   });
   expect(res.status).toBe(200);
   return res.json();
@@ -38,12 +38,16 @@ describe("the approval queue", () => {
     await page.goto(`${s.apiUrl}/o/${ACME}/approvals/${request.id}`);
     await page.getByLabel("Payload SHA-256").getByText(request.payload_sha256).waitFor();
     expect(await page.getByText(request.canonical_payload, { exact: true }).count()).toBe(1);
-    await page.getByText(/Hash matches/).waitFor();
+    await page.getByText(/Hash matches: the SHA-256 of the canonical text/).waitFor();
+    // Where it goes, as the database pinned it, and the approval hash checked in the browser.
+    await page.getByLabel("Destination").getByText(/^127\.0\.0\.1:\d+$|^hooks\.slack\.com$/).waitFor();
+    await page.getByLabel("Approval SHA-256").getByText(request.approval_sha256).waitFor();
+    await page.getByText(/Hash matches: it covers the payload hash above and this target/).waitFor();
     await page.getByLabel("Comment (optional)").fill("Checked with the customer.");
     await page.getByRole("button", { name: "Approve" }).click();
     await page.getByRole("status").getByText(/Approved: the action may now run/).waitFor();
-    const [decision] = await db`select payload_sha256, comment from public.approval_decisions where request_id = ${request.id}`;
-    expect(decision).toEqual({ payload_sha256: request.payload_sha256, comment: "Checked with the customer." });
+    const [decision] = await db`select approval_sha256, comment from public.approval_decisions where request_id = ${request.id}`;
+    expect(decision).toEqual({ approval_sha256: request.approval_sha256, comment: "Checked with the customer." });
     await page.context().close();
   });
 
@@ -55,7 +59,7 @@ describe("the approval queue", () => {
     // payload would send: the database refuses it.
     await page.route("**/console/api/rest/v1/rpc/decide_action", async (route) => {
       const body = JSON.parse(route.request().postData() ?? "{}");
-      await route.continue({ postData: JSON.stringify({ ...body, p_payload_sha256: "0".repeat(64) }) });
+      await route.continue({ postData: JSON.stringify({ ...body, p_approval_sha256: "0".repeat(64) }) });
     });
     await page.getByRole("button", { name: "Reject" }).click();
     await page.getByRole("alert").getByText(/not the one you were shown|changed|stale/i).waitFor();

@@ -36,9 +36,9 @@ async function rpc(fn: string, args: unknown, as: Client | "runtime", org?: stri
 
 /** Proposes an action as the runtime, in Acme's scheduled run. */
 async function propose(payload: Record<string, unknown>, risk = "medium") {
-  const { status, body } = await rpc("propose_action", { p_run_id: ACME_RUN, p_tool: "slack.post_message", p_connector: "slack", p_payload: payload, p_risk: risk }, "runtime");
+  const { status, body } = await rpc("propose_action", { p_run_id: ACME_RUN, p_tool: "slack.post_message", p_payload: payload, p_risk: risk }, "runtime");
   expect(status).toBe(200);
-  return body as { id: string; payload_sha256: string; canonical_payload: string; status: string };
+  return body as { id: string; payload_sha256: string; approval_sha256: string; canonical_payload: string; status: string };
 }
 
 describe("approvals over the API", () => {
@@ -53,14 +53,14 @@ describe("approvals over the API", () => {
   it("answers every refused decision with a 4xx and a stable code", async () => {
     const request = await propose({ text: "Close ticket 12" });
     const decide = (who: Client, org: string, hash: string) =>
-      rpc("decide_action", { p_request_id: request.id, p_payload_sha256: hash, p_approve: true }, who, org);
+      rpc("decide_action", { p_request_id: request.id, p_approval_sha256: hash, p_approve: true }, who, org);
 
-    expect(await decide(victor, ACME, request.payload_sha256)).toMatchObject({ status: 403, body: { code: "approver_role_required" } });
-    expect(await decide(grace, GLOBEX, request.payload_sha256)).toMatchObject({ status: 404, body: { code: "action_request_not_found" } });
-    expect(await decide(ada, ACME, payloadSha256({ text: "Close ticket 13" }))).toMatchObject({ status: 409, body: { code: "stale_payload_hash" } });
-    expect(await decide(ada, ACME, "not-a-hash")).toMatchObject({ status: 400, body: { code: "invalid_payload_hash" } });
+    expect(await decide(victor, ACME, request.approval_sha256)).toMatchObject({ status: 403, body: { code: "approver_role_required" } });
+    expect(await decide(grace, GLOBEX, request.approval_sha256)).toMatchObject({ status: 404, body: { code: "action_request_not_found" } });
+    expect(await decide(ada, ACME, request.payload_sha256)).toMatchObject({ status: 409, body: { code: "stale_approval_hash" } });
+    expect(await decide(ada, ACME, "not-a-hash")).toMatchObject({ status: 400, body: { code: "invalid_approval_hash" } });
     expect(await rpc("decide_action", "{not json", ada, ACME)).toMatchObject({ status: 400 });
-    expect(await decide(ada, ACME, request.payload_sha256)).toMatchObject({ status: 200, body: { status: "approved" } });
+    expect(await decide(ada, ACME, request.approval_sha256)).toMatchObject({ status: 200, body: { status: "approved" } });
   });
 
   it("lists pending approvals with the exact canonical payload and hash", async () => {
@@ -74,10 +74,10 @@ describe("approvals over the API", () => {
   it("refuses malformed proposals without writing anything", async () => {
     const [{ count: before }] = await sql`select count(*)::int from public.action_requests`;
     const bad = [
-      { p_run_id: ACME_RUN, p_tool: "slack.post_message", p_connector: "slack", p_payload: [1] },
-      { p_run_id: ACME_RUN, p_tool: "Slack Post", p_connector: "slack", p_payload: {} },
-      { p_run_id: ACME_RUN, p_tool: "slack.post_message", p_connector: "slack", p_payload: {}, p_expires_in_seconds: 10 },
-      { p_run_id: ACME_RUN, p_tool: "slack.post_message", p_connector: "slack", p_payload: { big: "x".repeat(70_000) } },
+      { p_run_id: ACME_RUN, p_tool: "slack.post_message", p_payload: [1] },
+      { p_run_id: ACME_RUN, p_tool: "Slack Post", p_payload: {} },
+      { p_run_id: ACME_RUN, p_tool: "slack.post_message", p_payload: {}, p_expires_in_seconds: 10 },
+      { p_run_id: ACME_RUN, p_tool: "slack.post_message", p_payload: { big: "x".repeat(70_000) } },
     ];
     const codes = [];
     for (const args of bad) {
@@ -104,7 +104,7 @@ describe("the execution gate", () => {
   it("lets one of several racing runtimes through, exactly once", async () => {
     const payload = { channel: "#returns", text: "Refund 42 approved" };
     const request = await propose(payload);
-    expect((await rpc("decide_action", { p_request_id: request.id, p_payload_sha256: request.payload_sha256, p_approve: true }, ada, ACME)).status).toBe(200);
+    expect((await rpc("decide_action", { p_request_id: request.id, p_approval_sha256: request.approval_sha256, p_approve: true }, ada, ACME)).status).toBe(200);
 
     // Eight runtimes, each on its own connection, with the payload's keys in another order.
     const runtimes = Array.from({ length: 8 }, () => postgres(stack().dbUrl, { max: 1, onnotice: () => {} }));
@@ -133,7 +133,7 @@ describe("the execution gate", () => {
 
   it("never lets a changed payload through", async () => {
     const request = await propose({ to: "ops@acme.test", amount: 100 });
-    await rpc("decide_action", { p_request_id: request.id, p_payload_sha256: request.payload_sha256, p_approve: true }, ada, ACME);
+    await rpc("decide_action", { p_request_id: request.id, p_approval_sha256: request.approval_sha256, p_approve: true }, ada, ACME);
     expect(await openAs(sql, request.id, { to: "ops@acme.test", amount: 1000 })).toEqual({ ok: false, reason: "payload_mismatch" });
     const [row] = await sql`select status from public.action_requests where id = ${request.id}`;
     expect(row.status).toBe("approved");
@@ -141,7 +141,7 @@ describe("the execution gate", () => {
 
   it("records a failed delivery once, with its outcome code", async () => {
     const request = await propose({ text: "will fail" });
-    await rpc("decide_action", { p_request_id: request.id, p_payload_sha256: request.payload_sha256, p_approve: true }, ada, ACME);
+    await rpc("decide_action", { p_request_id: request.id, p_approval_sha256: request.approval_sha256, p_approve: true }, ada, ACME);
     expect(await openAs(sql, request.id, { text: "will fail" })).toMatchObject({ ok: true });
     const record = () => sql.begin(async (tx) => {
       await asService(tx);

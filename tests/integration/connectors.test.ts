@@ -53,9 +53,9 @@ async function rpc(fn: string, args: unknown, as: Client | "runtime") {
 
 /** An action of Acme's run, proposed by the runtime and approved by Ada. */
 async function approved(tool: string, payload: unknown): Promise<{ id: string; payload: unknown }> {
-  const proposed = await rpc("propose_action", { p_run_id: ACME_RUN, p_tool: tool, p_connector: "connector", p_payload: payload, p_risk: "low" }, "runtime");
+  const proposed = await rpc("propose_action", { p_run_id: ACME_RUN, p_tool: tool, p_payload: payload, p_risk: "low" }, "runtime");
   expect(proposed.status).toBe(200);
-  const decided = await rpc("decide_action", { p_request_id: proposed.body.id, p_payload_sha256: proposed.body.payload_sha256, p_approve: true }, ada);
+  const decided = await rpc("decide_action", { p_request_id: proposed.body.id, p_approval_sha256: proposed.body.approval_sha256, p_approve: true }, ada);
   expect(decided.body).toMatchObject({ status: "approved" });
   return { id: proposed.body.id, payload };
 }
@@ -299,15 +299,16 @@ describe("OAuth2", () => {
   it("revokes the tokens at the provider and deletes them from Vault when the connection is disabled", async () => {
     const [{ credential }] = await sql`select credential from private.connection_credential(${connectionId})`;
     const { access_token, refresh_token } = JSON.parse(credential);
+    const later = await approved("tickets.create", { method: "POST", path: "/tickets", body: { title: "Too late" } });
     const r = await call(`connections/${connectionId}/disable`, ada, {});
     expect(r).toMatchObject({ status: 200, body: { revocation: "revoked", connection: { status: "disabled" } } });
     expect(providers.revoked.has(refresh_token) && providers.revoked.has(access_token)).toBe(true);
     expect(await sql`select 1 from vault.decrypted_secrets where decrypted_secret like ${"%" + access_token + "%"}`).toHaveLength(0);
 
-    const later = await approved("tickets.create", { method: "POST", path: "/tickets", body: { title: "Too late" } });
-    expect(await execute(later)).toMatchObject({ status: 409, body: { error: { code: "connection_inactive" } } });
+    // An action approved for the connection ended with it.
+    expect(await execute(later)).toMatchObject({ status: 409, body: { error: { code: "approval_target_changed" } } });
     const [request] = await sql`select status from public.action_requests where id = ${later.id}`;
-    expect(request.status).toBe("approved");
+    expect(request.status).toBe("withdrawn");
   });
 
   it("revokes and disables the connections only a disabled agent used, and keeps shared ones", async () => {
@@ -332,6 +333,33 @@ describe("OAuth2", () => {
     expect(tools.length === 2 && tools.every((t) => !t.enabled)).toBe(true);
     // Leave Acme's agents as the seed made them, for the pgTAP suites that run next.
     await sql`delete from public.agents where id = ${agent.id}`;
+  });
+});
+
+describe("an approval pins where its action goes", () => {
+  it("refuses at execution a tool rebound after its approval, and delivers nothing to either connection", async () => {
+    const partner = secret(crypto.randomUUID());
+    providers.customHooks.add(partner);
+    const saved = await call("connections", ada, { provider: "https_webhook", display_name: `Partner ${partner.slice(0, 8)}`, credential: { url: `${providers.base}/hooks/${partner}` } });
+    expect(saved.status).toBe(201);
+    const [{ connection_id: slack }] = await sql`select connection_id from public.agent_tools where agent_id = ${ACME_AGENT} and tool = 'slack.post_message'`;
+    const action = await approved("slack.post_message", { text: "Refund 1042 approved" });
+    const sent = providers.requests.length;
+
+    // The project admin points the tool of that name at the partner's webhook, then executes.
+    const removed = await ada.from("agent_tools").delete().eq("agent_id", ACME_AGENT).eq("tool", "slack.post_message").setHeader("x-org-id", ACME);
+    expect(removed.error).toBeNull();
+    const recreated = await ada.from("agent_tools")
+      .insert({ project_id: ACME_PROJECT, agent_id: ACME_AGENT, tool: "slack.post_message", provider: "https_webhook", connection_id: saved.body.connection.id })
+      .setHeader("x-org-id", ACME);
+    expect(recreated.error).toBeNull();
+    expect(await execute(action)).toMatchObject({ status: 409, body: { error: { code: "approval_target_changed" } } });
+    expect(providers.requests.length).toBe(sent);
+    expect((await sql`select status from public.action_requests where id = ${action.id}`)[0].status).toBe("withdrawn");
+
+    // Put back as it was for the tests that follow.
+    await sql`delete from public.agent_tools where agent_id = ${ACME_AGENT} and tool = 'slack.post_message'`;
+    await tool("slack.post_message", "slack_webhook", ["incoming-webhook"], slack);
   });
 });
 
@@ -399,7 +427,7 @@ describe("what comes back and what is kept", () => {
     const payloads = entries.map((e) => e.payload as Record<string, unknown>);
     const kinds = new Set(payloads.map((p) => `${p.kind}:${p.outcome}`));
     for (const k of ["verify:delivered", "verify:unauthorized", "deliver:delivered", "refresh:delivered", "revoke:delivered",
-                     "deliver:connector_rate_limited", "deliver:connector_budget_exhausted", "deliver:connection_inactive"]) {
+                     "deliver:connector_rate_limited", "deliver:connector_budget_exhausted"]) {
       expect(kinds).toContain(k);
     }
     const delivery = payloads.find((p) => p.kind === "deliver" && p.outcome === "delivered")!;

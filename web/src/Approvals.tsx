@@ -30,7 +30,8 @@ const LIST_LIMIT = 100;
 interface Row {
   id: string;
   tool: string;
-  connector: string;
+  provider: string | null;
+  destination: string | null;
   risk: Request["risk"];
   status: Request["status"];
   approvals: number;
@@ -53,13 +54,13 @@ async function loadRows(org: OrgContext, show: Show): Promise<Row[]> {
   const sb = supabase();
   // The view answers what waits (unexpired, pending) with the approvals so far and awaiting_you.
   const pending = await unwrap(sb.from("pending_approvals")
-    .select("id, tool, connector, risk, approvals, approvals_required, expires_at, created_at, awaiting_you")
+    .select("id, tool, provider, destination, risk, approvals, approvals_required, expires_at, created_at, awaiting_you")
     .order("expires_at").limit(LIST_LIMIT).setHeader("x-org-id", org.id));
   const pendingRows: Row[] = pending.map((p) => ({ ...p, status: "pending", approvals: p.approvals ?? 0 }));
   if (show === "pending") return pendingRows;
 
   let query = sb.from("action_requests")
-    .select("id, tool, connector, risk, status, approvals_required, expires_at, created_at")
+    .select("id, tool, provider, destination, risk, status, approvals_required, expires_at, created_at")
     .order("created_at", { ascending: false }).limit(LIST_LIMIT).setHeader("x-org-id", org.id);
   if (show === "decided") query = query.or(`status.neq.pending,expires_at.lte.${new Date().toISOString()}`);
   const requests = await unwrap(query);
@@ -87,7 +88,7 @@ export function Approvals({ me }: { me: Me }) {
     <>
       <h1>Approvals in {org.name}</h1>
       <p className="muted">
-        Agents propose external actions; each is pinned to the SHA-256 of its exact payload. Open one to review the payload
+        Agents propose external actions; each is pinned to the SHA-256 of its exact payload and of where it goes. Open one to review the payload
         and decide. {me.aal === "aal2" ? "You are signed in with your second factor." : "High- and critical-risk actions need your second factor."}
       </p>
       <div className="row" role="group" aria-label="Show requests">
@@ -108,7 +109,7 @@ export function Approvals({ me }: { me: Me }) {
             <tbody>
               {list.map((r) => (
                 <tr key={r.id}>
-                  <td><Link to={`/o/${org.id}/approvals/${r.id}`}>{r.tool}</Link> <small className="muted">via {r.connector}</small></td>
+                  <td><Link to={`/o/${org.id}/approvals/${r.id}`}>{r.tool}</Link> <small className="muted">via {r.provider} to {r.destination}</small></td>
                   <td>{r.risk}</td>
                   <td>{statusText(r)}</td>
                   <td>{r.approvals_required === 0 ? "none needed" : `${r.approvals} of ${r.approvals_required}`}</td>
@@ -132,6 +133,8 @@ interface Detail {
   decisions: Decision[];
   policy: Policy | null;
   agent: string | null;
+  /** The name of the connection the request is pinned to, as the organization calls it. */
+  connection: string | null;
   people: Map<string, string>;
 }
 
@@ -146,13 +149,16 @@ async function loadDetail(org: OrgContext, id: string): Promise<Detail | null> {
   const sb = supabase();
   const request = await maybeOne<Detail["request"]>(sb.from("action_requests").select("*, needs_step_up").eq("id", id).setHeader("x-org-id", org.id).maybeSingle());
   if (!request) return null;
-  const [pending, decisions, policy, agent, directory] = await Promise.all([
+  const [pending, decisions, policy, agent, connection, directory] = await Promise.all([
     maybeOne<Detail["pending"]>(sb.from("pending_approvals").select("approvals, awaiting_you").eq("id", id).setHeader("x-org-id", org.id).maybeSingle()),
     unwrap(sb.from("approval_decisions").select("*").eq("request_id", id).order("decided_at").setHeader("x-org-id", org.id)),
     request.policy_id
       ? maybeOne<Policy>(sb.from("approval_policies").select("*").eq("id", request.policy_id).setHeader("x-org-id", org.id).maybeSingle())
       : Promise.resolve(null),
     maybeOne<{ name: string }>(sb.from("agents").select("name").eq("id", request.agent_id).setHeader("x-org-id", org.id).maybeSingle()),
+    request.connection_id
+      ? maybeOne<{ display_name: string }>(sb.from("connections").select("display_name").eq("id", request.connection_id).setHeader("x-org-id", org.id).maybeSingle())
+      : Promise.resolve(null),
     // Emails for ids; without the directory, people show as ids.
     unwrap(sb.rpc("organization_directory").setHeader("x-org-id", org.id)).catch(() => [] as Directory),
   ]);
@@ -162,6 +168,7 @@ async function loadDetail(org: OrgContext, id: string): Promise<Detail | null> {
     decisions,
     policy,
     agent: agent?.name ?? null,
+    connection: connection?.display_name ?? null,
     people: new Map(directory.map((p) => [p.user_id, p.is_you ? `${p.email} (you)` : p.email])),
   };
 }
@@ -201,7 +208,6 @@ function Request({ detail, me, reload }: { detail: Detail; me: Me; reload: () =>
       <dl className="facts">
         <dt>Status</dt><dd>{statusText(r)}{r.outcome ? `, ${r.outcome}` : ""}</dd>
         <dt>Risk</dt><dd>{r.risk}</dd>
-        <dt>Tool and connector</dt><dd><code>{r.tool}</code> via <code>{r.connector}</code></dd>
         <dt>Agent</dt><dd>{detail.agent ?? r.agent_id}</dd>
         <dt>Requested</dt>
         <dd>
@@ -216,6 +222,7 @@ function Request({ detail, me, reload }: { detail: Detail; me: Me; reload: () =>
       </dl>
 
       <Payload canonical={r.canonical_payload} sha256={r.payload_sha256} />
+      <Target request={r} connection={detail.connection} />
 
       <h2>Policy</h2>
       <dl className="facts">
@@ -250,7 +257,7 @@ function Request({ detail, me, reload }: { detail: Detail; me: Me; reload: () =>
                 <td>{person(d.decided_by)}</td>
                 <td>{d.approve ? "Approved" : "Rejected"}</td>
                 <td>{when(d.decided_at)}</td>
-                <td>{d.payload_sha256 === r.payload_sha256 ? "this payload" : <code>{d.payload_sha256}</code>}</td>
+                <td>{d.approval_sha256 === r.approval_sha256 ? "this payload and target" : <code>{d.approval_sha256}</code>}</td>
                 <td>{d.comment ?? "—"}</td>
               </tr>
             ))}
@@ -258,8 +265,8 @@ function Request({ detail, me, reload }: { detail: Detail; me: Me; reload: () =>
         </table>
       )}
 
-      {/* Keyed by the hash: a reload that brings another payload starts the decision afresh. */}
-      <Decide key={r.payload_sha256} request={r} open={open} awaitingYou={pending?.awaiting_you ?? null} me={me} reload={reload} />
+      {/* Keyed by the hash: a reload that brings another payload or target starts the decision afresh. */}
+      <Decide key={r.approval_sha256 ?? r.id} request={r} open={open} awaitingYou={pending?.awaiting_you ?? null} me={me} reload={reload} />
     </>
   );
 }
@@ -366,13 +373,61 @@ function Payload({ canonical, sha256 }: { canonical: string; sha256: string }) {
   );
 }
 
+/**
+ * The RFC 8785 text the approval hash covers. Its members are all strings (or null), written in
+ * the order RFC 8785 sorts their names, so JSON.stringify of this object is that text.
+ */
+function approvalText(r: Request): string {
+  return JSON.stringify({
+    connection_id: r.connection_id, destination: r.destination, payload_sha256: r.payload_sha256,
+    provider: r.provider, tool: r.tool, tool_id: r.tool_id,
+  });
+}
+
+/** Where the action goes, as the database pinned it, and the approval hash checked here. */
+function Target({ request: r, connection }: { request: Request; connection: string | null }) {
+  const text = approvalText(r);
+  const [computed, setComputed] = useState<string | null>(null);
+  useEffect(() => {
+    let live = true;
+    setComputed(null);
+    sha256Hex(text).then((h) => live && setComputed(h), () => live && setComputed(""));
+    return () => {
+      live = false;
+    };
+  }, [text]);
+
+  return (
+    <>
+      <h2>Where it goes</h2>
+      <p>The approval is pinned to this tool, connection and destination as well as to the payload: if any of them changes, the approval ends and the action can't run.</p>
+      <dl className="facts">
+        <dt>Tool</dt><dd><code>{r.tool}</code></dd>
+        <dt>Connection</dt><dd>{connection ?? r.connection_id} ({r.provider})</dd>
+        <dt>Destination</dt><dd><code aria-label="Destination">{r.destination}</code></dd>
+        <dt>Approval SHA-256</dt><dd><code aria-label="Approval SHA-256">{r.approval_sha256}</code></dd>
+        <dt>Checked in your browser</dt>
+        <dd>
+          <span role="status">
+            {computed === null ? "Computing…" : computed === r.approval_sha256
+              ? "Hash matches: it covers the payload hash above and this target."
+              : "Hash does not match the payload and target shown. Do not approve; reload."}
+          </span>
+        </dd>
+      </dl>
+    </>
+  );
+}
+
 /** What each refusal of decide_action means for the person who clicked. */
 function refusalText(code: string, message: string, request: Request): string {
   switch (code) {
     case "self_approval":
       return "You can't decide this request: you requested it, or you started the run that proposed it. Someone else must decide.";
-    case "stale_payload_hash":
-      return "The payload changed since this page loaded: the hash you were shown is no longer the request's. Reload and review the payload again.";
+    case "stale_approval_hash":
+      return "The payload or where it goes changed since this page loaded: the hash you were shown is no longer the request's. Reload and review it again.";
+    case "approval_target_changed":
+      return "The tool's connection or its destination changed after this request was proposed, so it was withdrawn. The agent has to propose the action again.";
     case "action_request_expired":
       return "This request expired before your decision. The agent has to propose the action again.";
     case "already_decided":
@@ -405,7 +460,7 @@ function Decide({ request, open, awaitingYou, me, reload }: DecideProps) {
   const [busy, setBusy] = useState(false);
   const [outcome, setOutcome] = useState<{ ok: true; text: string } | { ok: false; code: string; text: string } | null>(null);
   // The hash this page showed: the decision is bound to it, whatever the request says by now.
-  const shown = request.payload_sha256;
+  const shown = request.approval_sha256 ?? "";
   const stepUp = `/account?next=${encodeURIComponent(location.pathname)}`;
   const needsSecondFactor = request.needs_step_up === true && me.aal !== "aal2";
 
@@ -432,7 +487,7 @@ function Decide({ request, open, awaitingYou, me, reload }: DecideProps) {
     setBusy(true);
     setOutcome(null);
     const { data, error } = await supabase()
-      .rpc("decide_action", { p_request_id: request.id, p_payload_sha256: shown, p_approve: approve, ...(comment ? { p_comment: comment } : {}) })
+      .rpc("decide_action", { p_request_id: request.id, p_approval_sha256: shown, p_approve: approve, ...(comment ? { p_comment: comment } : {}) })
       .setHeader("x-org-id", org.id);
     setBusy(false);
     if (error) {
@@ -474,7 +529,7 @@ function Decide({ request, open, awaitingYou, me, reload }: DecideProps) {
         </p>
       )}
       <form className="stack" onSubmit={submit} aria-label="Decide this request">
-        <p>Your decision is bound to the payload hash shown above: <code>{shown}</code>.</p>
+        <p>Your decision is bound to the approval hash shown above, which covers the payload and where it goes: <code>{shown}</code>.</p>
         <label>
           Comment (optional)
           <textarea name="comment" maxLength={1000} rows={2} />
@@ -489,7 +544,7 @@ function Decide({ request, open, awaitingYou, me, reload }: DecideProps) {
         <p role="alert" className="error">
           {outcome.text}{" "}
           {outcome.code === "step_up_required" && <Link to={stepUp}>Verify your second factor</Link>}
-          {(outcome.code === "stale_payload_hash" || outcome.code === "action_request_not_pending") && (
+          {(outcome.code === "stale_approval_hash" || outcome.code === "approval_target_changed" || outcome.code === "action_request_not_pending") && (
             <button type="button" onClick={() => { setOutcome(null); reload(); }}>Reload the request</button>
           )}
         </p>

@@ -3,8 +3,8 @@
  * agent runtime (the service role). It reads top to bottom:
  *
  *   1. open the gate and admit the call, in one transaction: the gate lets the approved payload
- *      through once (approvals/gate.ts); the admission check resolves the tool's binding and
- *      meters the call. A refusal of the admission check rolls the transaction back, so the
+ *      through once, to the target that was approved (approvals/gate.ts); the admission check
+ *      derives the destination again from the credential and meters the call. A refusal of the admission check rolls the transaction back, so the
  *      approval stays unused, to be executed later.
  *   2. deliver: the connection's credential (an OAuth2 token refreshed first when it is about to
  *      expire), then the provider call with the approved canonical bytes; audited.
@@ -15,7 +15,7 @@ import { type ApprovedAction, type GateRefusal, openGate, recordOutcome } from "
 import type { Caller } from "../http/caller.ts";
 import { asService, type Sql, type Tx } from "../http/db.ts";
 import { auditCall, auditCallIn, type CallAudit, type LimitRefusal, meterIn, timed } from "./calls.ts";
-import { type ConnectorEnv, deliver, OAuth2Config, OAuth2Credential, type Provider, refreshTokens } from "./providers.ts";
+import { type ConnectorEnv, deliver, destinationOf, OAuth2Config, OAuth2Credential, type Provider, refreshTokens } from "./providers.ts";
 import { sanitizeToolResult } from "./sanitize.ts";
 import { saveCredentialIn } from "./store.ts";
 
@@ -23,7 +23,7 @@ import { saveCredentialIn } from "./store.ts";
 export const REFRESH_MARGIN_MS = 60_000;
 
 /** Why the admission check held an approved action back. */
-export type AdmissionRefusal = "agent_disabled" | "tool_not_enabled" | "connection_inactive" | LimitRefusal;
+export type AdmissionRefusal = "approval_target_changed" | "connection_inactive" | LimitRefusal;
 
 /** Why an action was not executed: the gate's reasons (committed) or the admission check's (rolled back). */
 export type ExecuteRefusal = GateRefusal | AdmissionRefusal;
@@ -106,24 +106,28 @@ export async function executeAction(ctx: RuntimeContext, input: { requestId: str
   };
 }
 
-/** The admission check, inside the gate's transaction: the tool's binding, then the meter. */
+/**
+ * The admission check, inside the gate's transaction: the connection the action was approved to
+ * go through (the gate has checked that the tool is still bound there and that the connection is
+ * active and delivers to the approved destination), the destination derived again from the
+ * credential about to be used, then the meter.
+ */
 async function admit(tx: Tx, action: ApprovedAction): Promise<Admission> {
   const [row] = await tx`
-    select r.org_id, r.agent_id, r.run_id, t.connection_id, t.provider, t.cost_units, t.enabled, a.disabled_at, c.status
+    select r.org_id, r.agent_id, r.run_id, t.cost_units
       from public.action_requests r
-      join public.agents a on a.org_id = r.org_id and a.id = r.agent_id
-      left join public.agent_tools t on t.org_id = r.org_id and t.agent_id = r.agent_id and t.tool = r.tool
-      left join public.connections c on c.org_id = t.org_id and c.id = t.connection_id
+      join public.agent_tools t on t.org_id = r.org_id and t.id = r.tool_id
      where r.id = ${action.requestId}`;
-  const audit = { orgId: row.org_id, connectionId: row.connection_id, provider: row.provider, kind: "deliver" as const,
+  const audit = { orgId: row.org_id, connectionId: action.connectionId, provider: action.provider, kind: "deliver" as const,
                   agentId: row.agent_id, runId: row.run_id, tool: action.tool, actionRequestId: action.requestId };
+  const [stored] = await tx`select config, credential from private.connection_credential(${action.connectionId})`;
   let reason: AdmissionRefusal | null;
-  if (row.disabled_at !== null) reason = "agent_disabled";
-  else if (row.connection_id === null || !row.enabled) reason = "tool_not_enabled";
-  else if (row.status !== "active") reason = "connection_inactive";
-  else reason = await meterIn(tx, { orgId: row.org_id, cost: row.cost_units });
+  if (!stored) reason = "connection_inactive";
+  else if (destinationOf(action.provider, JSON.parse(stored.credential as string), stored.config) !== action.destination) {
+    reason = "approval_target_changed";
+  } else reason = await meterIn(tx, { orgId: row.org_id, cost: row.cost_units });
   if (reason !== null) return { ok: false, reason, audit: { ...audit, outcome: reason } };
-  return { ok: true, value: { orgId: row.org_id, agentId: row.agent_id, runId: row.run_id, connectionId: row.connection_id, provider: row.provider } };
+  return { ok: true, value: { orgId: row.org_id, agentId: row.agent_id, runId: row.run_id, connectionId: action.connectionId, provider: action.provider } };
 }
 
 interface Delivery {

@@ -105,6 +105,22 @@ export function parseCredential(input: { provider: Exclude<Provider, "oauth2">; 
   return { ok: true, value: parsed.data as Record<string, string> };
 }
 
+/** The fixed providers' destinations, as the database names them (their base URLs are operator configuration). */
+const FIXED_DESTINATIONS = { github: "api.github.com", notion: "api.notion.com" } as const;
+
+/**
+ * The host a connection's deliveries go to, derived with the URL parser from the credential about
+ * to be used (a webhook's URL) or the settings (an OAuth2 API URL): what the database pinned as
+ * the connection's destination when the action was approved (private.connection_destination).
+ * Null when there is none to derive.
+ */
+export function destinationOf(provider: Provider, credential: Record<string, string>, config: Record<string, unknown>): string | null {
+  if (provider === "github" || provider === "notion") return FIXED_DESTINATIONS[provider];
+  const url = provider === "oauth2" ? config.api_url : credential.url;
+  if (typeof url !== "string" || !URL.canParse(url)) return null;
+  return new URL(url).host;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Calls
 // ---------------------------------------------------------------------------------------------

@@ -58,8 +58,8 @@ export const REFUSALS = {
   not_approved: [409, "the action is not approved"],
   expired: [409, "the action's approval window has passed"],
   payload_mismatch: [409, "the payload is not the one that was approved"],
+  approval_target_changed: [409, "the tool, its connection or the connection's destination is not what was approved"],
   agent_disabled: [409, "the agent is disabled"],
-  tool_not_enabled: [409, "the agent has no enabled tool of that name bound to a connection"],
   connection_inactive: [409, "the tool's connection is disabled"],
   // The model gateway (the database's refusals, and the upstream's failures)
   missing_run_id: [400, "the agent runtime names its run with X-Run-Id"],

@@ -20,17 +20,22 @@ select pg_temp.run('acme') as run \gset
 select pg_temp.agent('acme') as agent \gset
 select pg_temp.project('acme') as project \gset
 
+-- Tools of Acme's agent that the tests propose through, bound to its CRM webhook connection.
+insert into public.agent_tools (org_id, project_id, agent_id, tool, provider, connection_id)
+select pg_temp.org('acme'), :'project', :'agent', t, 'https_webhook', '6a000000-0000-4000-8000-00000000001a'
+  from unnest(array['payments.refund', 'ticket.comment']) t;
+
 -- =============================================================================================
 -- Proposing: canonical payload, hash and policy
 -- =============================================================================================
 select pg_temp.as_runtime();
-select id as req, payload_sha256 as req_hash, status as req_status, mode as req_mode, approvals_required as req_required
-  from public.propose_action(:'run', 'slack.post_message', 'slack',
+select id as req, payload_sha256 as req_payload_hash, approval_sha256 as req_hash, status as req_status, mode as req_mode, approvals_required as req_required
+  from public.propose_action(:'run', 'slack.post_message',
          '{"text": "Refund approved", "channel": "#returns", "meta": {"b": 1.0, "a": [1, 2e0]}}', 'medium') \gset
-select id as dual_req, mode as dual_mode, approvals_required as dual_required
-  from public.propose_action(:'run', 'slack.post_message', 'slack', '{"text": "Refund 5000 EUR"}', 'high') \gset
+select id as dual_req, approval_sha256 as dual_hash, mode as dual_mode, approvals_required as dual_required
+  from public.propose_action(:'run', 'slack.post_message', '{"text": "Refund 5000 EUR"}', 'high') \gset
 select id as lookup_req, status as lookup_status, approvals_required as lookup_required
-  from public.propose_action(:'run', 'crm.lookup', 'crm', '{"customer": 7}', 'low') \gset
+  from public.propose_action(:'run', 'crm.lookup', '{"customer": 7}', 'low') \gset
 reset role;
 
 select is(:'req_status'::text, 'pending', 'without a specific policy, the project default applies: the action waits');
@@ -38,7 +43,7 @@ select is(:'req_required'::int, 1, 'the project default asks one approver');
 select is((select canonical_payload from public.action_requests where id = :'req'),
           '{"channel":"#returns","meta":{"a":[1,2],"b":1},"text":"Refund approved"}',
           'the payload is stored as its RFC 8785 canonical text');
-select is(:'req_hash'::text, encode(sha256(convert_to('{"channel":"#returns","meta":{"a":[1,2],"b":1},"text":"Refund approved"}', 'UTF8')), 'hex'),
+select is(:'req_payload_hash'::text, encode(sha256(convert_to('{"channel":"#returns","meta":{"a":[1,2],"b":1},"text":"Refund approved"}', 'UTF8')), 'hex'),
           'the request is pinned to the SHA-256 of the canonical text');
 select is(:'dual_mode'::text, 'require_dual_control', 'from the policy''s risk threshold up, two approvers are needed');
 select is(:'dual_required'::int, 2, 'dual control asks two approvals');
@@ -50,28 +55,28 @@ insert into public.approval_policies (org_id, project_id, agent_id, tool, mode)
 values (pg_temp.org('acme'), :'project', null, 'crm.lookup', 'deny'),
        (pg_temp.org('acme'), :'project', null, 'payments.refund', 'deny');
 select pg_temp.as_runtime();
-select is((public.propose_action(:'run', 'crm.lookup', 'crm', '{"customer": 8}', 'low')).status, 'approved',
+select is((public.propose_action(:'run', 'crm.lookup', '{"customer": 8}', 'low')).status, 'approved',
           'an agent-and-tool policy beats a tool policy');
-select is((public.propose_action(:'run', 'payments.refund', 'stripe', '{"amount": 10}', 'low')).status, 'denied',
+select is((public.propose_action(:'run', 'payments.refund', '{"amount": 10}', 'low')).status, 'denied',
           'a tool policy beats the project default, and deny refuses at once');
-select throws_like($$ select public.propose_action(pg_temp.run('acme'), 'x', 'slack', '[1]') $$,
+select throws_like($$ select public.propose_action(pg_temp.run('acme'), 'x', '[1]') $$,
                    '%invalid_payload%', 'a payload that is not a JSON object is refused');
-select throws_like($$ select public.propose_action(pg_temp.run('acme'), 'Bad Tool', 'slack', '{}') $$,
+select throws_like($$ select public.propose_action(pg_temp.run('acme'), 'Bad Tool', '{}') $$,
                    '%invalid_tool%', 'a malformed tool name is refused');
-select throws_like($$ select public.propose_action(pg_temp.run('acme'), 'x', 'slack', '{}', 'low', 10) $$,
+select throws_like($$ select public.propose_action(pg_temp.run('acme'), 'x', '{}', 'low', 10) $$,
                    '%invalid_expiry%', 'an expiry under a minute is refused');
 reset role;
 
 select pg_temp.act_as(pg_temp.uid('victor'), pg_temp.org('acme'));
-select throws_like($$ select public.propose_action(pg_temp.run('acme'), 'x', 'slack', '{}') $$,
+select throws_like($$ select public.propose_action(pg_temp.run('acme'), 'x', '{}') $$,
                    '%run_not_found%', 'a viewer cannot propose actions');
 reset role;
 select pg_temp.act_as(pg_temp.uid('grace'), pg_temp.org('globex'));
-select throws_like($$ select public.propose_action(pg_temp.run('acme'), 'x', 'slack', '{}') $$,
+select throws_like($$ select public.propose_action(pg_temp.run('acme'), 'x', '{}') $$,
                    '%run_not_found%', 'another organization cannot propose for the run');
 reset role;
 set local role anon;
-select throws_ok($$ select public.propose_action(pg_temp.run('acme'), 'x', 'slack', '{}') $$,
+select throws_ok($$ select public.propose_action(pg_temp.run('acme'), 'x', '{}') $$,
                  '42501', null, 'anon cannot call the approval RPCs');
 reset role;
 
@@ -91,8 +96,8 @@ select throws_like(format('select public.decide_action(%L, %L, true)', :'req', :
 reset role;
 
 select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
-select throws_like(format('select public.decide_action(%L, %L, true)', :'req', encode(sha256('{"text":"something else"}'), 'hex')),
-                   '%stale_payload_hash%', 'a decision made on a stale payload hash is refused');
+select throws_like(format('select public.decide_action(%L, %L, true)', :'req', :'req_payload_hash'),
+                   '%stale_approval_hash%', 'a decision on the payload''s hash alone (not the approval hash, which names the target) is refused');
 select is((select status::text from public.action_requests where id = :'req'), 'pending', 'a refused decision changes nothing');
 select is((public.execute_action(:'req', '{"channel": "#returns", "text": "Refund approved", "meta": {"a": [1, 2], "b": 1}}')) ->> 'reason',
           'not_approved', 'a pending action cannot be executed');
@@ -103,10 +108,10 @@ reset role;
 -- Self-approval: casey starts a run and proposes from it, by hand and through the runtime.
 select pg_temp.act_as(pg_temp.uid('casey'), pg_temp.org('acme'));
 select id as casey_run from public.start_agent_run(:'agent') \gset
-select id as own_req, payload_sha256 as own_hash from public.propose_action(:'casey_run', 'ticket.comment', 'webhook', '{"ticket": 9}') \gset
+select id as own_req, approval_sha256 as own_hash from public.propose_action(:'casey_run', 'ticket.comment', '{"ticket": 9}') \gset
 reset role;
 select pg_temp.as_runtime();
-select id as run_req, payload_sha256 as run_hash from public.propose_action(:'casey_run', 'ticket.comment', 'webhook', '{"ticket": 10}') \gset
+select id as run_req, approval_sha256 as run_hash from public.propose_action(:'casey_run', 'ticket.comment', '{"ticket": 10}') \gset
 reset role;
 select pg_temp.act_as(pg_temp.uid('casey'), pg_temp.org('acme'));
 select throws_like(format('select public.decide_action(%L, %L, true)', :'own_req', :'own_hash'),
@@ -123,8 +128,8 @@ select throws_like(format($$update public.approval_policies set mode = 'allow' w
                    '%step_up_required%', 'a project admin at aal1 cannot loosen an approval policy');
 reset role;
 select pg_temp.act_as_aal2(pg_temp.uid('casey'), pg_temp.org('acme'));
-select lives_ok(format($$insert into public.approval_policies (org_id, project_id, agent_id, tool, mode)
-                          values (%L, %L, null, 'calendar.read', 'allow')$$, pg_temp.org('acme'), :'project'),
+select lives_ok(format($$insert into public.approval_policies (org_id, project_id, agent_id, tool, mode, connection_id)
+                          values (%L, %L, null, 'calendar.read', 'allow', %L)$$, pg_temp.org('acme'), :'project', pg_temp.connection('acme')),
                 'at aal2 the project admin changes policies');
 reset role;
 
@@ -137,23 +142,23 @@ select is((select r.needs_step_up from public.action_requests r where r.id = :'d
           'a high-risk request says it needs a second factor');
 select is((select r.needs_step_up from public.action_requests r where r.id = :'req'), false,
           'a medium-risk request does not');
-select throws_like(format('select public.decide_action(%L, %L, true)', :'dual_req', encode(sha256(convert_to('{"text":"Refund 5000 EUR"}', 'UTF8')), 'hex')),
+select throws_like(format('select public.decide_action(%L, %L, true)', :'dual_req', :'dual_hash'),
                    '%step_up_required%', 'a high-risk approval at aal1 is refused');
-select throws_like(format('select public.decide_action(%L, %L, false)', :'dual_req', encode(sha256(convert_to('{"text":"Refund 5000 EUR"}', 'UTF8')), 'hex')),
+select throws_like(format('select public.decide_action(%L, %L, false)', :'dual_req', :'dual_hash'),
                    '%step_up_required%', 'so is a high-risk rejection');
 reset role;
 select pg_temp.act_as_aal2(pg_temp.uid('ada'), pg_temp.org('acme'), 'aal1');
-select throws_like(format('select public.decide_action(%L, %L, true)', :'dual_req', encode(sha256(convert_to('{"text":"Refund 5000 EUR"}', 'UTF8')), 'hex')),
+select throws_like(format('select public.decide_action(%L, %L, true)', :'dual_req', :'dual_hash'),
                    '%step_up_required%', 'an aal2 token whose session fell back to aal1 is refused');
 reset role;
 select pg_temp.act_as_aal2(pg_temp.uid('ada'), pg_temp.org('acme'));
-select is((public.decide_action(:'dual_req', encode(sha256(convert_to('{"text":"Refund 5000 EUR"}', 'UTF8')), 'hex'), true)).status,
+select is((public.decide_action(:'dual_req', :'dual_hash', true)).status,
           'pending', 'under dual control, one approval is not enough');
-select throws_like(format('select public.decide_action(%L, %L, true)', :'dual_req', encode(sha256(convert_to('{"text":"Refund 5000 EUR"}', 'UTF8')), 'hex')),
+select throws_like(format('select public.decide_action(%L, %L, true)', :'dual_req', :'dual_hash'),
                    '%already_decided%', 'one person cannot count twice');
 reset role;
 select pg_temp.act_as_aal2(pg_temp.uid('casey'), pg_temp.org('acme'));
-select is((public.decide_action(:'dual_req', encode(sha256(convert_to('{"text":"Refund 5000 EUR"}', 'UTF8')), 'hex'), true)).status,
+select is((public.decide_action(:'dual_req', :'dual_hash', true)).status,
           'approved', 'a second, different approver completes dual control');
 reset role;
 
