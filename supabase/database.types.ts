@@ -1041,6 +1041,7 @@ export type Database = {
           created_at: string;
           id: string;
           name: string;
+          require_two_factor: boolean;
           restrict_to_verified_domains: boolean;
           slug: string;
         };
@@ -1049,6 +1050,7 @@ export type Database = {
           created_at?: string;
           id?: string;
           name: string;
+          require_two_factor?: boolean;
           restrict_to_verified_domains?: boolean;
           slug: string;
         };
@@ -1056,6 +1058,7 @@ export type Database = {
           created_at?: string;
           id?: string;
           name?: string;
+          require_two_factor?: boolean;
           restrict_to_verified_domains?: boolean;
           slug?: string;
         };

@@ -280,12 +280,15 @@ alter table public.action_requests
     check ((status = 'withdrawn') = (withdrawn_at is not null)),
   add constraint action_requests_connection_fkey
     foreign key (org_id, connection_id, provider) references public.connections (org_id, id, provider);
-create index action_requests_open_by_tool on public.action_requests (org_id, tool_id) where status in ('pending', 'approved');
-create index action_requests_open_by_connection on public.action_requests (org_id, connection_id) where status in ('pending', 'approved');
+-- Cover the connection key and the tool's requests (withdrawals look them up); they say nothing
+-- new, id being unique.
+alter table public.action_requests
+  add constraint action_requests_connection_key unique (org_id, connection_id, provider, id),
+  add constraint action_requests_tool_key unique (org_id, tool_id, id);
 
 alter table public.approval_policies
   add constraint approval_policies_allow_names_a_connection check (mode <> 'allow' or connection_id is not null);
-create index approval_policies_connection on public.approval_policies (org_id, connection_id) where connection_id is not null;
+alter table public.approval_policies add constraint approval_policies_connection_key unique (org_id, connection_id, id);
 
 -- =============================================================================================
 -- Helper functions that read the new columns
