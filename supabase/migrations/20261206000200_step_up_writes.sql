@@ -45,7 +45,7 @@ insert into private.step_up_exemptions (table_name, reason) values
   ('public.approval_decisions', 'decisions have their own rule: step-up from high risk, and always when the organization requires two-factor'),
   ('public.model_calls', 'metering written by the gateway'),
   ('public.model_budget_events', 'metering written by the gateway'),
-  ('public.credit_ledger', 'debited by metering on every call a person makes; a person''s own entry (adjust_credits) only takes credits away'),
+  ('public.credit_ledger', 'debited by metering on every call a person makes; a person''s own entries (adjustments) have a row guard'),
   ('public.widget_conversations', 'written by the public widget for visitors'),
   ('public.widget_messages', 'written by the public widget for visitors'),
   ('public.review_items', 'support work on the review queue'),
@@ -88,11 +88,11 @@ begin
     else
       null;
   end case;
-  return null;
+  return new;  -- null for the statement guard; the row itself for the ledger's adjustments
 end
 $$;
 comment on function private.require_step_up_for_privilege() is
-  'Statement guard of privileged tenant tables: a person with a verified factor (or in an organization that requires one) writes at aal2.';
+  'Guard of privileged writes: a person with a verified factor (or in an organization that requires one) writes at aal2.';
 revoke execute on function private.require_step_up_for_privilege() from public, anon, authenticated;
 
 -- Puts the guard on a tenant table, unless the table is exempt.
@@ -172,6 +172,10 @@ $$;
 
 create trigger require_two_factor before insert on public.approval_decisions
   for each row execute function private.require_two_factor_to_decide();
+
+-- The ledger is written by metering on every call; a person's own entry (adjust_credits) is billing.
+create trigger step_up_guard_adjustments before insert on public.credit_ledger
+  for each row when (new.kind = 'adjustment') execute function private.require_step_up_for_privilege();
 
 -- =============================================================================================
 -- Grants

@@ -21,6 +21,9 @@ select pg_temp.agent('acme') as agent \gset
 select pg_temp.project('acme') as project \gset
 select pg_temp.connection('acme') as slack \gset
 select '6a000000-0000-4000-8000-00000000001a' as crm \gset
+-- The seeded bindings, whatever the suites that ran before left.
+update public.agent_tools set connection_id = :'slack', provider = 'slack_webhook', enabled = true
+ where agent_id = :'agent' and tool = 'slack.post_message';
 
 -- A second Slack webhook of Acme's: where an attacker would like the approved message to go.
 insert into public.connections (id, org_id, provider, display_name, scopes, secret_id, verified_at)

@@ -4,7 +4,7 @@
 -- person who has a verified factor.
 begin;
 \ir _helpers.psql
-select plan(14);
+select plan(16);
 
 -- Ada (Acme's tenant admin) has enrolled and verified TOTP.
 insert into auth.mfa_factors (user_id, friendly_name, factor_type, status)
@@ -58,6 +58,30 @@ end
 $$;
 select is(pg_temp.write_refusals(false), '{}', 'every guarded table refuses a write from an aal1 session of a person with a factor');
 select is(pg_temp.write_refusals(true), '{}', 'and takes it at aal2');
+
+-- Every RPC a person can call that writes: it writes a guarded table (and so meets the guard), or
+-- is named here with why it needs no step-up. A new RPC that writes elsewhere fails this test.
+select is((select coalesce(array_agg(p.proname::text order by p.proname), '{}')
+             from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+            where n.nspname = 'public' and p.prokind = 'f' and p.provolatile = 'v'
+              and has_function_privilege('authenticated', p.oid, 'execute')
+              and not exists (select 1 from tenant_tables tt join pg_class c on c.oid = tt.t
+                               where exists (select 1 from pg_trigger tg where tg.tgrelid = tt.t and tg.tgname = 'step_up_guard')
+                                 and p.prosrc ~* ('(insert\s+into|update|delete\s+from)\s+public\.' || c.relname || '\M'))
+              and p.proname <> all (array[
+                'propose_action', 'decide_action', 'execute_action', 'start_agent_run',  -- approvals: their own rules
+                'publish_agent_version',     -- authoring (agent_versions is exempt)
+                'change_review_status',      -- support work on the review queue
+                'revoke_member_sessions',    -- ends sessions: takes access away, never grants it
+                'verify_audit_chain',        -- reads (it seals pending entries first)
+                'purge_audit_payload',       -- erases a payload, itself an audit entry; changes no right
+                'adjust_credits'])),         -- the ledger's adjustment guard (below)
+          '{}', 'every RPC that writes meets the guard through a guarded table, or is exempt for a stated reason');
+
+select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
+select throws_like($$ select public.adjust_credits(-1, 'correction') $$,
+                   '%step_up_required%', 'a credit adjustment (billing) needs step-up too');
+reset role;
 
 -- =============================================================================================
 -- The attack: an aal1 admin with a factor adds approvers
