@@ -131,6 +131,31 @@ describe("connections", () => {
   });
 });
 
+describe("security rules", () => {
+  it("requires two-factor authentication of an organization, after which a member without a factor changes nothing", async () => {
+    const [org] = await db`insert into public.organizations (name, slug) values (${"Security " + randomUUID().slice(0, 8)}, ${"sec-" + randomUUID().slice(0, 8)}) returning id`;
+    await db`insert into public.organization_members (org_id, user_id, role) select ${org.id}, id, 'tenant_admin' from auth.users where email = 'ada@acme.test'`;
+    const page = await signedInPage(browser(), "ada@acme.test", `/o/${org.id}/members`);
+    const rules = page.getByRole("form", { name: "Security rules" });
+    await rules.waitFor();
+    await checkScreen(page, "members-security");
+
+    await rules.getByLabel(/Require two-factor authentication/).check();
+    page.once("dialog", (d) => void d.accept());
+    await rules.getByRole("button", { name: "Save security rules" }).click();
+    await page.getByRole("status").getByText("Security rules saved.").waitFor();
+    expect((await db`select require_two_factor from public.organizations where id = ${org.id}`)[0].require_two_factor).toBe(true);
+
+    // Ada has no second factor: the organization now refuses her privileged changes, this one included.
+    await rules.getByLabel(/Require two-factor authentication/).uncheck();
+    await rules.getByRole("button", { name: "Save security rules" }).click();
+    await page.getByRole("alert").getByText(/two-factor authentication/).waitFor();
+    expect((await db`select require_two_factor from public.organizations where id = ${org.id}`)[0].require_two_factor).toBe(true);
+    await page.context().close();
+    await db`delete from public.organizations where id = ${org.id}`.catch(() => {});
+  });
+});
+
 describe("models, limits and widgets", () => {
   it("are accessible", async () => {
     const page = await signedInPage(browser(), "ada@acme.test", `/o/${ACME}/limits`);

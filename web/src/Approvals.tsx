@@ -207,7 +207,7 @@ function Request({ detail, me, reload }: { detail: Detail; me: Me; reload: () =>
       <h1>Approval: {r.tool}</h1>
       <dl className="facts">
         <dt>Status</dt><dd>{statusText(r)}{r.outcome ? `, ${r.outcome}` : ""}</dd>
-        <dt>Risk</dt><dd>{r.risk}</dd>
+        <dt>Risk</dt><dd>{r.risk}{r.proposed_risk !== r.risk ? ` (the agent said ${r.proposed_risk}; the policy's minimum is higher)` : ""}</dd>
         <dt>Agent</dt><dd>{detail.agent ?? r.agent_id}</dd>
         <dt>Requested</dt>
         <dd>
@@ -236,6 +236,8 @@ function Request({ detail, me, reload }: { detail: Detail; me: Me; reload: () =>
             : policy
               ? `For ${policy.agent_id ? "this agent" : "any agent"} and ${policy.tool ? `tool ${policy.tool}` : "any tool"}: now ${modeText(policy.mode)}, approver ${policy.approver_role}` +
                 (policy.dual_control_from_risk ? `, dual control from ${policy.dual_control_from_risk} risk up` : "") +
+                (policy.min_risk !== "low" ? `, at least ${policy.min_risk} risk` : "") +
+                (policy.mode === "allow" ? `, only through connection ${policy.connection_id} at ${policy.destination}` : "") +
                 ". The request keeps what applied when it was proposed."
               : "The policy that applied has since been removed; the request keeps what it said."}
         </dd>

@@ -1,7 +1,9 @@
 /**
  * Who belongs to the organization: members and their roles (tenant admins change roles, remove
  * members and end a member's sessions at once), invitations (sent by email through the
- * invitations function, revoked here) and the email domains the organization claims.
+ * invitations function, revoked here), the email domains the organization claims, and its
+ * security rules (verified domains only, two-factor for everyone). The database decides who may
+ * change what, and asks a person who has a second factor to use it first (step_up_required).
  */
 import { supabase } from "./supabase.ts";
 import { field, functionError, Notice, States, unwrap, useAction, useLoad, useOrg, when, type Role } from "./ui.tsx";
@@ -28,10 +30,15 @@ export function Members() {
     () => unwrap(sb.from("organization_domains").select("domain, verification_token, verified_at, created_at").order("domain").setHeader("x-org-id", org.id)),
     [org.id],
   );
+  const rules = useLoad(
+    () => unwrap(sb.from("organizations").select("restrict_to_verified_domains, require_two_factor").eq("id", org.id).setHeader("x-org-id", org.id)),
+    [org.id],
+  );
   const action = useAction(() => {
     members.reload();
     invitations.reload();
     domains.reload();
+    rules.reload();
   });
 
   function changeRole(userId: string, role: Role) {
@@ -200,6 +207,39 @@ export function Members() {
             <button type="submit" disabled={action.busy}>Claim domain</button>
           </form>
         )}
+      </section>
+
+      <section aria-labelledby="security-heading">
+        <h2 id="security-heading">Security</h2>
+        <States loaded={rules} empty="The organization's rules are not visible to you.">
+          {([r]) => (
+            <form className="stack" aria-label="Security rules" onSubmit={(e) => {
+              e.preventDefault();
+              const data = new FormData(e.currentTarget);
+              const next = { restrict_to_verified_domains: data.has("restrict"), require_two_factor: data.has("two_factor") };
+              if (next.require_two_factor && !r.require_two_factor
+                  && !confirm(`Require two-factor authentication in ${org.name}? Members without a verified factor can no longer decide actions or change settings until they add one.`)) return;
+              void action.run(async () => {
+                await unwrap(sb.from("organizations").update(next).eq("id", org.id).select("id").setHeader("x-org-id", org.id));
+                return "Security rules saved.";
+              });
+            }}>
+              <label className="check">
+                <input type="checkbox" name="restrict" defaultChecked={r.restrict_to_verified_domains} disabled={!org.isAdmin} />
+                Only people with an address at a verified domain may be invited or join
+              </label>
+              <label className="check">
+                <input type="checkbox" name="two_factor" defaultChecked={r.require_two_factor} disabled={!org.isAdmin} />
+                Require two-factor authentication: deciding any action and every privileged change need a verified second factor
+              </label>
+              <p className="muted">
+                Whoever has added a second factor always verifies it before changing members, invitations, domains, tools,
+                connections, keys, limits or billing.
+              </p>
+              {org.isAdmin && <div><button type="submit" disabled={action.busy}>Save security rules</button></div>}
+            </form>
+          )}
+        </States>
       </section>
     </>
   );
