@@ -4,7 +4,7 @@
  * they are fully sent, tokens that are validly signed but name no uuid, strings Postgres can't
  * hold. (tests/integration/fuzz.test.ts throws generated input at every route.)
  */
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { connect } from "node:net";
 import { dirname, join } from "node:path";
@@ -98,12 +98,54 @@ describe("the gateway's own answers", () => {
       expect(body.error?.code ?? body.error_code, c.url).toBe(c.code);
     }
   });
+
+  it("answers a 20 MB body on every function route with a JSON 413, declared or chunked, never a reset", async () => {
+    const token = await accessToken(ada);
+    const big = Buffer.alloc(20 * 1024 * 1024, "a");
+    const routes = await functionRoutes();
+    expect(routes.map((r) => r.path)).toEqual(expect.arrayContaining(["/connectors/connections", "/widget/v1/sessions", "/model-gateway/v1/chat/completions"]));
+    for (const route of routes) {
+      for (const declared of [true, false]) {
+        const url = `${s.functionsUrl}${route.path}`;
+        const headers: Record<string, string> = {
+          "content-type": "application/json", authorization: `Bearer ${token}`, "x-org-id": ACME, origin: "https://shop.example.test",
+          ...(declared ? { "content-length": String(big.length) } : {}),
+        };
+        const answer = await upload(url, headers, big, route.method).catch((e: Error) => ({ status: 0, text: `reset: ${e.message}` }));
+        const label = `${route.method} ${route.path} (${declared ? "declared" : "chunked"})`;
+        expect(answer.status, `${label}: ${answer.text.slice(0, 200)}`).toBe(413);
+        expect(JSON.parse(answer.text).error.code, label).toBe("body_too_large");
+      }
+    }
+  }, 180_000);
 });
 
+/** Every route of every function that takes a body (from each function's OpenAPI document), path parameters filled in. */
+async function functionRoutes(): Promise<{ method: string; path: string }[]> {
+  const names = readdirSync("functions", { withFileTypes: true }).filter((d) => d.isDirectory() && !d.name.startsWith("_")).map((d) => d.name);
+  const routes: { method: string; path: string }[] = [];
+  for (const name of names) {
+    const res = await fetch(`${s.functionsUrl}/${name}/openapi.json`);
+    if (res.status !== 200) {
+      await res.body?.cancel();
+      routes.push({ method: "POST", path: `/${name}` });
+      continue;
+    }
+    const doc = (await res.json()) as { paths: Record<string, Record<string, unknown>> };
+    for (const [path, operations] of Object.entries(doc.paths)) {
+      for (const method of Object.keys(operations)) {
+        if (!["post", "put", "patch"].includes(method)) continue;
+        routes.push({ method: method.toUpperCase(), path: path.replace(/\{[^}]+\}/g, crypto.randomUUID()) });
+      }
+    }
+  }
+  return routes;
+}
+
 /** POSTs `body` in 64 KiB writes (chunked unless a content-length is given) and reads the answer; a reset rejects. */
-function upload(url: string, headers: Record<string, string>, body: Buffer): Promise<{ status: number; text: string }> {
+function upload(url: string, headers: Record<string, string>, body: Buffer, method = "POST"): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method: "POST", headers }, (res) => {
+    const req = httpRequest(url, { method, headers }, (res) => {
       let text = "";
       res.on("data", (c) => (text += c));
       res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
