@@ -36,7 +36,7 @@ select set_eq(
   $$ select distinct p.proname::text
        from pg_proc p
        join pg_namespace n on n.oid = p.pronamespace
-      cross join lateral unnest(p.proargnames, coalesce(p.proargmodes, array_fill('i'::"char", array[cardinality(p.proargnames)]))) a (name, mode)
+      cross join lateral unnest(p.proargnames, coalesce(p.proargmodes, array_fill('i'::"char", array[coalesce(cardinality(p.proargnames), 0)]))) a (name, mode)
       where n.nspname = 'public' and a.mode in ('i', 'b', 'v') and a.name ~* '(^|_)(org|organization)(_|$)' $$,
   array['remove_model_provider_key', 'save_connection', 'save_model_provider_key'],
   'every public RPC with an argument naming an organization is checked here');
