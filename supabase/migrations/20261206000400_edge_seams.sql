@@ -3,9 +3,10 @@
 -- - Rotating a widget key ends the old key's conversations for good: widget_message_begin no
 --   longer finds a conversation that started before the key's last rotation, whatever session
 --   asks (the widget function also refuses to renew a session across key versions).
--- - A widget message its limits refuse writes no rate state: the visitor's limit is read first
---   without a write, then the key's is taken, then the visitor's, so that a flood of fresh
---   sessions the key's limit refuses creates no row.
+-- - A widget message its limits refuse writes no rate state and no row: the visitor's limit and
+--   the model gateway's (the organization's and the agent's) are read first without a write, then
+--   the key's is taken, then the visitor's, so that a flood of fresh sessions any of them refuses
+--   creates no row.
 -- - The widget function answers CORS only for an origin a live key allows
 --   (private.widget_origin_allowed), never by reflecting the request's.
 -- - RPCs with an argument naming an organization act on that organization when the caller may,
@@ -155,6 +156,8 @@ declare
   config jsonb;
   conversation public.widget_conversations;
   wait numeric;
+  org_limits public.model_limits;
+  agent_rate integer;
   history jsonb;
   bound integer;
   admitted jsonb;
@@ -177,10 +180,24 @@ begin
   end if;
 
   -- The visitor's limit, then the key's: a minute's worth may come at once, then they are paced.
-  -- The visitor's is read first without a write (so that one visitor over their own limit spends
-  -- nothing of the key's), then the key's is taken, then the visitor's: a message either limit
-  -- refuses leaves no row behind, however many fresh visitors send one.
+  -- The visitor's, the organization's and the agent's (the model gateway's, which
+  -- admit_model_call counts below) are read first without a write, so that one visitor over their
+  -- own limit spends nothing of the key's, and a message any limit refuses leaves no row behind
+  -- (not a visitor's rate state, not a conversation), however many fresh visitors send one. Then
+  -- the key's is taken, then the visitor's.
   wait := private.peek_model_rate(key.org_id, 'visitor', p_visitor_id, key.visitor_requests_per_minute, key.visitor_requests_per_minute);
+  if wait is null then
+    select l.* into org_limits from (select 1) one left join public.model_limits l on l.org_id = key.org_id;
+    wait := private.peek_model_rate(key.org_id, 'organization', key.org_id, coalesce(org_limits.requests_per_minute, 600),
+                                    coalesce(org_limits.burst, 60));
+  end if;
+  if wait is null then
+    select c.requests_per_minute into agent_rate from public.model_caps c
+     where c.org_id = key.org_id and c.project_id = key.project_id and c.agent_id = key.agent_id;
+    if agent_rate is not null then
+      wait := private.peek_model_rate(key.org_id, 'agent', key.agent_id, agent_rate, least(coalesce(org_limits.burst, 60), agent_rate));
+    end if;
+  end if;
   if wait is null then
     wait := private.take_model_rate(key.org_id, 'widget_key', key.id, key.requests_per_minute, key.requests_per_minute);
   end if;

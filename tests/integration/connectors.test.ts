@@ -479,6 +479,9 @@ describe("a live check that takes a while", () => {
         held.release();
         expect(await completing).toMatchObject({ status: 403, body: { error: { code: "forbidden" } } });
         expect(await sql`select 1 from public.connections where display_name = ${name}`).toHaveLength(0);
+        // The tokens the exchange issued are not left live.
+        const issued = [...providers.accessTokens.keys()].at(-1)!;
+        expect(providers.revoked.has(issued)).toBe(true);
       } finally {
         providers.gate = null;
         await sql`delete from public.organization_members where user_id = ${a.userId}`;

@@ -310,6 +310,31 @@ describe("rate limits", () => {
       await sql`delete from private.model_rates where scope = 'widget_key' and scope_id = ${initech.keyId}`;
     }
   });
+
+  it("keep no rate state and no rows for messages the agent's limit (the model gateway's) refuses", async () => {
+    const [project] = await sql`select project_id from public.agents where id = ${initech.agent}`;
+    await sql`insert into public.model_caps (org_id, project_id, agent_id, requests_per_minute)
+              values (${initech.org}, ${project.project_id}, ${initech.agent}, 2)`;
+    await sql`update public.widget_keys set visitor_requests_per_minute = 100, requests_per_minute = 1000 where id = ${initech.keyId}`;
+    const counts = async () => {
+      const [row] = await sql`select (select count(*)::int from private.model_rates where org_id = ${initech.org}) as rates,
+                                     (select count(*)::int from public.widget_conversations where org_id = ${initech.org}) as conversations,
+                                     (select count(*)::int from public.widget_messages where org_id = ${initech.org}) as messages`;
+      return row;
+    };
+    try {
+      for (let i = 0; i < 2; i++) expect((await say(await session(), "hi")).body.reply.role).toBe("assistant");
+      const before = await counts();
+      const tokens = await Promise.all(Array.from({ length: 10 }, () => session()));
+      const answers = await Promise.all(tokens.map((t) => say(t, "hi")));
+      expect(answers.every((a) => a.status === 200 && a.body.degraded === "busy")).toBe(true);
+      expect(await counts()).toEqual(before);
+    } finally {
+      await sql`delete from public.model_caps where agent_id = ${initech.agent}`;
+      await sql`delete from private.model_rates where scope = 'agent' and scope_id = ${initech.agent}`;
+      await sql`update public.widget_keys set visitor_requests_per_minute = 10, requests_per_minute = 60 where id = ${initech.keyId}`;
+    }
+  });
 });
 
 describe("CORS", () => {
