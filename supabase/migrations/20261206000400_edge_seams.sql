@@ -316,7 +316,7 @@ begin
 end
 $$;
 comment on function public.remove_model_provider_key(public.model_provider, uuid) is
-  'Removes an organization''s own model key (tenant admin of the organization in context or named) and deletes it from Vault.';
+  'Removes an organization''s own model key (tenant admin of the organization in context, or without one of the organization named: another than the context''s is refused, 409 context_org_mismatch) and deletes it from Vault.';
 revoke execute on function public.remove_model_provider_key(public.model_provider, uuid) from public, anon, authenticated;
 grant execute on function public.remove_model_provider_key(public.model_provider, uuid) to authenticated, service_role;
 
