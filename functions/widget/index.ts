@@ -3,7 +3,7 @@
  * publishable key and then a short-lived session). The route table below is the function's
  * OpenAPI document (GET /openapi.json).
  *
- *   POST /v1/sessions   {key, pow?}: a session for the Origin that asks, if the key allows it
+ *   POST /v1/sessions   {key, pow?, renew?}: a session for the Origin that asks, if the key allows it
  *   POST /v1/messages   {content, conversation_id?, stream?} with the session: the agent's answer
  *
  * The answer is the agent's published version (its model and instructions) through the model
@@ -68,9 +68,10 @@ const app = functionApp({
   version: "1.0.0",
   description: "Public widget endpoints: origin-locked sessions for a publishable key, and the agent's answers.",
 });
-// Embeds call from customers' pages: answer the browser's preflight and let it read the answers.
-// (Origins are checked by the routes, against the key; CORS only lets the page see the reply.)
-app.use(cors({ origin: (origin) => origin, allowMethods: ["POST", "OPTIONS"], allowHeaders: ["authorization", "content-type"], maxAge: 600 }));
+// Embeds call from customers' pages: answer the browser's preflight and let the page read the
+// answers, refusals included, but only for an origin a live key allows (never the request's own,
+// reflected). The routes still check the origin against the key, or the session's.
+app.use(cors({ origin: allowedOrigin, allowMethods: ["POST", "OPTIONS"], allowHeaders: ["authorization", "content-type"], maxAge: 600 }));
 app.use(jsonBody(MAX_BODY));
 
 app.openapi(createRoute({
@@ -86,16 +87,18 @@ app.openapi(createRoute({
   const [found] = await serviceDb()`select * from private.widget_key_for(${key})`;
   if (!found) throw refuse("widget_key_invalid");
   if (!(found.allowed_origins as string[]).includes(origin)) throw refuse("widget_origin_not_allowed");
+  // A session of this key and origin, renewed only at the key's version: a rotation ends the old
+  // key's sessions for good (their visitor, and so their conversations, with them).
+  const previous = renew ? await verifySession(renew, { renewal: true }) : null;
+  const renewed = previous?.ok && previous.session.keyId === found.key_id && previous.session.origin === origin ? previous.session : null;
+  if (renewed && renewed.keyVersion !== found.version) throw refuse("widget_renewal_refused");
   if (found.proof_of_work_bits > 0) {
     const expected = { keyId: found.key_id, origin, bits: found.proof_of_work_bits };
     if (!pow || !(await proofHolds(pow.challenge, pow.nonce, expected))) {
       throw refuse("proof_of_work_required", undefined, { fields: { challenge: await challenge(found.key_id, origin), bits: found.proof_of_work_bits } });
     }
   }
-  const previous = renew ? await verifySession(renew, { renewal: true }) : null;
-  const visitorId = previous?.ok && previous.session.keyId === found.key_id && previous.session.origin === origin
-    ? previous.session.visitorId
-    : crypto.randomUUID();
+  const visitorId = renewed?.visitorId ?? crypto.randomUUID();
   const session = await signSession({ keyId: found.key_id, keyVersion: found.version, orgId: found.org_id, agentId: found.agent_id, origin, visitorId });
   return c.json({ session, expires_in: SESSION_SECONDS, visitor_id: visitorId }, 201);
 });
@@ -160,6 +163,27 @@ type Begun =
     hold: boolean;
   }
   | { ok: false; reason: string; conversation_id?: string; retry_after?: number };
+
+/** How long a worker remembers whether an origin is a live key's (for CORS), in milliseconds. */
+const ORIGIN_CACHE_MS = 10_000;
+const originCache = new Map<string, { allowed: boolean; until: number }>();
+
+/**
+ * The request's origin if a live key allows it (the CORS answer), else none: looked up once per
+ * origin every ORIGIN_CACHE_MS, so that a message costs no extra statement.
+ */
+async function allowedOrigin(origin: string): Promise<string | null> {
+  if (!origin || origin === "null" || origin.length > 300) return null;
+  const now = Date.now();
+  let known = originCache.get(origin);
+  if (!known || known.until < now) {
+    const [{ allowed }] = await serviceDb()`select private.widget_origin_allowed(${origin.toLowerCase()}) as allowed`;
+    if (originCache.size >= 10_000) originCache.clear();
+    known = { allowed: allowed === true, until: now + ORIGIN_CACHE_MS };
+    originCache.set(origin, known);
+  }
+  return known.allowed ? origin : null;
+}
 
 /** The page's origin, exactly as the browser sent it; a request without one gets no session. */
 function originOf(c: Context): string {

@@ -6,7 +6,12 @@
  *   /console/*       -> the console server (cookie sessions; web/server/console.ts)
  *   /_mail/*         -> the local mailbox the auth stand-in writes to (LOCAL ONLY)
  *   /*               -> the built console (web/dist), falling back to index.html for its deep links
- * CORS is answered here for every route, as the hosted gateway does. Every answer of the gateway's
+ * CORS is answered here for /rest/v1 and /auth/v1, as the hosted gateway does. Functions answer their
+ * own (hosted Supabase adds no CORS headers to them): their preflights and headers pass through
+ * untouched. The console's pages are never framed (CONSOLE_FRAMING_HEADERS). A function's body is
+ * held to MAX_FUNCTION_BODY_BYTES here, and every answer given while the client is still sending
+ * (a refused upload) waits for the rest of the request before the connection closes, so that the
+ * client reads the answer instead of a reset, on every route. Every answer of the gateway's
  * own is JSON with a stable code: bad requests its HTTP parser rejects (oversized headers,
  * malformed framing) included, and header values that are not UTF-8 never reach an upstream.
  * One line per request goes to the log: time, method, path, status, milliseconds; never a
@@ -14,9 +19,10 @@
  */
 import { appendFile, createReadStream, existsSync, statSync } from "node:fs";
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { Duplex } from "node:stream";
+import { type Duplex, Transform } from "node:stream";
 import { extname, join, normalize, sep } from "node:path";
 import { jwtVerify } from "jose";
+import { CONSOLE_FRAMING_HEADERS } from "../../web/server/console.ts";
 
 const CORS_HEADERS: Record<string, string> = {
   "access-control-allow-origin": "*",
@@ -64,8 +70,19 @@ const PARSER_ERRORS: Record<string, [number, string, string]> = {
   ERR_HTTP_REQUEST_TIMEOUT: [408, "request_timeout", "the request took too long to arrive"],
 };
 
-/** The most a client may still send after the gateway has answered (a refused upload is read and dropped up to this). */
-const MAX_DRAIN_BYTES = 16 * 1024 * 1024;
+/**
+ * The most of a function request's body the gateway passes on. The functions' own limits are
+ * smaller (the model gateway's 4 MiB is the largest); past this one the gateway answers the 413
+ * itself, whatever the function would have done.
+ */
+const MAX_FUNCTION_BODY_BYTES = 8 * 1024 * 1024;
+
+/**
+ * How long the gateway keeps reading a request the answer did not need (a refused upload) before
+ * the connection closes: in all, and without a byte (nginx's lingering_time and lingering_timeout).
+ */
+const LINGER_MS = 30_000;
+const LINGER_IDLE_MS = 5_000;
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -98,27 +115,55 @@ function answerParserError(err: NodeJS.ErrnoException, socket: Duplex): void {
 }
 
 /**
- * Once an answer is on its way while the client is still sending (an upload refused as too
- * large, say), reads and drops the rest of the body so the client sees the answer instead of a
- * reset, then closes the connection.
+ * Makes every answer to `req` end only once the client has sent the whole request. An answer given
+ * while the client is still sending (an upload refused as too large, by the gateway, a function or
+ * the console) would otherwise close the connection over unread bytes, which the client sees as a
+ * reset instead of the answer; the rest is read and dropped for at most LINGER_MS (LINGER_IDLE_MS
+ * without a byte), then the connection closes. The answer itself is written at once, so a client
+ * that reads while it sends has it in full.
  */
-function drainRest(req: IncomingMessage, res: ServerResponse): void {
-  if (req.complete) return;
-  res.shouldKeepAlive = false;
-  let drained = 0;
-  req.removeAllListeners("data");
-  req.unpipe();
-  req.on("data", (chunk: Buffer) => {
-    drained += chunk.length;
-    if (drained > MAX_DRAIN_BYTES) req.destroy();
-  });
-  req.resume();
+function endAfterRequest(req: IncomingMessage, res: ServerResponse): void {
+  const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
+  res.end = ((...args: unknown[]) => {
+    if (req.complete || req.destroyed) return end(...args);
+    const [chunk, encoding] = args;
+    if (chunk !== undefined && typeof chunk !== "function") res.write(chunk as Buffer, encoding as BufferEncoding);
+    res.shouldKeepAlive = false;
+    req.removeAllListeners("data");
+    req.unpipe();
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      clearTimeout(total);
+      clearTimeout(idle);
+      end();
+    };
+    const stop = () => {
+      finish();
+      req.destroy();
+    };
+    const total = setTimeout(stop, LINGER_MS);
+    let idle = setTimeout(stop, LINGER_IDLE_MS);
+    req.on("data", () => {
+      clearTimeout(idle);
+      idle = setTimeout(stop, LINGER_IDLE_MS);
+    });
+    req.once("end", finish);
+    req.once("close", finish);
+    req.resume();
+    return res;
+  }) as typeof res.end;
+}
+
+/** The CORS headers of the gateway's own answers: none on a function's route (functions answer their own). */
+function corsFor(req: IncomingMessage): Record<string, string> {
+  return /^\/functions\/v1(\/|$|\?)/.test(req.url ?? "") ? {} : CORS_HEADERS;
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { ...CORS_HEADERS, "content-type": "application/json", "content-length": Buffer.byteLength(text) }).end(text);
-  drainRest(res.req, res);
+  res.writeHead(status, { ...corsFor(res.req), "content-type": "application/json", "content-length": Buffer.byteLength(text) }).end(text);
 }
 
 function gatewayError(res: ServerResponse, status: number, code: string, message: string): void {
@@ -130,23 +175,38 @@ function apiKeyOf(req: IncomingMessage, query: URLSearchParams): string | null {
   return (Array.isArray(header) ? header[0] : header) ?? query.get("apikey");
 }
 
-function proxy(req: IncomingMessage, res: ServerResponse, port: number, path: string, extraHeaders: Record<string, string> = {}, body?: Buffer): void {
+/**
+ * Passes the request on to `port` and its answer back. With `cors`, the upstream's CORS headers are
+ * replaced by the gateway's (PostgREST); without, they pass through untouched (functions). With
+ * `maxBytes`, a streamed body that grows past it is cut and answered 413 here.
+ */
+function proxy(
+  req: IncomingMessage,
+  res: ServerResponse,
+  target: { port: number; path: string; cors: boolean; maxBytes?: number },
+  extraHeaders: Record<string, string> = {},
+  body?: Buffer,
+): void {
   const headers: Record<string, string | string[]> = {};
   for (const [k, v] of Object.entries(req.headers)) {
     if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
   }
-  Object.assign(headers, extraHeaders, { host: `127.0.0.1:${port}`, "x-forwarded-proto": "http" });
+  Object.assign(headers, extraHeaders, { host: `127.0.0.1:${target.port}`, "x-forwarded-proto": "http" });
   let answered = false;
-  const upstream = httpRequest({ host: "127.0.0.1", port, method: req.method, path, headers }, (up) => {
+  let refused = false;
+  const upstream = httpRequest({ host: "127.0.0.1", port: target.port, method: req.method, path: target.path, headers }, (up) => {
+    if (refused) return void up.resume();
     const out: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(up.headers)) {
-      if (v !== undefined && !HOP_BY_HOP.has(k) && !k.startsWith("access-control-")) out[k] = v;
+      if (v !== undefined && !HOP_BY_HOP.has(k) && !(target.cors && k.startsWith("access-control-"))) out[k] = v;
     }
-    res.writeHead(up.statusCode ?? 502, { ...out, ...CORS_HEADERS });
-    // An upstream that answers before reading the whole body (a 413) gets no more of it; the
-    // client's rest is drained here, so that it reads the answer rather than a reset.
-    drainRest(req, res);
-    up.on("end", () => (answered = true));
+    res.writeHead(up.statusCode ?? 502, target.cors ? { ...out, ...CORS_HEADERS } : out);
+    // An upstream that answers before reading the whole body (a 413) gets no more of it: ending
+    // the answer drops the rest (endAfterRequest), and the upstream request is let go.
+    up.on("end", () => {
+      answered = true;
+      if (!req.complete) upstream.destroy();
+    });
     up.pipe(res);
   });
   // A client that goes away mid-answer (a stream it stopped reading) takes the upstream request
@@ -155,11 +215,28 @@ function proxy(req: IncomingMessage, res: ServerResponse, port: number, path: st
     if (!answered) upstream.destroy();
   });
   upstream.on("error", () => {
+    if (refused) return;
     if (!res.headersSent) gatewayError(res, 502, "upstream_unavailable", "the upstream service is not answering");
     else if (!answered) res.destroy();
   });
-  if (body) upstream.end(body);
-  else req.pipe(upstream);
+  if (body) return void upstream.end(body);
+  if (target.maxBytes === undefined) return void req.pipe(upstream);
+  let size = 0;
+  const limit = target.maxBytes;
+  const counted = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      size += chunk.length;
+      done(size > limit ? new RangeError("body too large") : null, chunk);
+    },
+  });
+  counted.on("error", () => {
+    req.unpipe(counted);
+    if (res.headersSent) return;
+    refused = true;
+    upstream.destroy();
+    gatewayError(res, 413, "body_too_large", `a function's body is limited to ${limit} bytes`);
+  });
+  req.pipe(counted).pipe(upstream);
 }
 
 /** The most of a form body the gateway reads to check it (PostgREST's own limit is far larger than any form we take). */
@@ -230,7 +307,7 @@ function serveStatic(res: ServerResponse, webDist: string, pathname: string): vo
   if (!existsSync(file)) {
     return gatewayError(res, 404, "web_not_built", "the web app is not built: run npm run build:web");
   }
-  res.writeHead(200, { "content-type": MIME[extname(file)] ?? "application/octet-stream", "x-content-type-options": "nosniff" });
+  res.writeHead(200, { "content-type": MIME[extname(file)] ?? "application/octet-stream", "x-content-type-options": "nosniff", ...CONSOLE_FRAMING_HEADERS });
   createReadStream(file).pipe(res);
 }
 
@@ -241,6 +318,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Server> {
 
   const server = createServer((req, res) => {
     const started = performance.now();
+    endAfterRequest(req, res);
     res.once("close", () => {
       const path = (req.url ?? "/").split("?")[0];
       const line = `${new Date().toISOString()} ${req.method} ${path} ${res.statusCode} ${Math.round(performance.now() - started)}ms\n`;
@@ -261,17 +339,14 @@ export async function startGateway(opts: GatewayOptions): Promise<Server> {
     const local = /^\/(_mail|console)(\/.*)?$/.exec(pathname);
     const localHandler = local && (local[1] === "_mail" ? opts.mailbox : opts.console);
     if (local && localHandler) {
-      await localHandler(req, res, local[2] ?? "/", searchParams);
-      // What the handler did not read of a refused upload is read and dropped, as for every answer.
-      return drainRest(req, res);
-    }
-
-    if (req.method === "OPTIONS") {
-      res.writeHead(204, CORS_HEADERS).end();
-      return;
+      return await localHandler(req, res, local[2] ?? "/", searchParams);
     }
 
     const api = /^\/(rest|auth|functions)\/v1(\/.*)?$/.exec(pathname);
+    if (req.method === "OPTIONS" && api?.[1] !== "functions") {
+      res.writeHead(204, CORS_HEADERS).end();
+      return;
+    }
     if (!api) {
       if (req.method !== "GET" && req.method !== "HEAD") return gatewayError(res, 405, "method_not_allowed", "use GET");
       return serveStatic(res, opts.webDist, pathname);
@@ -281,13 +356,17 @@ export async function startGateway(opts: GatewayOptions): Promise<Server> {
 
     if (service === "functions") {
       const name = rest.split("/")[1] ?? "";
-      if (opts.functionVerifiesJwt(name)) {
+      if (Number(req.headers["content-length"] ?? 0) > MAX_FUNCTION_BODY_BYTES) {
+        return gatewayError(res, 413, "body_too_large", `a function's body is limited to ${MAX_FUNCTION_BODY_BYTES} bytes`);
+      }
+      // A preflight carries no credentials: the function answers it (and its CORS) itself.
+      if (req.method !== "OPTIONS" && opts.functionVerifiesJwt(name)) {
         const bearer = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? "")?.[1];
         if (!(await verifiesAsJwt(bearer, secret))) {
           return gatewayError(res, 401, "invalid_jwt", "a valid JWT is required in the Authorization header");
         }
       }
-      return proxy(req, res, opts.edgePort, upstreamPath);
+      return proxy(req, res, { port: opts.edgePort, path: upstreamPath, cors: false, maxBytes: MAX_FUNCTION_BODY_BYTES });
     }
 
     const apiKey = apiKeyOf(req, searchParams);
@@ -301,9 +380,9 @@ export async function startGateway(opts: GatewayOptions): Promise<Server> {
       const form = await readBody(req, MAX_FORM_BYTES);
       if (!form) return gatewayError(res, 413, "body_too_large", "the form body is too large");
       if (!formIsUtf8(form)) return gatewayError(res, 400, "invalid_body", "the form body does not decode to UTF-8");
-      return proxy(req, res, opts.postgrestPort, upstreamPath, extra, form);
+      return proxy(req, res, { port: opts.postgrestPort, path: upstreamPath, cors: true }, extra, form);
     }
-    return proxy(req, res, opts.postgrestPort, upstreamPath, extra);
+    return proxy(req, res, { port: opts.postgrestPort, path: upstreamPath, cors: true }, extra);
   }
 
   await new Promise<void>((resolve, reject) => {

@@ -53,6 +53,8 @@ export interface FakeProviders {
   accessTokens: Map<string, AccessToken>;
   refreshTokens: Set<string>;
   revoked: Set<string>;
+  /** Runs before each request is answered: a test holds the answer (a slow live check) until it resolves. */
+  gate: ((path: string) => Promise<void> | void) | null;
   /** Consents to an authorization URL as a user would, answering the code the redirect carries. */
   authorize(authorizationUrl: string): { code: string; state: string; scope: string };
   close(): Promise<void>;
@@ -90,6 +92,7 @@ export async function startProviders(opts: { for?: "connectors" | "console" } = 
     accessTokens: new Map(),
     refreshTokens: new Set(),
     revoked: new Set(),
+    gate: null,
     authorize(authorizationUrl) {
       const url = new URL(authorizationUrl);
       const q = url.searchParams;
@@ -113,9 +116,10 @@ export async function startProviders(opts: { for?: "connectors" | "console" } = 
   const server: Server = createServer({ cert, key }, (req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
+    req.on("end", async () => {
       const body = Buffer.concat(chunks).toString("utf8");
       const path = new URL(req.url ?? "/", p.base).pathname;
+      await p.gate?.(path);
       const authorization = req.headers.authorization ?? null;
       p.requests.push({ method: req.method ?? "", path, authorization, body });
       const send = (status: number, answer: unknown, headers: Record<string, string> = {}) => {

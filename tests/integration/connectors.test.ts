@@ -440,3 +440,80 @@ describe("what comes back and what is kept", () => {
     expect(everything).not.toContain("Refund 1042");
   });
 });
+
+describe("a live check that takes a while", () => {
+  /** Holds the provider's answer to `path` until the test has changed the caller's membership. */
+  function holdAt(path: string) {
+    let reached!: () => void;
+    let release!: () => void;
+    const arrived = new Promise<void>((r) => (reached = r));
+    const released = new Promise<void>((r) => (release = r));
+    providers.gate = async (p) => {
+      if (p !== path) return;
+      reached();
+      await released;
+    };
+    return { arrived, release: () => { providers.gate = null; release(); } };
+  }
+
+  /** A tenant admin of Acme made for one case, signed in. */
+  async function admin() {
+    const made = await createMember(sql, ACME, "tenant_admin", "slow-admin");
+    const client = anonClient();
+    const { error } = await client.auth.signInWithPassword({ email: made.email, password: made.password });
+    if (error) throw error;
+    return { ...made, client };
+  }
+
+  const change = (how: "removed" | "demoted", userId: string) => how === "removed"
+    ? sql`delete from public.organization_members where org_id = ${ACME} and user_id = ${userId}`
+    : sql`update public.organization_members set role = 'project_viewer' where org_id = ${ACME} and user_id = ${userId}`;
+
+  for (const how of ["removed", "demoted"] as const) {
+    it(`saves no connection for an admin ${how} while the provider checked it`, async () => {
+      const a = await admin();
+      try {
+        const hook = `slow-${crypto.randomUUID()}`;
+        providers.slackHooks.add(hook);
+        const held = holdAt(`/slack/services/${hook}`);
+        const name = `Slow ${how} ${hook.slice(-6)}`;
+        const saving = call("connections", a.client, { provider: "slack_webhook", display_name: name, credential: { url: `${providers.base}/slack/services/${hook}` } });
+        await held.arrived;
+        await change(how, a.userId);
+        held.release();
+        expect(await saving).toMatchObject({ status: 403, body: { error: { code: "forbidden" } } });
+        expect(await sql`select 1 from public.connections where display_name = ${name}`).toHaveLength(0);
+      } finally {
+        providers.gate = null;
+        await sql`delete from public.organization_members where user_id = ${a.userId}`;
+      }
+    });
+
+    it(`completes no OAuth2 authorization for an admin ${how} during the code exchange`, async () => {
+      const a = await admin();
+      try {
+        const name = `Slow OAuth ${how} ${crypto.randomUUID().slice(-6)}`;
+        const start = await call("oauth2/start", a.client, {
+          display_name: name, authorize_url: `${providers.base}/oauth/authorize`, token_url: `${providers.base}/oauth/token`,
+          revoke_url: `${providers.base}/oauth/revoke`, api_url: `${providers.base}/oauth/api`, client_id: providers.oauthClient.id,
+          client_secret: providers.oauthClient.secret, redirect_uri: "https://admin.gatehouse.example/oauth/callback",
+        });
+        expect(start.status).toBe(201);
+        const consent = providers.authorize(start.body.authorization_url);
+        const held = holdAt("/oauth/token");
+        const completing = call("oauth2/callback", a.client, { state: consent.state, code: consent.code });
+        await held.arrived;
+        await change(how, a.userId);
+        held.release();
+        expect(await completing).toMatchObject({ status: 403, body: { error: { code: "forbidden" } } });
+        expect(await sql`select 1 from public.connections where display_name = ${name}`).toHaveLength(0);
+        // The tokens the exchange issued are not left live.
+        const issued = [...providers.accessTokens.keys()].at(-1)!;
+        expect(providers.revoked.has(issued)).toBe(true);
+      } finally {
+        providers.gate = null;
+        await sql`delete from public.organization_members where user_id = ${a.userId}`;
+      }
+    });
+  }
+});

@@ -216,3 +216,22 @@ describe("the console's timeouts, with a shortened configuration", () => {
     expect((await browser.json("/console/session")).body.error.code).toBe("session_expired");
   });
 });
+
+describe("framing", () => {
+  it("forbids framing on every console answer: the console server's and the built pages the gateway serves", async () => {
+    const s = stack();
+    for (const url of [`${s.apiUrl}/console/session`, `${s.apiUrl}/console/nowhere`, `${s.apiUrl}/`, `${s.apiUrl}/approvals/deep-link`]) {
+      const res = await fetch(url);
+      await res.body?.cancel();
+      expect(res.headers.get("content-security-policy"), url).toContain("frame-ancestors 'none'");
+      expect(res.headers.get("x-frame-options"), url).toBe("DENY");
+    }
+    const hosted = consoleApp({
+      supabaseUrl: s.apiUrl, anonKey: s.anonKey, origin: "http://console.test", cookieSecret: "test-secret-test-secret-test-secret",
+      secureCookies: true, inactivityTimeout: null, timebox: null,
+    });
+    const res = await hosted.fetch(new Request("http://console.test/console/session"));
+    expect(res.headers.get("content-security-policy")).toContain("frame-ancestors 'none'");
+    expect(res.headers.get("x-frame-options")).toBe("DENY");
+  });
+});

@@ -4,7 +4,7 @@
  * they are fully sent, tokens that are validly signed but name no uuid, strings Postgres can't
  * hold. (tests/integration/fuzz.test.ts throws generated input at every route.)
  */
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { connect } from "node:net";
 import { dirname, join } from "node:path";
@@ -98,12 +98,91 @@ describe("the gateway's own answers", () => {
       expect(body.error?.code ?? body.error_code, c.url).toBe(c.code);
     }
   });
+
+  it("answers a 20 MB body on every function route with a JSON 413, declared or chunked, never a reset", async () => {
+    const token = await accessToken(ada);
+    const big = Buffer.alloc(20 * 1024 * 1024, "a");
+    const routes = await functionRoutes(token);
+    expect(routes.map((r) => r.path)).toEqual(expect.arrayContaining(["/connectors/connections", "/widget/v1/sessions", "/model-gateway/v1/chat/completions"]));
+    for (const route of routes) {
+      for (const declared of [true, false]) {
+        const url = `${s.functionsUrl}${route.path}`;
+        const headers: Record<string, string> = {
+          "content-type": "application/json", authorization: `Bearer ${token}`, "x-org-id": ACME, origin: "https://shop.example.test",
+          ...(declared ? { "content-length": String(big.length) } : { "transfer-encoding": "chunked" }),
+        };
+        const answer = await sendAllThenRead(url, headers, big, route.method).catch((e: Error) => ({ status: 0, text: `reset: ${e.message}` }));
+        const label = `${route.method} ${route.path} (${declared ? "declared" : "chunked"})`;
+        expect(answer.status, `${label}: ${answer.text.slice(0, 200)}`).toBe(413);
+        expect(JSON.parse(answer.text).error.code, label).toBe("body_too_large");
+      }
+    }
+  }, 180_000);
 });
 
-/** POSTs `body` in 64 KiB writes (chunked unless a content-length is given) and reads the answer; a reset rejects. */
-function upload(url: string, headers: Record<string, string>, body: Buffer): Promise<{ status: number; text: string }> {
+/**
+ * Sends the whole request (a client that reads its answer only once it has sent everything, as
+ * many do), then reads the answer until the server closes; a reset while sending or reading rejects.
+ */
+function sendAllThenRead(url: string, headers: Record<string, string>, body: Buffer, method: string): Promise<{ status: number; text: string }> {
+  const { hostname, port, pathname, search } = new URL(url);
+  const chunked = headers["transfer-encoding"] === "chunked";
   return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method: "POST", headers }, (res) => {
+    const socket = connect(Number(port), hostname);
+    let answer = Buffer.alloc(0);
+    socket.on("data", (b: Buffer) => (answer = Buffer.concat([answer, b])));
+    socket.on("error", reject);
+    socket.on("end", () => {
+      const text = answer.toString("utf8");
+      const head = text.slice(0, text.indexOf("\r\n\r\n"));
+      let rest = text.slice(text.indexOf("\r\n\r\n") + 4);
+      if (/^transfer-encoding:\s*chunked/im.test(head)) rest = rest.replace(/^[0-9a-f]+\r\n/i, "").replace(/\r\n0\r\n\r\n$/, "");
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0), text: rest });
+    });
+    const lines = [`${method} ${pathname}${search} HTTP/1.1`, `host: ${hostname}:${port}`, "connection: close",
+                   ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
+    const parts: Buffer[] = [Buffer.from(lines.join("\r\n") + "\r\n\r\n")];
+    for (let at = 0; at < body.length; at += 65536) {
+      const chunk = body.subarray(at, at + 65536);
+      parts.push(chunked ? Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from("\r\n")]) : chunk);
+    }
+    if (chunked) parts.push(Buffer.from("0\r\n\r\n"));
+    let i = 0;
+    const next = () => {
+      while (i < parts.length) {
+        if (!socket.write(parts[i++])) return void socket.once("drain", next);
+      }
+    };
+    socket.once("connect", next);
+  });
+}
+
+/** Every route of every function that takes a body (from each function's OpenAPI document), path parameters filled in. */
+async function functionRoutes(token: string): Promise<{ method: string; path: string }[]> {
+  const names = readdirSync("functions", { withFileTypes: true }).filter((d) => d.isDirectory() && !d.name.startsWith("_")).map((d) => d.name);
+  const routes: { method: string; path: string }[] = [];
+  for (const name of names) {
+    const res = await fetch(`${s.functionsUrl}/${name}/openapi.json`, { headers: { authorization: `Bearer ${token}` } });
+    if (res.status !== 200) {
+      await res.body?.cancel();
+      routes.push({ method: "POST", path: `/${name}` });
+      continue;
+    }
+    const doc = (await res.json()) as { paths: Record<string, Record<string, unknown>> };
+    for (const [path, operations] of Object.entries(doc.paths)) {
+      for (const method of Object.keys(operations)) {
+        if (!["post", "put", "patch"].includes(method)) continue;
+        routes.push({ method: method.toUpperCase(), path: path.replace(/\{[^}]+\}/g, crypto.randomUUID()) });
+      }
+    }
+  }
+  return routes;
+}
+
+/** POSTs `body` in 64 KiB writes (chunked unless a content-length is given) and reads the answer; a reset rejects. */
+function upload(url: string, headers: Record<string, string>, body: Buffer, method = "POST"): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method, headers }, (res) => {
       let text = "";
       res.on("data", (c) => (text += c));
       res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));

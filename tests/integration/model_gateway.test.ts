@@ -13,7 +13,8 @@ import { inputTokenBound } from "../../functions/_shared/models/wire.ts";
 import { standInReply } from "../../scripts/stack/model_upstream.ts";
 import { ACME, ACME_AGENT, ACME_PROJECT, GLOBEX, GLOBEX_AGENT, GLOBEX_PROJECT } from "../helpers/fixtures.ts";
 import { type ModelVendors, startModelVendors } from "../helpers/models.ts";
-import { accessToken, type Client, signedIn, stack, superuser } from "../helpers/stack.ts";
+import { accessToken, anonClient, type Client, rest, signedIn, stack, superuser } from "../helpers/stack.ts";
+import { createMember } from "../helpers/console.ts";
 
 const sql = superuser();
 let vendors: ModelVendors;
@@ -338,6 +339,15 @@ describe("admission", () => {
     expect(await failure((await playground(ada, ACME, GLOBEX_AGENT)).chat.completions.create({ model: "gpt-4o-mini", messages: hello })))
       .toMatchObject({ status: 404, code: "agent_not_found" });
   });
+
+  it("lists the models only to whoever may call them: a project contributor, not a viewer or an outsider", async () => {
+    const ids: string[] = [];
+    for await (const m of (await playground(casey, ACME, ACME_AGENT)).models.list()) ids.push(m.id);
+    expect(ids).toContain("gpt-4o-mini");
+    expect(await failure((await playground(victor, ACME, ACME_AGENT)).models.list())).toMatchObject({ status: 403, code: "forbidden" });
+    expect(await failure((await playground(victor, GLOBEX, GLOBEX_AGENT)).models.list())).toMatchObject({ status: 403, code: "context_not_a_member" });
+    expect(await failure((await playground(ada, ACME, GLOBEX_AGENT)).models.list())).toMatchObject({ status: 404, code: "agent_not_found" });
+  });
 });
 
 describe("limits", () => {
@@ -540,5 +550,48 @@ describe("upstream failures and cancellations", () => {
     // The upstream stream was cut too, not left running.
     for (let i = 0; i < 30 && vendors.upstream.stats.streamsAborted === aborted; i++) await new Promise((r) => setTimeout(r, 100));
     expect(vendors.upstream.stats.streamsAborted).toBe(aborted + 1);
+  });
+});
+
+describe("remove_model_provider_key", () => {
+  /** Two organizations of this test's own, each with its own OpenAI key; a tenant admin of both, and one of the second only. */
+  async function twoOrganizations() {
+    const [x, y] = [crypto.randomUUID(), crypto.randomUUID()];
+    for (const org of [x, y]) {
+      await sql`insert into public.organizations (id, name, slug) values (${org}, 'Keys', ${`keys-${org.slice(0, 8)}`})`;
+      await sql`insert into public.model_provider_keys (org_id, provider, key_hint, secret_id, verified_at)
+                values (${org}, 'openai', '…test', vault.create_secret(${`sk-${org}`}), now())`;
+    }
+    const both = await createMember(sql, x, "tenant_admin", "keys-both");
+    await sql`insert into public.organization_members (org_id, user_id, role) values (${y}, ${both.userId}, 'tenant_admin')`;
+    const yOnly = await createMember(sql, y, "tenant_admin", "keys-y");
+    const signIn = async (m: { email: string; password: string }) => {
+      const client = anonClient();
+      const { error } = await client.auth.signInWithPassword({ email: m.email, password: m.password });
+      if (error) throw error;
+      return client;
+    };
+    return { x, y, both: await signIn(both), yOnly: await signIn(yOnly) };
+  }
+  const remove = async (member: Client, orgHeader: string | null, orgArgument: string) =>
+    rest("rpc/remove_model_provider_key", { authorization: `Bearer ${await accessToken(member)}`, ...(orgHeader ? { "x-org-id": orgHeader } : {}) },
+         { method: "POST", body: JSON.stringify({ p_provider: "openai", p_org_id: orgArgument }) });
+  const keysOf = async (...orgs: string[]) =>
+    (await sql`select org_id from public.model_provider_keys where org_id = any (${orgs}) order by org_id`).map((r) => r.org_id);
+
+  it("refuses an organization argument that is not the context's, and removes neither key", async () => {
+    const { x, y, both } = await twoOrganizations();
+    expect(await remove(both, x, y)).toMatchObject({ status: 409, body: { code: "context_org_mismatch" } });
+    expect(await keysOf(x, y)).toEqual([x, y].sort());
+  });
+
+  it("acts on the organization it names for that organization's admin, with or without the header", async () => {
+    const { x, y, both, yOnly } = await twoOrganizations();
+    expect(await remove(yOnly, null, y)).toMatchObject({ status: 200, body: true });
+    expect(await keysOf(x, y)).toEqual([x]);
+    expect(await remove(both, x, x)).toMatchObject({ status: 200, body: true });
+    expect(await keysOf(x)).toEqual([]);
+    // Not an admin (not even a member) of the organization named: refused.
+    expect((await remove(yOnly, null, x)).status).toBe(403);
   });
 });

@@ -13,13 +13,16 @@ import { accessToken, anonClient, rest, signedIn, stack, superuser } from "../he
 const sql = superuser();
 afterAll(() => sql.end());
 
-/** A new member of Acme, signed in: their client, access token, user id and session id. */
+/**
+ * A new member of Acme (a project contributor: who may call the model gateway's routes), signed
+ * in: their client, access token, user id and session id.
+ */
 async function member() {
   const email = `revocation-${randomUUID()}@acme.test`;
   const password = randomUUID();
   const [user] = await sql`insert into auth.users (id, email, email_confirmed_at, encrypted_password)
                            values (gen_random_uuid(), ${email}, now(), ${await bcrypt.hash(password, 4)}) returning id`;
-  await sql`insert into public.organization_members (org_id, user_id, role) values (${ACME}, ${user.id}, 'project_viewer')`;
+  await sql`insert into public.organization_members (org_id, user_id, role) values (${ACME}, ${user.id}, 'project_contributor')`;
   const client = anonClient();
   const { error } = await client.auth.signInWithPassword({ email, password });
   if (error) throw error;

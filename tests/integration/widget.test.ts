@@ -288,9 +288,123 @@ describe("rate limits", () => {
       await sql`update public.widget_keys set visitor_requests_per_minute = 10, requests_per_minute = 60 where id = ${initech.keyId}`;
     }
   });
+  it("keep no rate state and no rows for messages the key's limit refuses, however many fresh sessions send them", async () => {
+    await sql`update public.widget_keys set visitor_requests_per_minute = 100, requests_per_minute = 2 where id = ${initech.keyId}`;
+    await sql`delete from private.model_rates where scope = 'widget_key' and scope_id = ${initech.keyId}`;
+    const counts = async () => {
+      const [row] = await sql`select (select count(*)::int from private.model_rates where org_id = ${initech.org}) as rates,
+                                     (select count(*)::int from public.widget_conversations where org_id = ${initech.org}) as conversations,
+                                     (select count(*)::int from public.widget_messages where org_id = ${initech.org}) as messages`;
+      return row;
+    };
+    try {
+      // The key's minute is spent by two visitors.
+      for (let i = 0; i < 2; i++) expect((await say(await session(), "hi")).body.reply.role).toBe("assistant");
+      const before = await counts();
+      const tokens = await Promise.all(Array.from({ length: 15 }, () => session()));
+      const answers = await Promise.all(tokens.map((t) => say(t, "hi")));
+      expect(answers.every((a) => a.status === 200 && a.body.degraded === "busy")).toBe(true);
+      expect(await counts()).toEqual(before);
+    } finally {
+      await sql`update public.widget_keys set visitor_requests_per_minute = 10, requests_per_minute = 60 where id = ${initech.keyId}`;
+      await sql`delete from private.model_rates where scope = 'widget_key' and scope_id = ${initech.keyId}`;
+    }
+  });
+
+  it("keep no rate state and no rows for messages the agent's limit (the model gateway's) refuses", async () => {
+    const [project] = await sql`select project_id from public.agents where id = ${initech.agent}`;
+    await sql`insert into public.model_caps (org_id, project_id, agent_id, requests_per_minute)
+              values (${initech.org}, ${project.project_id}, ${initech.agent}, 2)`;
+    await sql`update public.widget_keys set visitor_requests_per_minute = 100, requests_per_minute = 1000 where id = ${initech.keyId}`;
+    const counts = async () => {
+      const [row] = await sql`select (select count(*)::int from private.model_rates where org_id = ${initech.org}) as rates,
+                                     (select count(*)::int from public.widget_conversations where org_id = ${initech.org}) as conversations,
+                                     (select count(*)::int from public.widget_messages where org_id = ${initech.org}) as messages`;
+      return row;
+    };
+    try {
+      for (let i = 0; i < 2; i++) expect((await say(await session(), "hi")).body.reply.role).toBe("assistant");
+      const before = await counts();
+      const tokens = await Promise.all(Array.from({ length: 10 }, () => session()));
+      const answers = await Promise.all(tokens.map((t) => say(t, "hi")));
+      expect(answers.every((a) => a.status === 200 && a.body.degraded === "busy")).toBe(true);
+      expect(await counts()).toEqual(before);
+    } finally {
+      await sql`delete from public.model_caps where agent_id = ${initech.agent}`;
+      await sql`delete from private.model_rates where scope = 'agent' and scope_id = ${initech.agent}`;
+      await sql`update public.widget_keys set visitor_requests_per_minute = 10, requests_per_minute = 60 where id = ${initech.keyId}`;
+    }
+  });
+});
+
+describe("CORS", () => {
+  /** A browser's preflight through the gateway, as a page on `origin` sends it before a POST. */
+  const preflight = (origin: string, path = "/sessions") =>
+    fetch(`${base()}${path}`, {
+      method: "OPTIONS",
+      headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "authorization, content-type" },
+    });
+
+  it("answers a preflight with exactly the origin a live key allows, and gives any other origin nothing", async () => {
+    for (const path of ["/sessions", "/messages"]) {
+      const allowed = await preflight(ORIGIN, path);
+      expect(allowed.status, path).toBeLessThan(300);
+      expect(allowed.headers.get("access-control-allow-origin"), path).toBe(ORIGIN);
+      expect(allowed.headers.get("vary") ?? "", path).toMatch(/origin/i);
+    }
+    for (const origin of ["https://evil.test", `${ORIGIN}.evil.test`, "http://shop.initech.test", "null"]) {
+      const refused = await preflight(origin);
+      expect(refused.headers.get("access-control-allow-origin"), origin).toBeNull();
+    }
+  });
+
+  it("never reflects an arbitrary origin, on refusals too; an allowed origin reads its own answers", async () => {
+    const send = (path: string, body: unknown, headers: Record<string, string>) =>
+      fetch(`${base()}${path}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
+    const refusals = [
+      await send("/sessions", { key: initech.key }, { origin: "https://evil.test" }),
+      await send("/sessions", { key: "ghw_" + "a".repeat(32) + "_000000" }, { origin: "https://evil.test" }),
+      await send("/messages", { content: "hi" }, { origin: "https://evil.test", authorization: "Bearer nope" }),
+      await send("/nowhere", {}, { origin: "https://evil.test" }),
+    ];
+    for (const r of refusals) {
+      expect(r.status).toBeGreaterThanOrEqual(400);
+      expect(r.headers.get("access-control-allow-origin")).toBeNull();
+    }
+    const ok = await send("/sessions", { key: initech.key }, { origin: ORIGIN });
+    expect(ok.status).toBe(201);
+    expect(ok.headers.get("access-control-allow-origin")).toBe(ORIGIN);
+    // A refusal to an allowed origin is readable by its page (the embed renews on a 401).
+    const expired = await send("/messages", { content: "hi" }, { origin: ORIGIN, authorization: "Bearer nope" });
+    expect(expired.status).toBe(401);
+    expect(expired.headers.get("access-control-allow-origin")).toBe(ORIGIN);
+  });
 });
 
 describe("key changes", () => {
+  it("refuse to renew a session across a rotation: the old key's visitor and conversation end with it", async () => {
+    const first = await post("/sessions", { key: initech.key }, { origin: ORIGIN });
+    const said = await say(first.body.session, "Hello before the rotation");
+    expect(said.status).toBe(200);
+    const [rotated] = await initech.asAdmin((tx) => tx`select public.rotate_widget_key(${initech.keyId}) as v`);
+    initech.key = rotated.v.key;
+    expect(await post("/sessions", { key: initech.key, renew: first.body.session }, { origin: ORIGIN }))
+      .toMatchObject({ status: 401, body: { error: { code: "widget_renewal_refused" } } });
+    // The old session can't go on, and a fresh one is a new visitor, who can't reach the old conversation.
+    expect(await say(first.body.session, "Still there?", { conversation_id: said.body.conversation_id })).toMatchObject({ status: 401 });
+    const fresh = await post("/sessions", { key: initech.key }, { origin: ORIGIN });
+    expect(fresh.body.visitor_id).not.toBe(first.body.visitor_id);
+    expect(await say(fresh.body.session, "Hi", { conversation_id: said.body.conversation_id })).toMatchObject({ status: 404 });
+    // Even a session of the new version carrying the old visitor (signed with the widget key, as
+    // only the function can) does not reach a conversation from before the rotation: the database says so.
+    const [{ secret }] = await sql`select private.widget_signing_secret() as secret`;
+    const carried = await new SignJWT({ typ: "widget_session", kid: initech.keyId, ver: rotated.v.version, org: initech.org, agent: initech.agent, origin: ORIGIN })
+      .setProtectedHeader({ alg: "HS256" }).setSubject(first.body.visitor_id).setIssuedAt().setExpirationTime("5m")
+      .sign(new TextEncoder().encode(secret));
+    expect(await say(carried, "Still me", { conversation_id: said.body.conversation_id }))
+      .toMatchObject({ status: 404, body: { error: { code: "widget_conversation_not_found" } } });
+  });
+
   it("end sessions at once: rotation, then disabling", async () => {
     const token = await session();
     expect((await say(token, "hi")).status).toBe(200);

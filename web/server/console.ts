@@ -34,7 +34,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { getRequestListener } from "@hono/node-server";
 import { createServerClient } from "@supabase/ssr";
 import type { Session, SupabaseClient } from "@supabase/supabase-js";
-import { Hono, type Context } from "hono";
+import { Hono, type Context, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { getCookie, setCookie, deleteCookie } from "hono/cookie";
 import { HTTPException } from "hono/http-exception";
@@ -99,6 +99,24 @@ class ConsoleError extends Error {
     super(message);
   }
 }
+
+/**
+ * The headers that keep the console out of other sites' frames (clickjacking): on every answer of
+ * the console server and on its pages, wherever they are served (web/server/main.ts, and the local
+ * gateway's web/dist).
+ */
+export const CONSOLE_FRAMING_HEADERS: Readonly<Record<string, string>> = {
+  "content-security-policy": "frame-ancestors 'none'",
+  "x-frame-options": "DENY",
+};
+
+/** Hono middleware: CONSOLE_FRAMING_HEADERS on every answer, refusals and proxied answers included. */
+export const framingHeaders: MiddlewareHandler = async (c, next) => {
+  await next();
+  const framed = new Response(c.res.body, c.res);
+  for (const [name, value] of Object.entries(CONSOLE_FRAMING_HEADERS)) framed.headers.set(name, value);
+  c.res = framed;
+};
 
 function refuse(status: Status, code: string, message: string): never {
   throw new ConsoleError(status, code, message);
@@ -277,6 +295,7 @@ export function consoleApp(opts: ConsoleOptions): Hono {
   }
 
   // -- Middleware -------------------------------------------------------------------------------
+  app.use("*", framingHeaders);
   app.use("*", async (c, next) => {
     c.header("cache-control", "no-store");
     if (c.req.method === "GET" || c.req.method === "HEAD") {

@@ -16,7 +16,7 @@ import { getRequestListener } from "@hono/node-server";
 import { serveStatic } from "@hono/node-server/serve-static";
 import { createServer } from "node:http";
 import { Hono } from "hono";
-import { consoleApp } from "./console.ts";
+import { consoleApp, framingHeaders } from "./console.ts";
 import { parseDuration } from "../../scripts/stack/config.ts";
 
 function required(name: string): string {
@@ -48,6 +48,8 @@ if (Buffer.from(secret, "base64").length < 32) {
 }
 
 const app = new Hono();
+// The console's pages too, not only the console server's answers: never framed by another site.
+app.use("*", framingHeaders);
 app.route("/", consoleApp({
   supabaseUrl: required("SUPABASE_URL").replace(/\/+$/, ""),
   anonKey: required("SUPABASE_ANON_KEY"),

@@ -186,6 +186,12 @@ class GatehouseChat extends HTMLElement {
       body: JSON.stringify({ key: this.dataset.key ?? "", ...(pow ? { pow } : {}), ...(this.#previous ? { renew: this.#previous } : {}) }),
     });
     const body = (await res.json()) as { session?: string } & Reply;
+    if (res.status === 401 && body.error?.code === "widget_renewal_refused" && this.#previous) {
+      // The key was rotated since: its conversation ended with it, so start afresh.
+      this.#previous = null;
+      this.#conversation = null;
+      return await this.#open(pow);
+    }
     if (res.status === 428 && body.error?.challenge && !pow) {
       return await this.#open({ challenge: body.error.challenge, nonce: await solve(body.error.challenge, body.error.bits ?? 0) });
     }

@@ -97,10 +97,17 @@ export async function completeOAuth(ctx: OrgContext, input: { state: string; cod
     await revokeAndAudit(ctx, { id: null, orgId, provider: "oauth2", config, credential: JSON.stringify(credential) });
     throw refuse("connector_excess_scopes", `the provider granted scopes that were not asked for: ${excess.join(", ")}; the tokens were revoked`);
   }
-  return saveCredential(ctx, {
-    orgId, provider: "oauth2", displayName: pending.display_name, scopes: tokens.scopes ?? requested, credential,
-    expiresAt: tokens.expiresAt, connectionId: null, config,
-  });
+  try {
+    return await saveCredential(ctx, {
+      orgId, provider: "oauth2", displayName: pending.display_name, scopes: tokens.scopes ?? requested, credential,
+      expiresAt: tokens.expiresAt, connectionId: null, config,
+    });
+  } catch (e) {
+    // Not saved (the admin was removed or demoted during the exchange, say): the tokens the
+    // provider has just issued are revoked, not left live with nobody holding them.
+    await revokeAndAudit(ctx, { id: null, orgId, provider: "oauth2", config, credential: JSON.stringify(credential) });
+    throw e;
+  }
 }
 
 /** Revokes an OAuth2 connection's tokens where the provider can; what happened, for the answer. */

@@ -87,6 +87,7 @@ export const REFUSALS = {
   proof_of_work_required: [428, "answer the proof-of-work challenge: SHA-256(challenge + \":\" + nonce) must start with `bits` zero bits"],
   widget_session_required: [401, "send Authorization: Bearer <session> (POST /v1/sessions)"],
   widget_session_invalid: [401, "the session token is not valid"],
+  widget_renewal_refused: [401, "the session to renew was issued before the key was rotated: open a new session without renew"],
   widget_session_expired: [401, "the session has expired or its key changed; open a new one"],
   widget_origin_mismatch: [403, "the session belongs to another origin"],
   widget_conversation_not_found: [404, "no such conversation of this visitor"],

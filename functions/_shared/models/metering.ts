@@ -108,7 +108,8 @@ export async function settle(scope: CallScope, reservation: Reservation, s: Sett
 /** The catalog models a caller may call. */
 export async function allowedModels(scope: CallScope): Promise<{ model: string; provider: Provider }[]> {
   if (scope.kind === "member") {
-    return await statement(scope, (sql) => sql`select model, provider from private.allowed_models(${scope.orgId}, ${scope.agentId})`) as unknown as {
+    // The callers of a completion only (private.member_allowed_models checks the role).
+    return await statement(scope, (sql) => sql`select model, provider from private.member_allowed_models(${scope.orgId}, ${scope.agentId})`) as unknown as {
       model: string;
       provider: Provider;
     }[];

@@ -82,7 +82,8 @@ insert into cells (resource, action, statement, tenant_admin, project_admin, pro
   ('agent_versions', 'draft a version', $$insert into public.agent_versions (org_id, project_id, agent_id, config) values (:org, :project, :agent, '{"model":"m"}')$$, 'allowed', 'allowed', 'allowed', 'denied'),
   ('agent_versions', 'edit a draft', $$update public.agent_versions set config = '{"model":"m2"}' where id = :draft$$, 'allowed', 'allowed', 'allowed', 'denied'),
   ('agent_versions', 'discard a draft', $$delete from public.agent_versions where id = :draft$$, 'allowed', 'allowed', 'allowed', 'denied'),
-  ('agent_versions', 'publish a draft', $$select public.publish_agent_version(:draft)$$, 'allowed', 'allowed', 'denied', 'denied');
+  ('agent_versions', 'publish a draft', $$select public.publish_agent_version(:draft)$$, 'allowed', 'allowed', 'denied', 'denied'),
+  ('model gateway', 'list the models an agent may call (GET /v1/models)', $$select 1 from private.member_allowed_models(:org, :agent)$$, 'allowed', 'allowed', 'allowed', 'denied');
 
 update cells set statement = replace(replace(replace(replace(replace(replace(statement,
   ':org', quote_literal(pg_temp.org('acme')) || '::uuid'),
