@@ -62,6 +62,8 @@ describe("vault", () => {
     raw[0] ^= 0x01;
     await sql`update vault.secrets set secret = ${raw.toString("base64")} where id = ${id}`;
     await expect(decryptAsServiceRole(id)).rejects.toThrow(/failed authentication/);
+    // A secret that can't be opened would break every later read of vault.decrypted_secrets.
+    await sql`delete from vault.secrets where id = ${id}`;
   });
 
   it("binds each ciphertext to its row: a ciphertext moved to another row does not decrypt", async () => {
@@ -70,6 +72,7 @@ describe("vault", () => {
     await sql`update vault.secrets t set secret = src.secret, nonce = src.nonce from vault.secrets src where src.id = ${a} and t.id = ${b}`;
     expect(await decryptAsServiceRole(a)).toBe("secret-a");
     await expect(decryptAsServiceRole(b)).rejects.toThrow(/failed authentication/);
+    await sql`delete from vault.secrets where id in (${a}, ${b})`;
   });
 
   it("update_secret re-encrypts under a fresh nonce", async () => {
