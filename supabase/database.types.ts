@@ -423,6 +423,7 @@ export type Database = {
           org_id: string;
           plan: string | null;
           stripe_customer_id: string | null;
+          stripe_price_id: string | null;
           subscription_event_at: string | null;
           subscription_event_id: string | null;
           subscription_id: string | null;
@@ -444,6 +445,7 @@ export type Database = {
           org_id?: string;
           plan?: string | null;
           stripe_customer_id?: string | null;
+          stripe_price_id?: string | null;
           subscription_event_at?: string | null;
           subscription_event_id?: string | null;
           subscription_id?: string | null;
@@ -464,6 +466,7 @@ export type Database = {
           org_id?: string;
           plan?: string | null;
           stripe_customer_id?: string | null;
+          stripe_price_id?: string | null;
           subscription_event_at?: string | null;
           subscription_event_id?: string | null;
           subscription_id?: string | null;

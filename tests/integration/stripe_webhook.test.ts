@@ -318,8 +318,8 @@ describe("the platform's plans and prices", () => {
     await sql`insert into public.model_limits (org_id, monthly_budget_micro) values (${org}, 1000000000000000)`;
     const [{ exists }] = await sql`select to_regclass('private.billing_plans') is not null as exists`;
     const ceiling = exists ? Number((await sql`select monthly_ceiling_micro from private.billing_plans where plan = 'free'`)[0].monthly_ceiling_micro) : 5_000_000;
-    // Spent this month: all but a little of the free tier.
-    await sql`insert into public.credit_ledger (org_id, kind, amount_micro, reason) values (${org}, 'usage_debit', ${-(ceiling - 100)}, 'Model call (gpt-4o-mini)')`;
+    // Spent this month: all but 10 micro-units of the free tier (the call may cost about 35).
+    await sql`insert into public.credit_ledger (org_id, kind, amount_micro, reason) values (${org}, 'usage_debit', ${-(ceiling - 10)}, 'Model call (gpt-4o-mini)')`;
     const [project, agent] = [randomUUID(), randomUUID()];
     await sql`insert into public.projects (id, org_id, name, slug) values (${project}, ${org}, 'Free', 'free')`;
     await sql`insert into public.agents (id, org_id, project_id, name) values (${agent}, ${org}, ${project}, 'Spender')`;
