@@ -5,7 +5,7 @@
 -- the platform's price, and the platform's ceiling on postpaid spend.
 begin;
 \ir _helpers.psql
-select plan(58);
+select plan(61);
 
 create function pg_temp.evt(p_id text, p_type text, p_created bigint, p_object jsonb) returns jsonb
 language sql as $$
@@ -206,6 +206,7 @@ select results_eq($$ select l.amount_micro from public.credit_ledger l join publ
 
 -- Connector calls are charged the platform's price once made, whatever the tool's units.
 select pg_temp.balance(:'globex') as globex_before \gset
+select count(*) as globex_queued from private.stripe_meter_outbox where org_id = :'globex' \gset
 select is(private.meter_connector_call(:'globex', 0), null, 'a connector call of 0 units is admitted');
 select is(pg_temp.balance(:'globex'), :globex_before::bigint, 'admitting a call charges nothing yet');
 select is(private.charge_connector_call(:'globex', 'delivered', 200), 1000::bigint, 'a call the provider answered is charged the platform''s price');
@@ -217,6 +218,14 @@ select is(private.charge_connector_call(:'globex', 'egress_timeout', null), 1000
 select is(private.spend_ceiling(:'acme'), null::bigint, 'a prepaid organization has no ceiling (its credits gate it)');
 select is(private.spend_ceiling(:'globex'), 1000000000::bigint, 'a subscribed postpaid organization has its plan''s ceiling');
 select is(private.spend_ceiling('0f000000-0000-4000-8000-00000000000f'), 5000000::bigint, 'an organization without a subscription has the free tier''s');
+update public.billing_accounts set subscription_id = 'sub_FreshLapsed01', subscription_status = 'unpaid', stripe_price_id = 'price_SeedTeam00001',
+                                   grace_until = now() + interval '1 day'
+ where org_id = '0f000000-0000-4000-8000-00000000000f';
+select is(private.spend_ceiling('0f000000-0000-4000-8000-00000000000f'), 1000000000::bigint, 'an unpaid subscription keeps its plan''s ceiling during its grace period');
+update public.billing_accounts set grace_until = now() - interval '1 second' where org_id = '0f000000-0000-4000-8000-00000000000f';
+select is(private.spend_ceiling('0f000000-0000-4000-8000-00000000000f'), 0::bigint, 'and nothing once the grace period is over');
+select is((select count(*)::int from private.stripe_meter_outbox where org_id = :'globex' and stripe_customer_id = 'cus_SeedGlobex001') - :globex_queued, 2,
+          'a subscribed postpaid organization''s connector charges are queued for Stripe''s billing meter, with the debit');
 
 select * from finish();
 rollback;
