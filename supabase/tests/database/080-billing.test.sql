@@ -5,7 +5,7 @@
 -- the platform's price, and the platform's ceiling on postpaid spend.
 begin;
 \ir _helpers.psql
-select plan(61);
+select plan(63);
 
 create function pg_temp.evt(p_id text, p_type text, p_created bigint, p_object jsonb) returns jsonb
 language sql as $$
@@ -162,6 +162,11 @@ select is(private.apply_stripe_event(pg_temp.evt('evt_pm', 'payment_method.attac
           'applied', 'a payment method event applies');
 select results_eq($$ select card_brand, card_last4, card_exp_month, card_exp_year from public.billing_accounts where org_id = pg_temp.org('globex') $$,
                   $$ values ('amex'::text, '0005'::text, 3::smallint, 2032::smallint) $$, 'brand, last4 and expiry are kept');
+select is(private.apply_stripe_event(pg_temp.evt('evt_pm_older', 'payment_method.updated', 1900004900,
+            '{"id": "pm_0", "customer": "cus_SeedGlobex001", "card": {"brand": "visa", "last4": "1111", "exp_month": 1, "exp_year": 2027}}'::jsonb)),
+          'stale', 'an older card event that arrives later is stale');
+select results_eq($$ select card_brand, card_last4 from public.billing_accounts where org_id = pg_temp.org('globex') $$,
+                  $$ values ('amex'::text, '0005'::text) $$, 'and leaves the newer card in place');
 select is((select count(*)::int from information_schema.columns
             where table_schema not in ('pg_catalog', 'information_schema')
               and column_name ~* '(card_?number|^pan$|_pan$|cvc|cvv|card_?code|security_code|fingerprint)'), 0,
