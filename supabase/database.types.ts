@@ -412,6 +412,8 @@ export type Database = {
         Row: {
           cancel_at_period_end: boolean;
           card_brand: string | null;
+          card_event_at: string | null;
+          card_event_id: string | null;
           card_exp_month: number | null;
           card_exp_year: number | null;
           card_last4: string | null;
@@ -434,6 +436,8 @@ export type Database = {
         Insert: {
           cancel_at_period_end?: boolean;
           card_brand?: string | null;
+          card_event_at?: string | null;
+          card_event_id?: string | null;
           card_exp_month?: number | null;
           card_exp_year?: number | null;
           card_last4?: string | null;
@@ -455,6 +459,8 @@ export type Database = {
         Update: {
           cancel_at_period_end?: boolean;
           card_brand?: string | null;
+          card_event_at?: string | null;
+          card_event_id?: string | null;
           card_exp_month?: number | null;
           card_exp_year?: number | null;
           card_last4?: string | null;

@@ -17,9 +17,10 @@
 --   budget), after the call and only when something reached the provider (an egress refusal
 --   before sending costs nothing); a prepaid organization without credits is refused a
 --   connector call (credits_exhausted) as it is refused a model call.
--- - Refunds and disputes that arrive before the payment they reverse are kept
---   (private.stripe_pending_reversals) and applied when that payment is credited, so the balance
---   is the same whatever the order Stripe delivers them in.
+-- - Whatever the order Stripe delivers events in: refunds and disputes that arrive before the
+--   payment they reverse are kept
+--   (private.stripe_pending_reversals) and applied when that payment is credited, and an older
+--   payment-method event never replaces a newer card.
 -- - private.stripe_meter_outbox: each usage debit of a postpaid organization with a live
 --   subscription, written in the debit's transaction and flushed by the billing function to
 --   Stripe's billing meter events (identifier = the row's id), so that what is metered is what is
@@ -83,6 +84,9 @@ alter table private.stripe_events add constraint stripe_events_outcome_check
   check (outcome in ('applied', 'pending', 'stale', 'ignored', 'unmatched'));
 
 alter table public.billing_accounts add column stripe_price_id text check (stripe_price_id ~ '^price_[A-Za-z0-9]{1,250}$');
+-- The card event that set the card, which only a newer one replaces (Stripe's order is not the delivery order).
+alter table public.billing_accounts add column card_event_at timestamptz, add column card_event_id text;
+comment on column public.billing_accounts.card_event_at is 'The time of the payment-method event that set the card fields; an older one changes nothing.';
 comment on column public.billing_accounts.stripe_price_id is 'The Stripe price of the live subscription, whose plan (private.billing_plans) sets mode, credits and ceiling.';
 comment on column public.agent_tools.cost_units is
   'The tool''s weight against the workspace''s own monthly connector budget. Not a price: every call is charged the platform''s connector price.';
@@ -447,7 +451,8 @@ grant execute on function private.mark_meter_events_sent(uuid[]) to service_role
 
 -- Applies one verified Stripe event, exactly once (the event id is recorded in the same
 -- transaction as the effect). Plan, mode and a period's credits come from the platform's plan of
--- the price the subscription or invoice names; a refund or dispute of a payment not credited yet
+-- the price the subscription or invoice names; card fields, like subscription state, are replaced
+-- only by a newer event; a refund or dispute of a payment not credited yet
 -- is kept and applied when it is (outcome pending). Returns applied, pending, duplicate, stale,
 -- ignored or unmatched.
 create or replace function private.apply_stripe_event(p_event jsonb) returns text
@@ -617,12 +622,16 @@ begin
       fields := pg_catalog.jsonb_build_object('dispute', obj ->> 'id', 'reversed_micro', credits);
 
     when 'payment_method.attached', 'payment_method.updated' then
-      if obj -> 'card' is not null then
+      if account.card_event_at is not null and (account.card_event_at, account.card_event_id) >= (event_at, evt) then
+        result := 'stale';
+      elsif obj -> 'card' is not null then
         update public.billing_accounts set
           card_brand = pg_catalog.left(obj -> 'card' ->> 'brand', 32),
           card_last4 = case when obj -> 'card' ->> 'last4' ~ '^[0-9]{4}$' then obj -> 'card' ->> 'last4' end,
           card_exp_month = case when obj -> 'card' ->> 'exp_month' ~ '^([1-9]|1[0-2])$' then (obj -> 'card' ->> 'exp_month')::smallint end,
           card_exp_year = case when obj -> 'card' ->> 'exp_year' ~ '^2[0-9]{3}$' then (obj -> 'card' ->> 'exp_year')::smallint end,
+          card_event_at = event_at,
+          card_event_id = evt,
           updated_at = pg_catalog.now()
         where billing_accounts.org_id = org;
       end if;
