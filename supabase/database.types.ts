@@ -453,6 +453,8 @@ export type Database = {
         Row: {
           cancel_at_period_end: boolean;
           card_brand: string | null;
+          card_event_at: string | null;
+          card_event_id: string | null;
           card_exp_month: number | null;
           card_exp_year: number | null;
           card_last4: string | null;
@@ -464,6 +466,7 @@ export type Database = {
           org_id: string;
           plan: string | null;
           stripe_customer_id: string | null;
+          stripe_price_id: string | null;
           subscription_event_at: string | null;
           subscription_event_id: string | null;
           subscription_id: string | null;
@@ -474,6 +477,8 @@ export type Database = {
         Insert: {
           cancel_at_period_end?: boolean;
           card_brand?: string | null;
+          card_event_at?: string | null;
+          card_event_id?: string | null;
           card_exp_month?: number | null;
           card_exp_year?: number | null;
           card_last4?: string | null;
@@ -485,6 +490,7 @@ export type Database = {
           org_id?: string;
           plan?: string | null;
           stripe_customer_id?: string | null;
+          stripe_price_id?: string | null;
           subscription_event_at?: string | null;
           subscription_event_id?: string | null;
           subscription_id?: string | null;
@@ -494,6 +500,8 @@ export type Database = {
         Update: {
           cancel_at_period_end?: boolean;
           card_brand?: string | null;
+          card_event_at?: string | null;
+          card_event_id?: string | null;
           card_exp_month?: number | null;
           card_exp_year?: number | null;
           card_last4?: string | null;
@@ -505,6 +513,7 @@ export type Database = {
           org_id?: string;
           plan?: string | null;
           stripe_customer_id?: string | null;
+          stripe_price_id?: string | null;
           subscription_event_at?: string | null;
           subscription_event_id?: string | null;
           subscription_id?: string | null;

@@ -242,12 +242,18 @@ values ('0a000000-0000-4000-8000-00000000000a', 30), ('0b000000-0000-4000-8000-0
 -- Billing: Acme is prepaid with credits granted (its seeded model calls above were debited as
 -- they were inserted); Globex is postpaid. Of each card, brand, last four and expiry only, as
 -- Stripe's events leave them.
-insert into public.billing_accounts (org_id, mode, stripe_customer_id, plan, subscription_id, subscription_status,
+-- The plans are the platform's (private.billing_plans): here two local ones, with made-up
+-- test-mode prices; a deployment lists its own Stripe prices (README, Billing).
+insert into private.billing_plans (plan, stripe_price_id, mode, credits_micro, monthly_ceiling_micro)
+values
+  ('starter', 'price_SeedStarter01', 'prepaid', 20000000, 100000000),
+  ('team', 'price_SeedTeam00001', 'postpaid', 50000000, 1000000000);
+insert into public.billing_accounts (org_id, mode, stripe_customer_id, plan, stripe_price_id, subscription_id, subscription_status,
                                      current_period_end, card_brand, card_last4, card_exp_month, card_exp_year)
 values
-  ('0a000000-0000-4000-8000-00000000000a', 'prepaid', 'cus_SeedAcme0001', 'starter', 'sub_SeedAcme0001', 'active',
+  ('0a000000-0000-4000-8000-00000000000a', 'prepaid', 'cus_SeedAcme0001', 'starter', 'price_SeedStarter01', 'sub_SeedAcme0001', 'active',
    now() + interval '20 days', 'visa', '4242', 12, 2030),
-  ('0b000000-0000-4000-8000-00000000000b', 'postpaid', 'cus_SeedGlobex001', 'team', 'sub_SeedGlobex001', 'active',
+  ('0b000000-0000-4000-8000-00000000000b', 'postpaid', 'cus_SeedGlobex001', 'team', 'price_SeedTeam00001', 'sub_SeedGlobex001', 'active',
    now() + interval '10 days', 'mastercard', '4444', 6, 2031);
 insert into public.credit_ledger (org_id, kind, amount_micro, reason, stripe_object_id)
 values

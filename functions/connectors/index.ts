@@ -79,7 +79,7 @@ app.openapi(createRoute({
   responses: {
     201: { description: "The new connection", content: jsonContent(z.object({ connection: Connection })) },
     200: { description: "The connection whose credential was replaced", content: jsonContent(z.object({ connection: Connection })) },
-    ...refusals(400, 401, 403, 404, 413, 415, 422, 429, 502),
+    ...refusals(400, 401, 402, 403, 404, 413, 415, 422, 429, 502),
   },
 }), async (c) => {
   const caller = callerOf(c.req.raw);
@@ -116,7 +116,7 @@ app.openapi(createRoute({
 app.openapi(createRoute({
   method: "post", path: "/oauth2/callback", summary: "Exchange the code and save the connection (tenant admin)",
   request: { headers: OrgHeader, ...jsonRequest(OAuthCallbackBody) },
-  responses: { 201: { description: "The new connection", content: jsonContent(z.object({ connection: Connection })) }, ...refusals(400, 401, 403, 413, 415, 422, 429, 502) },
+  responses: { 201: { description: "The new connection", content: jsonContent(z.object({ connection: Connection })) }, ...refusals(400, 401, 402, 403, 413, 415, 422, 429, 502) },
 }), async (c) => {
   const caller = callerOf(c.req.raw);
   const { org_id, ...input } = c.req.valid("json");
@@ -144,7 +144,7 @@ app.openapi(createRoute({
       description: "The delivery's outcome and the provider's sanitized answer",
       content: jsonContent(z.object({ delivered: z.boolean(), outcome: z.string(), http_status: z.number().int().nullable(), result: z.unknown() })),
     },
-    ...refusals(400, 401, 403, 404, 409, 413, 415, 429),
+    ...refusals(400, 401, 402, 403, 404, 409, 413, 415, 429),
   },
 }), async (c) => {
   if (callerOf(c.req.raw).kind !== "service") throw refuse("runtime_only", "only the agent runtime (service role) executes actions");

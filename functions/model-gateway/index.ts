@@ -130,12 +130,13 @@ app.openapi(createRoute({
   } catch (e) {
     const failure = upstreamFailure(e);
     const cancelled = abort.signal.aborted;
-    // The vendor failing (an error, no answer in time, unreachable) costs nothing: the whole
-    // reservation is released. A client that goes away before the answer has had its prompt
-    // sent, which the vendor bills: what was used, the prompt's bound, is charged (else hanging
-    // up early would be a way around the budget).
+    // The vendor failing (an error, unreachable) costs nothing: the whole reservation is
+    // released. A prompt the vendor received and then never answered in time, or a client that
+    // went away before the answer, has been sent, which the vendor bills: the prompt's bound is
+    // charged (else hanging up early, or a vendor hanging, would be a way around the budget).
+    const sent = cancelled || failure.code === "model_upstream_timeout";
     await close(call, {
-      outcome: cancelled ? "cancelled" : "failed", input: cancelled ? null : 0, output: 0, estimated: cancelled, errorCode: failure.code,
+      outcome: cancelled ? "cancelled" : "failed", input: sent ? null : 0, output: 0, estimated: sent, errorCode: failure.code,
     });
     throw failure;
   }

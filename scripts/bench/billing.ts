@@ -34,7 +34,7 @@ const id = (prefix: string) => `${prefix}_${randomBytes(12).toString("hex")}`;
 
 function topUp(org: string) {
   return {
-    id: id("evt"), object: "event", created: Math.floor(Date.now() / 1000), type: "checkout.session.completed",
+    id: id("evt"), object: "event", created: Math.floor(Date.now() / 1000), livemode: false, type: "checkout.session.completed",
     data: { object: { id: id("cs_test"), object: "checkout.session", mode: "payment", payment_status: "paid", client_reference_id: org,
                       payment_intent: id("pi"), metadata: { gatehouse_credits: "1000" } } },
   };
@@ -51,7 +51,7 @@ async function pool<T>(items: T[], concurrency: number, work: (item: T) => Promi
 export async function benchBilling(opts: BillingBenchOptions): Promise<boolean> {
   const secret = `whsec_bench${randomBytes(24).toString("hex")}`;
   const stateDir = mkdtempSync(join(tmpdir(), "gatehouse-bench-"));
-  const stack = await startOnFreePorts({ root, stateDir, log: () => {}, functionsEnv: { STRIPE_WEBHOOK_SECRETS: secret } });
+  const stack = await startOnFreePorts({ root, stateDir, log: () => {}, functionsEnv: { STRIPE_WEBHOOK_SECRETS: secret, STRIPE_SECRET_KEY: `sk_test_${randomBytes(24).toString("hex")}` } });
   const sql = postgres(stack.info.dbUrl, { max: opts.concurrency, onnotice: () => {} });
   try {
     const org = randomUUID();

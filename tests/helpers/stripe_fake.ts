@@ -6,6 +6,10 @@
  *   POST /v1/customers                  a customer (Idempotency-Key honoured, as Stripe does)
  *   POST /v1/checkout/sessions          a Checkout Session with its hosted url
  *   POST /v1/billing_portal/sessions    a customer-portal session with its url
+ *   POST /v1/billing/meter_events       a billing meter event (event_name, payload[stripe_customer_id],
+ *                                       payload[value], identifier, timestamp); a second event with an
+ *                                       identifier already used is refused, as Stripe enforces
+ *                                       identifiers' uniqueness (meterEvents keeps those accepted)
  *
  * Every request is recorded (method, path, the form as an object, the Authorization header).
  */
@@ -25,6 +29,8 @@ export interface StripeFake {
   base: string;
   secretKey: string;
   requests: StripeRequest[];
+  /** The meter events accepted, by identifier. */
+  meterEvents: Map<string, { event_name: string; customer: string; value: string; timestamp: number }>;
   close(): Promise<void>;
 }
 
@@ -41,6 +47,7 @@ export async function startStripeFake(): Promise<StripeFake> {
   const { stripePort, stripeSecretKey, cert, key } = settings();
   const requests: StripeRequest[] = [];
   const byIdempotencyKey = new Map<string, unknown>();
+  const meterEvents: StripeFake["meterEvents"] = new Map();
   const server: Server = createServer({ cert, key }, (req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
@@ -69,6 +76,21 @@ export async function startStripeFake(): Promise<StripeFake> {
         const session = id("bps");
         answer = { id: session, object: "billing_portal.session", customer: form.customer, return_url: form.return_url,
                    url: `https://billing.stripe.com/p/session/${session}`, livemode: false };
+      } else if (req.method === "POST" && path === "/v1/billing/meter_events") {
+        const customer = form["payload[stripe_customer_id]"];
+        const value = form["payload[value]"];
+        if (!form.event_name || !customer || !value) {
+          return send(400, { error: { type: "invalid_request_error", message: "Missing required param: event_name or payload." } });
+        }
+        const identifier = form.identifier ?? id("mev");
+        if (meterEvents.has(identifier)) {
+          return send(400, { error: { type: "invalid_request_error", code: "resource_already_exists",
+                                      message: `An event already exists with identifier ${identifier}.` } });
+        }
+        const timestamp = form.timestamp ? Number(form.timestamp) : Math.floor(Date.now() / 1000);
+        meterEvents.set(identifier, { event_name: form.event_name, customer, value, timestamp });
+        answer = { object: "billing.meter_event", created: Math.floor(Date.now() / 1000), event_name: form.event_name, identifier,
+                   livemode: false, payload: { stripe_customer_id: customer, value }, timestamp };
       } else {
         return send(404, { error: { type: "invalid_request_error", message: `Unrecognized request URL (${req.method}: ${path}).` } });
       }
@@ -81,6 +103,7 @@ export async function startStripeFake(): Promise<StripeFake> {
     base: `https://127.0.0.1:${stripePort}`,
     secretKey: stripeSecretKey,
     requests,
+    meterEvents,
     close: () => new Promise((done) => server.close(() => done())),
   };
 }

@@ -2,7 +2,8 @@
  * The billing function against the local Stripe fake (tests/helpers/stripe_fake.ts), through the
  * gateway as a tenant admin: Checkout for credits creates the organization's Stripe customer once
  * and a session whose metadata the webhook then credits; the portal; nothing of a card in what is
- * sent; and the refusals (a viewer, bad input, an unknown plan). Then the console's billing page in
+ * sent; and the refusals (a viewer, bad input, an unknown plan); postpaid usage sent to Stripe's
+ * billing meter exactly once, however many flushes run. Then the console's billing page in
  * Chromium (this file owns the Stripe fake's port, so the page's flow is tested here): balance and
  * ledger, buying credits through to Stripe's Checkout page, a tenant admin's adjustment. In an
  * organization of its own.
@@ -83,7 +84,7 @@ describe("the billing function", () => {
     // Stripe tells the webhook the session was paid; the credits land once.
     const [secret] = JSON.parse(readFileSync(process.env.GATEHOUSE_TEST_PROVIDERS_FILE!, "utf8")).stripeWebhookSecrets;
     const paid = {
-      id: `evt_${randomUUID().replaceAll("-", "")}`, object: "event", type: "checkout.session.completed", created: Math.floor(Date.now() / 1000),
+      id: `evt_${randomUUID().replaceAll("-", "")}`, object: "event", type: "checkout.session.completed", created: Math.floor(Date.now() / 1000), livemode: false,
       data: { object: { id: first.body.url.split("/").pop(), object: "checkout.session", mode: "payment", payment_status: "paid",
                         customer: account.stripe_customer_id, client_reference_id: org, payment_intent: "pi_paidTest1",
                         metadata: { org_id: org, gatehouse_credits: sessions[0].form["metadata[gatehouse_credits]"] } } },
@@ -121,6 +122,40 @@ describe("the billing function", () => {
     }
     expect((await call("checkout", "admin", { kind: "subscription", plan: "platinum" })).body.error.code).toBe("unknown_plan");
     expect(fake.requests.length).toBe(before);
+  });
+});
+
+describe("postpaid usage and Stripe's billing meter", () => {
+  it("sends each usage debit of a postpaid organization to Stripe once, as a meter event, even when flushes run twice or at once", async () => {
+    const metered = randomUUID();
+    const customer = `cus_Meter${randomUUID().replaceAll("-", "").slice(0, 16)}`;
+    await sql`insert into public.organizations (id, name, slug) values (${metered}, 'Metered Co', ${`metered-${metered.slice(0, 8)}`})`;
+    await sql`insert into public.billing_accounts (org_id, mode, stripe_customer_id, subscription_id, subscription_status)
+              values (${metered}, 'postpaid', ${customer}, ${`sub_Meter${metered.replaceAll("-", "").slice(0, 16)}`}, 'active')`;
+    for (const micro of [1500, 2500, 4000]) {
+      await sql`insert into public.credit_ledger (org_id, kind, amount_micro, reason) values (${metered}, 'usage_debit', ${-micro}, 'Connector call')`;
+    }
+    const flush = (token = stack().serviceRoleKey) => fetch(`${stack().functionsUrl}/billing/meter-events/flush`, {
+      method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: "{}",
+    }).then(async (r) => ({ status: r.status, body: await r.json() }));
+
+    expect(await flush(tokens.admin)).toMatchObject({ status: 403, body: { error: { code: "runtime_only" } } });
+    const answers = await Promise.all([flush(), flush()]);
+    answers.push(await flush());
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200]);
+
+    const sent = fake.requests.filter((r) => r.path === "/v1/billing/meter_events" && r.form["payload[stripe_customer_id]"] === customer);
+    expect(sent).toHaveLength(3);
+    const queued = await sql`select id, value_micro::int as v, sent_at from private.stripe_meter_outbox where org_id = ${metered} order by v`;
+    expect(queued.map((q) => q.v)).toEqual([1500, 2500, 4000]);
+    expect(queued.every((q) => q.sent_at !== null)).toBe(true);
+    expect(sent.map((r) => r.form.identifier).sort()).toEqual(queued.map((q) => q.id).sort());
+    for (const r of sent) {
+      expect(r.form).toMatchObject({ event_name: "gatehouse_usage_micro", timestamp: expect.stringMatching(/^[0-9]+$/) });
+      expect(r.authorization).toBe(`Bearer ${fake.secretKey}`);
+    }
+    const accepted = [...fake.meterEvents.values()].filter((e) => e.customer === customer);
+    expect(accepted.map((e) => Number(e.value)).sort((a, b) => a - b)).toEqual([1500, 2500, 4000]);
   });
 });
 

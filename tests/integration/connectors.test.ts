@@ -74,6 +74,13 @@ async function tool(name: string, provider: Database["public"]["Enums"]["connect
   expect(inserted.error).toBeNull();
 }
 
+/** The organization's connector charges: how many, and their sum. */
+async function connectorDebits(orgId: string): Promise<{ n: number; micro: number }> {
+  const [row] = await sql`select count(*)::int as n, coalesce(sum(amount_micro), 0)::bigint as micro from public.credit_ledger
+                           where org_id = ${orgId} and kind = 'usage_debit' and reason like 'Connector call%'`;
+  return { n: row.n, micro: Number(row.micro) };
+}
+
 const connectionCount = async () => Number((await sql`select count(*) from public.connections`)[0].count);
 
 describe("bad input", () => {
@@ -158,8 +165,9 @@ describe("saving a connection", () => {
     expect(await connectionCount()).toBe(before);
   });
 
-  it("sends nothing to a URL the egress guard refuses, when saving", async () => {
+  it("sends nothing to a URL the egress guard refuses, when saving, and charges nothing for it", async () => {
     const before = providers.requests.length;
+    const debitsBefore = await connectorDebits(ACME);
     const cases: [string, string][] = [
       ["https://169.254.169.254/latest/meta-data/", "egress_metadata_host"],
       ["https://10.0.0.8/hook", "egress_blocked_address"],
@@ -176,6 +184,7 @@ describe("saving a connection", () => {
     const wrongHost = await call("connections", ada, { provider: "slack_webhook", display_name: "x", credential: { url: "https://hooks.slack.com.evil.test/services/x" } });
     expect(wrongHost).toMatchObject({ status: 400, body: { error: { code: "invalid_credential" } } });
     expect(providers.requests.length).toBe(before);
+    expect(await connectorDebits(ACME)).toEqual(debitsBefore);
   });
 
   it("holds a GitHub token to exactly the scopes the enabled tools need", async () => {
@@ -386,6 +395,37 @@ describe("limits", () => {
       expect(delivered.map((r) => JSON.parse(r.body).text)).toEqual(["Limit test 0", "Limit test 1", "Limit test 2"]);
     } finally {
       await sql`update public.connector_limits set calls_per_minute = 60, monthly_budget_units = 100000 where org_id = ${ACME}`;
+    }
+  });
+
+  it("charges the platform's price for a call of a tool a project admin priced at 0 units", async () => {
+    const zero = await ada.from("agent_tools").update({ cost_units: 0 }).eq("agent_id", ACME_AGENT).eq("tool", "slack.post_message")
+      .select("cost_units").setHeader("x-org-id", ACME);
+    expect(zero.error).toBeNull();
+    expect(zero.data).toEqual([{ cost_units: 0 }]);
+    try {
+      const [{ micro: price }] = await sql`select micro from private.billing_prices limit 1`;
+      const before = await connectorDebits(ACME);
+      expect(await execute(await approved("slack.post_message", { text: "Priced at zero" }))).toMatchObject({ status: 200, body: { delivered: true } });
+      expect(await connectorDebits(ACME)).toEqual({ n: before.n + 1, micro: before.micro - Number(price) });
+    } finally {
+      await sql`update public.agent_tools set cost_units = 1 where org_id = ${ACME} and agent_id = ${ACME_AGENT} and tool = 'slack.post_message'`;
+    }
+  });
+
+  it("refuses a prepaid organization without credits a connector action (402 credits_exhausted), sending nothing", async () => {
+    const [{ mode, balance }] = await sql`select a.mode, coalesce(b.balance_micro, 0)::bigint as balance from public.billing_accounts a
+                                          left join public.credit_balances b on b.org_id = a.org_id where a.org_id = ${ACME}`;
+    expect(mode).toBe("prepaid");
+    await sql`insert into public.credit_ledger (org_id, kind, amount_micro, reason) values (${ACME}, 'adjustment', ${-Number(balance)}, 'spent for the test')`;
+    try {
+      const action = await approved("slack.post_message", { text: "Without credits" });
+      const before = providers.requests.length;
+      expect(await execute(action)).toMatchObject({ status: 402, body: { error: { code: "credits_exhausted" } } });
+      expect(providers.requests.length).toBe(before);
+      expect((await sql`select status from public.action_requests where id = ${action.id}`)[0].status).toBe("approved");
+    } finally {
+      await sql`insert into public.credit_ledger (org_id, kind, amount_micro, reason) values (${ACME}, 'adjustment', ${Number(balance)}, 'restored after the test')`;
     }
   });
 

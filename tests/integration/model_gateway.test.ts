@@ -489,14 +489,19 @@ describe("upstream failures and cancellations", () => {
     expect((await orgMeter(ACME)).spent - before.spent).toBe(Number(row.cost_micro));
   });
 
-  it("answers a vendor that never answers with 504 and releases the reservation", async () => {
+  it("answers a vendor that never answers with 504 and charges the prompt it received", async () => {
     const run = await newRun("acme");
     const before = await orgMeter(ACME);
     vendors.upstream.behave({ kind: "hang" });
     const answer = await failure(runtime(run).chat.completions.create({ model: "gpt-4o-mini", messages: hello, max_tokens: 500 }));
     expect(answer).toMatchObject({ status: 504, code: "model_upstream_timeout" });
-    expect((await callsOf(run))[0]).toMatchObject({ outcome: "failed", error_code: "model_upstream_timeout", cost_micro: "0" });
-    expect(await orgMeter(ACME)).toEqual(before);
+    const [row] = await callsOf(run);
+    expect(row).toMatchObject({ outcome: "failed", error_code: "model_upstream_timeout", usage_estimated: true, input_tokens: inputTokenBound(hello), output_tokens: 0 });
+    // The vendor bills a prompt it received, as when the client hangs up: at least the prompt's bound.
+    expect(Number(row.cost_micro)).toBe(cost("gpt-4o-mini", inputTokenBound(hello), 0));
+    const after = await orgMeter(ACME);
+    expect({ committed: after.committed - before.committed, spent: after.spent - before.spent })
+      .toEqual({ committed: Number(row.cost_micro), spent: Number(row.cost_micro) });
   });
 
   it("answers a request the vendor finds invalid with 400, released", async () => {

@@ -6,8 +6,12 @@
  * update changes nothing, a tampered body, a wrong secret and a stale timestamp are refused, card
  * fields are not stored beyond brand, last4 and expiry, and the balance is the sum of a concurrent
  * mix of grants and debits; and a prepaid organization whose credits can't cover a model call is
- * refused by the model gateway before any vendor is called, until a paid top-up arrives. Each
- * test uses an organization of its own.
+ * refused by the model gateway before any vendor is called, until a paid top-up arrives. And the
+ * platform's prices (issue 23): a plan change in the customer portal grants the new plan's credits
+ * on renewal (downgrade and upgrade), a refund or dispute delivered before its payment takes
+ * effect when the payment arrives, an event of the other mode than the key's is refused, and an
+ * organization without a subscription is held to the free tier's ceiling whatever budget it set
+ * itself. Each test uses an organization of its own.
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -59,6 +63,18 @@ async function balance(org: string): Promise<number> {
   return Number(row.b);
 }
 
+/** A plan of the platform's (private.billing_plans), with a price of its own. */
+async function platformPlan(credits: number, mode: "prepaid" | "postpaid" = "prepaid"): Promise<{ plan: string; price: string }> {
+  const price = id("price").replace("_", "_T");
+  const plan = `p${randomBytes(6).toString("hex")}`;
+  const [{ exists }] = await sql`select to_regclass('private.billing_plans') is not null as exists`;
+  if (exists) {
+    await sql`insert into private.billing_plans (plan, stripe_price_id, mode, credits_micro, monthly_ceiling_micro)
+              values (${plan}, ${price}, ${mode}::public.billing_mode, ${credits}, 1000000000)`;
+  }
+  return { plan, price };
+}
+
 function topUp(org: string, credits: number, intent = id("pi")) {
   return event("checkout.session.completed", {
     id: id("cs_test"), object: "checkout.session", mode: "payment", payment_status: "paid", client_reference_id: org,
@@ -106,12 +122,14 @@ describe("the Stripe webhook", () => {
     const { org, customer } = await billedOrg();
     const sub = id("sub");
     const now = Math.floor(Date.now() / 1000);
-    const newer = event("customer.subscription.updated", { id: sub, object: "subscription", customer, status: "past_due", cancel_at_period_end: true, metadata: { plan: "pro" } }, now);
-    const older = event("customer.subscription.updated", { id: sub, object: "subscription", customer, status: "active", cancel_at_period_end: false, metadata: { plan: "starter" } }, now - 60);
+    const [pro, starter] = [await platformPlan(2_000), await platformPlan(1_000)];
+    const items = (price: string) => ({ data: [{ price: { id: price } }] });
+    const newer = event("customer.subscription.updated", { id: sub, object: "subscription", customer, status: "past_due", cancel_at_period_end: true, items: items(pro.price) }, now);
+    const older = event("customer.subscription.updated", { id: sub, object: "subscription", customer, status: "active", cancel_at_period_end: false, items: items(starter.price) }, now - 60);
     expect((await deliver(JSON.stringify(newer))).body.outcome).toBe("applied");
     expect((await deliver(JSON.stringify(older))).body.outcome).toBe("stale");
     const [account] = await sql`select subscription_status, plan, cancel_at_period_end from public.billing_accounts where org_id = ${org}`;
-    expect(account).toEqual({ subscription_status: "past_due", plan: "pro", cancel_at_period_end: true });
+    expect(account).toEqual({ subscription_status: "past_due", plan: pro.plan, cancel_at_period_end: true });
   });
 
   it("verifies with the current and the previous signing secret during a rotation", async () => {
@@ -175,9 +193,10 @@ describe("the Stripe webhook", () => {
     const { org, customer } = await billedOrg();
     const [admin] = await sql`insert into auth.users (id, email) values (gen_random_uuid(), ${`admin-${org}@billed.test`}) returning id`;
     await sql`insert into public.organization_members (org_id, user_id, role) values (${org}, ${admin.id}, 'tenant_admin')`;
-    const grants = Array.from({ length: 40 }, (_, i) => event("invoice.paid", {
+    const plans = await Promise.all(Array.from({ length: 40 }, (_, i) => platformPlan(1000 + i)));
+    const grants = plans.map(({ price }) => event("invoice.paid", {
       id: id("in"), object: "invoice", customer, billing_reason: "subscription_cycle", amount_paid: 2000,
-      parent: { subscription_details: { metadata: { gatehouse_credits: String(1000 + i) } } },
+      lines: { data: [{ pricing: { price_details: { price } } }] },
     }));
     const debit = (i: number) => sql.begin(async (tx) => {
       await tx`select set_config('request.jwt.claims', ${JSON.stringify({ sub: admin.id, role: "authenticated" })}, true), set_config('role', 'authenticated', true)`;
@@ -220,5 +239,101 @@ describe("prepaid credits", () => {
     const admitted = await chat();
     // Admitted now: whatever the vendor answers here, the refusal is no longer the credits'.
     expect(admitted.body.error?.code).not.toBe("credits_exhausted");
+  });
+});
+
+describe("the platform's plans and prices", () => {
+  it("grants the cheaper plan's credits after a downgrade in the customer portal, and the dearer one's after an upgrade", async () => {
+    const { org, customer } = await billedOrg();
+    const [pro, basic] = [await platformPlan(30_000_000), await platformPlan(5_000_000)];
+    const sub = id("sub");
+    // What Checkout wrote once, when the organization subscribed to pro: it never changes after.
+    const metadata = { org_id: org, plan: pro.plan, gatehouse_credits: "30000000", gatehouse_mode: "prepaid" };
+    const t = Math.floor(Date.now() / 1000) - 600;
+    const subscription = (price: string, at: number) => event("customer.subscription.updated", {
+      id: sub, object: "subscription", customer, status: "active", cancel_at_period_end: false, metadata,
+      items: { object: "list", data: [{ id: id("si"), object: "subscription_item", price: { id: price, object: "price" }, current_period_end: at + 2_592_000 }] },
+    }, at);
+    const invoice = (price: string, reason: string, at: number) => event("invoice.paid", {
+      id: id("in"), object: "invoice", customer, billing_reason: reason, amount_paid: 4900, payment_intent: id("pi"),
+      lines: { object: "list", data: [{ id: id("il"), object: "line_item", pricing: { type: "price_details", price_details: { price, product: id("prod") } },
+                                         parent: { type: "subscription_item_details", subscription_item_details: { proration: false, subscription: sub } } }] },
+      parent: { type: "subscription_details", subscription_details: { metadata, subscription: sub } },
+    }, at);
+    const plan = async () => (await sql`select plan from public.billing_accounts where org_id = ${org}`)[0].plan;
+
+    for (const e of [subscription(pro.price, t), invoice(pro.price, "subscription_create", t + 1)]) {
+      expect((await deliver(JSON.stringify(e))).body.outcome).toBe("applied");
+    }
+    expect(await balance(org)).toBe(30_000_000);
+
+    // The portal downgrades to basic: the subscription's price changes, its metadata doesn't.
+    expect((await deliver(JSON.stringify(subscription(basic.price, t + 100)))).body.outcome).toBe("applied");
+    expect(await plan()).toBe(basic.plan);
+    expect((await deliver(JSON.stringify(invoice(basic.price, "subscription_cycle", t + 200)))).body.outcome).toBe("applied");
+    expect(await balance(org)).toBe(30_000_000 + 5_000_000);
+
+    // And back up to pro.
+    expect((await deliver(JSON.stringify(subscription(pro.price, t + 300)))).body.outcome).toBe("applied");
+    expect((await deliver(JSON.stringify(invoice(pro.price, "subscription_cycle", t + 400)))).body.outcome).toBe("applied");
+    expect(await balance(org)).toBe(30_000_000 + 5_000_000 + 30_000_000);
+    expect(await plan()).toBe(pro.plan);
+  });
+
+  it("applies a refund delivered before its payment when the payment arrives, as in Stripe's order", async () => {
+    const { org, customer } = await billedOrg();
+    const intent = id("pi");
+    const refund = event("charge.refunded", { id: id("ch"), object: "charge", customer, payment_intent: intent, amount: 2000, amount_refunded: 500 });
+    expect((await deliver(JSON.stringify(refund)))).toMatchObject({ status: 200, body: { received: true } });
+    expect(await balance(org)).toBe(0);
+    expect((await deliver(JSON.stringify(topUp(org, 8_000_000, intent)))).body.outcome).toBe("applied");
+    // Stripe's order (payment, then the refund of a quarter of it) leaves 6,000,000.
+    expect(await balance(org)).toBe(6_000_000);
+    expect((await deliver(JSON.stringify(refund))).body.outcome).toBe("duplicate");
+    expect(await balance(org)).toBe(6_000_000);
+  });
+
+  it("applies a dispute delivered before its payment when the payment arrives", async () => {
+    const { org } = await billedOrg();
+    const [disputed, kept] = [id("pi"), id("pi")];
+    const dispute = event("charge.dispute.created", { id: id("dp"), object: "dispute", payment_intent: disputed, charge: id("ch"), amount: 3000, metadata: {} });
+    expect((await deliver(JSON.stringify(dispute)))).toMatchObject({ status: 200, body: { received: true } });
+    expect((await deliver(JSON.stringify(topUp(org, 3_000_000, disputed)))).body.outcome).toBe("applied");
+    expect((await deliver(JSON.stringify(topUp(org, 1_000_000, kept)))).body.outcome).toBe("applied");
+    expect(await balance(org)).toBe(1_000_000);
+  });
+
+  it("refuses an event whose livemode is not the mode of the deployment's key, applying nothing", async () => {
+    const { org } = await billedOrg();
+    const live = { ...topUp(org, 7_000_000), livemode: true };
+    expect(await deliver(JSON.stringify(live))).toMatchObject({ status: 400, body: { error: { code: "webhook_livemode_mismatch" } } });
+    expect(await balance(org)).toBe(0);
+    const [seen] = await sql`select count(*)::int as n from private.stripe_events where event_id = ${live.id}`;
+    expect(seen.n).toBe(0);
+  });
+
+  it("holds an organization without a subscription to the free tier's ceiling, whatever budget it set itself", async () => {
+    const org = randomUUID();
+    await sql`insert into public.organizations (id, name, slug) values (${org}, 'Free rider', ${`free-${org.slice(0, 8)}`})`;
+    await sql`insert into public.model_limits (org_id, monthly_budget_micro) values (${org}, 1000000000000000)`;
+    const [{ exists }] = await sql`select to_regclass('private.billing_plans') is not null as exists`;
+    const ceiling = exists ? Number((await sql`select monthly_ceiling_micro from private.billing_plans where plan = 'free'`)[0].monthly_ceiling_micro) : 5_000_000;
+    // Spent this month: all but 10 micro-units of the free tier (the call may cost about 35).
+    await sql`insert into public.credit_ledger (org_id, kind, amount_micro, reason) values (${org}, 'usage_debit', ${-(ceiling - 10)}, 'Model call (gpt-4o-mini)')`;
+    const [project, agent] = [randomUUID(), randomUUID()];
+    await sql`insert into public.projects (id, org_id, name, slug) values (${project}, ${org}, 'Free', 'free')`;
+    await sql`insert into public.agents (id, org_id, project_id, name) values (${agent}, ${org}, ${project}, 'Spender')`;
+    const [version] = await sql`insert into public.agent_versions (org_id, project_id, agent_id, config)
+                                values (${org}, ${project}, ${agent}, '{"model": "gpt-4o-mini"}') returning id`;
+    const [run] = await sql`insert into public.agent_runs (org_id, project_id, agent_id, agent_version_id)
+                            values (${org}, ${project}, ${agent}, ${version.id}) returning id`;
+    const res = await fetch(`${stack().functionsUrl}/model-gateway/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${stack().serviceRoleKey}`, "x-run-id": run.id, "content-type": "application/json" },
+      body: JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Hello" }], max_tokens: 50 }),
+    });
+    expect({ status: res.status, code: (await res.json()).error?.code }).toEqual({ status: 402, code: "spend_ceiling_reached" });
+    const [calls] = await sql`select count(*)::int as n from public.model_calls where org_id = ${org}`;
+    expect(calls.n).toBe(0);
   });
 });

@@ -1,9 +1,12 @@
 /**
  * What every provider call (live check, delivery, refresh, revocation) goes through besides the
- * egress guard: it is first counted against the workspace's rate limit and monthly budget
- * (private.meter_connector_call, one statement; revocations are counted but never held back),
- * and then recorded as an audit entry `connector.call`: connection, provider, kind, agent, run,
- * action, outcome, HTTP status and latency. The entry never holds a credential or a body.
+ * egress guard: it is first counted against the workspace's rate limit and monthly budget, and a
+ * prepaid organization's credits checked (private.meter_connector_call, one statement;
+ * revocations are counted but never held back), and then recorded as an audit entry
+ * `connector.call`: connection, provider, kind, agent, run, action, outcome, HTTP status and
+ * latency. The entry never holds a credential or a body. A live check or delivery is charged the
+ * platform's connector price with its entry (private.charge_connector_call), unless the egress
+ * guard refused it before anything left.
  */
 import type { EgressCode } from "../egress/check.ts";
 import type { Caller } from "../http/caller.ts";
@@ -40,7 +43,7 @@ export interface CallAudit {
 }
 
 /** Why the meter refused a call: the codes the function answers with. */
-export type LimitRefusal = "connector_rate_limited" | "connector_budget_exhausted";
+export type LimitRefusal = "credits_exhausted" | "connector_rate_limited" | "connector_budget_exhausted";
 
 /** Records one provider call in the organization's audit chain, inside `tx` (as the service role, for `caller`). */
 export async function auditCallIn(tx: Tx, a: CallAudit): Promise<void> {
@@ -57,6 +60,11 @@ export async function auditCallIn(tx: Tx, a: CallAudit): Promise<void> {
   };
   await tx`insert into audit.records (org_id, action, target_type, target_id, payload)
            values (${a.orgId}, 'connector.call', 'connection', ${a.connectionId}, ${tx.json(payload)})`;
+  // The platform's price, charged with the record of a call that was made (live checks and
+  // deliveries; the database charges nothing when nothing reached the provider).
+  if (a.kind === "verify" || a.kind === "deliver") {
+    await tx`select private.charge_connector_call(${a.orgId}, ${a.outcome}, ${a.status ?? null})`;
+  }
 }
 
 /** Records one provider call in the organization's audit chain, with the context's caller as its actor. */

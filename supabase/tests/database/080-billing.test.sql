@@ -1,9 +1,11 @@
--- Billing (issue 18): Stripe events applied exactly once (also after a crash before commit),
--- subscription state replaced only by newer events, refunds and disputes reversing what was
--- credited, card details kept to brand, last4 and expiry, and the append-only credit ledger.
+-- Billing (issues 18 and 23): Stripe events applied exactly once (also after a crash before
+-- commit), subscription state replaced only by newer events, plans and credits from the platform's
+-- plan of a price, refunds and disputes reversing what was credited whatever their order, card
+-- details kept to brand, last4 and expiry, the append-only credit ledger, connector calls charged
+-- the platform's price, and the platform's ceiling on postpaid spend.
 begin;
 \ir _helpers.psql
-select plan(45);
+select plan(63);
 
 create function pg_temp.evt(p_id text, p_type text, p_created bigint, p_object jsonb) returns jsonb
 language sql as $$
@@ -16,6 +18,8 @@ $$;
 select pg_temp.org('acme') as acme \gset
 select pg_temp.org('globex') as globex \gset
 select pg_temp.balance(:'acme') as acme_before \gset
+insert into private.billing_plans (plan, stripe_price_id, mode, credits_micro, monthly_ceiling_micro)
+values ('pro', 'price_TestPro00001', 'prepaid', 90000000, 500000000);
 
 -- =============================================================================================
 -- Exactly once
@@ -41,16 +45,19 @@ select is((select count(*)::int from audit.records where org_id = :'acme' and ac
 savepoint before_crash;
 select is(private.apply_stripe_event(pg_temp.evt('evt_crash', 'invoice.paid', 1900000100,
             jsonb_build_object('id', 'in_crash', 'customer', 'cus_SeedAcme0001', 'billing_reason', 'subscription_cycle', 'amount_paid', 2000,
-                               'parent', jsonb_build_object('subscription_details', jsonb_build_object('metadata', '{"gatehouse_credits": "7000000"}'::jsonb))))),
+                               'lines', '{"data": [{"pricing": {"price_details": {"price": "price_SeedStarter01"}}}]}'::jsonb,
+                               'parent', jsonb_build_object('subscription_details', jsonb_build_object('metadata', '{"gatehouse_credits": "7"}'::jsonb))))),
           'applied', 'the event applies inside the transaction that crashes');
 rollback to savepoint before_crash;
 select is((select count(*)::int from private.stripe_events where event_id = 'evt_crash'), 0, 'after the crash its id is not recorded');
 select is((select count(*)::int from public.credit_ledger where stripe_object_id = 'in_crash'), 0, 'and nothing of it is applied');
 select is(private.apply_stripe_event(pg_temp.evt('evt_crash', 'invoice.paid', 1900000100,
             jsonb_build_object('id', 'in_crash', 'customer', 'cus_SeedAcme0001', 'billing_reason', 'subscription_cycle', 'amount_paid', 2000,
-                               'parent', jsonb_build_object('subscription_details', jsonb_build_object('metadata', '{"gatehouse_credits": "7000000"}'::jsonb))))),
+                               'lines', '{"data": [{"pricing": {"price_details": {"price": "price_SeedStarter01"}}}]}'::jsonb,
+                               'parent', jsonb_build_object('subscription_details', jsonb_build_object('metadata', '{"gatehouse_credits": "7"}'::jsonb))))),
           'applied', 'the retry applies it');
-select is((select sum(amount_micro)::bigint from public.credit_ledger where stripe_object_id = 'in_crash'), 7000000::bigint, 'once');
+select is((select sum(amount_micro)::bigint from public.credit_ledger where stripe_object_id = 'in_crash'), 20000000::bigint,
+          'once, with the credits of the plan of the price it bills (not its metadata''s)');
 
 select is(private.apply_stripe_event(pg_temp.evt('evt_early_invoice', 'invoice.paid', 1900000150,
             jsonb_build_object('id', 'in_early', 'customer', 'cus_NotLinkedYet',
@@ -74,14 +81,14 @@ select throws_like($$ select private.apply_stripe_event('{"id": "nope", "type": 
 -- =============================================================================================
 select is(private.apply_stripe_event(pg_temp.evt('evt_sub_new', 'customer.subscription.updated', 1900001000,
             '{"id": "sub_SeedAcme0001", "customer": "cus_SeedAcme0001", "status": "past_due", "cancel_at_period_end": true,
-              "items": {"data": [{"current_period_end": 1900500000}]}, "metadata": {"plan": "pro"}}'::jsonb)),
+              "items": {"data": [{"current_period_end": 1900500000, "price": {"id": "price_TestPro00001"}}]}, "metadata": {"plan": "gold"}}'::jsonb)),
           'applied', 'a subscription update applies');
 select is(private.apply_stripe_event(pg_temp.evt('evt_sub_old', 'customer.subscription.updated', 1900000500,
             '{"id": "sub_SeedAcme0001", "customer": "cus_SeedAcme0001", "status": "active", "cancel_at_period_end": false,
               "metadata": {"plan": "starter"}}'::jsonb)),
           'stale', 'an older update that arrives later is stale');
 select results_eq($$ select subscription_status, plan, cancel_at_period_end from public.billing_accounts where org_id = pg_temp.org('acme') $$,
-                  $$ values ('past_due'::text, 'pro'::text, true) $$, 'and changes nothing');
+                  $$ values ('past_due'::text, 'pro'::text, true) $$, 'and changes nothing (the plan is the price''s, not the metadata''s)');
 select ok((select grace_until = to_timestamp(1900500000) + interval '14 days' from public.billing_accounts where org_id = :'acme'),
           'a lapsed subscription keeps its data 14 days past the period''s end');
 select is(private.apply_stripe_event(pg_temp.evt('evt_sub_del', 'customer.subscription.deleted', 1900002000,
@@ -125,6 +132,27 @@ select is(private.apply_stripe_event(pg_temp.evt('evt_dispute', 'charge.dispute.
 select is((select sum(amount_micro)::bigint from public.credit_ledger where payment_intent = 'pi_topup1'), 0::bigint,
           'and reverses the rest, never more than was credited');
 
+-- Before the payment they reverse: kept, then applied when it is credited.
+select is(private.apply_stripe_event(pg_temp.evt('evt_refund_early', 'charge.refunded', 1900004100,
+            '{"id": "ch_2", "customer": "cus_SeedGlobex001", "payment_intent": "pi_later1", "amount": 1000, "amount_refunded": 250}'::jsonb)),
+          'pending', 'a refund of a payment not credited yet is kept');
+select is(private.apply_stripe_event(pg_temp.evt('evt_dispute_early', 'charge.dispute.created', 1900004200,
+            '{"id": "dp_2", "object": "dispute", "payment_intent": "pi_later2", "charge": "ch_3"}'::jsonb)),
+          'pending', 'so is a dispute, though it names no organization');
+select is((select count(*)::int from public.credit_ledger where payment_intent in ('pi_later1', 'pi_later2')), 0, 'and neither writes to the ledger yet');
+select private.apply_stripe_event(pg_temp.evt('evt_paid_later1', 'checkout.session.completed', 1900004300,
+          jsonb_build_object('id', 'cs_later1', 'mode', 'payment', 'payment_status', 'paid', 'customer', 'cus_SeedGlobex001',
+                             'payment_intent', 'pi_later1', 'metadata', '{"gatehouse_credits": "4000000"}'::jsonb)));
+select is((select sum(amount_micro)::bigint from public.credit_ledger where payment_intent = 'pi_later1'), 3000000::bigint,
+          'the payment credited later loses the refunded share, as in Stripe''s order');
+select private.apply_stripe_event(pg_temp.evt('evt_paid_later2', 'checkout.session.completed', 1900004400,
+          jsonb_build_object('id', 'cs_later2', 'mode', 'payment', 'payment_status', 'paid', 'customer', 'cus_SeedGlobex001',
+                             'payment_intent', 'pi_later2', 'metadata', '{"gatehouse_credits": "2000000"}'::jsonb)));
+select is((select sum(amount_micro)::bigint from public.credit_ledger where payment_intent = 'pi_later2'), 0::bigint,
+          'and a disputed one keeps nothing');
+select is((select count(*)::int from private.stripe_pending_reversals where payment_intent in ('pi_later1', 'pi_later2')), 0,
+          'nothing is left pending once applied');
+
 -- =============================================================================================
 -- Cards: brand, last4 and expiry only
 -- =============================================================================================
@@ -134,6 +162,11 @@ select is(private.apply_stripe_event(pg_temp.evt('evt_pm', 'payment_method.attac
           'applied', 'a payment method event applies');
 select results_eq($$ select card_brand, card_last4, card_exp_month, card_exp_year from public.billing_accounts where org_id = pg_temp.org('globex') $$,
                   $$ values ('amex'::text, '0005'::text, 3::smallint, 2032::smallint) $$, 'brand, last4 and expiry are kept');
+select is(private.apply_stripe_event(pg_temp.evt('evt_pm_older', 'payment_method.updated', 1900004900,
+            '{"id": "pm_0", "customer": "cus_SeedGlobex001", "card": {"brand": "visa", "last4": "1111", "exp_month": 1, "exp_year": 2027}}'::jsonb)),
+          'stale', 'an older card event that arrives later is stale');
+select results_eq($$ select card_brand, card_last4 from public.billing_accounts where org_id = pg_temp.org('globex') $$,
+                  $$ values ('amex'::text, '0005'::text) $$, 'and leaves the newer card in place');
 select is((select count(*)::int from information_schema.columns
             where table_schema not in ('pg_catalog', 'information_schema')
               and column_name ~* '(card_?number|^pan$|_pan$|cvc|cvv|card_?code|security_code|fingerprint)'), 0,
@@ -176,10 +209,28 @@ select results_eq($$ select l.amount_micro from public.credit_ledger l join publ
                   $$ select -cost_micro from public.model_calls where run_id = pg_temp.run('acme') and input_tokens = 400 $$,
                   'the settled call''s cost is debited, once');
 
--- Connector calls debit their units at the connector price.
-select is(private.meter_connector_call(:'globex', 3), null, 'a connector call of 3 units is admitted');
-select is((select amount_micro from public.credit_ledger where org_id = :'globex' and kind = 'usage_debit' and reason like 'Connector call%'
-            order by created_at desc limit 1), -3000::bigint, 'and debits its units at the connector price');
+-- Connector calls are charged the platform's price once made, whatever the tool's units.
+select pg_temp.balance(:'globex') as globex_before \gset
+select count(*) as globex_queued from private.stripe_meter_outbox where org_id = :'globex' \gset
+select is(private.meter_connector_call(:'globex', 0), null, 'a connector call of 0 units is admitted');
+select is(pg_temp.balance(:'globex'), :globex_before::bigint, 'admitting a call charges nothing yet');
+select is(private.charge_connector_call(:'globex', 'delivered', 200), 1000::bigint, 'a call the provider answered is charged the platform''s price');
+select is(private.charge_connector_call(:'globex', 'egress_blocked_address', null), 0::bigint, 'a call the egress guard refused before sending costs nothing');
+select is(pg_temp.balance(:'globex') - :globex_before, -1000::bigint, 'so the ledger has one connector debit');
+select is(private.charge_connector_call(:'globex', 'egress_timeout', null), 1000::bigint, 'a call that left and then timed out is charged');
+
+-- The platform's ceiling on postpaid spend.
+select is(private.spend_ceiling(:'acme'), null::bigint, 'a prepaid organization has no ceiling (its credits gate it)');
+select is(private.spend_ceiling(:'globex'), 1000000000::bigint, 'a subscribed postpaid organization has its plan''s ceiling');
+select is(private.spend_ceiling('0f000000-0000-4000-8000-00000000000f'), 5000000::bigint, 'an organization without a subscription has the free tier''s');
+update public.billing_accounts set subscription_id = 'sub_FreshLapsed01', subscription_status = 'unpaid', stripe_price_id = 'price_SeedTeam00001',
+                                   grace_until = now() + interval '1 day'
+ where org_id = '0f000000-0000-4000-8000-00000000000f';
+select is(private.spend_ceiling('0f000000-0000-4000-8000-00000000000f'), 1000000000::bigint, 'an unpaid subscription keeps its plan''s ceiling during its grace period');
+update public.billing_accounts set grace_until = now() - interval '1 second' where org_id = '0f000000-0000-4000-8000-00000000000f';
+select is(private.spend_ceiling('0f000000-0000-4000-8000-00000000000f'), 0::bigint, 'and nothing once the grace period is over');
+select is((select count(*)::int from private.stripe_meter_outbox where org_id = :'globex' and stripe_customer_id = 'cus_SeedGlobex001') - :globex_queued, 2,
+          'a subscribed postpaid organization''s connector charges are queued for Stripe''s billing meter, with the debit');
 
 select * from finish();
 rollback;
