@@ -78,8 +78,8 @@ values
 
 -- Connections in each organization, their credentials in Vault as the connectors function stores
 -- them (fake values, for the isolation matrix and the secret scan; nothing here reaches a
--- provider), and tools of each agent bound to them: Acme's returns agent posts to Slack and looks
--- up CRM records through a webhook; Globex's sets GitHub statuses.
+-- provider), and tools of each agent bound to them: Acme's returns agent posts to Slack, and looks
+-- up CRM records and comments on tickets through a webhook; Globex's sets GitHub statuses.
 insert into public.connections (id, org_id, provider, display_name, scopes, secret_id, verified_at)
 values
   ('6a000000-0000-4000-8000-00000000000a', '0a000000-0000-4000-8000-00000000000a', 'slack_webhook', 'Returns channel',
@@ -101,6 +101,8 @@ values
    'slack.post_message', 'slack_webhook', '6a000000-0000-4000-8000-00000000000a', '{incoming-webhook}'),
   ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', '2a000000-0000-4000-8000-00000000000a',
    'crm.lookup', 'https_webhook', '6a000000-0000-4000-8000-00000000001a', '{}'),
+  ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', '2a000000-0000-4000-8000-00000000000a',
+   'ticket.comment', 'https_webhook', '6a000000-0000-4000-8000-00000000001a', '{}'),
   ('0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b', '2b000000-0000-4000-8000-00000000000b',
    'github.set_status', 'github', '6b000000-0000-4000-8000-00000000000b', '{repo:status}');
 
@@ -134,11 +136,11 @@ select v.id::uuid, v.org_id::uuid, v.project_id::uuid, v.agent_id::uuid, v.run_i
        'agent_runtime', now() + interval '30 days', case when v.status <> 'pending' then now() end
   from (values
     ('5a000000-0000-4000-8000-00000000000a', '0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a',
-     '2a000000-0000-4000-8000-00000000000a', '4a000000-0000-4000-8000-00000000000a', 'slack.post_message',
-     '{"channel": "#returns", "text": "Refund for order 1042 approved."}', 'medium', 'require_approval', 1, 'pending'),
+     '2a000000-0000-4000-8000-00000000000a', '4a000000-0000-4000-8000-00000000000a', 'ticket.comment',
+     '{"ticket": 1042, "comment": "Refund for order 1042 approved."}', 'medium', 'require_approval', 1, 'pending'),
     ('5a000000-0000-4000-8000-00000000001a', '0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a',
-     '2a000000-0000-4000-8000-00000000000a', '4a000000-0000-4000-8000-00000000000a', 'slack.post_message',
-     '{"channel": "#returns", "text": "Ticket 1042: refund issued."}', 'low', 'require_approval', 1, 'approved'),
+     '2a000000-0000-4000-8000-00000000000a', '4a000000-0000-4000-8000-00000000000a', 'ticket.comment',
+     '{"ticket": 1042, "comment": "Refund issued."}', 'low', 'require_approval', 1, 'approved'),
     ('5b000000-0000-4000-8000-00000000000b', '0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b',
      '2b000000-0000-4000-8000-00000000000b', '4b000000-0000-4000-8000-00000000000b', 'github.set_status',
      '{"method": "POST", "path": "/repos/globex/helpdesk/statuses/77", "body": {"state": "success"}}', 'medium',

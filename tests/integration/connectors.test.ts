@@ -429,6 +429,28 @@ describe("limits", () => {
     }
   });
 
+  it("lets one of several racing actions through on a prepaid balance that covers one call, and never overdraws", async () => {
+    const [{ micro: price }] = await sql`select micro from private.billing_prices where item = 'connector_call'`;
+    const [{ balance }] = await sql`select coalesce(sum(amount_micro), 0)::bigint as balance from public.credit_ledger where org_id = ${ACME}`;
+    const adjust = async (micro: number, reason: string) => {
+      if (micro !== 0) await sql`insert into public.credit_ledger (org_id, kind, amount_micro, reason) values (${ACME}, 'adjustment', ${micro}, ${reason})`;
+    };
+    await adjust(Number(price) - Number(balance), "one call left for the test");
+    try {
+      const actions = [];
+      for (let i = 0; i < 6; i++) actions.push(await approved("slack.post_message", { text: `Last credit ${i}` }));
+      const answers = await Promise.all(actions.map(execute));
+      expect(answers.filter((a) => a.status === 200)).toHaveLength(1);
+      expect(answers.filter((a) => a.status === 402 && a.body.error.code === "credits_exhausted")).toHaveLength(5);
+      const [{ left }] = await sql`select coalesce(sum(amount_micro), 0)::bigint as left from public.credit_ledger where org_id = ${ACME}`;
+      expect(Number(left)).toBe(0);
+      expect(await sql`select 1 from private.connector_holds where org_id = ${ACME} and expires_at > now()`).toHaveLength(0);
+    } finally {
+      const [{ left }] = await sql`select coalesce(sum(amount_micro), 0)::bigint as left from public.credit_ledger where org_id = ${ACME}`;
+      await adjust(Number(balance) - Number(left), "restored after the test");
+    }
+  });
+
   it("admits exactly the limit when calls race (checked and counted in one statement)", async () => {
     const pool = superuser();
     try {

@@ -40,6 +40,16 @@ export interface CallAudit {
   runId?: string;
   tool?: string;
   actionRequestId?: string;
+  /**
+   * The id under which the meter holds a prepaid organization's price for this call, until the
+   * call is recorded here (private.connector_holds): one per metered call, made with holdId().
+   */
+  holdId?: string;
+}
+
+/** A fresh hold id for one metered call. */
+export function holdId(): string {
+  return crypto.randomUUID();
 }
 
 /** Why the meter refused a call: the codes the function answers with. */
@@ -60,8 +70,10 @@ export async function auditCallIn(tx: Tx, a: CallAudit): Promise<void> {
   };
   await tx`insert into audit.records (org_id, action, target_type, target_id, payload)
            values (${a.orgId}, 'connector.call', 'connection', ${a.connectionId}, ${tx.json(payload)})`;
-  // The platform's price, charged with the record of a call that was made (live checks and
-  // deliveries; the database charges nothing when nothing reached the provider).
+  // The call is over: what the meter held for it goes, and the platform's price is charged with
+  // the record of a call that was made (live checks and deliveries; the database charges nothing
+  // when nothing reached the provider).
+  if (a.holdId) await tx`select private.release_connector_hold(${a.orgId}, ${a.holdId})`;
   if (a.kind === "verify" || a.kind === "deliver") {
     await tx`select private.charge_connector_call(${a.orgId}, ${a.outcome}, ${a.status ?? null})`;
   }
@@ -75,9 +87,13 @@ export function auditCall(ctx: Pick<ConnectorContext, "sql" | "caller">, a: Call
   });
 }
 
-/** Counts a call of `cost` units against the organization's limits inside `tx`: null when admitted, else which limit refused it. */
-export async function meterIn(tx: Tx, call: { orgId: string; cost: number }): Promise<LimitRefusal | null> {
-  const [{ refusal }] = await tx`select private.meter_connector_call(${call.orgId}, ${call.cost}) as refusal`;
+/**
+ * Counts a call of `cost` units against the organization's limits inside `tx`: null when admitted,
+ * else which limit refused it. With `holdId`, a prepaid organization's price is held for the call
+ * until auditCallIn records it; without (revocations), nothing is held and credits don't refuse it.
+ */
+export async function meterIn(tx: Tx, call: { orgId: string; cost: number; holdId?: string }): Promise<LimitRefusal | null> {
+  const [{ refusal }] = await tx`select private.meter_connector_call(${call.orgId}, ${call.cost}, ${call.holdId ?? null}) as refusal`;
   return refusal as LimitRefusal | null;
 }
 
@@ -85,7 +101,7 @@ export async function meterIn(tx: Tx, call: { orgId: string; cost: number }): Pr
 export async function meter(ctx: Pick<ConnectorContext, "sql" | "caller">, audit: Omit<CallAudit, "outcome">, options: { cost?: number } = {}): Promise<void> {
   const refusal = await ctx.sql.begin(async (tx) => {
     await asService(tx, { actingFor: ctx.caller });
-    const refusal = await meterIn(tx, { orgId: audit.orgId, cost: options.cost ?? 1 });
+    const refusal = await meterIn(tx, { orgId: audit.orgId, cost: options.cost ?? 1, holdId: audit.holdId });
     if (refusal) await auditCallIn(tx, { ...audit, outcome: refusal });
     return refusal;
   });

@@ -8,7 +8,7 @@
 import type { Caller } from "../http/caller.ts";
 import { asCaller, asService, type Tx } from "../http/db.ts";
 import { refuse } from "../http/errors.ts";
-import { auditCall, type ConnectorContext, meter, type OrgContext, timed, verificationError } from "./calls.ts";
+import { auditCall, type ConnectorContext, holdId, meter, type OrgContext, timed, verificationError } from "./calls.ts";
 import { revokeAndAudit } from "./oauth.ts";
 import { parseCredential, type Provider, verifyCredential } from "./providers.ts";
 import { type ConnectionView, saveCredential, scopesNeeded, storedConnection } from "./store.ts";
@@ -57,7 +57,7 @@ export async function saveConnection(ctx: OrgContext, input: SaveInput): Promise
   });
   const needed = await scopesNeeded(sql, { orgId, provider });
 
-  const audit = { orgId, connectionId: input.connection_id ?? null, provider, kind: "verify" as const };
+  const audit = { orgId, connectionId: input.connection_id ?? null, provider, kind: "verify" as const, holdId: holdId() };
   await meter(ctx, audit);
   const [result, latencyMs] = await timed(() => verifyCredential({ provider, credential: credential.value }, env));
   await auditCall(ctx, { ...audit, outcome: result.outcome, status: result.status, latencyMs });

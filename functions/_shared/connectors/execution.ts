@@ -14,7 +14,7 @@
 import { type ApprovedAction, type GateRefusal, openGate, recordOutcome } from "../approvals/gate.ts";
 import type { Caller } from "../http/caller.ts";
 import { asService, type Sql, type Tx } from "../http/db.ts";
-import { auditCall, auditCallIn, type CallAudit, type LimitRefusal, meterIn, timed } from "./calls.ts";
+import { auditCall, auditCallIn, type CallAudit, holdId, type LimitRefusal, meterIn, timed } from "./calls.ts";
 import { type ConnectorEnv, deliver, destinationOf, OAuth2Config, OAuth2Credential, type Provider, refreshTokens } from "./providers.ts";
 import { sanitizeToolResult } from "./sanitize.ts";
 import { saveCredentialIn } from "./store.ts";
@@ -40,6 +40,8 @@ interface Binding {
   runId: string;
   connectionId: string;
   provider: Provider;
+  /** What the meter holds of a prepaid organization's credits for this call, until it is recorded. */
+  holdId: string;
 }
 
 type Admission = { ok: true; value: Binding } | { ok: false; reason: AdmissionRefusal; audit: CallAudit };
@@ -118,6 +120,7 @@ async function admit(tx: Tx, action: ApprovedAction): Promise<Admission> {
       from public.action_requests r
       join public.agent_tools t on t.org_id = r.org_id and t.id = r.tool_id
      where r.id = ${action.requestId}`;
+  const hold = holdId();
   const audit = { orgId: row.org_id, connectionId: action.connectionId, provider: action.provider, kind: "deliver" as const,
                   agentId: row.agent_id, runId: row.run_id, tool: action.tool, actionRequestId: action.requestId };
   const [stored] = await tx`select config, credential from private.connection_credential(${action.connectionId})`;
@@ -125,9 +128,12 @@ async function admit(tx: Tx, action: ApprovedAction): Promise<Admission> {
   if (!stored) reason = "connection_inactive";
   else if (destinationOf(action.provider, JSON.parse(stored.credential as string), stored.config) !== action.destination) {
     reason = "approval_target_changed";
-  } else reason = await meterIn(tx, { orgId: row.org_id, cost: row.cost_units });
+  } else reason = await meterIn(tx, { orgId: row.org_id, cost: row.cost_units, holdId: hold });
   if (reason !== null) return { ok: false, reason, audit: { ...audit, outcome: reason } };
-  return { ok: true, value: { orgId: row.org_id, agentId: row.agent_id, runId: row.run_id, connectionId: action.connectionId, provider: action.provider } };
+  return {
+    ok: true,
+    value: { orgId: row.org_id, agentId: row.agent_id, runId: row.run_id, connectionId: action.connectionId, provider: action.provider, holdId: hold },
+  };
 }
 
 interface Delivery {
@@ -143,7 +149,7 @@ async function deliverAction(ctx: RuntimeContext, admitted: { action: ApprovedAc
   const { action, binding: b } = admitted;
   const runtime = { sql: ctx.sql, caller: service };
   const audit = { orgId: b.orgId, connectionId: b.connectionId, provider: b.provider, kind: "deliver" as const,
-                  agentId: b.agentId, runId: b.runId, tool: action.tool, actionRequestId: action.requestId };
+                  agentId: b.agentId, runId: b.runId, tool: action.tool, actionRequestId: action.requestId, holdId: b.holdId };
   try {
     const fresh = await freshCredential(ctx, b);
     if (!fresh.ok) {

@@ -7,7 +7,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { checkUrl } from "../egress/check.ts";
 import { asCaller, asService } from "../http/db.ts";
 import { refuse } from "../http/errors.ts";
-import { auditCall, type ConnectorContext, meter, meterIn, type OrgContext, timed, verificationError } from "./calls.ts";
+import { auditCall, type ConnectorContext, holdId, meter, meterIn, type OrgContext, timed, verificationError } from "./calls.ts";
 import {
   authorizationUrl,
   exchangeCode,
@@ -80,7 +80,7 @@ export async function completeOAuth(ctx: OrgContext, input: { state: string; cod
   const secrets = JSON.parse(pending.secret as string) as { client_secret: string; code_verifier: string };
   const requested = pending.scopes as string[];
 
-  const audit = { orgId, connectionId: null, provider: "oauth2" as const, kind: "verify" as const };
+  const audit = { orgId, connectionId: null, provider: "oauth2" as const, kind: "verify" as const, holdId: holdId() };
   await meter(ctx, audit);
   const [exchanged, latencyMs] = await timed(() =>
     exchangeCode({ config, clientSecret: secrets.client_secret, code: input.code, codeVerifier: secrets.code_verifier }, env));

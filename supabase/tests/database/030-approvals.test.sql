@@ -20,10 +20,10 @@ select pg_temp.run('acme') as run \gset
 select pg_temp.agent('acme') as agent \gset
 select pg_temp.project('acme') as project \gset
 
--- Tools of Acme's agent that the tests propose through, bound to its CRM webhook connection.
+-- A tool of Acme's agent that the tests propose through (with the seeded ticket.comment), bound to
+-- its CRM webhook connection.
 insert into public.agent_tools (org_id, project_id, agent_id, tool, provider, connection_id)
-select pg_temp.org('acme'), :'project', :'agent', t, 'https_webhook', '6a000000-0000-4000-8000-00000000001a'
-  from unnest(array['payments.refund', 'ticket.comment']) t;
+values (pg_temp.org('acme'), :'project', :'agent', 'payments.refund', 'https_webhook', '6a000000-0000-4000-8000-00000000001a');
 
 -- =============================================================================================
 -- Proposing: canonical payload, hash and policy

@@ -11,13 +11,13 @@ select plan(33);
 -- ---------------------------------------------------------------------------------------------
 select is((select array_agg(r order by r) from unnest(array['anon', 'authenticated']) r
             where has_function_privilege(r, 'private.connection_credential(uuid)', 'execute')
-               or has_function_privilege(r, 'private.meter_connector_call(uuid, integer)', 'execute')
+               or has_function_privilege(r, 'private.meter_connector_call(uuid, integer, uuid)', 'execute')
                or has_function_privilege(r, 'private.take_oauth_authorization(text, uuid)', 'execute')
                or has_function_privilege(r, 'private.begin_oauth_authorization(text, uuid, text, jsonb, text[], text, uuid)', 'execute')
                or has_function_privilege(r, 'private.scopes_needed(uuid, public.connector_provider)', 'execute')), null,
           'no client role can run the credential readers, the meter or the OAuth2 store');
 select ok(has_function_privilege('service_role', 'private.connection_credential(uuid)', 'execute')
-          and has_function_privilege('service_role', 'private.meter_connector_call(uuid, integer)', 'execute')
+          and has_function_privilege('service_role', 'private.meter_connector_call(uuid, integer, uuid)', 'execute')
           and has_function_privilege('service_role', 'private.take_oauth_authorization(text, uuid)', 'execute'),
           'the service role (the connectors function) runs them');
 select is((select count(*)::int from pg_proc p join pg_namespace n on n.oid = p.pronamespace
