@@ -16,7 +16,12 @@
 --   tool's cost_units (which stay the workspace's own weight against its monthly connector
 --   budget), after the call and only when something reached the provider (an egress refusal
 --   before sending costs nothing); a prepaid organization without credits is refused a
---   connector call (credits_exhausted) as it is refused a model call.
+--   connector call (credits_exhausted) as it is refused a model call. An admitted call holds the
+--   price (private.connector_holds, under an id the connectors function gives the call) until its
+--   audit entry records and charges it, or 2 minutes pass (a runtime that died mid-call), so calls
+--   racing on the last credits can't overdraw them. What a prepaid organization can spend is one
+--   number, private.prepaid_available (the balance less model reservations in flight and connector
+--   holds), which the meter and model reservations both read under the billing row's lock.
 -- - Whatever the order Stripe delivers events in: refunds and disputes that arrive before the
 --   payment they reverse are kept
 --   (private.stripe_pending_reversals) and applied when that payment is credited, and an older
@@ -72,6 +77,16 @@ create table private.stripe_meter_outbox (
 );
 comment on table private.stripe_meter_outbox is
   'Postpaid usage to report to Stripe as billing meter events (identifier = id), written with the usage debit; sent_at once Stripe has it.';
+
+create table private.connector_holds (
+  org_id uuid not null references public.organizations (id) on delete cascade,
+  id uuid not null,
+  micro bigint not null check (micro >= 0),
+  expires_at timestamptz not null,
+  primary key (org_id, id)
+);
+comment on table private.connector_holds is
+  'The price each admitted connector call of a prepaid organization holds until it is charged (or the hold expires).';
 
 -- Connector calls are priced per call; the tool's units are only the workspace's own budget weight.
 alter table private.billing_prices drop constraint billing_prices_item_check;
@@ -299,14 +314,42 @@ create trigger enqueue_meter_event after insert on public.credit_ledger
   for each row when (new.kind = 'usage_debit')
   execute function private.enqueue_meter_event();
 
+create function private.prepaid_available(p_org_id uuid) returns bigint
+language sql stable security definer
+set search_path = ''
+as $$
+  select private.credit_balance(p_org_id)
+       - coalesce((select pg_catalog.sum(r.reserved_micro) from private.model_reservations r
+                    where r.org_id = p_org_id and r.key_source = 'platform' and r.expires_at > pg_catalog.now()), 0)
+       - coalesce((select pg_catalog.sum(h.micro) from private.connector_holds h
+                    where h.org_id = p_org_id and h.expires_at > pg_catalog.now()), 0)
+$$;
+comment on function private.prepaid_available(uuid) is
+  'What a prepaid organization can still spend: its balance less model reservations in flight and connector holds.';
+revoke execute on function private.prepaid_available(uuid) from public, anon, authenticated;
+
+-- Ends a call's hold once the call is recorded (and charged); expired holds go with it.
+create function private.release_connector_hold(p_org_id uuid, p_hold_id uuid) returns void
+language sql volatile security definer
+set search_path = ''
+as $$
+  delete from private.connector_holds h
+   where h.org_id = p_org_id and (h.id = p_hold_id or h.expires_at <= pg_catalog.now())
+$$;
+comment on function private.release_connector_hold(uuid, uuid) is 'Releases a connector call''s credit hold (and any expired ones of the organization).';
+revoke execute on function private.release_connector_hold(uuid, uuid) from public, anon, authenticated;
+grant execute on function private.release_connector_hold(uuid, uuid) to service_role;
+
 -- Counts one connector call of p_cost units (the tool's weight, against the workspace's own
 -- limits) in one statement: the row is counted only if this minute's calls stay under the rate
 -- and this month's units within the budget, and concurrent calls queue on the row. A prepaid
 -- organization must first have the credits for the platform's connector price (its calls take
--- their turn on its billing account's row), whatever the units. Returns null when the call is
+-- their turn on its billing account's row), whatever the units, and an admitted call holds it
+-- under p_hold_id. Returns null when the call is
 -- admitted, else 'credits_exhausted', 'connector_rate_limited' or 'connector_budget_exhausted'
 -- (nothing counted): the codes the connectors function answers with.
-create or replace function private.meter_connector_call(p_org_id uuid, p_cost integer) returns text
+drop function private.meter_connector_call(uuid, integer);
+create function private.meter_connector_call(p_org_id uuid, p_cost integer, p_hold_id uuid default null) returns text
 language plpgsql volatile security definer
 set search_path = ''
 as $$
@@ -317,16 +360,16 @@ declare
   used_calls integer;
   used_units bigint;
   price bigint := (select p.micro from private.billing_prices p where p.item = 'connector_call');
+  prepaid boolean;
 begin
   if p_org_id is null or p_cost is null or p_cost < 0 then
     raise exception 'meter_connector_call needs an organization and a cost of zero or more' using errcode = '22023';
   end if;
-  if exists (select 1 from public.billing_accounts a where a.org_id = p_org_id and a.mode = 'prepaid') then
+  prepaid := exists (select 1 from public.billing_accounts a where a.org_id = p_org_id and a.mode = 'prepaid');
+  if prepaid and p_hold_id is not null then
+    -- Calls of one prepaid organization take turns here; each admitted one holds the price.
     perform 1 from public.billing_accounts a where a.org_id = p_org_id for update;
-    if private.credit_balance(p_org_id)
-       - coalesce((select pg_catalog.sum(r.reserved_micro) from private.model_reservations r
-                    where r.org_id = p_org_id and r.key_source = 'platform' and r.expires_at > pg_catalog.now()), 0)
-       < greatest(price, 1) then
+    if private.prepaid_available(p_org_id) < greatest(price, 1) then
       return 'credits_exhausted';
     end if;
   end if;
@@ -349,6 +392,10 @@ begin
          <= (select l.budget from limits l)
   returning m.minute_calls into used_calls;
   if used_calls is not null then
+    if prepaid and p_hold_id is not null then
+      insert into private.connector_holds (org_id, id, micro, expires_at)
+      values (p_org_id, p_hold_id, price, pg_catalog.now() + interval '2 minutes');
+    end if;
     return null;
   end if;
 
@@ -365,10 +412,34 @@ begin
   return 'connector_rate_limited';
 end
 $$;
-comment on function private.meter_connector_call(uuid, integer) is
-  'Admits and counts one connector call (a prepaid organization''s credits, the rate limit, the monthly budget) in one statement; null, credits_exhausted, connector_rate_limited or connector_budget_exhausted.';
-revoke execute on function private.meter_connector_call(uuid, integer) from public, anon, authenticated;
-grant execute on function private.meter_connector_call(uuid, integer) to service_role;
+comment on function private.meter_connector_call(uuid, integer, uuid) is
+  'Admits and counts one connector call (a prepaid organization''s credits, held under p_hold_id until the call is recorded; the rate limit; the monthly budget); null, credits_exhausted, connector_rate_limited or connector_budget_exhausted.';
+revoke execute on function private.meter_connector_call(uuid, integer, uuid) from public, anon, authenticated;
+grant execute on function private.meter_connector_call(uuid, integer, uuid) to service_role;
+
+-- Model reservations of a prepaid organization meet the connector holds too.
+create or replace function private.require_credits() returns trigger
+language plpgsql security definer
+set search_path = ''
+as $$
+declare
+  available bigint;
+begin
+  if new.key_source <> 'platform'
+     or not exists (select 1 from public.billing_accounts a where a.org_id = new.org_id and a.mode = 'prepaid') then
+    return new;
+  end if;
+  perform 1 from public.billing_accounts a where a.org_id = new.org_id for update;
+  available := private.prepaid_available(new.org_id);
+  if available - new.reserved_micro < 0 then
+    perform private.refuse_request(402, 'credits_exhausted', pg_catalog.format(
+      'The organization''s prepaid credits can''t cover this call (%s micro-units available, it may cost %s): buy credits.',
+      greatest(available, 0), new.reserved_micro));
+  end if;
+  return new;
+end
+$$;
+
 
 -- Charges a connector call the platform's price (private.billing_prices), once it has been made:
 -- when the provider answered (an HTTP status) or the request left and then failed (a timeout, a
