@@ -11,9 +11,10 @@
  * project and agent come from the run row; a member (the console playground) sends X-Org-Id and
  * X-Agent-Id, and must be project_contributor or above in the agent's project.
  *
- * Each call is reserved before it goes upstream and settled after, whatever happens
- * (models/metering.ts): a failure or a cancelled call releases its reservation, a stream the
- * client cut off settles what was used. No prompt, output or key is logged or stored.
+ * Each call is reserved before it goes upstream (models/metering.ts), then made and settled by
+ * the one model-call module (models/call.ts): a failure releases the reservation, a stream the
+ * client cut off settles what was used. Every answer carries Server-Timing: the time spent in
+ * Gatehouse, not counting the vendor. No prompt, output or key is logged or stored.
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
@@ -24,10 +25,10 @@ import { configuration } from "../_shared/http/config.ts";
 import { asMember, asService, db } from "../_shared/http/db.ts";
 import { refuse } from "../_shared/http/errors.ts";
 import { jsonContent, jsonRequest, OrgHeader, refusals } from "../_shared/http/schemas.ts";
-import { eventStream, outliveResponse } from "../_shared/http/sse.ts";
-import { allowedModels, type CallScope, reserve, type Reservation, scopeOf, settle } from "../_shared/models/metering.ts";
+import { type CallTiming, completeCall, type ModelCall, streamCall } from "../_shared/models/call.ts";
+import { allowedModels, type CallScope, reserve, scopeOf, settle } from "../_shared/models/metering.ts";
 import { modelEnvFrom, type Provider, upstreamFailure, upstreamFor } from "../_shared/models/upstream.ts";
-import { type ChatCompletionChunk, ChatRequest, inputTokenBound, type UpstreamRequest } from "../_shared/models/wire.ts";
+import { ChatRequest, inputTokenBound, type UpstreamRequest } from "../_shared/models/wire.ts";
 
 // Prompts may be long; 4 MiB of JSON is far past any model's context window.
 const MAX_BODY = 4 * 1024 * 1024;
@@ -79,6 +80,19 @@ const app = functionApp({
   version: "1.0.0",
   description: "Every model call, metered and budgeted: OpenAI-compatible chat completions served by OpenAI-compatible or Anthropic upstreams.",
 });
+// Every answer says how long it spent in Gatehouse (admission, settle and our code), not counting
+// the vendor's share, which the call reports (vendorTime). A stream's header is sent before its
+// settlement, so a stream's figure is its admission and the code up to its first byte.
+app.use(async (c, next) => {
+  const started = performance.now();
+  await next();
+  const t = timingOf.get(c.req.raw);
+  const ms = (v: number | undefined) => (v ?? 0).toFixed(2);
+  c.res.headers.set("server-timing", [
+    `gatehouse;dur=${ms(performance.now() - started - (t?.vendorMs ?? 0))};desc="admission, settle and our code"`,
+    `admit;dur=${ms(t?.admitMs)}`, `settle;dur=${ms(t?.settleMs)}`, `vendor;dur=${ms(t?.vendorMs)}`,
+  ].join(", "));
+});
 app.use(jsonBody(MAX_BODY));
 
 app.openapi(createRoute({
@@ -97,10 +111,11 @@ app.openapi(createRoute({
   const env = modelEnv();
   const stream = body.stream === true;
   const inputBound = inputTokenBound(body.messages);
+  const admitting = performance.now();
   const reservation = await reserve(scope, {
     model: body.model, inputBound, maxTokens: body.max_completion_tokens ?? body.max_tokens ?? null, stream,
   });
-  const started = performance.now();
+  timingOf.set(c.req.raw, { admitMs: performance.now() - admitting });
   const request: UpstreamRequest = {
     model: reservation.upstreamModel,
     messages: body.messages,
@@ -112,34 +127,35 @@ app.openapi(createRoute({
     ...(body.seed !== undefined ? { seed: body.seed } : {}),
     ...(body.user !== undefined ? { user: body.user } : {}),
   };
-  const call = { scope, reservation, started, inputBound, model: body.model };
-  // The client going away aborts the upstream call.
-  const abort = new AbortController();
-  c.req.raw.signal.addEventListener("abort", () => abort.abort(), { once: true });
-
-  let upstream;
-  try {
-    upstream = upstreamFor(env, reservation.provider, reservation.ownKey);
-    if (!stream) {
-      const { completion, usage } = await upstream.complete(request, abort.signal);
-      await close(call, { outcome: "succeeded", input: usage.input, output: usage.output, estimated: usage.estimated });
-      return c.json({ ...completion, model: body.model }, 200);
-    }
-    const answer = await upstream.stream(request, abort.signal);
-    return sse(call, answer, { abort, includeUsage: body.stream_options?.include_usage === true });
-  } catch (e) {
-    const failure = upstreamFailure(e);
-    const cancelled = abort.signal.aborted;
-    // The vendor failing (an error, unreachable) costs nothing: the whole reservation is
-    // released. A prompt the vendor received and then never answered in time, or a client that
-    // went away before the answer, has been sent, which the vendor bills: the prompt's bound is
-    // charged (else hanging up early, or a vendor hanging, would be a way around the budget).
-    const sent = cancelled || failure.code === "model_upstream_timeout";
-    await close(call, {
-      outcome: cancelled ? "cancelled" : "failed", input: sent ? null : 0, output: 0, estimated: sent, errorCode: failure.code,
-    });
-    throw failure;
+  const call: ModelCall = {
+    upstream: () => upstreamFor(env, reservation.provider, reservation.ownKey),
+    request,
+    inputBound,
+    signal: c.req.raw.signal,
+    settle: (end) => settle(scope, reservation, end),
+    label: reservation.id,
+  };
+  if (!stream) {
+    const answered = await completeCall(call);
+    vendorTime(c, answered.timing);
+    if (!answered.ok) throw answered.failure;
+    return c.json({ ...answered.completion, model: body.model }, 200);
   }
+  const includeUsage = body.stream_options?.include_usage === true;
+  const streamed = await streamCall(call, {
+    // Each upstream chunk as `data: <chunk>`, named as the caller named the model; the usage chunk
+    // only when the caller asked for it (stream_options.include_usage).
+    event: (chunk) => {
+      if (chunk.choices.length === 0 && !includeUsage) return null;
+      const { usage, ...rest } = chunk;
+      return { ...rest, model: body.model, ...(includeUsage ? { usage: usage ?? null } : {}) };
+    },
+    end: () => ["[DONE]"],
+    fail: (failure) => [{ error: { code: failure.code, message: failure.message, type: "api_error" } }],
+  });
+  vendorTime(c, streamed.timing);
+  if (!streamed.ok) throw streamed.failure;
+  return streamed.response;
 });
 
 app.openapi(createRoute({
@@ -188,6 +204,13 @@ Deno.serve(app.fetch);
 // ---------------------------------------------------------------------------------------------
 const modelEnv = configuration(modelEnvFrom, "model_gateway_misconfigured");
 
+/** Where each request's time went (admission, the call's settlement and vendor share), for its Server-Timing header. */
+const timingOf = new WeakMap<Request, Partial<CallTiming> & { admitMs?: number }>();
+
+function vendorTime(c: Context, timing: CallTiming): void {
+  timingOf.set(c.req.raw, { ...timingOf.get(c.req.raw), ...timing });
+}
+
 function scopeFor(c: Context): CallScope {
   const header = (name: string) => c.req.header(name) ?? null;
   const uuid = (name: string) => {
@@ -231,68 +254,4 @@ async function verifyKey(provider: Provider, key: { apiKey: string; baseUrl: str
     }
     throw failure;
   }
-}
-
-interface OpenCall {
-  scope: CallScope;
-  reservation: Reservation;
-  started: number;
-  inputBound: number;
-  model: string;
-}
-
-/**
- * Settles a call (once). An unknown input count (a call cut off before the vendor said) is
- * charged at the reservation's bound, and an estimated output at most max_tokens. A settlement
- * that fails is logged by kind only: the reservation then expires and is closed at its maximum,
- * so nothing is under-counted. On Supabase's Edge Runtime the settlement is also handed to
- * EdgeRuntime.waitUntil, so that a response that has ended (a stream the client cut off) does
- * not take it down with the worker.
- */
-async function close(
-  call: OpenCall,
-  end: { outcome: "succeeded" | "failed" | "cancelled"; input: number | null; output: number; estimated: boolean; errorCode?: string },
-): Promise<void> {
-  await outliveResponse(settle(call.scope, call.reservation, {
-    outcome: end.outcome,
-    inputTokens: end.input ?? call.inputBound,
-    outputTokens: end.estimated ? Math.min(end.output, call.reservation.maxTokens) : end.output,
-    estimated: end.estimated,
-    latencyMs: performance.now() - call.started,
-    ...(end.errorCode ? { errorCode: end.errorCode } : {}),
-  }).then(() => {}, (e) => console.error(`model-gateway: settling ${call.reservation.id} failed (${(e as Error)?.name})`)));
-}
-
-/**
- * The answer as server-sent events (http/sse.ts): each upstream chunk as `data: <chunk>`, then
- * `data: [DONE]`. The usage chunk is forwarded when the caller asked for it
- * (stream_options.include_usage). The call is settled when the stream ends, fails upstream (an
- * error event ends it), or is cancelled by the client (what was used is settled).
- */
-function sse(
-  call: OpenCall,
-  answer: { chunks: AsyncIterable<ChatCompletionChunk>; usage(): { input: number | null; output: number; estimated: boolean } },
-  options: { abort: AbortController; includeUsage: boolean },
-): Response {
-  const settle = (outcome: "succeeded" | "failed" | "cancelled", errorCode?: string) =>
-    close(call, { outcome, ...answer.usage(), ...(errorCode ? { errorCode } : {}) });
-  return eventStream({
-    chunks: answer.chunks,
-    abort: options.abort,
-    event: (chunk) => {
-      if (chunk.choices.length === 0 && !options.includeUsage) return null;
-      const { usage, ...rest } = chunk;
-      return { ...rest, model: call.model, ...(options.includeUsage ? { usage: usage ?? null } : {}) };
-    },
-    end: async () => {
-      await settle("succeeded");
-      return ["[DONE]"];
-    },
-    fail: async (e) => {
-      const failure = upstreamFailure(e);
-      await settle("failed", failure.code);
-      return [{ error: { code: failure.code, message: failure.message, type: "api_error" } }];
-    },
-    cancel: () => settle("cancelled"),
-  });
 }

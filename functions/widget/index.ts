@@ -22,9 +22,10 @@ import { configuration } from "../_shared/http/config.ts";
 import { serviceDb } from "../_shared/http/db.ts";
 import { refuse } from "../_shared/http/errors.ts";
 import { jsonContent, jsonRequest, refusals } from "../_shared/http/schemas.ts";
-import { eventList, eventStream, outliveResponse } from "../_shared/http/sse.ts";
-import { modelEnvFrom, type Provider, upstreamFailure, upstreamFor } from "../_shared/models/upstream.ts";
-import type { ChatMessage, Usage } from "../_shared/models/wire.ts";
+import { eventList } from "../_shared/http/sse.ts";
+import { completeCall, type ModelCall, streamCall } from "../_shared/models/call.ts";
+import { modelEnvFrom, type Provider, upstreamFor } from "../_shared/models/upstream.ts";
+import type { ChatMessage } from "../_shared/models/wire.ts";
 import { challenge, proofHolds, SESSION_SECONDS, signSession, verifySession, type WidgetSession } from "../_shared/widgets/session.ts";
 
 const MAX_BODY = 16 * 1024;
@@ -56,6 +57,7 @@ const Reply = z.object({
   conversation_id: z.uuid().nullable(),
   reply: z.object({ role: z.enum(["assistant", "notice"]), content: z.string() }),
   degraded: z.string().optional().describe("Why the reply is a notice: unavailable, busy"),
+  code: z.string().optional().describe("With degraded: the refusal's own stable code (credits_exhausted, model_budget_exhausted, widget_rate_limited, …)"),
   held: z.boolean().optional().describe("The answer waits for the team's review (the key holds answers)"),
   retry_after: z.number().int().optional(),
 });
@@ -131,6 +133,7 @@ app.openapi(createRoute({
       conversation_id: begun.conversation_id ?? null,
       reply: { role: "notice" as const, content: busy ? NOTICES.busy : NOTICES.unavailable },
       degraded: busy ? "busy" : "unavailable",
+      code: begun.reason,
       ...(begun.retry_after ? { retry_after: begun.retry_after } : {}),
     }, 200);
   }
@@ -202,97 +205,54 @@ async function sessionOf(c: Context): Promise<WidgetSession> {
   return verified.session;
 }
 
-/** Settles the answer's model call and stores the answer (or the notice, and an escalation): one statement. */
-async function end(
-  begun: Extract<Begun, { ok: true }>,
-  outcome: { outcome: "succeeded" | "failed" | "cancelled"; usage: Usage; answer: string | null; errorCode: string | null; started: number },
-): Promise<void> {
-  const output = outcome.usage.estimated ? Math.min(outcome.usage.output, begun.reservation.max_tokens) : outcome.usage.output;
-  // For a key that holds answers, the notice stored is the one saying so.
-  await outliveResponse(serviceDb()`
-    select private.widget_message_end(${begun.conversation_id}, ${begun.reservation.reservation_id}, ${outcome.outcome},
-                                      ${outcome.usage.input ?? begun.input_bound}, ${output}, ${outcome.usage.estimated},
-                                      ${Math.max(0, Math.round(performance.now() - outcome.started))}, ${outcome.errorCode},
-                                      ${outcome.answer}, ${begun.hold && outcome.outcome === "succeeded" ? NOTICES.held : NOTICES.unavailable},
-                                      ${begun.hold})`
-    .then(() => {}, (e) => console.error(`widget: settling ${begun.reservation.reservation_id} failed (${(e as Error)?.name})`)));
-}
-
-/** The agent's answer through its provider, as JSON or as a stream; a failure is a polite notice. */
-async function answer(c: Context, begun: Extract<Begun, { ok: true }>, stream: boolean): Promise<Response> {
-  const started = performance.now();
-  const reservation = begun.reservation;
-  const request = {
-    model: reservation.upstream_model,
-    messages: begun.messages as ChatMessage[],
-    maxTokens: reservation.max_tokens,
-    maxTokensField: "max_tokens" as const,
-  };
-  const abort = new AbortController();
-  c.req.raw.signal.addEventListener("abort", () => abort.abort(), { once: true });
-  const notice = (conversation: string) => ({
-    conversation_id: conversation, reply: { role: "notice" as const, content: NOTICES.unavailable }, degraded: "unavailable",
-  });
-  const none: Usage = { input: 0, output: 0, estimated: false };
-  let upstream;
-  try {
-    upstream = upstreamFor(modelEnv(), reservation.provider, reservation.api_key ? { apiKey: reservation.api_key, baseUrl: reservation.base_url } : null);
-    if (!stream || begun.hold) {
-      const { completion, usage } = await upstream.complete(request, abort.signal);
-      const text = completion.choices[0]?.message.content ?? "";
-      await end(begun, { outcome: "succeeded", usage, answer: text, errorCode: null, started });
-      // An empty answer is none: the database stored the notice (and told the team).
-      if (!text.trim()) return c.json(notice(begun.conversation_id), 200);
-      if (begun.hold) {
-        const held = { conversation_id: begun.conversation_id, reply: { role: "notice" as const, content: NOTICES.held }, held: true };
-        return stream ? eventList([{ ...held, done: true }]) : c.json(held, 200);
-      }
-      return c.json({ conversation_id: begun.conversation_id, reply: { role: "assistant" as const, content: text } }, 200);
-    }
-    const answered = await upstream.stream(request, abort.signal);
-    return events(begun, answered, { abort, started });
-  } catch (e) {
-    const cancelled = abort.signal.aborted;
-    await end(begun, {
-      outcome: cancelled ? "cancelled" : "failed", usage: cancelled ? { input: null, output: 0, estimated: true } : none, answer: null,
-      errorCode: upstreamFailure(e).code, started,
-    });
-    if (!stream) return c.json(notice(begun.conversation_id), 200);
-    return eventList([{ ...notice(begun.conversation_id), done: true }]);
-  }
-}
-
 /**
- * The answer as server-sent events (http/sse.ts): `{delta}` per chunk of text, then
- * `{done, conversation_id}`, or the notice when the model fails midway or writes nothing. Settled
- * before the stream ends; a visitor who leaves settles what was used.
+ * The agent's answer through the one model-call module (models/call.ts), as JSON or as a stream; a
+ * failure is a polite notice. The call is settled, and the answer (or the notice, and an
+ * escalation) stored, in one statement: private.widget_message_end.
  */
-function events(
-  begun: Extract<Begun, { ok: true }>,
-  answered: { chunks: AsyncIterable<{ choices: { delta: { content?: string } }[] }>; usage(): Usage },
-  options: { abort: AbortController; started: number },
-): Response {
-  let text = "";
-  const settle = (outcome: "succeeded" | "failed" | "cancelled", errorCode: string | null) =>
-    end(begun, { outcome, usage: answered.usage(), answer: outcome === "succeeded" ? text : null, errorCode, started: options.started });
-  const notice = { conversation_id: begun.conversation_id, reply: { role: "notice", content: NOTICES.unavailable }, degraded: "unavailable", done: true };
-  return eventStream({
-    chunks: answered.chunks,
-    abort: options.abort,
+async function answer(c: Context, begun: Extract<Begun, { ok: true }>, stream: boolean): Promise<Response> {
+  const reservation = begun.reservation;
+  const call: ModelCall = {
+    upstream: () => upstreamFor(modelEnv(), reservation.provider, reservation.api_key ? { apiKey: reservation.api_key, baseUrl: reservation.base_url } : null),
+    request: { model: reservation.upstream_model, messages: begun.messages as ChatMessage[], maxTokens: reservation.max_tokens, maxTokensField: "max_tokens" },
+    inputBound: begun.input_bound,
+    signal: c.req.raw.signal,
+    // For a key that holds answers, the notice stored is the one saying so.
+    settle: (end) => serviceDb()`
+      select private.widget_message_end(${begun.conversation_id}, ${reservation.reservation_id}, ${end.outcome},
+                                        ${end.inputTokens}, ${end.outputTokens}, ${end.estimated}, ${Math.round(end.latencyMs)},
+                                        ${end.errorCode}, ${end.answer}, ${begun.hold && end.outcome === "succeeded" ? NOTICES.held : NOTICES.unavailable},
+                                        ${begun.hold})`,
+    label: reservation.reservation_id,
+  };
+  const notice = { conversation_id: begun.conversation_id, reply: { role: "notice" as const, content: NOTICES.unavailable }, degraded: "unavailable" };
+
+  if (!stream || begun.hold) {
+    const answered = await completeCall(call);
+    const text = answered.ok ? answered.completion.choices[0]?.message.content ?? "" : "";
+    // No answer, or an empty one: the database stored the notice (and told the team).
+    if (!text.trim()) {
+      const failed = answered.ok ? notice : { ...notice, code: answered.failure.code };
+      return stream ? eventList([{ ...failed, done: true }]) : c.json(failed, 200);
+    }
+    if (begun.hold) {
+      const held = { conversation_id: begun.conversation_id, reply: { role: "notice" as const, content: NOTICES.held }, held: true };
+      return stream ? eventList([{ ...held, done: true }]) : c.json(held, 200);
+    }
+    return c.json({ conversation_id: begun.conversation_id, reply: { role: "assistant" as const, content: text } }, 200);
+  }
+  // As server-sent events: `{delta}` per chunk of text, then `{done, conversation_id}`, or the
+  // notice when the model fails midway or writes nothing.
+  let written = false;
+  const streamed = await streamCall(call, {
     event: (chunk) => {
       const delta = chunk.choices[0]?.delta?.content;
       if (!delta) return null;
-      text += delta;
+      if (delta.trim()) written = true;
       return { delta };
     },
-    end: async () => {
-      await settle("succeeded", null);
-      return [text.trim() ? { done: true, conversation_id: begun.conversation_id } : notice];
-    },
-    fail: async (e) => {
-      await settle("failed", upstreamFailure(e).code);
-      return [notice];
-    },
-    cancel: () => settle("cancelled", null),
+    end: () => [written ? { done: true, conversation_id: begun.conversation_id } : { ...notice, done: true }],
+    fail: (failure) => [{ ...notice, code: failure.code, done: true }],
   });
+  return streamed.ok ? streamed.response : eventList([{ ...notice, code: streamed.failure.code, done: true }]);
 }

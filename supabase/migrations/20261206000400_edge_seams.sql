@@ -161,6 +161,7 @@ declare
   history jsonb;
   bound integer;
   admitted jsonb;
+  refusal text;
 begin
   select k.* into key from public.widget_keys k where k.id = p_key_id;
   if key.id is null or key.disabled_at is not null or key.version <> p_key_version then
@@ -258,8 +259,11 @@ begin
     admitted := private.admit_model_call(agent, null, null, coalesce(config ->> 'model', 'gpt-4o-mini'), bound, null, true,
       pg_catalog.jsonb_build_object('scope', 'widget_key', 'scope_id', key.id, 'budget', key.monthly_budget_micro));
   exception when sqlstate 'PGRST' then
-    -- The agent's model is not one it may call, or it is disabled: the visitor is told politely.
-    admitted := pg_catalog.jsonb_build_object('ok', false, 'reason', 'widget_model_unavailable');
+    -- A refusal of the model gateway's (the agent's model is not allowed, the organization's
+    -- prepaid credits or the platform's ceiling can't cover the call): the visitor is told
+    -- politely, and the refusal keeps its own code for the team and the embed.
+    get stacked diagnostics refusal = message_text;
+    admitted := pg_catalog.jsonb_build_object('ok', false, 'reason', coalesce(refusal::jsonb ->> 'code', 'widget_model_unavailable'));
   end;
   if admitted ->> 'reason' = 'model_rate_limited' then
     -- The agent's own rate (the model gateway's): busy, like the key's and the visitor's limits.

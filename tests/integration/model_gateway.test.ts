@@ -181,6 +181,45 @@ describe("the OpenAI-compatible adapter", () => {
   });
 });
 
+describe("time spent in Gatehouse", () => {
+  /** The Server-Timing metrics of an answer, by name. */
+  const timings = (res: Response) => Object.fromEntries((res.headers.get("server-timing") ?? "").split(",").map((m) => {
+    const [name, ...params] = m.trim().split(";");
+    const dur = params.find((p) => p.startsWith("dur="));
+    return [name, dur ? Number(dur.slice(4)) : NaN];
+  }));
+  const call = (runId: string, body: unknown) => fetch(`${base()}/chat/completions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${stack().serviceRoleKey}`, apikey: stack().anonKey, "x-run-id": runId, "content-type": "application/json" },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+
+  it("says on every answer how long it spent in Gatehouse, apart from the vendor's share", async () => {
+    const run = await newRun("acme");
+    vendors.upstream.behave({ kind: "slow", chunkDelayMs: 300 });
+    try {
+      const answered = await call(run, { model: "gpt-4o-mini", messages: hello, max_tokens: 5 });
+      expect(answered.status).toBe(200);
+      await answered.text();
+      const t = timings(answered);
+      expect(t.vendor).toBeGreaterThanOrEqual(300);
+      expect(t.gatehouse).toBeGreaterThanOrEqual(0);
+      // The vendor's 300 ms are not Gatehouse's.
+      expect(t.gatehouse).toBeLessThan(300);
+
+      const streamed = await call(run, { model: "gpt-4o-mini", messages: hello, max_tokens: 2, stream: true });
+      expect(streamed.status).toBe(200);
+      await streamed.text();
+      expect(timings(streamed).gatehouse).toBeGreaterThanOrEqual(0);
+    } finally {
+      vendors.upstream.behave({ kind: "reply" });
+    }
+    const refused = await call(run, "{not json");
+    expect(refused.status).toBe(400);
+    expect(timings(refused).gatehouse).toBeGreaterThanOrEqual(0);
+  });
+});
+
 describe("bring-your-own-key and the Anthropic adapter", () => {
   const tenantKey = `sk-ant-tenant-${Math.random().toString(36).slice(2)}xyzw`;
 

@@ -232,6 +232,17 @@ describe("messages", () => {
     }
   });
 
+  it("answer politely when a prepaid organization is out of credits, keeping the refusal's own code", async () => {
+    const prepaid = await createWidgetOrg(sql, { name: "Prepaid", origins: [ORIGIN], vendorBaseUrl: vendors.openaiBaseUrl, vendorKey });
+    // On the platform's key (no key of its own), prepaid, and no credits.
+    await sql`delete from public.model_provider_keys where org_id = ${prepaid.org}`;
+    await sql`insert into public.billing_accounts (org_id, mode) values (${prepaid.org}, 'prepaid')`;
+    const answer = await say(await session(ORIGIN, prepaid.key), "Anything on sale?");
+    expect(answer).toMatchObject({ status: 200, body: { degraded: "unavailable", code: "credits_exhausted", reply: { role: "notice" } } });
+    const [item] = await sql`select summary from public.review_items where conversation_id = ${answer.body.conversation_id}`;
+    expect(item.summary).toBe("The widget could not answer (credits_exhausted).");
+  });
+
   it("answer politely when the key's budget is spent", async () => {
     await sql`update public.widget_keys set monthly_budget_micro = 0 where id = ${initech.keyId}`;
     try {

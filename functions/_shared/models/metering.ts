@@ -93,7 +93,7 @@ export interface Settlement {
   outputTokens: number;
   estimated: boolean;
   latencyMs: number;
-  errorCode?: string;
+  errorCode?: string | null;
 }
 
 /** Settles a call at its actual usage (releasing the rest of the reservation). Null when it was already closed. */
