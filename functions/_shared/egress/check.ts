@@ -81,6 +81,12 @@ export interface EgressOptions {
    * and cancelling the stream hangs up. Default false: the body is read in full first.
    */
   stream?: boolean;
+  /**
+   * guardedFetch only: send over an idle connection to a checked address when there is one, and
+   * keep the connection for the next request after an exchange that ended cleanly (pool.ts).
+   * Default false: a connection per request, closed after it.
+   */
+  keepAlive?: boolean;
   /** Test-only allowances; never set it in production code. */
   testOnly?: EgressTestAllowance;
 }

@@ -12,6 +12,8 @@
  * - The body is read in full before guardedFetch returns, or, with `stream`, handed over as a
  *   stream as soon as the final response's head arrives; the cap and the deadline still hold, and
  *   the connection is destroyed when the stream fails or its reader cancels it.
+ * - With `keepAlive`, a connection that ended its exchange cleanly waits in pool.ts for the next
+ *   request to one of the addresses that request's own check allows; otherwise it is closed.
  */
 import http from "node:http";
 import net from "node:net";
@@ -27,6 +29,7 @@ import {
   fail,
   type Target,
 } from "./check.ts";
+import { poolKey, release, takeIdle } from "./pool.ts";
 
 /**
  * An egress failure thrown rather than returned: what a streamed body errors with, and what
@@ -175,11 +178,14 @@ function exchange(
   outgoing: Outgoing,
   maxBytes: number,
   signal: AbortSignal,
+  keep: ((socket: net.Socket) => void) | null,
 ): Promise<EgressResult<Incoming>> {
   return new Promise((done) => {
     // Set once the head has arrived; from then on, the end of the exchange is told to the body.
     let body: ReadableStreamDefaultController<Uint8Array<ArrayBuffer>> | null = null;
     let over = false;
+    // Whether the connection may carry another request once this one ends cleanly.
+    let reusable = false;
     const hangUp = () => {
       over = true;
       signal.removeEventListener("abort", onAbort);
@@ -188,7 +194,13 @@ function exchange(
     };
     const finish = (failure?: EgressFailure) => {
       if (over) return;
-      hangUp();
+      if (!failure && reusable && keep) {
+        over = true;
+        signal.removeEventListener("abort", onAbort);
+        keep(socket);
+      } else {
+        hangUp();
+      }
       if (!body) done(failure ?? fail("egress_request_failed", "the exchange ended without a response"));
       else if (failure) body.error(new EgressError(failure.reason, failure.message));
       else body.close();
@@ -198,7 +210,7 @@ function exchange(
 
     const headers: Record<string, string> = Object.fromEntries(outgoing.headers);
     headers.host = target.authority;
-    headers.connection = "close";
+    headers.connection = keep ? "keep-alive" : "close";
     if (outgoing.body) headers["content-length"] = String(outgoing.body.byteLength);
     const request = http.request({
       method: outgoing.method,
@@ -208,6 +220,7 @@ function exchange(
     });
     request.on("error", (e: Error) => finish(fail("egress_request_failed", `the request failed: ${e.message}`)));
     request.on("response", (response: http.IncomingMessage) => {
+      reusable = keep !== null && response.statusCode !== 101 && !/\bclose\b/i.test(String(response.headers.connection ?? ""));
       const declared = Number(response.headers["content-length"]);
       if (declared > maxBytes) return finish(tooLarge());
       const stream = new ReadableStream<Uint8Array<ArrayBuffer>>({
@@ -223,7 +236,11 @@ function exchange(
         body!.enqueue(new Uint8Array(chunk));
         if (body!.desiredSize! <= 0) response.pause();
       });
-      response.on("end", () => finish());
+      response.on("end", () => {
+        // Reused only when the request went out whole and the response was read to its end.
+        reusable &&= request.writableFinished && response.complete;
+        finish();
+      });
       response.on("error", (e: Error) => finish(fail("egress_request_failed", `the response failed: ${e.message}`)));
       response.on("close", () => finish(fail("egress_request_failed", "the connection closed before the response ended")));
       done({ ok: true, value: { status: response.statusCode ?? 0, rawHeaders: response.rawHeaders, body: stream, drop: hangUp } });
@@ -318,9 +335,22 @@ export async function guardedFetch(
       return fail("egress_redirect_blocked", `redirect ${hop} was refused: ${checked.message} (${checked.reason})`);
     }
     const target = checked.value;
-    const connected = await connectPinned(target, options.testOnly?.caCerts, signal);
+    const caCerts = options.testOnly?.caCerts;
+    // An idle connection to an address this lookup checked, when keep-alive is asked for; else a new one.
+    const reused = options.keepAlive ? takeIdle(target, caCerts) : null;
+    let connected: EgressResult<{ socket: net.Socket; address: string }> = reused
+      ? { ok: true, value: reused }
+      : await connectPinned(target, caCerts, signal);
     if (!connected.ok) return connected;
-    const exchanged = await exchange(connected.value.socket, target, outgoing, maxBytes, signal);
+    const keep = (address: string) => options.keepAlive ? (socket: net.Socket) => release(poolKey(target, address, caCerts), socket) : null;
+    let exchanged = await exchange(connected.value.socket, target, outgoing, maxBytes, signal, keep(connected.value.address));
+    // A pooled connection the server closed while it sat idle fails before any answer: the request
+    // goes again, once, on a new connection.
+    if (!exchanged.ok && reused && exchanged.reason === "egress_request_failed" && !signal.aborted) {
+      connected = await connectPinned(target, caCerts, signal);
+      if (!connected.ok) return connected;
+      exchanged = await exchange(connected.value.socket, target, outgoing, maxBytes, signal, keep(connected.value.address));
+    }
     if (!exchanged.ok) return exchanged;
     const incoming = exchanged.value;
     const where = REDIRECTS.has(incoming.status) ? headerOf(incoming, "location") : null;

@@ -36,7 +36,7 @@ const DEFAULT_BASE_URLS: Record<Provider, string> = {
  * The gateway's configuration from its environment. GATEHOUSE_MODEL_TIMEOUT_MS (default 60 000,
  * at most 300 000) bounds the wait for an answer; a stream may then run for up to 10 minutes, its
  * body capped at 16 MiB, and redirects are never followed. All of it fits in a reservation's 15
- * minutes.
+ * minutes. Connections to the vendors are kept alive between calls.
  */
 export function modelEnvFrom(get: (name: string) => string | undefined): ModelEnv {
   const timeoutMs = Number(get("GATEHOUSE_MODEL_TIMEOUT_MS") ?? 60_000);
@@ -52,7 +52,9 @@ export function modelEnvFrom(get: (name: string) => string | undefined): ModelEn
   const testOnly = testAllowanceFrom(get);
   return {
     platform: { openai: platform("openai", "OPENAI"), anthropic: platform("anthropic", "ANTHROPIC") },
-    egress: { timeoutMs: 10 * 60_000, maxBytes: 16 * 1024 * 1024, maxRedirects: 0, ...(testOnly ? { testOnly } : {}) },
+    // Vendor connections are kept alive between calls (egress/pool.ts): each new one is checked,
+    // and a kept one carries only a call whose own check allows its address.
+    egress: { timeoutMs: 10 * 60_000, maxBytes: 16 * 1024 * 1024, maxRedirects: 0, keepAlive: true, ...(testOnly ? { testOnly } : {}) },
     timeoutMs,
   };
 }
