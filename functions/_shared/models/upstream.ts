@@ -65,17 +65,23 @@ export interface OwnKey {
   baseUrl: string | null;
 }
 
+/** The platform key's adapters, made once per configuration (an organization's own key gets a fresh one per call). */
+const platformUpstreams = new WeakMap<ModelEnv, Partial<Record<Provider, Upstream>>>();
+
 /** The adapter for a provider, with the organization's own key or else the platform's. */
 export function upstreamFor(env: ModelEnv, provider: Provider, own: OwnKey | null): Upstream {
-  let endpoint: VendorEndpoint;
   if (own) {
     // Without a URL of its own, the organization's key goes where the platform's does: the vendor.
-    endpoint = { apiKey: own.apiKey, baseUrl: own.baseUrl ?? env.platform[provider].baseUrl, egress: env.egress, timeoutMs: env.timeoutMs };
-  } else {
-    const platform = env.platform[provider];
-    if (!platform.apiKey) throw refuse("model_provider_not_configured", `the platform has no ${provider} key; save your organization's own`);
-    endpoint = { apiKey: platform.apiKey, baseUrl: platform.baseUrl, egress: env.egress, timeoutMs: env.timeoutMs };
+    return adapter(provider, { apiKey: own.apiKey, baseUrl: own.baseUrl ?? env.platform[provider].baseUrl, egress: env.egress, timeoutMs: env.timeoutMs });
   }
+  const platform = env.platform[provider];
+  if (!platform.apiKey) throw refuse("model_provider_not_configured", `the platform has no ${provider} key; save your organization's own`);
+  const made = platformUpstreams.get(env) ?? {};
+  platformUpstreams.set(env, made);
+  return made[provider] ??= adapter(provider, { apiKey: platform.apiKey, baseUrl: platform.baseUrl, egress: env.egress, timeoutMs: env.timeoutMs });
+}
+
+function adapter(provider: Provider, endpoint: VendorEndpoint): Upstream {
   return provider === "anthropic" ? anthropicUpstream(endpoint) : openAiUpstream(endpoint);
 }
 
