@@ -123,40 +123,142 @@ export type Database = {
           },
         ];
       };
+      agent_run_events: {
+        Row: {
+          agent_id: string;
+          created_at: string;
+          id: string;
+          meta: NonNullable<Json>;
+          org_id: string;
+          project_id: string;
+          run_id: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          agent_id: string;
+          created_at?: string;
+          id?: string;
+          meta: NonNullable<Json>;
+          org_id?: string;
+          project_id?: string;
+          run_id: string;
+        };
+        Update: {
+          agent_id?: string;
+          created_at?: string;
+          id?: string;
+          meta?: NonNullable<Json>;
+          org_id?: string;
+          project_id?: string;
+          run_id?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "agent_run_events_org_id_project_id_agent_id_run_id_fkey";
+            columns: ["org_id", "project_id", "agent_id", "run_id"];
+            isOneToOne: false;
+            referencedRelation: "agent_runs";
+            referencedColumns: ["org_id", "project_id", "agent_id", "id"];
+          },
+        ];
+      };
+      agent_run_messages: {
+        Row: {
+          agent_id: string;
+          content: NonNullable<Json>;
+          created_at: string;
+          id: string;
+          org_id: string;
+          project_id: string;
+          role: string;
+          run_id: string;
+          seq: number;
+        };
+        ComputedFields: never;
+        Insert: {
+          agent_id: string;
+          content: NonNullable<Json>;
+          created_at?: string;
+          id?: string;
+          org_id?: string;
+          project_id?: string;
+          role: string;
+          run_id: string;
+          seq: number;
+        };
+        Update: {
+          agent_id?: string;
+          content?: NonNullable<Json>;
+          created_at?: string;
+          id?: string;
+          org_id?: string;
+          project_id?: string;
+          role?: string;
+          run_id?: string;
+          seq?: number;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "agent_run_messages_org_id_project_id_agent_id_run_id_fkey";
+            columns: ["org_id", "project_id", "agent_id", "run_id"];
+            isOneToOne: false;
+            referencedRelation: "agent_runs";
+            referencedColumns: ["org_id", "project_id", "agent_id", "id"];
+          },
+        ];
+      };
       agent_runs: {
         Row: {
           agent_id: string;
           agent_version_id: string;
+          deadline_at: string | null;
+          end_code: string | null;
           ended_at: string | null;
           id: string;
+          input: NonNullable<Json>;
+          max_steps: number;
           org_id: string;
           project_id: string;
+          result: Json | null;
           started_at: string;
           started_by: string | null;
           status: Database["public"]["Enums"]["run_status"];
+          steps: number;
         };
         ComputedFields: never;
         Insert: {
           agent_id: string;
           agent_version_id: string;
+          deadline_at?: string | null;
+          end_code?: string | null;
           ended_at?: string | null;
           id?: string;
+          input?: NonNullable<Json>;
+          max_steps?: number;
           org_id?: string;
           project_id?: string;
+          result?: Json | null;
           started_at?: string;
           started_by?: string | null;
           status?: Database["public"]["Enums"]["run_status"];
+          steps?: number;
         };
         Update: {
           agent_id?: string;
           agent_version_id?: string;
+          deadline_at?: string | null;
+          end_code?: string | null;
           ended_at?: string | null;
           id?: string;
+          input?: NonNullable<Json>;
+          max_steps?: number;
           org_id?: string;
           project_id?: string;
+          result?: Json | null;
           started_at?: string;
           started_by?: string | null;
           status?: Database["public"]["Enums"]["run_status"];
+          steps?: number;
         };
         Relationships: [
           {
@@ -2051,17 +2153,23 @@ export type Database = {
         };
       };
       start_agent_run: {
-        Args: { p_agent_id: string };
+        Args: { p_agent_id: string; p_input?: Json };
         Returns: {
           agent_id: string;
           agent_version_id: string;
+          deadline_at: string | null;
+          end_code: string | null;
           ended_at: string | null;
           id: string;
+          input: NonNullable<Json>;
+          max_steps: number;
           org_id: string;
           project_id: string;
+          result: Json | null;
           started_at: string;
           started_by: string | null;
           status: Database["public"]["Enums"]["run_status"];
+          steps: number;
         };
         SetofOptions: {
           from: "*";
@@ -2094,7 +2202,16 @@ export type Database = {
       review_kind: "escalation" | "draft" | "lead";
       review_status: "open" | "in_review" | "resolved" | "dismissed";
       risk_level: "low" | "medium" | "high" | "critical";
-      run_status: "running" | "succeeded" | "failed" | "cancelled";
+      run_status:
+        | "queued"
+        | "running"
+        | "waiting_approval"
+        | "succeeded"
+        | "failed"
+        | "cancelled"
+        | "budget_exhausted"
+        | "timed_out"
+        | "approval_expired";
       widget_message_role: "visitor" | "assistant" | "notice";
     };
     CompositeTypes: {
@@ -2216,7 +2333,17 @@ export const Constants = {
       review_kind: ["escalation", "draft", "lead"],
       review_status: ["open", "in_review", "resolved", "dismissed"],
       risk_level: ["low", "medium", "high", "critical"],
-      run_status: ["running", "succeeded", "failed", "cancelled"],
+      run_status: [
+        "queued",
+        "running",
+        "waiting_approval",
+        "succeeded",
+        "failed",
+        "cancelled",
+        "budget_exhausted",
+        "timed_out",
+        "approval_expired",
+      ],
       widget_message_role: ["visitor", "assistant", "notice"],
     },
   },

@@ -123,6 +123,21 @@ values
   ('4b000000-0000-4000-8000-00000000000b', '0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b',
    '2b000000-0000-4000-8000-00000000000b', '3b000000-0000-4000-8000-00000000001b', null);
 
+-- Each scheduled run's first turn: its telemetry (only {tool_name, ms, code, iter}) and transcript.
+insert into public.agent_run_events (org_id, project_id, agent_id, run_id, meta)
+select r.org_id, r.project_id, r.agent_id, r.id, m.meta::jsonb
+  from public.agent_runs r
+ cross join (values ('{"tool_name": null, "ms": 840, "code": null, "iter": 0}'),
+                    ('{"tool_name": "slack.post_message", "ms": 12, "code": "approval_pending", "iter": 1}')) as m (meta)
+ where r.id in ('4a000000-0000-4000-8000-00000000000a', '4b000000-0000-4000-8000-00000000000b');
+
+insert into public.agent_run_messages (org_id, project_id, agent_id, run_id, seq, role, content)
+select r.org_id, r.project_id, r.agent_id, r.id, m.seq, m.role, m.content::jsonb
+  from public.agent_runs r
+ cross join (values (0, 'user', '{"text": "Summarise today''s refunds."}'),
+                    (1, 'assistant', '{"text": "Three refunds were approved today."}')) as m (seq, role, content)
+ where r.id in ('4a000000-0000-4000-8000-00000000000a', '4b000000-0000-4000-8000-00000000000b');
+
 -- In each organization, one request waiting for approval and one already decided, each pinned to
 -- its tool's connection and destination.
 insert into public.action_requests (id, org_id, project_id, agent_id, run_id, tool, tool_id, provider, connection_id,
