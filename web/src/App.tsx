@@ -17,6 +17,7 @@ import { Members } from "./Members.tsx";
 import { Models } from "./Models.tsx";
 import { Organizations } from "./Organizations.tsx";
 import { Projects } from "./Projects.tsx";
+import { RunDetail, Runs } from "./Runs.tsx";
 import { Widgets } from "./Widgets.tsx";
 import { auth, loadMe, onSignedOut, type Me } from "./session.ts";
 import { supabase } from "./supabase.ts";
@@ -71,6 +72,8 @@ export function App() {
             <Route index element={<Navigate to="approvals" replace />} />
             <Route path="approvals" element={<Approvals me={me} />} />
             <Route path="approvals/:id" element={<ApprovalDetail me={me} />} />
+            <Route path="runs" element={<Runs />} />
+            <Route path="runs/:id" element={<RunDetail />} />
             <Route path="agents" element={<Agents />} />
             <Route path="agents/:id" element={<AgentDetail />} />
             <Route path="projects" element={<Projects />} />
@@ -140,6 +143,7 @@ function Home() {
 
 const SCREENS: [string, string][] = [
   ["approvals", "Approvals"],
+  ["runs", "Runs"],
   ["agents", "Agents"],
   ["projects", "Projects"],
   ["members", "Members"],

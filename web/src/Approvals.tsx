@@ -197,6 +197,7 @@ export function ApprovalDetail({ me }: { me: Me }) {
 }
 
 function Request({ detail, me, reload }: { detail: Detail; me: Me; reload: () => void }) {
+  const org = useOrg();
   const { request: r, pending, decisions, policy, people } = detail;
   const person = (uid: string | null) => (uid ? people.get(uid) ?? uid : "—");
   const approvals = decisions.filter((d) => d.approve).length;
@@ -209,6 +210,7 @@ function Request({ detail, me, reload }: { detail: Detail; me: Me; reload: () =>
         <dt>Status</dt><dd>{statusText(r)}{r.outcome ? `, ${r.outcome}` : ""}</dd>
         <dt>Risk</dt><dd>{r.risk}{r.proposed_risk !== r.risk ? ` (the agent said ${r.proposed_risk}; the policy's minimum is higher)` : ""}</dd>
         <dt>Agent</dt><dd>{detail.agent ?? r.agent_id}</dd>
+        <dt>Run</dt><dd><Link to={`/o/${org.id}/runs/${r.run_id}`}><code>{r.run_id.slice(0, 8)}</code></Link></dd>
         <dt>Requested</dt>
         <dd>
           {when(r.created_at)} by{" "}
