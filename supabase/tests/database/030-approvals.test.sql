@@ -5,16 +5,6 @@ begin;
 \ir _helpers.psql
 select plan(57);
 
--- Acting as the agent runtime (the service role, no person).
-create function pg_temp.as_runtime() returns void language plpgsql as $$
-begin
-  perform set_config('request.jwt.claims', '', true);
-  perform set_config('gatehouse.org_id', '', true);
-  perform set_config('gatehouse.project_id', '', true);
-  perform set_config('role', 'service_role', true);
-end
-$$;
-
 -- Acme's seeded run was started on a schedule, so its proposals are nobody's own request.
 select pg_temp.run('acme') as run \gset
 select pg_temp.agent('acme') as agent \gset

@@ -7,15 +7,6 @@ begin;
 \ir _helpers.psql
 select plan(30);
 
-create function pg_temp.as_runtime() returns void language plpgsql as $$
-begin
-  perform set_config('request.jwt.claims', '', true);
-  perform set_config('gatehouse.org_id', '', true);
-  perform set_config('gatehouse.project_id', '', true);
-  perform set_config('role', 'service_role', true);
-end
-$$;
-
 select pg_temp.run('acme') as run \gset
 select pg_temp.agent('acme') as agent \gset
 select pg_temp.project('acme') as project \gset
