@@ -3,7 +3,8 @@
  * so that an agent runtime points the official OpenAI SDK at `<api>/functions/v1/model-gateway/v1`
  * and works unchanged. The route table below is the function's OpenAPI document (GET /openapi.json).
  *
- *   POST /v1/chat/completions   a call, streamed (SSE) or not, served by the model's provider
+ *   POST /v1/chat/completions   a call, streamed (SSE) or not, served by the model's provider,
+ *                               with function tools (tools, tool_choice, tool_calls, tool messages)
  *   GET  /v1/models             the models the caller may call
  *   POST /keys                  save the organization's own vendor key, verified live (tenant admin)
  *
@@ -28,7 +29,7 @@ import { jsonContent, jsonRequest, OrgHeader, refusals } from "../_shared/http/s
 import { type CallTiming, completeCall, type ModelCall, streamCall } from "../_shared/models/call.ts";
 import { allowedModels, type CallScope, reserve, scopeOf, settle } from "../_shared/models/metering.ts";
 import { modelEnvFrom, type Provider, upstreamFailure, upstreamFor } from "../_shared/models/upstream.ts";
-import { ChatRequest, inputTokenBound, type UpstreamRequest } from "../_shared/models/wire.ts";
+import { ChatRequest, inputTokenBound, ToolCall, type UpstreamRequest } from "../_shared/models/wire.ts";
 
 // Prompts may be long; 4 MiB of JSON is far past any model's context window.
 const MAX_BODY = 4 * 1024 * 1024;
@@ -48,7 +49,12 @@ const Completion = z.object({
   model: z.string(),
   choices: z.array(z.object({
     index: z.number().int(),
-    message: z.object({ role: z.literal("assistant"), content: z.string(), refusal: z.null() }),
+    message: z.object({
+      role: z.literal("assistant"),
+      content: z.string().nullable().describe("null when the answer is only tool calls"),
+      refusal: z.null(),
+      tool_calls: z.array(ToolCall).optional(),
+    }),
     logprobs: z.null(),
     finish_reason: z.enum(["stop", "length", "content_filter", "tool_calls"]),
   })),
@@ -110,7 +116,7 @@ app.openapi(createRoute({
   const body = c.req.valid("json");
   const env = modelEnv();
   const stream = body.stream === true;
-  const inputBound = inputTokenBound(body.messages);
+  const inputBound = inputTokenBound(body.messages, { tools: body.tools, toolChoice: body.tool_choice });
   const admitting = performance.now();
   const reservation = await reserve(scope, {
     model: body.model, inputBound, maxTokens: body.max_completion_tokens ?? body.max_tokens ?? null, stream,
@@ -126,6 +132,9 @@ app.openapi(createRoute({
     ...(body.stop !== undefined ? { stop: typeof body.stop === "string" ? [body.stop] : body.stop } : {}),
     ...(body.seed !== undefined ? { seed: body.seed } : {}),
     ...(body.user !== undefined ? { user: body.user } : {}),
+    ...(body.tools !== undefined ? { tools: body.tools } : {}),
+    ...(body.tool_choice !== undefined ? { toolChoice: body.tool_choice } : {}),
+    ...(body.parallel_tool_calls !== undefined ? { parallelToolCalls: body.parallel_tool_calls } : {}),
   };
   const call: ModelCall = {
     upstream: () => upstreamFor(env, reservation.provider, reservation.ownKey),
