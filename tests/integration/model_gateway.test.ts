@@ -7,6 +7,7 @@
  * base URL, the burst limit, budgets, upstream failures releasing the reservation, and a client
  * that disconnects mid-stream.
  */
+import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { inputTokenBound } from "../../functions/_shared/models/wire.ts";
@@ -819,5 +820,100 @@ describe("the reservation's prompt bound with tools", () => {
     } finally {
       await sql`update public.model_limits set monthly_budget_micro = 50000000 where org_id = ${GLOBEX}`;
     }
+  });
+});
+
+describe("Anthropic's Messages wire at /v1/messages", () => {
+  const models = ["claude-haiku-4-5", "gpt-4o-mini"] as const;
+  /** @anthropic-ai/sdk, unchanged, as the agent runtime of a run. */
+  const claudeSdk = (runId: string) =>
+    new Anthropic({ baseURL: `${stack().functionsUrl}/model-gateway`, apiKey: stack().serviceRoleKey, defaultHeaders: { "x-run-id": runId }, maxRetries: 0 });
+  const weather: Anthropic.Tool = { name: "get_weather", description: "The weather in a city now", input_schema: { type: "object", properties: { city: { type: "string" } } } };
+  const ask: Anthropic.MessageParam[] = [{ role: "user", content: 'use get_weather with {"city":"Paris"}' }];
+
+  async function meteredOnce(run: string, model: string, usage: { input_tokens: number; output_tokens: number }, stream: boolean) {
+    await settledAll(ACME);
+    const [row, ...more] = await callsOf(run);
+    expect(more).toEqual([]);
+    expect(row).toMatchObject({ model, stream, outcome: "succeeded", input_tokens: usage.input_tokens, output_tokens: usage.output_tokens });
+    expect(Number(row.cost_micro)).toBe(cost(model, usage.input_tokens, usage.output_tokens));
+  }
+
+  it.each(models)("answers a message on %s, metered like any call", async (model) => {
+    const run = await newRun("acme");
+    const message = await claudeSdk(run).messages.create({ model, max_tokens: 50, system: "Be brief.", messages: [{ role: "user", content: "Where is my parcel?" }] });
+    const want = expected(50);
+    expect(message).toMatchObject({ type: "message", role: "assistant", model, stop_reason: "end_turn", content: [{ type: "text", text: want.words.join("") }] });
+    expect(message.id).toMatch(/^msg_/);
+    expect(message.usage).toMatchObject({ input_tokens: want.inputTokens, output_tokens: want.outputTokens });
+    await meteredOnce(run, model, message.usage, false);
+  });
+
+  it.each(models)("streams a message on %s with Anthropic's events, metered", async (model) => {
+    const run = await newRun("acme");
+    const stream = claudeSdk(run).messages.stream({ model, max_tokens: 30, system: "Be brief.", messages: [{ role: "user", content: "Where is my parcel?" }] });
+    const types: string[] = [];
+    stream.on("streamEvent", (event) => types.push(event.type));
+    const message = await stream.finalMessage();
+    const want = expected(30);
+    expect(message.content).toEqual([{ type: "text", text: want.words.join("") }]);
+    expect(message.stop_reason).toBe("end_turn");
+    expect(types[0]).toBe("message_start");
+    expect(types.slice(1, 3)).toEqual(["content_block_start", "content_block_delta"]);
+    expect(types.slice(-3)).toEqual(["content_block_stop", "message_delta", "message_stop"]);
+    expect(message.usage).toMatchObject({ input_tokens: want.inputTokens, output_tokens: want.outputTokens });
+    await meteredOnce(run, model, message.usage, true);
+  });
+
+  it.each(models)("calls a tool on %s, streamed and not, and answers its result", async (model) => {
+    const run = await newRun("acme");
+    const client = claudeSdk(run);
+    const called = await client.messages.create({ model, max_tokens: 100, messages: ask, tools: [weather], tool_choice: { type: "auto" } });
+    expect(called.stop_reason).toBe("tool_use");
+    const [use] = called.content as Anthropic.ToolUseBlock[];
+    expect(use).toMatchObject({ type: "tool_use", name: "get_weather", input: { city: "Paris" } });
+    const streamed = await client.messages.stream({ model, max_tokens: 100, messages: ask, tools: [weather] }).finalMessage();
+    expect(streamed.stop_reason).toBe("tool_use");
+    expect(streamed.content).toEqual([expect.objectContaining({ type: "tool_use", name: "get_weather", input: { city: "Paris" } })]);
+    const answered = await client.messages.create({
+      model, max_tokens: 100, tools: [weather],
+      messages: [...ask, { role: "assistant", content: called.content }, { role: "user", content: [{ type: "tool_result", tool_use_id: use.id, content: "18°C and sunny" }] }],
+    });
+    expect(answered.content).toEqual([{ type: "text", text: "[local stand-in model] The tool answered: 18°C and sunny" }]);
+    await settledAll(ACME);
+    expect((await callsOf(run)).map((r) => r.outcome)).toEqual(["succeeded", "succeeded", "succeeded"]);
+  });
+
+  it("holds a Messages call to the same budgets, counting its tools", async () => {
+    const before = await orgMeter(GLOBEX);
+    const withoutTools = cost("gpt-4o-mini", inputTokenBound(hello), 10);
+    await sql`update public.model_limits set monthly_budget_micro = ${before.committed + withoutTools + 100} where org_id = ${GLOBEX}`;
+    try {
+      const client = claudeSdk(await newRun("globex"));
+      const big: Anthropic.Tool = { name: "search_orders", description: "Search the orders. ".repeat(2000), input_schema: { type: "object" } };
+      const refused = await failure(client.messages.create({ model: "gpt-4o-mini", max_tokens: 10, system: "Be brief.", messages: [{ role: "user", content: "Where is my parcel?" }], tools: [big] }));
+      expect(refused.status).toBe(402);
+      expect(refused.error).toMatchObject({ error: { code: "model_budget_exhausted" } });
+    } finally {
+      await sql`update public.model_limits set monthly_budget_micro = 50000000 where org_id = ${GLOBEX}`;
+    }
+  });
+
+  it("refuses malformed Messages requests with 400, before anything is reserved", async () => {
+    const run = await newRun("acme");
+    const client = claudeSdk(run);
+    const bad: Record<string, unknown>[] = [
+      { messages: ask },
+      { max_tokens: 10, messages: [{ role: "system", content: "hi" }] },
+      { max_tokens: 10, messages: [{ role: "user", content: [{ type: "tool_result", tool_use_id: "toolu_never", content: "x" }] }] },
+      { max_tokens: 10, messages: ask, tools: [{ name: "bad name", input_schema: { type: "object" } }] },
+      { max_tokens: 10, messages: ask, tools: [weather], tool_choice: { type: "tool", name: "not_offered" } },
+      { max_tokens: 10, messages: ask, top_k: 5 },
+    ];
+    for (const body of bad) {
+      const refused = await failure(client.messages.create({ model: "claude-haiku-4-5", ...body } as never));
+      expect({ body, status: refused.status, error: refused.error }).toMatchObject({ body, status: 400, error: { error: { code: "invalid_body" } } });
+    }
+    expect(await callsOf(run)).toEqual([]);
   });
 });
