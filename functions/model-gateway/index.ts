@@ -3,7 +3,10 @@
  * so that an agent runtime points the official OpenAI SDK at `<api>/functions/v1/model-gateway/v1`
  * and works unchanged. The route table below is the function's OpenAPI document (GET /openapi.json).
  *
- *   POST /v1/chat/completions   a call, streamed (SSE) or not, served by the model's provider
+ *   POST /v1/chat/completions   a call, streamed (SSE) or not, served by the model's provider,
+ *                               with function tools (tools, tool_choice, tool_calls, tool messages)
+ *   POST /v1/messages           the same on Anthropic's Messages wire (models/messages.ts), for
+ *                               @anthropic-ai/sdk pointed at the gateway, whatever the model's vendor
  *   GET  /v1/models             the models the caller may call
  *   POST /keys                  save the organization's own vendor key, verified live (tenant admin)
  *
@@ -28,7 +31,8 @@ import { jsonContent, jsonRequest, OrgHeader, refusals } from "../_shared/http/s
 import { type CallTiming, completeCall, type ModelCall, streamCall } from "../_shared/models/call.ts";
 import { allowedModels, type CallScope, reserve, scopeOf, settle } from "../_shared/models/metering.ts";
 import { modelEnvFrom, type Provider, upstreamFailure, upstreamFor } from "../_shared/models/upstream.ts";
-import { ChatRequest, inputTokenBound, type UpstreamRequest } from "../_shared/models/wire.ts";
+import { chatRequestOf, MessagesRequest, messageOf, messagesStreamShape } from "../_shared/models/messages.ts";
+import { ChatRequest, inputTokenBound, ToolCall, type UpstreamRequest } from "../_shared/models/wire.ts";
 
 // Prompts may be long; 4 MiB of JSON is far past any model's context window.
 const MAX_BODY = 4 * 1024 * 1024;
@@ -48,12 +52,30 @@ const Completion = z.object({
   model: z.string(),
   choices: z.array(z.object({
     index: z.number().int(),
-    message: z.object({ role: z.literal("assistant"), content: z.string(), refusal: z.null() }),
+    message: z.object({
+      role: z.literal("assistant"),
+      content: z.string().nullable().describe("null when the answer is only tool calls"),
+      refusal: z.null(),
+      tool_calls: z.array(ToolCall).optional(),
+    }),
     logprobs: z.null(),
     finish_reason: z.enum(["stop", "length", "content_filter", "tool_calls"]),
   })),
   usage: z.object({ prompt_tokens: z.number().int(), completion_tokens: z.number().int(), total_tokens: z.number().int() }),
 }).openapi("ChatCompletion");
+const Message = z.object({
+  id: z.string(),
+  type: z.literal("message"),
+  role: z.literal("assistant"),
+  model: z.string(),
+  content: z.array(z.union([
+    z.object({ type: z.literal("text"), text: z.string() }),
+    z.object({ type: z.literal("tool_use"), id: z.string(), name: z.string(), input: z.record(z.string(), z.unknown()) }),
+  ])),
+  stop_reason: z.string(),
+  stop_sequence: z.null(),
+  usage: z.object({ input_tokens: z.number().int(), output_tokens: z.number().int() }),
+}).openapi("Message");
 const ModelList = z.object({
   object: z.literal("list"),
   data: z.array(z.object({ id: z.string(), object: z.literal("model"), created: z.number().int(), owned_by: z.string() })),
@@ -106,35 +128,9 @@ app.openapi(createRoute({
     ...refusals(400, 401, 402, 403, 404, 409, 413, 415, 429, 502, 503, 504),
   },
 }), async (c) => {
-  const scope = scopeFor(c);
   const body = c.req.valid("json");
-  const env = modelEnv();
   const stream = body.stream === true;
-  const inputBound = inputTokenBound(body.messages);
-  const admitting = performance.now();
-  const reservation = await reserve(scope, {
-    model: body.model, inputBound, maxTokens: body.max_completion_tokens ?? body.max_tokens ?? null, stream,
-  });
-  timingOf.set(c.req.raw, { admitMs: performance.now() - admitting });
-  const request: UpstreamRequest = {
-    model: reservation.upstreamModel,
-    messages: body.messages,
-    maxTokens: reservation.maxTokens,
-    maxTokensField: body.max_tokens !== undefined ? "max_tokens" : "max_completion_tokens",
-    ...(body.temperature !== undefined ? { temperature: body.temperature } : {}),
-    ...(body.top_p !== undefined ? { topP: body.top_p } : {}),
-    ...(body.stop !== undefined ? { stop: typeof body.stop === "string" ? [body.stop] : body.stop } : {}),
-    ...(body.seed !== undefined ? { seed: body.seed } : {}),
-    ...(body.user !== undefined ? { user: body.user } : {}),
-  };
-  const call: ModelCall = {
-    upstream: () => upstreamFor(env, reservation.provider, reservation.ownKey),
-    request,
-    inputBound,
-    signal: c.req.raw.signal,
-    settle: (end) => settle(scope, reservation, end),
-    label: reservation.id,
-  };
+  const call = await admit(c, body);
   if (!stream) {
     const answered = await completeCall(call);
     vendorTime(c, answered.timing);
@@ -153,6 +149,33 @@ app.openapi(createRoute({
     end: () => ["[DONE]"],
     fail: (failure) => [{ error: { code: failure.code, message: failure.message, type: "api_error" } }],
   });
+  vendorTime(c, streamed.timing);
+  if (!streamed.ok) throw streamed.failure;
+  return streamed.response;
+});
+
+app.openapi(createRoute({
+  method: "post", path: "/v1/messages", summary: "Anthropic's Messages wire: a message, streamed as named server-sent events with stream: true",
+  request: { headers: CallHeaders, ...jsonRequest(MessagesRequest) },
+  responses: {
+    200: {
+      description: "The message (JSON), or with stream: true its events (text/event-stream: message_start, content_block_start, content_block_delta, content_block_stop, message_delta, message_stop)",
+      content: { ...jsonContent(Message), "text/event-stream": { schema: z.string() } },
+    },
+    ...refusals(400, 401, 402, 403, 404, 409, 413, 415, 429, 502, 503, 504),
+  },
+}), async (c) => {
+  const translated = chatRequestOf(c.req.valid("json"));
+  if (!translated.ok) throw refuse("invalid_body", translated.message);
+  const body = translated.request;
+  const call = await admit(c, body);
+  if (body.stream !== true) {
+    const answered = await completeCall(call);
+    vendorTime(c, answered.timing);
+    if (!answered.ok) throw answered.failure;
+    return c.json(messageOf(answered.completion, body.model), 200);
+  }
+  const streamed = await streamCall(call, messagesStreamShape(body.model));
   vendorTime(c, streamed.timing);
   if (!streamed.ok) throw streamed.failure;
   return streamed.response;
@@ -219,6 +242,43 @@ function scopeFor(c: Context): CallScope {
     return value;
   };
   return scopeOf(callerOf(c.req.raw), { runId: uuid("x-run-id"), orgId: () => orgIdOf(c.req.raw), agentId: uuid("x-agent-id") });
+}
+
+/**
+ * Admits a call on either wire: reserves its most (the prompt's bound, tools included, and its
+ * output cap) for the caller's scope, and makes it ready to be made and settled by call.ts.
+ */
+async function admit(c: Context, body: ChatRequest): Promise<ModelCall> {
+  const scope = scopeFor(c);
+  const env = modelEnv();
+  const inputBound = inputTokenBound(body.messages, { tools: body.tools, toolChoice: body.tool_choice });
+  const admitting = performance.now();
+  const reservation = await reserve(scope, {
+    model: body.model, inputBound, maxTokens: body.max_completion_tokens ?? body.max_tokens ?? null, stream: body.stream === true,
+  });
+  timingOf.set(c.req.raw, { admitMs: performance.now() - admitting });
+  const request: UpstreamRequest = {
+    model: reservation.upstreamModel,
+    messages: body.messages,
+    maxTokens: reservation.maxTokens,
+    maxTokensField: body.max_tokens !== undefined ? "max_tokens" : "max_completion_tokens",
+    ...(body.temperature !== undefined ? { temperature: body.temperature } : {}),
+    ...(body.top_p !== undefined ? { topP: body.top_p } : {}),
+    ...(body.stop !== undefined ? { stop: typeof body.stop === "string" ? [body.stop] : body.stop } : {}),
+    ...(body.seed !== undefined ? { seed: body.seed } : {}),
+    ...(body.user !== undefined ? { user: body.user } : {}),
+    ...(body.tools !== undefined ? { tools: body.tools } : {}),
+    ...(body.tool_choice !== undefined ? { toolChoice: body.tool_choice } : {}),
+    ...(body.parallel_tool_calls !== undefined ? { parallelToolCalls: body.parallel_tool_calls } : {}),
+  };
+  return {
+    upstream: () => upstreamFor(env, reservation.provider, reservation.ownKey),
+    request,
+    inputBound,
+    signal: c.req.raw.signal,
+    settle: (end) => settle(scope, reservation, end),
+    label: reservation.id,
+  };
 }
 
 /** A member naming an organization they are not in is refused (403) before anything is read. */

@@ -13,6 +13,19 @@
  *  - `npm start` runs it as a clearly labelled *local stand-in* (there is no network to the real
  *    vendors): every reply is deterministic and says it comes from the stand-in
  *    (`[local stand-in model] You said: …`, see `standInReply`).
+ *
+ * Tool calls, by one rule (so that an agent's whole tool loop runs with no vendor key, and tests
+ * can script it), the same on both wires:
+ *  - When the request offers tools (and tool_choice is not none), and the conversation ends with a
+ *    user turn whose text, trimmed, ends with `use <tool> with <json>` (`use` at the start or after
+ *    a space, <tool> the name of an offered tool, <json> a JSON object running to the end of the
+ *    text), the answer is one call of that tool with those arguments: OpenAI's `tool_calls`
+ *    (`call_…` id, finish_reason "tool_calls"; streamed as delta.tool_calls, the arguments in
+ *    fragments), Anthropic's `tool_use` block (`toolu_…` id, stop_reason "tool_use"; streamed as
+ *    content_block_start and input_json_delta events). Otherwise the usual text reply.
+ *  - When the conversation ends with tool results (OpenAI: `tool` messages; Anthropic: a user turn
+ *    of `tool_result` blocks), the reply is text quoting them, joined by "; ":
+ *    `[local stand-in model] The tool answered: <content>`.
  *  - Tests run it as a wire-accurate fake: `behave()` makes the next requests fail with a vendor
  *    error, hang, reset the connection, stream slowly or report chosen usage; `requests` records
  *    what arrived (with the key that was sent) and `stats` counts streams and chunks, so a test
@@ -91,11 +104,12 @@ interface ComposedReply {
   truncated: boolean;
 }
 
-function composeReply(input: { texts: string[]; maxTokens: number; label: string; lastUserText?: string }): ComposedReply {
+function composeReply(input: { texts: string[]; maxTokens: number; label: string; lastUserText?: string; toolResult?: string }): ComposedReply {
   const lastUser = input.lastUserText ?? input.texts[input.texts.length - 1] ?? "";
   // Truncate by code points, so a surrogate pair is never split in half.
-  const quoted = Array.from(lastUser).slice(0, QUOTE_CHARS).join("");
-  const pieces = `[${input.label}] You said: ${quoted}`.split(" ");
+  const quote = (text: string) => Array.from(text).slice(0, QUOTE_CHARS).join("");
+  const said = input.toolResult !== undefined ? `The tool answered: ${quote(input.toolResult)}` : `You said: ${quote(lastUser)}`;
+  const pieces = `[${input.label}] ${said}`.split(" ");
   const all = pieces.map((p, i) => (i === 0 ? p : ` ${p}`));
   const words = all.slice(0, Math.max(0, input.maxTokens));
   // A rough, deterministic "tokenizer": four UTF-8 bytes a token, plus three a message.
@@ -116,6 +130,42 @@ export function standInReply(input: { texts: string[]; maxTokens: number; label:
 } {
   const { words, inputTokens, outputTokens } = composeReply(input);
   return { words, inputTokens, outputTokens };
+}
+
+/** The call the stand-in makes (see the module header), before the wire gives it an id. */
+interface ToolUse {
+  name: string;
+  /** The arguments, as compact JSON. */
+  arguments: string;
+  input: Record<string, unknown>;
+  inputTokens: number;
+  outputTokens: number;
+}
+
+const USE_TOOL = /(?:^|\s)use ([A-Za-z0-9_-]{1,64}) with (\{[\s\S]*\})$/;
+
+/** The tool call a conversation's last user turn asks for, if it names an offered tool with a JSON object. */
+function toolUse(lastUserText: string, offered: string[], texts: string[]): ToolUse | null {
+  const m = USE_TOOL.exec(lastUserText.trim());
+  if (!m || !offered.includes(m[1])) return null;
+  let input: unknown;
+  try {
+    input = JSON.parse(m[2]);
+  } catch {
+    return null;
+  }
+  if (!isObject(input)) return null;
+  const args = JSON.stringify(input);
+  const { inputTokens } = composeReply({ texts, maxTokens: 0, label: "" });
+  return { name: m[1], arguments: args, input, inputTokens, outputTokens: Math.ceil(Buffer.byteLength(m[1] + args, "utf8") / 4) + 1 };
+}
+
+/** A tool call's arguments in the fragments a stream sends them in (a few characters each). */
+function fragments(text: string): string[] {
+  const chars = Array.from(text);
+  const out: string[] = [];
+  for (let i = 0; i < chars.length; i += 6) out.push(chars.slice(i, i + 6).join(""));
+  return out;
 }
 
 /** The text of message content given as a string or as an array of `{type: "text", text}` parts. */
@@ -346,9 +396,24 @@ async function openaiChatCompletions(ex: Exchange, body: unknown): Promise<void>
   if (!isPositiveInteger(limit))
     return sendError(ex.res, "openai", 400, "Invalid 'max_completion_tokens': expected a positive integer.", { code: "invalid_value" });
 
-  // System (and developer) messages are ordinary messages on this wire.
-  const { texts, lastUserText } = conversation(undefined, messages as Record<string, unknown>[]);
-  const reply = composeReply({ texts, maxTokens: limit, label: ex.label, lastUserText });
+  // System (and developer) messages are ordinary messages on this wire; tool messages' content
+  // and assistants' tool call arguments are text the prompt holds, and so are the tools offered.
+  const list = messages as Record<string, unknown>[];
+  const { texts, lastUserText } = conversation(undefined, list);
+  for (const m of list) {
+    if (Array.isArray(m.tool_calls)) for (const c of m.tool_calls) if (isObject(c) && isObject(c.function)) texts.push(String(c.function.arguments ?? ""));
+  }
+  const tools = Array.isArray(body.tools) ? body.tools : [];
+  if (!tools.every((t) => isObject(t) && t.type === "function" && isObject(t.function) && typeof t.function.name === "string"))
+    return sendError(ex.res, "openai", 400, "Invalid 'tools': each tool needs type 'function' and a function name.", { code: "invalid_value" });
+  if (tools.length > 0) texts.push(JSON.stringify(tools));
+  const last = list[list.length - 1];
+  const trailingResults: string[] = [];
+  for (let i = list.length - 1; i >= 0 && list[i].role === "tool"; i--) trailingResults.unshift(contentText(list[i].content));
+  const offered = body.tool_choice === "none" ? [] : tools.map((t) => String((t as { function: { name: string } }).function.name));
+  const use = last?.role === "user" ? toolUse(lastUserText, offered, texts) : null;
+  if (use) return openaiToolCall(ex, body, use);
+  const reply = composeReply({ texts, maxTokens: limit, label: ex.label, lastUserText, ...(trailingResults.length > 0 ? { toolResult: trailingResults.join("; ") } : {}) });
   const usage = reportedUsage(ex, reply);
   const openaiUsage = { prompt_tokens: usage.input, completion_tokens: usage.output, total_tokens: usage.input + usage.output };
   const id = `chatcmpl-${randomId(29)}`;
@@ -400,6 +465,59 @@ async function openaiChatCompletions(ex: Exchange, body: unknown): Promise<void>
   stream.end();
 }
 
+/** The stand-in's tool call on OpenAI's wire: message.tool_calls, or delta.tool_calls with the arguments in fragments. */
+async function openaiToolCall(ex: Exchange, body: Record<string, unknown>, use: ToolUse): Promise<void> {
+  const usage = ex.behavior.kind === "usage" ? { input: ex.behavior.input, output: ex.behavior.output } : { input: use.inputTokens, output: use.outputTokens };
+  const openaiUsage = { prompt_tokens: usage.input, completion_tokens: usage.output, total_tokens: usage.input + usage.output };
+  const id = `chatcmpl-${randomId(29)}`;
+  const callId = `call_${randomId(24)}`;
+  const created = Math.floor(Date.now() / 1000);
+  const model = body.model;
+  if (body.stream !== true) {
+    await pause(ex, chunkDelay(ex));
+    if (ex.gone) return;
+    return sendJson(ex.res, "openai", 200, {
+      id,
+      object: "chat.completion",
+      created,
+      model,
+      choices: [
+        {
+          index: 0,
+          message: {
+            role: "assistant",
+            content: null,
+            refusal: null,
+            tool_calls: [{ id: callId, type: "function", function: { name: use.name, arguments: use.arguments } }],
+          },
+          logprobs: null,
+          finish_reason: "tool_calls",
+        },
+      ],
+      usage: openaiUsage,
+      system_fingerprint: null,
+    });
+  }
+  const streamOptions = body.stream_options;
+  const includeUsage = isObject(streamOptions) && streamOptions.include_usage === true;
+  const chunk = (choices: unknown[], usageField?: unknown) => {
+    const c: Record<string, unknown> = { id, object: "chat.completion.chunk", created, model, system_fingerprint: null, choices };
+    if (includeUsage) c.usage = usageField ?? null;
+    return `data: ${JSON.stringify(c)}\n\n`;
+  };
+  const choice = (delta: Record<string, unknown>, finish: string | null) => ({ index: 0, delta, logprobs: null, finish_reason: finish });
+  const stream = new EventStream(ex);
+  const frames = [
+    chunk([choice({ role: "assistant", content: null, tool_calls: [{ index: 0, id: callId, type: "function", function: { name: use.name, arguments: "" } }], refusal: null }, null)]),
+    ...fragments(use.arguments).map((f) => chunk([choice({ tool_calls: [{ index: 0, function: { arguments: f } }] }, null)])),
+    chunk([choice({}, "tool_calls")]),
+    ...(includeUsage ? [chunk([], openaiUsage)] : []),
+    "data: [DONE]\n\n",
+  ];
+  for (const frame of frames) if (!(await stream.send(frame))) return;
+  stream.end();
+}
+
 // --- Anthropic ---------------------------------------------------------------------------------
 
 async function anthropicMessages(ex: Exchange, body: unknown): Promise<void> {
@@ -416,8 +534,35 @@ async function anthropicMessages(ex: Exchange, body: unknown): Promise<void> {
   if (body.system !== undefined && typeof body.system !== "string" && !Array.isArray(body.system))
     return invalid("system: Input should be a valid string or a list of text blocks");
 
-  const { texts, lastUserText } = conversation(body.system, messages as Record<string, unknown>[]);
-  const reply = composeReply({ texts, maxTokens: body.max_tokens, label: ex.label, lastUserText });
+  const tools = Array.isArray(body.tools) ? body.tools : [];
+  if (!tools.every((t) => isObject(t) && typeof t.name === "string" && isObject(t.input_schema) && t.input_schema.type === "object"))
+    return invalid("tools: each tool needs a name and an input_schema of type 'object'");
+  const list = messages as Record<string, unknown>[];
+  const { texts, lastUserText } = conversation(body.system, list);
+  // tool_use inputs and tool_result contents are text the prompt holds, and so are the tools.
+  const blocks = (m: Record<string, unknown>) => (Array.isArray(m.content) ? m.content.filter(isObject) : []);
+  const calledIds = new Set<string>();
+  for (const [i, m] of list.entries()) {
+    for (const b of blocks(m)) {
+      if (b.type === "tool_use") {
+        if (m.role !== "assistant" || typeof b.id !== "string" || !isObject(b.input)) return invalid(`messages.${i}: a tool_use block belongs to an assistant turn, with an id and an input object`);
+        calledIds.add(b.id);
+        texts.push(JSON.stringify(b.input));
+      } else if (b.type === "tool_result") {
+        if (m.role !== "user" || typeof b.tool_use_id !== "string" || !calledIds.has(b.tool_use_id))
+          return invalid(`messages.${i}: tool_result block(s) provided when previous message does not have matching tool_use block(s)`);
+        texts.push(contentText(b.content));
+      }
+    }
+  }
+  if (tools.length > 0) texts.push(JSON.stringify(tools));
+  const last = list[list.length - 1];
+  const results = blocks(last).filter((b) => b.type === "tool_result").map((b) => contentText(b.content));
+  const choiceNone = isObject(body.tool_choice) && body.tool_choice.type === "none";
+  const offered = choiceNone ? [] : tools.map((t) => String((t as { name: string }).name));
+  const use = last.role === "user" && results.length === 0 ? toolUse(lastUserText, offered, texts) : null;
+  if (use) return anthropicToolUse(ex, body, use);
+  const reply = composeReply({ texts, maxTokens: body.max_tokens, label: ex.label, lastUserText, ...(results.length > 0 ? { toolResult: results.join("; ") } : {}) });
   const usage = reportedUsage(ex, reply);
   const id = `msg_${randomId(24)}`;
   const model = body.model;
@@ -459,6 +604,44 @@ async function anthropicMessages(ex: Exchange, body: unknown): Promise<void> {
     ...reply.words.map((w) => event({ type: "content_block_delta", index: 0, delta: { type: "text_delta", text: w } })),
     event({ type: "content_block_stop", index: 0 }),
     event({ type: "message_delta", delta: { stop_reason: stopReason, stop_sequence: null }, usage: { output_tokens: usage.output } }),
+    event({ type: "message_stop" }),
+  ];
+  for (const frame of frames) if (!(await stream.send(frame))) return;
+  stream.end();
+}
+
+/** The stand-in's tool call on Anthropic's wire: a tool_use block, or its content_block_start and input_json_delta events. */
+async function anthropicToolUse(ex: Exchange, body: Record<string, unknown>, use: ToolUse): Promise<void> {
+  const usage = ex.behavior.kind === "usage" ? { input: ex.behavior.input, output: ex.behavior.output } : { input: use.inputTokens, output: use.outputTokens };
+  const id = `msg_${randomId(24)}`;
+  const toolId = `toolu_${randomId(24)}`;
+  const model = body.model;
+  if (body.stream !== true) {
+    await pause(ex, chunkDelay(ex));
+    if (ex.gone) return;
+    return sendJson(ex.res, "anthropic", 200, {
+      id,
+      type: "message",
+      role: "assistant",
+      model,
+      content: [{ type: "tool_use", id: toolId, name: use.name, input: use.input }],
+      stop_reason: "tool_use",
+      stop_sequence: null,
+      usage: { input_tokens: usage.input, output_tokens: usage.output },
+    });
+  }
+  const event = (data: Record<string, unknown>) => `event: ${String(data.type)}\ndata: ${JSON.stringify(data)}\n\n`;
+  const stream = new EventStream(ex);
+  const frames = [
+    event({
+      type: "message_start",
+      message: { id, type: "message", role: "assistant", model, content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: usage.input, output_tokens: 1 } },
+    }),
+    event({ type: "content_block_start", index: 0, content_block: { type: "tool_use", id: toolId, name: use.name, input: {} } }),
+    event({ type: "content_block_delta", index: 0, delta: { type: "input_json_delta", partial_json: "" } }),
+    ...fragments(use.arguments).map((f) => event({ type: "content_block_delta", index: 0, delta: { type: "input_json_delta", partial_json: f } })),
+    event({ type: "content_block_stop", index: 0 }),
+    event({ type: "message_delta", delta: { stop_reason: "tool_use", stop_sequence: null }, usage: { output_tokens: usage.output } }),
     event({ type: "message_stop" }),
   ];
   for (const frame of frames) if (!(await stream.send(frame))) return;

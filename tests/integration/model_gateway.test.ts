@@ -7,6 +7,7 @@
  * base URL, the burst limit, budgets, upstream failures releasing the reservation, and a client
  * that disconnects mid-stream.
  */
+import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { inputTokenBound } from "../../functions/_shared/models/wire.ts";
@@ -637,5 +638,282 @@ describe("remove_model_provider_key", () => {
     expect(await keysOf(x)).toEqual([]);
     // Not an admin (not even a member) of the organization named: refused.
     expect((await remove(yOnly, null, x)).status).toBe(403);
+  });
+});
+
+describe("tool calling (the OpenAI wire, on both vendors)", () => {
+  const weather: OpenAI.ChatCompletionTool = {
+    type: "function",
+    function: {
+      name: "get_weather",
+      description: "The weather in a city now",
+      parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+    },
+  };
+  const ask: OpenAI.ChatCompletionMessageParam[] = [
+    { role: "system", content: "Use the tools." },
+    { role: "user", content: 'use get_weather with {"city":"Paris"}' },
+  ];
+  const models = ["gpt-4o-mini", "claude-haiku-4-5"] as const;
+
+  /** The run's one metered call, settled, charged exactly the usage the answer reported. */
+  async function meteredOnce(run: string, model: string, usage: { prompt_tokens: number; completion_tokens: number }, stream: boolean) {
+    await settledAll(ACME);
+    const [row, ...more] = await callsOf(run);
+    expect(more).toEqual([]);
+    expect(row).toMatchObject({ model, stream, outcome: "succeeded", usage_estimated: false, input_tokens: usage.prompt_tokens, output_tokens: usage.completion_tokens });
+    expect(Number(row.cost_micro)).toBe(cost(model, usage.prompt_tokens, usage.completion_tokens));
+    return row;
+  }
+
+  it.each(models)("answers a tool call on %s, non-streamed, metered like any call", async (model) => {
+    const run = await newRun("acme");
+    const answer = await runtime(run).chat.completions.create({ model, messages: ask, tools: [weather], tool_choice: "auto", max_tokens: 100 });
+    const choice = answer.choices[0];
+    expect(choice.finish_reason).toBe("tool_calls");
+    expect(choice.message.content).toBeNull();
+    expect(choice.message.tool_calls).toHaveLength(1);
+    const [toolCall] = choice.message.tool_calls! as OpenAI.ChatCompletionMessageFunctionToolCall[];
+    expect(toolCall).toMatchObject({ type: "function", function: { name: "get_weather" } });
+    expect(toolCall.id).toMatch(/^(call|toolu)_[A-Za-z0-9]+$/);
+    expect(JSON.parse(toolCall.function.arguments)).toEqual({ city: "Paris" });
+    // The vendor was offered the tool in its own wire's shape.
+    const sent = vendors.upstream.requests.at(-1)!.body as Record<string, unknown>;
+    if (model.startsWith("claude")) {
+      expect(sent).toMatchObject({ tools: [{ name: "get_weather", description: "The weather in a city now", input_schema: weather.function.parameters }], tool_choice: { type: "auto" } });
+    } else {
+      expect(sent).toMatchObject({ tools: [weather], tool_choice: "auto" });
+    }
+    await meteredOnce(run, model, answer.usage!, false);
+  });
+
+  it.each(models)("streams a tool call on %s that the SDK's stream helper assembles", async (model) => {
+    const run = await newRun("acme");
+    const stream = runtime(run).chat.completions.stream({
+      model, messages: ask, tools: [weather], max_tokens: 100, stream_options: { include_usage: true },
+    });
+    let fragments = 0;
+    stream.on("tool_calls.function.arguments.delta", () => fragments++);
+    const final = await stream.finalChatCompletion();
+    const choice = final.choices[0];
+    expect(choice.finish_reason).toBe("tool_calls");
+    const [toolCall] = choice.message.tool_calls! as OpenAI.ChatCompletionMessageFunctionToolCall[];
+    expect(toolCall.function.name).toBe("get_weather");
+    expect(toolCall.id).toMatch(/^(call|toolu)_[A-Za-z0-9]+$/);
+    expect(JSON.parse(toolCall.function.arguments)).toEqual({ city: "Paris" });
+    // The arguments came in fragments, as the vendors stream them.
+    expect(fragments).toBeGreaterThan(1);
+    await meteredOnce(run, model, final.usage!, true);
+  });
+
+  it.each(models)("completes a round trip on %s: the assistant's tool call and the tool's result give a text answer", async (model) => {
+    const run = await newRun("acme");
+    const client = runtime(run);
+    const first = await client.chat.completions.create({ model, messages: ask, tools: [weather], max_tokens: 100 });
+    const called = first.choices[0].message;
+    const [toolCall] = called.tool_calls! as OpenAI.ChatCompletionMessageFunctionToolCall[];
+    const messages: OpenAI.ChatCompletionMessageParam[] = [
+      ...ask,
+      called,
+      { role: "tool", tool_call_id: toolCall.id, content: "18°C and sunny" },
+    ];
+    const second = await client.chat.completions.create({ model, messages, tools: [weather], max_tokens: 100 });
+    expect(second.choices[0].finish_reason).toBe("stop");
+    expect(second.choices[0].message.content).toBe("[local stand-in model] The tool answered: 18°C and sunny");
+    if (model.startsWith("claude")) {
+      // Anthropic's wire: the call is a tool_use block, the result a tool_result block in a user turn.
+      const sent = vendors.upstream.requests.at(-1)!.body as { messages: unknown[] };
+      expect(sent.messages.slice(-2)).toEqual([
+        { role: "assistant", content: [{ type: "tool_use", id: toolCall.id, name: "get_weather", input: { city: "Paris" } }] },
+        { role: "user", content: [{ type: "tool_result", tool_use_id: toolCall.id, content: "18°C and sunny" }] },
+      ]);
+    }
+    await settledAll(ACME);
+    const rows = await callsOf(run);
+    expect(rows.map((r) => r.outcome)).toEqual(["succeeded", "succeeded"]);
+    expect(Number(rows[1].cost_micro)).toBe(cost(model, second.usage!.prompt_tokens, second.usage!.completion_tokens));
+  });
+
+  it("streams the text answer to a tool's result", async () => {
+    const run = await newRun("acme");
+    const stream = runtime(run).chat.completions.stream({
+      model: "claude-haiku-4-5", max_tokens: 100,
+      messages: [...ask, { role: "assistant", content: null, tool_calls: [{ id: "call_abc123", type: "function", function: { name: "get_weather", arguments: '{"city":"Paris"}' } }] },
+        { role: "tool", tool_call_id: "call_abc123", content: "rain" }],
+    });
+    const final = await stream.finalChatCompletion();
+    expect(final.choices[0].message.content).toBe("[local stand-in model] The tool answered: rain");
+  });
+
+  it("refuses malformed tools, tool choices and tool messages with 400, before anything is reserved", async () => {
+    const run = await newRun("acme");
+    const client = runtime(run);
+    const call = (body: Record<string, unknown>) => failure(client.chat.completions.create({ model: "gpt-4o-mini", messages: ask, max_tokens: 10, ...body } as never));
+    const fn = (f: Record<string, unknown>) => [{ type: "function", function: { name: "get_weather", ...f } }];
+    const bad: Record<string, unknown>[] = [
+      { tools: fn({ name: "get weather!" }) },
+      { tools: fn({ name: "x".repeat(65) }) },
+      { tools: [{ type: "retrieval" }] },
+      { tools: fn({ parameters: { type: "string" } }) },
+      { tools: fn({ parameters: "{}" }) },
+      { tools: fn({ description: "d".repeat(100_001) }) },
+      { tools: [weather, weather] },
+      { tools: Array.from({ length: 129 }, (_, i) => ({ type: "function", function: { name: `t${i}` } })) },
+      { tools: [weather], tool_choice: "sometimes" },
+      { tools: [weather], tool_choice: { type: "function", function: { name: "not_offered" } } },
+      { tool_choice: "required" },
+      { tools: [weather], parallel_tool_calls: "yes" },
+      { messages: [...ask, { role: "tool", content: "18°C" }] },
+      { messages: [...ask, { role: "tool", tool_call_id: "call_never_made", content: "18°C" }] },
+      { messages: [...ask, { role: "assistant", content: null }] },
+      { messages: [...ask, { role: "assistant", content: null, tool_calls: [{ id: "call 1", type: "function", function: { name: "get_weather", arguments: "{}" } }] }] },
+      { messages: [...ask, { role: "assistant", content: null, tool_calls: [{ id: `call_${"a".repeat(200)}`, type: "function", function: { name: "get_weather", arguments: "{}" } }] }] },
+      { messages: [...ask, { role: "assistant", content: null, tool_calls: [{ id: "call_1", type: "function", function: { name: "get_weather", arguments: "not json" } }] }] },
+    ];
+    for (const body of bad) {
+      expect({ body, refused: await call(body) }).toMatchObject({ body, refused: { status: 400, code: "invalid_body" } });
+    }
+    expect(await callsOf(run)).toEqual([]);
+  });
+});
+
+describe("the reservation's prompt bound with tools", () => {
+  const big: OpenAI.ChatCompletionTool = {
+    type: "function",
+    function: { name: "search_orders", description: "Search the orders. ".repeat(2000), parameters: { type: "object", properties: { q: { type: "string" } } } },
+  };
+
+  it("reserves more for a call that offers tools than for the same call without", async () => {
+    const run = await newRun("acme");
+    const client = runtime(run);
+    await client.chat.completions.create({ model: "gpt-4o-mini", messages: hello, max_tokens: 10 });
+    await client.chat.completions.create({ model: "gpt-4o-mini", messages: hello, max_tokens: 10, tools: [big] });
+    const [without, withTools] = await callsOf(run);
+    expect(Number(without.reserved_micro)).toBe(cost("gpt-4o-mini", inputTokenBound(hello), 10));
+    // The tool's schema is at least 36,000 bytes, so at least that many tokens more.
+    expect(Number(withTools.reserved_micro)).toBeGreaterThanOrEqual(cost("gpt-4o-mini", inputTokenBound(hello) + 36_000, 10));
+  });
+
+  it("counts a tool's result in the bound", async () => {
+    const run = await newRun("acme");
+    const result = "x".repeat(40_000);
+    const messages: OpenAI.ChatCompletionMessageParam[] = [
+      ...hello,
+      { role: "assistant", content: null, tool_calls: [{ id: "call_1", type: "function", function: { name: "search_orders", arguments: "{}" } }] },
+      { role: "tool", tool_call_id: "call_1", content: result },
+    ];
+    await runtime(run).chat.completions.create({ model: "gpt-4o-mini", messages, max_tokens: 10, tools: [big] });
+    const [row] = await callsOf(run);
+    expect(Number(row.reserved_micro)).toBeGreaterThanOrEqual(cost("gpt-4o-mini", inputTokenBound(hello) + 36_000 + 40_000, 10));
+  });
+
+  it("refuses with 402 a call whose tools the budget can't cover, when it could cover the call without them", async () => {
+    const before = await orgMeter(GLOBEX);
+    const withoutTools = cost("gpt-4o-mini", inputTokenBound(hello), 10);
+    await sql`update public.model_limits set monthly_budget_micro = ${before.committed + withoutTools + 100} where org_id = ${GLOBEX}`;
+    try {
+      const client = runtime(await newRun("globex"));
+      const refused = await failure(client.chat.completions.create({ model: "gpt-4o-mini", messages: hello, max_tokens: 10, tools: [big] }));
+      expect(refused).toMatchObject({ status: 402, code: "model_budget_exhausted" });
+      // The same call without the tools fits.
+      await client.chat.completions.create({ model: "gpt-4o-mini", messages: hello, max_tokens: 10 });
+    } finally {
+      await sql`update public.model_limits set monthly_budget_micro = 50000000 where org_id = ${GLOBEX}`;
+    }
+  });
+});
+
+describe("Anthropic's Messages wire at /v1/messages", () => {
+  const models = ["claude-haiku-4-5", "gpt-4o-mini"] as const;
+  /** @anthropic-ai/sdk, unchanged, as the agent runtime of a run. */
+  const claudeSdk = (runId: string) =>
+    new Anthropic({ baseURL: `${stack().functionsUrl}/model-gateway`, apiKey: stack().serviceRoleKey, defaultHeaders: { "x-run-id": runId }, maxRetries: 0 });
+  const weather: Anthropic.Tool = { name: "get_weather", description: "The weather in a city now", input_schema: { type: "object", properties: { city: { type: "string" } } } };
+  const ask: Anthropic.MessageParam[] = [{ role: "user", content: 'use get_weather with {"city":"Paris"}' }];
+
+  async function meteredOnce(run: string, model: string, usage: { input_tokens: number; output_tokens: number }, stream: boolean) {
+    await settledAll(ACME);
+    const [row, ...more] = await callsOf(run);
+    expect(more).toEqual([]);
+    expect(row).toMatchObject({ model, stream, outcome: "succeeded", input_tokens: usage.input_tokens, output_tokens: usage.output_tokens });
+    expect(Number(row.cost_micro)).toBe(cost(model, usage.input_tokens, usage.output_tokens));
+  }
+
+  it.each(models)("answers a message on %s, metered like any call", async (model) => {
+    const run = await newRun("acme");
+    const message = await claudeSdk(run).messages.create({ model, max_tokens: 50, system: "Be brief.", messages: [{ role: "user", content: "Where is my parcel?" }] });
+    const want = expected(50);
+    expect(message).toMatchObject({ type: "message", role: "assistant", model, stop_reason: "end_turn", content: [{ type: "text", text: want.words.join("") }] });
+    expect(message.id).toMatch(/^msg_/);
+    expect(message.usage).toMatchObject({ input_tokens: want.inputTokens, output_tokens: want.outputTokens });
+    await meteredOnce(run, model, message.usage, false);
+  });
+
+  it.each(models)("streams a message on %s with Anthropic's events, metered", async (model) => {
+    const run = await newRun("acme");
+    const stream = claudeSdk(run).messages.stream({ model, max_tokens: 30, system: "Be brief.", messages: [{ role: "user", content: "Where is my parcel?" }] });
+    const types: string[] = [];
+    stream.on("streamEvent", (event) => types.push(event.type));
+    const message = await stream.finalMessage();
+    const want = expected(30);
+    expect(message.content).toEqual([{ type: "text", text: want.words.join("") }]);
+    expect(message.stop_reason).toBe("end_turn");
+    expect(types[0]).toBe("message_start");
+    expect(types.slice(1, 3)).toEqual(["content_block_start", "content_block_delta"]);
+    expect(types.slice(-3)).toEqual(["content_block_stop", "message_delta", "message_stop"]);
+    expect(message.usage).toMatchObject({ input_tokens: want.inputTokens, output_tokens: want.outputTokens });
+    await meteredOnce(run, model, message.usage, true);
+  });
+
+  it.each(models)("calls a tool on %s, streamed and not, and answers its result", async (model) => {
+    const run = await newRun("acme");
+    const client = claudeSdk(run);
+    const called = await client.messages.create({ model, max_tokens: 100, messages: ask, tools: [weather], tool_choice: { type: "auto" } });
+    expect(called.stop_reason).toBe("tool_use");
+    const [use] = called.content as Anthropic.ToolUseBlock[];
+    expect(use).toMatchObject({ type: "tool_use", name: "get_weather", input: { city: "Paris" } });
+    const streamed = await client.messages.stream({ model, max_tokens: 100, messages: ask, tools: [weather] }).finalMessage();
+    expect(streamed.stop_reason).toBe("tool_use");
+    expect(streamed.content).toEqual([expect.objectContaining({ type: "tool_use", name: "get_weather", input: { city: "Paris" } })]);
+    const answered = await client.messages.create({
+      model, max_tokens: 100, tools: [weather],
+      messages: [...ask, { role: "assistant", content: called.content }, { role: "user", content: [{ type: "tool_result", tool_use_id: use.id, content: "18°C and sunny" }] }],
+    });
+    expect(answered.content).toEqual([{ type: "text", text: "[local stand-in model] The tool answered: 18°C and sunny" }]);
+    await settledAll(ACME);
+    expect((await callsOf(run)).map((r) => r.outcome)).toEqual(["succeeded", "succeeded", "succeeded"]);
+  });
+
+  it("holds a Messages call to the same budgets, counting its tools", async () => {
+    const before = await orgMeter(GLOBEX);
+    const withoutTools = cost("gpt-4o-mini", inputTokenBound(hello), 10);
+    await sql`update public.model_limits set monthly_budget_micro = ${before.committed + withoutTools + 100} where org_id = ${GLOBEX}`;
+    try {
+      const client = claudeSdk(await newRun("globex"));
+      const big: Anthropic.Tool = { name: "search_orders", description: "Search the orders. ".repeat(2000), input_schema: { type: "object" } };
+      const refused = await failure(client.messages.create({ model: "gpt-4o-mini", max_tokens: 10, system: "Be brief.", messages: [{ role: "user", content: "Where is my parcel?" }], tools: [big] }));
+      expect(refused.status).toBe(402);
+      expect(refused.error).toMatchObject({ error: { code: "model_budget_exhausted" } });
+    } finally {
+      await sql`update public.model_limits set monthly_budget_micro = 50000000 where org_id = ${GLOBEX}`;
+    }
+  });
+
+  it("refuses malformed Messages requests with 400, before anything is reserved", async () => {
+    const run = await newRun("acme");
+    const client = claudeSdk(run);
+    const bad: Record<string, unknown>[] = [
+      { messages: ask },
+      { max_tokens: 10, messages: [{ role: "system", content: "hi" }] },
+      { max_tokens: 10, messages: [{ role: "user", content: [{ type: "tool_result", tool_use_id: "toolu_never", content: "x" }] }] },
+      { max_tokens: 10, messages: ask, tools: [{ name: "bad name", input_schema: { type: "object" } }] },
+      { max_tokens: 10, messages: ask, tools: [weather], tool_choice: { type: "tool", name: "not_offered" } },
+      { max_tokens: 10, messages: ask, top_k: 5 },
+    ];
+    for (const body of bad) {
+      const refused = await failure(client.messages.create({ model: "claude-haiku-4-5", ...body } as never));
+      expect({ body, status: refused.status, error: refused.error }).toMatchObject({ body, status: 400, error: { error: { code: "invalid_body" } } });
+    }
+    expect(await callsOf(run)).toEqual([]);
   });
 });

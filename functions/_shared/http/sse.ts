@@ -10,7 +10,12 @@
  *     `abort` is aborted and `cancel()` settles what was used.
  */
 
-/** What an event stream is made of. `data` is sent as is when a string, else as JSON. */
+/** Events that are their own SSE frames (an event with a name, say), sent as `frames()` says. */
+export interface Frames {
+  frames(): string;
+}
+
+/** What an event stream is made of. `data` is sent as is when a string, as its frames when Frames, else as JSON. */
 export interface EventSource<C> {
   chunks: AsyncIterable<C>;
   /** Aborted when the client goes away; the upstream request listens to it. */
@@ -23,7 +28,8 @@ export interface EventSource<C> {
 }
 
 const HEADERS = { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "x-accel-buffering": "no" };
-const format = (data: unknown) => `data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`;
+const isFrames = (data: unknown): data is Frames => typeof (data as Frames | null)?.frames === "function";
+const format = (data: unknown) => isFrames(data) ? data.frames() : `data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`;
 const encoder = new TextEncoder();
 const encode = (data: unknown) => encoder.encode(format(data));
 
