@@ -9,9 +9,11 @@
  *                               @anthropic-ai/sdk pointed at the gateway, whatever the model's vendor
  *   GET  /v1/models             the models the caller may call
  *   POST /keys                  save the organization's own vendor key, verified live (tenant admin)
+ *   POST /run-token/renew       swap a run token for a new one while its run is active
  *
- * Callers: the agent runtime (service role) names its run with X-Run-Id, and the organization,
- * project and agent come from the run row; a member (the console playground) sends X-Org-Id and
+ * Callers: a runtime with a run-scoped token (X-Run-Token, the anon key as Authorization) acts for
+ * exactly that run; the service role names its run with X-Run-Id; either way the organization,
+ * project and agent come from the run row. A member (the console playground) sends X-Org-Id and
  * X-Agent-Id, and must be project_contributor or above in the agent's project.
  *
  * Each call is reserved before it goes upstream (models/metering.ts), then made and settled by
@@ -27,6 +29,7 @@ import { callerOf, orgIdOf } from "../_shared/http/caller.ts";
 import { configuration } from "../_shared/http/config.ts";
 import { asMember, asService, db } from "../_shared/http/db.ts";
 import { refuse } from "../_shared/http/errors.ts";
+import { renewRunToken, runTokenOf } from "../_shared/http/run_token.ts";
 import { jsonContent, jsonRequest, OrgHeader, refusals } from "../_shared/http/schemas.ts";
 import { type CallTiming, completeCall, type ModelCall, streamCall } from "../_shared/models/call.ts";
 import { allowedModels, type CallScope, reserve, scopeOf, settle } from "../_shared/models/metering.ts";
@@ -41,6 +44,7 @@ const MAX_BODY = 4 * 1024 * 1024;
 // Schemas
 // ---------------------------------------------------------------------------------------------
 const CallHeaders = z.object({
+  "x-run-token": z.string().optional().describe("A run-scoped token (public.mint_run_token): the runtime of exactly that run"),
   "x-run-id": z.uuid().optional().describe("The agent runtime's run (service role)"),
   "x-org-id": z.string().optional().describe("The organization a member calls in"),
   "x-agent-id": z.uuid().optional().describe("The agent a member calls for"),
@@ -186,7 +190,7 @@ app.openapi(createRoute({
   request: { headers: CallHeaders },
   responses: { 200: { description: "OpenAI's model list", content: jsonContent(ModelList) }, ...refusals(400, 401, 403, 404) },
 }), async (c) => {
-  const scope = scopeFor(c);
+  const scope = await scopeFor(c);
   if (scope.kind === "member") await assertMember(scope);
   const models = await allowedModels(scope);
   return c.json({
@@ -220,6 +224,18 @@ app.openapi(createRoute({
   return c.json({ key: { ...key, verified_at: new Date(key.verified_at).toISOString() } as z.infer<typeof SavedKey> }, 201);
 });
 
+app.openapi(createRoute({
+  method: "post", path: "/run-token/renew", summary: "Swap a valid run token (X-Run-Token) for a new one, while its run is active",
+  request: { headers: z.object({ "x-run-token": z.string().describe("The token to renew") }) },
+  responses: {
+    200: {
+      description: "The new token (15 minutes); the old one is revoked",
+      content: jsonContent(z.object({ token: z.string(), run_id: z.uuid(), expires_at: z.string() })),
+    },
+    ...refusals(400, 401),
+  },
+}), async (c) => c.json(await renewRunToken(c.req.raw), 200));
+
 Deno.serve(app.fetch);
 
 // ---------------------------------------------------------------------------------------------
@@ -234,13 +250,23 @@ function vendorTime(c: Context, timing: CallTiming): void {
   timingOf.set(c.req.raw, { ...timingOf.get(c.req.raw), ...timing });
 }
 
-function scopeFor(c: Context): CallScope {
+/**
+ * Who the call is for: a run token's run (X-Run-Token: the runtime of exactly that run), the
+ * service role's X-Run-Id, or a member's X-Org-Id and X-Agent-Id.
+ */
+async function scopeFor(c: Context): Promise<CallScope> {
   const header = (name: string) => c.req.header(name) ?? null;
   const uuid = (name: string) => {
     const value = header(name);
     if (value !== null && !z.uuid().safeParse(value).success) throw refuse("invalid_body", `${name} must be a uuid`);
     return value;
   };
+  const token = await runTokenOf(c.req.raw);
+  if (token) {
+    const named = uuid("x-run-id");
+    if (named !== null && named !== token.runId) throw refuse("run_token_scope");
+    return { kind: "run", runId: token.runId };
+  }
   return scopeOf(callerOf(c.req.raw), { runId: uuid("x-run-id"), orgId: () => orgIdOf(c.req.raw), agentId: uuid("x-agent-id") });
 }
 
@@ -249,7 +275,7 @@ function scopeFor(c: Context): CallScope {
  * output cap) for the caller's scope, and makes it ready to be made and settled by call.ts.
  */
 async function admit(c: Context, body: ChatRequest): Promise<ModelCall> {
-  const scope = scopeFor(c);
+  const scope = await scopeFor(c);
   const env = modelEnv();
   const inputBound = inputTokenBound(body.messages, { tools: body.tools, toolChoice: body.tool_choice });
   const admitting = performance.now();

@@ -917,3 +917,96 @@ describe("Anthropic's Messages wire at /v1/messages", () => {
     expect(await callsOf(run)).toEqual([]);
   });
 });
+
+// Run-scoped tokens (issue 24, section 5): a runtime that holds only a run's token (and the public
+// anon key) acts for exactly that run, metered to it; it can't act for another run or organization,
+// can't act or renew once the run has ended, and can't mint tokens.
+/** Casey (a contributor in both organizations) mints a token for a run, in an organization's context. */
+async function mint(runId: string, org = ACME) {
+  return rest("rpc/mint_run_token", { authorization: `Bearer ${await accessToken(casey)}`, "x-org-id": org },
+    { method: "POST", body: JSON.stringify({ p_run_id: runId }) });
+}
+
+/** The OpenAI SDK as a runtime that holds only the run's token and the public anon key. */
+function tokenRuntime(token: string, headers: Record<string, string> = {}): OpenAI {
+  return new OpenAI({
+    baseURL: `${stack().functionsUrl}/model-gateway/v1`, apiKey: stack().anonKey, maxRetries: 0,
+    defaultHeaders: { "x-run-token": token, ...headers },
+  });
+}
+
+async function refusal(p: Promise<unknown>): Promise<{ status: number; code: string }> {
+  try {
+    await p;
+  } catch (e) {
+    return { status: (e as { status: number }).status, code: (e as { code: string }).code };
+  }
+  throw new Error("the call was not refused");
+}
+
+const renew = (token: string) => fetch(`${stack().functionsUrl}/model-gateway/run-token/renew`, {
+  method: "POST", headers: { authorization: `Bearer ${stack().anonKey}`, apikey: stack().anonKey, "x-run-token": token },
+});
+
+describe("run-scoped tokens", () => {
+  it("acts for its run, metered to it, with no service-role key", async () => {
+    const run = await newRun("acme");
+    const minted = await mint(run);
+    expect(minted.status).toBe(200);
+    expect(minted.body.token).toMatch(/^ghr_[A-Za-z0-9_-]{43}$/);
+    const answer = await tokenRuntime(minted.body.token).chat.completions.create({ model: "gpt-4o-mini", messages: hello, max_tokens: 5 });
+    expect(answer.choices[0].message.content).toBeTruthy();
+    const calls = await sql`select org_id, agent_id from public.model_calls where run_id = ${run}`;
+    expect(calls).toEqual([{ org_id: ACME, agent_id: ACME_AGENT }]);
+    // Only its hash is kept.
+    expect(await sql`select 1 from private.run_tokens where token_sha256 = ${minted.body.token}`).toHaveLength(0);
+  });
+
+  it("can't act for another run, nor be minted for another organization's run", async () => {
+    const [run, other] = [await newRun("acme"), await newRun("acme")];
+    const { body } = await mint(run);
+    expect(await refusal(tokenRuntime(body.token, { "x-run-id": other }).chat.completions.create({ model: "gpt-4o-mini", messages: hello })))
+      .toEqual({ status: 403, code: "run_token_scope" });
+    expect(await sql`select 1 from public.model_calls where run_id = ${other}`).toHaveLength(0);
+    // Casey in Acme's context can't mint for Globex's run, though Casey contributes there too.
+    const globex = await newRun("globex");
+    expect(await mint(globex, ACME)).toMatchObject({ status: 404, body: { code: "run_not_found" } });
+  });
+
+  it("can't act or be renewed once its run has ended", async () => {
+    const run = await newRun("acme");
+    const { body } = await mint(run);
+    await sql`update public.agent_runs set status = 'cancelled' where id = ${run}`;
+    expect(await refusal(tokenRuntime(body.token).chat.completions.create({ model: "gpt-4o-mini", messages: hello })))
+      .toEqual({ status: 401, code: "run_token_invalid" });
+    const renewed = await renew(body.token);
+    expect(renewed.status).toBe(401);
+    expect(await mint(run)).toMatchObject({ status: 409, body: { code: "run_not_active" } });
+  });
+
+  it("renews while its run is active: the new token works, the old one no longer does", async () => {
+    const run = await newRun("acme");
+    const { body } = await mint(run);
+    const renewed = await renew(body.token);
+    expect(renewed.status).toBe(200);
+    const next = await renewed.json() as { token: string; run_id: string };
+    expect(next.run_id).toBe(run);
+    expect(next.token).not.toBe(body.token);
+    expect(await refusal(tokenRuntime(body.token).chat.completions.create({ model: "gpt-4o-mini", messages: hello })))
+      .toEqual({ status: 401, code: "run_token_invalid" });
+    await tokenRuntime(next.token).chat.completions.create({ model: "gpt-4o-mini", messages: hello, max_tokens: 5 });
+  });
+
+  it("can't mint tokens: PostgREST takes it as no caller at all", async () => {
+    const run = await newRun("acme");
+    const { body } = await mint(run);
+    const asToken = await rest("rpc/mint_run_token", { authorization: `Bearer ${body.token}`, "x-org-id": ACME },
+      { method: "POST", body: JSON.stringify({ p_run_id: run }) });
+    expect(asToken.status).toBe(401);
+    const asAnon = await rest("rpc/mint_run_token", { authorization: `Bearer ${stack().anonKey}`, "x-run-token": body.token },
+      { method: "POST", body: JSON.stringify({ p_run_id: run }) });
+    expect(asAnon.status).toBeGreaterThanOrEqual(400);
+    expect(asAnon.status).toBeLessThan(500);
+    expect(JSON.stringify([asToken.body, asAnon.body])).not.toMatch(/ghr_/);
+  });
+});

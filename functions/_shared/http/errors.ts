@@ -63,6 +63,8 @@ export const REFUSALS = {
   connection_inactive: [409, "the tool's connection is disabled"],
   // The model gateway (the database's refusals, and the upstream's failures)
   missing_run_id: [400, "the agent runtime names its run with X-Run-Id"],
+  run_token_invalid: [401, "the run token is unknown, expired, revoked, or its run has ended"],
+  run_token_scope: [403, "the run token acts for another run than the one named"],
   missing_agent_id: [400, "a member names the agent with X-Agent-Id"],
   run_not_found: [404, "no such run"],
   run_not_active: [409, "the run has ended"],

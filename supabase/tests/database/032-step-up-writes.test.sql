@@ -71,6 +71,7 @@ select is((select coalesce(array_agg(p.proname::text order by p.proname), '{}')
               and p.proname <> all (array[
                 'propose_action', 'decide_action', 'execute_action', 'start_agent_run',  -- approvals: their own rules
                 'publish_agent_version',     -- authoring (agent_versions is exempt)
+                'mint_run_token',            -- a token to act for a run its minter may already act for
                 'change_review_status',      -- support work on the review queue
                 'revoke_member_sessions',    -- ends sessions: takes access away, never grants it
                 'verify_audit_chain',        -- reads (it seals pending entries first)
