@@ -34,7 +34,9 @@ describe("runs", () => {
     await page.getByRole("status").getByText("The run was cancelled.").waitFor();
     const [after] = await db`select status, ended_at is not null as ended from public.agent_runs where id = ${run.id}`;
     expect(after).toEqual({ status: "cancelled", ended: true });
-    expect(await page.getByRole("button", { name: "Cancel this run" }).count()).toBe(0);
+    // The timeline reloads as ended: no cancel any more.
+    await page.getByText("The run stops at its next step", { exact: false }).waitFor({ state: "detached" });
+    await page.getByRole("button", { name: "Cancel this run" }).waitFor({ state: "detached" });
     await page.context().close();
   });
 
