@@ -13,6 +13,7 @@ import { type Caller, callerOf, orgIdOf } from "../_shared/http/caller.ts";
 import { configuration } from "../_shared/http/config.ts";
 import { db } from "../_shared/http/db.ts";
 import { refuse } from "../_shared/http/errors.ts";
+import { runTokenOf } from "../_shared/http/run_token.ts";
 import { disableAgent, disableConnection, saveConnection } from "../_shared/connectors/connections.ts";
 import type { OrgContext } from "../_shared/connectors/calls.ts";
 import { executeAction } from "../_shared/connectors/execution.ts";
@@ -137,8 +138,8 @@ app.openapi(createRoute({
 });
 
 app.openapi(createRoute({
-  method: "post", path: "/actions/{id}/execute", summary: "Execute an approved action through its tool's connection (service role: the agent runtime)",
-  request: { params: Id, ...jsonRequest(ExecuteBody) },
+  method: "post", path: "/actions/{id}/execute", summary: "Execute an approved action through its tool's connection (the agent runtime: a run token for the action's run, or the service role)",
+  request: { params: Id, headers: z.object({ "x-run-token": z.string().optional().describe("A run-scoped token: executes only its run's actions") }), ...jsonRequest(ExecuteBody) },
   responses: {
     200: {
       description: "The delivery's outcome and the provider's sanitized answer",
@@ -147,8 +148,11 @@ app.openapi(createRoute({
     ...refusals(400, 401, 402, 403, 404, 409, 413, 415, 429),
   },
 }), async (c) => {
-  if (callerOf(c.req.raw).kind !== "service") throw refuse("runtime_only", "only the agent runtime (service role) executes actions");
-  const executed = await executeAction({ sql: db(), env: connectorEnv() }, { requestId: c.req.valid("param").id, payload: c.req.valid("json").payload ?? null });
+  const token = await runTokenOf(c.req.raw);
+  if (!token && callerOf(c.req.raw).kind !== "service") throw refuse("runtime_only", "only the agent runtime (a run token, or the service role) executes actions");
+  const executed = await executeAction({ sql: db(), env: connectorEnv() }, {
+    requestId: c.req.valid("param").id, payload: c.req.valid("json").payload ?? null, runId: token?.runId ?? null,
+  });
   if (!executed.ok) throw refuse(executed.reason);
   return c.json(executed.value, 200);
 });

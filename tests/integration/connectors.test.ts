@@ -372,6 +372,31 @@ describe("an approval pins where its action goes", () => {
   });
 });
 
+describe("run-scoped tokens", () => {
+  it("execute their own run's approved actions, and no other run's", async () => {
+    const mint = async (runId: string) =>
+      (await rest("rpc/mint_run_token", { authorization: `Bearer ${await accessToken(ada)}`, "x-org-id": ACME },
+        { method: "POST", body: JSON.stringify({ p_run_id: runId }) })).body.token as string;
+    const [other] = await sql`insert into public.agent_runs (org_id, project_id, agent_id, agent_version_id)
+                              values (${ACME}, ${ACME_PROJECT}, ${ACME_AGENT}, '3a000000-0000-4000-8000-00000000001a') returning id`;
+    const action = await approved("slack.post_message", { text: "Sent with a run token" });
+    const withToken = (token: string) => fetch(`${stack().functionsUrl}/connectors/actions/${action.id}/execute`, {
+      method: "POST",
+      headers: { apikey: stack().anonKey, authorization: `Bearer ${stack().anonKey}`, "content-type": "application/json", "x-run-token": token },
+      body: JSON.stringify({ payload: action.payload }),
+    });
+    const sent = providers.requests.length;
+    const foreign = await withToken(await mint(other.id));
+    expect(foreign.status).toBe(404);
+    expect(await foreign.json()).toMatchObject({ error: { code: "action_request_not_found" } });
+    expect(providers.requests.length).toBe(sent);
+    expect((await sql`select status from public.action_requests where id = ${action.id}`)[0].status).toBe("approved");
+    const own = await withToken(await mint(ACME_RUN));
+    expect(own.status).toBe(200);
+    expect(await own.json()).toMatchObject({ delivered: true });
+  });
+});
+
 describe("limits", () => {
   it("holds the approval back (unused) at the rate limit and at the budget cap", async () => {
     await sql`delete from private.connector_meters where org_id = ${ACME}`;

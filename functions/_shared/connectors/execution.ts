@@ -65,14 +65,22 @@ export interface RuntimeContext {
  * Executes approved action `requestId` with the payload the runtime is about to send: the
  * provider receives the approved canonical bytes, and the runtime gets back the sanitized answer.
  */
-export async function executeAction(ctx: RuntimeContext, input: { requestId: string; payload: unknown }): Promise<ExecuteResult> {
+export async function executeAction(
+  ctx: RuntimeContext,
+  input: { requestId: string; payload: unknown; runId?: string | null },
+): Promise<ExecuteResult | { ok: false; reason: "action_request_not_found" }> {
   const { sql } = ctx;
   const runtime = { sql, caller: service };
-  // 1. Open the gate and admit the call.
-  let opened: { ok: true; value: { action: ApprovedAction; binding: Binding } } | { ok: false; reason: GateRefusal };
+  // 1. Open the gate and admit the call. A runtime that holds a run's token (runId) executes only
+  // that run's actions: another's is not found, and its gate is never touched.
+  let opened: { ok: true; value: { action: ApprovedAction; binding: Binding } } | { ok: false; reason: GateRefusal | "action_request_not_found" };
   try {
     opened = await sql.begin(async (tx) => {
       await asService(tx);
+      if (input.runId) {
+        const [own] = await tx`select 1 from public.action_requests where id = ${input.requestId} and run_id = ${input.runId}`;
+        if (!own) return { ok: false as const, reason: "action_request_not_found" as const };
+      }
       const gate = await openGate(tx, input);
       if (!gate.ok) return gate;  // committed: the refusal is in the audit chain
       const admission = await admit(tx, gate.value);

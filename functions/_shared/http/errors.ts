@@ -58,6 +58,7 @@ export const REFUSALS = {
   not_approved: [409, "the action is not approved"],
   expired: [409, "the action's approval window has passed"],
   payload_mismatch: [409, "the payload is not the one that was approved"],
+  action_request_not_found: [404, "no such action request that this caller may execute"],
   approval_target_changed: [409, "the tool, its connection or the connection's destination is not what was approved"],
   agent_disabled: [409, "the agent is disabled"],
   connection_inactive: [409, "the tool's connection is disabled"],
