@@ -7,7 +7,9 @@
  *   2. database round trips per call, counted by pg_stat_statements (every statement the
  *      database ran for the calls, BEGIN and COMMIT included); target ≤ 2 (reserve, settle);
  *   3. a budget race: 200 concurrent calls against a monthly budget that fits 50 at their maximum
- *      cost, each using exactly its maximum, printing `admitted N, overspend X` (target N = 50, X = 0).
+ *      cost, each using exactly its maximum, printing `admitted N, overspend X` (target N = 50, X = 0);
+ *   4. the database cost of a call (scripts/bench/call_cost.ts): `history ratio X` (with 100,000 prior
+ *      calls ÷ with none, target ≤ 1.2) and `one tenant: N calls/s` (8 concurrent callers, target ≥ 1,000).
  *
  * Exits non-zero when a target is missed.
  */
@@ -19,6 +21,7 @@ import OpenAI from "openai";
 import postgres from "postgres";
 import { inputTokenBound } from "../../functions/_shared/models/wire.ts";
 import { startOnFreePorts } from "../stack/index.ts";
+import { benchCallCost } from "./call_cost.ts";
 import { median } from "./common.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -107,7 +110,10 @@ export async function benchGateway(opts: GatewayBenchOptions): Promise<boolean> 
     const overspend = Math.max(0, Number(after.committed) - budget);
     console.log(`budget race: admitted ${admitted}, overspend ${overspend} (${opts.concurrency} concurrent calls, a budget that fits ${opts.fits}; refusals: ${[...refusals].join(", ") || "none"})`);
 
-    const met = perCall <= 2 && admitted === opts.fits && overspend === 0;
+    // 4. What a call costs the database, as history grows and callers of one tenant multiply.
+    const costMet = await benchCallCost(stack.info.dbUrl, { history: 100000, rounds: 500, callers: 8, seconds: 5 });
+
+    const met = perCall <= 2 && admitted === opts.fits && overspend === 0 && costMet;
     return met;
   } finally {
     await sql.end();
