@@ -11,7 +11,12 @@
 --   INSERT trigger keeps the row in the same transaction as each entry: a rolled-back entry
 --   leaves it as it was, and concurrent entries queue on the row's upsert, so it always equals
 --   the ledger's sums. Existing ledgers are summed once, here.
--- - private.credit_balance, private.prepaid_available and private.platform_spend read that row
+-- - Model calls, ledger entries and Stripe meter events get time-ordered ids (UUIDv7,
+--   private.time_ordered_uuid): their indexes that lead with the organization, (org_id, id) and
+--   the like, then grow at the organization's end instead of at a random place among all its
+--   earlier rows, where every insert dirtied (and after each checkpoint wrote out whole) another page
+--   of an index that grows with the organization's history.
+-- - private.credit_balance, private.prepaid_available and private.platform_spend read the totals' row
 --   (and the calls in flight, which are bounded by concurrency, not history). public.credit_balances,
 --   the view members read, keeps summing the ledger: what it says does not change.
 
@@ -28,6 +33,33 @@ create table private.credit_totals (
 );
 comment on table private.credit_totals is
   'Running totals of each organization''s credit ledger (balance, entries, this month''s usage debits), kept by the ledger''s insert trigger so that no call sums the ledger.';
+
+-- =============================================================================================
+-- Helper functions: time-ordered ids
+-- =============================================================================================
+-- A UUIDv7 (RFC 9562): the Unix time in milliseconds, then random bits. Ids made one after the
+-- other sort one after the other, so an index over (org_id, id) is appended to at the
+-- organization's end. The time in it is the row's creation time, which the row shows anyway.
+create function private.time_ordered_uuid() returns uuid
+language sql volatile
+set search_path = ''
+as $$
+  select pg_catalog.encode(
+           pg_catalog.set_bit(pg_catalog.set_bit(
+             pg_catalog.overlay(pg_catalog.uuid_send(pg_catalog.gen_random_uuid()),
+                                pg_catalog.substr(pg_catalog.int8send(
+                                  pg_catalog.floor(extract(epoch from pg_catalog.clock_timestamp()) * 1000)::bigint), 3),
+                                1, 6),
+             52, 1), 53, 1),
+           'hex')::uuid
+$$;
+comment on function private.time_ordered_uuid() is 'A UUIDv7: time-ordered (milliseconds since 1970), then random; for ids of rows appended per organization.';
+revoke execute on function private.time_ordered_uuid() from public, anon, authenticated;
+grant execute on function private.time_ordered_uuid() to service_role;
+
+alter table public.model_calls alter column id set default private.time_ordered_uuid();
+alter table public.credit_ledger alter column id set default private.time_ordered_uuid();
+alter table private.stripe_meter_outbox alter column id set default private.time_ordered_uuid();
 
 -- =============================================================================================
 -- Triggers
