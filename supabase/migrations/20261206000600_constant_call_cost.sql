@@ -93,22 +93,28 @@ comment on function private.add_to_credit_totals() is
   'AFTER INSERT trigger of credit_ledger: adds the entry to its organization''s running totals (private.credit_totals).';
 revoke execute on function private.add_to_credit_totals() from public, anon, authenticated;
 
--- The totals of the ledgers there already are, taken while no entry can be added.
-lock table public.credit_ledger in share mode;
-with months as (
-  select l.org_id, pg_catalog.max(pg_catalog.date_trunc('month', l.created_at, 'UTC'))::date as usage_month
-    from public.credit_ledger l where l.kind = 'usage_debit' group by l.org_id
-)
-insert into private.credit_totals (org_id, balance_micro, entries, usage_month, month_usage_micro)
-select l.org_id, pg_catalog.sum(l.amount_micro)::bigint, pg_catalog.count(*), m.usage_month,
-       coalesce(-pg_catalog.sum(l.amount_micro) filter (where l.kind = 'usage_debit' and l.created_at >= m.usage_month::timestamp at time zone 'UTC'), 0)::bigint
-  from public.credit_ledger l left join months m on m.org_id = l.org_id
- group by l.org_id, m.usage_month;
-
--- Named to fire last of the ledger's AFTER INSERT triggers (they fire in name order): the totals'
--- row is the organization's hot one, held from here until the commit.
-create trigger tally after insert on public.credit_ledger
-  for each row execute function private.add_to_credit_totals();
+-- The totals of the ledgers there already are, and the trigger that keeps them from now on, in one
+-- statement (db push runs a migration's statements outside a transaction block) that holds the
+-- ledger against inserts: no entry can land between the sums and the trigger. The trigger is named
+-- to fire last of the ledger's AFTER INSERT triggers (they fire in name order): the totals' row is
+-- the organization's hot one, held from there until the commit.
+do $$
+begin
+  lock table public.credit_ledger in share mode;
+  with months as (
+    select l.org_id, pg_catalog.max(pg_catalog.date_trunc('month', l.created_at, 'UTC'))::date as usage_month
+      from public.credit_ledger l where l.kind = 'usage_debit' group by l.org_id
+  )
+  insert into private.credit_totals (org_id, balance_micro, entries, usage_month, month_usage_micro)
+  select l.org_id, pg_catalog.sum(l.amount_micro)::bigint, pg_catalog.count(*), m.usage_month,
+         coalesce(-pg_catalog.sum(l.amount_micro) filter (where l.kind = 'usage_debit'
+                                                            and l.created_at >= m.usage_month::timestamp at time zone 'UTC'), 0)::bigint
+    from public.credit_ledger l left join months m on m.org_id = l.org_id
+   group by l.org_id, m.usage_month;
+  create trigger tally after insert on public.credit_ledger
+    for each row execute function private.add_to_credit_totals();
+end
+$$;
 
 -- =============================================================================================
 -- Helper functions
