@@ -6,8 +6,9 @@
  *           options: --orgs 1000 --rows 1000 --iterations 500 --explain
  *   audit   chained appends vs plain inserts, and the offline verifier vs raw SHA-256 (scripts/bench/audit.ts)
  *           options: --events 500 --entries 20000 --rounds 3
- *   gateway the model gateway vs its upstream directly, database round trips per call, and a
- *           budget race (scripts/bench/gateway.ts)
+ *   gateway the model gateway vs its upstream directly, database round trips per call, a budget
+ *           race, and the database cost of a call as history grows and callers of one tenant
+ *           multiply (scripts/bench/gateway.ts, scripts/bench/call_cost.ts)
  *           options: --iterations 200 --concurrency 200 --fits 50
  *   widget  messages per second through the widget, round trips per message, a visitor's burst
  *           against their limit (scripts/bench/widget.ts)

@@ -10,7 +10,9 @@
  *   2. database round trips per call, counted by pg_stat_statements (every statement the
  *      database ran for the calls, BEGIN and COMMIT included); target ≤ 2 (reserve, settle);
  *   3. a budget race: 200 concurrent calls against a monthly budget that fits 50 at their maximum
- *      cost, each using exactly its maximum, printing `admitted N, overspend X` (target N = 50, X = 0).
+ *      cost, each using exactly its maximum, printing `admitted N, overspend X` (target N = 50, X = 0);
+ *   4. the database cost of a call (scripts/bench/call_cost.ts): `history ratio X` (with 100,000 prior
+ *      calls ÷ with none, target ≤ 1.2) and `one tenant: N calls/s` (8 concurrent callers, target ≥ 1,000).
  *
  * Exits non-zero when a target is missed.
  */
@@ -22,6 +24,7 @@ import OpenAI from "openai";
 import postgres from "postgres";
 import { inputTokenBound } from "../../functions/_shared/models/wire.ts";
 import { startOnFreePorts } from "../stack/index.ts";
+import { benchCallCost } from "./call_cost.ts";
 import { median, percentile } from "./common.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -125,10 +128,13 @@ export async function benchGateway(opts: GatewayBenchOptions): Promise<boolean> 
     const overspend = Math.max(0, Number(after.committed) - budget);
     console.log(`budget race: admitted ${admitted}, overspend ${overspend} (${opts.concurrency} concurrent calls, a budget that fits ${opts.fits}; refusals: ${[...refusals].join(", ") || "none"})`);
 
+    // 4. What a call costs the database, as history grows and callers of one tenant multiply.
+    const costMet = await benchCallCost(stack.info.dbUrl, { history: 100000, rounds: 500, callers: 8, seconds: 5 });
+
     const latency = { added: g - d <= 3, inFunction: fMedian <= 1.5 && fP99 <= 5 };
     if (!latency.added) console.log("target missed: added latency through the local stack above 3 ms");
     if (!latency.inFunction) console.log("target missed: time in the function above a median of 1.5 ms or a p99 of 5 ms");
-    const met = perCall <= 2 && admitted === opts.fits && overspend === 0 && latency.added && latency.inFunction;
+    const met = perCall <= 2 && admitted === opts.fits && overspend === 0 && latency.added && latency.inFunction && costMet;
     return met;
   } finally {
     await sql.end();
