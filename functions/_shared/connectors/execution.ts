@@ -42,6 +42,24 @@ interface Binding {
   provider: Provider;
   /** What the meter holds of a prepaid organization's credits for this call, until it is recorded. */
   holdId: string;
+  /** The connection and its credential as the admission check read them (delivery uses them unless a refresh is due). */
+  stored: StoredCredential;
+}
+
+/** A connection's settings and credential, as private.connection_credential answers them (never returned). */
+interface StoredCredential {
+  display_name: string;
+  scopes: string[];
+  config: Record<string, unknown>;
+  token_expires_at: Date | null;
+  credential: string;
+}
+
+/** The active connection's settings and credential, inside `tx` (the service role); undefined when it is not active. */
+async function readCredential(tx: Tx, connectionId: string): Promise<StoredCredential | undefined> {
+  const [row] = await tx`
+    select display_name, scopes, config, token_expires_at, credential from private.connection_credential(${connectionId})`;
+  return row as StoredCredential | undefined;
 }
 
 type Admission = { ok: true; value: Binding } | { ok: false; reason: AdmissionRefusal; audit: CallAudit };
@@ -131,16 +149,19 @@ async function admit(tx: Tx, action: ApprovedAction): Promise<Admission> {
   const hold = holdId();
   const audit = { orgId: row.org_id, connectionId: action.connectionId, provider: action.provider, kind: "deliver" as const,
                   agentId: row.agent_id, runId: row.run_id, tool: action.tool, actionRequestId: action.requestId };
-  const [stored] = await tx`select config, credential from private.connection_credential(${action.connectionId})`;
+  const stored = await readCredential(tx, action.connectionId);
   let reason: AdmissionRefusal | null;
   if (!stored) reason = "connection_inactive";
-  else if (destinationOf(action.provider, JSON.parse(stored.credential as string), stored.config) !== action.destination) {
+  else if (destinationOf(action.provider, JSON.parse(stored.credential), stored.config) !== action.destination) {
     reason = "approval_target_changed";
   } else reason = await meterIn(tx, { orgId: row.org_id, cost: row.cost_units, holdId: hold });
   if (reason !== null) return { ok: false, reason, audit: { ...audit, outcome: reason } };
   return {
     ok: true,
-    value: { orgId: row.org_id, agentId: row.agent_id, runId: row.run_id, connectionId: action.connectionId, provider: action.provider, holdId: hold },
+    value: {
+      orgId: row.org_id, agentId: row.agent_id, runId: row.run_id, connectionId: action.connectionId, provider: action.provider, holdId: hold,
+      stored: stored!,
+    },
   };
 }
 
@@ -186,25 +207,17 @@ type Fresh =
  */
 async function freshCredential(ctx: RuntimeContext, binding: Binding): Promise<Fresh> {
   const { sql, env } = ctx;
-  const read = async (tx: Tx) => {
-    const [row] = await tx`
-      select display_name, scopes, config, token_expires_at, credential from private.connection_credential(${binding.connectionId})`;
-    return row;
-  };
   const due = (expiresAt: Date | null) => expiresAt !== null && expiresAt.getTime() - Date.now() <= REFRESH_MARGIN_MS;
 
-  const row = await sql.begin(async (tx) => {
-    await asService(tx);
-    return await read(tx);
-  });
-  if (!row) return { ok: false, reason: "connection_inactive" };
+  // What the admission check read, in the gate's transaction: no second read unless a refresh is due.
+  const row = binding.stored;
   if (binding.provider !== "oauth2" || !due(row.token_expires_at)) {
-    return { ok: true, value: { credential: JSON.parse(row.credential as string), config: row.config } };
+    return { ok: true, value: { credential: JSON.parse(row.credential), config: row.config } };
   }
   return await sql.begin(async (tx): Promise<Fresh> => {
     await asService(tx);
     await tx`select pg_advisory_xact_lock(hashtextextended(${"connection-refresh:" + binding.connectionId}, 0))`;
-    const locked = await read(tx);
+    const locked = await readCredential(tx, binding.connectionId);
     if (!locked) return { ok: false, reason: "connection_inactive" };
     const config = locked.config as Record<string, unknown>;
     const current = OAuth2Credential.parse(JSON.parse(locked.credential as string));
