@@ -47,6 +47,9 @@ begin
   if p_run.ended_at is not null then
     perform private.refuse_request(409, 'run_not_active', 'The run has ended; it takes no more tokens.');
   end if;
+  -- The run's tokens that can no longer be used go (a renewed one is revoked, an old one expired).
+  delete from private.run_tokens t
+   where t.run_id = p_run.id and (t.revoked_at is not null or t.expires_at <= pg_catalog.now());
   insert into private.run_tokens (token_sha256, org_id, run_id, expires_at)
   values (private.sha256_hex(token), p_run.org_id, p_run.id, expires);
   return pg_catalog.jsonb_build_object('token', token, 'run_id', p_run.id, 'expires_at', expires);
@@ -74,6 +77,33 @@ comment on function private.run_token_scope(text) is
   'The run (and its organization, project, agent) a valid token acts for; nothing for an expired, revoked or ended one.';
 revoke execute on function private.run_token_scope(text) from public, anon, authenticated;
 grant execute on function private.run_token_scope(text) to service_role;
+
+-- A model call's admission for whoever holds a run token, in the one statement the gateway spends
+-- on it: the token gives the run (refused 401 run_token_invalid, or 403 run_token_scope when the
+-- request names another run), then reserve_model_call admits the call for that run.
+create function private.reserve_model_call_for_token(
+  p_token text, p_named_run uuid, p_model text, p_input_bound integer, p_max_tokens integer, p_stream boolean
+) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  token_run uuid;
+begin
+  select s.run_id into token_run from private.run_token_scope(p_token) s;
+  if token_run is null then
+    perform private.refuse_request(401, 'run_token_invalid', 'The run token is unknown, expired, revoked, or its run has ended.');
+  end if;
+  if p_named_run is not null and p_named_run <> token_run then
+    perform private.refuse_request(403, 'run_token_scope', 'The run token acts for another run than the one named.');
+  end if;
+  return private.reserve_model_call(token_run, null, null, p_model, p_input_bound, p_max_tokens, p_stream);
+end
+$$;
+comment on function private.reserve_model_call_for_token(text, uuid, text, integer, integer, boolean) is
+  'reserve_model_call for the run a valid run token acts for (one statement); run_token_invalid or run_token_scope otherwise.';
+revoke execute on function private.reserve_model_call_for_token(text, uuid, text, integer, integer, boolean) from public, anon, authenticated;
+grant execute on function private.reserve_model_call_for_token(text, uuid, text, integer, integer, boolean) to service_role;
 
 -- =============================================================================================
 -- RPCs

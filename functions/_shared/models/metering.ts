@@ -12,8 +12,15 @@ import { asService, db, serviceDb } from "../http/db.ts";
 import { refuse } from "../http/errors.ts";
 import type { OwnKey, Provider } from "./upstream.ts";
 
-/** Who a call is for: the runtime's run, or a member's agent in an organization. */
-export type CallScope = { kind: "run"; runId: string } | { kind: "member"; user: UserCaller; orgId: string; agentId: string };
+/**
+ * Who a call is for: the runtime's run (the service role's X-Run-Id), the run a run-scoped token
+ * acts for (the database checks the token in the reservation's own statement, and refuses a token
+ * whose request names another run), or a member's agent in an organization.
+ */
+export type CallScope =
+  | { kind: "run"; runId: string }
+  | { kind: "token"; token: string; namedRunId: string | null }
+  | { kind: "member"; user: UserCaller; orgId: string; agentId: string };
 
 /** An admitted call. */
 export interface Reservation {
@@ -49,7 +56,7 @@ interface Refused {
 
 /** One statement as the caller: the runtime's on the service pool, a member's in a transaction acting for them. */
 async function statement<T>(scope: CallScope, run: (sql: ReturnType<typeof serviceDb>) => Promise<T>): Promise<T> {
-  if (scope.kind === "run") return run(serviceDb());
+  if (scope.kind !== "member") return run(serviceDb());
   return await db().begin(async (tx) => {
     await asService(tx, { actingFor: scope.user });
     return run(tx as unknown as ReturnType<typeof serviceDb>);
@@ -62,9 +69,12 @@ export async function reserve(
   call: { model: string; inputBound: number; maxTokens: number | null; stream: boolean },
 ): Promise<Reservation> {
   const [{ r }] = await statement(scope, (sql) =>
-    sql`select private.reserve_model_call(${scope.kind === "run" ? scope.runId : null}, ${scope.kind === "member" ? scope.orgId : null},
-                                          ${scope.kind === "member" ? scope.agentId : null}, ${call.model}, ${call.inputBound},
-                                          ${call.maxTokens}, ${call.stream}) as r`
+    scope.kind === "token"
+      ? sql`select private.reserve_model_call_for_token(${scope.token}, ${scope.namedRunId}, ${call.model}, ${call.inputBound},
+                                                      ${call.maxTokens}, ${call.stream}) as r`
+      : sql`select private.reserve_model_call(${scope.kind === "run" ? scope.runId : null}, ${scope.kind === "member" ? scope.orgId : null},
+                                              ${scope.kind === "member" ? scope.agentId : null}, ${call.model}, ${call.inputBound},
+                                              ${call.maxTokens}, ${call.stream}) as r`
   );
   const result = r as Reserved | Refused;
   if (!result.ok) {
@@ -113,6 +123,12 @@ export async function allowedModels(scope: CallScope): Promise<{ model: string; 
       model: string;
       provider: Provider;
     }[];
+  }
+  if (scope.kind === "token") {
+    const [own] = await serviceDb()`select run_id from private.run_token_scope(${scope.token})`;
+    if (!own) throw refuse("run_token_invalid");
+    if (scope.namedRunId !== null && scope.namedRunId !== own.run_id) throw refuse("run_token_scope");
+    return allowedModels({ kind: "run", runId: own.run_id });
   }
   const rows = await serviceDb()`select r.id is not null as run_found, m.model, m.provider
                                    from (select 1) one
