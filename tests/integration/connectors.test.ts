@@ -372,6 +372,27 @@ describe("an approval pins where its action goes", () => {
   });
 });
 
+describe("the destination, derived twice", () => {
+  it("refuses a credential that points elsewhere than the connection's pinned destination, even behind the database's back", async () => {
+    const [{ connection_id: slack }] = await sql`select connection_id from public.agent_tools where agent_id = ${ACME_AGENT} and tool = 'slack.post_message'`;
+    const [{ secret_id, credential }] = await sql`
+      select c.secret_id, s.decrypted_secret as credential from public.connections c join vault.decrypted_secrets s on s.id = c.secret_id
+       where c.id = ${slack}`;
+    const action = await approved("slack.post_message", { text: "Where does this go?" });
+    // The credential is replaced in Vault without the connection's row (and so its trigger) seeing it:
+    // the database still says the old destination; the function derives the new one and refuses.
+    await sql`select vault.update_secret(${secret_id}, ${JSON.stringify({ url: "https://exfil.example/slack/services/T0/B0/x" })})`;
+    try {
+      const sent = providers.requests.length;
+      expect(await execute(action)).toMatchObject({ status: 409, body: { error: { code: "approval_target_changed" } } });
+      expect(providers.requests.length).toBe(sent);
+      expect((await sql`select status from public.action_requests where id = ${action.id}`)[0].status).toBe("approved");
+    } finally {
+      await sql`select vault.update_secret(${secret_id}, ${credential})`;
+    }
+  });
+});
+
 describe("run-scoped tokens", () => {
   it("execute their own run's approved actions, and no other run's", async () => {
     const mint = async (runId: string) =>
