@@ -372,6 +372,25 @@ describe("an approval pins where its action goes", () => {
   });
 });
 
+describe("an organization that requires two-factor authentication", () => {
+  it("refuses a connection saved for a member without a factor, though the function writes it as the service role", async () => {
+    const [org] = await sql`insert into public.organizations (name, slug, require_two_factor)
+                            values ('Strict', ${"strict-" + crypto.randomUUID().slice(0, 8)}, true) returning id`;
+    await sql`insert into public.organization_members (org_id, user_id, role)
+              select ${org.id}, id, 'tenant_admin' from auth.users where email = 'ada@acme.test'`;
+    try {
+      const hook = secret(`T0009/B0009/${crypto.randomUUID().replaceAll("-", "")}`);
+      providers.slackHooks.add(hook);
+      const saved = await call("connections", ada, { provider: "slack_webhook", display_name: "Strict alerts", credential: { url: `${providers.base}/slack/services/${hook}` } },
+        { "x-org-id": org.id });
+      expect(saved).toMatchObject({ status: 403, body: { error: { code: "mfa_required" } } });
+      expect(await sql`select 1 from public.connections where org_id = ${org.id}`).toHaveLength(0);
+    } finally {
+      await sql`delete from public.organizations where id = ${org.id}`.catch(() => {});
+    }
+  });
+});
+
 describe("the destination, derived twice", () => {
   it("refuses a credential that points elsewhere than the connection's pinned destination, even behind the database's back", async () => {
     const [{ connection_id: slack }] = await sql`select connection_id from public.agent_tools where agent_id = ${ACME_AGENT} and tool = 'slack.post_message'`;

@@ -59,10 +59,13 @@ export async function saveCredentialIn(tx: Tx, c: SavedCredential): Promise<Conn
   return row as ConnectionView;
 }
 
-/** Stores a checked credential through save_connection, with the context's caller as the actor. */
+/**
+ * Stores a checked credential through save_connection, with the context's caller as the actor, in
+ * the organization's context (so that its two-factor requirement holds for this write too).
+ */
 export function saveCredential(ctx: { sql: Sql; caller: Caller }, c: SavedCredential): Promise<ConnectionView> {
   return ctx.sql.begin(async (tx) => {
-    await asService(tx, { actingFor: ctx.caller });
+    await asService(tx, { actingFor: ctx.caller, orgId: c.orgId });
     return await saveCredentialIn(tx, c);
   });
 }

@@ -51,8 +51,9 @@ export function serviceDb(): Sql {
   return servicePool;
 }
 
-async function become(tx: Tx, role: "authenticated" | "service_role", claims: Record<string, unknown>): Promise<void> {
-  await tx`select set_config('request.jwt.claims', ${JSON.stringify(claims)}, true), set_config('role', ${role}, true)`;
+async function become(tx: Tx, role: "authenticated" | "service_role", claims: Record<string, unknown>, orgId = ""): Promise<void> {
+  await tx`select set_config('request.jwt.claims', ${JSON.stringify(claims)}, true), set_config('role', ${role}, true),
+                  set_config('gatehouse.org_id', ${orgId}, true)`;
 }
 
 // A user's token counts only while its session and its user do: signed out, timed out, revoked,
@@ -79,11 +80,13 @@ export async function asMember(tx: Tx, user: UserCaller, orgId: string, options:
 /**
  * Makes the rest of `tx` run as the service role. `actingFor` a user keeps their id as auth.uid(),
  * so that what the service role writes on their behalf (a connection they saved, an audit
- * record) names them as the actor.
+ * record) names them as the actor. `orgId` names the organization it writes in as the context,
+ * so that the database's rules that read the context hold for that write as for a member's own
+ * (the organization's two-factor requirement, the context's ids); the service role may name any.
  */
-export async function asService(tx: Tx, options: { actingFor?: Caller } = {}): Promise<void> {
+export async function asService(tx: Tx, options: { actingFor?: Caller; orgId?: string } = {}): Promise<void> {
   const on = options.actingFor;
-  await become(tx, "service_role", on?.kind === "user" ? { ...on.claims, role: "service_role" } : { role: "service_role" });
+  await become(tx, "service_role", on?.kind === "user" ? { ...on.claims, role: "service_role" } : { role: "service_role" }, options.orgId);
   if (on?.kind === "user") await tx`select private.assert_session()`;
 }
 
