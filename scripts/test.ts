@@ -247,7 +247,7 @@ async function main(): Promise<number> {
     const started = Date.now();
     const providers = await testProviders(stateDir);
     writeFileSync(join(stateDir, "providers.json"), JSON.stringify(providers), { mode: 0o600 });
-    stack = await startOnFreePorts({ root, stateDir, log: (l) => console.log(l), functionsEnv: providersEnv(providers), modelStandIn: false });
+    stack = await startOnFreePorts({ root, stateDir, log: (l) => console.log(l), functionsEnv: providersEnv(providers), modelStandIn: false, worker: false });
     console.log(`stack up in ${((Date.now() - started) / 1000).toFixed(1)} s at ${stack.info.apiUrl}`);
     results.push(await advisors(stack.info.dbUrl));
     console.log("\n== bundle lint");

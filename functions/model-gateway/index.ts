@@ -32,10 +32,11 @@ import { refuse } from "../_shared/http/errors.ts";
 import { renewRunToken } from "../_shared/http/run_token.ts";
 import { jsonContent, jsonRequest, OrgHeader, refusals } from "../_shared/http/schemas.ts";
 import { type CallTiming, completeCall, type ModelCall, streamCall } from "../_shared/models/call.ts";
-import { allowedModels, type CallScope, reserve, scopeOf, settle } from "../_shared/models/metering.ts";
+import { admitCall } from "../_shared/models/admit.ts";
+import { allowedModels, type CallScope, scopeOf } from "../_shared/models/metering.ts";
 import { modelEnvFrom, type Provider, upstreamFailure, upstreamFor } from "../_shared/models/upstream.ts";
 import { chatRequestOf, MessagesRequest, messageOf, messagesStreamShape } from "../_shared/models/messages.ts";
-import { ChatRequest, inputTokenBound, ToolCall, type UpstreamRequest } from "../_shared/models/wire.ts";
+import { ChatRequest, ToolCall } from "../_shared/models/wire.ts";
 
 // Prompts may be long; 4 MiB of JSON is far past any model's context window.
 const MAX_BODY = 4 * 1024 * 1024;
@@ -267,41 +268,11 @@ function scopeFor(c: Context): CallScope {
   return scopeOf(callerOf(c.req.raw), { runId: uuid("x-run-id"), orgId: () => orgIdOf(c.req.raw), agentId: uuid("x-agent-id") });
 }
 
-/**
- * Admits a call on either wire: reserves its most (the prompt's bound, tools included, and its
- * output cap) for the caller's scope, and makes it ready to be made and settled by call.ts.
- */
+/** Admits a call on either wire (models/admit.ts), noting the admission's time for Server-Timing. */
 async function admit(c: Context, body: ChatRequest): Promise<ModelCall> {
-  const scope = scopeFor(c);
-  const env = modelEnv();
-  const inputBound = inputTokenBound(body.messages, { tools: body.tools, toolChoice: body.tool_choice });
-  const admitting = performance.now();
-  const reservation = await reserve(scope, {
-    model: body.model, inputBound, maxTokens: body.max_completion_tokens ?? body.max_tokens ?? null, stream: body.stream === true,
-  });
-  timingOf.set(c.req.raw, { admitMs: performance.now() - admitting });
-  const request: UpstreamRequest = {
-    model: reservation.upstreamModel,
-    messages: body.messages,
-    maxTokens: reservation.maxTokens,
-    maxTokensField: body.max_tokens !== undefined ? "max_tokens" : "max_completion_tokens",
-    ...(body.temperature !== undefined ? { temperature: body.temperature } : {}),
-    ...(body.top_p !== undefined ? { topP: body.top_p } : {}),
-    ...(body.stop !== undefined ? { stop: typeof body.stop === "string" ? [body.stop] : body.stop } : {}),
-    ...(body.seed !== undefined ? { seed: body.seed } : {}),
-    ...(body.user !== undefined ? { user: body.user } : {}),
-    ...(body.tools !== undefined ? { tools: body.tools } : {}),
-    ...(body.tool_choice !== undefined ? { toolChoice: body.tool_choice } : {}),
-    ...(body.parallel_tool_calls !== undefined ? { parallelToolCalls: body.parallel_tool_calls } : {}),
-  };
-  return {
-    upstream: () => upstreamFor(env, reservation.provider, reservation.ownKey),
-    request,
-    inputBound,
-    signal: c.req.raw.signal,
-    settle: (end) => settle(scope, reservation, end),
-    label: reservation.id,
-  };
+  const { call, admitMs } = await admitCall(scopeFor(c), modelEnv(), body, c.req.raw.signal);
+  timingOf.set(c.req.raw, { admitMs });
+  return call;
 }
 
 /** A member naming an organization they are not in is refused (403) before anything is read. */

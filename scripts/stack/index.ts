@@ -9,6 +9,7 @@
  *   processes.ts   child processes: start, wait, stop
  *   migrations.ts  supabase db push
  *   schedulers.ts  the audit sealer, periodic checkpoints and the transcript purge
+ *   worker.ts      the job engine's schema (before the migrations) and the run worker
  *   model_upstream.ts  the local model stand-in (no model vendor can be reached from here)
  *
  * Used by `npm start` (persistent data in .local/) and `npm test` (a throwaway stack on free ports).
@@ -32,6 +33,7 @@ import { clusterExists, findPostgres, initCluster, makeTraversable, postgresUser
 import { binary, type ManagedChild, spawnLogged, stopChild, waitForHttp } from "./processes.ts";
 import { scheduleCheckpoints, scheduleTranscriptPurge, startAuditSealer } from "./schedulers.ts";
 import { type DemoUser, demoLogins, forgetState, loadState, writeRootKey } from "./state.ts";
+import { installJobEngine, startWorker } from "./worker.ts";
 
 export { defaultPorts, freePorts, type StackPorts } from "./ports.ts";
 export type { DemoUser } from "./state.ts";
@@ -52,6 +54,8 @@ export interface StackInfo {
   modelStandIn: { url: string; apiKey: string } | null;
   postgres: { source: string; major: number; bindir: string };
   demoUsers: DemoUser[];
+  /** The run worker's environment (the functions'), for tests and benches that start workers of their own. */
+  workerEnv: Record<string, string>;
 }
 
 /** A running stack. */
@@ -84,6 +88,11 @@ export interface StartOptions {
    * off and points the functions at its own fakes instead.
    */
   modelStandIn?: boolean;
+  /**
+   * Run a run worker (functions/_worker/main.ts). Default true; the test runner turns it off, and
+   * the tests of runs start their own (they kill one on purpose).
+   */
+  worker?: boolean;
 }
 
 function runningPostmaster(dataDir: string): number | null {
@@ -160,6 +169,8 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
       exposedSchemas: config.api.schemas,
       rolePasswords: { authenticator: state.authenticatorPassword, supabase_auth_admin: state.authAdminPassword },
     });
+    // The job engine's schema first: the migrations' enqueue functions call it.
+    await installJobEngine(pg.superuserUrl);
     log("applying migrations with the Supabase CLI" + (fresh ? " (and the seed)" : ""));
     await pushMigrations(root, pg.superuserUrl, fresh);
     const demoUsers = await demoLogins(sql, state, stateDir);
@@ -180,6 +191,7 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
       modelStandIn: null,
       postgres: { source: bins.source, major: bins.major, bindir: bins.bindir },
       demoUsers,
+      workerEnv: {},
     };
     if (opts.databaseOnly) return { info, stop };
 
@@ -227,6 +239,19 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
         PGRST_LOG_LEVEL: "warn",
       },
     }));
+    const functionsEnv: Record<string, string> = {
+      ...baseEnv,
+      DENO_NO_UPDATE_CHECK: "1",
+      SUPABASE_URL: apiUrl,
+      SUPABASE_ANON_KEY: anonKey,
+      SUPABASE_SERVICE_ROLE_KEY: serviceRoleKey,
+      SUPABASE_DB_URL: pg.superuserUrl,
+      ...modelEnv,
+      // Billing, when the developer has Stripe keys (README: Billing); without them it answers billing_not_configured.
+      ...pick(process.env, ["STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRETS", "STRIPE_WEBHOOK_SECRET"]),
+      ...opts.functionsEnv,
+    };
+    info.workerEnv = functionsEnv;
     const functions = child(spawnLogged(
       "edge-functions",
       binary(root, "deno", "deno"),
@@ -234,18 +259,7 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
       {
         cwd: root,
         logFile: join(logs, "functions.log"),
-        env: {
-          ...baseEnv,
-          DENO_NO_UPDATE_CHECK: "1",
-          SUPABASE_URL: apiUrl,
-          SUPABASE_ANON_KEY: anonKey,
-          SUPABASE_SERVICE_ROLE_KEY: serviceRoleKey,
-          SUPABASE_DB_URL: pg.superuserUrl,
-          ...modelEnv,
-          // Billing, when the developer has Stripe keys (README: Billing); without them it answers billing_not_configured.
-          ...pick(process.env, ["STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRETS", "STRIPE_WEBHOOK_SECRET"]),
-          ...opts.functionsEnv,
-        },
+        env: functionsEnv,
       },
     ));
     await waitForHttp(postgrest, `http://127.0.0.1:${ports.rest}/`, 30_000);
@@ -287,6 +301,7 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
     stoppers.push({ name: "sealer", stop: () => sealer.stop() });
     stoppers.push({ name: "checkpoints", stop: scheduleCheckpoints(`${apiUrl}/functions/v1/audit-checkpoint`, serviceRoleKey, join(logs, "checkpoints.log")) });
     stoppers.push({ name: "transcript purge", stop: scheduleTranscriptPurge(pg.superuserUrl, join(logs, "purge.log")) });
+    if (opts.worker !== false) child(await startWorker({ root, env: functionsEnv, logFile: join(logs, "worker.log") }));
 
     writeFileSync(join(stateDir, "stack.json"), JSON.stringify(info, null, 2) + "\n", { mode: 0o600 });
     return { info, ...(standIn ? { modelStandIn: standIn } : {}), stop };

@@ -22,6 +22,16 @@ export type Tx = postgres.TransactionSql;
 export type MemberRole = "tenant_admin" | "project_admin" | "project_contributor" | "project_viewer";
 
 let client: Sql | null = null;
+
+/**
+ * Statements sent on the two pools, counted only with GATEHOUSE_COUNT_ROUND_TRIPS=1 (the runs
+ * bench reads the worker's). Each statement is one round trip: nothing is prepared, and no query
+ * is pipelined.
+ */
+export const statementsSent = { count: 0 };
+function counting(): { debug?: () => void } {
+  return Deno.env.get("GATEHOUSE_COUNT_ROUND_TRIPS") === "1" ? { debug: () => void statementsSent.count++ } : {};
+}
 let servicePool: Sql | null = null;
 
 /** The shared connection pool (SUPABASE_DB_URL), created on first use. */
@@ -29,7 +39,7 @@ export function db(): Sql {
   if (client) return client;
   const url = Deno.env.get("SUPABASE_DB_URL");
   if (!url) throw refuse("database_not_configured");
-  client = postgres(url, { max: 4, connect_timeout: 3, idle_timeout: 30, prepare: false, onnotice: () => {} });
+  client = postgres(url, { max: 4, connect_timeout: 3, idle_timeout: 30, prepare: false, onnotice: () => {}, ...counting() });
   return client;
 }
 
@@ -47,6 +57,7 @@ export function serviceDb(): Sql {
   servicePool = postgres(url, {
     max: 8, connect_timeout: 3, idle_timeout: 30, prepare: false, onnotice: () => {},
     connection: { role: "service_role", application_name: "gatehouse-service" },
+    ...counting(),
   });
   return servicePool;
 }

@@ -164,7 +164,7 @@ export function refuse(code: RefusalCode, message?: string, extras?: RefusalExtr
  * A refusal raised by the database's private.refuse_request (SQLSTATE PGRST, the convention
  * PostgREST turns into a response): the same status and code here. Null for any other error.
  */
-function databaseRefusal(e: unknown): HttpError | null {
+export function databaseRefusal(e: unknown): HttpError | null {
   const err = e as { code?: string; message?: string; detail?: string; constraint_name?: string };
   // A unique constraint (say, a connection's display name) is the caller's clash, as PostgREST says.
   if (err?.code === "23505") return refuse("already_exists", err.constraint_name ? `it clashes with ${err.constraint_name}` : undefined);

@@ -98,6 +98,10 @@ reset role;
 -- Self-approval: casey starts a run and proposes from it, by hand and through the runtime.
 select pg_temp.act_as(pg_temp.uid('casey'), pg_temp.org('acme'));
 select id as casey_run from public.start_agent_run(:'agent') \gset
+-- (The worker would take the queued run; here the test moves it on as the runtime would.)
+reset role;
+update public.agent_runs set status = 'running' where id = :'casey_run';
+select pg_temp.act_as(pg_temp.uid('casey'), pg_temp.org('acme'));
 select id as own_req, approval_sha256 as own_hash from public.propose_action(:'casey_run', 'ticket.comment', '{"ticket": 9}') \gset
 reset role;
 select pg_temp.as_runtime();

@@ -53,11 +53,11 @@ select is((select count(*)::int from pg_trigger t where t.tgname = 'audit'
 select pg_temp.act_as(pg_temp.uid('casey'), pg_temp.org('acme'));
 select id as started, status as started_status, max_steps as started_steps, (deadline_at > now()) as has_deadline
   from public.start_agent_run(:'agent', '{"order": 1042}') \gset
-select is(:'started_status'::text, 'running', 'a run starts');
+select is(:'started_status'::text, 'queued', 'a run starts queued, for the worker');
 select is(:'has_deadline'::boolean, true, 'with a deadline from the platform''s limits');
 select throws_like(format($$update public.agent_runs set status = 'succeeded' where id = %L$$, :'started'),
                    '%run_transition_forbidden%', 'a person can''t declare a run succeeded');
-select is((select status::text from public.agent_runs where id = :'started'), 'running', 'nothing changed');
+select is((select status::text from public.agent_runs where id = :'started'), 'queued', 'nothing changed');
 update public.agent_runs set status = 'cancelled' where id = :'started';
 select is((select ended_at is not null from public.agent_runs where id = :'started'), true, 'a person cancels a run, which ends it');
 select throws_like(format($$update public.agent_runs set status = 'running' where id = %L$$, :'started'),
