@@ -2,7 +2,7 @@
  * npm test: everything, against a throwaway stack on free ports (never the npm start data).
  *   1. typecheck (Node and Deno)
  *   2. start a fresh stack in a temporary folder (migrations + seed through the Supabase CLI)
- *   3. supabase db advisors --type all --level info --fail-on info (target: zero findings), the
+ *   3. supabase db advisors --type all --level info (target: zero findings outside the job engine's own schema), the
  *      bundle lint (scripts/bundle_lint.ts: no service-role key, secret or client pattern in web/dist), and the
  *      committed supabase/database.types.ts and README RPC reference must be what `npm run types`
  *      generates
@@ -54,15 +54,32 @@ function runLive(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.e
   });
 }
 
+/**
+ * The job engine's own schema: graphile-worker's tables and functions, which it installs and
+ * migrates itself (RLS on with no policies, functions without a fixed search_path). No API role
+ * may use the schema (supabase/tests/database/091-run-worker.test.sql), so the advisors' findings
+ * there are listed but are not ours to fix; any finding anywhere else fails.
+ */
+const THIRD_PARTY_SCHEMAS = new Set(["graphile_worker"]);
+
 async function advisors(dbUrl: string): Promise<StepResult> {
   console.log("\n== supabase db advisors");
   const { code, output } = await runLive(
     process.execPath,
-    [join(root, "node_modules/supabase/dist/supabase.js"), "db", "advisors", `--remote=${dbUrl}`, "--type", "all", "--level", "info", "--fail-on", "info"],
+    [join(root, "node_modules/supabase/dist/supabase.js"), "db", "advisors", `--remote=${dbUrl}`, "--type", "all", "--level", "info"],
     { ...process.env, PGSSLMODE: "disable", SUPABASE_TELEMETRY_DISABLED: "1", DO_NOT_TRACK: "1" },
   );
-  const clean = code === 0 && /No issues found/.test(output);
-  return { step: "advisors", passed: clean ? 1 : 0, failed: clean ? 0 : 1 };
+  if (code !== 0) return { step: "advisors", passed: 0, failed: 1 };
+  if (/No issues found/.test(output)) return { step: "advisors", passed: 1, failed: 0 };
+  let findings: { name: string; detail: string; metadata?: { schema?: string } }[];
+  try {
+    findings = JSON.parse(output.slice(output.indexOf("[")));
+  } catch {
+    return { step: "advisors", passed: 0, failed: 1 };
+  }
+  const ours = findings.filter((f) => !THIRD_PARTY_SCHEMAS.has(f.metadata?.schema ?? ""));
+  console.log(`advisors: ${findings.length - ours.length} finding(s) in the job engine's own schema (not exposed; listed above), ${ours.length} in ours`);
+  return { step: "advisors", passed: ours.length === 0 ? 1 : 0, failed: ours.length === 0 ? 0 : 1 };
 }
 
 /**
@@ -151,13 +168,14 @@ function providersEnv(p: TestProviders): Record<string, string> {
 }
 
 /**
- * The vitest suites: everything but tests/fuzz first, then the fuzz suite alone (it fingerprints
- * the whole database around each request, so nothing else may write meanwhile). Arguments after
+ * The vitest suites: everything but tests/runs and tests/fuzz first, then the runs suite alone (its
+ * workers take every queued run of the stack), then the fuzz suite alone (it fingerprints the
+ * whole database around each request, so nothing else may write meanwhile). Arguments after
  * `--` replace both with one run of exactly what they name.
  */
 async function vitest(stackFile: string, extra: string[]): Promise<StepResult> {
   console.log("\n== vitest");
-  const runs = extra.length > 0 ? [extra] : [["--exclude", "tests/fuzz/**"], ["tests/fuzz/"]];
+  const runs = extra.length > 0 ? [extra] : [["--exclude", "tests/fuzz/**", "--exclude", "tests/runs/**"], ["tests/runs/"], ["tests/fuzz/"]];
   const total: StepResult = { step: "vitest", passed: 0, failed: 0 };
   for (const [i, args] of runs.entries()) {
     const report = join(dirname(stackFile), `vitest-${i}.json`);

@@ -2211,6 +2211,7 @@ export type Database = {
         | "failed"
         | "cancelled"
         | "budget_exhausted"
+        | "steps_exhausted"
         | "timed_out"
         | "approval_expired";
       widget_message_role: "visitor" | "assistant" | "notice";
@@ -2342,6 +2343,7 @@ export const Constants = {
         "failed",
         "cancelled",
         "budget_exhausted",
+        "steps_exhausted",
         "timed_out",
         "approval_expired",
       ],

@@ -65,10 +65,8 @@ create table private.run_steps (
 );
 comment on table private.run_steps is
   'A run''s steps (a model turn and its tool calls): which worker holds each under a lease, and how far it got.';
--- One unfinished step per run.
+-- One unfinished step per run (also the sweep's way to the open steps).
 create unique index run_steps_one_open on private.run_steps (run_id) where finished_at is null;
--- The sweep's lookup of leases that ran out.
-create index run_steps_open_leases on private.run_steps (lease_until) where finished_at is null;
 
 create table private.run_step_actions (
   run_id uuid not null,
