@@ -16,6 +16,9 @@
  *   billing Stripe events applied per second through the webhook vs apply_stripe_event alone, and
  *           a replay storm's effects (scripts/bench/billing.ts)
  *           options: --events 500 --concurrency 8 --deliveries 1000 --distinct 10
+ *   runs    three-step runs per second through the run worker, enqueue-to-pickup time, round trips
+ *           per step, and an approval storm's resumes (scripts/bench/runs.ts)
+ *           options: --runs 200 --idle 30 --storm 50 --concurrency 16
  */
 import { parseArgs } from "node:util";
 import { benchAudit } from "./bench/audit.ts";
@@ -23,12 +26,14 @@ import { benchBilling } from "./bench/billing.ts";
 import { benchGateway } from "./bench/gateway.ts";
 import { benchWidget } from "./bench/widget.ts";
 import { benchRls } from "./bench/rls.ts";
+import { benchRuns } from "./bench/runs.ts";
 
 const USAGE = `usage: npm run bench -- rls [--orgs 1000] [--rows 1000] [--iterations 500] [--explain]
        npm run bench -- audit [--events 500] [--entries 20000] [--rounds 3]
        npm run bench -- gateway [--iterations 200] [--concurrency 200] [--fits 50]
        npm run bench -- widget [--messages 400] [--concurrency 8] [--limit 10]
-       npm run bench -- billing [--events 500] [--concurrency 8] [--deliveries 1000] [--distinct 10]`;
+       npm run bench -- billing [--events 500] [--concurrency 8] [--deliveries 1000] [--distinct 10]
+       npm run bench -- runs [--runs 200] [--idle 30] [--storm 50] [--concurrency 16]`;
 
 function positive(value: string | undefined, fallback: number, flag: string): number {
   if (value === undefined) return fallback;
@@ -54,6 +59,9 @@ async function main(): Promise<number> {
       limit: { type: "string" },
       deliveries: { type: "string" },
       distinct: { type: "string" },
+      runs: { type: "string" },
+      idle: { type: "string" },
+      storm: { type: "string" },
     },
   });
   const [name] = positionals;
@@ -102,6 +110,16 @@ async function main(): Promise<number> {
       distinct: positive(values.distinct, 10, "distinct"),
     });
     console.log(met ? "billing: every target met" : "billing: a target is missed");
+    return met ? 0 : 1;
+  }
+  if (name === "runs") {
+    const met = await benchRuns({
+      runs: positive(values.runs, 200, "runs"),
+      idle: positive(values.idle, 30, "idle"),
+      storm: positive(values.storm, 50, "storm"),
+      concurrency: positive(values.concurrency, 16, "concurrency"),
+    });
+    console.log(met ? "runs: every run ended as expected, the storm resumed each once" : "runs: a target is missed");
     return met ? 0 : 1;
   }
   console.error(USAGE);

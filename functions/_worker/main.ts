@@ -115,7 +115,7 @@ console.log(`worker ${ctx.workerId} ready (${concurrency} at once, lease ${lease
 const sweeping = setInterval(() => {
   serviceDb()`select private.sweep_runs()`.catch((e) => console.error(`worker: sweep failed (${(e as Error)?.name})`));
 }, sweepSeconds * 1000);
-const flushing = setInterval(() => void writeStats().catch(() => {}), 250);
+const flushing = setInterval(() => void writeStats().catch((e) => console.error(`worker: stats not written (${(e as Error)?.name})`)), 250);
 
 let stopping = false;
 async function stop(): Promise<void> {
