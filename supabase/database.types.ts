@@ -220,6 +220,7 @@ export type Database = {
           org_id: string;
           project_id: string;
           result: Json | null;
+          schedule_id: string | null;
           started_at: string;
           started_by: string | null;
           status: Database["public"]["Enums"]["run_status"];
@@ -238,6 +239,7 @@ export type Database = {
           org_id?: string;
           project_id?: string;
           result?: Json | null;
+          schedule_id?: string | null;
           started_at?: string;
           started_by?: string | null;
           status?: Database["public"]["Enums"]["run_status"];
@@ -255,6 +257,7 @@ export type Database = {
           org_id?: string;
           project_id?: string;
           result?: Json | null;
+          schedule_id?: string | null;
           started_at?: string;
           started_by?: string | null;
           status?: Database["public"]["Enums"]["run_status"];
@@ -270,6 +273,61 @@ export type Database = {
           },
           {
             foreignKeyName: "agent_runs_org_id_project_id_agent_id_fkey";
+            columns: ["org_id", "project_id", "agent_id"];
+            isOneToOne: false;
+            referencedRelation: "agents";
+            referencedColumns: ["org_id", "project_id", "id"];
+          },
+          {
+            foreignKeyName: "agent_runs_schedule";
+            columns: ["org_id", "schedule_id"];
+            isOneToOne: false;
+            referencedRelation: "agent_schedules";
+            referencedColumns: ["org_id", "id"];
+          },
+        ];
+      };
+      agent_schedules: {
+        Row: {
+          agent_id: string;
+          created_at: string;
+          created_by: string | null;
+          cron: string;
+          enabled: boolean;
+          id: string;
+          input: NonNullable<Json>;
+          name: string;
+          org_id: string;
+          project_id: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          agent_id: string;
+          created_at?: string;
+          created_by?: string | null;
+          cron: string;
+          enabled?: boolean;
+          id?: string;
+          input?: NonNullable<Json>;
+          name: string;
+          org_id?: string;
+          project_id?: string;
+        };
+        Update: {
+          agent_id?: string;
+          created_at?: string;
+          created_by?: string | null;
+          cron?: string;
+          enabled?: boolean;
+          id?: string;
+          input?: NonNullable<Json>;
+          name?: string;
+          org_id?: string;
+          project_id?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "agent_schedules_org_id_project_id_agent_id_fkey";
             columns: ["org_id", "project_id", "agent_id"];
             isOneToOne: false;
             referencedRelation: "agents";
@@ -2167,6 +2225,7 @@ export type Database = {
           org_id: string;
           project_id: string;
           result: Json | null;
+          schedule_id: string | null;
           started_at: string;
           started_by: string | null;
           status: Database["public"]["Enums"]["run_status"];

@@ -116,6 +116,15 @@ values
    'crm.lookup', 'allow', null, '6a000000-0000-4000-8000-00000000001a'),
   ('0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b', null, null, 'require_dual_control', null, null);
 
+-- A schedule of each agent, disabled: enabled, it would start a run every weekday at 07:00 UTC
+-- through pg_cron (README: Runs).
+insert into public.agent_schedules (id, org_id, project_id, agent_id, name, cron, input, enabled)
+values
+  ('5c000000-0000-4000-8000-00000000000a', '0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a',
+   '2a000000-0000-4000-8000-00000000000a', 'Morning refunds summary', '0 7 * * 1-5', '{"prompt": "Summarise yesterday''s refunds."}', false),
+  ('5c000000-0000-4000-8000-00000000000b', '0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b',
+   '2b000000-0000-4000-8000-00000000000b', 'Morning triage', '0 7 * * 1-5', '{"prompt": "Triage the night''s tickets."}', false);
+
 insert into public.agent_runs (id, org_id, project_id, agent_id, agent_version_id, started_by)
 values
   ('4a000000-0000-4000-8000-00000000000a', '0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a',

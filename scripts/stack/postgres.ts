@@ -157,9 +157,24 @@ export function makeTraversable(dir: string): void {
   chmodSync(dir, 0o755);
 }
 
-/** Whether these binaries have pg_stat_statements (Debian's do; some embedded builds don't). */
-function statementStatsLibrary(bins: PgBinaries): boolean {
-  return ["../lib/pg_stat_statements.so", "../lib/postgresql/pg_stat_statements.so"].some((f) => existsSync(join(bins.bindir, f)));
+/** Whether these binaries have a loadable module (Debian's have pg_stat_statements, and pg_cron once npm run setup installs it; some embedded builds have neither). */
+function hasLibrary(bins: PgBinaries, name: string): boolean {
+  return [`../lib/${name}.so`, `../lib/postgresql/${name}.so`].some((f) => existsSync(join(bins.bindir, f)));
+}
+
+/**
+ * The modules preloaded where the binaries have them, as hosted Supabase preloads them:
+ * pg_stat_statements (the gateway bench counts round trips with it) and pg_cron (agents' run
+ * schedules: supabase/migrations/…_run_schedules.sql), which runs its jobs in background workers
+ * in this database (the server has no Unix socket, and its jobs need no password that way).
+ */
+function preloads(bins: PgBinaries): string[] {
+  const libraries = ["pg_stat_statements", "pg_cron"].filter((name) => hasLibrary(bins, name));
+  if (libraries.length === 0) return [];
+  return [
+    "-c", `shared_preload_libraries=${libraries.join(",")}`,
+    ...(libraries.includes("pg_cron") ? ["-c", "cron.database_name=postgres", "-c", "cron.use_background_workers=on", "-c", "max_worker_processes=16"] : []),
+  ];
 }
 
 /** Starts the server on 127.0.0.1:`port` (no Unix socket) and waits until it accepts connections. */
@@ -177,9 +192,7 @@ export async function startPostgres(
     "-c", "shared_buffers=128MB",
     // Never echo a failing statement into the log: its text may carry a secret (vault.create_secret).
     "-c", "log_min_error_statement=panic",
-    // Statement statistics, as hosted Supabase keeps them (the gateway bench counts round trips
-    // with them), where the binaries have the module.
-    ...(statementStatsLibrary(bins) ? ["-c", "shared_preload_libraries=pg_stat_statements"] : []),
+    ...preloads(bins),
   ];
   const child: ChildProcess = spawn(join(bins.bindir, "postgres"), args, {
     ...who,

@@ -188,6 +188,29 @@ describe("a run through the worker", () => {
   });
 });
 
+describe("a schedule", () => {
+  it("starts its agent's run through pg_cron, as the runtime, and the worker runs it", async () => {
+    const [schedule] = await org.asAdmin((tx) => tx`
+      insert into public.agent_schedules (project_id, agent_id, name, cron, input)
+      values (${org.project}, ${org.agent}, 'Every minute', '* * * * *', ${tx.json({ prompt: "scheduled hello" })}) returning id`);
+    try {
+      // pg_cron fires at the top of the next minute.
+      const deadline = Date.now() + 75_000;
+      let run: { id: string; started_by: string | null } | undefined;
+      while (!run) {
+        [run] = await sql`select id, started_by from public.agent_runs where schedule_id = ${schedule.id}` as never;
+        if (!run && Date.now() > deadline) throw new Error("pg_cron started no run within 75 s");
+        if (!run) await new Promise((r) => setTimeout(r, 500));
+      }
+      expect(run.started_by).toBeNull();
+      const ended = await until(run.id, ["succeeded", "failed"]);
+      expect(ended.result?.output).toContain("scheduled hello");
+    } finally {
+      await org.asAdmin((tx) => tx`delete from public.agent_schedules where id = ${schedule.id}`);
+    }
+  }, 100_000);
+});
+
 describe("limits end a run with their own status", () => {
   it("steps: the organization's step limit ends a run that needs more as steps_exhausted", async () => {
     await sql`insert into private.run_limits (org_id, max_concurrent_runs, max_steps, max_seconds) values (${org.org}, 100, 1, 900)

@@ -16,7 +16,7 @@ type Status = Database["public"]["Enums"]["run_status"];
 
 const FILTERS: [string, string, Status[] | null][] = [
   ["active", "Going on", ["queued", "running", "waiting_approval"]],
-  ["ended", "Ended", ["succeeded", "failed", "cancelled", "budget_exhausted", "timed_out", "approval_expired"]],
+  ["ended", "Ended", ["succeeded", "failed", "cancelled", "budget_exhausted", "steps_exhausted", "timed_out", "approval_expired"]],
   ["all", "All", null],
 ];
 const ACTIVE: Status[] = ["queued", "running", "waiting_approval"];
