@@ -198,7 +198,7 @@ describe("a schedule", () => {
       const deadline = Date.now() + 75_000;
       let run: { id: string; started_by: string | null } | undefined;
       while (!run) {
-        [run] = await sql`select id, started_by from public.agent_runs where schedule_id = ${schedule.id}` as never;
+        [run] = await sql<{ id: string; started_by: string | null }[]>`select id, started_by from public.agent_runs where schedule_id = ${schedule.id}`;
         if (!run && Date.now() > deadline) throw new Error("pg_cron started no run within 75 s");
         if (!run) await new Promise((r) => setTimeout(r, 500));
       }
