@@ -50,6 +50,7 @@ Gatehouse local stack is up (${secs} s)
   Models        ${info.functionsUrl}/model-gateway/v1  (OpenAI-compatible; upstream: ${info.modelStandIn ? `the local stand-in at ${info.modelStandIn.url}, deterministic replies, not a real model` : "the vendors"})
   Database      postgresql://postgres:***@127.0.0.1:${info.ports.db}/postgres  (PostgreSQL ${info.postgres.major}, ${info.postgres.source})
   Keys, URLs    ${join(stateDir, "stack.json")}  (anon key, service-role key, DB URL, JWT secret)
+  Run worker    one process on graphile-worker (log: ${join(stateDir, "logs", "worker.log")})
   Logs          ${join(stateDir, "logs")}
 
 Demo logins (local only; random per data folder):

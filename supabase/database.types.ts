@@ -278,13 +278,6 @@ export type Database = {
             referencedRelation: "agents";
             referencedColumns: ["org_id", "project_id", "id"];
           },
-          {
-            foreignKeyName: "agent_runs_schedule";
-            columns: ["org_id", "schedule_id"];
-            isOneToOne: false;
-            referencedRelation: "agent_schedules";
-            referencedColumns: ["org_id", "id"];
-          },
         ];
       };
       agent_schedules: {

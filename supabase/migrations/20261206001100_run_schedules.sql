@@ -19,7 +19,7 @@ do $$
 begin
   if exists (select 1 from pg_catalog.pg_available_extensions where name = 'pg_cron')
      and pg_catalog.current_setting('shared_preload_libraries') ~ 'pg_cron' then
-    create extension if not exists pg_cron;
+    create extension if not exists pg_cron with schema extensions;
   end if;
 end
 $$;
@@ -47,12 +47,10 @@ comment on table public.agent_schedules is
 comment on column public.agent_schedules.cron is 'minute hour day-of-month month day-of-week, as pg_cron reads it (UTC).';
 select private.make_tenant_table('public.agent_schedules', 'agent_schedule');
 
-alter table public.agent_runs
-  add column schedule_id uuid,
-  add constraint agent_runs_schedule foreign key (org_id, schedule_id)
-    references public.agent_schedules (org_id, id) on delete set null (schedule_id);
-comment on column public.agent_runs.schedule_id is 'The schedule that started the run, if one did.';
-create index agent_runs_by_schedule on public.agent_runs (org_id, schedule_id) where schedule_id is not null;
+-- No foreign key: a run's history names its schedule after the schedule is gone (and an ended run
+-- is final, so it could not be updated to forget it). Only private.start_run sets it.
+alter table public.agent_runs add column schedule_id uuid;
+comment on column public.agent_runs.schedule_id is 'The schedule that started the run, if one did (kept after the schedule is deleted).';
 
 -- =============================================================================================
 -- Helper functions

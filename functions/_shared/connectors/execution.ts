@@ -7,8 +7,8 @@
  *      derives the destination again from the credential and meters the call. A refusal of the admission check rolls the transaction back, so the
  *      approval stays unused, to be executed later.
  *   2. deliver: the connection's credential (an OAuth2 token refreshed first when it is about to
- *      expire), then the provider call with the approved canonical bytes; audited.
- *   3. record the outcome on the action request.
+ *      expire), then the provider call with the approved canonical bytes.
+ *   3. record the call in the audit chain and the outcome on the action request, in one transaction.
  *   4. sanitize the provider's answer with the connection's own credentials before the agent sees it.
  */
 import { type ApprovedAction, type GateRefusal, openGate, recordOutcome } from "../approvals/gate.ts";
@@ -116,9 +116,10 @@ export async function executeAction(
   // 2. Deliver.
   const delivery = await deliverAction(ctx, { action, binding });
 
-  // 3. Record the outcome.
+  // 3. Record the call and the outcome, in one transaction: both or neither.
   await sql.begin(async (tx) => {
     await asService(tx);
+    if (delivery.audit) await auditCallIn(tx, delivery.audit);
     await recordOutcome(tx, { requestId: action.requestId, delivered: delivery.outcome === "delivered", detail: delivery.outcome });
   });
 
@@ -171,27 +172,27 @@ interface Delivery {
   body: unknown;
   /** The credentials the call used, for the sanitizer. */
   secrets: string[];
+  /** The call's audit record, written with the outcome; null when it failed before a call was made. */
+  audit: CallAudit | null;
 }
 
-/** Delivers an admitted action and audits the call. An unexpected failure is a delivery that failed, never its message. */
+/** Delivers an admitted action. An unexpected failure is a delivery that failed, never its message. */
 async function deliverAction(ctx: RuntimeContext, admitted: { action: ApprovedAction; binding: Binding }): Promise<Delivery> {
   const { action, binding: b } = admitted;
-  const runtime = { sql: ctx.sql, caller: service };
   const audit = { orgId: b.orgId, connectionId: b.connectionId, provider: b.provider, kind: "deliver" as const,
                   agentId: b.agentId, runId: b.runId, tool: action.tool, actionRequestId: action.requestId, holdId: b.holdId };
   try {
     const fresh = await freshCredential(ctx, b);
-    if (!fresh.ok) {
-      await auditCall(runtime, { ...audit, outcome: fresh.reason });
-      return { outcome: fresh.reason, status: null, body: null, secrets: [] };
-    }
+    if (!fresh.ok) return { outcome: fresh.reason, status: null, body: null, secrets: [], audit: { ...audit, outcome: fresh.reason } };
     const { credential, config } = fresh.value;
     const [result, latencyMs] = await timed(() => deliver({ provider: b.provider, credential, config, canonicalPayload: action.canonicalPayload }, ctx.env));
-    await auditCall(runtime, { ...audit, outcome: result.outcome, status: result.status, latencyMs });
-    return { outcome: result.outcome, status: result.status, body: result.body, secrets: Object.values(credential) };
+    return {
+      outcome: result.outcome, status: result.status, body: result.body, secrets: Object.values(credential),
+      audit: { ...audit, outcome: result.outcome, status: result.status, latencyMs },
+    };
   } catch {
     // The error may quote the request or a credential, so only its kind is kept.
-    return { outcome: "delivery_error", status: null, body: null, secrets: [] };
+    return { outcome: "delivery_error", status: null, body: null, secrets: [], audit: null };
   }
 }
 

@@ -71,13 +71,14 @@ update public.agent_schedules set enabled = false where id = :'schedule';
 reset role;
 select is(private.start_scheduled_run(:'schedule'), null, 'a disabled schedule starts nothing');
 
--- Removing a schedule removes its job; its runs stay, no longer naming it.
+-- Removing a schedule removes its job; its runs stay (ended ones too), and their history still names it.
+update public.agent_runs set status = 'cancelled' where id = :'scheduled_run';
 select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
 update public.agent_schedules set enabled = true where id = :'schedule';
 delete from public.agent_schedules where id = :'schedule';
 reset role;
 select is(pg_temp.job(:'schedule'), null, 'a deleted schedule has no job');
-select is((select schedule_id from public.agent_runs where id = :'scheduled_run'), null, 'and its runs stay');
+select is((select schedule_id from public.agent_runs where id = :'scheduled_run'), :'schedule'::uuid, 'and its ended run stays, naming it');
 
 select * from finish();
 rollback;
