@@ -2008,6 +2008,7 @@ export type Database = {
       };
       leave_organization: { Args: Record<PropertyKey, never>; Returns: undefined };
       mint_run_token: { Args: { p_run_id: string }; Returns: Json };
+      my_permissions: { Args: Record<PropertyKey, never>; Returns: Json };
       needs_step_up: {
         Args: {
           request: Omit<

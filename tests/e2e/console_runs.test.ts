@@ -1,7 +1,7 @@
 /**
  * The console's Runs screens in Chromium (issue 24): a contributor starts a run with an input,
- * opens its timeline and cancels it after a confirmation; a viewer reads a run's telemetry and
- * transcript with no controls. Each screen is checked with axe-core and photographed into
+ * opens its timeline and cancels it in a confirmation dialog (whose Cancel changes nothing); a
+ * viewer reads a run's telemetry and transcript with no controls. Each screen is checked with axe-core and photographed into
  * .local/screenshots/.
  */
 import { afterAll, describe, expect, it } from "vitest";
@@ -30,8 +30,16 @@ describe("runs", () => {
 
     await page.getByRole("table", { name: "Runs" }).getByRole("link", { name: prefix }).click();
     await page.getByRole("heading", { name: new RegExp(`Run ${prefix}`) }).waitFor();
+    // The dialog says what happens; its Cancel changes nothing.
     await page.getByRole("button", { name: "Cancel this run" }).click();
-    await page.getByRole("group", { name: "Confirm cancelling this run" }).getByRole("button", { name: "Yes, cancel the run" }).click();
+    const dialog = page.getByRole("dialog", { name: "Cancel this run?" });
+    await dialog.getByText("The run stops at its next step", { exact: false }).waitFor();
+    await checkScreen(page, "run-cancel-dialog");
+    await dialog.getByRole("button", { name: "Cancel", exact: true }).click();
+    await dialog.waitFor({ state: "detached" });
+    expect((await db`select status from public.agent_runs where id = ${run.id}`)[0].status).toBe("queued");
+    await page.getByRole("button", { name: "Cancel this run" }).click();
+    await page.getByRole("dialog", { name: "Cancel this run?" }).getByRole("button", { name: "Yes, cancel the run" }).click();
     await page.getByRole("status").getByText("The run was cancelled.").waitFor();
     const [after] = await db`select status, ended_at is not null as ended from public.agent_runs where id = ${run.id}`;
     expect(after).toEqual({ status: "cancelled", ended: true });

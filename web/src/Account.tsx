@@ -27,7 +27,7 @@ export function Account({ me, setMe }: SessionProps) {
   }
 
   return (
-    <main>
+    <>
       <h1>Your account</h1>
       <Notice notice={action.notice} />
       {params.get("recovered") && <p role="status" className="notice">You are signed in through your recovery link: choose a new password below.</p>}
@@ -134,6 +134,6 @@ export function Account({ me, setMe }: SessionProps) {
           <button type="submit" disabled={action.busy}>Change password</button>
         </form>
       </section>
-    </main>
+    </>
   );
 }

@@ -4,8 +4,12 @@
  * that a reload keeps your place. Who may do what is the database's answer; the role read here
  * only decides which controls are offered.
  */
+import { ActionIcon, Anchor, AppShell, Box, Burger, Button, Container, Group, NativeSelect, NavLink as MantineNavLink, Text, Title, useComputedColorScheme, useMantineColorScheme } from "@mantine/core";
+import { useDisclosure } from "@mantine/hooks";
+import { useQuery } from "@tanstack/react-query";
 import { useEffect, useState } from "react";
-import { Navigate, NavLink, Outlet, Route, Routes, useLocation, useNavigate, useParams } from "react-router";
+import { Navigate, NavLink as RouterNavLink, Outlet, Route, Routes, useLocation, useNavigate, useParams } from "react-router";
+import { describeError, orgApi, personalApi } from "./api.ts";
 import { Account } from "./Account.tsx";
 import { Agents, AgentDetail } from "./Agents.tsx";
 import { Approvals, ApprovalDetail } from "./Approvals.tsx";
@@ -68,7 +72,7 @@ export function App() {
           <Route path="orgs" element={<Organizations />} />
           <Route path="account" element={<Account me={me} setMe={setMe} />} />
           <Route path="invitations/accept" element={<AcceptInvitation />} />
-          <Route path="o/:org" element={<OrgScope me={me} />}>
+          <Route path="o/:org" element={<OrgScope />}>
             <Route index element={<Navigate to="approvals" replace />} />
             <Route path="approvals" element={<Approvals me={me} />} />
             <Route path="approvals/:id" element={<ApprovalDetail me={me} />} />
@@ -97,50 +101,6 @@ interface OrgRow {
   slug: string;
 }
 
-/** The page frame: who you are, the organization switcher, and the screen. */
-function Shell({ me, setMe }: SessionProps) {
-  const navigate = useNavigate();
-  const location = useLocation();
-  const orgs = useLoad(() => unwrap(supabase().from("organizations").select("id, name, slug").order("name")), [location.pathname === "/orgs"]);
-  const current = /^\/o\/([^/]+)/.exec(location.pathname)?.[1] ?? "";
-
-  async function signOut() {
-    await auth.signOut("local").catch(() => undefined);
-    setMe(null);
-    navigate("/");
-  }
-
-  return (
-    <>
-      <header className="bar">
-        <a href="#main" className="skip">Skip to content</a>
-        <strong>Gatehouse</strong>
-        <label>
-          Organization{" "}
-          <select value={current} onChange={(e) => navigate(e.target.value ? `/o/${e.target.value}` : "/orgs")} disabled={!orgs.data}>
-            <option value="">All organizations…</option>
-            {(orgs.data ?? []).map((o: OrgRow) => <option key={o.id} value={o.id}>{o.name}</option>)}
-          </select>
-        </label>
-        <span className="spacer" />
-        <NavLink to="/account">{me.user.email}{me.aal === "aal2" ? " (2FA)" : ""}</NavLink>
-        <button type="button" onClick={signOut}>Sign out</button>
-      </header>
-      <div id="main">
-        <Outlet />
-      </div>
-    </>
-  );
-}
-
-/** After sign-in: your first organization, or the list to create one. */
-function Home() {
-  const orgs = useLoad(() => unwrap(supabase().from("organizations").select("id").order("name").limit(1)), []);
-  if (orgs.loading) return <main aria-busy="true"><p className="muted">Loading…</p></main>;
-  if (orgs.error) return <main><p role="alert" className="error">{orgs.error}</p></main>;
-  return <Navigate to={orgs.data?.[0] ? `/o/${orgs.data[0].id}/approvals` : "/orgs"} replace />;
-}
-
 const SCREENS: [string, string][] = [
   ["approvals", "Approvals"],
   ["runs", "Runs"],
@@ -154,38 +114,147 @@ const SCREENS: [string, string][] = [
   ["billing", "Billing"],
 ];
 
-/** /o/:org: checks the membership (the database's answer) and provides the organization. */
-function OrgScope({ me }: { me: Me }) {
-  const { org = "" } = useParams();
-  const loaded = useLoad(async (): Promise<OrgContext> => {
-    const sb = supabase();
-    const [row] = await unwrap(sb.from("organizations").select("id, name, slug").eq("id", org));
-    if (!row) throw new Error("No organization of yours has that address.");
-    const [member] = await unwrap(sb.from("organization_members").select("role").eq("user_id", me.user.id).setHeader("x-org-id", org));
-    const role = (member?.role ?? "project_viewer") as Role;
-    return { ...row, role, isAdmin: role === "tenant_admin", readOnly: role === "project_viewer" };
-  }, [org, me.user.id]);
+/**
+ * The page frame: a header (the organization switcher, light or dark, who you are, sign out), a
+ * sidebar with the organization's screens (a drawer behind the menu button on a phone), and the
+ * screen itself as the page's one main landmark.
+ */
+function Shell({ me, setMe }: SessionProps) {
+  const navigate = useNavigate();
+  const location = useLocation();
+  const [opened, { toggle, close }] = useDisclosure(false);
+  const { colorScheme, setColorScheme } = useMantineColorScheme();
+  const computed = useComputedColorScheme("light");
+  const orgs = useQuery({
+    queryKey: ["organizations"],
+    queryFn: async () => await personalApi().from("organizations").select("id, name, slug").order("name").then(({ data, error }) => {
+      if (error) throw error;
+      return data as OrgRow[];
+    }),
+  });
+  const current = /^\/o\/([^/]+)/.exec(location.pathname)?.[1] ?? "";
+  useEffect(close, [location.pathname, close]);
 
-  if (loaded.loading && !loaded.data) return <main aria-busy="true"><p className="muted">Loading…</p></main>;
+  async function signOut() {
+    await auth.signOut("local").catch(() => undefined);
+    setMe(null);
+    navigate("/");
+  }
+
+  // The organization switcher: in the header, and in the screens' drawer on a phone.
+  const switcher = (
+    <NativeSelect
+      aria-label="Organization"
+      value={current}
+      onChange={(e) => navigate(e.currentTarget.value ? `/o/${e.currentTarget.value}` : "/orgs")}
+      disabled={!orgs.data}
+      data={[{ value: "", label: "All organizations…" }, ...(orgs.data ?? []).map((o) => ({ value: o.id, label: o.name }))]}
+      w={240}
+    />
+  );
+
+  return (
+    <AppShell
+      header={{ height: 60 }}
+      navbar={{ width: 240, breakpoint: "sm", collapsed: { mobile: !opened, desktop: !current } }}
+      padding="md"
+    >
+      <AppShell.Header>
+        <a href="#main" className="skip">Skip to content</a>
+        <Group h="100%" px="md" gap="sm" wrap="nowrap">
+          {current && <Burger opened={opened} onClick={toggle} hiddenFrom="sm" size="sm" aria-label={opened ? "Close the screens menu" : "Open the screens menu"} />}
+          <Text fw={700} size="lg" component={RouterNavLink} to="/" c="inherit" td="none">Gatehouse</Text>
+          <Box visibleFrom="sm">{switcher}</Box>
+          <Box style={{ flex: 1 }} />
+          <ActionIcon
+            variant="default"
+            size="lg"
+            onClick={() => setColorScheme(computed === "dark" ? "light" : "dark")}
+            aria-label={computed === "dark" ? "Switch to light mode" : "Switch to dark mode"}
+            title={colorScheme === "auto" ? "Following your system" : undefined}
+          >
+            {computed === "dark" ? "☀" : "☾"}
+          </ActionIcon>
+          <Anchor component={RouterNavLink} to="/account" size="sm" visibleFrom="sm">{me.user.email}{me.aal === "aal2" ? " (2FA)" : ""}</Anchor>
+          <Button variant="default" size="sm" onClick={signOut}>Sign out</Button>
+        </Group>
+      </AppShell.Header>
+      {current && (
+        <AppShell.Navbar p="sm" component="nav" aria-label="Screens">
+          <Box hiddenFrom="sm" mb="sm">{switcher}</Box>
+          {SCREENS.map(([path, label]) => (
+            <MantineNavLink key={path} component={RouterNavLink} to={`/o/${current}/${path}`} label={label}
+              active={location.pathname.startsWith(`/o/${current}/${path}`)} />
+          ))}
+          <Box mt="auto" hiddenFrom="sm">
+            <Anchor component={RouterNavLink} to="/account" size="sm">{me.user.email}</Anchor>
+          </Box>
+        </AppShell.Navbar>
+      )}
+      <AppShell.Main id="main" style={{ minWidth: 0, overflowX: "auto" }}>
+        <Container size="lg" px={0}>
+          <Outlet />
+        </Container>
+      </AppShell.Main>
+    </AppShell>
+  );
+}
+
+/** After sign-in: your first organization, or the list to create one. */
+function Home() {
+  const orgs = useLoad(() => unwrap(supabase().from("organizations").select("id").order("name").limit(1)), []);
+  if (orgs.loading) return <p aria-busy="true" className="muted">Loading…</p>;
+  if (orgs.error) return <p role="alert" className="error">{orgs.error}</p>;
+  return <Navigate to={orgs.data?.[0] ? `/o/${orgs.data[0].id}/approvals` : "/orgs"} replace />;
+}
+
+/** What my_permissions answers (supabase/migrations/…_permissions.sql). */
+export interface Permissions {
+  org_role: Role;
+  organization: Record<"manage_organization" | "manage_members" | "manage_connections" | "manage_models" | "manage_billing" | "create_projects", boolean>;
+  projects: {
+    id: string;
+    name: string;
+    role: Role;
+    edit_agents: boolean;
+    run_agents: boolean;
+    manage_agents: boolean;
+    manage_widgets: boolean;
+    manage_schedules: boolean;
+    manage_project: boolean;
+  }[];
+}
+
+/** /o/:org: the organization and what the signed-in person may do in it, both the database's answers. */
+function OrgScope() {
+  const { org = "" } = useParams();
+  const loaded = useQuery({
+    queryKey: ["org", org],
+    queryFn: async (): Promise<OrgContext> => {
+      const api = orgApi(org);
+      const [row] = await api.run(api.from("organizations").select("id, name, slug").eq("id", org));
+      if (!row) throw new Error("No organization of yours has that address.");
+      const permissions = await api.run(api.rpc("my_permissions")) as unknown as Permissions;
+      const role = permissions.org_role;
+      return { ...row, role, isAdmin: role === "tenant_admin", readOnly: role === "project_viewer", permissions };
+    },
+  });
+
+  if (loaded.isPending) return <p aria-busy="true" className="muted">Loading…</p>;
   if (loaded.error || !loaded.data) {
     return (
-      <main>
-        <h1>Organization not found</h1>
-        <p role="alert" className="error">{loaded.error}</p>
-        <NavLink to="/orgs">Your organizations</NavLink>
-      </main>
+      <>
+        <Title order={1}>Organization not found</Title>
+        <p role="alert" className="error">{describeError(loaded.error)}</p>
+        <RouterNavLink to="/orgs">Your organizations</RouterNavLink>
+      </>
     );
   }
   const ctx = loaded.data;
   return (
     <Org.Provider value={ctx}>
-      <nav aria-label="Screens" className="screens">
-        {SCREENS.map(([path, label]) => <NavLink key={path} to={`/o/${ctx.id}/${path}`}>{label}</NavLink>)}
-      </nav>
-      <main>
-        {ctx.readOnly && <p className="muted">You are a viewer in {ctx.name}: these screens are read-only for you.</p>}
-        <Outlet />
-      </main>
+      {ctx.readOnly && <p className="muted">You are a viewer in {ctx.name}: these screens are read-only for you.</p>}
+      <Outlet />
     </Org.Provider>
   );
 }
@@ -218,9 +287,9 @@ function WidgetsScreen({ me }: { me: Me }) {
 
 function NotFound() {
   return (
-    <main>
+    <>
       <h1>Not found</h1>
-      <p>Nothing lives at this address. <NavLink to="/">Back to the console</NavLink></p>
-    </main>
+      <p>Nothing lives at this address. <RouterNavLink to="/">Back to the console</RouterNavLink></p>
+    </>
   );
 }

@@ -9,7 +9,7 @@ export function Organizations() {
   const action = useAction(orgs.reload);
 
   return (
-    <main>
+    <>
       <h1>Your organizations</h1>
       <Notice notice={action.notice} />
       <States loaded={orgs} empty="You belong to no organization yet: create one, or accept an invitation from your email.">
@@ -39,6 +39,6 @@ export function Organizations() {
           <button type="submit" disabled={action.busy}>Create organization</button>
         </form>
       </section>
-    </main>
+    </>
   );
 }

@@ -3,6 +3,7 @@
  * hands out, and the one fetch every API call goes through. A 401 from anywhere means the session
  * is over: listeners (the app) send the person back to sign-in with a readable reason.
  */
+import { ApiError } from "./errors.ts";
 
 /** What the console server says about the signed-in person (GET /console/session). */
 export interface Me {
@@ -12,12 +13,8 @@ export interface Me {
   session: { started_at: string | null; idle_timeout_seconds: number | null; absolute_deadline: string | null };
 }
 
-/** A refusal from the console server or the API: a stable code and a message for people. */
-export class ApiError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string) {
-    super(message);
-  }
-}
+/** A refusal from the console server or the API: a stable code and a message for people (errors.ts). */
+export { ApiError };
 
 let csrf = "";
 const signedOutListeners = new Set<(reason: string) => void>();

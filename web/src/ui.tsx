@@ -18,6 +18,8 @@ export interface OrgContext {
   isAdmin: boolean;
   /** project_viewer only: every screen is read-only. */
   readOnly: boolean;
+  /** What the database says the person may do here (public.my_permissions). */
+  permissions: import("./App.tsx").Permissions;
 }
 
 export const Org = createContext<OrgContext | null>(null);
