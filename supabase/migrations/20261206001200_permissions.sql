@@ -42,9 +42,11 @@ begin
                'role', case when p.id = any (admins) then 'project_admin'
                             when p.id = any (contributors) then 'project_contributor'
                             else 'project_viewer' end,
-               -- project_contributor: agents and their drafts, starting and cancelling runs.
+               -- project_contributor: agents and their drafts, starting and cancelling runs, the
+               -- widgets' review queue.
                'edit_agents', p.id = any (contributors),
                'run_agents', p.id = any (contributors),
+               'review_widgets', p.id = any (contributors),
                -- project_admin: publishing, tools, approval policies, widgets, schedules, the project's members.
                'manage_agents', p.id = any (admins),
                'manage_widgets', p.id = any (admins),

@@ -59,8 +59,21 @@ describe("the Widgets page (Chromium)", () => {
   it("shows a rotated key once, and keeps only its hash", async () => {
     const page = await signedInPage("casey@both.test", "widgets");
     const widget = page.getByRole("form", { name: "Widget of Returns assistant" });
+    const version = async () => (await db`select version from public.widget_keys where org_id = ${ACME} and disabled_at is null`)[0].version;
+    const before = await version();
+    // Rotating stops live chats: the dialog says so, Cancel changes nothing, and confirming takes the agent's name.
     await widget.getByRole("button", { name: "Rotate key" }).click();
+    const dialog = page.getByRole("dialog", { name: "Rotate the widget key?" });
+    await dialog.getByText("stops every open chat on https://shop.acme.test", { exact: false }).waitFor();
+    await dialog.getByRole("button", { name: "Cancel", exact: true }).click();
+    await dialog.waitFor({ state: "detached" });
+    expect(await version()).toBe(before);
+    await widget.getByRole("button", { name: "Rotate key" }).click();
+    expect(await dialog.getByRole("button", { name: "Rotate the key" }).isDisabled()).toBe(true);
+    await dialog.getByLabel("Type Returns assistant to confirm").fill("Returns assistant");
+    await dialog.getByRole("button", { name: "Rotate the key" }).click();
     const shown = (await page.getByLabel("New widget key").textContent()) ?? "";
+    await page.getByText("you won't see it again", { exact: false }).waitFor();
     expect(shown).toMatch(/^ghw_[A-Za-z0-9_-]{32}_[0-9a-f]{6}$/);
     const [row] = await db`select key_sha256 = encode(sha256(convert_to(${shown}, 'UTF8')), 'hex') as hashed, version
                              from public.widget_keys where org_id = ${ACME} and disabled_at is null`;
@@ -88,12 +101,16 @@ describe("the Widgets page (Chromium)", () => {
     await page.close();
   });
 
-  it("shows a viewer the database's refusal", async () => {
+  it("shows a viewer the widgets and no write control", async () => {
     const page = await signedInPage("victor@acme.test", "widgets");
-    await page.getByRole("form", { name: "Widget of Returns assistant" }).getByRole("button", { name: "Turn off" }).click();
-    await page.getByRole("status").getByText("widget key", { exact: false }).waitFor();
-    const [row] = await db`select count(*)::int as live from public.widget_keys where org_id = ${ACME} and disabled_at is null`;
-    expect(row.live).toBe(1);
+    const main = page.getByRole("main");
+    await main.getByRole("region", { name: "Widget of Returns assistant" }).getByText("https://shop.acme.test", { exact: false }).waitFor();
+    expect(await main.getByRole("textbox").count()).toBe(0);
+    expect(await main.getByRole("checkbox").count()).toBe(0);
+    expect(await main.getByRole("combobox").count()).toBe(0);
+    // The only buttons open a transcript (they change nothing).
+    const buttons = await main.getByRole("button").allTextContents();
+    expect(buttons.filter((b) => !/ on https?:\/\//.test(b))).toEqual([]);
     await page.close();
   });
 });

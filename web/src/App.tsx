@@ -218,6 +218,7 @@ export interface Permissions {
     role: Role;
     edit_agents: boolean;
     run_agents: boolean;
+    review_widgets: boolean;
     manage_agents: boolean;
     manage_widgets: boolean;
     manage_schedules: boolean;

@@ -25,7 +25,7 @@ const FILTERS: [string, string, Status[] | null][] = [
 const ACTIVE: Status[] = ["queued", "running", "waiting_approval"];
 const LIST_LIMIT = 100;
 const COLORS: Partial<Record<Status, string>> = {
-  queued: "gray", running: "blue", waiting_approval: "yellow", succeeded: "teal", cancelled: "gray",
+  queued: "gray", running: "blue", waiting_approval: "grape", succeeded: "teal", cancelled: "gray",
 };
 
 /** A run's status as a badge (its end code beside an unsuccessful end). */

@@ -1,12 +1,21 @@
-import { useEffect, useState, type FormEvent } from "react";
+/**
+ * The organization's widgets: each agent's key (turn on, origins, budget, rates, proof of work,
+ * rotate, turn off), the transcripts, and the review queue with each item's history. What the
+ * signed-in person may change comes from the database (my_permissions: project admins manage keys,
+ * contributors review), and the database still refuses the rest. Rotating a key and turning a
+ * widget off stop live chats, so both confirm in a dialog that says so; rotating, which can't be
+ * undone, asks for the agent's name. A new or rotated key is shown once, here, with a copy button.
+ */
+import { Anchor, Badge, Button, Checkbox, CopyButton, Group, Alert, NativeSelect, Paper, SimpleGrid, Stack, Text, TextInput, Title, Code, Timeline } from "@mantine/core";
+import { useQuery } from "@tanstack/react-query";
+import { useState, type FormEvent } from "react";
 import type { Database } from "../../supabase/database.types.ts";
-import { supabase } from "./supabase.ts";
+import { confirmAction } from "./confirm.tsx";
+import { Outcome, QueryState, useAct, useOrgApi, useProjectsWhere } from "./kit.tsx";
+import { when } from "./ui.tsx";
 
 type Key = Omit<Database["public"]["Tables"]["widget_keys"]["Row"], "key_sha256">;
-type Conversation = Database["public"]["Tables"]["widget_conversations"]["Row"];
-type Message = Database["public"]["Tables"]["widget_messages"]["Row"];
 type Item = Database["public"]["Tables"]["review_items"]["Row"];
-type ItemEvent = Database["public"]["Tables"]["review_item_events"]["Row"];
 type Status = Database["public"]["Enums"]["review_status"];
 interface Agent {
   id: string;
@@ -16,158 +25,228 @@ interface Agent {
 const KEY_COLUMNS = "id, org_id, project_id, agent_id, key_prefix, allowed_origins, monthly_budget_micro, requests_per_minute, visitor_requests_per_minute, proof_of_work_bits, hold_answers, version, created_by, created_at, rotated_at, disabled_at";
 const NEXT: Record<Status, Status[]> = { open: ["in_review"], in_review: ["in_review", "resolved", "dismissed"], resolved: [], dismissed: [] };
 
-/**
- * The organization's widgets: each agent's key (turn on, origins, budget, rates, proof of work,
- * rotate, turn off), the transcripts, and the review queue with each item's history. The database
- * decides who may do what (project admins manage keys, contributors review); this page shows
- * what it answers. A new or rotated key is shown once, here, and never again.
- */
+const origins = (value: FormDataEntryValue | null) => String(value ?? "").split(/[\s,]+/).map((o) => o.trim()).filter(Boolean);
+
 export function Widgets({ orgId, agents, userId }: { orgId: string; agents: Agent[]; userId: string }) {
-  const [keys, setKeys] = useState<Key[]>([]);
-  const [conversations, setConversations] = useState<Conversation[]>([]);
-  const [messages, setMessages] = useState<Message[]>([]);
+  const api = useOrgApi();
+  const managed = useProjectsWhere("manage_widgets");
+  const reviewing = useProjectsWhere("review_widgets");
   const [open, setOpen] = useState<string | null>(null);
-  const [items, setItems] = useState<Item[]>([]);
-  const [history, setHistory] = useState<ItemEvent[]>([]);
   const [shown, setShown] = useState<string | null>(null);
-  const [notice, setNotice] = useState<string | null>(null);
-  const [loaded, setLoaded] = useState(0);
-  const reload = () => setLoaded((n) => n + 1);
-
-  useEffect(() => {
-    void Promise.resolve(supabase()).then(async (sb) => {
-      const [k, c, i, h] = await Promise.all([
-        sb.from("widget_keys").select(KEY_COLUMNS).order("created_at", { ascending: false }).setHeader("x-org-id", orgId),
-        sb.from("widget_conversations").select("*").order("last_message_at", { ascending: false }).limit(50).setHeader("x-org-id", orgId),
-        sb.from("review_items").select("*").order("created_at", { ascending: false }).limit(100).setHeader("x-org-id", orgId),
-        sb.from("review_item_events").select("*").order("created_at").setHeader("x-org-id", orgId),
+  const keys = useQuery({
+    queryKey: ["widgets", orgId, "keys"],
+    queryFn: async () => (await api.run(api.from("widget_keys").select(KEY_COLUMNS).order("created_at", { ascending: false }))) as Key[],
+  });
+  const conversations = useQuery({
+    queryKey: ["widgets", orgId, "conversations"],
+    queryFn: () => api.run(api.from("widget_conversations").select("*").order("last_message_at", { ascending: false }).limit(50)),
+  });
+  const queue = useQuery({
+    queryKey: ["widgets", orgId, "queue"],
+    queryFn: async () => {
+      const [items, history] = await Promise.all([
+        api.run(api.from("review_items").select("*").order("created_at", { ascending: false }).limit(100)),
+        api.run(api.from("review_item_events").select("*").order("created_at")),
       ]);
-      const failed = [k, c, i, h].find((r) => r.error);
-      if (failed?.error) setNotice(failed.error.message);
-      setKeys((k.data ?? []) as Key[]);
-      setConversations(c.data ?? []);
-      setItems(i.data ?? []);
-      setHistory(h.data ?? []);
-    });
-  }, [orgId, loaded]);
-
-  useEffect(() => {
-    if (!open) return setMessages([]);
-    void Promise.resolve(supabase()).then(async (sb) => {
-      const { data, error } = await sb.from("widget_messages").select("*").eq("conversation_id", open).order("created_at").setHeader("x-org-id", orgId);
-      if (error) setNotice(error.message);
-      setMessages(data ?? []);
-    });
-  }, [orgId, open]);
+      return { items, history };
+    },
+  });
+  const messages = useQuery({
+    queryKey: ["widgets", orgId, "messages", open],
+    queryFn: () => api.run(api.from("widget_messages").select("*").eq("conversation_id", open!).order("created_at")),
+    enabled: open !== null,
+  });
+  const act = useAct([["widgets", orgId]]);
 
   const agentName = (id: string) => agents.find((a) => a.id === id)?.name ?? id;
-  const origins = (value: FormDataEntryValue | null) => String(value ?? "").split(/[\s,]+/).map((o) => o.trim()).filter(Boolean);
+  const live = (keys.data ?? []).filter((k) => !k.disabled_at);
+  const canManage = (k: Key) => managed.includes(k.project_id);
+  const offerable = agents.filter((a) => !live.some((k) => k.agent_id === a.id));
 
-  async function turnOn(event: FormEvent<HTMLFormElement>) {
+  function turnOn(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
     const form = new FormData(event.currentTarget);
-    const sb = supabase();
-    const { data, error } = await sb.rpc("create_widget_key", { p_agent_id: String(form.get("agent")), p_allowed_origins: origins(form.get("origins")) })
-      .setHeader("x-org-id", orgId);
-    setShown(error ? null : (data as { key: string }).key);
-    setNotice(error ? error.message : "Widget turned on. Copy the key now: it is shown only once.");
-    reload();
+    act.run(async () => {
+      const made = await api.run(api.rpc("create_widget_key", { p_agent_id: String(form.get("agent")), p_allowed_origins: origins(form.get("origins")) }));
+      setShown((made as { key: string }).key);
+      return "Widget turned on. Copy the key now: it is shown only once.";
+    });
   }
 
   async function rotate(key: Key) {
-    const sb = supabase();
-    const { data, error } = await sb.rpc("rotate_widget_key", { p_key_id: key.id }).setHeader("x-org-id", orgId);
-    setShown(error ? null : (data as { key: string }).key);
-    setNotice(error ? error.message : "Key rotated: the old key and its sessions stopped. Copy the new key now.");
-    reload();
+    const where = key.allowed_origins.length ? key.allowed_origins.join(", ") : "its sites";
+    const sure = await confirmAction({
+      title: "Rotate the widget key?",
+      body: <>Rotating stops every open chat on {where} at once, and the old key stops working. Put the new key on the page before visitors chat again. It is shown once.</>,
+      confirmLabel: "Rotate the key",
+      typeToConfirm: agentName(key.agent_id),
+    });
+    if (!sure) return;
+    act.run(async () => {
+      const made = await api.run(api.rpc("rotate_widget_key", { p_key_id: key.id }));
+      setShown((made as { key: string }).key);
+      return "Key rotated: the old key and its sessions stopped. Copy the new key now.";
+    });
   }
 
   async function turnOff(key: Key) {
-    const sb = supabase();
-    const { error } = await sb.rpc("disable_widget_key", { p_key_id: key.id }).setHeader("x-org-id", orgId);
-    setNotice(error ? error.message : "Widget turned off.");
-    reload();
+    const sure = await confirmAction({
+      title: "Turn the widget off?",
+      body: <>The chat disappears from {key.allowed_origins.join(", ") || "its sites"} and every open conversation ends. Turning it on again makes a new key.</>,
+      confirmLabel: "Turn off",
+    });
+    if (!sure) return;
+    act.run(async () => {
+      await api.run(api.rpc("disable_widget_key", { p_key_id: key.id }));
+      setShown(null);
+      return "Widget turned off.";
+    });
   }
 
-  async function saveKey(key: Key, event: FormEvent<HTMLFormElement>) {
+  function saveKey(key: Key, event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
     const form = new FormData(event.currentTarget);
-    const sb = supabase();
-    const { data, error } = await sb.from("widget_keys").update({
-      allowed_origins: origins(form.get("origins")),
-      monthly_budget_micro: Math.round(Number(form.get("budget")) * 1e6),
-      requests_per_minute: Number(form.get("rpm")),
-      visitor_requests_per_minute: Number(form.get("visitor_rpm")),
-      proof_of_work_bits: Number(form.get("pow")),
-      hold_answers: form.get("hold") === "on",
-    }).eq("id", key.id).select("id").setHeader("x-org-id", orgId);
-    setNotice(error ? error.message : data.length ? "Widget settings saved." : "Nothing was saved: the database let your role change no widget.");
-    reload();
+    act.run(async () => {
+      const rows = await api.run(api.from("widget_keys").update({
+        allowed_origins: origins(form.get("origins")),
+        monthly_budget_micro: Math.round(Number(form.get("budget")) * 1e6),
+        requests_per_minute: Number(form.get("rpm")),
+        visitor_requests_per_minute: Number(form.get("visitor_rpm")),
+        proof_of_work_bits: Number(form.get("pow")),
+        hold_answers: form.get("hold") === "on",
+      }).eq("id", key.id).select("id"));
+      return rows.length ? "Widget settings saved." : "Nothing was saved: the database let your role change no widget.";
+    });
   }
 
-  async function move(item: Item, status: Status) {
-    const sb = supabase();
-    const { error } = await sb.rpc("change_review_status", { p_item_id: item.id, p_status: status, p_assignee: userId })
-      .setHeader("x-org-id", orgId);
-    setNotice(error ? error.message : `Moved to ${status.replace("_", " ")}.`);
-    reload();
+  function move(item: Item, status: Status) {
+    act.run(async () => {
+      await api.run(api.rpc("change_review_status", { p_item_id: item.id, p_status: status, p_assignee: userId }));
+      return `Moved to ${status.replace("_", " ")}.`;
+    });
   }
 
-  const live = keys.filter((k) => !k.disabled_at);
   return (
-    <section aria-label="Widgets">
-      {notice && <p role="status">{notice}</p>}
-      {shown && <p>New key (shown once): <code aria-label="New widget key">{shown}</code></p>}
+    <Stack gap="xl" component="section" aria-label="Widgets">
+      <div>
+        <Outcome outcome={act.outcome} />
+        {shown && (
+          <Alert color="grape" title="Copy the key now: you won't see it again" mb="md">
+            <Group gap="sm" wrap="nowrap">
+              <Code aria-label="New widget key" style={{ wordBreak: "break-all" }}>{shown}</Code>
+              <CopyButton value={shown}>
+                {({ copied, copy }) => <Button size="xs" variant="light" onClick={copy}>{copied ? "Copied" : "Copy"}</Button>}
+              </CopyButton>
+            </Group>
+            <Text size="xs" mt="xs">Only its hash is kept. If it is lost, rotate the key.</Text>
+          </Alert>
+        )}
+      </div>
 
-      <h3>Widget keys</h3>
-      {live.map((k) => (
-        <form key={`${k.id}-${k.version}`} aria-label={`Widget of ${agentName(k.agent_id)}`} onSubmit={(e) => saveKey(k, e)}>
-          <strong>{agentName(k.agent_id)}</strong> <code>{k.key_prefix}…</code> <small>version {k.version}</small>
-          <label>Allowed origins <input name="origins" defaultValue={k.allowed_origins.join(" ")} /></label>
-          <label>Monthly budget ($) <input name="budget" type="number" min={0} step="0.01" defaultValue={k.monthly_budget_micro / 1e6} /></label>
-          <label>Messages per minute <input name="rpm" type="number" min={1} defaultValue={k.requests_per_minute} /></label>
-          <label>Per visitor <input name="visitor_rpm" type="number" min={1} defaultValue={k.visitor_requests_per_minute} /></label>
-          <label>Proof of work (bits, 0 = off) <input name="pow" type="number" min={0} max={24} defaultValue={k.proof_of_work_bits} /></label>
-          <label><input name="hold" type="checkbox" defaultChecked={k.hold_answers} /> Hold answers for review</label>
-          <button type="submit">Save widget</button>{" "}
-          <button type="button" onClick={() => rotate(k)}>Rotate key</button>{" "}
-          <button type="button" onClick={() => turnOff(k)}>Turn off</button>
-        </form>
-      ))}
-      <form onSubmit={turnOn} aria-label="Turn on a widget">
-        <label>Agent <select name="agent">{agents.filter((a) => !live.some((k) => k.agent_id === a.id)).map((a) => <option key={a.id} value={a.id}>{a.name}</option>)}</select></label>
-        <label>Allowed origins <input name="origins" placeholder="https://shop.example.com" /></label>
-        <button type="submit">Turn on widget</button>
-      </form>
+      <div>
+        <Title order={2} size="h3" mb="sm">Widget keys</Title>
+        <QueryState query={keys} empty="No widget is on: turn one on below." isEmpty={() => live.length === 0}>
+          {() => (
+            <Stack>
+              {live.map((k) => canManage(k) ? (
+                <Paper key={`${k.id}-${k.version}`} withBorder p="md" radius="md" component="form" aria-label={`Widget of ${agentName(k.agent_id)}`} onSubmit={(e: FormEvent<HTMLFormElement>) => saveKey(k, e)}>
+                  <Group justify="space-between" mb="sm">
+                    <Group gap="xs"><Text fw={600}>{agentName(k.agent_id)}</Text><Code>{k.key_prefix}…</Code><Badge variant="light">version {k.version}</Badge></Group>
+                  </Group>
+                  <SimpleGrid cols={{ base: 1, sm: 2 }}>
+                    <TextInput name="origins" label="Allowed origins" description="Exact origins, separated by spaces" defaultValue={k.allowed_origins.join(" ")} />
+                    <TextInput name="budget" label="Monthly budget ($)" type="number" min={0} step="0.01" defaultValue={k.monthly_budget_micro / 1e6} />
+                    <TextInput name="rpm" label="Messages per minute" type="number" min={1} defaultValue={k.requests_per_minute} />
+                    <TextInput name="visitor_rpm" label="Per visitor" type="number" min={1} defaultValue={k.visitor_requests_per_minute} />
+                    <TextInput name="pow" label="Proof of work (bits, 0 = off)" type="number" min={0} max={24} defaultValue={k.proof_of_work_bits} />
+                    <Checkbox name="hold" label="Hold answers for review" defaultChecked={k.hold_answers} mt="lg" />
+                  </SimpleGrid>
+                  <Group mt="md" justify="space-between">
+                    <Button type="submit" loading={act.busy}>Save widget</Button>
+                    <Group gap="xs">
+                      <Button variant="light" color="red" onClick={() => void rotate(k)}>Rotate key</Button>
+                      <Button variant="outline" color="red" onClick={() => void turnOff(k)}>Turn off</Button>
+                    </Group>
+                  </Group>
+                </Paper>
+              ) : (
+                <Paper key={`${k.id}-${k.version}`} withBorder p="md" radius="md" component="section" aria-label={`Widget of ${agentName(k.agent_id)}`}>
+                  <Group gap="xs" mb="xs"><Text fw={600}>{agentName(k.agent_id)}</Text><Code>{k.key_prefix}…</Code><Badge variant="light">version {k.version}</Badge></Group>
+                  <Text size="sm">Allowed origins: {k.allowed_origins.join(", ") || "none"}</Text>
+                  <Text size="sm">Monthly budget: ${(k.monthly_budget_micro / 1e6).toFixed(2)}, {k.requests_per_minute} messages a minute ({k.visitor_requests_per_minute} per visitor)</Text>
+                </Paper>
+              ))}
+            </Stack>
+          )}
+        </QueryState>
+        {managed.length > 0 && offerable.length > 0 && (
+          <Paper withBorder p="md" radius="md" mt="md" component="form" aria-label="Turn on a widget" onSubmit={turnOn}>
+            <Group align="flex-end" wrap="wrap">
+              <NativeSelect name="agent" label="Agent" data={offerable.map((a) => ({ value: a.id, label: a.name }))} />
+              <TextInput name="origins" label="Allowed origins" placeholder="https://shop.example.com" style={{ flex: "1 1 16rem" }} />
+              <Button type="submit" loading={act.busy}>Turn on widget</Button>
+            </Group>
+          </Paper>
+        )}
+      </div>
 
-      <h3>Review queue</h3>
-      <ul aria-label="Review queue">
-        {items.map((item) => (
-          <li key={item.id}>
-            <strong>{item.kind}</strong> {item.summary} {item.lead_email ? <code>{item.lead_email}</code> : null} <em>{item.status.replace("_", " ")}</em>{" "}
-            {NEXT[item.status].map((s) => <button key={s} onClick={() => move(item, s)}>{s === "in_review" && item.status === "in_review" ? "Take over" : s.replace("_", " ")}</button>)}
-            <ol aria-label={`History of ${item.id}`}>
-              {history.filter((h) => h.item_id === item.id).map((h) => <li key={h.id}>{new Date(h.created_at).toLocaleString()}: {h.status.replace("_", " ")}{h.note ? `, ${h.note}` : ""}</li>)}
-            </ol>
-          </li>
-        ))}
-      </ul>
+      <div>
+        <Title order={2} size="h3" mb="sm">Review queue</Title>
+        <QueryState query={queue} empty="Nothing to review." isEmpty={(q) => q.items.length === 0}>
+          {({ items, history }) => (
+            <Stack component="ul" aria-label="Review queue" style={{ listStyle: "none", padding: 0 }} gap="sm">
+              {items.map((item) => (
+                <Paper key={item.id} component="li" withBorder p="md" radius="md">
+                  <Group justify="space-between" wrap="wrap">
+                    <Group gap="xs"><Badge>{item.kind}</Badge><Text size="sm">{item.summary}</Text>{item.lead_email ? <Code>{item.lead_email}</Code> : null}</Group>
+                    <Group gap="xs">
+                      <Badge variant="outline">{item.status.replace("_", " ")}</Badge>
+                      {reviewing.includes(item.project_id) && NEXT[item.status].map((s) => (
+                        <Button key={s} size="xs" variant="light" onClick={() => move(item, s)}>{s === "in_review" && item.status === "in_review" ? "Take over" : s.replace("_", " ")}</Button>
+                      ))}
+                    </Group>
+                  </Group>
+                  <Timeline mt="sm" bulletSize={10} lineWidth={2} aria-label={`History of ${item.id}`}>
+                    {history.filter((h) => h.item_id === item.id).map((h) => (
+                      <Timeline.Item key={h.id} title={h.status.replace("_", " ")}>
+                        <Text size="xs" c="dimmed">{when(h.created_at)}{h.note ? `, ${h.note}` : ""}</Text>
+                      </Timeline.Item>
+                    ))}
+                  </Timeline>
+                </Paper>
+              ))}
+            </Stack>
+          )}
+        </QueryState>
+      </div>
 
-      <h3>Transcripts</h3>
-      <ul aria-label="Conversations">
-        {conversations.map((c) => (
-          <li key={c.id}>
-            <button onClick={() => setOpen(open === c.id ? null : c.id)} aria-expanded={open === c.id}>
-              {agentName(c.agent_id)} on {c.origin}, {new Date(c.last_message_at).toLocaleString()}
-            </button>
-            {open === c.id && (
-              <ol aria-label="Transcript">
-                {messages.map((m) => <li key={m.id}><strong>{m.role}</strong>: {m.content}</li>)}
-              </ol>
-            )}
-          </li>
-        ))}
-      </ul>
-    </section>
+      <div>
+        <Title order={2} size="h3" mb="sm">Transcripts</Title>
+        <QueryState query={conversations} empty="No conversation yet.">
+          {(list) => (
+            <Stack component="ul" aria-label="Conversations" style={{ listStyle: "none", padding: 0 }} gap="xs">
+              {list.map((c) => (
+                <li key={c.id}>
+                  <Anchor component="button" type="button" onClick={() => setOpen(open === c.id ? null : c.id)} aria-expanded={open === c.id}>
+                    {agentName(c.agent_id)} on {c.origin}, {when(c.last_message_at)}
+                  </Anchor>
+                  {open === c.id && (
+                    <Paper withBorder p="sm" mt="xs" radius="sm">
+                      <QueryState query={messages} empty="No messages." rows={2}>
+                        {(ms) => (
+                          <Stack component="ol" aria-label="Transcript" gap={4} style={{ paddingLeft: "1.25rem" }}>
+                            {ms.map((m) => <li key={m.id}><Text size="sm"><strong>{m.role}</strong>: {m.content}</Text></li>)}
+                          </Stack>
+                        )}
+                      </QueryState>
+                    </Paper>
+                  )}
+                </li>
+              ))}
+            </Stack>
+          )}
+        </QueryState>
+      </div>
+    </Stack>
   );
 }

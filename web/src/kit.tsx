@@ -23,7 +23,7 @@ export function useProjectPermissions(projectId: string | null | undefined) {
 }
 
 /** The projects in which the person may do `what`. */
-export function useProjectsWhere(what: "edit_agents" | "run_agents" | "manage_agents" | "manage_widgets" | "manage_schedules" | "manage_project"): string[] {
+export function useProjectsWhere(what: "edit_agents" | "run_agents" | "review_widgets" | "manage_agents" | "manage_widgets" | "manage_schedules" | "manage_project"): string[] {
   return useOrg().permissions.projects.filter((p) => p[what]).map((p) => p.id);
 }
 
