@@ -8,7 +8,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
-import { checkScreen, screenshot, signedInPage, signIn, suiteBrowser } from "../helpers/browser.ts";
+import { answerDialog, checkScreen, screenshot, signedInPage, signIn, suiteBrowser } from "../helpers/browser.ts";
 import { createMember } from "../helpers/console.ts";
 import { ACME, ACME_AGENT } from "../helpers/fixtures.ts";
 import { totpCode } from "../helpers/mfa.ts";
@@ -135,6 +135,7 @@ describe("organizations, projects and agents", () => {
     await page.getByRole("button", { name: "Save draft" }).click();
     await page.getByRole("status").getByText("Draft v1 saved.").waitFor();
     await page.getByRole("button", { name: "Publish v1" }).click();
+    await answerDialog(page, "Publish v1?", { confirm: "Publish v1" });
     await page.getByRole("status").getByText("v1 published; it can no longer change.").waitFor();
     // The version stays open, now read-only.
     await page.getByRole("button", { name: /v1 · published/, expanded: true }).waitFor();
@@ -151,7 +152,6 @@ describe("members", () => {
     const admin = await createMember(db, ACME, "project_viewer", "admin");
     await db`delete from public.organization_members where user_id = ${admin.userId}`;
     const page = await signedInPage(browser(), admin.email, "/orgs", admin.password);
-    page.on("dialog", (d) => void d.accept());
     await page.getByLabel("Name").fill("Invite Co");
     await page.getByLabel("Slug").fill(`invite-${randomUUID().slice(0, 8)}`);
     await page.getByRole("button", { name: "Create organization" }).click();
@@ -169,7 +169,12 @@ describe("members", () => {
     await page.getByRole("button", { name: "Claim domain" }).click();
     await page.getByRole("row").filter({ hasText: domain }).getByText("waiting for verification").waitFor();
     await checkScreen(page, "members");
+    // Releasing confirms in a dialog; Cancel keeps the domain.
     await page.getByRole("button", { name: `Release ${domain}` }).click();
+    await answerDialog(page, `Release ${domain}?`);
+    await page.getByRole("cell", { name: domain, exact: true }).waitFor();
+    await page.getByRole("button", { name: `Release ${domain}` }).click();
+    await answerDialog(page, `Release ${domain}?`, { confirm: "Release the domain" });
     await page.getByRole("cell", { name: domain, exact: true }).waitFor({ state: "detached" });
 
     const [mail] = await mailFor(invitee);
@@ -185,8 +190,10 @@ describe("members", () => {
     await page.reload();
     const row = page.getByRole("row").filter({ hasText: invitee });
     await row.getByRole("combobox", { name: `Role of ${invitee}` }).selectOption("project_viewer");
+    await answerDialog(page, `Change the role of ${invitee}?`, { confirm: "Make them Viewer" });
     await page.getByRole("status").getByText("Role changed to Viewer.").waitFor();
     await row.getByRole("button", { name: `End sessions of ${invitee}` }).click();
+    await answerDialog(page, `End every session of ${invitee}?`, { confirm: "End their sessions" });
     await page.getByRole("status").getByText(/session.* of .* ended/).waitFor();
 
     await guest.getByRole("navigation", { name: "Screens" }).getByRole("link", { name: "Agents" }).click();
@@ -194,6 +201,7 @@ describe("members", () => {
     expect(await guest.locator("main").textContent()).toMatch(/Your session was ended/);
 
     await row.getByRole("button", { name: `Remove ${invitee}` }).click();
+    await answerDialog(page, `Remove ${invitee}?`, { confirm: "Remove them" });
     await page.getByRole("status").getByText(/was removed/).waitFor();
     await page.getByRole("cell", { name: invitee, exact: true }).waitFor({ state: "detached" });
     await guest.context().close();

@@ -8,7 +8,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
-import { checkScreen, signedInPage, signIn, suiteBrowser } from "../helpers/browser.ts";
+import { answerDialog, checkScreen, signedInPage, signIn, suiteBrowser } from "../helpers/browser.ts";
 import { createMember } from "../helpers/console.ts";
 import { ACME, ACME_RUN } from "../helpers/fixtures.ts";
 import { stack, superuser } from "../helpers/stack.ts";
@@ -141,8 +141,8 @@ describe("security rules", () => {
     await checkScreen(page, "members-security");
 
     await rules.getByLabel(/Require two-factor authentication/).check();
-    page.once("dialog", (d) => void d.accept());
     await rules.getByRole("button", { name: "Save security rules" }).click();
+    await answerDialog(page, /^Require two-factor authentication/, { confirm: "Require it" });
     await page.getByRole("status").getByText("Security rules saved.").waitFor();
     expect((await db`select require_two_factor from public.organizations where id = ${org.id}`)[0].require_two_factor).toBe(true);
 

@@ -84,3 +84,16 @@ export async function checkScreen(page: Page, name: string): Promise<void> {
   await screenshot(page, `console-${name}`);
   expect(await accessibilityViolations(page), `axe on ${name}`).toEqual([]);
 }
+
+/**
+ * Answers the console's confirmation dialog titled `title` (confirm.tsx): with `confirm` (the
+ * confirm button's label, after typing `typed` where the dialog asks for a name), or, without it,
+ * with Cancel; then waits for the dialog to close.
+ */
+export async function answerDialog(page: Page, title: string | RegExp, answer: { confirm?: string; typed?: string } = {}): Promise<void> {
+  const dialog = page.getByRole("dialog", { name: title });
+  await dialog.waitFor();
+  if (answer.typed !== undefined) await dialog.getByRole("textbox").fill(answer.typed);
+  await dialog.getByRole("button", { name: answer.confirm ?? "Cancel", exact: true }).click();
+  await dialog.waitFor({ state: "detached" });
+}

@@ -13,7 +13,7 @@ import bcrypt from "bcryptjs";
 import Stripe from "stripe";
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { checkScreen, signIn, suiteBrowser } from "../helpers/browser.ts";
+import { answerDialog, checkScreen, signIn, suiteBrowser } from "../helpers/browser.ts";
 import { type StripeFake, startStripeFake } from "../helpers/stripe_fake.ts";
 import { accessToken, anonClient, stack, superuser } from "../helpers/stack.ts";
 
@@ -183,6 +183,7 @@ describe("the console's billing page (Chromium)", () => {
     await page.getByLabel("Credits to take away ($)").fill("1.5");
     await page.getByLabel("Reason").fill("Goodwill correction");
     await page.getByRole("button", { name: "Take credits away" }).click();
+    await answerDialog(page, "Take $1.50 of credits away?", { confirm: "Take the credits away" });
     await page.getByRole("status").getByText("Adjusted by −$1.50.").waitFor();
     await page.getByLabel("Credit balance").getByText("$23.50").waitFor();
     const [entry] = await sql`select kind, amount_micro, reason from public.credit_ledger where org_id = ${org} and kind = 'adjustment'`;

@@ -4,6 +4,7 @@
  * version as it is, read-only. Tenant admins can turn an agent off (its runs stop, its connector
  * grants end: public.disable_agent).
  */
+import { confirmAction } from "./confirm.tsx";
 import { useState } from "react";
 import { Link, useParams } from "react-router";
 import type { Database, Json } from "../../supabase/database.types.ts";
@@ -194,10 +195,17 @@ function DraftEditor({ version, orgId, onDone }: {
       {invalid && <p role="alert" className="error">{invalid}</p>}
       <div className="row">
         <button type="submit" disabled={onDone.busy}>Save draft</button>
-        <button type="button" disabled={onDone.busy} onClick={() => void onDone.run(async () => {
-          await unwrap(sb.rpc("publish_agent_version", { p_version_id: version.id }).setHeader("x-org-id", orgId));
-          return `v${version.version} published; it can no longer change.`;
-        })}>Publish v{version.version}</button>
+        <button type="button" disabled={onDone.busy} onClick={async () => {
+          if (!(await confirmAction({
+            title: `Publish v${version.version}?`,
+            body: <>New runs and widget chats use it at once, and it can never change again: later changes need a new draft.</>,
+            confirmLabel: `Publish v${version.version}`,
+          }))) return;
+          void onDone.run(async () => {
+            await unwrap(sb.rpc("publish_agent_version", { p_version_id: version.id }).setHeader("x-org-id", orgId));
+            return `v${version.version} published; it can no longer change.`;
+          });
+        }}>Publish v{version.version}</button>
       </div>
     </form>
   );

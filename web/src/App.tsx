@@ -183,7 +183,7 @@ function Shell({ me, setMe }: SessionProps) {
         <AppShell.Navbar p="sm" component="nav" aria-label="Screens">
           <Box hiddenFrom="sm" mb="sm">{switcher}</Box>
           {SCREENS.map(([path, label]) => (
-            <MantineNavLink key={path} component={RouterNavLink} to={`/o/${current}/${path}`} label={label}
+            <MantineNavLink key={path} component={RouterNavLink} to={`/o/${current}/${path}`} label={label} variant="filled"
               active={location.pathname.startsWith(`/o/${current}/${path}`)} />
           ))}
           <Box mt="auto" hiddenFrom="sm">

@@ -4,6 +4,7 @@
  * card is entered: never here), Stripe's customer portal, and a tenant admin's downward
  * adjustment with a reason (credits are bought or come with the plan, never added here). What a payment buys arrives through Stripe's webhook, so the page says so on return.
  */
+import { confirmAction } from "./confirm.tsx";
 import { useSearchParams } from "react-router";
 import { supabase } from "./supabase.ts";
 import { describe, field, functionError, Notice, States, unwrap, useAction, useLoad, useOrg, when } from "./ui.tsx";
@@ -114,11 +115,16 @@ export function Billing() {
         </States>
         {ledger.data?.length === PAGE && <p className="muted">The latest {PAGE} entries.</p>}
         {org.isAdmin && (
-          <form className="row" aria-label="Adjust credits" onSubmit={(e) => {
+          <form className="row" aria-label="Adjust credits" onSubmit={async (e) => {
             e.preventDefault();
             const form = e.currentTarget;
             const data = new FormData(form);
             const micro = -Math.round(Number(field(data, "adjust")) * 1e6);
+            if (!(await confirmAction({
+              title: `Take ${dollars(-micro)} of credits away?`,
+              body: <>The organization's balance drops at once; a prepaid organization without credits has its model calls refused. Only a purchase adds credits back.</>,
+              confirmLabel: "Take the credits away",
+            }))) return;
             void action.run(async () => {
               await unwrap(sb.rpc("adjust_credits", { p_amount_micro: micro, p_reason: field(data, "reason") }).setHeader("x-org-id", org.id));
               form.reset();

@@ -5,6 +5,7 @@
  * security rules (verified domains only, two-factor for everyone). The database decides who may
  * change what, and asks a person who has a second factor to use it first (step_up_required).
  */
+import { confirmAction } from "./confirm.tsx";
 import { supabase } from "./supabase.ts";
 import { field, functionError, Notice, States, unwrap, useAction, useLoad, useOrg, when, type Role } from "./ui.tsx";
 
@@ -15,6 +16,13 @@ const ROLES: [Role, string][] = [
   ["project_viewer", "Viewer"],
 ];
 const roleName = (role: string) => ROLES.find(([r]) => r === role)?.[1] ?? role;
+/** What each role may do, said in the role change's dialog. */
+const ROLE_EFFECT: Record<Role, string> = {
+  tenant_admin: "they may change members, connections, keys, limits and billing.",
+  project_admin: "they may publish agents, manage tools, widgets and policies, and approve actions in every project.",
+  project_contributor: "they may build and run agents, but not publish them or approve actions.",
+  project_viewer: "they may only read; every control disappears for them.",
+};
 
 export function Members() {
   const org = useOrg();
@@ -41,23 +49,37 @@ export function Members() {
     rules.reload();
   });
 
-  function changeRole(userId: string, role: Role) {
+  async function changeRole(userId: string, email: string, from: Role, role: Role) {
+    const sure = await confirmAction({
+      title: `Change the role of ${email}?`,
+      body: <>{email} goes from {roleName(from)} to {roleName(role)} in {org.name}, at once: {ROLE_EFFECT[role]}</>,
+      confirmLabel: `Make them ${roleName(role)}`,
+    });
+    if (!sure) return;
     void action.run(async () => {
       const rows = await unwrap(sb.from("organization_members").update({ role }).eq("user_id", userId).select("user_id").setHeader("x-org-id", org.id));
       return rows.length ? `Role changed to ${roleName(role)}.` : "Nothing changed: the database did not let you change that role.";
     });
   }
 
-  function remove(userId: string, email: string) {
-    if (!confirm(`Remove ${email} from ${org.name}? They lose access at once.`)) return;
+  async function remove(userId: string, email: string) {
+    if (!(await confirmAction({
+      title: `Remove ${email}?`,
+      body: <>{email} loses access to {org.name} at once, and their sessions here end. Inviting them again restores nothing they had.</>,
+      confirmLabel: "Remove them",
+    }))) return;
     void action.run(async () => {
       const rows = await unwrap(sb.from("organization_members").delete().eq("user_id", userId).select("user_id").setHeader("x-org-id", org.id));
       return rows.length ? `${email} was removed; their access to ${org.name} ended.` : "Nothing changed: the database did not let you remove that member.";
     });
   }
 
-  function endSessions(userId: string, email: string) {
-    if (!confirm(`End every session of ${email}? They are signed out everywhere at once.`)) return;
+  async function endSessions(userId: string, email: string) {
+    if (!(await confirmAction({
+      title: `End every session of ${email}?`,
+      body: <>They are signed out everywhere at once, and must sign in again.</>,
+      confirmLabel: "End their sessions",
+    }))) return;
     void action.run(async () => {
       const ended = await unwrap(sb.rpc("revoke_member_sessions", { p_user_id: userId }).setHeader("x-org-id", org.id));
       return `${ended} session${ended === 1 ? "" : "s"} of ${email} ended.`;
@@ -82,7 +104,7 @@ export function Members() {
                     <td>{m.email}{m.is_you && " (you)"}</td>
                     <td>
                       {org.isAdmin && !m.is_you ? (
-                        <select aria-label={`Role of ${m.email}`} value={m.role} onChange={(e) => changeRole(m.user_id, e.target.value as Role)} disabled={action.busy}>
+                        <select aria-label={`Role of ${m.email}`} value={m.role} onChange={(e) => void changeRole(m.user_id, m.email, m.role, e.target.value as Role)} disabled={action.busy}>
                           {ROLES.map(([r, label]) => <option key={r} value={r}>{label}</option>)}
                         </select>
                       ) : roleName(m.role)}
@@ -92,8 +114,8 @@ export function Members() {
                       <td>
                         {!m.is_you && (
                           <>
-                            <button type="button" aria-label={`End sessions of ${m.email}`} onClick={() => endSessions(m.user_id, m.email)} disabled={action.busy}>End sessions</button>{" "}
-                            <button type="button" aria-label={`Remove ${m.email}`} onClick={() => remove(m.user_id, m.email)} disabled={action.busy}>Remove</button>
+                            <button type="button" aria-label={`End sessions of ${m.email}`} onClick={() => void endSessions(m.user_id, m.email)} disabled={action.busy}>End sessions</button>{" "}
+                            <button type="button" aria-label={`Remove ${m.email}`} onClick={() => void remove(m.user_id, m.email)} disabled={action.busy}>Remove</button>
                           </>
                         )}
                       </td>
@@ -147,10 +169,17 @@ export function Members() {
                       <td>{roleName(i.role)}</td>
                       <td>{when(i.expires_at)}</td>
                       <td>
-                        <button type="button" disabled={action.busy} onClick={() => void action.run(async () => {
-                          await unwrap(sb.from("invitations").delete().eq("id", i.id).select("id").setHeader("x-org-id", org.id));
-                          return `The invitation to ${i.email} is revoked; its link no longer works.`;
-                        })} aria-label={`Revoke the invitation to ${i.email}`}>Revoke</button>
+                        <button type="button" disabled={action.busy} onClick={async () => {
+                          if (!(await confirmAction({
+                            title: `Revoke the invitation to ${i.email}?`,
+                            body: <>The link in their email stops working at once. You can invite them again.</>,
+                            confirmLabel: "Revoke the invitation",
+                          }))) return;
+                          void action.run(async () => {
+                            await unwrap(sb.from("invitations").delete().eq("id", i.id).select("id").setHeader("x-org-id", org.id));
+                            return `The invitation to ${i.email} is revoked; its link no longer works.`;
+                          });
+                        }} aria-label={`Revoke the invitation to ${i.email}`}>Revoke</button>
                       </td>
                     </tr>
                   ))}
@@ -180,10 +209,19 @@ export function Members() {
                     <td><code>{d.verification_token}</code></td>
                     {org.isAdmin && (
                       <td>
-                        <button type="button" disabled={action.busy} onClick={() => void action.run(async () => {
-                          await unwrap(sb.from("organization_domains").delete().eq("domain", d.domain).select("domain").setHeader("x-org-id", org.id));
-                          return `${d.domain} released.`;
-                        })} aria-label={`Release ${d.domain}`}>Release</button>
+                        <button type="button" disabled={action.busy} onClick={async () => {
+                          if (!(await confirmAction({
+                            title: `Release ${d.domain}?`,
+                            body: d.verified_at
+                              ? <>{org.name} stops vouching for addresses at {d.domain}: another organization may claim and verify it, and a rule that admits only verified domains no longer admits it.</>
+                              : <>The claim and its verification token go; claiming it again makes a new token.</>,
+                            confirmLabel: "Release the domain",
+                          }))) return;
+                          void action.run(async () => {
+                            await unwrap(sb.from("organization_domains").delete().eq("domain", d.domain).select("domain").setHeader("x-org-id", org.id));
+                            return `${d.domain} released.`;
+                          });
+                        }} aria-label={`Release ${d.domain}`}>Release</button>
                       </td>
                     )}
                   </tr>
@@ -213,12 +251,15 @@ export function Members() {
         <h2 id="security-heading">Security</h2>
         <States loaded={rules} empty="The organization's rules are not visible to you.">
           {([r]) => (
-            <form className="stack" aria-label="Security rules" onSubmit={(e) => {
+            <form className="stack" aria-label="Security rules" onSubmit={async (e) => {
               e.preventDefault();
               const data = new FormData(e.currentTarget);
               const next = { restrict_to_verified_domains: data.has("restrict"), require_two_factor: data.has("two_factor") };
-              if (next.require_two_factor && !r.require_two_factor
-                  && !confirm(`Require two-factor authentication in ${org.name}? Members without a verified factor can no longer decide actions or change settings until they add one.`)) return;
+              if (next.require_two_factor && !r.require_two_factor && !(await confirmAction({
+                title: `Require two-factor authentication in ${org.name}?`,
+                body: <>Members without a verified factor can no longer decide actions or change settings until they add one.</>,
+                confirmLabel: "Require it",
+              }))) return;
               void action.run(async () => {
                 await unwrap(sb.from("organizations").update(next).eq("id", org.id).select("id").setHeader("x-org-id", org.id));
                 return "Security rules saved.";

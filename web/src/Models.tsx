@@ -1,4 +1,5 @@
 import { useEffect, useState, type FormEvent } from "react";
+import { confirmAction } from "./confirm.tsx";
 import type { Database } from "../../supabase/database.types.ts";
 import { supabase } from "./supabase.ts";
 
@@ -103,6 +104,11 @@ export function Models({ orgId, agents }: { orgId: string; agents: Agent[] }) {
   }
 
   async function removeKey(provider: Provider) {
+    if (!(await confirmAction({
+      title: `Remove the ${provider} key?`,
+      body: <>It is deleted from Vault. Calls to {provider} models use the platform's key from then on, billed to the organization, or are refused where the platform has none.</>,
+      confirmLabel: "Remove the key",
+    }))) return;
     const sb = supabase();
     const { error } = await sb.rpc("remove_model_provider_key", { p_provider: provider }).setHeader("x-org-id", orgId);
     setNotice(error ? error.message : `The ${provider} key is removed; calls use the platform's.`);

@@ -50,7 +50,7 @@ const queries = new QueryClient({
 createRoot(document.getElementById("root")!).render(
   <MantineProvider theme={theme} defaultColorScheme="auto" cssVariablesResolver={cssVariablesResolver}>
     <QueryClientProvider client={queries}>
-      <ModalsProvider>
+      <ModalsProvider modalProps={{ closeButtonProps: { "aria-label": "Close the dialog" } }}>
         <Notifications position="top-right" />
         <BrowserRouter>
           <App />
