@@ -96,13 +96,13 @@ export function useAct(invalidates: QueryKey[] = []) {
     mutationFn: (fn: () => Promise<string>) => fn(),
     onSuccess: (text) => {
       setOutcome({ ok: true, text });
-      notifications.show({ color: "teal", message: text });
+      notifications.show({ color: "teal", message: text, closeButtonProps: { "aria-label": "Dismiss" } });
       for (const key of invalidates) void client.invalidateQueries({ queryKey: key });
     },
     onError: (e) => {
       const text = describeError(e);
       setOutcome({ ok: false, text });
-      notifications.show({ color: "red", title: "Refused", message: text });
+      notifications.show({ color: "red", title: "Refused", message: text, closeButtonProps: { "aria-label": "Dismiss" } });
     },
   });
   return {

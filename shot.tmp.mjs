@@ -1,0 +1,17 @@
+import { chromium } from "playwright-core";
+import { readFileSync } from "node:fs";
+const info = JSON.parse(readFileSync("/work/main/.local/stack.json", "utf8"));
+const [email, path, name, width = "1280", scheme = "light"] = process.argv.slice(2);
+const pw = info.demoUsers.find((u) => u.email === email).password;
+const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
+const ctx = await browser.newContext({ viewport: { width: Number(width), height: 900 }, colorScheme: scheme });
+const page = await ctx.newPage();
+await page.goto(info.apiUrl + "/");
+await page.getByLabel("Email").fill(email);
+await page.getByLabel("Password").fill(pw);
+await page.getByRole("button", { name: "Sign in" }).click();
+await page.getByRole("button", { name: "Sign out", exact: true }).waitFor({ timeout: 15000 });
+await page.goto(info.apiUrl + path);
+await page.waitForTimeout(1500);
+await page.screenshot({ path: `/tmp/${name}.png`, fullPage: true });
+await browser.close();
