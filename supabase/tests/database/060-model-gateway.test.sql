@@ -6,7 +6,7 @@
 -- the isolation matrix (900) covers the new tables and view.
 begin;
 \ir _helpers.psql
-select plan(33);
+select plan(37);
 
 -- ---------------------------------------------------------------------------------------------
 -- Reach: reserve, settle and the catalog belong to the gateway (service role).
@@ -175,6 +175,18 @@ set local role service_role;
 select throws_like(format($$ select private.reserve_model_call(null, %L, %L, 'gpt-4o-mini', 10, 10, false) $$,
                           pg_temp.org('globex'), pg_temp.agent('globex')),
                    '%context_not_a_member%', 'a member calls only in their own organization');
+reset role;
+
+-- An allowlist names catalog models only: a typo is refused, by name, and changes nothing.
+select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
+select throws_like($$ update public.model_limits set allowed_models = array['gpt-4o-mini', 'gpt-4o-mni'] where org_id = pg_temp.org('acme') $$,
+                   '%unknown_model%gpt-4o-mni%', 'a model name the catalog doesn''t have is refused');
+select throws_like($$ insert into public.model_caps (project_id, agent_id, allowed_models)
+                      values (pg_temp.project('acme'), pg_temp.agent('acme'), array['claude-nonexistent']) $$,
+                   '%unknown_model%', 'on an agent''s cap too');
+select is(coalesce((select allowed_models from public.model_limits where org_id = pg_temp.org('acme')) @> array['gpt-4o-mni'], false), false, 'nothing was saved');
+select lives_ok($$ update public.model_limits set allowed_models = array['gpt-4o-mini'] where org_id = pg_temp.org('acme') $$,
+                'catalog models are taken');
 reset role;
 
 select * from finish();
