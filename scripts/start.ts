@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { buildWeb } from "./build_web.ts";
 import { readProjectConfig } from "./stack/config.ts";
 import { StackError } from "./stack/errors.ts";
-import { defaultPorts, startStack } from "./stack/index.ts";
+import { defaultPorts, runningStackIn, startStack } from "./stack/index.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const stateDir = join(root, ".local");
@@ -25,6 +25,10 @@ async function main(): Promise<void> {
   if (unknown.length) throw new StackError(`unknown option ${unknown.join(" ")} (expected --reset, --exit)`);
   const config = readProjectConfig(root);
   const databaseOnly = args.has("--exit");
+  // Another npm start runs on this data: refuse before anything is built or touched, so that its
+  // console keeps its web/dist and its stack.json.
+  const live = runningStackIn(stateDir);
+  if (live !== null) throw new StackError(`another npm start (Postgres pid ${live}) is running on ${stateDir}: stop it first (Ctrl-C there)`);
   if (!databaseOnly) buildWebApp();
   const started = Date.now();
   const stack = await startStack({

@@ -5,6 +5,7 @@
  *   /functions/v1/*  -> the Deno edge router (JWT verified unless config.toml says verify_jwt = false)
  *   /console/*       -> the console server (cookie sessions; web/server/console.ts)
  *   /_mail/*         -> the local mailbox the auth stand-in writes to (LOCAL ONLY)
+ *   /realtime/v1/*, /storage/v1/*, …  -> 404 not_available_locally (JSON): not run locally
  *   /*               -> the built console (web/dist), falling back to index.html for its deep links
  * CORS is answered here for /rest/v1 and /auth/v1, as the hosted gateway does. Functions answer their
  * own (hosted Supabase adds no CORS headers to them): their preflights and headers pass through
@@ -342,6 +343,15 @@ export async function startGateway(opts: GatewayOptions): Promise<Server> {
       return await localHandler(req, res, local[2] ?? "/", searchParams);
     }
 
+    // Supabase's other services, which the local stack doesn't run: a JSON 404 that says so (with
+    // CORS, so a browser's supabase-js reads it), never the console's page with a 200.
+    const absent = /^\/(realtime|storage|graphql|pg-meta|analytics)\/v1(\/.*)?$/.exec(pathname);
+    if (absent) {
+      if (req.method === "OPTIONS") return void res.writeHead(204, CORS_HEADERS).end();
+      res.writeHead(404, { "content-type": "application/json", ...CORS_HEADERS });
+      res.end(JSON.stringify({ error: { code: "not_available_locally", message: `/${absent[1]}/v1 is not part of the local stack (README: The local stack); it runs on hosted Supabase.` } }));
+      return;
+    }
     const api = /^\/(rest|auth|functions)\/v1(\/.*)?$/.exec(pathname);
     if (req.method === "OPTIONS" && api?.[1] !== "functions") {
       res.writeHead(204, CORS_HEADERS).end();

@@ -95,6 +95,11 @@ export interface StartOptions {
   worker?: boolean;
 }
 
+/** The pid of the Postgres already running on `stateDir`'s data (another npm start), or null. */
+export function runningStackIn(stateDir: string): number | null {
+  return runningPostmaster(join(stateDir, "pg"));
+}
+
 function runningPostmaster(dataDir: string): number | null {
   const pidFile = join(dataDir, "postmaster.pid");
   if (!existsSync(pidFile)) return null;
@@ -124,10 +129,13 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
   };
   // If this process dies without stop(), take the detached children down with it.
   process.once("exit", killAll);
+  // stack.json is this stack's only once it wrote it: a start refused early (another stack runs
+  // here, a port is taken) leaves the running stack's file alone.
+  let wroteInfo = false;
   async function stop(): Promise<void> {
     process.removeListener("exit", killAll);
     for (const s of stoppers.splice(0).reverse()) await Promise.resolve(s.stop()).catch(() => {});
-    rmSync(join(stateDir, "stack.json"), { force: true });
+    if (wroteInfo) rmSync(join(stateDir, "stack.json"), { force: true });
   }
   const child = (managed: ManagedChild) => {
     stoppers.push({ name: managed.name, stop: () => stopChild(managed), kill: () => managed.child.kill("SIGKILL") });
@@ -304,6 +312,7 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
     if (opts.worker !== false) child(await startWorker({ root, env: functionsEnv, logFile: join(logs, "worker.log") }));
 
     writeFileSync(join(stateDir, "stack.json"), JSON.stringify(info, null, 2) + "\n", { mode: 0o600 });
+    wroteInfo = true;
     return { info, ...(standIn ? { modelStandIn: standIn } : {}), stop };
   } catch (e) {
     await stop().catch(() => {});

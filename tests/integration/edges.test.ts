@@ -10,7 +10,7 @@ import { connect } from "node:net";
 import { dirname, join } from "node:path";
 import { SignJWT } from "jose";
 import { afterAll, describe, expect, it } from "vitest";
-import { accessToken, signedIn, stack, stackFile } from "../helpers/stack.ts";
+import { accessToken, anonClient, signedIn, stack, stackFile } from "../helpers/stack.ts";
 import { ACME } from "../helpers/fixtures.ts";
 
 const s = stack();
@@ -47,6 +47,18 @@ function forged(claims: Record<string, unknown>): Promise<string> {
 }
 
 describe("the gateway's own answers", () => {
+  it("answers Supabase's services the local stack doesn't run with a JSON 404, which supabase-js reports as such", async () => {
+    for (const path of ["/realtime/v1/websocket", "/storage/v1/object/list/avatars", "/storage/v1/bucket"]) {
+      const res = await fetch(`${s.apiUrl}${path}`, { headers: { apikey: s.anonKey } });
+      expect(res.status, path).toBe(404);
+      expect(res.headers.get("content-type")).toMatch(/^application\/json/);
+      expect(await res.json()).toMatchObject({ error: { code: "not_available_locally" } });
+    }
+    const { error } = await anonClient().storage.from("avatars").list();
+    expect(error?.message ?? "").not.toMatch(/JSON|Unexpected token/);
+    expect(error).toBeTruthy();
+  });
+
   it("answers headers too large for its parser with a JSON 431", async () => {
     const answer = await raw(`GET /rest/v1/ HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(20_000)}\r\n\r\n`);
     expect(parsed(answer)).toMatchObject({ status: 431, body: { error: { code: "headers_too_large" } } });

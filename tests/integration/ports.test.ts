@@ -1,13 +1,14 @@
 /**
  * The port race of a throwaway stack: a port picked as free can be taken before the stack binds
- * it. The stack reports that as PortInUse, and startOnFreePorts starts again on other ports.
+ * it. The stack reports that as PortInUse, and startOnFreePorts starts again on other ports. And a
+ * second start on a running stack's data is refused without touching what the first one wrote.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startOnFreePorts, startStack } from "../../scripts/stack/index.ts";
+import { runningStackIn, startOnFreePorts, startStack } from "../../scripts/stack/index.ts";
 import { freePorts, PortInUse, type StackPorts } from "../../scripts/stack/ports.ts";
 
 let squatter: Server;
@@ -51,6 +52,28 @@ describe("the port race", () => {
       expect(lines.some((l) => /starting again on other ports/.test(l))).toBe(true);
     } finally {
       await stack.stop();
+    }
+  }, 60_000);
+});
+
+describe("a second start on the same data", () => {
+  it("is refused, and leaves the running stack's stack.json and database alone", async () => {
+    const dir = stateDir();
+    const first = await startOnFreePorts({ root: process.cwd(), stateDir: dir, databaseOnly: true });
+    try {
+      // What the running stack wrote (a full stack writes its stack.json; this one stands in for it).
+      writeFileSync(join(dir, "stack.json"), '{"first": true}\n');
+      expect(runningStackIn(dir)).not.toBeNull();
+      await expect(startStack({ root: process.cwd(), stateDir: dir, ports: await freePorts(), databaseOnly: true }))
+        .rejects.toThrow(/already running/);
+      // A refused start on a taken port leaves it alone too.
+      await expect(startStack({ root: process.cwd(), stateDir: stateDir(), ports: { ...(await freePorts()), db: taken }, databaseOnly: true }))
+        .rejects.toBeInstanceOf(PortInUse);
+      expect(existsSync(join(dir, "stack.json"))).toBe(true);
+      expect(readFileSync(join(dir, "stack.json"), "utf8")).toContain('"first"');
+      expect(runningStackIn(dir)).not.toBeNull();
+    } finally {
+      await first.stop();
     }
   }, 60_000);
 });
