@@ -1,10 +1,11 @@
 /**
  * The README's supabase-js example works on Node 20 as printed: this takes the block between the
- * README's readme-example markers and runs it with node against the stack, as casey (who may
- * create agents in Acme).
+ * README's readme-example markers, type-checks it with tsc --strict beside the generated
+ * database.types.ts (a column that doesn't exist must be a type error, so the client is typed, not
+ * any), and runs it with tsx against the stack, as casey (who may create agents in Acme).
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ACME } from "../helpers/fixtures.ts";
@@ -17,28 +18,46 @@ afterAll(async () => {
   await sql.end();
 });
 
+const TSC = join(process.cwd(), "node_modules", "typescript", "bin", "tsc");
+const TSX = join(process.cwd(), "node_modules", "tsx", "dist", "cli.mjs");
+
 describe("the README's API example", () => {
-  it("runs as printed and does what the README says", () => {
-    const readme = readFileSync(join(process.cwd(), "README.md"), "utf8");
-    const block = /<!-- readme-example:start -->\n```js\n([\s\S]*?)```\n<!-- readme-example:end -->/.exec(readme)?.[1];
-    expect(block).toBeDefined();
-    // Under node_modules, so that the example's bare imports resolve as they would in an app.
+  const readme = readFileSync(join(process.cwd(), "README.md"), "utf8");
+  const block = /<!-- readme-example:start -->\n```ts\n([\s\S]*?)```\n<!-- readme-example:end -->/.exec(readme)?.[1];
+
+  /** The example in a folder of its own under node_modules (so its bare imports resolve as in an app), beside database.types.ts. */
+  function inFolder<T>(work: (dir: string) => T, extra = ""): T {
     const dir = mkdtempSync(join(process.cwd(), "node_modules", ".readme-example-"));
     try {
-      writeFileSync(join(dir, "example.mjs"), block!);
-      const casey = s.demoUsers.find((u) => u.email === "casey@both.test")!;
-      const run = spawnSync(process.execPath, [join(dir, "example.mjs")], {
-        env: { ...process.env, SUPABASE_URL: s.apiUrl, SUPABASE_ANON_KEY: s.anonKey, EMAIL: casey.email, PASSWORD: casey.password },
-        encoding: "utf8",
-        timeout: 30_000,
-      });
-      expect(run.stderr).toBe("");
-      expect(run.status).toBe(0);
-      expect(run.stdout).toMatch(/^\d+ agents$/m);
-      expect(run.stdout).toContain(`in ${ACME}`);
-      expect(run.stdout).toContain("refused: invitation_not_found");
+      copyFileSync(join(process.cwd(), "supabase", "database.types.ts"), join(dir, "database.types.ts"));
+      writeFileSync(join(dir, "example.ts"), block! + extra);
+      return work(dir);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  });
+  }
+
+  it("type-checks as printed with tsc --strict, typed by the generated Database (no result is any)", () => {
+    expect(block).toBeDefined();
+    // Were the client untyped, every result would be any, and this line would be no error.
+    const probe = "\n// @ts-expect-error: agents have no such column\nconsole.log(agents[0]?.no_such_column);\n";
+    const checked = inFolder((dir) => spawnSync(process.execPath, [TSC, "--noEmit", "--strict", "--target", "es2022", "--module", "nodenext",
+      "--moduleResolution", "nodenext", "--allowImportingTsExtensions", "--skipLibCheck", "--types", "node", join(dir, "example.ts")], { encoding: "utf8", timeout: 60_000 }), probe);
+    expect(checked.stdout + checked.stderr).toBe("");
+    expect(checked.status).toBe(0);
+  }, 90_000);
+
+  it("runs as printed and does what the README says", () => {
+    const casey = s.demoUsers.find((u) => u.email === "casey@both.test")!;
+    const run = inFolder((dir) => spawnSync(process.execPath, [TSX, join(dir, "example.ts")], {
+      env: { ...process.env, SUPABASE_URL: s.apiUrl, SUPABASE_ANON_KEY: s.anonKey, EMAIL: casey.email, PASSWORD: casey.password },
+      encoding: "utf8",
+      timeout: 60_000,
+    }));
+    expect(run.stderr).toBe("");
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/^\d+ agents: /m);
+    expect(run.stdout).toContain(`in ${ACME}`);
+    expect(run.stdout).toContain("refused: invitation_not_found");
+  }, 90_000);
 });
