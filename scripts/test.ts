@@ -1,5 +1,6 @@
 /**
  * npm test: everything, against a throwaway stack on free ports (never the npm start data).
+ *   0. the packages scripts/setup.sh installs, checked first (and installed where npm test may)
  *   1. typecheck (Node and Deno)
  *   2. start a fresh stack in a temporary folder (migrations + seed through the Supabase CLI)
  *   3. supabase db advisors --type all --level info (target: zero findings outside the job engine's own schema), the
@@ -242,9 +243,33 @@ async function denoTests(): Promise<StepResult> {
   return { step: "deno", passed: Number(summary[1]), failed };
 }
 
+/**
+ * What the suites need beyond npm (pgTAP, pg_prove, plpgsql_check, pg_cron, Chromium, openssl:
+ * scripts/setup.sh): checked before anything else. Where something is missing, npm test runs the
+ * idempotent setup itself when it may (root, or passwordless sudo, with apt-get), and otherwise
+ * stops at once with the one command to run, never halfway with a missing binary.
+ */
+function ensureSetup(): boolean {
+  const check = spawnSync("bash", [join(root, "scripts/setup.sh"), "--check"], { encoding: "utf8" });
+  if (check.status === 0) return true;
+  console.log(check.stdout.trim() || "setup: something the tests need is missing");
+  const root_ = process.getuid?.() === 0;
+  const sudo = !root_ && spawnSync("sudo", ["-n", "true"]).status === 0;
+  const apt = spawnSync("bash", ["-c", "command -v apt-get"]).status === 0;
+  if (!(root_ || sudo) || !apt) {
+    console.error("npm test needs the packages above: run `npm run setup` (Debian or Ubuntu, as root or with sudo), then npm test again");
+    return false;
+  }
+  console.log("== setup (npm run setup: the packages above)");
+  const setup = spawnSync("bash", [join(root, "scripts/setup.sh")], { stdio: "inherit" });
+  if (setup.status !== 0) console.error("npm run setup failed (see above); npm test stops here");
+  return setup.status === 0;
+}
+
 async function main(): Promise<number> {
   const extra = process.argv.slice(2);
   const results: StepResult[] = [];
+  if (!ensureSetup()) return 1;
   console.log("== typecheck");
   const typesOk = typecheck();
   results.push({ step: "typecheck", passed: typesOk ? 1 : 0, failed: typesOk ? 0 : 1 });

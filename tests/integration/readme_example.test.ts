@@ -30,6 +30,8 @@ describe("the README's API example", () => {
     const dir = mkdtempSync(join(process.cwd(), "node_modules", ".readme-example-"));
     try {
       copyFileSync(join(process.cwd(), "supabase", "database.types.ts"), join(dir, "database.types.ts"));
+      // An ES module project, as the README says (top-level await).
+      writeFileSync(join(dir, "package.json"), '{ "type": "module" }\n');
       writeFileSync(join(dir, "example.ts"), block! + extra);
       return work(dir);
     } finally {
