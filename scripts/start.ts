@@ -55,6 +55,7 @@ Gatehouse local stack is up (${secs} s)
   Database      postgresql://postgres:***@127.0.0.1:${info.ports.db}/postgres  (PostgreSQL ${info.postgres.major}, ${info.postgres.source})
   Keys, URLs    ${join(stateDir, "stack.json")}  (anon key, service-role key, DB URL, JWT secret)
   Run worker    one process on graphile-worker (log: ${join(stateDir, "logs", "worker.log")})
+  Webhooks      ${info.webhookReceiver ? `${info.webhookReceiver.url}/hooks/<any-name>  (LOCAL ONLY receiver for an https_webhook connection; what arrives: ${info.webhookReceiver.url}/)` : "—"}
   Logs          ${join(stateDir, "logs")}
 
 Demo logins (local only; random per data folder):

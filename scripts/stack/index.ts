@@ -11,6 +11,7 @@
  *   schedulers.ts  the audit sealer, periodic checkpoints and the transcript purge
  *   worker.ts      the job engine's schema (before the migrations) and the run worker
  *   model_upstream.ts  the local model stand-in (no model vendor can be reached from here)
+ *   webhook_receiver.ts  a LOCAL ONLY webhook receiver to try connectors against
  *
  * Used by `npm start` (persistent data in .local/) and `npm test` (a throwaway stack on free ports).
  */
@@ -27,6 +28,7 @@ import { signApiKey } from "./keys.ts";
 import { createMailbox, mailboxHandler } from "./mail.ts";
 import { pushMigrations } from "./migrations.ts";
 import { type ModelUpstream, startModelUpstream } from "./model_upstream.ts";
+import { startWebhookReceiver } from "./webhook_receiver.ts";
 import { applyPlatformLayer } from "./platform.ts";
 import { assertPortFree, freePorts, PortInUse, type StackPorts } from "./ports.ts";
 import { clusterExists, findPostgres, initCluster, makeTraversable, postgresUser, startPostgres } from "./postgres.ts";
@@ -52,6 +54,8 @@ export interface StackInfo {
   ports: StackPorts;
   /** The local model stand-in, when the stack runs it (npm start): its URL and the key it accepts. */
   modelStandIn: { url: string; apiKey: string } | null;
+  /** The LOCAL ONLY webhook receiver, beside the stand-in (npm start): connectors can deliver to `<url>/hooks/…`. */
+  webhookReceiver?: { url: string };
   postgres: { source: string; major: number; bindir: string };
   demoUsers: DemoUser[];
   /** The run worker's environment (the functions'), for tests and benches that start workers of their own. */
@@ -214,14 +218,19 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
       standIn = server;
       stoppers.push({ name: "model stand-in", stop: () => server.close() });
       info.modelStandIn = { url: server.url, apiKey: standInKey };
+      // LOCAL ONLY: a webhook receiver to try connectors against (webhook_receiver.ts).
+      const receiver = await startWebhookReceiver();
+      stoppers.push({ name: "webhook receiver", stop: () => receiver.close() });
+      info.webhookReceiver = { url: receiver.url };
       const endpoint = new URL(server.url).host;
       Object.assign(modelEnv, {
         OPENAI_API_KEY: standInKey,
         OPENAI_BASE_URL: server.openaiBaseUrl,
         ANTHROPIC_API_KEY: standInKey,
         ANTHROPIC_BASE_URL: server.anthropicBaseUrl,
-        // The stand-in is a loopback HTTP server: the guard lets the functions reach it, and nothing else private.
-        GATEHOUSE_EGRESS_TEST_ALLOWANCE: JSON.stringify({ endpoints: [endpoint], http: true }),
+        // The stand-in and the receiver are loopback HTTP servers: the guard lets the functions (and
+        // the run worker) reach these two, and nothing else private.
+        GATEHOUSE_EGRESS_TEST_ALLOWANCE: JSON.stringify({ endpoints: [endpoint, new URL(receiver.url).host], http: true }),
       });
     }
 

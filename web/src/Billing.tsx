@@ -11,8 +11,16 @@ import { describe, field, functionError, Notice, States, unwrap, useAction, useL
 
 const PAGE = 50;
 
-/** Micro-units as dollars. */
-const dollars = (micro: number | null | undefined) => (micro == null ? "—" : `${micro < 0 ? "−" : ""}$${(Math.abs(micro) / 1e6).toFixed(2)}`);
+/**
+ * Micro-units as dollars: cents, or, below a cent (a model call's usage), to the micro-dollar, so
+ * that a charge never shows as "−$0.00".
+ */
+const dollars = (micro: number | null | undefined) => {
+  if (micro == null) return "—";
+  const abs = Math.abs(micro);
+  const text = abs !== 0 && abs < 10_000 ? (abs / 1e6).toFixed(6).replace(/0+$/, "") : (abs / 1e6).toFixed(2);
+  return `${micro < 0 ? "−" : ""}$${text}`;
+};
 
 const KIND: Record<string, string> = {
   grant: "Plan credits",
