@@ -51,7 +51,9 @@ export async function signCheckpoint(tx: Tx, orgId: string, options: { size?: nu
   const [{ body }] = await tx`select audit.checkpoint_body(${orgId}, ${keyId}, ${options.size ?? null}) as body`;
   const signature = new Uint8Array(await crypto.subtle.sign("Ed25519", privateKey, checkpointMessage(body)));
   const [stored] = await tx`
-    select c.body, encode(c.signature, 'base64') as signature, c.key_id, encode(k.public_key, 'base64') as public_key
+    -- One line of base64 (encode breaks its output every 76 characters).
+    select c.body, translate(encode(c.signature, 'base64'), chr(10), '') as signature, c.key_id,
+           translate(encode(k.public_key, 'base64'), chr(10), '') as public_key
       from audit.store_checkpoint(${body}, ${signature}) c
       join audit.signing_keys k on k.key_id = c.key_id`;
   return { checkpoint: stored.body, signature: stored.signature, key_id: stored.key_id, public_key: stored.public_key };
