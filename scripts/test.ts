@@ -97,6 +97,8 @@ export interface TestProviders {
   /** Connector providers for the console's browser tests, so that they don't share the connector tests' server. */
   consoleProviderPort: number;
   platformKeys: { openai: string; anthropic: string };
+  /** The DNS server of the domain verifier's tests (dns2, UDP and TCP on loopback), the only resolver the functions ask. */
+  dnsPort: number;
   /** The Stripe API fake of the billing tests (tests/helpers/stripe_fake.ts), and the secret key the functions send it. */
   stripePort: number;
   stripeSecretKey: string;
@@ -131,6 +133,7 @@ async function testProviders(dir: string): Promise<TestProviders> {
     widgetModelPort: await freePort(),
     embedModelPort: await freePort(),
     consoleProviderPort: await freePort(),
+    dnsPort: await freePort(),
     platformKeys: { openai: platformKey("openai"), anthropic: platformKey("anthropic") },
     stripePort: await freePort(),
     stripeSecretKey: `sk_test_${randomBytes(24).toString("hex")}`,
@@ -156,6 +159,8 @@ function providersEnv(p: TestProviders): Record<string, string> {
     ANTHROPIC_BASE_URL: `${models}/anthropic`,
     // Short, so that the test of an upstream that never answers ends quickly.
     GATEHOUSE_MODEL_TIMEOUT_MS: "3000",
+    GATEHOUSE_DNS_SERVERS: `127.0.0.1:${p.dnsPort}`,
+    GATEHOUSE_DNS_TIMEOUT_MS: "1000",
     STRIPE_WEBHOOK_SECRETS: p.stripeWebhookSecrets.join(","),
     STRIPE_SECRET_KEY: p.stripeSecretKey,
     STRIPE_API_BASE: `https://127.0.0.1:${p.stripePort}`,

@@ -33,7 +33,7 @@ import { applyPlatformLayer } from "./platform.ts";
 import { assertPortFree, freePorts, PortInUse, type StackPorts } from "./ports.ts";
 import { clusterExists, findPostgres, initCluster, makeTraversable, postgresUser, startPostgres } from "./postgres.ts";
 import { binary, type ManagedChild, spawnLogged, stopChild, waitForHttp } from "./processes.ts";
-import { scheduleCheckpoints, scheduleTranscriptPurge, startAuditSealer } from "./schedulers.ts";
+import { scheduleCheckpoints, scheduleDomainChecks, scheduleTranscriptPurge, startAuditSealer } from "./schedulers.ts";
 import { type DemoUser, demoLogins, forgetState, loadState, writeRootKey } from "./state.ts";
 import { installJobEngine, startWorker } from "./worker.ts";
 
@@ -318,6 +318,7 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
     stoppers.push({ name: "sealer", stop: () => sealer.stop() });
     stoppers.push({ name: "checkpoints", stop: scheduleCheckpoints(`${apiUrl}/functions/v1/audit-checkpoint`, serviceRoleKey, join(logs, "checkpoints.log")) });
     stoppers.push({ name: "transcript purge", stop: scheduleTranscriptPurge(pg.superuserUrl, join(logs, "purge.log")) });
+    stoppers.push({ name: "domain checks", stop: scheduleDomainChecks(`${apiUrl}/functions/v1/domains/verify-pending`, serviceRoleKey, join(logs, "domains.log")) });
     if (opts.worker !== false) child(await startWorker({ root, env: functionsEnv, logFile: join(logs, "worker.log") }));
 
     writeFileSync(join(stateDir, "stack.json"), JSON.stringify(info, null, 2) + "\n", { mode: 0o600 });

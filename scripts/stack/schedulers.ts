@@ -36,6 +36,34 @@ export function scheduleCheckpoints(url: string, serviceRoleKey: string, logFile
 }
 
 /**
+ * The domain verifier's schedule (functions/domains: POST /verify-pending, as the service role)
+ * every GATEHOUSE_DOMAIN_CHECK_SECONDS (default 300; 0 turns it off). Hosted, the same call is made
+ * by pg_cron with pg_net, or any scheduler that holds the service-role key.
+ */
+export function scheduleDomainChecks(url: string, serviceRoleKey: string, logFile: string): () => void {
+  const raw = process.env.GATEHOUSE_DOMAIN_CHECK_SECONDS ?? "300";
+  const seconds = Number(raw);
+  if (!Number.isInteger(seconds) || seconds < 0) throw new StackError(`GATEHOUSE_DOMAIN_CHECK_SECONDS=${raw} is not a whole number of seconds`);
+  if (seconds === 0) return () => {};
+  const timer = setInterval(async () => {
+    try {
+      const res = await fetch(url, {
+        method: "POST",
+        headers: { authorization: `Bearer ${serviceRoleKey}`, apikey: serviceRoleKey, "content-type": "application/json" },
+        body: "{}",
+        signal: AbortSignal.timeout(120_000),
+      });
+      const body = (await res.json()) as { checked?: number; verified?: number };
+      appendFileSync(logFile, `${new Date().toISOString()} ${res.status} checked ${body.checked ?? 0}, verified ${body.verified ?? 0}\n`);
+    } catch (e) {
+      appendFileSync(logFile, `${new Date().toISOString()} failed: ${(e as Error).message}\n`);
+    }
+  }, seconds * 1000);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+/**
  * The audit sealer (sealer.ts), as pg_cron runs audit.seal_pending() on hosted Supabase: when a
  * call finds nothing to seal, the next one waits GATEHOUSE_SEAL_INTERVAL_MS (default 200).
  */

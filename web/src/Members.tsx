@@ -5,6 +5,7 @@
  * security rules (verified domains only, two-factor for everyone). The database decides who may
  * change what, and asks a person who has a second factor to use it first (step_up_required).
  */
+import { orgApi } from "./api.ts";
 import { confirmAction } from "./confirm.tsx";
 import { supabase } from "./supabase.ts";
 import { field, functionError, Notice, States, unwrap, useAction, useLoad, useOrg, when, type Role } from "./ui.tsx";
@@ -16,6 +17,14 @@ const ROLES: [Role, string][] = [
   ["project_viewer", "Viewer"],
 ];
 const roleName = (role: string) => ROLES.find(([r]) => r === role)?.[1] ?? role;
+/** What the verifier found, in words. */
+const OUTCOMES: Record<string, string> = {
+  token_not_found: "the TXT record is there, but without this domain's token",
+  no_record: "there is no TXT record at _gatehouse.<domain> yet (DNS changes can take a while to appear)",
+  dns_timeout: "the DNS lookup timed out; try again in a moment",
+  dns_error: "the DNS lookup failed; try again in a moment",
+};
+
 /** What each role may do, said in the role change's dialog. */
 const ROLE_EFFECT: Record<Role, string> = {
   tenant_admin: "they may change members, connections, keys, limits and billing.",
@@ -193,22 +202,29 @@ export function Members() {
       <section aria-labelledby="domains-heading">
         <h2 id="domains-heading">Email domains</h2>
         <p className="muted">
-          A claimed domain is verified by publishing its token as a DNS TXT record; the server-side verifier sets it verified.
+          To verify a claimed domain, publish its token as a TXT record at <code>_gatehouse.&lt;domain&gt;</code>. The server looks it up
+          every few minutes, or now with "Verify now", and only then marks the domain verified.
         </p>
         <States loaded={domains} empty="No domains claimed.">
           {(list) => (
             <table>
               <thead>
-                <tr><th scope="col">Domain</th><th scope="col">Status</th><th scope="col">TXT value</th>{org.isAdmin && <th scope="col">Actions</th>}</tr>
+                <tr><th scope="col">Domain</th><th scope="col">Status</th><th scope="col">TXT record</th>{org.isAdmin && <th scope="col">Actions</th>}</tr>
               </thead>
               <tbody>
                 {list.map((d) => (
                   <tr key={d.domain}>
                     <td>{d.domain}</td>
                     <td>{d.verified_at ? `verified ${when(d.verified_at)}` : "waiting for verification"}</td>
-                    <td><code>{d.verification_token}</code></td>
+                    <td><code>_gatehouse.{d.domain}</code> TXT <code>{d.verification_token}</code></td>
                     {org.isAdmin && (
                       <td>
+                        {!d.verified_at && (
+                          <button type="button" disabled={action.busy} aria-label={`Verify ${d.domain} now`} onClick={() => void action.run(async () => {
+                            const checked = await orgApi(org.id).invoke<{ verified: boolean; outcome: string }>("domains/verify", { domain: d.domain });
+                            return checked.verified ? `${d.domain} is verified.` : `${d.domain} is not verified yet: ${OUTCOMES[checked.outcome] ?? checked.outcome}.`;
+                          })}>Verify now</button>
+                        )}{" "}
                         <button type="button" disabled={action.busy} onClick={async () => {
                           if (!(await confirmAction({
                             title: `Release ${d.domain}?`,

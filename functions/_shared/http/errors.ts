@@ -99,6 +99,8 @@ export const REFUSALS = {
   range_not_satisfiable: [416, "the range selects no entries of the chain"],
   // Invitations
   invitations_misconfigured: [503, "the invitations function's configuration is not valid"],
+  domains_misconfigured: [503, "the domains function's configuration is not valid"],
+  domain_not_claimed: [404, "the organization has not claimed that domain"],
   invitation_not_mailed: [502, "Supabase Auth did not send the invitation email; the invitation was withdrawn"],
   // Billing
   billing_not_configured: [503, "billing is not configured here (no Stripe keys): see the README's Billing section"],
