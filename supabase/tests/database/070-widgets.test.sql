@@ -5,7 +5,7 @@
 -- tables.
 begin;
 \ir _helpers.psql
-select plan(32);
+select plan(34);
 create temporary table made (v jsonb) on commit drop;
 create temporary table rotated (v jsonb) on commit drop;
 grant all on made, rotated to authenticated, service_role;
@@ -136,6 +136,15 @@ select is((select array[(select count(*)::int from public.widget_messages where 
           array[0, (select globex_messages from before_purge)], 'the purged conversations'' messages went with them, and only theirs');
 select is((select payload::jsonb ->> 'conversations' from audit.records where org_id = pg_temp.org('acme') and action = 'transcript.purged'),
           (select acme::text from before_purge), 'the purge is in the organization''s audit chain');
+
+-- A widget is turned on only for an agent with a published version.
+insert into public.agents (id, org_id, project_id, name)
+values ('2a000000-0000-4000-8000-0000000000ff', pg_temp.org('acme'), pg_temp.project('acme'), 'Unpublished helper');
+select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
+select throws_like($$ select public.create_widget_key('2a000000-0000-4000-8000-0000000000ff', array['https://shop.acme.test']) $$,
+                   '%agent_not_published%', 'a widget for an agent with no published version is refused');
+reset role;
+select is((select count(*)::int from public.widget_keys where agent_id = '2a000000-0000-4000-8000-0000000000ff'), 0, 'and no key was made');
 
 select * from finish();
 rollback;
