@@ -220,7 +220,7 @@ export function Members() {
                     {org.isAdmin && (
                       <td>
                         {!d.verified_at && (
-                          <button type="button" disabled={action.busy} aria-label={`Verify ${d.domain} now`} onClick={() => void action.run(async () => {
+                          <button type="button" disabled={action.busy} aria-label={`Verify now ${d.domain}`} onClick={() => void action.run(async () => {
                             const checked = await orgApi(org.id).invoke<{ verified: boolean; outcome: string }>("domains/verify", { domain: d.domain });
                             return checked.verified ? `${d.domain} is verified.` : `${d.domain} is not verified yet: ${OUTCOMES[checked.outcome] ?? checked.outcome}.`;
                           })}>Verify now</button>
