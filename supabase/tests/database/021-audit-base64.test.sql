@@ -4,8 +4,9 @@ begin;
 \ir _helpers.psql
 select plan(3);
 
-insert into audit.signing_keys (key_id, public_key, secret_id)
-values ('test-key-base64', extensions.gen_random_bytes(32), gen_random_uuid());
+-- A retired key (one key is active at a time, and the stack may have one already).
+insert into audit.signing_keys (key_id, public_key, secret_id, retired_at)
+values ('test-key-base64', extensions.gen_random_bytes(32), gen_random_uuid(), now());
 insert into audit.checkpoints (org_id, size, body, signature, key_id)
 values (pg_temp.org('acme'), 999999, '{}', extensions.gen_random_bytes(64), 'test-key-base64');
 
