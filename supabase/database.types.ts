@@ -1997,6 +1997,7 @@ export type Database = {
         };
       };
       execute_action: { Args: { p_payload: Json; p_request_id: string }; Returns: Json };
+      invitation_preview: { Args: { p_token: string }; Returns: Json };
       latest_audit_checkpoint: {
         Args: Record<PropertyKey, never>;
         Returns: {

@@ -75,7 +75,9 @@ app.openapi(createRoute({
   });
   let mailed: z.infer<typeof Sent>["mailed"];
   try {
-    mailed = await mail(env, email, `${env.consoleUrl}/invitations/accept?token=${created.token}`, created.orgName);
+    mailed = await mail(env, email, `${env.consoleUrl}/invitations/accept?token=${created.token}`, {
+      invited_to: created.orgName, invited_by: typeof caller.claims.email === "string" ? caller.claims.email : "A tenant admin", role: ROLE_NAMES[role],
+    });
   } catch (e) {
     await db().begin(async (tx) => {
       await asMember(tx, caller, orgId, { atLeast: "tenant_admin" });
@@ -87,11 +89,21 @@ app.openapi(createRoute({
   return c.json({ invitation: { email: invite.email, role: invite.role, expires_at: new Date(invite.expires_at).toISOString() }, mailed }, 201);
 });
 
-/** Has Supabase Auth mail `email` a link that ends at `next`: an invitation, or a sign-in link. */
-async function mail(env: ReturnType<typeof config>, email: string, next: string, orgName: string): Promise<z.infer<typeof Sent>["mailed"]> {
+/** A role as the invitation email names it. */
+const ROLE_NAMES: Record<z.infer<typeof Invite>["role"], string> = {
+  tenant_admin: "tenant admin", project_admin: "project admin", project_contributor: "contributor", project_viewer: "viewer",
+};
+
+/**
+ * Has Supabase Auth mail `email` a link that ends at `next`: an invitation (its template names the
+ * organization, the inviter and the role from `data`), or a sign-in link.
+ */
+async function mail(
+  env: ReturnType<typeof config>, email: string, next: string, data: { invited_to: string; invited_by: string; role: string },
+): Promise<z.infer<typeof Sent>["mailed"]> {
   const options = { auth: { persistSession: false, autoRefreshToken: false } };
   const admin = createClient(env.supabaseUrl, env.serviceRoleKey, options);
-  const invited = await admin.auth.admin.inviteUserByEmail(email, { redirectTo: next, data: { invited_to: orgName } });
+  const invited = await admin.auth.admin.inviteUserByEmail(email, { redirectTo: next, data });
   if (!invited.error) return "invitation";
   if (invited.error.code !== "email_exists") throw refuse("invitation_not_mailed");
   const anon = createClient(env.supabaseUrl, env.anonKey, options);

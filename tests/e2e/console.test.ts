@@ -179,11 +179,14 @@ describe("members", () => {
 
     const [mail] = await mailFor(invitee);
     expect(mail.subject).toMatch(/invit/i);
+    // The email and the accept page say who invites them to what, as which role.
+    expect(mail.html).toContain(`${admin.email} invited ${invitee} to join Invite Co as contributor`);
     const guest = await (await browser().newContext()).newPage();
     await guest.goto(firstLink(mail.html));
     await guest.getByRole("heading", { name: "Continue to accept your invitation" }).waitFor();
     await guest.getByRole("button", { name: "Continue" }).click();
     await guest.getByRole("heading", { name: "Accept your invitation" }).waitFor();
+    await guest.getByText(`${admin.email} invited you to join Invite Co as Contributor`, { exact: false }).waitFor();
     await guest.getByRole("button", { name: "Accept the invitation" }).click();
     await guest.getByRole("heading", { name: "Approvals in Invite Co" }).waitFor();
 

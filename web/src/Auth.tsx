@@ -7,7 +7,7 @@ import { useState, type FormEvent } from "react";
 import { Link, useNavigate, useSearchParams } from "react-router";
 import { auth, type Me } from "./session.ts";
 import { supabase } from "./supabase.ts";
-import { describe, field, Notice, useAction } from "./ui.tsx";
+import { describe, field, Notice, useAction, useLoad, when } from "./ui.tsx";
 
 /** The sign-in form; `ended` says why the last session ended, if it did. */
 export function SignIn({ ended, onSignedIn }: { ended: string | null; onSignedIn: (me: Me) => void }) {
@@ -132,12 +132,24 @@ export function Confirm({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
 }
 
 /** /invitations/accept?token=…: joins the organization the invitation is for. */
+const ROLE_LABELS: Record<string, string> = {
+  tenant_admin: "Tenant admin", project_admin: "Project admin", project_contributor: "Contributor", project_viewer: "Viewer",
+};
+
 export function AcceptInvitation() {
   const [params] = useSearchParams();
   const navigate = useNavigate();
   const token = params.get("token") ?? "";
+  const wellFormed = /^[0-9a-f]{64}$/.test(token);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  // What the invitation is, for the person it is addressed to: the organization, who invited, the role.
+  const preview = useLoad(async () => {
+    if (!wellFormed) return null;
+    const { data, error } = await supabase().rpc("invitation_preview", { p_token: token });
+    if (error) throw error;
+    return data as { organization: string; role: string; invited_by: string | null; expires_at: string };
+  }, [token]);
 
   async function accept() {
     setBusy(true);
@@ -147,19 +159,26 @@ export function AcceptInvitation() {
     navigate(`/o/${data}/approvals`, { replace: true });
   }
 
+  const p = preview.data;
   return (
-    <main className="narrow">
+    <div className="narrow">
       <h1>Accept your invitation</h1>
-      {!/^[0-9a-f]{64}$/.test(token) ? (
+      {!wellFormed ? (
         <p role="alert" className="error">This invitation link is incomplete; open it from your email again.</p>
       ) : (
         <>
           {error && <p role="alert" className="error">{error}</p>}
-          <p>You were invited to an organization on Gatehouse. Accepting adds you with the role you were invited with.</p>
-          <button type="button" onClick={accept} disabled={busy}>Accept the invitation</button>
+          {preview.error && <p role="alert" className="error">{preview.error}</p>}
+          {p ? (
+            <p>
+              {p.invited_by ?? "A tenant admin"} invited you to join <strong>{p.organization}</strong> as{" "}
+              <strong>{ROLE_LABELS[p.role] ?? p.role}</strong>. The invitation is open until {when(p.expires_at)}.
+            </p>
+          ) : !preview.error && <p className="muted" aria-busy="true">Loading the invitation…</p>}
+          <button type="button" onClick={accept} disabled={busy || !p}>Accept the invitation</button>
           <p className="muted">New here? Choose a password on <Link to="/account">your account page</Link> afterwards.</p>
         </>
       )}
-    </main>
+    </div>
   );
 }
