@@ -164,6 +164,12 @@ describe("members", () => {
     await page.getByRole("button", { name: "Send invitation" }).click();
     await page.getByRole("status").getByText("Invitation sent by email.").waitFor();
     await page.getByRole("cell", { name: invitee, exact: true }).waitFor();
+    // Resending mails a new link, and the earlier one's invitation token stops working.
+    await page.getByRole("button", { name: `Resend the invitation to ${invitee}` }).click();
+    await page.getByRole("status").getByText(`The invitation to ${invitee} was sent again`, { exact: false }).waitFor();
+    const mails = await mailFor(invitee);
+    expect(mails).toHaveLength(2);
+    expect(firstLink(mails[0].html)).not.toBe(firstLink(mails[1].html));
     const domain = `e2e-${randomUUID().slice(0, 8)}.example`;
     await page.getByLabel("Domain to claim").fill(domain);
     await page.getByRole("button", { name: "Claim domain" }).click();

@@ -178,6 +178,11 @@ export function Members() {
                       <td>{roleName(i.role)}</td>
                       <td>{when(i.expires_at)}</td>
                       <td>
+                        <button type="button" disabled={action.busy} aria-label={`Resend the invitation to ${i.email}`} onClick={() => void action.run(async () => {
+                          // Inviting the address again replaces its invitation: a new link, a new week, the old link revoked.
+                          await orgApi(org.id).invoke("invitations", { email: i.email, role: i.role });
+                          return `The invitation to ${i.email} was sent again; the earlier link no longer works.`;
+                        })}>Resend</button>{" "}
                         <button type="button" disabled={action.busy} onClick={async () => {
                           if (!(await confirmAction({
                             title: `Revoke the invitation to ${i.email}?`,
