@@ -1,7 +1,7 @@
 /**
  * What hosted Supabase runs on a schedule, run here by the stack: the audit sealer and the
- * transcript purge (pg_cron there), and periodic audit checkpoints (Cron calling audit-checkpoint
- * there).
+ * transcript purge (pg_cron there), and periodic audit checkpoints and domain checks (a scheduler
+ * calling audit-checkpoint and domains/verify-pending there).
  */
 import { appendFileSync } from "node:fs";
 import postgres from "postgres";
@@ -9,13 +9,17 @@ import { StackError } from "./errors.ts";
 import { DEFAULT_SEAL_INTERVAL_MS, startSealer, type Sealer } from "./sealer.ts";
 
 /**
- * Every GATEHOUSE_CHECKPOINT_SECONDS (default 600; 0 turns it off), signs a checkpoint of every
- * chain that grew, through the audit-checkpoint function at `url`. Returns a stopper.
+ * Calls `url` as the service role every `setting.env` seconds (default `defaultSeconds`; 0 turns it
+ * off), and logs one line per call: the status and what `summary` makes of the answer.
  */
-export function scheduleCheckpoints(url: string, serviceRoleKey: string, logFile: string): () => void {
-  const raw = process.env.GATEHOUSE_CHECKPOINT_SECONDS ?? "600";
+function scheduleServiceCall(
+  url: string, serviceRoleKey: string, logFile: string,
+  setting: { env: string; defaultSeconds: number; timeoutMs: number },
+  summary: (body: Record<string, unknown>) => string,
+): () => void {
+  const raw = process.env[setting.env] ?? String(setting.defaultSeconds);
   const seconds = Number(raw);
-  if (!Number.isInteger(seconds) || seconds < 0) throw new StackError(`GATEHOUSE_CHECKPOINT_SECONDS=${raw} is not a whole number of seconds`);
+  if (!Number.isInteger(seconds) || seconds < 0) throw new StackError(`${setting.env}=${raw} is not a whole number of seconds`);
   if (seconds === 0) return () => {};
   const timer = setInterval(async () => {
     try {
@@ -23,10 +27,9 @@ export function scheduleCheckpoints(url: string, serviceRoleKey: string, logFile
         method: "POST",
         headers: { authorization: `Bearer ${serviceRoleKey}`, apikey: serviceRoleKey, "content-type": "application/json" },
         body: "{}",
-        signal: AbortSignal.timeout(60_000),
+        signal: AbortSignal.timeout(setting.timeoutMs),
       });
-      const body = (await res.json()) as { checkpoints?: unknown[] };
-      appendFileSync(logFile, `${new Date().toISOString()} ${res.status} ${body.checkpoints?.length ?? 0} checkpoint(s)\n`);
+      appendFileSync(logFile, `${new Date().toISOString()} ${res.status} ${summary((await res.json()) as Record<string, unknown>)}\n`);
     } catch (e) {
       appendFileSync(logFile, `${new Date().toISOString()} failed: ${(e as Error).message}\n`);
     }
@@ -36,31 +39,22 @@ export function scheduleCheckpoints(url: string, serviceRoleKey: string, logFile
 }
 
 /**
+ * Every GATEHOUSE_CHECKPOINT_SECONDS (default 600; 0 turns it off), signs a checkpoint of every
+ * chain that grew, through the audit-checkpoint function at `url`. Returns a stopper.
+ */
+export function scheduleCheckpoints(url: string, serviceRoleKey: string, logFile: string): () => void {
+  return scheduleServiceCall(url, serviceRoleKey, logFile, { env: "GATEHOUSE_CHECKPOINT_SECONDS", defaultSeconds: 600, timeoutMs: 60_000 },
+    (body) => `${(body.checkpoints as unknown[] | undefined)?.length ?? 0} checkpoint(s)`);
+}
+
+/**
  * The domain verifier's schedule (functions/domains: POST /verify-pending, as the service role)
  * every GATEHOUSE_DOMAIN_CHECK_SECONDS (default 300; 0 turns it off). Hosted, the same call is made
  * by pg_cron with pg_net, or any scheduler that holds the service-role key.
  */
 export function scheduleDomainChecks(url: string, serviceRoleKey: string, logFile: string): () => void {
-  const raw = process.env.GATEHOUSE_DOMAIN_CHECK_SECONDS ?? "300";
-  const seconds = Number(raw);
-  if (!Number.isInteger(seconds) || seconds < 0) throw new StackError(`GATEHOUSE_DOMAIN_CHECK_SECONDS=${raw} is not a whole number of seconds`);
-  if (seconds === 0) return () => {};
-  const timer = setInterval(async () => {
-    try {
-      const res = await fetch(url, {
-        method: "POST",
-        headers: { authorization: `Bearer ${serviceRoleKey}`, apikey: serviceRoleKey, "content-type": "application/json" },
-        body: "{}",
-        signal: AbortSignal.timeout(120_000),
-      });
-      const body = (await res.json()) as { checked?: number; verified?: number };
-      appendFileSync(logFile, `${new Date().toISOString()} ${res.status} checked ${body.checked ?? 0}, verified ${body.verified ?? 0}\n`);
-    } catch (e) {
-      appendFileSync(logFile, `${new Date().toISOString()} failed: ${(e as Error).message}\n`);
-    }
-  }, seconds * 1000);
-  timer.unref();
-  return () => clearInterval(timer);
+  return scheduleServiceCall(url, serviceRoleKey, logFile, { env: "GATEHOUSE_DOMAIN_CHECK_SECONDS", defaultSeconds: 300, timeoutMs: 120_000 },
+    (body) => `checked ${body.checked ?? 0}, verified ${body.verified ?? 0}`);
 }
 
 /**
