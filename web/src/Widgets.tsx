@@ -5,6 +5,7 @@
  * contributors review), and the database still refuses the rest. Rotating a key and turning a
  * widget off stop live chats, so both confirm in a dialog that says so; rotating, which can't be
  * undone, asks for the agent's name. A new or rotated key is shown once, here, with a copy button.
+ * A review item links to its conversation's transcript.
  */
 import { Anchor, Badge, Button, Checkbox, CopyButton, Group, Alert, NativeSelect, Paper, SimpleGrid, Stack, Text, TextInput, Title, Code, Timeline } from "@mantine/core";
 import { useQuery } from "@tanstack/react-query";
@@ -200,6 +201,12 @@ export function Widgets({ orgId, agents, userId }: { orgId: string; agents: Agen
                   <Group justify="space-between" wrap="wrap">
                     <Group gap="xs"><Badge>{item.kind}</Badge><Text size="sm">{item.summary}</Text>{item.lead_email ? <Code>{item.lead_email}</Code> : null}</Group>
                     <Group gap="xs">
+                      {item.conversation_id && (
+                        <Anchor component="button" type="button" size="sm" onClick={() => {
+                          setOpen(item.conversation_id);
+                          document.getElementById(`conversation-${item.conversation_id}`)?.scrollIntoView({ block: "center" });
+                        }}>Show the transcript</Anchor>
+                      )}
                       <Badge variant="outline">{item.status.replace("_", " ")}</Badge>
                       {reviewing.includes(item.project_id) && NEXT[item.status].map((s) => (
                         <Button key={s} size="xs" variant="light" onClick={() => move(item, s)}>{s === "in_review" && item.status === "in_review" ? "Take over" : s.replace("_", " ")}</Button>
@@ -226,7 +233,7 @@ export function Widgets({ orgId, agents, userId }: { orgId: string; agents: Agen
           {(list) => (
             <Stack component="ul" aria-label="Conversations" style={{ listStyle: "none", padding: 0 }} gap="xs">
               {list.map((c) => (
-                <li key={c.id}>
+                <li key={c.id} id={`conversation-${c.id}`}>
                   <Anchor component="button" type="button" onClick={() => setOpen(open === c.id ? null : c.id)} aria-expanded={open === c.id}>
                     {agentName(c.agent_id)} on {c.origin}, {when(c.last_message_at)}
                   </Anchor>
