@@ -292,6 +292,7 @@ export type Database = {
           name: string;
           org_id: string;
           project_id: string;
+          written_by: string | null;
         };
         ComputedFields: never;
         Insert: {
@@ -305,6 +306,7 @@ export type Database = {
           name: string;
           org_id?: string;
           project_id?: string;
+          written_by?: string | null;
         };
         Update: {
           agent_id?: string;
@@ -317,6 +319,7 @@ export type Database = {
           name?: string;
           org_id?: string;
           project_id?: string;
+          written_by?: string | null;
         };
         Relationships: [
           {

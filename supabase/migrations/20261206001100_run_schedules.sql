@@ -10,6 +10,9 @@
 --   disabled or deleted. An expression pg_cron does not take is refused (400 invalid_schedule).
 --   Without pg_cron, enabling a schedule is refused (409 schedules_unavailable); disabled ones may
 --   still be kept.
+-- - A schedule's run counts as started by whoever last wrote the schedule (written_by, stamped by a
+--   trigger): they chose its input, so they may not approve what its runs propose (the
+--   self-approval rule reads agent_runs.started_by), as for a run they start by hand.
 -- - The job starts the run as the runtime (private.start_scheduled_run), through the same checks
 --   and limits as any start; the run names its schedule (agent_runs.schedule_id). A start the
 --   limits refuse is an audit entry (agent_schedule.start_refused) with the refusal's code.
@@ -37,6 +40,7 @@ create table public.agent_schedules (
   input jsonb not null default '{}' check (jsonb_typeof(input) = 'object' and pg_column_size(input) <= 65536),
   enabled boolean not null default true,
   created_by uuid default auth.uid(),
+  written_by uuid,
   created_at timestamptz not null default now(),
   unique (org_id, project_id, agent_id, name),
   unique (org_id, id),
@@ -45,11 +49,15 @@ create table public.agent_schedules (
 comment on table public.agent_schedules is
   'When an agent runs on its own: a cron expression (five fields, UTC) and the run''s input; each enabled one is a pg_cron job.';
 comment on column public.agent_schedules.cron is 'minute hour day-of-month month day-of-week, as pg_cron reads it (UTC).';
+comment on column public.agent_schedules.written_by is
+  'Who last wrote the schedule (its input): its runs count as started by them, so they don''t approve what those runs propose.';
 select private.make_tenant_table('public.agent_schedules', 'agent_schedule');
 
 -- No foreign key: a run's history names its schedule after the schedule is gone (and an ended run
 -- is final, so it could not be updated to forget it). Only private.start_run sets it.
 alter table public.agent_runs add column schedule_id uuid;
+comment on column public.agent_runs.started_by is
+  'The person who started the run, or who last wrote the schedule that did; null when the runtime started it otherwise.';
 comment on column public.agent_runs.schedule_id is 'The schedule that started the run, if one did (kept after the schedule is deleted).';
 
 -- =============================================================================================
@@ -106,8 +114,9 @@ begin
 
   insert into public.agent_runs (org_id, project_id, agent_id, agent_version_id, status, started_by, input, max_steps, deadline_at, schedule_id)
   values (agent.org_id, agent.project_id, agent.id, version_id, case when external then 'running' else 'queued' end::public.run_status,
-          -- A schedule's run was started by nobody.
-          case when p_schedule_id is null then (select auth.uid()) end, p_input, limits.max_steps,
+          -- A schedule's run is started by whoever last wrote the schedule.
+          case when p_schedule_id is null then (select auth.uid())
+               else (select s.written_by from public.agent_schedules s where s.id = p_schedule_id) end, p_input, limits.max_steps,
           pg_catalog.now() + pg_catalog.make_interval(secs => limits.max_seconds), p_schedule_id)
   returning * into run;
   if not coalesce(external, false) then
@@ -194,6 +203,22 @@ end
 $$;
 comment on function private.sync_schedule_job() is 'Makes, remakes or removes a run schedule''s pg_cron job as its row changes.';
 revoke execute on function private.sync_schedule_job() from public, anon, authenticated;
+
+-- Stamps who last wrote a schedule (a person; the service role's writes keep the last one).
+create function private.stamp_schedule_writer() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  new.written_by := coalesce((select auth.uid()), case when tg_op = 'UPDATE' then old.written_by end);
+  return new;
+end
+$$;
+comment on function private.stamp_schedule_writer() is 'Sets agent_schedules.written_by to the person who writes the row.';
+revoke execute on function private.stamp_schedule_writer() from public, anon, authenticated;
+
+create trigger stamp_writer before insert or update on public.agent_schedules
+  for each row execute function private.stamp_schedule_writer();
 
 create trigger sync_job after insert or update or delete on public.agent_schedules
   for each row execute function private.sync_schedule_job();

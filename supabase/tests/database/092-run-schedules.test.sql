@@ -3,7 +3,7 @@
 -- the same limits as any start (a refused start is an audit entry).
 begin;
 \ir _helpers.psql
-select plan(18);
+select plan(20);
 
 select pg_temp.agent('acme') as agent \gset
 select pg_temp.project('acme') as project \gset
@@ -50,9 +50,23 @@ select isnt(pg_temp.job(:'schedule'), null, 'enabled again, it has one');
 
 -- The job's command starts the run as the runtime.
 select private.start_scheduled_run(:'schedule') as scheduled_run \gset
-select is((select status::text || '/' || coalesce(started_by::text, 'runtime') || '/' || schedule_id::text
+select is((select status::text || '/' || coalesce(started_by::text, 'nobody') || '/' || schedule_id::text
              from public.agent_runs where id = :'scheduled_run'),
-          'queued/runtime/' || :'schedule', 'the schedule''s run is started by the runtime, queued, naming its schedule');
+          'queued/' || pg_temp.uid('ada') || '/' || :'schedule',
+          'the schedule''s run is queued, names its schedule, and counts as started by who last wrote it');
+
+-- Who wrote the schedule's input doesn't approve what its run proposes.
+update public.agent_runs set status = 'running' where id = :'scheduled_run';
+select pg_temp.as_runtime();
+select id as scheduled_req, approval_sha256 as scheduled_hash
+  from public.propose_action(:'scheduled_run', 'ticket.comment', '{"ticket": 7}') \gset
+reset role;
+select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
+select throws_like(format('select public.decide_action(%L, %L, true)', :'scheduled_req', :'scheduled_hash'),
+                   '%self_approval%', 'the schedule''s writer can''t approve what its run proposes');
+reset role;
+select is((select written_by from public.agent_schedules where id = :'schedule'), pg_temp.uid('ada'), 'the writer is stamped by the database');
+update public.agent_runs set status = 'queued' where id = :'scheduled_run';
 select is((select input from public.agent_runs where id = :'scheduled_run'), '{"prompt": "check"}'::jsonb, 'with the schedule''s input');
 select is((select count(*)::int from graphile_worker._private_jobs where key = 'run:' || :'scheduled_run'), 1, 'and enqueued for the worker');
 
