@@ -11,7 +11,7 @@ import { useQuery } from "@tanstack/react-query";
 import { Link, useParams, useSearchParams } from "react-router";
 import type { Database, Json } from "../../supabase/database.types.ts";
 import { confirmAction } from "./confirm.tsx";
-import { Outcome, PageHeader, QueryState, useAct, useOrgApi, useProjectPermissions, useProjectsWhere } from "./kit.tsx";
+import { DataTable, Outcome, PageHeader, QueryState, useAct, useOrgApi, useProjectPermissions, useProjectsWhere } from "./kit.tsx";
 import { useOrg, when } from "./ui.tsx";
 
 type Run = Database["public"]["Tables"]["agent_runs"]["Row"];
@@ -75,25 +75,20 @@ export function Runs() {
       />
       <QueryState query={runs} empty="No runs here yet.">
         {(list) => (
-          <Table.ScrollContainer minWidth={640}>
-            <Table aria-label="Runs" highlightOnHover verticalSpacing="sm">
-              <Table.Thead>
-                <Table.Tr><Table.Th>Run</Table.Th><Table.Th>Agent</Table.Th><Table.Th>Status</Table.Th><Table.Th>Steps</Table.Th><Table.Th>Started</Table.Th><Table.Th>Ended</Table.Th></Table.Tr>
-              </Table.Thead>
-              <Table.Tbody>
-                {list.map((r) => (
-                  <Table.Tr key={r.id}>
-                    <Table.Td><Anchor component={Link} to={`/o/${org.id}/runs/${r.id}`} ff="monospace">{r.id.slice(0, 8)}</Anchor></Table.Td>
-                    <Table.Td>{r.agents?.name ?? "—"}</Table.Td>
-                    <Table.Td><StatusBadge status={r.status} code={r.end_code} /></Table.Td>
-                    <Table.Td>{r.steps} of {r.max_steps}</Table.Td>
-                    <Table.Td>{when(r.started_at)}</Table.Td>
-                    <Table.Td>{when(r.ended_at)}</Table.Td>
-                  </Table.Tr>
-                ))}
-              </Table.Tbody>
-            </Table>
-          </Table.ScrollContainer>
+          <DataTable
+            label="Runs"
+            rows={list}
+            rowKey={(r) => r.id}
+            minWidth={640}
+            columns={[
+              { key: "run", header: "Run", cell: (r) => <Anchor component={Link} to={`/o/${org.id}/runs/${r.id}`} ff="monospace">{r.id.slice(0, 8)}</Anchor> },
+              { key: "agent", header: "Agent", cell: (r) => r.agents?.name ?? "—", sort: (r) => r.agents?.name },
+              { key: "status", header: "Status", cell: (r) => <StatusBadge status={r.status} code={r.end_code} />, sort: (r) => r.status },
+              { key: "steps", header: "Steps", cell: (r) => `${r.steps} of ${r.max_steps}`, sort: (r) => r.steps },
+              { key: "started", header: "Started", cell: (r) => when(r.started_at), sort: (r) => r.started_at },
+              { key: "ended", header: "Ended", cell: (r) => when(r.ended_at), sort: (r) => r.ended_at },
+            ]}
+          />
         )}
       </QueryState>
       {runnable.length > 0 && (

@@ -2,9 +2,9 @@
  * The console's screen kit, on Mantine: a page header with its primary action, the states of a
  * query (skeleton while loading, the refusal with "Try again", an empty state), the outcome of an
  * action where the eye is (and as a toast), and what the signed-in person may do here (from
- * public.my_permissions, never from rules of the browser's own).
+ * public.my_permissions, never from rules of the browser's own), and a table whose columns sort.
  */
-import { Alert, Button, Group, Paper, Skeleton, Stack, Text, Title } from "@mantine/core";
+import { Alert, Button, Group, Paper, Skeleton, Stack, Table, Text, Title, UnstyledButton } from "@mantine/core";
 import { notifications } from "@mantine/notifications";
 import { useMutation, useQueryClient, type QueryKey, type UseQueryResult } from "@tanstack/react-query";
 import { useState, type ReactNode } from "react";
@@ -111,4 +111,72 @@ export function useAct(invalidates: QueryKey[] = []) {
     run: (fn: () => Promise<string>) => mutation.mutate(fn),
     clear: () => setOutcome(null),
   };
+}
+
+/** A column of a DataTable: its header, its cell, and (when sortable) the value it sorts by. */
+export interface Column<T> {
+  key: string;
+  header: string;
+  cell: (row: T) => ReactNode;
+  /** The value the column sorts by; a column without one does not sort. */
+  sort?: (row: T) => string | number | null | undefined;
+}
+
+/**
+ * A table of rows with sortable columns: each sortable header is a button (keyboard-reachable)
+ * and says its order with aria-sort; it scrolls sideways on a narrow screen instead of
+ * overflowing the page.
+ */
+export function DataTable<T>({ label, columns, rows, rowKey, initialSort, minWidth = 560 }: {
+  label: string;
+  columns: Column<T>[];
+  rows: T[];
+  rowKey: (row: T) => string;
+  initialSort?: { key: string; descending?: boolean };
+  minWidth?: number;
+}) {
+  const [sort, setSort] = useState(initialSort ?? null);
+  const column = sort ? columns.find((c) => c.key === sort.key) : undefined;
+  const sorted = column?.sort
+    ? [...rows].sort((a, b) => {
+      const x = column.sort!(a) ?? "";
+      const y = column.sort!(b) ?? "";
+      const order = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y), undefined, { numeric: true });
+      return sort!.descending ? -order : order;
+    })
+    : rows;
+  return (
+    <Table.ScrollContainer minWidth={minWidth}>
+      <Table aria-label={label} highlightOnHover verticalSpacing="sm">
+        <Table.Thead>
+          <Table.Tr>
+            {columns.map((c) => {
+              const active = sort?.key === c.key;
+              return (
+                <Table.Th key={c.key} aria-sort={active ? (sort!.descending ? "descending" : "ascending") : undefined}>
+                  {c.sort ? (
+                    <UnstyledButton
+                      onClick={() => setSort({ key: c.key, descending: active ? !sort!.descending : false })}
+                      fw={600}
+                      fz="sm"
+                      aria-label={`${c.header}: sort ${active && !sort!.descending ? "descending" : "ascending"}`}
+                    >
+                      {c.header} <span aria-hidden="true">{active ? (sort!.descending ? "▼" : "▲") : "↕"}</span>
+                    </UnstyledButton>
+                  ) : c.header}
+                </Table.Th>
+              );
+            })}
+          </Table.Tr>
+        </Table.Thead>
+        <Table.Tbody>
+          {sorted.map((row) => (
+            <Table.Tr key={rowKey(row)}>
+              {columns.map((c) => <Table.Td key={c.key}>{c.cell(row)}</Table.Td>)}
+            </Table.Tr>
+          ))}
+        </Table.Tbody>
+      </Table>
+    </Table.ScrollContainer>
+  );
 }
