@@ -1608,6 +1608,51 @@ export type Database = {
           },
         ];
       };
+      widget_refusals: {
+        Row: {
+          first_at: string;
+          id: string;
+          last_at: string;
+          org_id: string;
+          origin: string;
+          project_id: string;
+          reason: string;
+          times: number;
+          widget_key_id: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          first_at?: string;
+          id?: string;
+          last_at?: string;
+          org_id?: string;
+          origin: string;
+          project_id?: string;
+          reason: string;
+          times?: number;
+          widget_key_id: string;
+        };
+        Update: {
+          first_at?: string;
+          id?: string;
+          last_at?: string;
+          org_id?: string;
+          origin?: string;
+          project_id?: string;
+          reason?: string;
+          times?: number;
+          widget_key_id?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "widget_refusals_org_id_project_id_widget_key_id_fkey";
+            columns: ["org_id", "project_id", "widget_key_id"];
+            isOneToOne: false;
+            referencedRelation: "widget_keys";
+            referencedColumns: ["org_id", "project_id", "id"];
+          },
+        ];
+      };
     };
     Views: {
       audit_log: {
@@ -2012,6 +2057,16 @@ export type Database = {
       };
       leave_organization: { Args: Record<PropertyKey, never>; Returns: undefined };
       mint_run_token: { Args: { p_run_id: string }; Returns: Json };
+      model_catalog: {
+        Args: Record<PropertyKey, never>;
+        Returns: {
+          input_micro_per_mtok: number;
+          max_output_tokens: number;
+          model: string;
+          output_micro_per_mtok: number;
+          provider: Database["public"]["Enums"]["model_provider"];
+        }[];
+      };
       my_permissions: { Args: Record<PropertyKey, never>; Returns: Json };
       needs_step_up: {
         Args: {

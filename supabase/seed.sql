@@ -229,6 +229,14 @@ values
   ('7b000000-0000-4000-8000-00000000000b', '0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b',
    '2b000000-0000-4000-8000-00000000000b', 'ghw_seedGlbx', encode(sha256(extensions.gen_random_bytes(32)), 'hex'), '{https://help.globex.test}');
 
+-- Each key was once tried from a site it doesn't allow (the Widgets screen shows it to the owner).
+insert into public.widget_refusals (org_id, project_id, widget_key_id, reason, origin)
+values
+  ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', '7a000000-0000-4000-8000-00000000000a',
+   'widget_origin_not_allowed', 'https://copycat.example'),
+  ('0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b', '7b000000-0000-4000-8000-00000000000b',
+   'widget_origin_not_allowed', 'https://copycat.example');
+
 insert into public.widget_conversations (id, org_id, project_id, agent_id, widget_key_id, visitor_id, origin)
 values
   ('8a000000-0000-4000-8000-00000000000a', '0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a',

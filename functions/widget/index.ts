@@ -71,9 +71,17 @@ const app = functionApp({
   description: "Public widget endpoints: origin-locked sessions for a publishable key, and the agent's answers.",
 });
 // Embeds call from customers' pages: answer the browser's preflight and let the page read the
-// answers, refusals included, but only for an origin a live key allows (never the request's own,
-// reflected). The routes still check the origin against the key, or the session's.
-app.use(cors({ origin: allowedOrigin, allowMethods: ["POST", "OPTIONS"], allowHeaders: ["authorization", "content-type"], maxAge: 600 }));
+// answers, refusals included. Messages: only for an origin a live key allows (never the request's
+// own, reflected). Sessions: for any origin, because no credential rides on the request (the key
+// is public, no cookie is sent) and the route itself refuses an origin the key doesn't allow, and
+// notes that refusal for the key's owner: behind a failed preflight the request would never
+// arrive, and the owner would never learn which site tried.
+app.use(cors({
+  origin: (origin, c) => (c.req.path.endsWith("/v1/sessions") && origin && origin !== "null" && origin.length <= 300 ? origin : allowedOrigin(origin)),
+  allowMethods: ["POST", "OPTIONS"],
+  allowHeaders: ["authorization", "content-type"],
+  maxAge: 600,
+}));
 app.use(jsonBody(MAX_BODY));
 
 app.openapi(createRoute({
@@ -87,13 +95,23 @@ app.openapi(createRoute({
   const origin = originOf(c);
   const { key, pow, renew } = c.req.valid("json");
   const [found] = await serviceDb()`select * from private.widget_key_for(${key})`;
-  if (!found) throw refuse("widget_key_invalid");
-  if (!(found.allowed_origins as string[]).includes(origin)) throw refuse("widget_origin_not_allowed");
+  const previous = renew ? await verifySession(renew, { renewal: true }) : null;
+  if (!found) {
+    // An unknown key; a page renewing a session of a key since rotated or turned off tells its owner.
+    if (previous?.ok) await noteRefusal(previous.session.keyId, previous.session.keyVersion, "widget_renewal_refused", origin);
+    throw refuse("widget_key_invalid");
+  }
+  if (!(found.allowed_origins as string[]).includes(origin)) {
+    await noteRefusal(found.key_id, found.version, "widget_origin_not_allowed", origin);
+    throw refuse("widget_origin_not_allowed");
+  }
   // A session of this key and origin, renewed only at the key's version: a rotation ends the old
   // key's sessions for good (their visitor, and so their conversations, with them).
-  const previous = renew ? await verifySession(renew, { renewal: true }) : null;
   const renewed = previous?.ok && previous.session.keyId === found.key_id && previous.session.origin === origin ? previous.session : null;
-  if (renewed && renewed.keyVersion !== found.version) throw refuse("widget_renewal_refused");
+  if (renewed && renewed.keyVersion !== found.version) {
+    await noteRefusal(found.key_id, renewed.keyVersion, "widget_renewal_refused", origin);
+    throw refuse("widget_renewal_refused");
+  }
   if (found.proof_of_work_bits > 0) {
     const expected = { keyId: found.key_id, origin, bits: found.proof_of_work_bits };
     if (!pow || !(await proofHolds(pow.challenge, pow.nonce, expected))) {
@@ -125,6 +143,7 @@ app.openapi(createRoute({
                                         ${conversation_id ?? null}, ${content}, ${wantsHuman}, ${lead}, ${NOTICES.unavailable}) as r`;
   const begun = r as Begun;
   if (!begun.ok) {
+    if (begun.reason !== "widget_conversation_not_found") await noteRefusal(session.keyId, session.keyVersion, begun.reason, session.origin);
     if (begun.reason === "widget_session_expired") throw refuse("widget_session_expired");
     if (begun.reason === "widget_origin_not_allowed") throw refuse("widget_origin_not_allowed");
     if (begun.reason === "widget_conversation_not_found") throw refuse("widget_conversation_not_found");
@@ -186,6 +205,18 @@ async function allowedOrigin(origin: string): Promise<string | null> {
     originCache.set(origin, known);
   }
   return known.allowed ? origin : null;
+}
+
+/**
+ * Notes a refusal for the key's site owner (private.note_widget_refusal: the Widgets screen shows
+ * them; bounded there). Best effort: failing to note it never changes the visitor's answer.
+ */
+async function noteRefusal(keyId: string, keyVersion: number, reason: string, origin: string): Promise<void> {
+  try {
+    await serviceDb()`select private.note_widget_refusal(${keyId}, ${keyVersion}, ${reason}, ${origin})`;
+  } catch (e) {
+    console.error(JSON.stringify({ fn: "widget", msg: "refusal not noted", reason, error: (e as Error).message }));
+  }
 }
 
 /** The page's origin, exactly as the browser sent it; a request without one gets no session. */

@@ -131,7 +131,11 @@ describe("organizations, projects and agents", () => {
     await page.getByRole("link", { name: "Helper" }).click();
     await page.getByRole("heading", { name: "Helper" }).waitFor();
     await page.getByRole("button", { name: "New draft version" }).click();
-    await page.getByLabel("Configuration of draft v1 (JSON)").fill('{"model": "gpt-4o-mini", "instructions": "Be brief."}');
+    const draft = page.getByRole("form", { name: "Configuration of draft v1" });
+    // The model comes from the catalog, never typed.
+    expect(await draft.getByLabel("Model").locator("option").allTextContents()).toContain("claude-haiku-4-5 (anthropic, $1.00 / $5.00 per million tokens in / out)");
+    await draft.getByLabel("Model").selectOption("gpt-4o-mini");
+    await draft.getByLabel("Instructions").fill("Be brief.");
     await page.getByRole("button", { name: "Save draft" }).click();
     await page.getByRole("status").getByText("Draft v1 saved.").waitFor();
     await page.getByRole("button", { name: "Publish v1" }).click();

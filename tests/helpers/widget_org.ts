@@ -1,7 +1,7 @@
 /**
  * An organization of a test file's own, for the widget tests: a tenant admin, a project, an agent
  * with a published version, the organization's own OpenAI-compatible endpoint (a vendor fake) with
- * its key, and a widget key for the given origins. Its own, so that its limits, budgets and
+ * its key, and a widget key for the given origins (none when `origins` is null: the test turns it on). Its own, so that its limits, budgets and
  * transcripts are nobody else's.
  */
 import { randomUUID } from "node:crypto";
@@ -19,7 +19,7 @@ export interface WidgetOrg {
 
 export async function createWidgetOrg(
   sql: postgres.Sql,
-  settings: { name: string; origins: string[]; vendorBaseUrl: string; vendorKey: string; instructions?: string },
+  settings: { name: string; origins: string[] | null; vendorBaseUrl: string; vendorKey: string; instructions?: string },
 ): Promise<WidgetOrg> {
   const [org, project, agent, admin] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
   const slug = `${settings.name.toLowerCase()}-${org.slice(0, 8)}`;
@@ -41,6 +41,8 @@ export async function createWidgetOrg(
       await tx`select private.set_context(${org})`;
       return await work(tx);
     }) as T;
-  const [made] = await asAdmin((tx) => tx`select public.create_widget_key(${agent}, ${tx.array(settings.origins)}) as v`);
+  if (!settings.origins) return { org, agent, keyId: "", key: "", asAdmin };
+  const origins = settings.origins;
+  const [made] = await asAdmin((tx) => tx`select public.create_widget_key(${agent}, ${tx.array(origins)}) as v`);
   return { org, agent, keyId: made.v.id, key: made.v.key, asAdmin };
 }

@@ -356,7 +356,7 @@ describe("CORS", () => {
       headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "authorization, content-type" },
     });
 
-  it("answers a preflight with exactly the origin a live key allows, and gives any other origin nothing", async () => {
+  it("answers a messages preflight with exactly the origin a live key allows, and gives any other origin nothing", async () => {
     for (const path of ["/sessions", "/messages"]) {
       const allowed = await preflight(ORIGIN, path);
       expect(allowed.status, path).toBeLessThan(300);
@@ -364,17 +364,29 @@ describe("CORS", () => {
       expect(allowed.headers.get("vary") ?? "", path).toMatch(/origin/i);
     }
     for (const origin of ["https://evil.test", `${ORIGIN}.evil.test`, "http://shop.initech.test", "null"]) {
-      const refused = await preflight(origin);
+      const refused = await preflight(origin, "/messages");
       expect(refused.headers.get("access-control-allow-origin"), origin).toBeNull();
     }
   });
 
-  it("never reflects an arbitrary origin, on refusals too; an allowed origin reads its own answers", async () => {
+  it("lets any origin reach /sessions, with no credential, to be refused there and the refusal noted for the key's owner", async () => {
+    const open = await preflight("https://copycat.test");
+    expect(open.headers.get("access-control-allow-origin")).toBe("https://copycat.test");
+    expect(open.headers.get("access-control-allow-credentials")).toBeNull();
+    expect((await preflight("null")).headers.get("access-control-allow-origin")).toBeNull();
+    const refused = await fetch(`${base()}/sessions`, {
+      method: "POST", headers: { "content-type": "application/json", origin: "https://copycat.test" }, body: JSON.stringify({ key: initech.key }),
+    });
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("widget_origin_not_allowed");
+    const [noted] = await sql`select reason, times from public.widget_refusals where widget_key_id = ${initech.keyId} and origin = 'https://copycat.test'`;
+    expect(noted).toEqual({ reason: "widget_origin_not_allowed", times: "1" });
+  });
+
+  it("never reflects an arbitrary origin on messages, on refusals too; an allowed origin reads its own answers", async () => {
     const send = (path: string, body: unknown, headers: Record<string, string>) =>
       fetch(`${base()}${path}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
     const refusals = [
-      await send("/sessions", { key: initech.key }, { origin: "https://evil.test" }),
-      await send("/sessions", { key: "ghw_" + "a".repeat(32) + "_000000" }, { origin: "https://evil.test" }),
       await send("/messages", { content: "hi" }, { origin: "https://evil.test", authorization: "Bearer nope" }),
       await send("/nowhere", {}, { origin: "https://evil.test" }),
     ];

@@ -268,6 +268,8 @@ export function consoleApp(opts: ConsoleOptions): Hono {
     const factors = (data.user.factors ?? []).map((f) => ({ id: f.id, friendly_name: f.friendly_name ?? "", factor_type: f.factor_type, status: f.status, created_at: f.created_at }));
     return {
       user: { id: data.user.id, email: data.user.email ?? "" },
+      // Public: where the API (and so a widget embed's requests) goes.
+      api_url: opts.supabaseUrl,
       aal: claims.aal === "aal2" ? "aal2" : "aal1",
       factors,
       session: {

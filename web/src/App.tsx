@@ -21,11 +21,13 @@ import { Members } from "./Members.tsx";
 import { Models } from "./Models.tsx";
 import { Organizations } from "./Organizations.tsx";
 import { Projects } from "./Projects.tsx";
+import { Settings } from "./Settings.tsx";
 import { RunDetail, Runs } from "./Runs.tsx";
 import { Widgets } from "./Widgets.tsx";
 import { auth, loadMe, onSignedOut, type Me } from "./session.ts";
 import { supabase } from "./supabase.ts";
-import { describe, Org, unwrap, useLoad, useOrg, type OrgContext, type Role } from "./ui.tsx";
+import { PageHeader, QueryState } from "./kit.tsx";
+import { describe, Org, useOrg, type OrgContext, type Role } from "./ui.tsx";
 
 /** The signed-in person, and how to change or end that. */
 export interface SessionProps {
@@ -87,6 +89,7 @@ export function App() {
             <Route path="limits" element={<ModelsScreen />} />
             <Route path="widgets" element={<WidgetsScreen me={me} />} />
             <Route path="billing" element={<Billing />} />
+            <Route path="settings" element={<Settings />} />
           </Route>
           <Route path="*" element={<NotFound />} />
         </Route>
@@ -112,6 +115,7 @@ const SCREENS: [string, string][] = [
   ["limits", "Models and limits"],
   ["widgets", "Widgets"],
   ["billing", "Billing"],
+  ["settings", "Settings"],
 ];
 
 /**
@@ -202,10 +206,19 @@ function Shell({ me, setMe }: SessionProps) {
 
 /** After sign-in: your first organization, or the list to create one. */
 function Home() {
-  const orgs = useLoad(() => unwrap(supabase().from("organizations").select("id").order("name").limit(1)), []);
-  if (orgs.loading) return <p aria-busy="true" className="muted">Loading…</p>;
-  if (orgs.error) return <p role="alert" className="error">{orgs.error}</p>;
-  return <Navigate to={orgs.data?.[0] ? `/o/${orgs.data[0].id}/approvals` : "/orgs"} replace />;
+  const orgs = useQuery({
+    queryKey: ["organizations", "first"],
+    queryFn: async () => {
+      const { data, error } = await personalApi().from("organizations").select("id").order("name").limit(1);
+      if (error) throw error;
+      return data;
+    },
+  });
+  return (
+    <QueryState query={orgs} empty={<Navigate to="/orgs" replace />}>
+      {(list) => <Navigate to={`/o/${list[0].id}/approvals`} replace />}
+    </QueryState>
+  );
 }
 
 /** What my_permissions answers (supabase/migrations/…_permissions.sql). */
@@ -260,8 +273,12 @@ function OrgScope() {
   );
 }
 
+/** The organization's agents, by name (for the screens that name them). */
 function useAgents(orgId: string) {
-  return useLoad(() => unwrap(supabase().from("agents").select("id, name").order("name").setHeader("x-org-id", orgId)), [orgId]);
+  return useQuery({
+    queryKey: ["agents", orgId, "names"],
+    queryFn: () => orgApi(orgId).run(orgApi(orgId).from("agents").select("id, name").order("name")),
+  });
 }
 
 function ModelsScreen() {
@@ -269,7 +286,7 @@ function ModelsScreen() {
   const agents = useAgents(org.id);
   return (
     <>
-      <h1>Models and limits in {org.name}</h1>
+      <PageHeader title={`Models and limits in ${org.name}`} description="What the organization's agents call, what it costs, and the limits and keys that govern it." />
       <Models key={org.id} orgId={org.id} agents={agents.data ?? []} />
     </>
   );
@@ -280,8 +297,8 @@ function WidgetsScreen({ me }: { me: Me }) {
   const agents = useAgents(org.id);
   return (
     <>
-      <h1>Widgets in {org.name}</h1>
-      <Widgets key={org.id} orgId={org.id} agents={agents.data ?? []} userId={me.user.id} />
+      <PageHeader title={`Widgets in ${org.name}`} description="Chat on your customers' sites: each agent's publishable key, its sites and budget, the review queue and the transcripts." />
+      <Widgets key={org.id} orgId={org.id} agents={agents.data ?? []} userId={me.user.id} apiUrl={me.api_url} />
     </>
   );
 }

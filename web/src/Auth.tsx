@@ -1,76 +1,100 @@
 /**
- * Signing in and what emailed links lead to: the sign-in form, password recovery, the confirm page
- * every emailed link lands on (a click spends the link, so mail scanners don't), and accepting an
- * invitation. The console server holds the session; these pages only ever see who is signed in.
+ * Signing in and what emailed links lead to (issue 25): the sign-in form, password recovery, the
+ * confirm page every emailed link lands on (a click spends the link, so mail scanners don't), and
+ * accepting an invitation. Each is one centred card, as wide as a phone allows; the signed-out ones
+ * are the page's main landmark (they render outside the AppShell). The console server holds the
+ * session; these pages only ever see who is signed in.
  */
-import { useState, type FormEvent } from "react";
+import { Alert, Anchor, Box, Button, Center, Paper, Stack, Text, TextInput, Title } from "@mantine/core";
+import { useQuery } from "@tanstack/react-query";
+import { useState, type FormEvent, type ReactNode } from "react";
 import { Link, useNavigate, useSearchParams } from "react-router";
+import { describeError, personalApi } from "./api.ts";
+import { Outcome, QueryState, useAct } from "./kit.tsx";
+import { runPersonal } from "./Organizations.tsx";
 import { auth, type Me } from "./session.ts";
-import { supabase } from "./supabase.ts";
-import { describe, field, Notice, useAction, useLoad, when } from "./ui.tsx";
+import { field, when } from "./ui.tsx";
+
+/**
+ * A signed-out page: the product's name and one card, centred on the page. `landmark` makes it
+ * the page's main (false inside the AppShell, which has its own).
+ */
+function Card({ title, children, landmark = true }: { title: string; children: ReactNode; landmark?: boolean }) {
+  const card = (
+    <Center mih={landmark ? "100dvh" : undefined} px="sm" py="xl">
+      <Stack w="100%" maw={440} gap="md">
+        {landmark && <Text fw={700} size="lg" ta="center">Gatehouse</Text>}
+        <Paper withBorder shadow="sm" radius="md" p="lg">
+          <Title order={1} fz={24} mb="md">{title}</Title>
+          {children}
+        </Paper>
+      </Stack>
+    </Center>
+  );
+  return landmark ? <Box component="main">{card}</Box> : card;
+}
 
 /** The sign-in form; `ended` says why the last session ended, if it did. */
 export function SignIn({ ended, onSignedIn }: { ended: string | null; onSignedIn: (me: Me) => void }) {
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
 
+  // Not useAct: a refusal here is said once, in the card (no toast), and success leaves the page.
   async function submit(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
     const form = new FormData(event.currentTarget);
     setBusy(true);
+    setError(null);
     try {
       onSignedIn(await auth.signIn(field(form, "email"), String(form.get("password") ?? "")));
     } catch (e) {
-      setError(describe(e));
+      setError(describeError(e));
     } finally {
       setBusy(false);
     }
   }
 
   return (
-    <main className="narrow">
-      <h1>Sign in to Gatehouse</h1>
-      {ended && <p role="status" className="notice">{ended}</p>}
-      {error && <p role="alert" className="error">{error}</p>}
-      <form onSubmit={submit} className="stack">
-        <label>
-          Email <input name="email" type="email" autoComplete="username" required />
-        </label>
-        <label>
-          Password <input name="password" type="password" autoComplete="current-password" required />
-        </label>
-        <button type="submit" disabled={busy}>Sign in</button>
+    <Card title="Sign in to Gatehouse">
+      {ended && <Alert color="blue" role="status" mb="md">{ended}</Alert>}
+      {error && <Alert color="red" role="alert" mb="md">{error}</Alert>}
+      <form onSubmit={submit} aria-label="Sign in">
+        <Stack>
+          <TextInput name="email" type="email" label="Email" autoComplete="username" required />
+          <TextInput name="password" type="password" label="Password" autoComplete="current-password" required />
+          <Button type="submit" loading={busy} fullWidth>Sign in</Button>
+        </Stack>
       </form>
-      <p><Link to="/forgot">Forgot your password?</Link></p>
-    </main>
+      <Text size="sm" ta="center" mt="md"><Anchor component={Link} to="/forgot">Forgot your password?</Anchor></Text>
+    </Card>
   );
 }
 
 /** Asks for a recovery email (the answer is the same whether or not the address has an account). */
 export function ForgotPassword() {
-  const action = useAction();
+  const act = useAct();
   return (
-    <main className="narrow">
-      <h1>Reset your password</h1>
-      <Notice notice={action.notice} />
+    <Card title="Reset your password">
+      <Text size="sm" c="dimmed" mb="md">Enter the address you sign in with: we email it a link that signs you in once, to choose a new password.</Text>
+      <Outcome outcome={act.outcome} />
       <form
-        className="stack"
+        aria-label="Send a recovery link"
         onSubmit={(event) => {
           event.preventDefault();
           const email = field(new FormData(event.currentTarget), "email");
-          void action.run(async () => {
+          act.run(async () => {
             await auth.recover(email);
             return "If that address has an account, a recovery link is on its way.";
           });
         }}
       >
-        <label>
-          Email <input name="email" type="email" autoComplete="username" required />
-        </label>
-        <button type="submit" disabled={action.busy}>Send the recovery link</button>
+        <Stack>
+          <TextInput name="email" type="email" label="Email" autoComplete="username" required />
+          <Button type="submit" loading={act.busy} fullWidth>Send the recovery link</Button>
+        </Stack>
       </form>
-      <p><Link to="/">Back to sign-in</Link></p>
-    </main>
+      <Text size="sm" ta="center" mt="md"><Anchor component={Link} to="/">Back to sign-in</Anchor></Text>
+    </Card>
   );
 }
 
@@ -98,87 +122,97 @@ export function Confirm({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
   const [params] = useSearchParams();
   const navigate = useNavigate();
   const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
   const tokenHash = params.get("token_hash") ?? "";
   const type = params.get("type") ?? "";
   const next = type === "recovery" ? "/account?recovered=1" : safeNext(params.get("next"));
 
+  // Not useAct: success leaves the page, and a refusal is said once, in the card.
   async function go() {
+    setBusy(true);
+    setError(null);
     try {
       const me = await auth.confirm(tokenHash, type);
       onSignedIn(me);
       navigate(next, { replace: true });
     } catch (e) {
-      setError(describe(e));
+      setError(describeError(e));
+      setBusy(false);
     }
   }
 
   if (!tokenHash || !LINK_PURPOSE[type]) {
     return (
-      <main className="narrow">
-        <h1>This link is incomplete</h1>
-        <p role="alert" className="error">Open the link from your email again, or ask for a new one.</p>
-        <p><Link to="/">Back to sign-in</Link></p>
-      </main>
+      <Card title="This link is incomplete">
+        <Alert color="red" role="alert" mb="md">Open the link from your email again, or ask for a new one.</Alert>
+        <Text size="sm" ta="center"><Anchor component={Link} to="/">Back to sign-in</Anchor></Text>
+      </Card>
     );
   }
   return (
-    <main className="narrow">
-      <h1>Continue to {LINK_PURPOSE[type]}</h1>
-      {error && <p role="alert" className="error">{error}</p>}
-      <p>This link signs you in once. Continue only if you asked for it.</p>
-      <button type="button" onClick={go}>Continue</button>
-    </main>
+    <Card title={`Continue to ${LINK_PURPOSE[type]}`}>
+      {error && <Alert color="red" role="alert" mb="md">{error}</Alert>}
+      <Text size="sm" mb="md">This link signs you in once. Continue only if you asked for it.</Text>
+      <Button onClick={() => void go()} loading={busy} fullWidth>Continue</Button>
+    </Card>
   );
 }
 
-/** /invitations/accept?token=…: joins the organization the invitation is for. */
 const ROLE_LABELS: Record<string, string> = {
   tenant_admin: "Tenant admin", project_admin: "Project admin", project_contributor: "Contributor", project_viewer: "Viewer",
 };
 
+interface Preview {
+  organization: string;
+  role: string;
+  invited_by: string | null;
+  expires_at: string;
+}
+
+/** /invitations/accept?token=…: what the invitation is, and joining the organization it is for. */
 export function AcceptInvitation() {
   const [params] = useSearchParams();
   const navigate = useNavigate();
   const token = params.get("token") ?? "";
   const wellFormed = /^[0-9a-f]{64}$/.test(token);
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
   // What the invitation is, for the person it is addressed to: the organization, who invited, the role.
-  const preview = useLoad(async () => {
-    if (!wellFormed) return null;
-    const { data, error } = await supabase().rpc("invitation_preview", { p_token: token });
-    if (error) throw error;
-    return data as { organization: string; role: string; invited_by: string | null; expires_at: string };
-  }, [token]);
+  const preview = useQuery({
+    queryKey: ["invitation", token],
+    queryFn: async () => (await runPersonal(personalApi().rpc("invitation_preview", { p_token: token }))) as unknown as Preview | null,
+    enabled: wellFormed,
+  });
+  // Joining changes the organizations the header's switcher lists.
+  const act = useAct([["organizations"]]);
 
-  async function accept() {
-    setBusy(true);
-    const { data, error } = await supabase().rpc("accept_invitation", { p_token: token });
-    setBusy(false);
-    if (error) return setError(describe(error));
-    navigate(`/o/${data}/approvals`, { replace: true });
+  function accept(p: Preview) {
+    act.run(async () => {
+      const org = await runPersonal(personalApi().rpc("accept_invitation", { p_token: token }));
+      navigate(`/o/${org}/approvals`, { replace: true });
+      return `You joined ${p.organization} as ${ROLE_LABELS[p.role] ?? p.role}.`;
+    });
   }
 
-  const p = preview.data;
   return (
-    <div className="narrow">
-      <h1>Accept your invitation</h1>
+    <Card title="Accept your invitation" landmark={false}>
       {!wellFormed ? (
-        <p role="alert" className="error">This invitation link is incomplete; open it from your email again.</p>
+        <Alert color="red" role="alert">This invitation link is incomplete; open it from your email again.</Alert>
       ) : (
         <>
-          {error && <p role="alert" className="error">{error}</p>}
-          {preview.error && <p role="alert" className="error">{preview.error}</p>}
-          {p ? (
-            <p>
-              {p.invited_by ?? "A tenant admin"} invited you to join <strong>{p.organization}</strong> as{" "}
-              <strong>{ROLE_LABELS[p.role] ?? p.role}</strong>. The invitation is open until {when(p.expires_at)}.
-            </p>
-          ) : !preview.error && <p className="muted" aria-busy="true">Loading the invitation…</p>}
-          <button type="button" onClick={accept} disabled={busy || !p}>Accept the invitation</button>
-          <p className="muted">New here? Choose a password on <Link to="/account">your account page</Link> afterwards.</p>
+          <Outcome outcome={act.outcome} />
+          <QueryState query={preview} empty="This invitation could not be found." isEmpty={(p) => !p} rows={2}>
+            {(p) => p && (
+              <Stack>
+                <Text size="sm">
+                  {p.invited_by ?? "A tenant admin"} invited you to join <strong>{p.organization}</strong> as{" "}
+                  <strong>{ROLE_LABELS[p.role] ?? p.role}</strong>. The invitation is open until {when(p.expires_at)}.
+                </Text>
+                <Button onClick={() => accept(p)} loading={act.busy} fullWidth>Accept the invitation</Button>
+              </Stack>
+            )}
+          </QueryState>
+          <Text size="sm" c="dimmed" mt="md">New here? Choose a password on <Anchor component={Link} to="/account" underline="always">your account page</Anchor> afterwards.</Text>
         </>
       )}
-    </div>
+    </Card>
   );
 }

@@ -1,13 +1,20 @@
 /**
- * The organization's billing: plan and subscription, the card on file (brand and last four only),
- * the credit balance and the ledger it is the sum of; buying credits (Stripe Checkout, where the
- * card is entered: never here), Stripe's customer portal, and a tenant admin's downward
- * adjustment with a reason (credits are bought or come with the plan, never added here). What a payment buys arrives through Stripe's webhook, so the page says so on return.
+ * The organization's billing (issue 25): plan and subscription, the card on file (brand and last
+ * four only), the credit balance and the ledger it is the sum of (sortable, to the micro-dollar
+ * where an amount is below a cent). Whoever may manage billing (my_permissions: manage_billing)
+ * buys credits (Stripe Checkout, where the card is entered: never here), opens Stripe's customer
+ * portal, and takes credits away with a reason, after a confirmation (credits are bought or come
+ * with the plan, never added here); everyone else sees the same figures and no controls. What a
+ * payment buys arrives through Stripe's webhook, so the page says so on return.
  */
-import { confirmAction } from "./confirm.tsx";
+import { Alert, Box, Button, Group, Paper, SimpleGrid, Stack, Text, TextInput, Title } from "@mantine/core";
+import { useQuery } from "@tanstack/react-query";
+import type { FormEvent, ReactNode } from "react";
 import { useSearchParams } from "react-router";
-import { supabase } from "./supabase.ts";
-import { describe, field, functionError, Notice, States, unwrap, useAction, useLoad, useOrg, when } from "./ui.tsx";
+import { ApiError } from "./api.ts";
+import { confirmAction } from "./confirm.tsx";
+import { DataTable, Outcome, PageHeader, QueryState, useAct, useOrgApi } from "./kit.tsx";
+import { field, useOrg, when } from "./ui.tsx";
 
 const PAGE = 50;
 
@@ -30,121 +37,161 @@ const KIND: Record<string, string> = {
   adjustment: "Adjustment",
 };
 
+/** /o/:org/billing: plan, credits and ledger; buying and taking away credits for whoever may. */
 export function Billing() {
   const org = useOrg();
-  const sb = supabase();
+  const api = useOrgApi();
+  const manage = org.permissions.organization.manage_billing;
   const [params] = useSearchParams();
-  const account = useLoad(async () => (await unwrap(sb.from("billing_accounts").select("*").setHeader("x-org-id", org.id)))[0] ?? null, [org.id]);
-  const balance = useLoad(async () => (await unwrap(sb.from("credit_balances").select("balance_micro, entries").setHeader("x-org-id", org.id)))[0] ?? null, [org.id]);
-  const ledger = useLoad(
-    () => unwrap(sb.from("credit_ledger").select("id, kind, amount_micro, reason, created_at").order("created_at", { ascending: false }).limit(PAGE).setHeader("x-org-id", org.id)),
-    [org.id],
-  );
-  const action = useAction(() => {
-    balance.reload();
-    ledger.reload();
+  const account = useQuery({
+    queryKey: ["billing", org.id, "account"],
+    queryFn: async () => (await api.run(api.from("billing_accounts").select("*")))[0] ?? null,
   });
+  const balance = useQuery({
+    queryKey: ["billing", org.id, "balance"],
+    queryFn: async () => (await api.run(api.from("credit_balances").select("balance_micro, entries")))[0] ?? null,
+  });
+  const ledger = useQuery({
+    queryKey: ["billing", org.id, "ledger"],
+    queryFn: () => api.run(api.from("credit_ledger").select("id, kind, amount_micro, reason, created_at").order("created_at", { ascending: false }).limit(PAGE)),
+  });
+  const stripeAct = useAct();
+  const adjustAct = useAct([["billing", org.id]]);
 
   /** Asks the billing function for a Stripe page and goes there. */
   async function toStripe(path: "checkout" | "portal", body: Record<string, unknown>): Promise<string> {
-    const { data, error } = await sb.functions.invoke<{ url: string }>(`billing/${path}`, { body, headers: { "x-org-id": org.id } });
-    if (error) {
-      const e = (await functionError(error)) as Error & { code?: string };
-      throw new Error(e.code === "billing_not_configured" ? "Billing is not configured here (no Stripe keys): see the README's Billing section." : describe(e));
+    let page: { url: string };
+    try {
+      page = await api.invoke<{ url: string }>(`billing/${path}`, body);
+    } catch (e) {
+      if (e instanceof ApiError && e.code === "billing_not_configured") {
+        throw new ApiError(e.status, e.code, "Billing is not configured here (no Stripe keys): see the README's Billing section.");
+      }
+      throw e;
     }
-    location.assign(data!.url);
+    location.assign(page.url);
     return path === "checkout" ? "Taking you to Stripe Checkout…" : "Opening Stripe's customer portal…";
+  }
+
+  function buy(event: FormEvent<HTMLFormElement>) {
+    event.preventDefault();
+    const amount = Math.round(Number(field(new FormData(event.currentTarget), "amount")) * 100);
+    stripeAct.run(() => toStripe("checkout", { kind: "credits", amount_cents: amount }));
+  }
+
+  async function takeAway(event: FormEvent<HTMLFormElement>) {
+    event.preventDefault();
+    const form = event.currentTarget;
+    const data = new FormData(form);
+    const micro = -Math.round(Number(field(data, "adjust")) * 1e6);
+    if (!(await confirmAction({
+      title: `Take ${dollars(-micro)} of credits away?`,
+      body: <>The organization's balance drops at once; a prepaid organization without credits has its model calls refused. Only a purchase adds credits back.</>,
+      confirmLabel: "Take the credits away",
+    }))) return;
+    adjustAct.run(async () => {
+      await api.run(api.rpc("adjust_credits", { p_amount_micro: micro, p_reason: field(data, "reason") }));
+      form.reset();
+      return `Adjusted by ${dollars(micro)}.`;
+    });
   }
 
   const returned = params.get("checkout");
   return (
     <>
-      <h1>Billing of {org.name}</h1>
-      {returned === "done" && <p role="status" className="notice">Stripe took the payment: the credits appear here as soon as Stripe confirms it to us.</p>}
-      {returned === "canceled" && <p role="status" className="notice">Checkout was canceled: nothing was charged.</p>}
-      <Notice notice={action.notice} />
+      <PageHeader
+        title={`Billing of ${org.name}`}
+        description="The plan, the credits model calls draw on, and every entry of the ledger the balance is the sum of."
+        action={manage ? (
+          <Button variant="default" loading={stripeAct.busy} onClick={() => stripeAct.run(() => toStripe("portal", {}))}>Manage payment and invoices</Button>
+        ) : undefined}
+      />
+      {returned === "done" && <Alert color="teal" role="status" mb="md">Stripe took the payment: the credits appear here as soon as Stripe confirms it to us.</Alert>}
+      {returned === "canceled" && <Alert color="gray" role="status" mb="md">Checkout was canceled: nothing was charged.</Alert>}
+      <Outcome outcome={stripeAct.outcome} />
 
-      <section aria-labelledby="plan-heading">
-        <h2 id="plan-heading">Plan</h2>
-        <States loaded={account} empty="No billing account yet: it is made on the first purchase." isEmpty={(a) => a === null}>
-          {(a) => (
-            <dl className="facts">
-              <dt>Plan</dt><dd>{a!.plan ?? "none"}</dd>
-              <dt>Mode</dt><dd>{a!.mode === "prepaid" ? "prepaid: model calls need credits" : "postpaid"}</dd>
-              <dt>Subscription</dt><dd>{a!.subscription_status ?? "none"}{a!.cancel_at_period_end ? ", ends at the period's end" : ""}</dd>
-              <dt>Period ends</dt><dd>{when(a!.current_period_end)}</dd>
-              {a!.grace_until && <><dt>Data kept until</dt><dd>{when(a!.grace_until)}</dd></>}
-              <dt>Card</dt><dd>{a!.card_last4 ? `${a!.card_brand ?? "card"} ending ${a!.card_last4}, expires ${a!.card_exp_month}/${a!.card_exp_year}` : "none on file"}</dd>
-            </dl>
+      <SimpleGrid cols={{ base: 1, md: 2 }} spacing="lg">
+        <Paper withBorder p="lg" radius="md" component="section" aria-labelledby="plan-heading" style={{ marginTop: 0 }}>
+          <Title order={2} size="h3" id="plan-heading" mb="sm">Plan</Title>
+          <QueryState query={account} empty="No billing account yet: it is made on the first purchase." isEmpty={(a) => a === null} rows={4}>
+            {(a) => a && (
+              <SimpleGrid cols={{ base: 1, xs: 2 }} spacing="sm">
+                <Fact label="Plan">{a.plan ?? "none"}</Fact>
+                <Fact label="Mode">{a.mode === "prepaid" ? "prepaid: model calls need credits" : "postpaid"}</Fact>
+                <Fact label="Subscription">{a.subscription_status ?? "none"}{a.cancel_at_period_end ? ", ends at the period's end" : ""}</Fact>
+                <Fact label="Period ends">{when(a.current_period_end)}</Fact>
+                {a.grace_until && <Fact label="Data kept until">{when(a.grace_until)}</Fact>}
+                <Fact label="Card">{a.card_last4 ? `${a.card_brand ?? "card"} ending ${a.card_last4}, expires ${a.card_exp_month}/${a.card_exp_year}` : "none on file"}</Fact>
+              </SimpleGrid>
+            )}
+          </QueryState>
+        </Paper>
+
+        <Paper withBorder p="lg" radius="md" component="section" aria-labelledby="credits-heading" style={{ marginTop: 0 }}>
+          <Title order={2} size="h3" id="credits-heading" mb="sm">Credits</Title>
+          <QueryState query={balance} empty="No credits yet." isEmpty={(b) => b === null} rows={1}>
+            {(b) => b && (
+              <Box role="group" aria-label="Credit balance" mb="md">
+                <Text size="xs" c="dimmed" tt="uppercase" fw={600}>Balance</Text>
+                <Text fz={28} fw={700} lh={1.2}>{dollars(b.balance_micro)}</Text>
+                <Text size="xs" c="dimmed">the sum of {b.entries} entries</Text>
+              </Box>
+            )}
+          </QueryState>
+          {manage && (
+            <form aria-label="Buy credits with Stripe" onSubmit={buy}>
+              <Group align="flex-end" wrap="wrap">
+                <TextInput name="amount" label="Credits to buy ($)" type="number" min={5} max={10000} step="0.01" defaultValue={25} required w={180} />
+                <Button type="submit" loading={stripeAct.busy}>Buy credits</Button>
+              </Group>
+              <Text size="xs" c="dimmed" mt="xs">You pay on Stripe's page; the card never passes through here.</Text>
+            </form>
           )}
-        </States>
-        {org.isAdmin && (
-          <button type="button" disabled={action.busy} onClick={() => void action.run(() => toStripe("portal", {}))}>
-            Manage payment and invoices
-          </button>
-        )}
-      </section>
+        </Paper>
+      </SimpleGrid>
 
-      <section aria-labelledby="credits-heading">
-        <h2 id="credits-heading">Credits</h2>
-        <States loaded={balance} empty="No credits yet." isEmpty={(b) => b === null}>
-          {(b) => <p>Balance: <strong aria-label="Credit balance">{dollars(b!.balance_micro)}</strong> <small className="muted">(the sum of {b!.entries} entries)</small></p>}
-        </States>
-        {org.isAdmin && (
-          <form className="row" onSubmit={(e) => {
-            e.preventDefault();
-            const amount = Math.round(Number(field(new FormData(e.currentTarget), "amount")) * 100);
-            void action.run(() => toStripe("checkout", { kind: "credits", amount_cents: amount }));
-          }}>
-            <label>Credits to buy ($) <input name="amount" type="number" min={5} max={10000} step="0.01" defaultValue={25} required /></label>
-            <button type="submit" disabled={action.busy}>Buy credits</button>
-          </form>
-        )}
-      </section>
-
-      <section aria-labelledby="ledger-heading">
-        <h2 id="ledger-heading">Ledger</h2>
-        <States loaded={ledger} empty="No entries yet.">
+      <Box component="section" aria-labelledby="ledger-heading" mt="xl">
+        <Title order={2} size="h3" id="ledger-heading" mb="sm">Ledger</Title>
+        <Outcome outcome={adjustAct.outcome} />
+        <QueryState query={ledger} empty="No entries yet.">
           {(list) => (
-            <table aria-label="Credit ledger">
-              <thead><tr><th scope="col">When</th><th scope="col">Kind</th><th scope="col">Amount</th><th scope="col">Reason</th></tr></thead>
-              <tbody>
-                {list.map((l) => (
-                  <tr key={l.id}>
-                    <td>{when(l.created_at)}</td>
-                    <td>{KIND[l.kind] ?? l.kind}</td>
-                    <td>{dollars(l.amount_micro)}</td>
-                    <td>{l.reason ?? ""}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
+            <Stack gap="xs">
+              <DataTable
+                label="Credit ledger"
+                rows={list}
+                rowKey={(l) => l.id}
+                columns={[
+                  { key: "when", header: "When", cell: (l) => when(l.created_at), sort: (l) => l.created_at },
+                  { key: "kind", header: "Kind", cell: (l) => KIND[l.kind] ?? l.kind, sort: (l) => KIND[l.kind] ?? l.kind },
+                  { key: "amount", header: "Amount", cell: (l) => <Text size="sm" ff="monospace" style={{ whiteSpace: "nowrap" }}>{dollars(l.amount_micro)}</Text>, sort: (l) => l.amount_micro },
+                  { key: "reason", header: "Reason", cell: (l) => l.reason ?? "" },
+                ]}
+              />
+              {list.length === PAGE && <Text size="xs" c="dimmed">The latest {PAGE} entries.</Text>}
+            </Stack>
           )}
-        </States>
-        {ledger.data?.length === PAGE && <p className="muted">The latest {PAGE} entries.</p>}
-        {org.isAdmin && (
-          <form className="row" aria-label="Adjust credits" onSubmit={async (e) => {
-            e.preventDefault();
-            const form = e.currentTarget;
-            const data = new FormData(form);
-            const micro = -Math.round(Number(field(data, "adjust")) * 1e6);
-            if (!(await confirmAction({
-              title: `Take ${dollars(-micro)} of credits away?`,
-              body: <>The organization's balance drops at once; a prepaid organization without credits has its model calls refused. Only a purchase adds credits back.</>,
-              confirmLabel: "Take the credits away",
-            }))) return;
-            void action.run(async () => {
-              await unwrap(sb.rpc("adjust_credits", { p_amount_micro: micro, p_reason: field(data, "reason") }).setHeader("x-org-id", org.id));
-              form.reset();
-              return `Adjusted by ${dollars(micro)}.`;
-            });
-          }}>
-            <label>Credits to take away ($) <input name="adjust" type="number" min={0.01} step="0.01" required /></label>
-            <label>Reason <input name="reason" required maxLength={500} /></label>
-            <button type="submit" disabled={action.busy}>Take credits away</button>
-          </form>
+        </QueryState>
+        {manage && (
+          <Paper withBorder p="md" radius="md" mt="md" component="form" aria-label="Adjust credits" onSubmit={(e: FormEvent<HTMLFormElement>) => void takeAway(e)}>
+            <Title order={3} size="h5" mb="xs">Take credits away</Title>
+            <SimpleGrid cols={{ base: 1, sm: 3 }} style={{ alignItems: "end" }}>
+              <TextInput name="adjust" label="Credits to take away ($)" type="number" min={0.01} step="0.01" required />
+              <TextInput name="reason" label="Reason" required maxLength={500} />
+              <Group><Button type="submit" color="red" variant="light" loading={adjustAct.busy}>Take credits away</Button></Group>
+            </SimpleGrid>
+          </Paper>
         )}
-      </section>
+      </Box>
     </>
+  );
+}
+
+/** One fact: its label and its value. */
+function Fact({ label, children }: { label: string; children: ReactNode }) {
+  return (
+    <Stack gap={2}>
+      <Text size="xs" c="dimmed" tt="uppercase" fw={600}>{label}</Text>
+      <Text size="sm" component="div">{children}</Text>
+    </Stack>
   );
 }

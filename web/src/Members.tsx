@@ -1,14 +1,20 @@
 /**
- * Who belongs to the organization: members and their roles (tenant admins change roles, remove
- * members and end a member's sessions at once), invitations (sent by email through the
- * invitations function, revoked here), the email domains the organization claims, and its
- * security rules (verified domains only, two-factor for everyone). The database decides who may
+ * Who belongs to the organization (issue 25): the members and their roles, the pending invitations
+ * (sent by email through the invitations function, sent again or revoked here), the email domains
+ * the organization claims (claimed, verified through a TXT record, released), and its security
+ * rules (verified domains only, two-factor for everyone). Whoever may manage members
+ * (my_permissions: manage_members) changes roles, removes members, ends a member's sessions,
+ * invites and handles domains; whoever may manage the organization changes its security rules;
+ * everyone else sees the same lists and no controls. Each role change, removal, ending of sessions,
+ * revocation and release confirms in a dialog that says what it does. The database decides who may
  * change what, and asks a person who has a second factor to use it first (step_up_required).
  */
-import { orgApi } from "./api.ts";
+import { Badge, Box, Button, Checkbox, Code, Group, List, NativeSelect, Paper, SimpleGrid, Stack, Text, TextInput, Title } from "@mantine/core";
+import { useQuery } from "@tanstack/react-query";
+import { useEffect, useState, type FormEvent, type ReactNode } from "react";
 import { confirmAction } from "./confirm.tsx";
-import { supabase } from "./supabase.ts";
-import { field, functionError, Notice, States, unwrap, useAction, useLoad, useOrg, when, type Role } from "./ui.tsx";
+import { DataTable, Outcome, PageHeader, QueryState, useAct, useOrgApi } from "./kit.tsx";
+import { field, useOrg, when, type Role } from "./ui.tsx";
 
 const ROLES: [Role, string][] = [
   ["tenant_admin", "Tenant admin"],
@@ -17,6 +23,10 @@ const ROLES: [Role, string][] = [
   ["project_viewer", "Viewer"],
 ];
 const roleName = (role: string) => ROLES.find(([r]) => r === role)?.[1] ?? role;
+/** A role's rank, most powerful first: the order the Role column sorts in. */
+const roleRank = (role: string) => ROLES.findIndex(([r]) => r === role);
+const ROLE_OPTIONS = ROLES.map(([value, label]) => ({ value, label }));
+
 /** What the verifier found, in words. */
 const OUTCOMES: Record<string, string> = {
   token_not_found: "the TXT record is there, but without this domain's token",
@@ -33,40 +43,50 @@ const ROLE_EFFECT: Record<Role, string> = {
   project_viewer: "they may only read; every control disappears for them.",
 };
 
+/** /o/:org/members: members, invitations, email domains and security rules. */
 export function Members() {
   const org = useOrg();
-  const sb = supabase();
-  const members = useLoad(() => unwrap(sb.rpc("organization_directory").setHeader("x-org-id", org.id)), [org.id]);
-  const invitations = useLoad(
-    () => org.isAdmin
-      ? unwrap(sb.from("invitations").select("id, email, role, created_at, expires_at").is("accepted_at", null).order("created_at", { ascending: false }).setHeader("x-org-id", org.id))
-      : Promise.resolve([]),
-    [org.id, org.isAdmin],
-  );
-  const domains = useLoad(
-    () => unwrap(sb.from("organization_domains").select("domain, verification_token, verified_at, created_at").order("domain").setHeader("x-org-id", org.id)),
-    [org.id],
-  );
-  const rules = useLoad(
-    () => unwrap(sb.from("organizations").select("restrict_to_verified_domains, require_two_factor").eq("id", org.id).setHeader("x-org-id", org.id)),
-    [org.id],
-  );
-  const action = useAction(() => {
-    members.reload();
-    invitations.reload();
-    domains.reload();
-    rules.reload();
+  const api = useOrgApi();
+  const manageMembers = org.permissions.organization.manage_members;
+  const manageOrganization = org.permissions.organization.manage_organization;
+  const members = useQuery({
+    queryKey: ["members", org.id, "directory"],
+    queryFn: () => api.run(api.rpc("organization_directory")),
   });
+  const invitations = useQuery({
+    queryKey: ["members", org.id, "invitations"],
+    queryFn: () => api.run(api.from("invitations").select("id, email, role, created_at, expires_at").is("accepted_at", null).order("created_at", { ascending: false })),
+    enabled: manageMembers,
+  });
+  const domains = useQuery({
+    queryKey: ["members", org.id, "domains"],
+    queryFn: () => api.run(api.from("organization_domains").select("domain, verification_token, verified_at, created_at").order("domain")),
+  });
+  const rules = useQuery({
+    queryKey: ["members", org.id, "rules"],
+    queryFn: async () => (await api.run(api.from("organizations").select("restrict_to_verified_domains, require_two_factor").eq("id", org.id)))[0] ?? null,
+  });
+  // One outcome per section, shown in the section where the action was taken.
+  const memberAct = useAct([["members", org.id]]);
+  const inviteAct = useAct([["members", org.id]]);
+  const domainAct = useAct([["members", org.id]]);
+  const rulesAct = useAct([["members", org.id]]);
+  // A refused change of the rules puts the form back to what the database holds.
+  const [rulesForm, setRulesForm] = useState(0);
+  useEffect(() => {
+    if (rulesAct.outcome?.ok === false) setRulesForm((n) => n + 1);
+  }, [rulesAct.outcome]);
 
   async function changeRole(userId: string, email: string, from: Role, role: Role) {
+    if (role === from) return;
     const sure = await confirmAction({
       title: `Change the role of ${email}?`,
       body: <>{email} goes from {roleName(from)} to {roleName(role)} in {org.name}, at once: {ROLE_EFFECT[role]}</>,
       confirmLabel: `Make them ${roleName(role)}`,
     });
     if (!sure) return;
-    void action.run(async () => {
-      const rows = await unwrap(sb.from("organization_members").update({ role }).eq("user_id", userId).select("user_id").setHeader("x-org-id", org.id));
+    memberAct.run(async () => {
+      const rows = await api.run(api.from("organization_members").update({ role }).eq("user_id", userId).select("user_id"));
       return rows.length ? `Role changed to ${roleName(role)}.` : "Nothing changed: the database did not let you change that role.";
     });
   }
@@ -77,8 +97,8 @@ export function Members() {
       body: <>{email} loses access to {org.name} at once, and their sessions here end. Inviting them again restores nothing they had.</>,
       confirmLabel: "Remove them",
     }))) return;
-    void action.run(async () => {
-      const rows = await unwrap(sb.from("organization_members").delete().eq("user_id", userId).select("user_id").setHeader("x-org-id", org.id));
+    memberAct.run(async () => {
+      const rows = await api.run(api.from("organization_members").delete().eq("user_id", userId).select("user_id"));
       return rows.length ? `${email} was removed; their access to ${org.name} ended.` : "Nothing changed: the database did not let you remove that member.";
     });
   }
@@ -89,220 +109,279 @@ export function Members() {
       body: <>They are signed out everywhere at once, and must sign in again.</>,
       confirmLabel: "End their sessions",
     }))) return;
-    void action.run(async () => {
-      const ended = await unwrap(sb.rpc("revoke_member_sessions", { p_user_id: userId }).setHeader("x-org-id", org.id));
+    memberAct.run(async () => {
+      const ended = await api.run(api.rpc("revoke_member_sessions", { p_user_id: userId }));
       return `${ended} session${ended === 1 ? "" : "s"} of ${email} ended.`;
+    });
+  }
+
+  function invite(event: FormEvent<HTMLFormElement>) {
+    event.preventDefault();
+    const form = event.currentTarget;
+    const data = new FormData(form);
+    inviteAct.run(async () => {
+      const sent = await api.invoke<{ mailed: string }>("invitations", { email: field(data, "email"), role: field(data, "role") });
+      form.reset();
+      return sent?.mailed === "sign_in_link"
+        ? "Invitation sent: they already have an account, so they got a sign-in link that leads to it."
+        : "Invitation sent by email.";
+    });
+  }
+
+  function resend(email: string, role: Role) {
+    inviteAct.run(async () => {
+      // Inviting the address again replaces its invitation: a new link, a new week, the old link revoked.
+      await api.invoke("invitations", { email, role });
+      return `The invitation to ${email} was sent again; the earlier link no longer works.`;
+    });
+  }
+
+  async function revoke(id: string, email: string) {
+    if (!(await confirmAction({
+      title: `Revoke the invitation to ${email}?`,
+      body: <>The link in their email stops working at once. You can invite them again.</>,
+      confirmLabel: "Revoke the invitation",
+    }))) return;
+    inviteAct.run(async () => {
+      const rows = await api.run(api.from("invitations").delete().eq("id", id).select("id"));
+      return rows.length ? `The invitation to ${email} is revoked; its link no longer works.` : "Nothing changed: the database did not let you revoke that invitation.";
+    });
+  }
+
+  function claim(event: FormEvent<HTMLFormElement>) {
+    event.preventDefault();
+    const form = event.currentTarget;
+    const domain = field(new FormData(form), "domain").toLowerCase();
+    domainAct.run(async () => {
+      await api.run(api.from("organization_domains").insert({ org_id: org.id, domain }).select("domain"));
+      form.reset();
+      return `${domain} claimed: publish its TXT record to verify it.`;
+    });
+  }
+
+  function verify(domain: string) {
+    domainAct.run(async () => {
+      const checked = await api.invoke<{ verified: boolean; outcome: string }>("domains/verify", { domain });
+      return checked.verified ? `${domain} is verified.` : `${domain} is not verified yet: ${OUTCOMES[checked.outcome] ?? checked.outcome}.`;
+    });
+  }
+
+  async function release(domain: string, verified: boolean) {
+    if (!(await confirmAction({
+      title: `Release ${domain}?`,
+      body: verified
+        ? <>{org.name} stops vouching for addresses at {domain}: another organization may claim and verify it, and a rule that admits only verified domains no longer admits it.</>
+        : <>The claim and its verification token go; claiming it again makes a new token.</>,
+      confirmLabel: "Release the domain",
+    }))) return;
+    domainAct.run(async () => {
+      const rows = await api.run(api.from("organization_domains").delete().eq("domain", domain).select("domain"));
+      return rows.length ? `${domain} released.` : "Nothing changed: the database did not let you release that domain.";
+    });
+  }
+
+  async function saveRules(event: FormEvent<HTMLFormElement>, was: { require_two_factor: boolean }) {
+    event.preventDefault();
+    const data = new FormData(event.currentTarget);
+    const next = { restrict_to_verified_domains: data.has("restrict"), require_two_factor: data.has("two_factor") };
+    if (next.require_two_factor && !was.require_two_factor && !(await confirmAction({
+      title: `Require two-factor authentication in ${org.name}?`,
+      body: <>Members without a verified factor can no longer decide actions or change settings until they add one.</>,
+      confirmLabel: "Require it",
+    }))) return;
+    rulesAct.run(async () => {
+      const rows = await api.run(api.from("organizations").update(next).eq("id", org.id).select("id"));
+      return rows.length ? "Security rules saved." : "Nothing was saved: the database did not let you change the security rules.";
     });
   }
 
   return (
     <>
-      <h1>Members of {org.name}</h1>
-      <Notice notice={action.notice} />
-      <section aria-labelledby="members-heading">
-        <h2 id="members-heading">Members</h2>
-        <States loaded={members} empty="No members.">
-          {(list) => (
-            <table>
-              <thead>
-                <tr><th scope="col">Email</th><th scope="col">Role</th><th scope="col">Joined</th>{org.isAdmin && <th scope="col">Actions</th>}</tr>
-              </thead>
-              <tbody>
-                {list.map((m) => (
-                  <tr key={m.user_id}>
-                    <td>{m.email}{m.is_you && " (you)"}</td>
-                    <td>
-                      {org.isAdmin && !m.is_you ? (
-                        <select aria-label={`Role of ${m.email}`} value={m.role} onChange={(e) => void changeRole(m.user_id, m.email, m.role, e.target.value as Role)} disabled={action.busy}>
-                          {ROLES.map(([r, label]) => <option key={r} value={r}>{label}</option>)}
-                        </select>
-                      ) : roleName(m.role)}
-                    </td>
-                    <td>{when(m.joined_at)}</td>
-                    {org.isAdmin && (
-                      <td>
-                        {!m.is_you && (
-                          <>
-                            <button type="button" aria-label={`End sessions of ${m.email}`} onClick={() => void endSessions(m.user_id, m.email)} disabled={action.busy}>End sessions</button>{" "}
-                            <button type="button" aria-label={`Remove ${m.email}`} onClick={() => void remove(m.user_id, m.email)} disabled={action.busy}>Remove</button>
-                          </>
-                        )}
-                      </td>
-                    )}
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          )}
-        </States>
-      </section>
+      <PageHeader
+        title={`Members of ${org.name}`}
+        description="Who belongs to the organization and as what, who is invited, the email domains it vouches for, and its security rules."
+        action={manageMembers ? <Button onClick={() => document.getElementById("invite-email")?.focus()}>Invite a member</Button> : undefined}
+      />
 
-      {org.isAdmin && (
-        <section aria-labelledby="invitations-heading">
-          <h2 id="invitations-heading">Invitations</h2>
-          <form className="row" onSubmit={(e) => {
-            e.preventDefault();
-            const form = e.currentTarget;
-            const data = new FormData(form);
-            void action.run(async () => {
-              const { data: sent, error } = await sb.functions.invoke<{ mailed: string }>("invitations", {
-                body: { email: field(data, "email"), role: field(data, "role") },
-                headers: { "x-org-id": org.id },
-              });
-              if (error) throw await functionError(error);
-              form.reset();
-              return sent?.mailed === "sign_in_link"
-                ? "Invitation sent: they already have an account, so they got a sign-in link that leads to it."
-                : "Invitation sent by email.";
-            });
-          }}>
-            <label>Email to invite <input name="email" type="email" required maxLength={254} /></label>
-            <label>
-              Invited role{" "}
-              <select name="role" defaultValue="project_viewer">
-                {ROLES.map(([r, label]) => <option key={r} value={r}>{label}</option>)}
-              </select>
-            </label>
-            <button type="submit" disabled={action.busy}>Send invitation</button>
-          </form>
-          <States loaded={invitations} empty="No pending invitations.">
+      <Section id="members-heading" title="Members">
+        <Outcome outcome={memberAct.outcome} />
+        <QueryState query={members} empty="No members.">
+          {(list) => (
+            <DataTable
+              label="Members"
+              rows={list}
+              rowKey={(m) => m.user_id}
+              initialSort={{ key: "member" }}
+              minWidth={manageMembers ? 800 : 520}
+              columns={[
+                {
+                  key: "member",
+                  header: "Member",
+                  cell: (m) => <Group gap={6} wrap="nowrap"><Text size="sm">{m.email}</Text>{m.is_you && <Badge size="sm" variant="light" style={{ flexShrink: 0 }}>you</Badge>}</Group>,
+                  sort: (m) => m.email,
+                },
+                {
+                  key: "role",
+                  header: "Role",
+                  cell: (m) => manageMembers && !m.is_you ? (
+                    <NativeSelect
+                      size="xs"
+                      w={160}
+                      aria-label={`Role of ${m.email}`}
+                      value={m.role}
+                      data={ROLE_OPTIONS}
+                      disabled={memberAct.busy}
+                      onChange={(e) => void changeRole(m.user_id, m.email, m.role, e.currentTarget.value as Role)}
+                    />
+                  ) : roleName(m.role),
+                  sort: (m) => roleRank(m.role),
+                },
+                { key: "since", header: "Since", cell: (m) => when(m.joined_at), sort: (m) => m.joined_at },
+                ...(manageMembers ? [{
+                  key: "actions",
+                  header: "Actions",
+                  cell: (m: { user_id: string; email: string; is_you: boolean }) => m.is_you ? null : (
+                    <Group gap="xs" wrap="nowrap">
+                      <Button size="xs" variant="default" aria-label={`End sessions of ${m.email}`} disabled={memberAct.busy} onClick={() => void endSessions(m.user_id, m.email)}>End sessions</Button>
+                      <Button size="xs" variant="light" color="red" aria-label={`Remove ${m.email}`} disabled={memberAct.busy} onClick={() => void remove(m.user_id, m.email)}>Remove</Button>
+                    </Group>
+                  ),
+                }] : []),
+              ]}
+            />
+          )}
+        </QueryState>
+      </Section>
+
+      {manageMembers && (
+        <Section id="invitations-heading" title="Invitations">
+          <Outcome outcome={inviteAct.outcome} />
+          <Paper withBorder p="md" radius="md" mb="md" component="form" aria-label="Invite by email" onSubmit={invite}>
+            <SimpleGrid cols={{ base: 1, sm: 3 }} style={{ alignItems: "end" }}>
+              <TextInput id="invite-email" name="email" type="email" label="Email to invite" required maxLength={254} autoComplete="off" />
+              <NativeSelect name="role" label="Invited role" defaultValue="project_viewer" data={ROLE_OPTIONS} />
+              <Group><Button type="submit" loading={inviteAct.busy}>Send invitation</Button></Group>
+            </SimpleGrid>
+          </Paper>
+          <QueryState query={invitations} empty="No pending invitations.">
             {(list) => (
-              <table>
-                <thead>
-                  <tr><th scope="col">Email</th><th scope="col">Role</th><th scope="col">Expires</th><th scope="col">Actions</th></tr>
-                </thead>
-                <tbody>
-                  {list.map((i) => (
-                    <tr key={i.id}>
-                      <td>{i.email}</td>
-                      <td>{roleName(i.role)}</td>
-                      <td>{when(i.expires_at)}</td>
-                      <td>
-                        <button type="button" disabled={action.busy} aria-label={`Resend the invitation to ${i.email}`} onClick={() => void action.run(async () => {
-                          // Inviting the address again replaces its invitation: a new link, a new week, the old link revoked.
-                          await orgApi(org.id).invoke("invitations", { email: i.email, role: i.role });
-                          return `The invitation to ${i.email} was sent again; the earlier link no longer works.`;
-                        })}>Resend</button>{" "}
-                        <button type="button" disabled={action.busy} onClick={async () => {
-                          if (!(await confirmAction({
-                            title: `Revoke the invitation to ${i.email}?`,
-                            body: <>The link in their email stops working at once. You can invite them again.</>,
-                            confirmLabel: "Revoke the invitation",
-                          }))) return;
-                          void action.run(async () => {
-                            await unwrap(sb.from("invitations").delete().eq("id", i.id).select("id").setHeader("x-org-id", org.id));
-                            return `The invitation to ${i.email} is revoked; its link no longer works.`;
-                          });
-                        }} aria-label={`Revoke the invitation to ${i.email}`}>Revoke</button>
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
+              <DataTable
+                label="Pending invitations"
+                rows={list}
+                rowKey={(i) => i.id}
+                minWidth={640}
+                columns={[
+                  { key: "invited", header: "Invited", cell: (i) => i.email, sort: (i) => i.email },
+                  { key: "role", header: "Role", cell: (i) => roleName(i.role) },
+                  { key: "expires", header: "Expires", cell: (i) => when(i.expires_at), sort: (i) => i.expires_at },
+                  {
+                    key: "actions",
+                    header: "Actions",
+                    cell: (i) => (
+                      <Group gap="xs" wrap="nowrap">
+                        <Button size="xs" variant="default" aria-label={`Resend the invitation to ${i.email}`} disabled={inviteAct.busy} onClick={() => resend(i.email, i.role)}>Resend</Button>
+                        <Button size="xs" variant="light" color="red" aria-label={`Revoke the invitation to ${i.email}`} disabled={inviteAct.busy} onClick={() => void revoke(i.id, i.email)}>Revoke</Button>
+                      </Group>
+                    ),
+                  },
+                ]}
+              />
             )}
-          </States>
-        </section>
+          </QueryState>
+        </Section>
       )}
 
-      <section aria-labelledby="domains-heading">
-        <h2 id="domains-heading">Email domains</h2>
-        <p className="muted">
-          To verify a claimed domain, publish its token as a TXT record at <code>_gatehouse.&lt;domain&gt;</code>. The server looks it up
-          every few minutes, or now with "Verify now", and only then marks the domain verified.
-        </p>
-        <States loaded={domains} empty="No domains claimed.">
+      <Section id="domains-heading" title="Email domains">
+        <Text size="sm" c="dimmed" mb="sm">
+          To verify a claimed domain, publish its token as a TXT record at <Code>_gatehouse.&lt;domain&gt;</Code>. The server looks it up
+          every few minutes{manageMembers ? <>, or now with "Verify now",</> : ""} and only then marks the domain verified.
+        </Text>
+        <Outcome outcome={domainAct.outcome} />
+        <QueryState query={domains} empty="No domains claimed.">
           {(list) => (
-            <table>
-              <thead>
-                <tr><th scope="col">Domain</th><th scope="col">Status</th><th scope="col">TXT record</th>{org.isAdmin && <th scope="col">Actions</th>}</tr>
-              </thead>
-              <tbody>
-                {list.map((d) => (
-                  <tr key={d.domain}>
-                    <td>{d.domain}</td>
-                    <td>{d.verified_at ? `verified ${when(d.verified_at)}` : "waiting for verification"}</td>
-                    <td><code>_gatehouse.{d.domain}</code> TXT <code>{d.verification_token}</code></td>
-                    {org.isAdmin && (
-                      <td>
-                        {!d.verified_at && (
-                          <button type="button" disabled={action.busy} aria-label={`Verify now ${d.domain}`} onClick={() => void action.run(async () => {
-                            const checked = await orgApi(org.id).invoke<{ verified: boolean; outcome: string }>("domains/verify", { domain: d.domain });
-                            return checked.verified ? `${d.domain} is verified.` : `${d.domain} is not verified yet: ${OUTCOMES[checked.outcome] ?? checked.outcome}.`;
-                          })}>Verify now</button>
-                        )}{" "}
-                        <button type="button" disabled={action.busy} onClick={async () => {
-                          if (!(await confirmAction({
-                            title: `Release ${d.domain}?`,
-                            body: d.verified_at
-                              ? <>{org.name} stops vouching for addresses at {d.domain}: another organization may claim and verify it, and a rule that admits only verified domains no longer admits it.</>
-                              : <>The claim and its verification token go; claiming it again makes a new token.</>,
-                            confirmLabel: "Release the domain",
-                          }))) return;
-                          void action.run(async () => {
-                            await unwrap(sb.from("organization_domains").delete().eq("domain", d.domain).select("domain").setHeader("x-org-id", org.id));
-                            return `${d.domain} released.`;
-                          });
-                        }} aria-label={`Release ${d.domain}`}>Release</button>
-                      </td>
-                    )}
-                  </tr>
-                ))}
-              </tbody>
-            </table>
+            <DataTable
+              label="Email domains"
+              rows={list}
+              rowKey={(d) => d.domain}
+              minWidth={manageMembers ? 820 : 640}
+              columns={[
+                { key: "domain", header: "Domain", cell: (d) => d.domain, sort: (d) => d.domain },
+                {
+                  key: "status",
+                  header: "Status",
+                  cell: (d) => d.verified_at
+                    ? <Stack gap={2}><Badge color="teal" variant="light">verified</Badge><Text size="xs" c="dimmed">{when(d.verified_at)}</Text></Stack>
+                    : <Badge color="gray" variant="light" tt="none">waiting for verification</Badge>,
+                  sort: (d) => d.verified_at ?? "",
+                },
+                {
+                  key: "record",
+                  header: "TXT record",
+                  cell: (d) => (
+                    <Text size="sm" component="div" style={{ wordBreak: "break-all" }}>
+                      <Code>_gatehouse.{d.domain}</Code> TXT <Code>{d.verification_token}</Code>
+                    </Text>
+                  ),
+                },
+                ...(manageMembers ? [{
+                  key: "actions",
+                  header: "Actions",
+                  cell: (d: { domain: string; verified_at: string | null }) => (
+                    <Group gap="xs" wrap="nowrap">
+                      {!d.verified_at && (
+                        <Button size="xs" variant="default" aria-label={`Verify now ${d.domain}`} disabled={domainAct.busy} onClick={() => verify(d.domain)}>Verify now</Button>
+                      )}
+                      <Button size="xs" variant="light" color="red" aria-label={`Release ${d.domain}`} disabled={domainAct.busy} onClick={() => void release(d.domain, d.verified_at !== null)}>Release</Button>
+                    </Group>
+                  ),
+                }] : []),
+              ]}
+            />
           )}
-        </States>
-        {org.isAdmin && (
-          <form className="row" onSubmit={(e) => {
-            e.preventDefault();
-            const form = e.currentTarget;
-            const domain = field(new FormData(form), "domain").toLowerCase();
-            void action.run(async () => {
-              await unwrap(sb.from("organization_domains").insert({ org_id: org.id, domain }).select("domain").setHeader("x-org-id", org.id));
-              form.reset();
-              return `${domain} claimed: publish its TXT record to verify it.`;
-            });
-          }}>
-            <label>Domain to claim <input name="domain" required maxLength={253} placeholder="example.com" /></label>
-            <button type="submit" disabled={action.busy}>Claim domain</button>
-          </form>
+        </QueryState>
+        {manageMembers && (
+          <Paper withBorder p="md" radius="md" mt="md" component="form" aria-label="Claim a domain" onSubmit={claim}>
+            <Group align="flex-end" wrap="wrap">
+              <TextInput name="domain" label="Domain to claim" required maxLength={253} placeholder="example.com" autoComplete="off" style={{ flex: "1 1 14rem" }} />
+              <Button type="submit" loading={domainAct.busy}>Claim domain</Button>
+            </Group>
+          </Paper>
         )}
-      </section>
+      </Section>
 
-      <section aria-labelledby="security-heading">
-        <h2 id="security-heading">Security</h2>
-        <States loaded={rules} empty="The organization's rules are not visible to you.">
-          {([r]) => (
-            <form className="stack" aria-label="Security rules" onSubmit={async (e) => {
-              e.preventDefault();
-              const data = new FormData(e.currentTarget);
-              const next = { restrict_to_verified_domains: data.has("restrict"), require_two_factor: data.has("two_factor") };
-              if (next.require_two_factor && !r.require_two_factor && !(await confirmAction({
-                title: `Require two-factor authentication in ${org.name}?`,
-                body: <>Members without a verified factor can no longer decide actions or change settings until they add one.</>,
-                confirmLabel: "Require it",
-              }))) return;
-              void action.run(async () => {
-                await unwrap(sb.from("organizations").update(next).eq("id", org.id).select("id").setHeader("x-org-id", org.id));
-                return "Security rules saved.";
-              });
-            }}>
-              <label className="check">
-                <input type="checkbox" name="restrict" defaultChecked={r.restrict_to_verified_domains} disabled={!org.isAdmin} />
-                Only people with an address at a verified domain may be invited or join
-              </label>
-              <label className="check">
-                <input type="checkbox" name="two_factor" defaultChecked={r.require_two_factor} disabled={!org.isAdmin} />
-                Require two-factor authentication: deciding any action and every privileged change need a verified second factor
-              </label>
-              <p className="muted">
-                Whoever has added a second factor always verifies it before changing members, invitations, domains, tools,
-                connections, keys, limits or billing.
-              </p>
-              {org.isAdmin && <div><button type="submit" disabled={action.busy}>Save security rules</button></div>}
-            </form>
-          )}
-        </States>
-      </section>
+      <Section id="security-heading" title="Security">
+        <QueryState query={rules} empty="The organization's rules are not visible to you." isEmpty={(r) => r === null} rows={2}>
+          {(r) => r && (manageOrganization ? (
+            <Paper key={rulesForm} withBorder p="md" radius="md" component="form" aria-label="Security rules" onSubmit={(e: FormEvent<HTMLFormElement>) => void saveRules(e, r)}>
+              <Outcome outcome={rulesAct.outcome} />
+              <Stack>
+                <Checkbox name="restrict" defaultChecked={r.restrict_to_verified_domains} label="Only people with an address at a verified domain may be invited or join" />
+                <Checkbox name="two_factor" defaultChecked={r.require_two_factor} label="Require two-factor authentication: deciding any action and every privileged change need a verified second factor" />
+                <Text size="sm" c="dimmed">
+                  Whoever has added a second factor always verifies it before changing members, invitations, domains, tools,
+                  connections, keys, limits or billing.
+                </Text>
+                <Group><Button type="submit" loading={rulesAct.busy}>Save security rules</Button></Group>
+              </Stack>
+            </Paper>
+          ) : (
+            <List size="sm" spacing="xs" aria-label="Security rules">
+              <List.Item>Only people with an address at a verified domain may be invited or join: <strong>{r.restrict_to_verified_domains ? "on" : "off"}</strong></List.Item>
+              <List.Item>Two-factor authentication required for deciding actions and privileged changes: <strong>{r.require_two_factor ? "on" : "off"}</strong></List.Item>
+            </List>
+          ))}
+        </QueryState>
+      </Section>
     </>
+  );
+}
+
+/** A section of the screen, under its h2. */
+function Section({ id, title, children }: { id: string; title: string; children: ReactNode }) {
+  return (
+    <Box component="section" aria-labelledby={id} mt="xl">
+      <Title order={2} size="h3" id={id} mb="sm">{title}</Title>
+      {children}
+    </Box>
   );
 }

@@ -1,44 +1,90 @@
-/** Your organizations: switch to one, or create one (you become its tenant admin). */
+/**
+ * Your organizations (issue 25): the ones you belong to, each a link to its screens, and a form to
+ * create one, which anyone signed in may do (public.create_organization makes you its tenant
+ * admin). Personal, not organization-scoped: it reads through personalApi, with no X-Org-Id.
+ */
+import { Anchor, Button, Code, Group, Paper, SimpleGrid, TextInput, Title } from "@mantine/core";
+import { useQuery } from "@tanstack/react-query";
+import type { FormEvent } from "react";
 import { Link, useNavigate } from "react-router";
-import { supabase } from "./supabase.ts";
-import { field, Notice, States, unwrap, useAction, useLoad } from "./ui.tsx";
+import { apiError, personalApi } from "./api.ts";
+import { DataTable, Outcome, PageHeader, QueryState, useAct } from "./kit.tsx";
+import { field, when } from "./ui.tsx";
 
+/**
+ * The data of a personalApi() query or RPC, or its error as an ApiError: orgApi's `run` for the
+ * screens outside an organization (this one, Auth.tsx).
+ */
+export async function runPersonal<T>(query: PromiseLike<{ data: T | null; error: unknown; status?: number }>): Promise<T> {
+  const { data, error, status } = await query;
+  if (error) throw await apiError(error, status);
+  return data as T;
+}
+
+/** /orgs: your organizations, and "Create organization". */
 export function Organizations() {
   const navigate = useNavigate();
-  const orgs = useLoad(() => unwrap(supabase().from("organizations").select("id, name, slug, created_at").order("name")), []);
-  const action = useAction(orgs.reload);
+  const orgs = useQuery({
+    queryKey: ["organizations", "mine"],
+    queryFn: () => runPersonal(personalApi().from("organizations").select("id, name, slug, created_at").order("name")),
+  });
+  // The header's organization switcher reads ["organizations"] too.
+  const act = useAct([["organizations"]]);
+
+  function create(event: FormEvent<HTMLFormElement>) {
+    event.preventDefault();
+    const data = new FormData(event.currentTarget);
+    act.run(async () => {
+      const id = await runPersonal(personalApi().rpc("create_organization", { p_name: field(data, "name"), p_slug: field(data, "slug") }));
+      navigate(`/o/${id}/projects`);
+      return "Organization created.";
+    });
+  }
 
   return (
     <>
-      <h1>Your organizations</h1>
-      <Notice notice={action.notice} />
-      <States loaded={orgs} empty="You belong to no organization yet: create one, or accept an invitation from your email.">
+      <PageHeader
+        title="Your organizations"
+        description="The organizations you belong to. Creating one makes you its tenant admin; joining another takes an invitation from it."
+        action={<Button onClick={() => document.getElementById("organization-name")?.focus()}>New organization</Button>}
+      />
+      <Outcome outcome={act.outcome} />
+      <QueryState query={orgs} empty="You belong to no organization yet: create one, or accept an invitation from your email.">
         {(list) => (
-          <ul aria-label="Organizations">
-            {list.map((o) => (
-              <li key={o.id}>
-                <Link to={`/o/${o.id}/approvals`}>{o.name}</Link> <code>{o.slug}</code>
-              </li>
-            ))}
-          </ul>
+          <DataTable
+            label="Organizations"
+            rows={list}
+            rowKey={(o) => o.id}
+            initialSort={{ key: "organization" }}
+            minWidth={480}
+            columns={[
+              { key: "organization", header: "Organization", cell: (o) => <Anchor component={Link} to={`/o/${o.id}/approvals`}>{o.name}</Anchor>, sort: (o) => o.name },
+              { key: "slug", header: "Slug", cell: (o) => <Code>{o.slug}</Code> },
+              { key: "created", header: "Created", cell: (o) => when(o.created_at), sort: (o) => o.created_at },
+            ]}
+          />
         )}
-      </States>
-      <section aria-labelledby="create-org">
-        <h2 id="create-org">Create an organization</h2>
-        <form className="stack" onSubmit={(e) => {
-          e.preventDefault();
-          const form = new FormData(e.currentTarget);
-          void action.run(async () => {
-            const id = await unwrap(supabase().rpc("create_organization", { p_name: field(form, "name"), p_slug: field(form, "slug") }));
-            navigate(`/o/${id}/projects`);
-            return "Organization created.";
-          });
-        }}>
-          <label>Name <input name="name" required maxLength={100} /></label>
-          <label>Slug <input name="slug" required pattern="[a-z0-9][a-z0-9-]*[a-z0-9]" title="lowercase letters, digits and dashes" maxLength={48} /></label>
-          <button type="submit" disabled={action.busy}>Create organization</button>
+      </QueryState>
+      <Paper withBorder p="lg" radius="md" mt="xl" component="section" aria-labelledby="create-org">
+        <Title order={2} size="h3" id="create-org" mb="sm">Create an organization</Title>
+        <form aria-label="Create an organization" onSubmit={create}>
+          <SimpleGrid cols={{ base: 1, sm: 2 }} maw={720}>
+            <TextInput id="organization-name" name="name" label="Name" required maxLength={100} autoComplete="organization" />
+            <TextInput
+              name="slug"
+              label="Slug"
+              description="Lowercase letters, digits and dashes"
+              inputWrapperOrder={["label", "input", "description", "error"]}
+              required
+              maxLength={48}
+              pattern="[a-z0-9][a-z0-9\-]*[a-z0-9]"
+              title="lowercase letters, digits and dashes"
+              autoComplete="off"
+            />
+          </SimpleGrid>
+          <Group mt="md"><Button type="submit" loading={act.busy}>Create organization</Button></Group>
         </form>
-      </section>
+      </Paper>
     </>
   );
 }

@@ -6,16 +6,23 @@
  * widget off stop live chats, so both confirm in a dialog that says so; rotating, which can't be
  * undone, asks for the agent's name. A new or rotated key is shown once, here, with a copy button.
  * A review item links to its conversation's transcript.
+ *
+ * Each key shows the two lines that put it on a site (the console serves widget.js itself; the
+ * embed talks to the API the console names), with a copy button, and the key's recent refusals
+ * (widget_refusals: an origin that isn't allowed, with the origin that tried; a page still on a
+ * rotated key; a spent budget), which the visitor never sees: they only read "Chat is not
+ * available here."
  */
 import { Anchor, Badge, Button, Checkbox, CopyButton, Group, Alert, NativeSelect, Paper, SimpleGrid, Stack, Text, TextInput, Title, Code, Timeline } from "@mantine/core";
 import { useQuery } from "@tanstack/react-query";
 import { useState, type FormEvent } from "react";
 import type { Database } from "../../supabase/database.types.ts";
 import { confirmAction } from "./confirm.tsx";
-import { Outcome, QueryState, useAct, useOrgApi, useProjectsWhere } from "./kit.tsx";
+import { DataTable, Outcome, QueryState, useAct, useOrgApi, useProjectsWhere } from "./kit.tsx";
 import { when } from "./ui.tsx";
 
 type Key = Omit<Database["public"]["Tables"]["widget_keys"]["Row"], "key_sha256">;
+type Refusal = Database["public"]["Tables"]["widget_refusals"]["Row"];
 type Item = Database["public"]["Tables"]["review_items"]["Row"];
 type Status = Database["public"]["Enums"]["review_status"];
 interface Agent {
@@ -26,9 +33,27 @@ interface Agent {
 const KEY_COLUMNS = "id, org_id, project_id, agent_id, key_prefix, allowed_origins, monthly_budget_micro, requests_per_minute, visitor_requests_per_minute, proof_of_work_bits, hold_answers, version, created_by, created_at, rotated_at, disabled_at";
 const NEXT: Record<Status, Status[]> = { open: ["in_review"], in_review: ["in_review", "resolved", "dismissed"], resolved: [], dismissed: [] };
 
+/** A refusal's code in words (the widget function's stable codes; an unknown one is shown as is). */
+const REFUSALS: Record<string, string> = {
+  widget_origin_not_allowed: "A site the key doesn't allow tried to open the chat",
+  widget_key_rotated: "A page still uses the key from before its rotation",
+  widget_key_disabled: "A page still uses the widget after it was turned off",
+  model_budget_exhausted: "The budget is spent",
+  credits_exhausted: "The organization's prepaid credits are spent",
+  widget_rate_limited: "Too many messages (the key's or a visitor's rate)",
+  widget_model_unavailable: "The agent's model is not available to it",
+  model_not_allowed: "The agent's model is not one the organization allows",
+  agent_disabled: "The agent is turned off",
+};
+
+/** The two lines that put a key's chat on a page: the console serves widget.js, the embed calls the API. */
+export function snippet(key: string, apiUrl: string): string {
+  return `<script src="${location.origin}/widget.js" defer></script>\n<gatehouse-chat data-key="${key}" data-api="${apiUrl}"></gatehouse-chat>`;
+}
+
 const origins = (value: FormDataEntryValue | null) => String(value ?? "").split(/[\s,]+/).map((o) => o.trim()).filter(Boolean);
 
-export function Widgets({ orgId, agents, userId }: { orgId: string; agents: Agent[]; userId: string }) {
+export function Widgets({ orgId, agents, userId, apiUrl }: { orgId: string; agents: Agent[]; userId: string; apiUrl: string }) {
   const api = useOrgApi();
   const managed = useProjectsWhere("manage_widgets");
   const reviewing = useProjectsWhere("review_widgets");
@@ -37,6 +62,10 @@ export function Widgets({ orgId, agents, userId }: { orgId: string; agents: Agen
   const keys = useQuery({
     queryKey: ["widgets", orgId, "keys"],
     queryFn: async () => (await api.run(api.from("widget_keys").select(KEY_COLUMNS).order("created_at", { ascending: false }))) as Key[],
+  });
+  const refusals = useQuery({
+    queryKey: ["widgets", orgId, "refusals"],
+    queryFn: () => api.run(api.from("widget_refusals").select("*").order("last_at", { ascending: false }).limit(200)) as Promise<Refusal[]>,
   });
   const conversations = useQuery({
     queryKey: ["widgets", orgId, "conversations"],
@@ -139,6 +168,13 @@ export function Widgets({ orgId, agents, userId }: { orgId: string; agents: Agen
                 {({ copied, copy }) => <Button size="xs" variant="light" onClick={copy}>{copied ? "Copied" : "Copy"}</Button>}
               </CopyButton>
             </Group>
+            <Text size="sm" mt="sm">Put these two lines on each allowed site, where the chat should appear:</Text>
+            <Group gap="sm" wrap="nowrap" align="flex-start" mt={4}>
+              <Code block aria-label="Embed snippet with the new key" style={{ whiteSpace: "pre-wrap", wordBreak: "break-all", flex: 1 }}>{snippet(shown, apiUrl)}</Code>
+              <CopyButton value={snippet(shown, apiUrl)}>
+                {({ copied, copy }) => <Button size="xs" variant="light" onClick={copy}>{copied ? "Copied" : "Copy the snippet"}</Button>}
+              </CopyButton>
+            </Group>
             <Text size="xs" mt="xs">Only its hash is kept. If it is lost, rotate the key.</Text>
           </Alert>
         )}
@@ -162,6 +198,7 @@ export function Widgets({ orgId, agents, userId }: { orgId: string; agents: Agen
                     <TextInput name="pow" label="Proof of work (bits, 0 = off)" type="number" min={0} max={24} defaultValue={k.proof_of_work_bits} />
                     <Checkbox name="hold" label="Hold answers for review" defaultChecked={k.hold_answers} mt="lg" />
                   </SimpleGrid>
+                  <KeyDetails k={k} apiUrl={apiUrl} refusals={refusals.data ?? []} />
                   <Group mt="md" justify="space-between">
                     <Button type="submit" loading={act.busy}>Save widget</Button>
                     <Group gap="xs">
@@ -175,6 +212,7 @@ export function Widgets({ orgId, agents, userId }: { orgId: string; agents: Agen
                   <Group gap="xs" mb="xs"><Text fw={600}>{agentName(k.agent_id)}</Text><Code>{k.key_prefix}…</Code><Badge variant="light">version {k.version}</Badge></Group>
                   <Text size="sm">Allowed origins: {k.allowed_origins.join(", ") || "none"}</Text>
                   <Text size="sm">Monthly budget: ${(k.monthly_budget_micro / 1e6).toFixed(2)}, {k.requests_per_minute} messages a minute ({k.visitor_requests_per_minute} per visitor)</Text>
+                  <KeyDetails k={k} apiUrl={apiUrl} refusals={refusals.data ?? []} />
                 </Paper>
               ))}
             </Stack>
@@ -253,6 +291,45 @@ export function Widgets({ orgId, agents, userId }: { orgId: string; agents: Agen
             </Stack>
           )}
         </QueryState>
+      </div>
+    </Stack>
+  );
+}
+
+/** A key's embed snippet (its key is shown once, so here with a placeholder) and its recent refusals. */
+function KeyDetails({ k, apiUrl, refusals }: { k: Key; apiUrl: string; refusals: Refusal[] }) {
+  const mine = refusals.filter((r) => r.widget_key_id === k.id);
+  const lines = snippet(`${k.key_prefix}…(the key shown when it was made)`, apiUrl);
+  return (
+    <Stack gap="sm" mt="md">
+      <div>
+        <Text size="sm" fw={600}>On the page</Text>
+        <Group gap="sm" wrap="nowrap" align="flex-start">
+          <Code block aria-label={`Embed snippet of ${k.key_prefix}`} style={{ whiteSpace: "pre-wrap", wordBreak: "break-all", flex: 1 }}>{lines}</Code>
+          <CopyButton value={lines}>
+            {({ copied, copy }) => <Button size="xs" variant="default" onClick={copy} aria-label={`Copy the snippet of ${k.key_prefix}`}>{copied ? "Copied" : "Copy"}</Button>}
+          </CopyButton>
+        </Group>
+        <Text size="xs" c="dimmed" mt={4}>Replace the key with the one shown when the widget was turned on or its key rotated.</Text>
+      </div>
+      <div>
+        <Text size="sm" fw={600} id={`refusals-${k.id}`}>Recent refusals</Text>
+        {mine.length === 0 ? (
+          <Text size="sm" c="dimmed">None: every visitor could chat.</Text>
+        ) : (
+          <DataTable
+            label={`Recent refusals of ${k.key_prefix}`}
+            rows={mine}
+            rowKey={(r) => r.id}
+            initialSort={{ key: "last", descending: true }}
+            columns={[
+              { key: "why", header: "Why", cell: (r) => REFUSALS[r.reason] ?? r.reason, sort: (r) => r.reason },
+              { key: "origin", header: "Origin", cell: (r) => r.origin === "*" ? "other sites" : r.origin || "—", sort: (r) => r.origin },
+              { key: "last", header: "Last seen", cell: (r) => when(r.last_at), sort: (r) => r.last_at },
+              { key: "times", header: "Minutes seen", cell: (r) => r.times, sort: (r) => r.times },
+            ]}
+          />
+        )}
       </div>
     </Stack>
   );

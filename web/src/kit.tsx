@@ -96,13 +96,15 @@ export function useAct(invalidates: QueryKey[] = []) {
     mutationFn: (fn: () => Promise<string>) => fn(),
     onSuccess: (text) => {
       setOutcome({ ok: true, text });
-      notifications.show({ color: "teal", message: text, closeButtonProps: { "aria-label": "Dismiss" } });
+      // The toast is for the eye; the outcome beside the action is what assistive technology announces
+      // (one live region, so that the words aren't read, or matched by a test, twice).
+      notifications.show({ color: "teal", message: text, role: "note", closeButtonProps: { "aria-label": "Dismiss" } });
       for (const key of invalidates) void client.invalidateQueries({ queryKey: key });
     },
     onError: (e) => {
       const text = describeError(e);
       setOutcome({ ok: false, text });
-      notifications.show({ color: "red", title: "Refused", message: text, closeButtonProps: { "aria-label": "Dismiss" } });
+      notifications.show({ color: "red", title: "Refused", message: text, role: "note", closeButtonProps: { "aria-label": "Dismiss" } });
     },
   });
   return {

@@ -8,6 +8,8 @@ import { ApiError } from "./errors.ts";
 /** What the console server says about the signed-in person (GET /console/session). */
 export interface Me {
   user: { id: string; email: string };
+  /** The API's URL (the Supabase project's): a widget snippet names it. */
+  api_url: string;
   aal: "aal1" | "aal2";
   factors: { id: string; friendly_name: string; factor_type: string; status: string; created_at: string }[];
   session: { started_at: string | null; idle_timeout_seconds: number | null; absolute_deadline: string | null };

@@ -9,6 +9,12 @@
  * one), then sends messages and streams the answers into a live region. A refusal (the key is off,
  * or this origin is not allowed) shows "Chat is not available here."; a failure upstream arrives as
  * the polite notice the function sends.
+ *
+ * A conversation survives a reload of the page: the embed keeps, in the tab's sessionStorage (so
+ * per tab, and gone when the tab closes), under `gatehouse-chat:<key>`, its session token (valid
+ * ten minutes, renewable for a day), the conversation's id and the last 50 lines shown. On load it
+ * shows those lines and renews the session, which keeps the visitor and so the conversation. A
+ * rotated or disabled key ends it: the renewal is refused and the stored state is dropped.
  */
 
 const STYLES = `
@@ -29,6 +35,14 @@ button:disabled { background: #8e8e93; cursor: default; }
 `;
 
 const UNAVAILABLE = "Chat is not available here.";
+/** How many lines of a conversation a reload shows again. */
+const KEPT_LINES = 50;
+
+interface Saved {
+  session?: string;
+  conversation?: string | null;
+  lines?: { role: "visitor" | "assistant" | "notice"; text: string }[];
+}
 
 // Where the script was loaded from: the API lives at the same origin.
 const SCRIPT_ORIGIN = (() => {
@@ -83,9 +97,15 @@ class GatehouseChat extends HTMLElement {
         void this.#submit();
       }
     });
+    // What this tab showed before a reload, and its session to renew.
+    const saved = this.#load();
+    if (saved.session) this.#previous = saved.session;
+    this.#conversation = saved.conversation ?? null;
+    for (const line of saved.lines ?? []) this.#say(line.role, line.text);
     // A session at once: a page where the key may not run says so before anyone types.
     void this.#opened().then((session) => {
-      if (session) return;
+      if (session) return this.#save(session);
+      this.#forget();
       this.#say("notice", UNAVAILABLE);
       this.#input.disabled = true;
       this.#send.disabled = true;
@@ -95,6 +115,38 @@ class GatehouseChat extends HTMLElement {
   #opened(): Promise<string | null> {
     this.#session ??= this.#open().catch(() => null);
     return this.#session;
+  }
+
+  get #storageKey(): string {
+    return `gatehouse-chat:${this.dataset.key ?? ""}`;
+  }
+
+  /** This tab's saved conversation (nothing when storage is unavailable or holds something else). */
+  #load(): Saved {
+    try {
+      const saved = JSON.parse(sessionStorage.getItem(this.#storageKey) ?? "{}") as Saved;
+      return typeof saved === "object" && saved !== null ? saved : {};
+    } catch {
+      return {};
+    }
+  }
+
+  /** Saves the session, the conversation and the last lines shown, for a reload. */
+  #save(session: string | null): void {
+    const lines = [...this.#log.children].slice(-KEPT_LINES).map((li) => ({ role: li.className as "visitor" | "assistant" | "notice", text: li.textContent ?? "" }));
+    try {
+      sessionStorage.setItem(this.#storageKey, JSON.stringify({ session: session ?? undefined, conversation: this.#conversation, lines } satisfies Saved));
+    } catch {
+      // No storage (a sandboxed frame, say): the chat still works, a reload starts afresh.
+    }
+  }
+
+  #forget(): void {
+    try {
+      sessionStorage.removeItem(this.#storageKey);
+    } catch {
+      // nothing to forget
+    }
   }
 
   get #api(): string {
@@ -120,6 +172,7 @@ class GatehouseChat extends HTMLElement {
     } catch {
       this.#say("notice", UNAVAILABLE);
     } finally {
+      this.#save(await this.#opened());
       this.#send.disabled = false;
       this.#input.focus();
     }
@@ -190,6 +243,8 @@ class GatehouseChat extends HTMLElement {
       // The key was rotated since: its conversation ended with it, so start afresh.
       this.#previous = null;
       this.#conversation = null;
+      this.#forget();
+      this.#log.replaceChildren();
       return await this.#open(pow);
     }
     if (res.status === 428 && body.error?.challenge && !pow) {

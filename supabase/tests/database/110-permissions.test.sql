@@ -2,7 +2,7 @@
 -- helpers, per organization and project, so the console offers controls without rules of its own.
 begin;
 \ir _helpers.psql
-select plan(10);
+select plan(12);
 
 select pg_temp.act_as(pg_temp.uid('ada'), pg_temp.org('acme'));
 select public.my_permissions() as ada \gset
@@ -27,6 +27,11 @@ reset role;
 select is((:'casey'::jsonb ->> 'org_id')::uuid, pg_temp.org('globex'), 'the answer is for the context''s organization');
 select is(:'casey'::jsonb -> 'organization' ->> 'manage_members', 'false', 'a contributor manages no members');
 select is(:'casey'::jsonb -> 'projects' -> 0 ->> 'run_agents', 'true', 'but runs agents in a project of theirs');
+
+-- The model catalog the console offers (…_model_catalog_rpc.sql): any signed-in member, not anon.
+select is(pg_temp.probe(pg_temp.uid('victor'), pg_temp.org('acme'), $$select * from public.model_catalog()$$), 'allowed',
+          'a member reads the model catalog');
+select is(pg_temp.probe(null, null, $$select * from public.model_catalog()$$), 'denied', 'anon does not');
 
 select * from finish();
 rollback;
