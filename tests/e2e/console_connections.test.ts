@@ -8,7 +8,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { checkScreen, signIn, suiteBrowser } from "../helpers/browser.ts";
+import { answerDialog, checkScreen, signIn, suiteBrowser } from "../helpers/browser.ts";
 import { createMember } from "../helpers/console.ts";
 import { ACME } from "../helpers/fixtures.ts";
 import { type FakeProviders, startProviders } from "../helpers/providers.ts";
@@ -45,7 +45,7 @@ describe("connecting through the console", () => {
     await direct.getByLabel("Display name").fill("Order events");
     await direct.getByLabel("Webhook URL").fill(`${providers.base}/hooks/${hook}`);
     await direct.getByRole("button", { name: "Verify and connect" }).click();
-    await page.getByText(/Connected Order events: the provider accepted the credential in a live check/).waitFor();
+    await page.getByRole("status").getByText(/Connected Order events: the provider accepted the credential in a live check/).waitFor();
     expect(providers.requests.some((r) => r.method === "POST" && r.path === `/hooks/${hook}`)).toBe(true);
     await page.getByRole("table", { name: "Connections" }).getByText("Order events").waitFor();
     expect(await page.content()).not.toContain(hook);
@@ -60,7 +60,7 @@ describe("connecting through the console", () => {
     await oauth.getByLabel("Client secret").fill(providers.oauthClient.secret);
     await oauth.getByRole("button", { name: "Start authorization" }).click();
     // Out to the provider, whose consent sends the browser back here with the code.
-    await page.getByText(/Connected Helpdesk with scopes/).waitFor();
+    await page.getByRole("status").getByText(/Connected Helpdesk with scopes/).waitFor();
     expect(new URL(page.url()).search).toBe("");
     const [row] = await db`select status, provider from public.connections where org_id = ${org} and display_name = 'Helpdesk'`;
     expect(row).toEqual({ status: "active", provider: "oauth2" });
@@ -69,7 +69,7 @@ describe("connecting through the console", () => {
     await checkScreen(page, "connections-connected");
 
     await page.getByRole("button", { name: "Disable Helpdesk" }).click();
-    await page.getByRole("group", { name: "Confirm disabling Helpdesk" }).getByRole("button", { name: "Yes, disable Helpdesk" }).click();
+    await answerDialog(page, "Disable Helpdesk?", { confirm: "Yes, disable Helpdesk" });
     await page.getByRole("status").getByText(/Disabled Helpdesk/).waitFor();
     expect(providers.revoked.size).toBeGreaterThan(0);
     const [after] = await db`select status from public.connections where org_id = ${org} and display_name = 'Helpdesk'`;

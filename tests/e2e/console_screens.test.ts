@@ -40,7 +40,7 @@ const READS = [
   // The audit log's: its filters and pages, an entry's payload, an export file to verify, and the
   // checkpoints and keys a person pins for themselves (their own, not the organization's).
   /^Show the payload of entry \d+$/, /^Older events$|^Newer events$/, /^Clear filters$/, /^(From|To) entry/, /^Open an export file$/,
-  /^Pin (this checkpoint|this public key|key [0-9a-f]+)$/, /^Public key you hold/, /^Key id/,
+  /^Pin (this checkpoint|this public key|key [0-9a-f]+)$/, /^Unpin/, /^Public key you hold/, /^Key id/, /^Show the /, /^Filter events$/, /^Until/,
 ];
 
 async function settle(page: Page, path: string, loaded: (page: Page) => Promise<void>) {

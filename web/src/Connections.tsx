@@ -1,25 +1,35 @@
 /**
  * Connections (seeds 000, 002, 003, 004: scope-limited connectors, secrets write-only): the
  * organization's connections to outside services, with their scopes, status, live verification
- * and last use, but never a credential (no column or answer holds one). A tenant admin connects a
- * webhook or token (the connectors function checks it live with the provider before it is kept in
- * Vault), connects an OAuth2 provider (authorization code with PKCE: this screen is also the
- * redirect URI the provider sends the admin back to), and disables a connection, which revokes
- * its tokens at the provider where it can and deletes the credential.
+ * and last use, but never a credential (no column or answer holds one), in a table whose columns
+ * sort. Whoever may manage connections (my_permissions: manage_connections, a tenant admin)
+ * connects a webhook or token (the connectors function checks it live with the provider before it
+ * is kept in Vault), connects an OAuth2 provider (authorization code with PKCE: this screen is also
+ * the redirect URI the provider sends the admin back to), and disables a connection after a
+ * confirmation that says what it does: its tokens are revoked at the provider where it can, and
+ * its credential is deleted. When the connectors function or the provider can't be reached, the
+ * database's own kill switch (disable_connection) disables it without the revocation, after its
+ * own confirmation. Everyone else sees the same list and no controls; the function and the
+ * database refuse them regardless.
  *
  * The scopes are not chosen here: a connection asks for the union of the scopes that the
  * workspace's enabled tools of its provider need (least privilege), which the function derives;
  * this screen shows that set before the admin connects.
  */
+import { Badge, Box, Button, Code, CopyButton, Group, NativeSelect, Paper, SimpleGrid, Stack, Text, TextInput, Title } from "@mantine/core";
+import { useQuery } from "@tanstack/react-query";
 import { useEffect, useState, type FormEvent } from "react";
 import { useSearchParams } from "react-router";
 import type { Database, Json } from "../../supabase/database.types.ts";
-import { supabase } from "./supabase.ts";
-import { field, functionError, States, unwrap, useLoad, useOrg, when, type OrgContext } from "./ui.tsx";
+import { apiError, type OrgApi } from "./api.ts";
+import { confirmAction } from "./confirm.tsx";
+import { DataTable, Outcome, PageHeader, QueryState, useAct, useOrgApi } from "./kit.tsx";
+import { field, useOrg, when } from "./ui.tsx";
 
 type Provider = Database["public"]["Enums"]["connector_provider"];
 type Connection = Pick<Database["public"]["Tables"]["connections"]["Row"],
   "id" | "provider" | "display_name" | "scopes" | "status" | "token_expires_at" | "verified_at" | "created_at" | "disabled_at" | "config">;
+type Act = ReturnType<typeof useAct>;
 
 const PROVIDER_NAMES: Record<Provider, string> = {
   slack_webhook: "Slack (incoming webhook)",
@@ -32,7 +42,6 @@ const PROVIDER_NAMES: Record<Provider, string> = {
 /** The providers connected with a webhook URL or a token; oauth2 has its own flow. */
 const DIRECT: Exclude<Provider, "oauth2">[] = ["slack_webhook", "discord_webhook", "https_webhook", "github", "notion"];
 const TOKEN_PROVIDERS = new Set<Provider>(["github", "notion"]);
-/** Where the OAuth2 authorization in flight is remembered, for this tab only, until the provider sends the admin back. */
 
 interface Overview {
   connections: Connection[];
@@ -42,16 +51,15 @@ interface Overview {
   lastUsed: Map<string, { at: string; outcome: string }>;
 }
 
-async function loadOverview(org: OrgContext): Promise<Overview> {
-  const sb = supabase();
+async function loadOverview(api: OrgApi): Promise<Overview> {
   const [connections, tools, calls] = await Promise.all([
-    unwrap(sb.from("connections")
+    api.run(api.from("connections")
       .select("id, provider, display_name, scopes, status, token_expires_at, verified_at, created_at, disabled_at, config")
-      .order("status").order("display_name").setHeader("x-org-id", org.id)),
-    unwrap(sb.from("agent_tools").select("provider, scopes").eq("enabled", true).setHeader("x-org-id", org.id)),
-    unwrap(sb.from("audit_log").select("target_id, occurred_at, payload")
+      .order("status").order("display_name")),
+    api.run(api.from("agent_tools").select("provider, scopes").eq("enabled", true)),
+    api.run(api.from("audit_log").select("target_id, occurred_at, payload")
       .eq("action", "connector.call").eq("target_type", "connection").eq("payload->>kind", "deliver")
-      .order("occurred_at", { ascending: false }).limit(500).setHeader("x-org-id", org.id)),
+      .order("occurred_at", { ascending: false }).limit(500)),
   ]);
   const needed = new Map<Provider, string[]>();
   for (const t of tools) needed.set(t.provider, [...new Set([...(needed.get(t.provider) ?? []), ...t.scopes])].sort());
@@ -106,74 +114,176 @@ function refusalText(error: { code?: string; message: string }): string {
   }
 }
 
-/** /o/:org/connections: the organization's connections; tenant admins connect and disable them. */
+/** A refusal of the connectors function (or of the database), as an Error that says it in words. */
+async function refused(e: unknown): Promise<Error> {
+  return new Error(refusalText(await apiError(e)));
+}
+
+/** Moves to a section of the screen and puts the focus on its first control. */
+function jumpTo(headingId: string, controlId: string) {
+  document.getElementById(headingId)?.scrollIntoView({ behavior: "smooth", block: "start" });
+  document.getElementById(controlId)?.focus({ preventScroll: true });
+}
+
+/** /o/:org/connections: the organization's connections; whoever may manage them connects and disables them. */
 export function Connections() {
   const org = useOrg();
-  const overview = useLoad(() => loadOverview(org), [org.id]);
-  const [outcome, setOutcome] = useState<{ ok: boolean; text: string } | null>(null);
-  const report = (ok: boolean, text: string) => setOutcome({ ok, text });
+  const api = useOrgApi();
+  const may = org.permissions.organization.manage_connections;
+  const overview = useQuery({ queryKey: ["connections", org.id], queryFn: () => loadOverview(api) });
+  const act = useAct([["connections", org.id]]);
+  // Connections whose disabling the connectors function could not complete: the database's own
+  // kill switch is offered for them, since it depends on neither the function nor the provider.
+  const [stranded, setStranded] = useState<string[]>([]);
+  const strand = (id: string, on: boolean) => setStranded((s) => on ? [...new Set([...s, id])] : s.filter((x) => x !== id));
+
+  async function disable(c: Connection) {
+    const sure = await confirmAction({
+      title: `Disable ${c.display_name}?`,
+      body: <>
+        {revocableAtProvider(c) ? "Its tokens are revoked at the provider, and its" : "Its"} credential is deleted from Vault; tools
+        bound to it stop working. This can't be undone (connect again to restore it).
+      </>,
+      confirmLabel: `Yes, disable ${c.display_name}`,
+    });
+    if (!sure) return;
+    act.run(async () => {
+      let revocation: "revoked" | "not_supported" | "failed";
+      try {
+        ({ revocation } = await api.invoke<{ connection: Connection; revocation: "revoked" | "not_supported" | "failed" }>(
+          `connectors/connections/${c.id}/disable`, {},
+        ));
+      } catch (e) {
+        const error = await apiError(e);
+        // A kill switch must not depend on the function or the provider being up: offer the database's own.
+        const down = error.status === 0 || error.status >= 500;
+        strand(c.id, down);
+        throw new Error(down
+          ? `${refusalText(error)} You can still disable it in the database alone, without revoking at the provider: "Disable without revoking" in its row.`
+          : refusalText(error));
+      }
+      strand(c.id, false);
+      return revocation === "revoked"
+        ? `Disabled ${c.display_name}: its tokens were revoked at the provider and its credential deleted from Vault.`
+        : revocation === "failed"
+          ? `Disabled ${c.display_name} and deleted its credential from Vault, but the provider did not confirm the revocation: revoke it in the provider's console too.`
+          : `Disabled ${c.display_name}: its credential was deleted from Vault. This provider has no revocation endpoint; remove the webhook or token at the provider too.`;
+    });
+  }
+
+  async function disableInDatabase(c: Connection) {
+    const sure = await confirmAction({
+      title: `Disable ${c.display_name} without revoking?`,
+      body: <>
+        The database disables {c.display_name} and deletes its credential from Vault, so no tool can use it again; but its tokens
+        are not revoked at the provider, where they stay valid until you revoke them in the provider's console. This can't be
+        undone (connect again to restore it).
+      </>,
+      confirmLabel: "Disable without revoking",
+    });
+    if (!sure) return;
+    act.run(async () => {
+      try {
+        await api.run(api.rpc("disable_connection", { p_connection_id: c.id }));
+      } catch (e) {
+        throw await refused(e);
+      }
+      strand(c.id, false);
+      return `Disabled ${c.display_name} and deleted its credential from Vault, without revoking at the provider: revoke it there too.`;
+    });
+  }
 
   return (
     <>
-      <h1>Connections of {org.name}</h1>
-      <p className="muted">
-        Credentials are write-only: they are checked live with the provider, kept in Vault, and never shown again, here or
-        anywhere.
-      </p>
-      <OAuthReturn org={org} report={report} done={overview.reload} />
-      <Outcome outcome={outcome} />
+      <PageHeader
+        title={`Connections of ${org.name}`}
+        description="Credentials are write-only: they are checked live with the provider, kept in Vault, and never shown again, here or anywhere."
+        action={may ? <Button onClick={() => jumpTo("connect-heading", "connect-provider")}>Connect a service</Button> : undefined}
+      />
+      <OAuthReturn act={act} />
+      <Outcome outcome={act.outcome} />
 
-      <section aria-labelledby="connections-heading">
-        <h2 id="connections-heading">Connections</h2>
-        <States loaded={overview} empty="No connections yet." isEmpty={(o) => o.connections.length === 0}>
-          {(o) => (
-            <table aria-label="Connections">
-              <thead>
-                <tr>
-                  <th scope="col">Name</th><th scope="col">Provider</th><th scope="col">Scopes</th><th scope="col">Status</th>
-                  <th scope="col">Verified</th><th scope="col">Last used</th><th scope="col">Token expires</th>
-                  {org.isAdmin && <th scope="col">Actions</th>}
-                </tr>
-              </thead>
-              <tbody>
-                {o.connections.map((c) => (
-                  <tr key={c.id}>
-                    <td>{c.display_name}</td>
-                    <td>{PROVIDER_NAMES[c.provider]}{apiUrlOf(c.config) ? <> at <code>{apiUrlOf(c.config)}</code></> : null}</td>
-                    <td>{c.scopes.length ? c.scopes.map((s) => <code key={s}>{s} </code>) : "none"}</td>
-                    <td>{c.status === "active" ? "active" : `disabled ${when(c.disabled_at)}`}</td>
-                    <td>{when(c.verified_at)}</td>
-                    <td>{o.lastUsed.has(c.id) ? `${when(o.lastUsed.get(c.id)!.at)} (${o.lastUsed.get(c.id)!.outcome})` : "never"}</td>
-                    <td>{c.token_expires_at ? when(c.token_expires_at) : "—"}</td>
-                    {org.isAdmin && (
-                      <td>{c.status === "active" ? <Disable org={org} connection={c} report={report} done={overview.reload} /> : "—"}</td>
-                    )}
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          )}
-        </States>
-      </section>
+      <Stack gap="xl">
+        <Box component="section" mt={0} aria-labelledby="connections-heading">
+          <Title order={2} size="h3" id="connections-heading" mb="sm">Connections</Title>
+          <QueryState query={overview} empty="No connections yet." isEmpty={(o) => o.connections.length === 0}>
+            {(o) => (
+              <DataTable
+                label="Connections"
+                rows={o.connections}
+                rowKey={(c) => c.id}
+                minWidth={may ? 980 : 860}
+                columns={[
+                  { key: "name", header: "Name", cell: (c) => <Text size="sm" fw={500}>{c.display_name}</Text>, sort: (c) => c.display_name },
+                  {
+                    key: "provider", header: "Provider", sort: (c) => PROVIDER_NAMES[c.provider],
+                    cell: (c) => (
+                      <Stack gap={2}>
+                        <Text size="sm">{PROVIDER_NAMES[c.provider]}</Text>
+                        {apiUrlOf(c.config) && <Text size="xs" c="dimmed">at <Code style={{ wordBreak: "break-all" }}>{apiUrlOf(c.config)}</Code></Text>}
+                      </Stack>
+                    ),
+                  },
+                  {
+                    key: "scopes", header: "Scopes", sort: (c) => c.scopes.length,
+                    cell: (c) => c.scopes.length
+                      ? <Group gap={4}>{c.scopes.map((s) => <Code key={s} style={{ whiteSpace: "nowrap" }}>{s}</Code>)}</Group>
+                      : <Text size="sm" c="dimmed">none</Text>,
+                  },
+                  {
+                    key: "status", header: "Status", sort: (c) => c.status,
+                    cell: (c) => c.status === "active"
+                      ? <Badge variant="light" color="teal" miw="max-content">active</Badge>
+                      : (
+                        <Stack gap={2} align="flex-start">
+                          <Badge variant="light" color="gray" miw="max-content">disabled</Badge>
+                          <Text size="xs" c="dimmed">{when(c.disabled_at)}</Text>
+                        </Stack>
+                      ),
+                  },
+                  { key: "verified", header: "Verified", cell: (c) => when(c.verified_at), sort: (c) => c.verified_at },
+                  {
+                    key: "used", header: "Last used", sort: (c) => o.lastUsed.get(c.id)?.at ?? "",
+                    cell: (c) => {
+                      const used = o.lastUsed.get(c.id);
+                      return used ? <>{when(used.at)} <Text span size="xs" c="dimmed">({used.outcome})</Text></> : <Text size="sm" c="dimmed">never</Text>;
+                    },
+                  },
+                  { key: "expires", header: "Token expires", cell: (c) => c.token_expires_at ? when(c.token_expires_at) : "—", sort: (c) => c.token_expires_at },
+                  ...(may ? [{
+                    key: "actions", header: "Actions",
+                    cell: (c: Connection) => c.status !== "active" ? "—" : (
+                      <Group gap="xs" wrap="nowrap">
+                        <Button size="xs" variant="light" color="red" aria-label={`Disable ${c.display_name}`} onClick={() => void disable(c)} disabled={act.busy}>
+                          Disable
+                        </Button>
+                        {stranded.includes(c.id) && (
+                          <Button size="xs" variant="outline" color="red" aria-label={`Disable without revoking (${c.display_name})`} onClick={() => void disableInDatabase(c)} disabled={act.busy}>
+                            Disable without revoking
+                          </Button>
+                        )}
+                      </Group>
+                    ),
+                  }] : []),
+                ]}
+              />
+            )}
+          </QueryState>
+        </Box>
 
-      {org.isAdmin ? (
-        <>
-          <ConnectDirect org={org} needed={overview.data?.needed} done={overview.reload} />
-          <ConnectOAuth org={org} needed={overview.data?.needed} />
-        </>
-      ) : (
-        <p className="muted">
-          {org.readOnly ? "You are a viewer: connections are read-only for you." : "Connecting and disabling connections needs the tenant admin role."}
-        </p>
-      )}
+        {may ? (
+          <>
+            <ConnectDirect needed={overview.data?.needed} />
+            <ConnectOAuth needed={overview.data?.needed} />
+          </>
+        ) : (
+          <Text c="dimmed" size="sm">
+            Connecting and disabling connections is for the organization's tenant admins: you can see them here, not change them.
+          </Text>
+        )}
+      </Stack>
     </>
   );
-}
-
-/** How an action ended, beside the controls that started it. */
-function Outcome({ outcome }: { outcome: { ok: boolean; text: string } | null }) {
-  if (!outcome) return null;
-  return outcome.ok ? <p role="status" className="notice">{outcome.text}</p> : <p role="alert" className="error">{outcome.text}</p>;
 }
 
 function apiUrlOf(config: Json): string | null {
@@ -185,35 +295,33 @@ function revocableAtProvider(c: Connection): boolean {
   return c.provider === "oauth2" && typeof (c.config as { revoke_url?: unknown } | null)?.revoke_url === "string";
 }
 
-interface ActionProps {
-  org: OrgContext;
-  report: (ok: boolean, text: string) => void;
-  done: () => void;
-}
-
 /** The scopes a new connection of `provider` asks for, as the admin reads them before connecting. */
 function ScopesNeeded({ provider, needed }: { provider: Provider; needed: Map<Provider, string[]> | undefined }) {
   const scopes = needed?.get(provider) ?? [];
   return (
-    <p className="muted" aria-live="polite">
+    <Text size="sm" c="dimmed" aria-live="polite">
       {needed === undefined
         ? "Reading the scopes the enabled tools need…"
         : scopes.length
-          ? <>This connection asks for the scopes the workspace's enabled {PROVIDER_NAMES[provider]} tools need, and no more (the connectors function derives them when you connect): {scopes.map((s) => <code key={s}>{s} </code>)}</>
+          ? <>
+            This connection asks for the scopes the workspace's enabled {PROVIDER_NAMES[provider]} tools need, and no more (the
+            connectors function derives them when you connect): {scopes.map((s, i) => <span key={s}>{i > 0 && " "}<Code>{s}</Code></span>)}.
+          </>
           : `No enabled ${PROVIDER_NAMES[provider]} tool needs a scope: the connection asks for none.`}
       {provider === "github" && " A GitHub token that reports its scopes must hold exactly this set, no more."}
-    </p>
+    </Text>
   );
 }
 
-function ConnectDirect({ org, needed, done }: Omit<ActionProps, "report"> & { needed: Map<Provider, string[]> | undefined }) {
+/** Connecting a webhook or a token: checked live by the connectors function, then kept in Vault. */
+function ConnectDirect({ needed }: { needed: Map<Provider, string[]> | undefined }) {
+  const org = useOrg();
+  const api = useOrgApi();
+  const act = useAct([["connections", org.id]]);
   const [provider, setProvider] = useState<Exclude<Provider, "oauth2">>("slack_webhook");
-  const [busy, setBusy] = useState(false);
-  const [outcome, setOutcome] = useState<{ ok: boolean; text: string } | null>(null);
-  const report = (ok: boolean, text: string) => setOutcome({ ok, text });
   const token = TOKEN_PROVIDERS.has(provider);
 
-  async function connect(event: FormEvent<HTMLFormElement>) {
+  function connect(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
     const formElement = event.currentTarget;
     const form = new FormData(formElement);
@@ -221,55 +329,64 @@ function ConnectDirect({ org, needed, done }: Omit<ActionProps, "report"> & { ne
     const body = { provider, display_name: field(form, "display_name"), credential: token ? { token: secret } : { url: secret } };
     // The credential leaves the page's state at once, whatever the answer: it is never shown again.
     (formElement.elements.namedItem("credential") as HTMLInputElement).value = "";
-    setBusy(true);
-    setOutcome(null);
-    const { data, error } = await supabase().functions.invoke<{ connection: Connection }>("connectors/connections", {
-      body,
-      headers: { "x-org-id": org.id },
+    act.run(async () => {
+      let connection: Connection;
+      try {
+        ({ connection } = await api.invoke<{ connection: Connection }>("connectors/connections", body));
+      } catch (e) {
+        throw await refused(e);
+      }
+      // Not form.reset(): the provider stays as chosen (a controlled select), the name is cleared.
+      (formElement.elements.namedItem("display_name") as HTMLInputElement).value = "";
+      return `Connected ${connection.display_name}: the provider accepted the credential in a live check, and it is kept in Vault.`;
     });
-    setBusy(false);
-    if (error) {
-      report(false, refusalText(await functionError(error) as { code?: string; message: string }));
-      return;
-    }
-    formElement.reset();
-    report(true, `Connected ${data!.connection.display_name}: the provider accepted the credential in a live check, and it is kept in Vault.`);
-    done();
   }
 
   return (
-    <section aria-labelledby="connect-heading">
-      <h2 id="connect-heading">Connect a webhook or token</h2>
-      <form className="stack" onSubmit={connect} aria-label="Connect a webhook or token" autoComplete="off">
-        <label>
-          Provider{" "}
-          <select name="provider" value={provider} onChange={(e) => setProvider(e.target.value as typeof provider)}>
-            {DIRECT.map((p) => <option key={p} value={p}>{PROVIDER_NAMES[p]}</option>)}
-          </select>
-        </label>
-        <label>Display name <input name="display_name" required maxLength={100} /></label>
-        {token
-          ? <label>API token <input name="credential" type="password" required autoComplete="off" maxLength={1024} /></label>
-          : <label>Webhook URL <input name="credential" type="url" required autoComplete="off" placeholder="https://…" maxLength={2048} /></label>}
-        <ScopesNeeded provider={provider} needed={needed} />
-        <div><button type="submit" disabled={busy}>{busy ? "Verifying…" : "Verify and connect"}</button></div>
+    <Paper withBorder p={{ base: "md", sm: "lg" }} radius="md" component="section" mt={0} aria-labelledby="connect-heading">
+      <Title order={2} size="h3" id="connect-heading" mb="sm">Connect a webhook or token</Title>
+      <Outcome outcome={act.outcome} />
+      <form onSubmit={connect} aria-label="Connect a webhook or token" autoComplete="off">
+        <Stack>
+          <SimpleGrid cols={{ base: 1, sm: 2 }}>
+            <NativeSelect
+              id="connect-provider"
+              name="provider"
+              label="Provider"
+              value={provider}
+              onChange={(e) => setProvider(e.currentTarget.value as typeof provider)}
+              data={DIRECT.map((p) => ({ value: p, label: PROVIDER_NAMES[p] }))}
+            />
+            <TextInput name="display_name" label="Display name" required maxLength={100} />
+          </SimpleGrid>
+          {token
+            ? <TextInput key="token" name="credential" label="API token" type="password" required autoComplete="off" maxLength={1024} />
+            : <TextInput key="url" name="credential" label="Webhook URL" type="url" required autoComplete="off" placeholder="https://…" maxLength={2048} />}
+          <ScopesNeeded provider={provider} needed={needed} />
+          <Group>
+            <Button type="submit" loading={act.busy}>Verify and connect</Button>
+          </Group>
+        </Stack>
       </form>
-      <Outcome outcome={outcome} />
-    </section>
+    </Paper>
   );
 }
 
 /** The console address the provider sends the admin back to: this screen, which finishes the flow. */
-function redirectUri(org: OrgContext): string {
-  return `${location.origin}/o/${org.id}/connections`;
+function redirectUri(orgId: string): string {
+  return `${location.origin}/o/${orgId}/connections`;
 }
 
-function ConnectOAuth({ org, needed }: { org: OrgContext; needed: Map<Provider, string[]> | undefined }) {
-  const [busy, setBusy] = useState(false);
-  const [outcome, setOutcome] = useState<{ ok: boolean; text: string } | null>(null);
-  const report = (ok: boolean, text: string) => setOutcome({ ok, text });
+/** Connecting an OAuth2 provider: out to its consent, back here with the code (OAuthReturn). */
+function ConnectOAuth({ needed }: { needed: Map<Provider, string[]> | undefined }) {
+  const org = useOrg();
+  const api = useOrgApi();
+  const act = useAct();
+  // Set once the provider's address is known: the page is about to leave for it.
+  const [leaving, setLeaving] = useState(false);
+  const redirect = redirectUri(org.id);
 
-  async function start(event: FormEvent<HTMLFormElement>) {
+  function start(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
     const formElement = event.currentTarget;
     const form = new FormData(formElement);
@@ -282,53 +399,68 @@ function ConnectOAuth({ org, needed }: { org: OrgContext; needed: Map<Provider, 
       api_url: field(form, "api_url"),
       client_id: field(form, "client_id"),
       client_secret: String(form.get("client_secret") ?? ""),
-      redirect_uri: redirectUri(org),
+      redirect_uri: redirect,
     };
     (formElement.elements.namedItem("client_secret") as HTMLInputElement).value = "";
-    setBusy(true);
-    setOutcome(null);
-    const { data, error } = await supabase().functions.invoke<{ authorization_url: string; state: string; scopes: string[] }>("connectors/oauth2/start", {
-      body,
-      headers: { "x-org-id": org.id },
+    act.run(async () => {
+      let answer: { authorization_url: string; state: string; scopes: string[] };
+      try {
+        answer = await api.invoke("connectors/oauth2/start", body);
+      } catch (e) {
+        throw await refused(e);
+      }
+      const target = new URL(answer.authorization_url);
+      if (target.protocol !== "https:" && target.protocol !== "http:") {
+        throw new Error("The function answered an authorization address that is not a web address; nothing was opened.");
+      }
+      // The state comes back on the redirect; the connectors function completes it only for the
+      // person who started it (RFC 6749 §10.12), so the page keeps nothing.
+      setLeaving(true);
+      location.assign(target.href);
+      return "Sending you to the provider to authorize the connection…";
     });
-    if (error) {
-      setBusy(false);
-      report(false, refusalText(await functionError(error) as { code?: string; message: string }));
-      return;
-    }
-    const target = new URL(data!.authorization_url);
-    if (target.protocol !== "https:" && target.protocol !== "http:") {
-      setBusy(false);
-      report(false, "The function answered an authorization address that is not a web address; nothing was opened.");
-      return;
-    }
-    // The state comes back on the redirect; the connectors function completes it only for the
-    // person who started it (RFC 6749 §10.12), so the page keeps nothing.
-    location.assign(target.href);
   }
 
   return (
-    <section aria-labelledby="oauth-heading">
-      <h2 id="oauth-heading">Connect with OAuth2</h2>
-      <p className="muted">
-        You are sent to the provider to authorize, and come back here, where the code is exchanged (with PKCE) and the tokens
-        are kept in Vault. A grant with more scopes than were asked for is revoked and refused.
-      </p>
-      <form className="stack" onSubmit={start} aria-label="Connect with OAuth2" autoComplete="off">
-        <label>Display name <input name="display_name" required maxLength={100} /></label>
-        <label>Authorize URL <input name="authorize_url" type="url" required placeholder="https://provider.example/oauth/authorize" /></label>
-        <label>Token URL <input name="token_url" type="url" required placeholder="https://provider.example/oauth/token" /></label>
-        <label>Revoke URL (optional) <input name="revoke_url" type="url" placeholder="https://provider.example/oauth/revoke" /></label>
-        <label>API URL <input name="api_url" type="url" required placeholder="https://api.provider.example" /></label>
-        <label>Client ID <input name="client_id" required maxLength={256} /></label>
-        <label>Client secret <input name="client_secret" type="password" required autoComplete="off" maxLength={1024} /></label>
-        <label>Redirect URI <input name="redirect_uri" readOnly value={redirectUri(org)} aria-describedby="redirect-hint" /></label>
-        <p id="redirect-hint" className="muted">Register this exact address as the OAuth app's redirect URI: the provider sends you back here.</p>
-        <ScopesNeeded provider="oauth2" needed={needed} />
-        <div><button type="submit" disabled={busy}>{busy ? "Starting…" : "Start authorization"}</button></div>
+    <Paper withBorder p={{ base: "md", sm: "lg" }} radius="md" component="section" mt={0} aria-labelledby="oauth-heading">
+      <Title order={2} size="h3" id="oauth-heading" mb="xs">Connect with OAuth2</Title>
+      <Text size="sm" c="dimmed" mb="md">
+        You are sent to the provider to authorize, and come back here, where the code is exchanged (with PKCE) and the tokens are
+        kept in Vault. A grant with more scopes than were asked for is revoked and refused.
+      </Text>
+      <Outcome outcome={act.outcome} />
+      <form onSubmit={start} aria-label="Connect with OAuth2" autoComplete="off">
+        <Stack>
+          <SimpleGrid cols={{ base: 1, sm: 2 }}>
+            <TextInput name="display_name" label="Display name" required maxLength={100} />
+            <TextInput name="client_id" label="Client ID" required maxLength={256} />
+            <TextInput name="authorize_url" label="Authorize URL" type="url" required placeholder="https://provider.example/oauth/authorize" />
+            <TextInput name="token_url" label="Token URL" type="url" required placeholder="https://provider.example/oauth/token" />
+            <TextInput name="revoke_url" label="Revoke URL (optional)" type="url" placeholder="https://provider.example/oauth/revoke" />
+            <TextInput name="api_url" label="API URL" type="url" required placeholder="https://api.provider.example" />
+            <TextInput name="client_secret" label="Client secret" type="password" required autoComplete="off" maxLength={1024} />
+          </SimpleGrid>
+          <Group align="flex-end" wrap="wrap" gap="sm">
+            <TextInput
+              name="redirect_uri"
+              label="Redirect URI"
+              description="Register this exact address as the OAuth app's redirect URI: the provider sends you back here."
+              readOnly
+              value={redirect}
+              style={{ flex: "1 1 18rem" }}
+              styles={{ input: { fontFamily: "var(--mantine-font-family-monospace)" } }}
+            />
+            <CopyButton value={redirect}>
+              {({ copied, copy }) => <Button variant="default" onClick={copy}>{copied ? "Copied" : "Copy the redirect URI"}</Button>}
+            </CopyButton>
+          </Group>
+          <ScopesNeeded provider="oauth2" needed={needed} />
+          <Group>
+            <Button type="submit" loading={act.busy || leaving}>Start authorization</Button>
+          </Group>
+        </Stack>
       </form>
-      <Outcome outcome={outcome} />
-    </section>
+    </Paper>
   );
 }
 
@@ -338,105 +470,38 @@ const completing = new Set<string>();
 
 /**
  * The redirect back from the provider (?code=&state=, or ?error=): finishes the authorization
- * through the connectors function, then takes the parameters out of the address.
+ * through the connectors function, then takes the parameters out of the address. Its outcome is
+ * the screen's (act).
  */
-function OAuthReturn({ org, report, done }: ActionProps) {
+function OAuthReturn({ act }: { act: Act }) {
+  const org = useOrg();
+  const api = useOrgApi();
   const [params, setParams] = useSearchParams();
   const code = params.get("code");
   const state = params.get("state");
   const denied = params.get("error");
-  const [busy, setBusy] = useState(false);
+  const [finishing, setFinishing] = useState(false);
 
   useEffect(() => {
     const attempt = state ?? (denied ? `error:${denied}` : null);
     if (!attempt || (!code && !denied) || completing.has(attempt)) return;
     completing.add(attempt);
+    const description = params.get("error_description");
     setParams({}, { replace: true });
-    if (denied) {
-      report(false, `The provider did not authorize the connection: ${params.get("error_description") ?? denied}.`);
-      return;
-    }
-    setBusy(true);
-    void supabase().functions.invoke<{ connection: Connection }>("connectors/oauth2/callback", {
-      body: { state, code },
-      headers: { "x-org-id": org.id },
-    }).then(async ({ data, error }) => {
-      setBusy(false);
-      if (error) {
-        report(false, refusalText(await functionError(error) as { code?: string; message: string }));
-        return;
+    setFinishing(!denied);
+    act.run(async () => {
+      if (denied) throw new Error(`The provider did not authorize the connection: ${description ?? denied}.`);
+      try {
+        const { connection: c } = await api.invoke<{ connection: Connection }>("connectors/oauth2/callback", { state, code });
+        return `Connected ${c.display_name} with scopes ${c.scopes.join(", ") || "none"}: the provider's tokens are kept in Vault.`;
+      } catch (e) {
+        throw await refused(e);
+      } finally {
+        setFinishing(false);
       }
-      const c = data!.connection;
-      report(true, `Connected ${c.display_name} with scopes ${c.scopes.join(", ") || "none"}: the provider's tokens are kept in Vault.`);
-      done();
     });
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [state, code, denied, org.id]);
 
-  return busy ? <p role="status" aria-busy="true" className="notice">Finishing the authorization with the provider…</p> : null;
-}
-
-/** Disabling, with a confirmation step: revoke at the provider where it can, delete the credential. */
-function Disable({ org, connection: c, report, done }: ActionProps & { connection: Connection }) {
-  const [confirming, setConfirming] = useState(false);
-  const [busy, setBusy] = useState(false);
-  const [fallback, setFallback] = useState(false);
-
-  async function disable() {
-    setBusy(true);
-    const { data, error } = await supabase().functions.invoke<{ connection: Connection; revocation: "revoked" | "not_supported" | "failed" }>(
-      `connectors/connections/${c.id}/disable`,
-      { body: {}, headers: { "x-org-id": org.id } },
-    );
-    setBusy(false);
-    if (error) {
-      const refusal = await functionError(error) as { code?: string; message: string };
-      const status = (error as { context?: Response }).context?.status ?? 0;
-      // A kill switch must not depend on the function or the provider being up: offer the database's own.
-      setFallback(status === 0 || status >= 500);
-      report(false, refusalText(refusal));
-      return;
-    }
-    setConfirming(false);
-    const revocation = data!.revocation;
-    report(true, revocation === "revoked"
-      ? `Disabled ${c.display_name}: its tokens were revoked at the provider and its credential deleted from Vault.`
-      : revocation === "failed"
-        ? `Disabled ${c.display_name} and deleted its credential from Vault, but the provider did not confirm the revocation: revoke it in the provider's console too.`
-        : `Disabled ${c.display_name}: its credential was deleted from Vault. This provider has no revocation endpoint; remove the webhook or token at the provider too.`);
-    done();
-  }
-
-  async function disableInDatabase() {
-    setBusy(true);
-    const { error } = await supabase().rpc("disable_connection", { p_connection_id: c.id }).setHeader("x-org-id", org.id);
-    setBusy(false);
-    if (error) {
-      report(false, refusalText(error));
-      return;
-    }
-    setConfirming(false);
-    setFallback(false);
-    report(true, `Disabled ${c.display_name} and deleted its credential from Vault, without revoking at the provider: revoke it there too.`);
-    done();
-  }
-
-  if (!confirming) {
-    return <button type="button" aria-label={`Disable ${c.display_name}`} onClick={() => setConfirming(true)}>Disable</button>;
-  }
-  return (
-    <div role="group" aria-label={`Confirm disabling ${c.display_name}`}>
-      <p>
-        Disable {c.display_name}? {revocableAtProvider(c) ? "Its tokens are revoked at the provider, and its" : "Its"} credential is
-        deleted from Vault; tools bound to it stop working. This can't be undone (connect again to restore it).
-      </p>
-      <button type="button" onClick={() => void disable()} disabled={busy}>Yes, disable {c.display_name}</button>{" "}
-      <button type="button" onClick={() => { setConfirming(false); setFallback(false); }} disabled={busy}>Cancel</button>
-      {fallback && (
-        <p>
-          <button type="button" onClick={() => void disableInDatabase()} disabled={busy}>Disable without revoking at the provider</button>
-        </p>
-      )}
-    </div>
-  );
+  return finishing ? <Text role="status" aria-busy="true" size="sm" mb="md">Finishing the authorization with the provider…</Text> : null;
 }
