@@ -445,7 +445,7 @@ function Standing({ detail, me, open, stepUp, person }: {
         )}
         {summary}
         {decisions.length > 0 && (
-          <Table.ScrollContainer minWidth={560} mt="xs">
+          <Table.ScrollContainer minWidth={560} mt="xs" type="native" tabIndex={0}>
             <Table aria-label="Decisions" verticalSpacing="xs">
               <Table.Thead>
                 <Table.Tr><Table.Th>Who</Table.Th><Table.Th>Decision</Table.Th><Table.Th>When</Table.Th><Table.Th>On hash</Table.Th><Table.Th>Comment</Table.Th></Table.Tr>

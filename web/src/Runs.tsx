@@ -259,7 +259,7 @@ function Section({ title, empty, rows, children }: { title: string; empty: strin
   return (
     <>
       <Title order={2} size="h3" mt="xl" mb="xs">{title}</Title>
-      {rows === 0 ? <Text c="dimmed" size="sm">{empty}</Text> : <Table.ScrollContainer minWidth={560}>{children}</Table.ScrollContainer>}
+      {rows === 0 ? <Text c="dimmed" size="sm">{empty}</Text> : <Table.ScrollContainer minWidth={560} type="native" tabIndex={0}>{children}</Table.ScrollContainer>}
     </>
   );
 }

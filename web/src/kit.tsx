@@ -148,7 +148,8 @@ export function DataTable<T>({ label, columns, rows, rowKey, initialSort, minWid
     })
     : rows;
   return (
-    <Table.ScrollContainer minWidth={minWidth}>
+    // Native scrolling, focusable, so that a keyboard can scroll a table wider than a phone.
+    <Table.ScrollContainer minWidth={minWidth} type="native" tabIndex={0}>
       <Table aria-label={label} highlightOnHover verticalSpacing="sm">
         <Table.Thead>
           <Table.Tr>
