@@ -133,7 +133,7 @@ describe("organizations, projects and agents", () => {
     await page.getByRole("button", { name: "New draft version" }).click();
     const draft = page.getByRole("form", { name: "Configuration of draft v1" });
     // The model comes from the catalog, never typed.
-    expect(await draft.getByLabel("Model").locator("option").allTextContents()).toContain("claude-haiku-4-5 (anthropic, $1.00 / $5.00 per million tokens in / out)");
+    await draft.getByLabel("Model").locator("option", { hasText: "claude-haiku-4-5 (anthropic, $1.00 / $5.00 per million tokens in / out)" }).waitFor({ state: "attached" });
     await draft.getByLabel("Model").selectOption("gpt-4o-mini");
     await draft.getByLabel("Instructions").fill("Be brief.");
     await page.getByRole("button", { name: "Save draft" }).click();

@@ -22,7 +22,7 @@ describe("the Models page (Chromium)", () => {
     const usage = page.getByRole("table", { name: "Model usage" });
     await usage.getByText("gpt-4o-mini").first().waitFor();
     expect(await usage.getByText("Ticket triage").count()).toBe(0);
-    await page.getByRole("list", { name: "Provider keys" }).getByText("anthropic").waitFor();
+    await page.getByRole("list", { name: "Provider keys" }).getByText("anthropic", { exact: true }).waitFor();
     expect(await page.getByLabel("Monthly budget ($)").inputValue()).toBe("5");
     expect(await page.getByLabel("API key").getAttribute("type")).toBe("password");
     // The seeded key's text is in Vault only; the page shows its hint.
@@ -109,9 +109,9 @@ describe("the Widgets page (Chromium)", () => {
     expect(await main.getByRole("textbox").count()).toBe(0);
     expect(await main.getByRole("checkbox").count()).toBe(0);
     expect(await main.getByRole("combobox").count()).toBe(0);
-    // The only buttons open a transcript (they change nothing).
     const buttons = await main.getByRole("button").allTextContents();
-    expect(buttons.filter((b) => !/ on https?:\/\/|^Show the transcript$/.test(b))).toEqual([]);
+    // What's left reads: a transcript, sorting the refusals, copying the snippet.
+    expect(buttons.filter((b) => !/ on https?:\/\/|^Show the transcript$|^Copy$| [↕▲▼]$/.test(b))).toEqual([]);
     await page.close();
   });
 });

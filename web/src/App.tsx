@@ -298,7 +298,7 @@ function WidgetsScreen({ me }: { me: Me }) {
   return (
     <>
       <PageHeader title={`Widgets in ${org.name}`} description="Chat on your customers' sites: each agent's publishable key, its sites and budget, the review queue and the transcripts." />
-      <Widgets key={org.id} orgId={org.id} agents={agents.data ?? []} userId={me.user.id} apiUrl={me.api_url} />
+      <Widgets key={org.id} orgId={org.id} agents={agents.data ?? []} userId={me.user.id} apiUrl={me.api_url || location.origin} />
     </>
   );
 }

@@ -105,7 +105,9 @@ class GatehouseChat extends HTMLElement {
     // A session at once: a page where the key may not run says so before anyone types.
     void this.#opened().then((session) => {
       if (session) return this.#save(session);
+      // Refused (a rotated or disabled key, an origin not allowed): what was stored ends here.
       this.#forget();
+      this.#log.replaceChildren();
       this.#say("notice", UNAVAILABLE);
       this.#input.disabled = true;
       this.#send.disabled = true;
