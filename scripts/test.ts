@@ -5,7 +5,7 @@
  *   2. start a fresh stack in a temporary folder (migrations + seed through the Supabase CLI)
  *   3. supabase db advisors --type all --level info (target: zero findings outside the job engine's own schema), the
  *      bundle lint (scripts/bundle_lint.ts: no service-role key, secret or client pattern in web/dist), and the
- *      committed supabase/database.types.ts and README RPC reference must be what `npm run types`
+ *      committed supabase/database.types.ts and docs/api.md's RPC reference must be what `npm run types`
  *      generates
  *   4. vitest: unit and integration tests, which reach the stack over HTTP and SQL; the connector
  *      and model gateway tests run local provider and model-vendor servers on loopback ports that
@@ -305,7 +305,7 @@ async function main(): Promise<number> {
     results.push({ step: "bundle lint", passed: findings.length === 0 ? 1 : 0, failed: findings.length === 0 ? 0 : 1 });
     console.log("\n== generated types (npm run types)");
     const current = await typesAreCurrent(stack.info.dbUrl);
-    console.log(current ? "supabase/database.types.ts and the README's RPC reference are current" : "generated files are stale");
+    console.log(current ? "supabase/database.types.ts and docs/api.md's RPC reference are current" : "generated files are stale");
     results.push({ step: "types", passed: current ? 1 : 0, failed: current ? 0 : 1 });
     results.push(await vitest(join(stateDir, "stack.json"), extra));
     results.push(await pgTap(stack));

@@ -605,6 +605,45 @@ export type Database = {
           },
         ];
       };
+      audit_pins: {
+        Row: {
+          checkpoint: Json | null;
+          id: string;
+          key_id: string;
+          org_id: string;
+          pinned_at: string;
+          public_key: string;
+          user_id: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          checkpoint?: Json | null;
+          id?: string;
+          key_id: string;
+          org_id?: string;
+          pinned_at?: string;
+          public_key: string;
+          user_id?: string;
+        };
+        Update: {
+          checkpoint?: Json | null;
+          id?: string;
+          key_id?: string;
+          org_id?: string;
+          pinned_at?: string;
+          public_key?: string;
+          user_id?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "audit_pins_org_id_user_id_fkey";
+            columns: ["org_id", "user_id"];
+            isOneToOne: true;
+            referencedRelation: "organization_members";
+            referencedColumns: ["org_id", "user_id"];
+          },
+        ];
+      };
       billing_accounts: {
         Row: {
           cancel_at_period_end: boolean;
@@ -2087,6 +2126,24 @@ export type Database = {
           user_id: string;
         }[];
       };
+      pin_audit_key: {
+        Args: { p_checkpoint?: Json; p_key_id: string; p_public_key: string };
+        Returns: {
+          checkpoint: Json | null;
+          id: string;
+          key_id: string;
+          org_id: string;
+          pinned_at: string;
+          public_key: string;
+          user_id: string;
+        };
+        SetofOptions: {
+          from: "*";
+          to: "audit_pins";
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
       propose_action: {
         Args: {
           p_expires_in_seconds?: number;
@@ -2291,6 +2348,7 @@ export type Database = {
           isSetofReturn: false;
         };
       };
+      unpin_audit_key: { Args: Record<PropertyKey, never>; Returns: undefined };
       verify_audit_chain: {
         Args: Record<PropertyKey, never>;
         Returns: {

@@ -229,6 +229,14 @@ values
   ('7b000000-0000-4000-8000-00000000000b', '0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b',
    '2b000000-0000-4000-8000-00000000000b', 'ghw_seedGlbx', encode(sha256(extensions.gen_random_bytes(32)), 'hex'), '{https://help.globex.test}');
 
+-- Victor (Acme's viewer) and Grace (Globex's admin) each pinned a key on the audit screen: a
+-- made-up one, so that verifying against it fails until they pin their organization's real key
+-- (made when the stack signs its first checkpoint).
+insert into public.audit_pins (org_id, user_id, key_id, public_key)
+values
+  ('0a000000-0000-4000-8000-00000000000a', 'a0000000-0000-4000-8000-000000000002', 'made-up-by-the-seed', 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='),
+  ('0b000000-0000-4000-8000-00000000000b', 'b0000000-0000-4000-8000-000000000001', 'made-up-by-the-seed', 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=');
+
 -- Each key was once tried from a site it doesn't allow (the Widgets screen shows it to the owner).
 insert into public.widget_refusals (org_id, project_id, widget_key_id, reason, origin)
 values

@@ -61,7 +61,12 @@ describe("the approval queue", () => {
       const body = JSON.parse(route.request().postData() ?? "{}");
       await route.continue({ postData: JSON.stringify({ ...body, p_approval_sha256: "0".repeat(64) }) });
     });
+    // A rejection asks first; Cancel sends nothing.
     await page.getByRole("button", { name: "Reject" }).click();
+    await answerDialog(page, "Reject this action?");
+    expect((await db`select count(*)::int as n from public.approval_decisions where request_id = ${request.id}`)[0].n).toBe(0);
+    await page.getByRole("button", { name: "Reject" }).click();
+    await answerDialog(page, "Reject this action?", { confirm: "Reject" });
     await page.getByRole("alert").getByText(/not the one you were shown|changed|stale/i).waitFor();
     await page.getByRole("button", { name: "Reload the request" }).waitFor();
     expect((await db`select count(*)::int as n from public.approval_decisions where request_id = ${request.id}`)[0].n).toBe(0);
@@ -79,13 +84,19 @@ describe("the approval queue", () => {
 });
 
 describe("the audit log", () => {
-  it("exports the chain, verifies the export in the browser against the pinned checkpoint, and catches a tampered entry", async () => {
+  it("exports the chain, keeps the pinned checkpoint across a reload, verifies the export against it in the browser, and catches a tampered entry", async () => {
     const page = await signedInPage(browser(), "ada@acme.test", `/o/${ACME}/audit`);
     await page.getByRole("table", { name: "Audit events" }).waitFor();
     await page.getByRole("button", { name: "Export audit log" }).click();
     await page.getByRole("status").getByText(/Exported \d+ entries/).waitFor();
     await page.getByRole("button", { name: "Pin this checkpoint" }).click();
-    await page.getByRole("status", { name: "Pinned key and checkpoint" }).waitFor();
+    const pinned = page.getByRole("status", { name: "Pinned key and checkpoint" });
+    await pinned.getByText(/size \d+, head/).waitFor();
+    // The pin is the person's own, kept in the database: a reload keeps it.
+    await page.reload();
+    await pinned.getByText(/size \d+, head/).waitFor();
+    await page.getByRole("button", { name: "Export audit log" }).click();
+    await page.getByRole("status").getByText(/Exported \d+ entries/).waitFor();
     await page.getByRole("button", { name: "Verify export" }).click();
     await page.getByText(/Verified: \d+ entries/).waitFor();
     await checkScreen(page, "audit");

@@ -21,6 +21,7 @@ import { Link, useLocation, useParams, useSearchParams } from "react-router";
 import type { Database } from "../../supabase/database.types.ts";
 import { ApiError, describeError, type OrgApi } from "./api.ts";
 import { sha256Hex } from "./audit_verify.ts";
+import { confirmAction } from "./confirm.tsx";
 import { DataTable, Outcome, PageHeader, QueryState, useAct, useOrgApi } from "./kit.tsx";
 import type { Me } from "./session.ts";
 import { field, useOrg, when } from "./ui.tsx";
@@ -731,10 +732,18 @@ function Decide({ request, open, mayDecide, me, stepUp, reload }: DecideProps) {
     });
   }
 
-  function submit(event: FormEvent<HTMLFormElement>) {
+  async function submit(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
+    const form = event.currentTarget;
     const submitter = (event.nativeEvent as SubmitEvent).submitter as HTMLButtonElement | null;
-    decide(submitter?.value === "approve", event.currentTarget);
+    const approve = submitter?.value === "approve";
+    // A rejection is final: it asks first (an approval shows its payload and hash right here).
+    if (!approve && !(await confirmAction({
+      title: "Reject this action?",
+      body: <>It will not run, and a decision can't be taken back{request.run_id ? ": the run that proposed it is told, and goes on without it" : ""}.</>,
+      confirmLabel: "Reject",
+    }))) return;
+    decide(approve, form);
   }
 
   return (
@@ -774,7 +783,7 @@ function Decide({ request, open, mayDecide, me, stepUp, reload }: DecideProps) {
               </Text>
             </Alert>
           )}
-          <form onSubmit={submit} aria-label="Decide this request">
+          <form onSubmit={(e) => void submit(e)} aria-label="Decide this request">
             <Stack gap="sm" maw={640}>
               <Text size="sm">
                 Your decision is bound to the approval hash shown above, which covers the payload and where it goes:{" "}

@@ -10,7 +10,8 @@
  * Every member reads, exports (which signs a checkpoint) and verifies; signing a checkpoint on
  * demand is offered to whoever may manage the organization (my_permissions: manage_organization;
  * the audit-checkpoint function asks for a tenant admin, and refuses anyone else regardless).
- * Pinning changes nothing on the server: the pins are kept by loadPins / savePins below.
+ * A pin is the person's own, kept in the database (loadPins / savePins below): it survives a
+ * reload, and nobody else reads it.
  */
 import { Alert, Anchor, Badge, Box, Button, Code, DataList, FileButton, Group, NativeSelect, Paper, SimpleGrid, Stack, Text, TextInput, Textarea, Title } from "@mantine/core";
 import { keepPreviousData, useQuery } from "@tanstack/react-query";
@@ -31,22 +32,25 @@ const PAGE = 50;
 // The pins: where the pinned key and checkpoint are kept
 // ---------------------------------------------------------------------------------------------
 /**
- * The pinned key (and checkpoint) of each organization's chain, in this page's memory only:
- * nothing goes to the server or into browser storage, and a reload forgets it. The screen reads
- * and writes pins through loadPins and savePins alone, so that they can be kept elsewhere (the
- * database) by changing these two functions.
+ * The key (and checkpoint) the signed-in person pinned for this organization's chain, kept in the
+ * database per person (public.audit_pins: read by nobody else, written through pin_audit_key and
+ * unpin_audit_key only, audited), so that it survives a reload and follows them to another
+ * browser. The browser still does the verifying, against what is pinned here.
  */
-const pinned = new Map<string, Pin>();
-
-/** The key and checkpoint pinned for organization `orgId`'s chain, or null. */
-function loadPins(orgId: string): Pin | null {
-  return pinned.get(orgId) ?? null;
+async function loadPins(api: OrgApi): Promise<Pin | null> {
+  const row = await api.run(api.from("audit_pins").select("key_id, public_key, checkpoint").maybeSingle()) as
+    Pick<Database["public"]["Tables"]["audit_pins"]["Row"], "key_id" | "public_key" | "checkpoint"> | null;
+  return row ? { keyId: row.key_id, publicKey: row.public_key, ...(row.checkpoint ? { checkpoint: row.checkpoint as unknown as SignedCheckpoint } : {}) } : null;
 }
 
-/** Pins `pin` for organization `orgId`'s chain; null unpins. */
-function savePins(orgId: string, pin: Pin | null): void {
-  if (pin) pinned.set(orgId, pin);
-  else pinned.delete(orgId);
+/** Pins `pin` for the person in this organization; null unpins. */
+async function savePins(api: OrgApi, pin: Pin | null): Promise<void> {
+  if (!pin) return void await api.run(api.rpc("unpin_audit_key"));
+  await api.run(api.rpc("pin_audit_key", {
+    p_key_id: pin.keyId,
+    p_public_key: pin.publicKey,
+    ...(pin.checkpoint ? { p_checkpoint: pin.checkpoint as unknown as Json } : {}),
+  }));
 }
 
 /** Moves to a section of the screen and puts the focus on its first control. */
@@ -65,11 +69,13 @@ export function Audit() {
 function AuditOf() {
   const org = useOrg();
   const api = useOrgApi();
-  const [pin, setPinState] = useState<Pin | null>(() => loadPins(org.id));
-  const setPin = (next: Pin | null) => {
-    savePins(org.id, next);
-    setPinState(next);
-  };
+  const pins = useQuery({ queryKey: ["audit", org.id, "pin"], queryFn: () => loadPins(api) });
+  const pinAct = useAct([["audit", org.id, "pin"]]);
+  const pin = pins.data ?? null;
+  const setPin = (next: Pin | null) => pinAct.run(async () => {
+    await savePins(api, next);
+    return next ? `Pinned key ${next.keyId}${next.checkpoint ? " with its checkpoint" : ""}: exports are verified against it.` : "Unpinned.";
+  });
   const directory = useQuery({
     queryKey: ["audit", org.id, "directory"],
     queryFn: () => api.run(api.rpc("organization_directory")),
@@ -87,7 +93,10 @@ function AuditOf() {
         action={<Button variant="light" onClick={() => jumpTo("export-heading", "export-from")}>Export and verify</Button>}
       />
       <Stack gap="xl">
-        <ChainHead pin={pin} setPin={setPin} />
+        <div>
+          <Outcome outcome={pinAct.outcome} />
+          <ChainHead pin={pin} setPin={setPin} />
+        </div>
         <Events people={people} directory={directory.data ?? []} />
         <ExportAndVerify pin={pin} />
       </Stack>
