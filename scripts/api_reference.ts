@@ -1,8 +1,8 @@
 /**
- * The README's reference of every exposed RPC, generated from the catalog so it can't drift:
+ * docs/api.md's reference of every exposed RPC, generated from the catalog so it can't drift:
  * arguments and their types (with enum values), what it returns, who may call it (its grants),
  * what it does (the function's comment), and the refusal codes its body raises. `npm run types`
- * rewrites it between the README's markers; npm test fails when it is stale.
+ * rewrites it between the rpc-reference markers of docs/api.md; npm test fails when it is stale.
  */
 import { readFileSync } from "node:fs";
 import postgres from "postgres";
@@ -72,15 +72,15 @@ export async function renderRpcReference(dbUrl: string): Promise<string> {
   return lines.join("\n");
 }
 
-/** `readme` with its reference section replaced by `reference`. */
+/** `readme` (the text of docs/api.md) with its reference section replaced by `reference`. */
 export function withReference(readme: string, reference: string): string {
   const start = readme.indexOf(START);
   const end = readme.indexOf(END);
-  if (start < 0 || end < start) throw new Error("README.md has no rpc-reference markers");
+  if (start < 0 || end < start) throw new Error("docs/api.md has no rpc-reference markers");
   return readme.slice(0, start) + reference + readme.slice(end + END.length);
 }
 
-/** True when README.md at `path` holds the reference the database at `dbUrl` generates. */
+/** True when docs/api.md at `path` holds the reference the database at `dbUrl` generates. */
 export async function referenceIsCurrent(path: string, dbUrl: string): Promise<boolean> {
   const readme = readFileSync(path, "utf8");
   return withReference(readme, await renderRpcReference(dbUrl)) === readme;

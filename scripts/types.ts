@@ -3,7 +3,7 @@
  * from the migrations:
  *   - supabase/database.types.ts: the TypeScript types, by the Supabase CLI (`supabase gen types
  *     typescript --remote=<db-url>`), formatted with Prettier (the web client and the tests use it);
- *   - the README's RPC reference (scripts/api_reference.ts).
+ *   - the RPC reference in docs/api.md (scripts/api_reference.ts).
  *   --check   write nothing; exit 1 when either committed file differs (npm test runs this check)
  */
 import { execFile } from "node:child_process";
@@ -23,7 +23,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
 /** Where the generated types live. */
 export const TYPES_FILE = join(root, "supabase", "database.types.ts");
-const README = join(root, "README.md");
+const API_DOC = join(root, "docs", "api.md");
 
 /** The types of the exposed schema of the database at `dbUrl`, formatted. */
 export async function generateTypes(dbUrl: string): Promise<string> {
@@ -42,7 +42,7 @@ export async function generateTypes(dbUrl: string): Promise<string> {
   return header + await format(stdout, { parser: "typescript", printWidth: 120 });
 }
 
-/** True when the committed types and README reference match what `dbUrl` generates; says what to run when not. */
+/** True when the committed types and docs/api.md's RPC reference match what `dbUrl` generates; says what to run when not. */
 export async function typesAreCurrent(dbUrl: string): Promise<boolean> {
   const fresh = await generateTypes(dbUrl);
   let committed = "";
@@ -51,8 +51,8 @@ export async function typesAreCurrent(dbUrl: string): Promise<boolean> {
   } catch { /* missing counts as stale */ }
   const typesOk = committed === fresh;
   if (!typesOk) console.error("supabase/database.types.ts is stale: run npm run types and commit it");
-  const referenceOk = await referenceIsCurrent(README, dbUrl);
-  if (!referenceOk) console.error("README.md's RPC reference is stale: run npm run types and commit it");
+  const referenceOk = await referenceIsCurrent(API_DOC, dbUrl);
+  if (!referenceOk) console.error("docs/api.md's RPC reference is stale: run npm run types and commit it");
   return typesOk && referenceOk;
 }
 
@@ -63,8 +63,8 @@ async function main(): Promise<number> {
   try {
     if (check) return (await typesAreCurrent(stack.info.dbUrl)) ? 0 : 1;
     writeFileSync(TYPES_FILE, await generateTypes(stack.info.dbUrl));
-    writeFileSync(README, withReference(readFileSync(README, "utf8"), await renderRpcReference(stack.info.dbUrl)));
-    console.log(`wrote ${TYPES_FILE} and README.md's RPC reference`);
+    writeFileSync(API_DOC, withReference(readFileSync(API_DOC, "utf8"), await renderRpcReference(stack.info.dbUrl)));
+    console.log(`wrote ${TYPES_FILE} and docs/api.md's RPC reference`);
     return 0;
   } finally {
     await stack.stop();

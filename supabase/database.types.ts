@@ -875,6 +875,7 @@ export type Database = {
           expires_at: string;
           id: string;
           invited_by: string | null;
+          link_sent_at: string | null;
           org_id: string;
           role: Database["public"]["Enums"]["member_role"];
           token_hash: string;
@@ -888,6 +889,7 @@ export type Database = {
           expires_at?: string;
           id?: string;
           invited_by?: string | null;
+          link_sent_at?: string | null;
           org_id?: string;
           role: Database["public"]["Enums"]["member_role"];
           token_hash: string;
@@ -900,6 +902,7 @@ export type Database = {
           expires_at?: string;
           id?: string;
           invited_by?: string | null;
+          link_sent_at?: string | null;
           org_id?: string;
           role?: Database["public"]["Enums"]["member_role"];
           token_hash?: string;

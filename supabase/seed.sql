@@ -117,7 +117,7 @@ values
   ('0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b', null, null, 'require_dual_control', null, null);
 
 -- A schedule of each agent, disabled: enabled, it would start a run every weekday at 07:00 UTC
--- through pg_cron (README: Runs).
+-- through pg_cron (docs/runs.md).
 insert into public.agent_schedules (id, org_id, project_id, agent_id, name, cron, input, enabled)
 values
   ('5c000000-0000-4000-8000-00000000000a', '0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a',
@@ -285,7 +285,7 @@ values ('0a000000-0000-4000-8000-00000000000a', 30), ('0b000000-0000-4000-8000-0
 -- they were inserted); Globex is postpaid. Of each card, brand, last four and expiry only, as
 -- Stripe's events leave them.
 -- The plans are the platform's (private.billing_plans): here two local ones, with made-up
--- test-mode prices; a deployment lists its own Stripe prices (README, Billing).
+-- test-mode prices; a deployment lists its own Stripe prices (docs/billing.md).
 insert into private.billing_plans (plan, stripe_price_id, mode, credits_micro, monthly_ceiling_micro)
 values
   ('starter', 'price_SeedStarter01', 'prepaid', 20000000, 100000000),

@@ -2,7 +2,7 @@
  * The run worker: takes agent runs' steps from the job engine (graphile-worker, on the same
  * Postgres) and runs each through functions/_shared/runs/step.ts, with the same model-call,
  * connector and egress code as the edge functions. Any number of workers may run side by side,
- * here or beside hosted Supabase (README "Runs": deploying workers); a step is leased to one.
+ * here or beside hosted Supabase (docs/runs.md: deploying workers); a step is leased to one.
  *
  *   deno run --allow-net --allow-env --allow-read --allow-sys --config deno.json functions/_worker/main.ts
  *
@@ -58,7 +58,7 @@ try {
     leaseSeconds,
   };
 } catch {
-  console.error("worker: the model or connector settings do not parse (see the README's environment)");
+  console.error("worker: the model or connector settings do not parse (see docs/runs.md)");
   Deno.exit(2);
 }
 

@@ -8,6 +8,15 @@
  * Either way the link lands on the console's /invitations/accept?token=…, where they accept. The
  * token travels only in that email; the response never carries it.
  *
+ *
+ * POST /functions/v1/invitations/links: a new link for an open invitation, by its token (which is
+ * in the invitation email), mailed to the invited address only. Supabase Auth's link lasts an hour
+ * (otp_expiry; at most a day on hosted Supabase), the invitation seven days: this is how the link
+ * lasts as long as the invitation. At most one a minute (429 invitation_link_recent); an expired
+ * invitation answers 410 invitation_expired, an unknown or accepted one 404 invitation_not_found.
+ * It needs no signed-in caller (the person has no session yet): the console server calls it with
+ * the anon key.
+ *
  * Configuration: GATEHOUSE_CONSOLE_URL, the console's origin (default: SUPABASE_URL, where the
  * local gateway serves the console); it must be in the project's Auth redirect allow-list.
  */
@@ -87,6 +96,32 @@ app.openapi(createRoute({
   }
   const { invite } = created;
   return c.json({ invitation: { email: invite.email, role: invite.role, expires_at: new Date(invite.expires_at).toISOString() }, mailed }, 201);
+});
+
+const LinkRequest = z.strictObject({ token: z.string().regex(/^[0-9a-f]{64}$/, "the invitation's token: 64 hex digits") });
+const LinkSent = z.object({
+  mailed: z.enum(["invitation", "sign_in_link"]).describe("Which email Supabase Auth sent"),
+  expires_at: z.string().describe("When the invitation itself expires"),
+});
+
+app.openapi(createRoute({
+  method: "post", path: "/links", summary: "Mail a new link for an open invitation, by its token (once a minute at most)",
+  request: jsonRequest(LinkRequest),
+  responses: {
+    202: { description: "A new link is mailed to the invited address", content: jsonContent(LinkSent) },
+    ...refusals(400, 404, 410, 413, 415, 429, 502, 503),
+  },
+}), async (c) => {
+  const { token } = c.req.valid("json");
+  const env = config();
+  const [link] = await db()`select * from private.invitation_link(${token})`;
+  if (link.outcome === "not_found") throw refuse("invitation_not_found");
+  if (link.outcome === "expired") throw refuse("invitation_expired");
+  if (link.outcome === "too_soon") throw refuse("invitation_link_recent", undefined, { fields: { retry_after: 60 }, headers: { "retry-after": "60" } });
+  const mailed = await mail(env, link.email, `${env.consoleUrl}/invitations/accept?token=${token}`, {
+    invited_to: link.organization, invited_by: link.invited_by ?? "A tenant admin", role: ROLE_NAMES[link.role as z.infer<typeof Invite>["role"]],
+  });
+  return c.json({ mailed, expires_at: new Date(link.expires_at).toISOString() }, 202);
 });
 
 /** A role as the invitation email names it. */

@@ -349,7 +349,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Server> {
     if (absent) {
       if (req.method === "OPTIONS") return void res.writeHead(204, CORS_HEADERS).end();
       res.writeHead(404, { "content-type": "application/json", ...CORS_HEADERS });
-      res.end(JSON.stringify({ error: { code: "not_available_locally", message: `/${absent[1]}/v1 is not part of the local stack (README: The local stack); it runs on hosted Supabase.` } }));
+      res.end(JSON.stringify({ error: { code: "not_available_locally", message: `/${absent[1]}/v1 is not part of the local stack (docs/local-stack.md); it runs on hosted Supabase.` } }));
       return;
     }
     const api = /^\/(rest|auth|functions)\/v1(\/.*)?$/.exec(pathname);

@@ -1,5 +1,5 @@
 /**
- * Assembles the local Supabase stack from real parts (see the README, "The local stack"):
+ * Assembles the local Supabase stack from real parts (see docs/local-stack.md):
  * Postgres + the platform layer, migrations and seed through the Supabase CLI, PostgREST 12,
  * Deno 2 serving the edge functions, the auth stand-in and one gateway port, then the schedulers.
  * Each piece started adds its stopper to one list, and stop() runs that list in reverse.
@@ -264,7 +264,7 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
       SUPABASE_SERVICE_ROLE_KEY: serviceRoleKey,
       SUPABASE_DB_URL: pg.superuserUrl,
       ...modelEnv,
-      // Billing, when the developer has Stripe keys (README: Billing); without them it answers billing_not_configured.
+      // Billing, when the developer has Stripe keys (docs/billing.md); without them it answers billing_not_configured.
       ...pick(process.env, ["STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRETS", "STRIPE_WEBHOOK_SECRET"]),
       ...opts.functionsEnv,
     };

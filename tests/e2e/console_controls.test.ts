@@ -147,10 +147,10 @@ describe("security rules", () => {
   it("requires two-factor authentication of an organization, after which a member without a factor changes nothing", async () => {
     const [org] = await db`insert into public.organizations (name, slug) values (${"Security " + randomUUID().slice(0, 8)}, ${"sec-" + randomUUID().slice(0, 8)}) returning id`;
     await db`insert into public.organization_members (org_id, user_id, role) select ${org.id}, id, 'tenant_admin' from auth.users where email = 'ada@acme.test'`;
-    const page = await signedInPage(browser(), "ada@acme.test", `/o/${org.id}/members`);
+    const page = await signedInPage(browser(), "ada@acme.test", `/o/${org.id}/settings`);
     const rules = page.getByRole("form", { name: "Security rules" });
     await rules.waitFor();
-    await checkScreen(page, "members-security");
+    await checkScreen(page, "settings-security");
 
     await rules.getByLabel(/Require two-factor authentication/).check();
     await rules.getByRole("button", { name: "Save security rules" }).click();

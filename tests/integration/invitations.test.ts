@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
-import { createMember } from "../helpers/console.ts";
+import { ConsoleBrowser, createMember } from "../helpers/console.ts";
 import { ACME } from "../helpers/fixtures.ts";
 import { accessToken, signedIn, stack, superuser } from "../helpers/stack.ts";
 
@@ -87,5 +87,61 @@ describe("inviting someone", () => {
       expect(sent.status, code).toBeLessThan(500);
       expect(JSON.parse(sent.text).error.code, JSON.stringify(body)).toBe(code);
     }
+  });
+});
+
+describe("a new link for an open invitation", () => {
+  /** POST /functions/v1/invitations/links with the anon key, as the console server calls it. */
+  async function newLink(body: unknown) {
+    const res = await fetch(`${stack().functionsUrl}/invitations/links`, {
+      method: "POST",
+      headers: { apikey: stack().anonKey, authorization: `Bearer ${stack().anonKey}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    return { status: res.status, body: await res.json(), retryAfter: res.headers.get("retry-after") };
+  }
+
+  it("mails the invited address a new link while the invitation is open, at most once a minute, and through the console server signed out", async () => {
+    const admin = await accessToken(await signedIn("ada@acme.test"));
+    const email = `relink-${randomUUID()}@acme.test`;
+    expect((await invite(admin, { email, role: "project_viewer" })).status).toBe(201);
+    const [first] = await mailFor(email);
+    const token = new URL(decodeURIComponent(/next=([^"&]+)/.exec(first.html)![1])).searchParams.get("token")!;
+
+    const sent = await newLink({ token });
+    expect(sent.status).toBe(202);
+    expect(sent.body).toMatchObject({ mailed: expect.any(String), expires_at: expect.any(String) });
+    const mails = await mailFor(email);
+    expect(mails.length).toBe(2);
+    // The new link ends at the same invitation, and names who invites to what.
+    expect(decodeURIComponent(/next=([^"&]+)/.exec(mails[mails.length - 1].html)![1])).toContain(`token=${token}`);
+
+    const again = await newLink({ token });
+    expect(again.status).toBe(429);
+    expect(again.body.error.code).toBe("invitation_link_recent");
+    expect(again.retryAfter).toBe("60");
+    expect((await mailFor(email)).length).toBe(2);
+
+    // A minute on, the console's confirm page asks for it without a session (CSRF and all).
+    await sql`update public.invitations set link_sent_at = now() - interval '2 minutes' where email = ${email}`;
+    const browser = new ConsoleBrowser();
+    await browser.json("/console/session");
+    const viaConsole = await browser.json("/console/auth/invitation-link", "POST", { token });
+    expect(viaConsole.status).toBe(202);
+    expect((await mailFor(email)).length).toBe(3);
+    expect(viaConsole.text).not.toContain(email);
+
+    await sql`update public.invitations set expires_at = now() - interval '1 second', link_sent_at = null where email = ${email}`;
+    const expired = await newLink({ token });
+    expect(expired.status).toBe(410);
+    expect(expired.body.error.code).toBe("invitation_expired");
+    expect((await mailFor(email)).length).toBe(3);
+  });
+
+  it("refuses a token no open invitation has, and one that isn't a token", async () => {
+    expect((await newLink({ token: "0".repeat(64) })).body.error.code).toBe("invitation_not_found");
+    const bad = await newLink({ token: "not a token" });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.code).toBe("invalid_body");
   });
 });

@@ -1,6 +1,6 @@
 /**
- * The README's supabase-js example works on Node 20 as printed: this takes the block between the
- * README's readme-example markers, type-checks it with tsc --strict beside the generated
+ * The supabase-js example of docs/api.md works on Node 20 as printed: this takes the block between
+ * the readme-example markers of docs/api.md, type-checks it with tsc --strict beside the generated
  * database.types.ts (a column that doesn't exist must be a type error, so the client is typed, not
  * any), and runs it with tsx against the stack, as casey (who may create agents in Acme).
  */
@@ -21,8 +21,8 @@ afterAll(async () => {
 const TSC = join(process.cwd(), "node_modules", "typescript", "bin", "tsc");
 const TSX = join(process.cwd(), "node_modules", "tsx", "dist", "cli.mjs");
 
-describe("the README's API example", () => {
-  const readme = readFileSync(join(process.cwd(), "README.md"), "utf8");
+describe("the API example of docs/api.md", () => {
+  const readme = readFileSync(join(process.cwd(), "docs", "api.md"), "utf8");
   const block = /<!-- readme-example:start -->\n```ts\n([\s\S]*?)```\n<!-- readme-example:end -->/.exec(readme)?.[1];
 
   /** The example in a folder of its own under node_modules (so its bare imports resolve as in an app), beside database.types.ts. */
@@ -30,7 +30,7 @@ describe("the README's API example", () => {
     const dir = mkdtempSync(join(process.cwd(), "node_modules", ".readme-example-"));
     try {
       copyFileSync(join(process.cwd(), "supabase", "database.types.ts"), join(dir, "database.types.ts"));
-      // An ES module project, as the README says (top-level await).
+      // An ES module project, as docs/api.md says (top-level await).
       writeFileSync(join(dir, "package.json"), '{ "type": "module" }\n');
       writeFileSync(join(dir, "example.ts"), block! + extra);
       return work(dir);
@@ -49,7 +49,7 @@ describe("the README's API example", () => {
     expect(checked.status).toBe(0);
   }, 90_000);
 
-  it("runs as printed and does what the README says", () => {
+  it("runs as printed and does what docs/api.md says", () => {
     const casey = s.demoUsers.find((u) => u.email === "casey@both.test")!;
     const run = inFolder((dir) => spawnSync(process.execPath, [TSX, join(dir, "example.ts")], {
       env: { ...process.env, SUPABASE_URL: s.apiUrl, SUPABASE_ANON_KEY: s.anonKey, EMAIL: casey.email, PASSWORD: casey.password },

@@ -12,6 +12,7 @@
  *   GET    /auth/confirm          an emailed link lands here and is sent on to the console's confirm page
  *   POST   /auth/confirm          spends the link's token_hash (verifyOtp) and signs in
  *   POST   /auth/recover          mails a password-recovery link
+ *   POST   /auth/invitation-link  mails a new link for an open invitation (by the token from its email)
  *   PUT    /auth/password         sets a new password (signed in, e.g. through a recovery link)
  *   GET    /mfa/factors           your factors
  *   POST   /mfa/enroll            starts a TOTP enrolment (secret and QR code, shown once)
@@ -80,6 +81,7 @@ const Confirm = z.object({
   type: z.enum(["invite", "recovery", "magiclink", "signup", "email"]),
 });
 const Recover = z.object({ email: z.email().max(255) });
+const InvitationLink = z.object({ token: z.string().regex(/^[0-9a-f]{64}$/) });
 const Password = z.object({ password: z.string().min(8, "use at least 8 characters").max(72) });
 const Enroll = z.object({ friendly_name: z.string().trim().min(1).max(64) });
 const Verify = z.object({ factor_id: z.uuid(), code: z.string().regex(/^\d{6}$/, "the code is six digits") });
@@ -91,7 +93,7 @@ interface Activity {
   seen: number;
 }
 
-type Status = 400 | 401 | 403 | 404 | 413 | 415 | 422 | 429 | 502;
+type Status = 400 | 401 | 403 | 404 | 410 | 413 | 415 | 422 | 429 | 502 | 503;
 
 /** An expected refusal: answered as `{error: {code, message}}` with the cookies the request set. */
 class ConsoleError extends Error {
@@ -381,6 +383,26 @@ export function consoleApp(opts: ConsoleOptions): Hono {
     if (error?.status === 429) refuse(429, "rate_limited", "Too many recovery emails; wait a minute.");
     // The same answer whether or not the address has an account.
     return c.json({ sent: true });
+  });
+
+  // A new link for an open invitation, by the token from its email (the invitations function's
+  // POST /links, with the anon key: the person has no session yet). Its answer is passed on.
+  app.post("/auth/invitation-link", jsonLimit, async (c) => {
+    const { token } = await jsonBody(c, InvitationLink);
+    let answer: Response;
+    try {
+      answer = await fetch(new URL(`${upstream.pathname.replace(/\/+$/, "")}/functions/v1/invitations/links`, upstream), {
+        method: "POST",
+        headers: { apikey: opts.anonKey, authorization: `Bearer ${opts.anonKey}`, "content-type": "application/json" },
+        body: JSON.stringify({ token }),
+        redirect: "manual",
+      });
+    } catch {
+      refuse(502, "upstream_unavailable", "Supabase is not answering.");
+    }
+    const body = await answer.json().catch(() => null) as { error?: { code?: string; message?: string } } | null;
+    if (!answer.ok) refuse(answer.status as Status, body?.error?.code ?? "upstream_error", body?.error?.message ?? "The invitation link could not be sent.");
+    return c.json(body as object, 202);
   });
 
   app.put("/auth/password", jsonLimit, async (c) => {

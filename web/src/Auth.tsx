@@ -126,6 +126,8 @@ export function Confirm({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
   const tokenHash = params.get("token_hash") ?? "";
   const type = params.get("type") ?? "";
   const next = type === "recovery" ? "/account?recovered=1" : safeNext(params.get("next"));
+  // A link to an invitation: its token, for a new link when this one has expired.
+  const invitation = /^\/invitations\/accept\?token=([0-9a-f]{64})$/.exec(next)?.[1] ?? null;
 
   // Not useAct: success leaves the page, and a refusal is said once, in the card.
   async function go() {
@@ -152,9 +154,40 @@ export function Confirm({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
   return (
     <Card title={`Continue to ${LINK_PURPOSE[type]}`}>
       {error && <Alert color="red" role="alert" mb="md">{error}</Alert>}
+      {error && invitation && <NewInvitationLink token={invitation} />}
       <Text size="sm" mb="md">This link signs you in once. Continue only if you asked for it.</Text>
       <Button onClick={() => void go()} loading={busy} fullWidth>Continue</Button>
     </Card>
+  );
+}
+
+/**
+ * An invitation's mailed link lasts an hour, the invitation a week: when the link has expired, a
+ * new one goes to the invited address (never anywhere else), for as long as the invitation is open.
+ */
+function NewInvitationLink({ token }: { token: string }) {
+  const [sent, setSent] = useState<string | null>(null);
+  const [refused, setRefused] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  async function send() {
+    setBusy(true);
+    setRefused(null);
+    try {
+      const { expires_at } = await auth.invitationLink(token);
+      setSent(`A new link is on its way to the invited address. It works for an hour; the invitation is open until ${when(expires_at)}.`);
+    } catch (e) {
+      setRefused(describeError(e));
+    } finally {
+      setBusy(false);
+    }
+  }
+  if (sent) return <Alert color="teal" role="status" mb="md">{sent}</Alert>;
+  return (
+    <Stack gap="xs" mb="md">
+      <Text size="sm">If this link has expired, your invitation may still be open: have a new link sent to the invited address.</Text>
+      {refused && <Alert color="red" role="alert">{refused}</Alert>}
+      <Button variant="light" onClick={() => void send()} loading={busy}>Email me a new link</Button>
+    </Stack>
   );
 }
 

@@ -65,7 +65,7 @@ export function Billing() {
       page = await api.invoke<{ url: string }>(`billing/${path}`, body);
     } catch (e) {
       if (e instanceof ApiError && e.code === "billing_not_configured") {
-        throw new ApiError(e.status, e.code, "Billing is not configured here (no Stripe keys): see the README's Billing section.");
+        throw new ApiError(e.status, e.code, "Billing is not configured here (no Stripe keys): see docs/billing.md.");
       }
       throw e;
     }

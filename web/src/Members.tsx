@@ -9,9 +9,10 @@
  * revocation and release confirms in a dialog that says what it does. The database decides who may
  * change what, and asks a person who has a second factor to use it first (step_up_required).
  */
-import { Badge, Box, Button, Checkbox, Code, Group, List, NativeSelect, Paper, SimpleGrid, Stack, Text, TextInput, Title } from "@mantine/core";
+import { Anchor, Badge, Box, Button, Code, Group, NativeSelect, Paper, SimpleGrid, Stack, Text, TextInput, Title } from "@mantine/core";
 import { useQuery } from "@tanstack/react-query";
-import { useEffect, useState, type FormEvent, type ReactNode } from "react";
+import { useState, type FormEvent, type ReactNode } from "react";
+import { Link } from "react-router";
 import { confirmAction } from "./confirm.tsx";
 import { DataTable, Outcome, PageHeader, QueryState, useAct, useOrgApi } from "./kit.tsx";
 import { field, useOrg, when, type Role } from "./ui.tsx";
@@ -62,20 +63,10 @@ export function Members() {
     queryKey: ["members", org.id, "domains"],
     queryFn: () => api.run(api.from("organization_domains").select("domain, verification_token, verified_at, created_at").order("domain")),
   });
-  const rules = useQuery({
-    queryKey: ["members", org.id, "rules"],
-    queryFn: async () => (await api.run(api.from("organizations").select("restrict_to_verified_domains, require_two_factor").eq("id", org.id)))[0] ?? null,
-  });
   // One outcome per section, shown in the section where the action was taken.
   const memberAct = useAct([["members", org.id]]);
   const inviteAct = useAct([["members", org.id]]);
   const domainAct = useAct([["members", org.id]]);
-  const rulesAct = useAct([["members", org.id]]);
-  // A refused change of the rules puts the form back to what the database holds.
-  const [rulesForm, setRulesForm] = useState(0);
-  useEffect(() => {
-    if (rulesAct.outcome?.ok === false) setRulesForm((n) => n + 1);
-  }, [rulesAct.outcome]);
 
   async function changeRole(userId: string, email: string, from: Role, role: Role) {
     if (role === from) return;
@@ -180,26 +171,11 @@ export function Members() {
     });
   }
 
-  async function saveRules(event: FormEvent<HTMLFormElement>, was: { require_two_factor: boolean }) {
-    event.preventDefault();
-    const data = new FormData(event.currentTarget);
-    const next = { restrict_to_verified_domains: data.has("restrict"), require_two_factor: data.has("two_factor") };
-    if (next.require_two_factor && !was.require_two_factor && !(await confirmAction({
-      title: `Require two-factor authentication in ${org.name}?`,
-      body: <>Members without a verified factor can no longer decide actions or change settings until they add one.</>,
-      confirmLabel: "Require it",
-    }))) return;
-    rulesAct.run(async () => {
-      const rows = await api.run(api.from("organizations").update(next).eq("id", org.id).select("id"));
-      return rows.length ? "Security rules saved." : "Nothing was saved: the database did not let you change the security rules.";
-    });
-  }
-
   return (
     <>
       <PageHeader
         title={`Members of ${org.name}`}
-        description="Who belongs to the organization and as what, who is invited, the email domains it vouches for, and its security rules."
+        description="Who belongs to the organization and as what, who is invited, and the email domains it vouches for."
         action={manageMembers ? <Button onClick={() => document.getElementById("invite-email")?.focus()}>Invite a member</Button> : undefined}
       />
 
@@ -350,27 +326,10 @@ export function Members() {
       </Section>
 
       <Section id="security-heading" title="Security">
-        <QueryState query={rules} empty="The organization's rules are not visible to you." isEmpty={(r) => r === null} rows={2}>
-          {(r) => r && (manageOrganization ? (
-            <Paper key={rulesForm} withBorder p="md" radius="md" component="form" aria-label="Security rules" onSubmit={(e: FormEvent<HTMLFormElement>) => void saveRules(e, r)}>
-              <Outcome outcome={rulesAct.outcome} />
-              <Stack>
-                <Checkbox name="restrict" defaultChecked={r.restrict_to_verified_domains} label="Only people with an address at a verified domain may be invited or join" />
-                <Checkbox name="two_factor" defaultChecked={r.require_two_factor} label="Require two-factor authentication: deciding any action and every privileged change need a verified second factor" />
-                <Text size="sm" c="dimmed">
-                  Whoever has added a second factor always verifies it before changing members, invitations, domains, tools,
-                  connections, keys, limits or billing.
-                </Text>
-                <Group><Button type="submit" loading={rulesAct.busy}>Save security rules</Button></Group>
-              </Stack>
-            </Paper>
-          ) : (
-            <List size="sm" spacing="xs" aria-label="Security rules">
-              <List.Item>Only people with an address at a verified domain may be invited or join: <strong>{r.restrict_to_verified_domains ? "on" : "off"}</strong></List.Item>
-              <List.Item>Two-factor authentication required for deciding actions and privileged changes: <strong>{r.require_two_factor ? "on" : "off"}</strong></List.Item>
-            </List>
-          ))}
-        </QueryState>
+        <Text size="sm">
+          Who may join (only addresses at a verified domain) and whether two-factor authentication is required are the
+          organization's security rules, in <Anchor component={Link} underline="always" to={`/o/${org.id}/settings`}>Settings</Anchor>.
+        </Text>
       </Section>
     </>
   );

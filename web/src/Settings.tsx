@@ -1,14 +1,16 @@
 /**
- * The organization's settings: its name (tenant admins: my_permissions' manage_organization), its
- * address (the slug, which doesn't change), and where its security rules live (Members: verified
- * domains, two-factor). The database decides: a rename by anyone else changes no row, and an
- * organization that requires two-factor refuses it at aal1 (the step-up guard).
+ * The organization's settings: its name and address (the slug, which doesn't change), and its
+ * security rules: only people with an address at a verified domain may be invited or join, and
+ * two-factor authentication required of everyone. Tenant admins change them (my_permissions:
+ * manage_organization); everyone else reads them. The database decides: a change by anyone else
+ * changes no row, and a change of the rules by a person with a second factor needs their session at
+ * aal2 (the step-up guard, 403 step_up_required), as every privileged write does.
  */
-import { Anchor, Button, Code, Group, Paper, Stack, Text, TextInput, Title } from "@mantine/core";
-import { useQueryClient } from "@tanstack/react-query";
-import type { FormEvent } from "react";
-import { Link } from "react-router";
-import { Outcome, PageHeader, useAct, useOrgApi } from "./kit.tsx";
+import { Button, Checkbox, Code, Group, List, Paper, Stack, Text, TextInput, Title } from "@mantine/core";
+import { useQuery, useQueryClient } from "@tanstack/react-query";
+import { useEffect, useState, type FormEvent } from "react";
+import { confirmAction } from "./confirm.tsx";
+import { Outcome, PageHeader, QueryState, useAct, useOrgApi } from "./kit.tsx";
 import { field, useOrg } from "./ui.tsx";
 
 export function Settings() {
@@ -31,7 +33,7 @@ export function Settings() {
 
   return (
     <>
-      <PageHeader title={`Settings of ${org.name}`} description="The organization's name and address; its security rules are with its members." />
+      <PageHeader title={`Settings of ${org.name}`} description="The organization's name and address, and its security rules." />
       <Outcome outcome={act.outcome} />
       <Stack gap="xl">
         <section aria-labelledby="name-heading">
@@ -48,14 +50,67 @@ export function Settings() {
             <Text size="sm">{org.name}, at <Code>{org.slug}</Code></Text>
           )}
         </section>
-        <section aria-labelledby="rules-heading">
-          <Title order={2} size="h3" id="rules-heading" mb="sm">Security rules</Title>
-          <Text size="sm">
-            Who may join (only addresses at verified domains) and whether two-factor authentication is required are set
-            with the members and their domains: <Anchor component={Link} underline="always" to={`/o/${org.id}/members`}>Members</Anchor>.
-          </Text>
-        </section>
+        <SecurityRules />
       </Stack>
     </>
+  );
+}
+
+/** Who may join, and whether two-factor authentication is required: the organization's security rules. */
+function SecurityRules() {
+  const org = useOrg();
+  const api = useOrgApi();
+  const may = org.permissions.organization.manage_organization;
+  const rules = useQuery({
+    queryKey: ["settings", org.id, "rules"],
+    queryFn: async () => (await api.run(api.from("organizations").select("restrict_to_verified_domains, require_two_factor").eq("id", org.id)))[0] ?? null,
+  });
+  const act = useAct([["settings", org.id]]);
+  // A refused change of the rules puts the form back to what the database holds.
+  const [form, setForm] = useState(0);
+  useEffect(() => {
+    if (act.outcome?.ok === false) setForm((n) => n + 1);
+  }, [act.outcome]);
+
+  async function save(event: FormEvent<HTMLFormElement>, was: { require_two_factor: boolean }) {
+    event.preventDefault();
+    const data = new FormData(event.currentTarget);
+    const next = { restrict_to_verified_domains: data.has("restrict"), require_two_factor: data.has("two_factor") };
+    if (next.require_two_factor && !was.require_two_factor && !(await confirmAction({
+      title: `Require two-factor authentication in ${org.name}?`,
+      body: <>Members without a verified factor can no longer decide actions or change settings until they add one.</>,
+      confirmLabel: "Require it",
+    }))) return;
+    act.run(async () => {
+      const rows = await api.run(api.from("organizations").update(next).eq("id", org.id).select("id"));
+      return rows.length ? "Security rules saved." : "Nothing was saved: the database did not let you change the security rules.";
+    });
+  }
+
+  return (
+    <section aria-labelledby="security-heading">
+      <Title order={2} size="h3" id="security-heading" mb="sm">Security rules</Title>
+      <QueryState query={rules} empty="The organization's rules are not visible to you." isEmpty={(r) => r === null} rows={2}>
+        {(r) => r && (may ? (
+          <Paper key={form} withBorder p="md" radius="md" component="form" aria-label="Security rules" onSubmit={(e: FormEvent<HTMLFormElement>) => void save(e, r)}>
+            <Outcome outcome={act.outcome} />
+            <Stack>
+              <Checkbox name="restrict" defaultChecked={r.restrict_to_verified_domains} label="Only people with an address at a verified domain may be invited or join" />
+              <Checkbox name="two_factor" defaultChecked={r.require_two_factor} label="Require two-factor authentication: deciding any action and every privileged change need a verified second factor" />
+              <Text size="sm" c="dimmed">
+                Whoever has added a second factor always verifies it before changing these rules, members, invitations, domains,
+                tools, connections, keys, limits or billing. Domains are claimed and verified on the Members screen.
+              </Text>
+              <Group><Button type="submit" loading={act.busy}>Save security rules</Button></Group>
+            </Stack>
+          </Paper>
+        ) : (
+          <List size="sm" spacing="xs" aria-label="Security rules">
+            <List.Item>Only people with an address at a verified domain may be invited or join: <strong>{r.restrict_to_verified_domains ? "on" : "off"}</strong></List.Item>
+            <List.Item>Two-factor authentication required for deciding actions and privileged changes: <strong>{r.require_two_factor ? "on" : "off"}</strong></List.Item>
+          </List>
+        ))}
+      </QueryState>
+    </section>
   );
 }

@@ -87,6 +87,8 @@ export const auth = {
   signOut: (scope: "local" | "others" | "global" = "local") => call<{ signed_out: string }>("DELETE", `/session?scope=${scope}`),
   confirm: (token_hash: string, type: string) => call<Me>("POST", "/auth/confirm", { token_hash, type }),
   recover: (email: string) => call<{ sent: true }>("POST", "/auth/recover", { email }),
+  /** A new link for an open invitation, mailed to the invited address (the token is the one in the invitation's link). */
+  invitationLink: (token: string) => call<{ mailed: string; expires_at: string }>("POST", "/auth/invitation-link", { token }),
   setPassword: (password: string) => call<{ updated: true }>("PUT", "/auth/password", { password }),
   enroll: (friendly_name: string) => call<{ id: string; qr_code: string; secret: string; uri: string }>("POST", "/mfa/enroll", { friendly_name }),
   verify: (factor_id: string, code: string) => call<Me>("POST", "/mfa/verify", { factor_id, code }),

@@ -102,8 +102,11 @@ export const REFUSALS = {
   domains_misconfigured: [503, "the domains function's configuration is not valid"],
   domain_not_claimed: [404, "the organization has not claimed that domain"],
   invitation_not_mailed: [502, "Supabase Auth did not send the invitation email; the invitation was withdrawn"],
+  invitation_not_found: [404, "no open invitation has that token"],
+  invitation_expired: [410, "the invitation has expired: ask for a new one"],
+  invitation_link_recent: [429, "a link was mailed less than a minute ago; check the inbox, or try again in a minute"],
   // Billing
-  billing_not_configured: [503, "billing is not configured here (no Stripe keys): see the README's Billing section"],
+  billing_not_configured: [503, "billing is not configured here (no Stripe keys): see docs/billing.md"],
   webhook_signature_missing: [400, "send the Stripe-Signature header"],
   webhook_signature_invalid: [400, "the Stripe-Signature does not match the body with any of our signing secrets"],
   webhook_timestamp_stale: [400, "the Stripe-Signature's timestamp is outside the 300 s tolerance"],

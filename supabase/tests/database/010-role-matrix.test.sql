@@ -1,4 +1,4 @@
--- The role matrix of README.md ("Role matrix"), cell by cell: each action is run by one member of
+-- The role matrix of docs/tenancy.md ("Role matrix"), cell by cell: each action is run by one member of
 -- each role, in Acme's context, and must be allowed or denied exactly as the table says.
 -- Roles here are organization-wide; the last cells cover a project membership that raises an
 -- organization viewer to project admin on one project only.
