@@ -18,24 +18,13 @@ import type { Context } from "hono";
 import { cors } from "hono/cors";
 import { functionApp } from "../_shared/http/app.ts";
 import { jsonBody } from "../_shared/http/body.ts";
-import { configuration } from "../_shared/http/config.ts";
 import { serviceDb } from "../_shared/http/db.ts";
 import { refuse } from "../_shared/http/errors.ts";
 import { jsonContent, jsonRequest, refusals } from "../_shared/http/schemas.ts";
-import { eventList } from "../_shared/http/sse.ts";
-import { completeCall, type ModelCall, streamCall } from "../_shared/models/call.ts";
-import { modelEnvFrom, type Provider, upstreamFor } from "../_shared/models/upstream.ts";
-import type { ChatMessage } from "../_shared/models/wire.ts";
+import { answer, type Begun, NOTICES } from "../_shared/widgets/answer.ts";
 import { challenge, proofHolds, SESSION_SECONDS, signSession, verifySession, type WidgetSession } from "../_shared/widgets/session.ts";
 
 const MAX_BODY = 16 * 1024;
-
-/** What a visitor reads when no answer can be given. */
-export const NOTICES = {
-  unavailable: "Sorry, I can't answer right now. Someone from the team has been told and will follow up.",
-  busy: "You're sending messages faster than I can answer. Please wait a moment and try again.",
-  held: "Thanks! Someone from the team will look at this and reply here.",
-} as const;
 
 // ---------------------------------------------------------------------------------------------
 // Schemas
@@ -164,28 +153,6 @@ Deno.serve(app.fetch);
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-const modelEnv = configuration(modelEnvFrom, "model_gateway_misconfigured");
-
-interface Reservation {
-  reservation_id: string;
-  provider: Provider;
-  upstream_model: string;
-  api_key: string | null;
-  base_url: string | null;
-  max_tokens: number;
-}
-type Begun =
-  | {
-    ok: true;
-    conversation_id: string;
-    reservation: Reservation;
-    messages: { role: "system" | "user" | "assistant"; content: string }[];
-    input_bound: number;
-    /** The key holds answers for review: the answer becomes a draft, the visitor hears so. */
-    hold: boolean;
-  }
-  | { ok: false; reason: string; conversation_id?: string; retry_after?: number };
-
 /** How long a worker remembers whether an origin is a live key's (for CORS), in milliseconds. */
 const ORIGIN_CACHE_MS = 10_000;
 const originCache = new Map<string, { allowed: boolean; until: number }>();
@@ -234,56 +201,4 @@ async function sessionOf(c: Context): Promise<WidgetSession> {
   if (!verified.ok) throw refuse(verified.reason === "expired" ? "widget_session_expired" : "widget_session_invalid");
   if (originOf(c) !== verified.session.origin) throw refuse("widget_origin_mismatch");
   return verified.session;
-}
-
-/**
- * The agent's answer through the one model-call module (models/call.ts), as JSON or as a stream; a
- * failure is a polite notice. The call is settled, and the answer (or the notice, and an
- * escalation) stored, in one statement: private.widget_message_end.
- */
-async function answer(c: Context, begun: Extract<Begun, { ok: true }>, stream: boolean): Promise<Response> {
-  const reservation = begun.reservation;
-  const call: ModelCall = {
-    upstream: () => upstreamFor(modelEnv(), reservation.provider, reservation.api_key ? { apiKey: reservation.api_key, baseUrl: reservation.base_url } : null),
-    request: { model: reservation.upstream_model, messages: begun.messages as ChatMessage[], maxTokens: reservation.max_tokens, maxTokensField: "max_tokens" },
-    inputBound: begun.input_bound,
-    signal: c.req.raw.signal,
-    // For a key that holds answers, the notice stored is the one saying so.
-    settle: (end) => serviceDb()`
-      select private.widget_message_end(${begun.conversation_id}, ${reservation.reservation_id}, ${end.outcome},
-                                        ${end.inputTokens}, ${end.outputTokens}, ${end.estimated}, ${Math.round(end.latencyMs)},
-                                        ${end.errorCode}, ${end.answer}, ${begun.hold && end.outcome === "succeeded" ? NOTICES.held : NOTICES.unavailable},
-                                        ${begun.hold})`,
-    label: reservation.reservation_id,
-  };
-  const notice = { conversation_id: begun.conversation_id, reply: { role: "notice" as const, content: NOTICES.unavailable }, degraded: "unavailable" };
-
-  if (!stream || begun.hold) {
-    const answered = await completeCall(call);
-    const text = answered.ok ? answered.completion.choices[0]?.message.content ?? "" : "";
-    // No answer, or an empty one: the database stored the notice (and told the team).
-    if (!text.trim()) {
-      const failed = answered.ok ? notice : { ...notice, code: answered.failure.code };
-      return stream ? eventList([{ ...failed, done: true }]) : c.json(failed, 200);
-    }
-    if (begun.hold) {
-      const held = { conversation_id: begun.conversation_id, reply: { role: "notice" as const, content: NOTICES.held }, held: true };
-      return stream ? eventList([{ ...held, done: true }]) : c.json(held, 200);
-    }
-    return c.json({ conversation_id: begun.conversation_id, reply: { role: "assistant" as const, content: text } }, 200);
-  }
-  // As server-sent events: `{delta}` per chunk of text, then `{done, conversation_id}`, or the
-  // notice when the model fails midway or writes nothing.
-  let written = false;
-  const streamed = await streamCall(call, {
-    event: (chunk) => {
-      const delta = chunk.choices[0]?.delta?.content;
-      if (!delta) return null;
-      if (delta.trim()) written = true;
-      return { delta };
-    },
-    end: () => [written ? { done: true, conversation_id: begun.conversation_id } : { ...notice, done: true }],
-    fail: (failure) => [{ ...notice, code: failure.code, done: true }],
-  });
-  return streamed.ok ? streamed.response : eventList([{ ...notice, code: streamed.failure.code, done: true }]);
 }

@@ -10,7 +10,8 @@ import { createHash, randomUUID } from "node:crypto";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type ModelVendors, startModelVendors } from "../helpers/models.ts";
-import { type Client, signedIn, stack, superuser } from "../helpers/stack.ts";
+import { createMember } from "../helpers/console.ts";
+import { accessToken, anonClient, type Client, signedIn, stack, superuser } from "../helpers/stack.ts";
 import { createWidgetOrg, type WidgetOrg } from "../helpers/widget_org.ts";
 
 const sql = superuser();
@@ -440,5 +441,60 @@ describe("key changes", () => {
     await sql`update public.widget_keys set disabled_at = now() where id = ${initech.keyId}`;
     expect(await say(fresh, "hi")).toMatchObject({ status: 401, body: { error: { code: "widget_session_expired" } } });
     expect(await post("/sessions", { key: initech.key }, { origin: ORIGIN })).toMatchObject({ status: 401, body: { error: { code: "widget_key_invalid" } } });
+  });
+});
+
+describe("a preview from the console (widget-preview)", () => {
+  // The key changes above end with the key off: on again, for the preview.
+  beforeAll(async () => {
+    await sql`update public.widget_keys set disabled_at = null where id = ${initech.keyId}`;
+  });
+
+  /** An access token of a new member of Initech with `role`. */
+  async function memberToken(role: string): Promise<string> {
+    const m = await createMember(sql, initech.org, role, `preview-${role}`);
+    const client = anonClient();
+    const { error } = await client.auth.signInWithPassword({ email: m.email, password: m.password });
+    if (error) throw error;
+    return await accessToken(client);
+  }
+  async function preview(token: string, body: unknown, org = initech.org) {
+    const res = await fetch(`${stack().functionsUrl}/widget-preview`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, apikey: stack().anonKey, "x-org-id": org, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    return { status: res.status, body: await res.json() as Record<string, any> };
+  }
+
+  it("answers a project member through the widget's own path, on the console's origin, and goes on with the conversation", async () => {
+    const token = await memberToken("project_contributor");
+    const first = await preview(token, { key_id: initech.keyId, content: "Do you price-match?" });
+    expect(first.status).toBe(200);
+    expect(first.body.reply).toEqual({ role: "assistant", content: expect.stringContaining("Do you price-match?") });
+    const second = await preview(token, { key_id: initech.keyId, content: "And gift wrap?", conversation_id: first.body.conversation_id, visitor_id: first.body.visitor_id });
+    expect(second.body.conversation_id).toBe(first.body.conversation_id);
+    const [conversation] = await sql`select origin, (select count(*)::int from public.widget_messages m where m.conversation_id = c.id) as messages
+                                       from public.widget_conversations c where c.id = ${first.body.conversation_id}`;
+    expect(conversation).toEqual({ origin: new URL(stack().apiUrl).origin, messages: 4 });
+    // Metered like any chat: the model calls are the key's.
+    const [{ calls }] = await sql`select count(*)::int as calls from public.model_calls where org_id = ${initech.org} and started_at > now() - interval '1 minute'`;
+    expect(calls).toBeGreaterThanOrEqual(2);
+    // No origin was added to the key: the console's origin still can't open a session.
+    expect((await post("/sessions", { key: initech.key }, { origin: new URL(stack().apiUrl).origin })).status).toBe(403);
+  });
+
+  it("refuses a viewer, another organization, a key that is off, and a caller who isn't signed in", async () => {
+    expect((await preview(await memberToken("project_viewer"), { key_id: initech.keyId, content: "hi" })).body.error.code).toBe("widget_key_not_found");
+    const adaToken = await accessToken(ada);
+    expect((await preview(adaToken, { key_id: initech.keyId, content: "hi" })).body.error.code).toBe("context_not_a_member");
+    const other = await preview(adaToken, { key_id: initech.keyId, content: "hi" }, "0a000000-0000-4000-8000-00000000000a");
+    expect(other.body.error.code).toBe("widget_key_not_found");
+    const anon = await preview(stack().anonKey, { key_id: initech.keyId, content: "hi" });
+    expect(anon.status).toBe(401);
+    const contributor = await memberToken("project_contributor");
+    expect((await preview(contributor, { key_id: initech.keyId, content: "" })).status).toBe(400);
+    await sql`update public.widget_keys set disabled_at = now() where id = ${initech.keyId}`;
+    expect((await preview(contributor, { key_id: initech.keyId, content: "hi" })).body.error.code).toBe("widget_key_not_found");
   });
 });

@@ -17,6 +17,7 @@ import { Anchor, Badge, Button, Checkbox, CopyButton, Group, Alert, NativeSelect
 import { useQuery } from "@tanstack/react-query";
 import { useState, type FormEvent } from "react";
 import type { Database } from "../../supabase/database.types.ts";
+import { describeError } from "./api.ts";
 import { confirmAction } from "./confirm.tsx";
 import { DataTable, Outcome, QueryState, useAct, useOrgApi, useProjectsWhere } from "./kit.tsx";
 import { when } from "./ui.tsx";
@@ -198,7 +199,7 @@ export function Widgets({ orgId, agents, userId, apiUrl }: { orgId: string; agen
                     <TextInput name="pow" label="Proof of work (bits, 0 = off)" type="number" min={0} max={24} defaultValue={k.proof_of_work_bits} />
                     <Checkbox name="hold" label="Hold answers for review" defaultChecked={k.hold_answers} mt="lg" />
                   </SimpleGrid>
-                  <KeyDetails k={k} apiUrl={apiUrl} refusals={refusals.data ?? []} />
+                  <KeyDetails k={k} apiUrl={apiUrl} refusals={refusals.data ?? []} canPreview={reviewing.includes(k.project_id)} />
                   <Group mt="md" justify="space-between">
                     <Button type="submit" loading={act.busy}>Save widget</Button>
                     <Group gap="xs">
@@ -212,7 +213,7 @@ export function Widgets({ orgId, agents, userId, apiUrl }: { orgId: string; agen
                   <Group gap="xs" mb="xs"><Text fw={600}>{agentName(k.agent_id)}</Text><Code>{k.key_prefix}…</Code><Badge variant="light">version {k.version}</Badge></Group>
                   <Text size="sm">Allowed origins: {k.allowed_origins.join(", ") || "none"}</Text>
                   <Text size="sm">Monthly budget: ${(k.monthly_budget_micro / 1e6).toFixed(2)}, {k.requests_per_minute} messages a minute ({k.visitor_requests_per_minute} per visitor)</Text>
-                  <KeyDetails k={k} apiUrl={apiUrl} refusals={refusals.data ?? []} />
+                  <KeyDetails k={k} apiUrl={apiUrl} refusals={refusals.data ?? []} canPreview={reviewing.includes(k.project_id)} />
                 </Paper>
               ))}
             </Stack>
@@ -296,8 +297,8 @@ export function Widgets({ orgId, agents, userId, apiUrl }: { orgId: string; agen
   );
 }
 
-/** A key's embed snippet (its key is shown once, so here with a placeholder) and its recent refusals. */
-function KeyDetails({ k, apiUrl, refusals }: { k: Key; apiUrl: string; refusals: Refusal[] }) {
+/** A key's embed snippet (its key is shown once, so here with a placeholder), a preview, and its recent refusals. */
+function KeyDetails({ k, apiUrl, refusals, canPreview }: { k: Key; apiUrl: string; refusals: Refusal[]; canPreview: boolean }) {
   const mine = refusals.filter((r) => r.widget_key_id === k.id);
   const lines = snippet(`${k.key_prefix}…(the key shown when it was made)`, apiUrl);
   return (
@@ -312,6 +313,7 @@ function KeyDetails({ k, apiUrl, refusals }: { k: Key; apiUrl: string; refusals:
         </Group>
         <Text size="xs" c="dimmed" mt={4}>Replace the key with the one shown when the widget was turned on or its key rotated.</Text>
       </div>
+      {canPreview && <Preview k={k} />}
       <div>
         <Text size="sm" fw={600} id={`refusals-${k.id}`}>Recent refusals</Text>
         {mine.length === 0 ? (
@@ -332,5 +334,55 @@ function KeyDetails({ k, apiUrl, refusals }: { k: Key; apiUrl: string; refusals:
         )}
       </div>
     </Stack>
+  );
+}
+
+/**
+ * A chat with the widget from the console, before it goes on a site (the widget-preview function):
+ * the agent answers through the widget's own path (its limits, budget, transcript and review
+ * queue); the conversation is on the console's origin. Text only, as the embed shows it.
+ */
+function Preview({ k }: { k: Key }) {
+  const api = useOrgApi();
+  const [open, setOpen] = useState(false);
+  const [lines, setLines] = useState<{ role: string; text: string }[]>([]);
+  const [thread, setThread] = useState<{ conversation_id?: string; visitor_id?: string }>({});
+  const [busy, setBusy] = useState(false);
+
+  async function send(event: FormEvent<HTMLFormElement>) {
+    event.preventDefault();
+    const form = event.currentTarget;
+    const content = String(new FormData(form).get("content") ?? "").trim();
+    if (!content) return;
+    form.reset();
+    setLines((l) => [...l, { role: "You", text: content }]);
+    setBusy(true);
+    try {
+      const answer = await api.invoke<{ conversation_id: string | null; visitor_id: string; reply: { role: string; content: string } }>(
+        "widget-preview", { key_id: k.id, content, ...thread });
+      setThread({ ...(answer.conversation_id ? { conversation_id: answer.conversation_id } : {}), visitor_id: answer.visitor_id });
+      setLines((l) => [...l, { role: answer.reply.role === "assistant" ? "Agent" : "Notice", text: answer.reply.content }]);
+    } catch (e) {
+      setLines((l) => [...l, { role: "Refused", text: describeError(e) }]);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  if (!open) return <Group><Button variant="default" size="xs" onClick={() => setOpen(true)}>Preview the chat</Button></Group>;
+  return (
+    <Paper withBorder p="sm" radius="md" component="section" aria-label={`Preview of ${k.key_prefix}`}>
+      <Text size="sm" fw={600}>Preview</Text>
+      <Text size="xs" c="dimmed" mb="xs">Answers come through the widget's own path: its limits and budget, and the transcript below.</Text>
+      <Stack component="ol" role="log" aria-live="polite" aria-label="Preview conversation" gap={4} style={{ listStyle: "none", padding: 0 }}>
+        {lines.map((line, i) => <li key={i}><Text size="sm"><strong>{line.role}:</strong> {line.text}</Text></li>)}
+      </Stack>
+      <form onSubmit={(e) => void send(e)} aria-label="Send a preview message">
+        <Group align="flex-end" mt="xs" wrap="nowrap">
+          <TextInput name="content" label="Message to the widget" maxLength={4000} required style={{ flex: 1 }} />
+          <Button type="submit" loading={busy}>Send</Button>
+        </Group>
+      </form>
+    </Paper>
   );
 }

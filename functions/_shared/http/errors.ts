@@ -94,6 +94,8 @@ export const REFUSALS = {
   widget_session_expired: [401, "the session has expired or its key changed; open a new one"],
   widget_origin_mismatch: [403, "the session belongs to another origin"],
   widget_conversation_not_found: [404, "no such conversation of this visitor"],
+  widget_key_not_found: [404, "no live widget key of a project you work on has that id"],
+  widget_preview_misconfigured: [503, "the widget-preview function's configuration is not valid"],
   // The audit chain
   no_audit_chain: [404, "this organization has no audit entries yet"],
   range_not_satisfiable: [416, "the range selects no entries of the chain"],
