@@ -4,7 +4,7 @@
  * that a reload keeps your place. Who may do what is the database's answer; the role read here
  * only decides which controls are offered.
  */
-import { ActionIcon, Anchor, AppShell, Box, Burger, Button, Container, Group, NativeSelect, NavLink as MantineNavLink, Text, Title, useComputedColorScheme, useMantineColorScheme } from "@mantine/core";
+import { ActionIcon, Alert, Anchor, AppShell, Box, Burger, Button, Container, Group, NativeSelect, NavLink as MantineNavLink, Text, Title, useComputedColorScheme, useMantineColorScheme } from "@mantine/core";
 import { useDisclosure } from "@mantine/hooks";
 import { useQuery } from "@tanstack/react-query";
 import { useEffect, useState } from "react";
@@ -27,7 +27,7 @@ import { Widgets } from "./Widgets.tsx";
 import { auth, loadMe, onSignedOut, type Me } from "./session.ts";
 import { supabase } from "./supabase.ts";
 import { PageHeader, QueryState } from "./kit.tsx";
-import { describe, Org, useOrg, type OrgContext, type Role } from "./ui.tsx";
+import { Org, useOrg, type OrgContext, type Role } from "./ui.tsx";
 
 /** The signed-in person, and how to change or end that. */
 export interface SessionProps {
@@ -41,7 +41,7 @@ export function App() {
   const [failure, setFailure] = useState<string | null>(null);
 
   useEffect(() => {
-    loadMe().then(setMe, (e: unknown) => setFailure(describe(e)));
+    loadMe().then(setMe, (e: unknown) => setFailure(describeError(e)));
     return onSignedOut((reason) => {
       setMe(null);
       if (reason) setEnded(reason);
@@ -50,13 +50,13 @@ export function App() {
 
   if (failure) {
     return (
-      <main className="narrow">
-        <h1>Gatehouse</h1>
-        <p role="alert" className="error">The console server is not answering: {failure}</p>
-      </main>
+      <Container component="main" size="sm" py="xl">
+        <Title order={1} mb="md">Gatehouse</Title>
+        <Alert color="red" role="alert" title="The console server is not answering">{failure}</Alert>
+      </Container>
     );
   }
-  if (me === undefined) return <main className="narrow" aria-busy="true"><p className="muted">Loading…</p></main>;
+  if (me === undefined) return <Container component="main" size="sm" py="xl" aria-busy="true"><Text c="dimmed">Loading…</Text></Container>;
 
   const signedIn = (next: Me) => {
     setEnded(null);
@@ -254,20 +254,20 @@ function OrgScope() {
     },
   });
 
-  if (loaded.isPending) return <p aria-busy="true" className="muted">Loading…</p>;
+  if (loaded.isPending) return <Text c="dimmed" aria-busy="true">Loading…</Text>;
   if (loaded.error || !loaded.data) {
     return (
       <>
         <Title order={1}>Organization not found</Title>
-        <p role="alert" className="error">{describeError(loaded.error)}</p>
-        <RouterNavLink to="/orgs">Your organizations</RouterNavLink>
+        <Alert color="red" role="alert" my="md">{describeError(loaded.error)}</Alert>
+        <Anchor component={RouterNavLink} to="/orgs" underline="always">Your organizations</Anchor>
       </>
     );
   }
   const ctx = loaded.data;
   return (
     <Org.Provider value={ctx}>
-      {ctx.readOnly && <p className="muted">You are a viewer in {ctx.name}: these screens are read-only for you.</p>}
+      {ctx.readOnly && <Text size="sm" c="dimmed" mb="sm">You are a viewer in {ctx.name}: these screens are read-only for you.</Text>}
       <Outlet />
     </Org.Provider>
   );
@@ -306,8 +306,8 @@ function WidgetsScreen({ me }: { me: Me }) {
 function NotFound() {
   return (
     <>
-      <h1>Not found</h1>
-      <p>Nothing lives at this address. <RouterNavLink to="/">Back to the console</RouterNavLink></p>
+      <PageHeader title="Not found" description="Nothing lives at this address." />
+      <Anchor component={RouterNavLink} to="/" underline="always">Back to the console</Anchor>
     </>
   );
 }
