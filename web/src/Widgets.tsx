@@ -187,26 +187,29 @@ export function Widgets({ orgId, agents, userId, apiUrl }: { orgId: string; agen
           {() => (
             <Stack>
               {live.map((k) => canManage(k) ? (
-                <Paper key={`${k.id}-${k.version}`} withBorder p="md" radius="md" component="form" aria-label={`Widget of ${agentName(k.agent_id)}`} onSubmit={(e: FormEvent<HTMLFormElement>) => saveKey(k, e)}>
-                  <Group justify="space-between" mb="sm">
-                    <Group gap="xs"><Text fw={600}>{agentName(k.agent_id)}</Text><Code>{k.key_prefix}…</Code><Badge variant="light">version {k.version}</Badge></Group>
-                  </Group>
-                  <SimpleGrid cols={{ base: 1, sm: 2 }}>
-                    <TextInput name="origins" label="Allowed origins" description="Exact origins, separated by spaces" defaultValue={k.allowed_origins.join(" ")} />
-                    <TextInput name="budget" label="Monthly budget ($)" type="number" min={0} step="0.01" defaultValue={k.monthly_budget_micro / 1e6} />
-                    <TextInput name="rpm" label="Messages per minute" type="number" min={1} defaultValue={k.requests_per_minute} />
-                    <TextInput name="visitor_rpm" label="Per visitor" type="number" min={1} defaultValue={k.visitor_requests_per_minute} />
-                    <TextInput name="pow" label="Proof of work (bits, 0 = off)" type="number" min={0} max={24} defaultValue={k.proof_of_work_bits} />
-                    <Checkbox name="hold" label="Hold answers for review" defaultChecked={k.hold_answers} mt="lg" />
-                  </SimpleGrid>
-                  <KeyDetails k={k} apiUrl={apiUrl} refusals={refusals.data ?? []} canPreview={reviewing.includes(k.project_id)} />
-                  <Group mt="md" justify="space-between">
-                    <Button type="submit" loading={act.busy}>Save widget</Button>
-                    <Group gap="xs">
-                      <Button variant="light" color="red" onClick={() => void rotate(k)}>Rotate key</Button>
-                      <Button variant="outline" color="red" onClick={() => void turnOff(k)}>Turn off</Button>
+                <Paper key={`${k.id}-${k.version}`} withBorder p="md" radius="md">
+                  <form aria-label={`Widget of ${agentName(k.agent_id)}`} onSubmit={(e: FormEvent<HTMLFormElement>) => saveKey(k, e)}>
+                    <Group justify="space-between" mb="sm">
+                      <Group gap="xs"><Text fw={600}>{agentName(k.agent_id)}</Text><Code>{k.key_prefix}…</Code><Badge variant="light">version {k.version}</Badge></Group>
                     </Group>
-                  </Group>
+                    <SimpleGrid cols={{ base: 1, sm: 2 }}>
+                      <TextInput name="origins" label="Allowed origins" description="Exact origins, separated by spaces" defaultValue={k.allowed_origins.join(" ")} />
+                      <TextInput name="budget" label="Monthly budget ($)" type="number" min={0} step="0.01" defaultValue={k.monthly_budget_micro / 1e6} />
+                      <TextInput name="rpm" label="Messages per minute" type="number" min={1} defaultValue={k.requests_per_minute} />
+                      <TextInput name="visitor_rpm" label="Per visitor" type="number" min={1} defaultValue={k.visitor_requests_per_minute} />
+                      <TextInput name="pow" label="Proof of work (bits, 0 = off)" type="number" min={0} max={24} defaultValue={k.proof_of_work_bits} />
+                      <Checkbox name="hold" label="Hold answers for review" defaultChecked={k.hold_answers} mt="lg" />
+                    </SimpleGrid>
+                    <Group mt="md" justify="space-between">
+                      <Button type="submit" loading={act.busy}>Save widget</Button>
+                      <Group gap="xs">
+                        <Button variant="light" color="red" onClick={() => void rotate(k)}>Rotate key</Button>
+                        <Button variant="outline" color="red" onClick={() => void turnOff(k)}>Turn off</Button>
+                      </Group>
+                    </Group>
+                  </form>
+                  {/* Outside the settings form: the preview has a form of its own. */}
+                  <KeyDetails k={k} apiUrl={apiUrl} refusals={refusals.data ?? []} canPreview={reviewing.includes(k.project_id)} />
                 </Paper>
               ) : (
                 <Paper key={`${k.id}-${k.version}`} withBorder p="md" radius="md" component="section" aria-label={`Widget of ${agentName(k.agent_id)}`}>
