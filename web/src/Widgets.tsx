@@ -377,9 +377,11 @@ function Preview({ k }: { k: Key }) {
     <Paper withBorder p="sm" radius="md" component="section" aria-label={`Preview of ${k.key_prefix}`}>
       <Text size="sm" fw={600}>Preview</Text>
       <Text size="xs" c="dimmed" mb="xs">Answers come through the widget's own path: its limits and budget, and the transcript below.</Text>
-      <Stack component="ol" role="log" aria-live="polite" aria-label="Preview conversation" gap={4} style={{ listStyle: "none", padding: 0 }}>
-        {lines.map((line, i) => <li key={i}><Text size="sm"><strong>{line.role}:</strong> {line.text}</Text></li>)}
-      </Stack>
+      <div role="log" aria-live="polite" aria-label="Preview conversation">
+        <Stack component="ol" gap={4} style={{ listStyle: "none", padding: 0, margin: 0 }}>
+          {lines.map((line, i) => <li key={i}><Text size="sm"><strong>{line.role}:</strong> {line.text}</Text></li>)}
+        </Stack>
+      </div>
       <form onSubmit={(e) => void send(e)} aria-label="Send a preview message">
         <Group align="flex-end" mt="xs" wrap="nowrap">
           <TextInput name="content" label="Message to the widget" maxLength={4000} required style={{ flex: 1 }} />
