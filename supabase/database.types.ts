@@ -1271,6 +1271,63 @@ export type Database = {
         };
         Relationships: [];
       };
+      personal_access_tokens: {
+        Row: {
+          created_at: string;
+          expires_at: string;
+          id: string;
+          last_used_at: string | null;
+          name: string;
+          org_id: string;
+          project_id: string | null;
+          revoked_at: string | null;
+          revoked_reason: string | null;
+          scopes: string[];
+          token_prefix: string;
+          token_sha256: string;
+          user_id: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          created_at?: string;
+          expires_at: string;
+          id?: string;
+          last_used_at?: string | null;
+          name: string;
+          org_id?: string;
+          project_id?: string | null;
+          revoked_at?: string | null;
+          revoked_reason?: string | null;
+          scopes: string[];
+          token_prefix: string;
+          token_sha256: string;
+          user_id?: string;
+        };
+        Update: {
+          created_at?: string;
+          expires_at?: string;
+          id?: string;
+          last_used_at?: string | null;
+          name?: string;
+          org_id?: string;
+          project_id?: string | null;
+          revoked_at?: string | null;
+          revoked_reason?: string | null;
+          scopes?: string[];
+          token_prefix?: string;
+          token_sha256?: string;
+          user_id?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "personal_access_tokens_org_id_project_id_fkey";
+            columns: ["org_id", "project_id"];
+            isOneToOne: false;
+            referencedRelation: "projects";
+            referencedColumns: ["org_id", "id"];
+          },
+        ];
+      };
       project_members: {
         Row: {
           created_at: string;
@@ -1989,6 +2046,10 @@ export type Database = {
         Returns: string;
       };
       create_organization: { Args: { p_name: string; p_slug: string }; Returns: string };
+      create_personal_access_token: {
+        Args: { p_expires_in_days?: number; p_name: string; p_project_id?: string; p_scopes: string[] };
+        Returns: Json;
+      };
       create_widget_key: { Args: { p_agent_id: string; p_allowed_origins?: string[] }; Returns: Json };
       decide_action: {
         Args: { p_approval_sha256: string; p_approve: boolean; p_comment?: string; p_request_id: string };
@@ -2264,6 +2325,7 @@ export type Database = {
         Returns: boolean;
       };
       revoke_member_sessions: { Args: { p_user_id: string }; Returns: number };
+      revoke_personal_access_token: { Args: { p_token_id: string }; Returns: Json };
       rotate_widget_key: { Args: { p_key_id: string }; Returns: Json };
       save_connection: {
         Args: {

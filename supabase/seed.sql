@@ -229,6 +229,14 @@ values
   ('7b000000-0000-4000-8000-00000000000b', '0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b',
    '2b000000-0000-4000-8000-00000000000b', 'ghw_seedGlbx', encode(sha256(extensions.gen_random_bytes(32)), 'hex'), '{https://help.globex.test}');
 
+-- Ada and Grace each made a personal access token (its hash only: the token is made up here).
+insert into public.personal_access_tokens (org_id, user_id, name, token_prefix, token_sha256, scopes, expires_at)
+values
+  ('0a000000-0000-4000-8000-00000000000a', 'a0000000-0000-4000-8000-000000000001', 'CI deploys', 'gtp_Seed',
+   encode(sha256(extensions.gen_random_bytes(32)), 'hex'), '{runs:write,runs:read}', now() + interval '90 days'),
+  ('0b000000-0000-4000-8000-00000000000b', 'b0000000-0000-4000-8000-000000000001', 'Reporting', 'gtp_Seed',
+   encode(sha256(extensions.gen_random_bytes(32)), 'hex'), '{audit:read}', now() + interval '30 days');
+
 -- Victor (Acme's viewer) and Grace (Globex's admin) each pinned a key on the audit screen: a
 -- made-up one, so that verifying against it fails until they pin their organization's real key
 -- (made when the stack signs its first checkpoint).
