@@ -143,11 +143,13 @@ create table public.personal_access_tokens (
   check ((revoked_at is null) = (revoked_reason is null)),
   check (expires_at > created_at and expires_at <= created_at + interval '366 days'),
   unique (org_id, id),
+  -- Cover a member's tokens (revoked with their membership) and the project key (and say nothing
+  -- new: id is unique).
+  unique (org_id, user_id, id),
+  unique (org_id, project_id, id),
   -- No foreign key to the membership: a removed member's tokens stay, revoked, as history.
   foreign key (org_id, project_id) references public.projects (org_id, id) on delete cascade
 );
-create index personal_access_tokens_user on public.personal_access_tokens (org_id, user_id);
-create index personal_access_tokens_project on public.personal_access_tokens (org_id, project_id);
 comment on table public.personal_access_tokens is
   'Personal access tokens: scoped, bound to an organization (and optionally a project), expiring, stored as SHA-256 only.';
 comment on column public.personal_access_tokens.token_sha256 is 'The SHA-256 of the token (hex); the token itself is shown once and never stored.';
