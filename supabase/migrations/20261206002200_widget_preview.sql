@@ -7,7 +7,9 @@
 -- conversation's origin is the console's. No origin is added to the key, and no public route
 -- takes a preview.
 --
--- widget_message_begin is as before (20261206000400_edge_seams.sql), but for that one check.
+-- widget_message_begin is as before (20261206000400_edge_seams.sql), but for that check, and one
+-- more: a conversation goes on only from the origin it started on, so that a preview (whose person
+-- can read a visitor's conversation and visitor ids) can't write into a visitor's conversation.
 
 create or replace function private.widget_message_begin(
   p_key_id uuid, p_key_version integer, p_visitor_id uuid, p_origin text, p_conversation_id uuid, p_content text,
@@ -42,6 +44,9 @@ begin
   if p_conversation_id is not null then
     select c.* into conversation from public.widget_conversations c
      where c.org_id = key.org_id and c.id = p_conversation_id and c.widget_key_id = key.id and c.visitor_id = p_visitor_id
+       -- A conversation goes on on its own origin only: a console preview never writes into a
+       -- visitor's conversation (whose ids its members can read), nor a page into a preview's.
+       and c.origin = p_origin
        -- A rotation ends the old key's conversations, whoever asks.
        and (key.rotated_at is null or c.started_at >= key.rotated_at);
     if conversation.id is null then

@@ -480,6 +480,12 @@ describe("a preview from the console (widget-preview)", () => {
     // Metered like any chat: the model calls are the key's.
     const [{ calls }] = await sql`select count(*)::int as calls from public.model_calls where org_id = ${initech.org} and started_at > now() - interval '1 minute'`;
     expect(calls).toBeGreaterThanOrEqual(2);
+    // A visitor's conversation (whose ids a member can read) can't be written into from the console.
+    const visitor = await say(await session(), "A visitor's question");
+    const [theirs] = await sql`select visitor_id from public.widget_conversations where id = ${visitor.body.conversation_id}`;
+    const intruding = await preview(token, { key_id: initech.keyId, content: "injected", conversation_id: visitor.body.conversation_id, visitor_id: theirs.visitor_id });
+    expect(intruding.body.error?.code).toBe("widget_conversation_not_found");
+    expect((await sql`select count(*)::int as n from public.widget_messages where conversation_id = ${visitor.body.conversation_id} and content = 'injected'`)[0].n).toBe(0);
     // No origin was added to the key: the console's origin still can't open a session.
     expect((await post("/sessions", { key: initech.key }, { origin: new URL(stack().apiUrl).origin })).status).toBe(403);
   });
