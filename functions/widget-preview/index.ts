@@ -25,7 +25,7 @@ import { configuration } from "../_shared/http/config.ts";
 import { asMember, asService, db } from "../_shared/http/db.ts";
 import { refuse } from "../_shared/http/errors.ts";
 import { jsonContent, jsonRequest, OrgHeader, refusals } from "../_shared/http/schemas.ts";
-import { answer, type Begun, NOTICES } from "../_shared/widgets/answer.ts";
+import { answer, type Begun, NOTICES, refusedReply } from "../_shared/widgets/answer.ts";
 
 const config = configuration((get) => ({
   consoleOrigin: new URL(z.url().parse(get("GATEHOUSE_CONSOLE_URL") ?? get("SUPABASE_URL"))).origin,
@@ -44,6 +44,7 @@ const PreviewReply = z.object({
   degraded: z.string().optional(),
   code: z.string().optional().describe("With degraded: the refusal's own stable code"),
   held: z.boolean().optional(),
+  retry_after: z.number().int().optional(),
 });
 
 const app = functionApp({
@@ -85,14 +86,7 @@ app.openapi(createRoute({
   if (!begun.ok) {
     if (begun.reason === "widget_conversation_not_found") throw refuse("widget_conversation_not_found");
     if (begun.reason === "widget_session_expired") throw refuse("widget_key_not_found");
-    const busy = begun.reason === "widget_rate_limited";
-    return c.json({
-      conversation_id: begun.conversation_id ?? null,
-      visitor_id: visitorId,
-      reply: { role: "notice" as const, content: busy ? NOTICES.busy : NOTICES.unavailable },
-      degraded: busy ? "busy" : "unavailable",
-      code: begun.reason,
-    }, 200);
+    return c.json({ ...refusedReply(begun), visitor_id: visitorId }, 200);
   }
   const answered = await answer(c, begun, false);
   const body = await answered.json() as Record<string, unknown>;

@@ -21,7 +21,7 @@ import { jsonBody } from "../_shared/http/body.ts";
 import { serviceDb } from "../_shared/http/db.ts";
 import { refuse } from "../_shared/http/errors.ts";
 import { jsonContent, jsonRequest, refusals } from "../_shared/http/schemas.ts";
-import { answer, type Begun, NOTICES } from "../_shared/widgets/answer.ts";
+import { answer, type Begun, NOTICES, refusedReply } from "../_shared/widgets/answer.ts";
 import { challenge, proofHolds, SESSION_SECONDS, signSession, verifySession, type WidgetSession } from "../_shared/widgets/session.ts";
 
 const MAX_BODY = 16 * 1024;
@@ -136,14 +136,7 @@ app.openapi(createRoute({
     if (begun.reason === "widget_session_expired") throw refuse("widget_session_expired");
     if (begun.reason === "widget_origin_not_allowed") throw refuse("widget_origin_not_allowed");
     if (begun.reason === "widget_conversation_not_found") throw refuse("widget_conversation_not_found");
-    const busy = begun.reason === "widget_rate_limited";
-    return c.json({
-      conversation_id: begun.conversation_id ?? null,
-      reply: { role: "notice" as const, content: busy ? NOTICES.busy : NOTICES.unavailable },
-      degraded: busy ? "busy" : "unavailable",
-      code: begun.reason,
-      ...(begun.retry_after ? { retry_after: begun.retry_after } : {}),
-    }, 200);
+    return c.json(refusedReply(begun), 200);
   }
   return await answer(c, begun, stream === true);
 });

@@ -5,12 +5,12 @@
  * confirmation), and your password. Personal, not organization-scoped: everything goes through the
  * console server's session routes (session.ts: auth), which answer who is signed in.
  */
-import { Alert, Badge, Box, Button, Code, Group, Image, Paper, SimpleGrid, Stack, Text, TextInput, Title } from "@mantine/core";
+import { Alert, Badge, Box, Button, Code, Group, Image, Paper, SimpleGrid, Stack, Text, TextInput } from "@mantine/core";
 import { useState, type FormEvent, type ReactNode } from "react";
 import { useNavigate, useSearchParams } from "react-router";
 import type { SessionProps } from "./App.tsx";
 import { confirmAction } from "./confirm.tsx";
-import { Outcome, PageHeader, useAct } from "./kit.tsx";
+import { Outcome, PageHeader, Section, useAct } from "./kit.tsx";
 import { auth, loadMe } from "./session.ts";
 import { field, when } from "./ui.tsx";
 
@@ -190,15 +190,6 @@ export function Account({ me, setMe }: SessionProps) {
   );
 }
 
-/** A section of the screen, under its h2. */
-function Section({ id, title, children }: { id: string; title: string; children: ReactNode }) {
-  return (
-    <Box component="section" aria-labelledby={id} mt="xl">
-      <Title order={2} size="h3" id={id} mb="sm">{title}</Title>
-      {children}
-    </Box>
-  );
-}
 
 /** One fact about the session: its label and its value. */
 function Fact({ label, children }: { label: string; children: ReactNode }) {

@@ -9,7 +9,7 @@ import { useDisclosure } from "@mantine/hooks";
 import { useQuery } from "@tanstack/react-query";
 import { useEffect, useState } from "react";
 import { Navigate, NavLink as RouterNavLink, Outlet, Route, Routes, useLocation, useNavigate, useParams } from "react-router";
-import { describeError, orgApi, personalApi } from "./api.ts";
+import { describeError, orgApi, personalApi, run } from "./api.ts";
 import { Account } from "./Account.tsx";
 import { Agents, AgentDetail } from "./Agents.tsx";
 import { Approvals, ApprovalDetail } from "./Approvals.tsx";
@@ -25,7 +25,6 @@ import { Settings } from "./Settings.tsx";
 import { RunDetail, Runs } from "./Runs.tsx";
 import { Widgets } from "./Widgets.tsx";
 import { auth, loadMe, onSignedOut, type Me } from "./session.ts";
-import { supabase } from "./supabase.ts";
 import { PageHeader, QueryState } from "./kit.tsx";
 import { Org, useOrg, type OrgContext, type Role } from "./ui.tsx";
 
@@ -131,10 +130,7 @@ function Shell({ me, setMe }: SessionProps) {
   const computed = useComputedColorScheme("light");
   const orgs = useQuery({
     queryKey: ["organizations"],
-    queryFn: async () => await personalApi().from("organizations").select("id, name, slug").order("name").then(({ data, error }) => {
-      if (error) throw error;
-      return data as OrgRow[];
-    }),
+    queryFn: () => run(personalApi().from("organizations").select("id, name, slug").order("name")) as Promise<OrgRow[]>,
   });
   const current = /^\/o\/([^/]+)/.exec(location.pathname)?.[1] ?? "";
   useEffect(close, [location.pathname, close]);
@@ -208,11 +204,7 @@ function Shell({ me, setMe }: SessionProps) {
 function Home() {
   const orgs = useQuery({
     queryKey: ["organizations", "first"],
-    queryFn: async () => {
-      const { data, error } = await personalApi().from("organizations").select("id").order("name").limit(1);
-      if (error) throw error;
-      return data;
-    },
+    queryFn: () => run(personalApi().from("organizations").select("id").order("name").limit(1)),
   });
   return (
     <QueryState query={orgs} empty={<Navigate to="/orgs" replace />}>

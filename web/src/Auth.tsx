@@ -9,9 +9,8 @@ import { Alert, Anchor, Box, Button, Center, Paper, Stack, Text, TextInput, Titl
 import { useQuery } from "@tanstack/react-query";
 import { useState, type FormEvent, type ReactNode } from "react";
 import { Link, useNavigate, useSearchParams } from "react-router";
-import { describeError, personalApi } from "./api.ts";
+import { describeError, personalApi, run } from "./api.ts";
 import { Outcome, QueryState, useAct } from "./kit.tsx";
-import { runPersonal } from "./Organizations.tsx";
 import { auth, type Me } from "./session.ts";
 import { field, when } from "./ui.tsx";
 
@@ -211,7 +210,7 @@ export function AcceptInvitation() {
   // What the invitation is, for the person it is addressed to: the organization, who invited, the role.
   const preview = useQuery({
     queryKey: ["invitation", token],
-    queryFn: async () => (await runPersonal(personalApi().rpc("invitation_preview", { p_token: token }))) as unknown as Preview | null,
+    queryFn: async () => (await run(personalApi().rpc("invitation_preview", { p_token: token }))) as unknown as Preview | null,
     enabled: wellFormed,
   });
   // Joining changes the organizations the header's switcher lists.
@@ -219,7 +218,7 @@ export function AcceptInvitation() {
 
   function accept(p: Preview) {
     act.run(async () => {
-      const org = await runPersonal(personalApi().rpc("accept_invitation", { p_token: token }));
+      const org = await run(personalApi().rpc("accept_invitation", { p_token: token }));
       navigate(`/o/${org}/approvals`, { replace: true });
       return `You joined ${p.organization} as ${ROLE_LABELS[p.role] ?? p.role}.`;
     });

@@ -9,12 +9,12 @@
  * revocation and release confirms in a dialog that says what it does. The database decides who may
  * change what, and asks a person who has a second factor to use it first (step_up_required).
  */
-import { Anchor, Badge, Box, Button, Code, Group, NativeSelect, Paper, SimpleGrid, Stack, Text, TextInput, Title } from "@mantine/core";
+import { Anchor, Badge, Button, Code, Group, NativeSelect, Paper, SimpleGrid, Stack, Text, TextInput } from "@mantine/core";
 import { useQuery } from "@tanstack/react-query";
-import { useState, type FormEvent, type ReactNode } from "react";
+import { useState, type FormEvent } from "react";
 import { Link } from "react-router";
 import { confirmAction } from "./confirm.tsx";
-import { DataTable, Outcome, PageHeader, QueryState, useAct, useOrgApi } from "./kit.tsx";
+import { DataTable, Outcome, PageHeader, QueryState, Section, useAct, useOrgApi } from "./kit.tsx";
 import { field, useOrg, when, type Role } from "./ui.tsx";
 
 const ROLES: [Role, string][] = [
@@ -335,12 +335,3 @@ export function Members() {
   );
 }
 
-/** A section of the screen, under its h2. */
-function Section({ id, title, children }: { id: string; title: string; children: ReactNode }) {
-  return (
-    <Box component="section" aria-labelledby={id} mt="xl">
-      <Title order={2} size="h3" id={id} mb="sm">{title}</Title>
-      {children}
-    </Box>
-  );
-}

@@ -12,8 +12,7 @@ import { useState, type FormEvent } from "react";
 import type { Database } from "../../supabase/database.types.ts";
 import { confirmAction } from "./confirm.tsx";
 import { DataTable, Outcome, QueryState, useAct, useOrgApi } from "./kit.tsx";
-import { apiError, describeError } from "./api.ts";
-import { supabase } from "./supabase.ts";
+import { describeError } from "./api.ts";
 import { useOrg, when } from "./ui.tsx";
 
 type Limits = Database["public"]["Tables"]["model_limits"]["Row"];
@@ -106,12 +105,10 @@ export function Models({ orgId, agents }: { orgId: string; agents: Agent[] }) {
     setAnswer("…");
     try {
       // The gateway takes the agent from X-Agent-Id, beside the organization.
-      const { data, error } = await supabase().functions.invoke("model-gateway/v1/chat/completions", {
-        headers: { "x-org-id": orgId, "x-agent-id": String(form.get("agent")) },
-        body: { model: form.get("model"), messages: [{ role: "user", content: form.get("prompt") }], max_tokens: 256 },
-      });
-      if (error) throw await apiError(error);
-      setAnswer((data as { choices: { message: { content: string } }[] }).choices[0].message.content);
+      const data = await api.invoke<{ choices: { message: { content: string } }[] }>("model-gateway/v1/chat/completions",
+        { model: form.get("model"), messages: [{ role: "user", content: form.get("prompt") }], max_tokens: 256 },
+        { "x-agent-id": String(form.get("agent")) });
+      setAnswer(data.choices[0].message.content);
     } catch (e) {
       setAnswer(describeError(e));
     }

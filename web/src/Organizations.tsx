@@ -7,26 +7,16 @@ import { Anchor, Button, Code, Group, Paper, SimpleGrid, TextInput, Title } from
 import { useQuery } from "@tanstack/react-query";
 import type { FormEvent } from "react";
 import { Link, useNavigate } from "react-router";
-import { apiError, personalApi } from "./api.ts";
-import { DataTable, Outcome, PageHeader, QueryState, useAct } from "./kit.tsx";
+import { personalApi, run } from "./api.ts";
+import { DataTable, Outcome, PageHeader, QueryState, SlugInput, useAct } from "./kit.tsx";
 import { field, when } from "./ui.tsx";
-
-/**
- * The data of a personalApi() query or RPC, or its error as an ApiError: orgApi's `run` for the
- * screens outside an organization (this one, Auth.tsx).
- */
-export async function runPersonal<T>(query: PromiseLike<{ data: T | null; error: unknown; status?: number }>): Promise<T> {
-  const { data, error, status } = await query;
-  if (error) throw await apiError(error, status);
-  return data as T;
-}
 
 /** /orgs: your organizations, and "Create organization". */
 export function Organizations() {
   const navigate = useNavigate();
   const orgs = useQuery({
     queryKey: ["organizations", "mine"],
-    queryFn: () => runPersonal(personalApi().from("organizations").select("id, name, slug, created_at").order("name")),
+    queryFn: () => run(personalApi().from("organizations").select("id, name, slug, created_at").order("name")),
   });
   // The header's organization switcher reads ["organizations"] too.
   const act = useAct([["organizations"]]);
@@ -35,7 +25,7 @@ export function Organizations() {
     event.preventDefault();
     const data = new FormData(event.currentTarget);
     act.run(async () => {
-      const id = await runPersonal(personalApi().rpc("create_organization", { p_name: field(data, "name"), p_slug: field(data, "slug") }));
+      const id = await run(personalApi().rpc("create_organization", { p_name: field(data, "name"), p_slug: field(data, "slug") }));
       navigate(`/o/${id}/projects`);
       return "Organization created.";
     });
@@ -70,17 +60,7 @@ export function Organizations() {
         <form aria-label="Create an organization" onSubmit={create}>
           <SimpleGrid cols={{ base: 1, sm: 2 }} maw={720}>
             <TextInput id="organization-name" name="name" label="Name" required maxLength={100} autoComplete="organization" />
-            <TextInput
-              name="slug"
-              label="Slug"
-              description="Lowercase letters, digits and dashes"
-              inputWrapperOrder={["label", "input", "description", "error"]}
-              required
-              maxLength={48}
-              pattern="[a-z0-9][a-z0-9\-]*[a-z0-9]"
-              title="lowercase letters, digits and dashes"
-              autoComplete="off"
-            />
+            <SlugInput label="Slug" />
           </SimpleGrid>
           <Group mt="md"><Button type="submit" loading={act.busy}>Create organization</Button></Group>
         </form>

@@ -7,7 +7,7 @@
 import { Button, Code, Group, Paper, SimpleGrid, TextInput, Title } from "@mantine/core";
 import { useQuery } from "@tanstack/react-query";
 import type { FormEvent } from "react";
-import { DataTable, Outcome, PageHeader, QueryState, useAct, useOrgApi } from "./kit.tsx";
+import { DataTable, Outcome, PageHeader, QueryState, SlugInput, useAct, useOrgApi } from "./kit.tsx";
 import { field, useOrg, when } from "./ui.tsx";
 
 const ROLE_NAMES: Record<string, string> = {
@@ -71,17 +71,7 @@ export function Projects() {
           <form aria-label="Create a project" onSubmit={create}>
             <SimpleGrid cols={{ base: 1, sm: 2 }} maw={720}>
               <TextInput id="project-name" name="name" label="Project name" required maxLength={100} autoComplete="off" />
-              <TextInput
-                name="slug"
-                label="Project slug"
-                description="Lowercase letters, digits and dashes"
-                inputWrapperOrder={["label", "input", "description", "error"]}
-                required
-                maxLength={48}
-                pattern="[a-z0-9][a-z0-9\-]*[a-z0-9]"
-                title="lowercase letters, digits and dashes"
-                autoComplete="off"
-              />
+              <SlugInput label="Project slug" />
             </SimpleGrid>
             <Group mt="md"><Button type="submit" loading={act.busy}>Create project</Button></Group>
           </form>

@@ -50,8 +50,8 @@ export interface OrgApi {
   rpc: Client["rpc"];
   /** The data of a supabase-js query or RPC, or its error as an ApiError. */
   run<T>(query: PromiseLike<{ data: T | null; error: unknown; status?: number }>): Promise<T>;
-  /** Calls edge function `name` (a path below /functions/v1) with a JSON body; its answer, or its refusal as an ApiError. */
-  invoke<T>(name: string, body?: unknown): Promise<T>;
+  /** Calls edge function `name` (a path below /functions/v1) with a JSON body (and any headers of its own); its answer, or its refusal as an ApiError. */
+  invoke<T>(name: string, body?: unknown, headers?: Record<string, string>): Promise<T>;
 }
 
 const clients = new Map<string, OrgApi>();
@@ -63,7 +63,8 @@ function client(orgId: string | null): Client {
   });
 }
 
-async function run<T>(query: PromiseLike<{ data: T | null; error: unknown; status?: number }>): Promise<T> {
+/** The data of a supabase-js query or RPC (of orgApi or personalApi), or its error as an ApiError. */
+export async function run<T>(query: PromiseLike<{ data: T | null; error: unknown; status?: number }>): Promise<T> {
   const { data, error, status } = await query;
   if (error) throw await apiError(error, status);
   return data as T;
@@ -79,8 +80,8 @@ export function orgApi(orgId: string): OrgApi {
     from: sb.from.bind(sb) as Client["from"],
     rpc: sb.rpc.bind(sb) as Client["rpc"],
     run,
-    invoke: async <T>(name: string, body: unknown = {}) => {
-      const { data, error } = await sb.functions.invoke<T>(name, { body: body as Record<string, unknown>, headers: { "x-org-id": orgId } });
+    invoke: async <T>(name: string, body: unknown = {}, headers: Record<string, string> = {}) => {
+      const { data, error } = await sb.functions.invoke<T>(name, { body: body as Record<string, unknown>, headers: { ...headers, "x-org-id": orgId } });
       if (error) throw await apiError(error);
       return data as T;
     },

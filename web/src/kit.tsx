@@ -4,7 +4,7 @@
  * action where the eye is (and as a toast), and what the signed-in person may do here (from
  * public.my_permissions, never from rules of the browser's own), and a table whose columns sort.
  */
-import { Alert, Button, Group, Paper, Skeleton, Stack, Table, Text, Title, UnstyledButton } from "@mantine/core";
+import { Alert, Box, Button, Group, Paper, Skeleton, Stack, Table, Text, TextInput, Title, UnstyledButton } from "@mantine/core";
 import { notifications } from "@mantine/notifications";
 import { useMutation, useQueryClient, type QueryKey, type UseQueryResult } from "@tanstack/react-query";
 import { useState, type ReactNode } from "react";
@@ -37,6 +37,33 @@ export function PageHeader({ title, description, action }: { title: string; desc
       </Stack>
       {action}
     </Group>
+  );
+}
+
+/** A section of a screen, under its h2 (the page's h1 is the PageHeader). */
+export function Section({ id, title, children }: { id: string; title: string; children: ReactNode }) {
+  return (
+    <Box component="section" aria-labelledby={id} mt="xl">
+      <Title order={2} size="h3" id={id} mb="sm">{title}</Title>
+      {children}
+    </Box>
+  );
+}
+
+/** A slug field (an organization's or a project's address): lowercase letters, digits and dashes. */
+export function SlugInput({ label }: { label: string }) {
+  return (
+    <TextInput
+      name="slug"
+      label={label}
+      description="Lowercase letters, digits and dashes"
+      inputWrapperOrder={["label", "input", "description", "error"]}
+      required
+      maxLength={48}
+      pattern="[a-z0-9][a-z0-9\-]*[a-z0-9]"
+      title="lowercase letters, digits and dashes"
+      autoComplete="off"
+    />
   );
 }
 

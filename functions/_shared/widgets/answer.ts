@@ -43,6 +43,21 @@ export type Begun =
   | { ok: false; reason: string; conversation_id?: string; retry_after?: number };
 
 /**
+ * What a message the model path refused answers (200): the polite notice a visitor reads, busy for
+ * a rate limit and unavailable otherwise, with the refusal's own code.
+ */
+export function refusedReply(begun: Extract<Begun, { ok: false }>) {
+  const busy = begun.reason === "widget_rate_limited";
+  return {
+    conversation_id: begun.conversation_id ?? null,
+    reply: { role: "notice" as const, content: busy ? NOTICES.busy : NOTICES.unavailable },
+    degraded: busy ? "busy" : "unavailable",
+    code: begun.reason,
+    ...(begun.retry_after ? { retry_after: begun.retry_after } : {}),
+  };
+}
+
+/**
  * The agent's answer through the one model-call module (models/call.ts), as JSON or as a stream; a
  * failure is a polite notice. The call is settled, and the answer (or the notice, and an
  * escalation) stored, in one statement: private.widget_message_end.
