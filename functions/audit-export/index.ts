@@ -44,10 +44,11 @@ app.openapi(createRoute({
     ...refusals(400, 401, 403, 404, 416),
   },
 }), async (c) => {
-  const caller = callerOf(c.req.raw);
+  // A personal access token exports its organization's chain with audit:read.
+  const caller = callerOf(c.req.raw, { tokenScope: "audit:read" });
   const q = c.req.valid("query");
   let orgId: string;
-  if (caller.kind === "user") orgId = orgIdOf(c.req.raw);
+  if (caller.kind === "user") orgId = caller.token && c.req.header("x-org-id") === undefined ? caller.token.orgId : orgIdOf(c.req.raw);
   else if (q.org_id) orgId = q.org_id;
   else throw refuse("missing_org_id", "the service role names the organization with ?org_id=");
 

@@ -22,7 +22,9 @@ import { appendFile, createReadStream, existsSync, statSync } from "node:fs";
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { type Duplex, Transform } from "node:stream";
 import { extname, join, normalize, sep } from "node:path";
+import { createHash } from "node:crypto";
 import { jwtVerify } from "jose";
+import { patFormatValid } from "../../functions/_shared/pat/token.ts";
 import { CONSOLE_FRAMING_HEADERS } from "../../web/server/console.ts";
 
 const CORS_HEADERS: Record<string, string> = {
@@ -312,10 +314,40 @@ function serveStatic(res: ServerResponse, webDist: string, pathname: string): vo
   createReadStream(file).pipe(res);
 }
 
+/**
+ * Personal access tokens at the door (docs/tokens.md). A request whose Authorization is
+ * `Bearer gtp_…` to REST or a function goes on with the access token the tokens function exchanges
+ * it for; a token whose checksum fails is refused here, before anything is asked of the database.
+ * Exchanged tokens are kept until a minute before they expire (the database re-checks the token
+ * row on every request, so a revocation still takes effect at once). Hosted Supabase's gateway
+ * takes JWTs only: there a program exchanges the token itself (POST /functions/v1/tokens/exchange).
+ */
+class PatExchanger {
+  private readonly cache = new Map<string, { authorization: string; until: number }>();
+  constructor(private readonly edgePort: number) {}
+
+  /** The Authorization to send on for a `gtp_` bearer, or the refusal to answer (status and body). */
+  async exchange(pat: string): Promise<{ authorization: string } | { status: number; code: string; message: string }> {
+    if (!patFormatValid(pat)) return { status: 401, code: "token_invalid", message: "this is not a personal access token (its checksum does not hold)" };
+    const key = createHash("sha256").update(pat).digest("hex");
+    const kept = this.cache.get(key);
+    if (kept && kept.until > Date.now()) return { authorization: kept.authorization };
+    const answer = await fetch(`http://127.0.0.1:${this.edgePort}/tokens/exchange`, { method: "POST", headers: { authorization: `Bearer ${pat}` } });
+    const body = await answer.json() as { access_token: string; expires_at: number; error?: { code: string; message: string } };
+    if (answer.status !== 200) return { status: answer.status, code: body.error?.code ?? "token_exchange_failed", message: body.error?.message ?? "the token could not be exchanged" };
+    const { access_token, expires_at } = body;
+    const authorization = `Bearer ${access_token}`;
+    if (this.cache.size >= 1000) this.cache.clear();
+    this.cache.set(key, { authorization, until: expires_at * 1000 - 60_000 });
+    return { authorization };
+  }
+}
+
 /** Starts the gateway and resolves once it listens. */
 export async function startGateway(opts: GatewayOptions): Promise<Server> {
   const secret = new TextEncoder().encode(opts.jwtSecret);
   const apiKeys = new Set([opts.anonKey, opts.serviceRoleKey]);
+  const pats = new PatExchanger(opts.edgePort);
 
   const server = createServer((req, res) => {
     const started = performance.now();
@@ -363,6 +395,15 @@ export async function startGateway(opts: GatewayOptions): Promise<Server> {
     }
     const [, service, rest = "/"] = api;
     const upstreamPath = rest + url.search;
+
+    // A personal access token goes on as the access token it is exchanged for (the tokens function
+    // itself takes it as it is).
+    const patBearer = /^Bearer\s+(gtp_\S*)$/i.exec(req.headers.authorization ?? "")?.[1];
+    if (patBearer && service !== "auth" && !(service === "functions" && rest.split("/")[1] === "tokens") && req.method !== "OPTIONS") {
+      const swapped = await pats.exchange(patBearer);
+      if ("status" in swapped) return gatewayError(res, swapped.status, swapped.code, swapped.message);
+      req.headers.authorization = swapped.authorization;
+    }
 
     if (service === "functions") {
       const name = rest.split("/")[1] ?? "";

@@ -263,6 +263,8 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
       SUPABASE_ANON_KEY: anonKey,
       SUPABASE_SERVICE_ROLE_KEY: serviceRoleKey,
       SUPABASE_DB_URL: pg.superuserUrl,
+      // The tokens function signs the access tokens personal access tokens are exchanged for.
+      GATEHOUSE_JWT_SECRET: state.jwtSecret,
       ...modelEnv,
       // Billing, when the developer has Stripe keys (docs/billing.md); without them it answers billing_not_configured.
       ...pick(process.env, ["STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRETS", "STRIPE_WEBHOOK_SECRET"]),

@@ -76,8 +76,9 @@ export function startAuditSealer(dbUrl: string, logFile: string): Sealer {
 /**
  * Every GATEHOUSE_PURGE_SECONDS (default 3600; 0 turns it off), deletes the widget and run
  * transcripts past their organization's retention (private.purge_transcripts and
- * private.purge_run_transcripts, which record each purge in the audit chain), as
- * `select cron.schedule('purge-transcripts', '0 * * * *', 'select private.purge_transcripts(), private.purge_run_transcripts()')`
+ * private.purge_run_transcripts, which record each purge in the audit chain) and records the
+ * expiry of the personal access tokens that expired since (private.record_expired_tokens), as
+ * `select cron.schedule('purge-transcripts', '0 * * * *', 'select private.purge_transcripts(), private.purge_run_transcripts(), private.record_expired_tokens()')`
  * does on hosted Supabase. Returns a stopper.
  */
 export function scheduleTranscriptPurge(dbUrl: string, logFile: string): () => Promise<void> {
@@ -88,8 +89,9 @@ export function scheduleTranscriptPurge(dbUrl: string, logFile: string): () => P
   const sql = postgres(dbUrl, { max: 1, onnotice: () => {} });
   const timer = setInterval(async () => {
     try {
-      const [{ purged, run_messages }] = await sql`select private.purge_transcripts() as purged, private.purge_run_transcripts() as run_messages`;
-      appendFileSync(logFile, `${new Date().toISOString()} purged ${purged} conversation(s), ${run_messages} run transcript message(s)\n`);
+      const [{ purged, run_messages, expired }] = await sql`select private.purge_transcripts() as purged, private.purge_run_transcripts() as run_messages,
+                                                                   private.record_expired_tokens() as expired`;
+      appendFileSync(logFile, `${new Date().toISOString()} purged ${purged} conversation(s), ${run_messages} run transcript message(s); ${expired} token expiry(ies) recorded\n`);
     } catch (e) {
       appendFileSync(logFile, `${new Date().toISOString()} purge failed: ${(e as Error).message}\n`);
     }

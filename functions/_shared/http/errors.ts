@@ -32,6 +32,17 @@ export const REFUSALS = {
   invalid_token: [401, "the bearer token is not a valid access token"],
   sign_in_required: [401, "sign in, or call with the service role"],
   runtime_only: [403, "only the agent runtime (service role) may do this"],
+  // Personal access tokens (docs/tokens.md)
+  token_invalid: [401, "this is not a valid personal access token"],
+  token_revoked: [401, "the personal access token has been revoked"],
+  token_expired: [401, "the personal access token has expired"],
+  user_disabled: [401, "this account is disabled"],
+  token_not_accepted: [403, "this route does not take personal access tokens"],
+  token_scope: [403, "the personal access token lacks the scope this needs"],
+  tokens_misconfigured: [503, "the tokens function's configuration is not valid"],
+  leak_reports_not_configured: [503, "no secret scanner's keys are configured here (GATEHOUSE_LEAK_REPORT_KEYS)"],
+  leak_report_signature_missing: [400, "send GitHub-Public-Key-Identifier and GitHub-Public-Key-Signature"],
+  leak_report_signature_invalid: [401, "the report's signature does not verify with the key it names"],
   // The organization context
   context_missing_org_id: [400, "send X-Org-Id"],
   context_invalid_org_id: [400, "X-Org-Id must be a uuid"],

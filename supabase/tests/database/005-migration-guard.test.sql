@@ -2,7 +2,7 @@
 -- without forced RLS and a policy for each operation. Its check runs at commit; each case here
 -- forces it with SET CONSTRAINTS ... IMMEDIATE, inside throws_ok's savepoint.
 begin;
-select plan(11);
+select plan(12);
 
 select throws_like(
   $$ set constraints all deferred;
@@ -33,6 +33,20 @@ select throws_like(
   'creating a tenant table without a policy for every operation is refused, naming the missing ones'
 );
 
+select throws_like(
+  $$ set constraints all deferred;
+     create table public.guard_t4 (id int primary key, org_id uuid not null);
+     alter table public.guard_t4 enable row level security;
+     alter table public.guard_t4 force row level security;
+     create policy "r" on public.guard_t4 for select to authenticated using (true);
+     create policy "i" on public.guard_t4 for insert to authenticated with check (true);
+     create policy "u" on public.guard_t4 for update to authenticated using (true);
+     create policy "d" on public.guard_t4 for delete to authenticated using (true);
+     set constraints all immediate $$,
+  '%guard_t4 unprotected: personal access tokens are not held to their scopes for SELECT, INSERT, UPDATE, DELETE%',
+  'creating a tenant table without the personal access token rules is refused'
+);
+
 select lives_ok(
   $$ set constraints all deferred;
      create table public.guard_ok (id int primary key, org_id uuid not null);
@@ -42,8 +56,9 @@ select lives_ok(
      create policy "i" on public.guard_ok for insert to authenticated with check (true);
      create policy "u" on public.guard_ok for update to authenticated using (true);
      create policy "d" on public.guard_ok for delete to authenticated using (true);
+     select private.guard_from_tokens('public.guard_ok');
      set constraints all immediate $$,
-  'a tenant table with forced RLS and a policy per operation is accepted'
+  'a tenant table with forced RLS, a policy per operation and the token rules is accepted'
 );
 
 select throws_like(
