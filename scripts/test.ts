@@ -19,7 +19,7 @@
  * Arguments after `--` are passed to vitest (e.g. `npm test -- tests/integration/vault.test.ts`).
  */
 import { spawn, spawnSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -104,6 +104,8 @@ export interface TestProviders {
   stripeSecretKey: string;
   /** The Stripe webhook's signing secrets, the current one first and the previous one (a rotation's overlap). */
   stripeWebhookSecrets: [string, string];
+  /** A secret scanner's signing key (ECDSA P-256), as GitHub's partner program signs leak reports: the tokens function trusts its public half. */
+  leakReporter: { keyId: string; privateKey: string; publicKey: string };
   ca: string;
   cert: string;
   key: string;
@@ -138,6 +140,7 @@ async function testProviders(dir: string): Promise<TestProviders> {
     stripePort: await freePort(),
     stripeSecretKey: `sk_test_${randomBytes(24).toString("hex")}`,
     stripeWebhookSecrets: [`whsec_test${randomBytes(24).toString("hex")}`, `whsec_test${randomBytes(24).toString("hex")}`],
+    leakReporter: leakReporterKey(),
     ca: read("ca.pem"),
     cert: read("leaf.pem"),
     key: read("leaf.key"),
@@ -145,6 +148,16 @@ async function testProviders(dir: string): Promise<TestProviders> {
 }
 
 /** The edge functions' environment that lets them reach the local provider and model servers, and only those. */
+/** A local secret scanner's key pair (made for this run; never in the repository). */
+function leakReporterKey(): TestProviders["leakReporter"] {
+  const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+  return {
+    keyId: randomBytes(32).toString("hex"),
+    privateKey: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+    publicKey: publicKey.export({ type: "spki", format: "pem" }).toString(),
+  };
+}
+
 function providersEnv(p: TestProviders): Record<string, string> {
   const base = `https://127.0.0.1:${p.port}`;
   const models = `https://127.0.0.1:${p.modelPort}`;
@@ -164,6 +177,8 @@ function providersEnv(p: TestProviders): Record<string, string> {
     STRIPE_WEBHOOK_SECRETS: p.stripeWebhookSecrets.join(","),
     STRIPE_SECRET_KEY: p.stripeSecretKey,
     STRIPE_API_BASE: `https://127.0.0.1:${p.stripePort}`,
+    // GitHub's /meta/public_keys/secret_scanning shape, with the local scanner's key.
+    GATEHOUSE_LEAK_REPORT_KEYS: JSON.stringify({ public_keys: [{ key_identifier: p.leakReporter.keyId, key: p.leakReporter.publicKey, is_current: true }] }),
     GATEHOUSE_PROVIDER_URLS: JSON.stringify({
       slack_webhook: `${base}/slack/services/`,
       discord_webhook: `${base}/discord/api/webhooks/`,

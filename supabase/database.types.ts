@@ -1275,6 +1275,7 @@ export type Database = {
         Row: {
           created_at: string;
           expires_at: string;
+          expiry_recorded_at: string | null;
           id: string;
           last_used_at: string | null;
           name: string;
@@ -1291,6 +1292,7 @@ export type Database = {
         Insert: {
           created_at?: string;
           expires_at: string;
+          expiry_recorded_at?: string | null;
           id?: string;
           last_used_at?: string | null;
           name: string;
@@ -1306,6 +1308,7 @@ export type Database = {
         Update: {
           created_at?: string;
           expires_at?: string;
+          expiry_recorded_at?: string | null;
           id?: string;
           last_used_at?: string | null;
           name?: string;

@@ -322,7 +322,7 @@ function serveStatic(res: ServerResponse, webDist: string, pathname: string): vo
  * row on every request, so a revocation still takes effect at once). Hosted Supabase's gateway
  * takes JWTs only: there a program exchanges the token itself (POST /functions/v1/tokens/exchange).
  */
-class PatExchanger {
+export class PatExchanger {
   private readonly cache = new Map<string, { authorization: string; until: number }>();
   constructor(private readonly edgePort: number) {}
 
@@ -401,7 +401,11 @@ export async function startGateway(opts: GatewayOptions): Promise<Server> {
     const patBearer = /^Bearer\s+(gtp_\S*)$/i.exec(req.headers.authorization ?? "")?.[1];
     if (patBearer && service !== "auth" && !(service === "functions" && rest.split("/")[1] === "tokens") && req.method !== "OPTIONS") {
       const swapped = await pats.exchange(patBearer);
-      if ("status" in swapped) return gatewayError(res, swapped.status, swapped.code, swapped.message);
+      if ("status" in swapped) {
+        // In the shape of the service's own errors: PostgREST's for REST, the functions' otherwise.
+        if (service === "rest") return sendJson(res, swapped.status, { code: swapped.code, message: swapped.message, details: null, hint: null });
+        return gatewayError(res, swapped.status, swapped.code, swapped.message);
+      }
       req.headers.authorization = swapped.authorization;
     }
 
