@@ -1540,6 +1540,139 @@ export type Database = {
           },
         ];
       };
+      webhook_deliveries: {
+        Row: {
+          agent_id: string;
+          body_bytes: number | null;
+          body_sha256: string | null;
+          id: string;
+          last_at: string;
+          org_id: string;
+          outcome: string;
+          project_id: string;
+          received_at: string;
+          run_id: string | null;
+          sent_at: string | null;
+          subscription_id: string;
+          times: number;
+          webhook_id: string | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          agent_id: string;
+          body_bytes?: number | null;
+          body_sha256?: string | null;
+          id?: string;
+          last_at?: string;
+          org_id?: string;
+          outcome: string;
+          project_id?: string;
+          received_at?: string;
+          run_id?: string | null;
+          sent_at?: string | null;
+          subscription_id: string;
+          times?: number;
+          webhook_id?: string | null;
+        };
+        Update: {
+          agent_id?: string;
+          body_bytes?: number | null;
+          body_sha256?: string | null;
+          id?: string;
+          last_at?: string;
+          org_id?: string;
+          outcome?: string;
+          project_id?: string;
+          received_at?: string;
+          run_id?: string | null;
+          sent_at?: string | null;
+          subscription_id?: string;
+          times?: number;
+          webhook_id?: string | null;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "webhook_deliveries_org_id_project_id_agent_id_run_id_fkey";
+            columns: ["org_id", "project_id", "agent_id", "run_id"];
+            isOneToOne: true;
+            referencedRelation: "agent_runs";
+            referencedColumns: ["org_id", "project_id", "agent_id", "id"];
+          },
+          {
+            foreignKeyName: "webhook_deliveries_org_id_project_id_subscription_id_fkey";
+            columns: ["org_id", "project_id", "subscription_id"];
+            isOneToOne: false;
+            referencedRelation: "webhook_subscriptions";
+            referencedColumns: ["org_id", "project_id", "id"];
+          },
+        ];
+      };
+      webhook_subscriptions: {
+        Row: {
+          agent_id: string;
+          created_at: string;
+          created_by: string | null;
+          disabled_at: string | null;
+          id: string;
+          key_hint: string;
+          name: string;
+          org_id: string;
+          previous_public_key: string | null;
+          previous_secret_id: string | null;
+          previous_valid_until: string | null;
+          project_id: string;
+          public_key: string | null;
+          rotated_at: string | null;
+          scheme: string;
+          secret_id: string | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          agent_id: string;
+          created_at?: string;
+          created_by?: string | null;
+          disabled_at?: string | null;
+          id?: string;
+          key_hint: string;
+          name: string;
+          org_id?: string;
+          previous_public_key?: string | null;
+          previous_secret_id?: string | null;
+          previous_valid_until?: string | null;
+          project_id?: string;
+          public_key?: string | null;
+          rotated_at?: string | null;
+          scheme?: string;
+          secret_id?: string | null;
+        };
+        Update: {
+          agent_id?: string;
+          created_at?: string;
+          created_by?: string | null;
+          disabled_at?: string | null;
+          id?: string;
+          key_hint?: string;
+          name?: string;
+          org_id?: string;
+          previous_public_key?: string | null;
+          previous_secret_id?: string | null;
+          previous_valid_until?: string | null;
+          project_id?: string;
+          public_key?: string | null;
+          rotated_at?: string | null;
+          scheme?: string;
+          secret_id?: string | null;
+        };
+        Relationships: [
+          {
+            foreignKeyName: "webhook_subscriptions_org_id_project_id_agent_id_fkey";
+            columns: ["org_id", "project_id", "agent_id"];
+            isOneToOne: false;
+            referencedRelation: "agents";
+            referencedColumns: ["org_id", "project_id", "id"];
+          },
+        ];
+      };
       widget_conversations: {
         Row: {
           agent_id: string;
@@ -2053,6 +2186,10 @@ export type Database = {
         Args: { p_expires_in_days?: number; p_name: string; p_project_id?: string; p_scopes: string[] };
         Returns: Json;
       };
+      create_webhook_subscription: {
+        Args: { p_agent_id: string; p_name: string; p_public_key?: string; p_scheme?: string };
+        Returns: Json;
+      };
       create_widget_key: { Args: { p_agent_id: string; p_allowed_origins?: string[] }; Returns: Json };
       decide_action: {
         Args: { p_approval_sha256: string; p_approve: boolean; p_comment?: string; p_request_id: string };
@@ -2122,6 +2259,7 @@ export type Database = {
           isSetofReturn: false;
         };
       };
+      disable_webhook_subscription: { Args: { p_subscription_id: string }; Returns: Json };
       disable_widget_key: {
         Args: { p_key_id: string };
         Returns: {
@@ -2329,6 +2467,10 @@ export type Database = {
       };
       revoke_member_sessions: { Args: { p_user_id: string }; Returns: number };
       revoke_personal_access_token: { Args: { p_token_id: string }; Returns: Json };
+      rotate_webhook_secret: {
+        Args: { p_grace_minutes?: number; p_public_key?: string; p_subscription_id: string };
+        Returns: Json;
+      };
       rotate_widget_key: { Args: { p_key_id: string }; Returns: Json };
       save_connection: {
         Args: {

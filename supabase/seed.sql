@@ -237,6 +237,28 @@ values
   ('0b000000-0000-4000-8000-00000000000b', 'b0000000-0000-4000-8000-000000000001', 'Reporting', 'gtp_Seed',
    encode(sha256(extensions.gen_random_bytes(32)), 'hex'), '{audit:read}', now() + interval '30 days');
 
+-- Each organization takes webhooks for its agent: Acme's signed with a secret we made (v1, in
+-- Vault), Globex's with its sender's Ed25519 key (v1a, a made-up public key). Each has taken one
+-- delivery, which started the organization's seeded run, and refused one with a stale timestamp.
+insert into public.webhook_subscriptions (id, org_id, project_id, agent_id, name, scheme, secret_id, public_key, key_hint)
+values
+  ('9a000000-0000-4000-8000-00000000000a', '0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a',
+   '2a000000-0000-4000-8000-00000000000a', 'Helpdesk tickets', 'v1',
+   vault.create_secret('whsec_' || encode(extensions.gen_random_bytes(32), 'base64'), null, 'inbound webhook signing secret'), null, 'whsec_seed'),
+  ('9b000000-0000-4000-8000-00000000000b', '0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b',
+   '2b000000-0000-4000-8000-00000000000b', 'Status page', 'v1a', null, 'whpk_' || encode(extensions.gen_random_bytes(32), 'base64'), 'whpk_seed');
+
+insert into public.webhook_deliveries (org_id, project_id, subscription_id, agent_id, webhook_id, outcome, run_id, body_bytes, body_sha256, sent_at)
+values
+  ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', '9a000000-0000-4000-8000-00000000000a',
+   '2a000000-0000-4000-8000-00000000000a', 'msg_seed_acme', 'accepted', '4a000000-0000-4000-8000-00000000000a', 2, encode(sha256('{}'), 'hex'), now()),
+  ('0a000000-0000-4000-8000-00000000000a', '1a000000-0000-4000-8000-00000000000a', '9a000000-0000-4000-8000-00000000000a',
+   '2a000000-0000-4000-8000-00000000000a', null, 'inbound_timestamp_too_old', null, null, null, null),
+  ('0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b', '9b000000-0000-4000-8000-00000000000b',
+   '2b000000-0000-4000-8000-00000000000b', 'msg_seed_globex', 'accepted', '4b000000-0000-4000-8000-00000000000b', 2, encode(sha256('{}'), 'hex'), now()),
+  ('0b000000-0000-4000-8000-00000000000b', '1b000000-0000-4000-8000-00000000000b', '9b000000-0000-4000-8000-00000000000b',
+   '2b000000-0000-4000-8000-00000000000b', null, 'inbound_timestamp_too_old', null, null, null, null);
+
 -- Victor (Acme's viewer) and Grace (Globex's admin) each pinned a key on the audit screen: a
 -- made-up one, so that verifying against it fails until they pin their organization's real key
 -- (made when the stack signs its first checkpoint).

@@ -396,10 +396,11 @@ export async function startGateway(opts: GatewayOptions): Promise<Server> {
     const [, service, rest = "/"] = api;
     const upstreamPath = rest + url.search;
 
-    // A personal access token goes on as the access token it is exchanged for (the tokens function
-    // itself takes it as it is).
+    // A personal access token goes on as the access token it is exchanged for, to REST and to the
+    // functions that verify JWTs. The others (tokens, inbound) take it as it is, as they do hosted.
     const patBearer = /^Bearer\s+(gtp_\S*)$/i.exec(req.headers.authorization ?? "")?.[1];
-    if (patBearer && service !== "auth" && !(service === "functions" && rest.split("/")[1] === "tokens") && req.method !== "OPTIONS") {
+    const takesJwt = service === "rest" || (service === "functions" && opts.functionVerifiesJwt(rest.split("/")[1] ?? ""));
+    if (patBearer && takesJwt && req.method !== "OPTIONS") {
       const swapped = await pats.exchange(patBearer);
       if ("status" in swapped) {
         // In the shape of the service's own errors: PostgREST's for REST, the functions' otherwise.

@@ -118,6 +118,15 @@ export const REFUSALS = {
   invitation_not_found: [404, "no open invitation has that token"],
   invitation_expired: [410, "the invitation has expired: ask for a new one"],
   invitation_link_recent: [429, "a link was mailed less than a minute ago; check the inbox, or try again in a minute"],
+  // Inbound webhooks (docs/webhooks.md)
+  inbound_subscription_not_found: [404, "no live inbound webhook subscription of the token's organization has that id"],
+  inbound_token_project: [403, "the token must be bound to the subscription's project"],
+  inbound_headers_missing: [400, "send webhook-id, webhook-timestamp and webhook-signature (Standard Webhooks)"],
+  inbound_timestamp_invalid: [400, "webhook-timestamp is whole seconds since the epoch"],
+  inbound_timestamp_too_old: [400, "webhook-timestamp is more than 5 minutes old"],
+  inbound_timestamp_too_new: [400, "webhook-timestamp is more than 5 minutes ahead"],
+  inbound_signature_invalid: [401, "no signature in webhook-signature verifies the delivery with the subscription's secret"],
+  inbound_replayed: [409, "this webhook-id was delivered before; its run is run_id"],
   // Billing
   billing_not_configured: [503, "billing is not configured here (no Stripe keys): see docs/billing.md"],
   webhook_signature_missing: [400, "send the Stripe-Signature header"],
