@@ -19,11 +19,15 @@
  *   runs    three-step runs per second through the run worker, enqueue-to-pickup time, round trips
  *           per step, and an approval storm's resumes (scripts/bench/runs.ts)
  *           options: --runs 200 --idle 30 --storm 50 --concurrency 16
+ *   inbound signed webhook deliveries per second through every check to a run's start vs
+ *           accept_webhook_delivery alone, delivery-to-start time, a retry storm's runs (scripts/bench/inbound.ts)
+ *           options: --deliveries 300 --concurrency 8 --storm 20 --distinct 10
  */
 import { parseArgs } from "node:util";
 import { benchAudit } from "./bench/audit.ts";
 import { benchBilling } from "./bench/billing.ts";
 import { benchGateway } from "./bench/gateway.ts";
+import { benchInbound } from "./bench/inbound.ts";
 import { benchWidget } from "./bench/widget.ts";
 import { benchRls } from "./bench/rls.ts";
 import { benchRuns } from "./bench/runs.ts";
@@ -33,7 +37,8 @@ const USAGE = `usage: npm run bench -- rls [--orgs 1000] [--rows 1000] [--iterat
        npm run bench -- gateway [--iterations 200] [--concurrency 200] [--fits 50]
        npm run bench -- widget [--messages 400] [--concurrency 8] [--limit 10]
        npm run bench -- billing [--events 500] [--concurrency 8] [--deliveries 1000] [--distinct 10]
-       npm run bench -- runs [--runs 200] [--idle 30] [--storm 50] [--concurrency 16]`;
+       npm run bench -- runs [--runs 200] [--idle 30] [--storm 50] [--concurrency 16]
+       npm run bench -- inbound [--deliveries 300] [--concurrency 8] [--storm 20] [--distinct 10]`;
 
 function positive(value: string | undefined, fallback: number, flag: string): number {
   if (value === undefined) return fallback;
@@ -120,6 +125,16 @@ async function main(): Promise<number> {
       concurrency: positive(values.concurrency, 16, "concurrency"),
     });
     console.log(met ? "runs: every run ended as expected, the storm resumed each once" : "runs: a target is missed");
+    return met ? 0 : 1;
+  }
+  if (name === "inbound") {
+    const met = await benchInbound({
+      deliveries: positive(values.deliveries, 300, "deliveries"),
+      concurrency: positive(values.concurrency, 8, "concurrency"),
+      storm: positive(values.storm, 20, "storm"),
+      distinct: positive(values.distinct, 10, "distinct"),
+    });
+    console.log(met ? "inbound: every delivery accepted, the storm started each run once" : "inbound: a target is missed");
     return met ? 0 : 1;
   }
   console.error(USAGE);
