@@ -96,6 +96,8 @@ export interface TestProviders {
   embedModelPort: number;
   /** Connector providers for the console's browser tests, so that they don't share the connector tests' server. */
   consoleProviderPort: number;
+  /** Connector providers for the MCP endpoint's tests, so that they share no server either. */
+  mcpProviderPort: number;
   platformKeys: { openai: string; anthropic: string };
   /** The DNS server of the domain verifier's tests (dns2, UDP and TCP on loopback), the only resolver the functions ask. */
   dnsPort: number;
@@ -135,6 +137,7 @@ async function testProviders(dir: string): Promise<TestProviders> {
     widgetModelPort: await freePort(),
     embedModelPort: await freePort(),
     consoleProviderPort: await freePort(),
+    mcpProviderPort: await freePort(),
     dnsPort: await freePort(),
     platformKeys: { openai: platformKey("openai"), anthropic: platformKey("anthropic") },
     stripePort: await freePort(),
@@ -163,7 +166,7 @@ function providersEnv(p: TestProviders): Record<string, string> {
   const models = `https://127.0.0.1:${p.modelPort}`;
   return {
     GATEHOUSE_EGRESS_TEST_ALLOWANCE: JSON.stringify({
-      endpoints: [p.port, p.modelPort, p.widgetModelPort, p.embedModelPort, p.consoleProviderPort, p.stripePort].map((port) => `127.0.0.1:${port}`),
+      endpoints: [p.port, p.modelPort, p.widgetModelPort, p.embedModelPort, p.consoleProviderPort, p.mcpProviderPort, p.stripePort].map((port) => `127.0.0.1:${port}`),
       caCerts: [p.ca],
     }),
     OPENAI_API_KEY: p.platformKeys.openai,

@@ -61,7 +61,7 @@ export interface FakeProviders {
 }
 
 /** The reserved port and certificate, from the file scripts/test.ts wrote. */
-function settings(): { port: number; consoleProviderPort: number; cert: string; key: string } {
+function settings(): { port: number; consoleProviderPort: number; mcpProviderPort: number; cert: string; key: string } {
   const file = process.env.GATEHOUSE_TEST_PROVIDERS_FILE;
   if (!file) throw new Error("the connector tests run under npm test, which starts local provider servers' allowance (GATEHOUSE_TEST_PROVIDERS_FILE is unset)");
   return JSON.parse(readFileSync(file, "utf8"));
@@ -71,12 +71,12 @@ const b64url = (b: Buffer) => b.toString("base64url");
 const token = (prefix: string) => `${prefix}_${randomBytes(18).toString("hex")}`;
 
 /**
- * Starts the providers on the connector tests' port, or (`for: "console"`) on the one reserved for
- * the console's browser tests, so that two test files never share a server.
+ * Starts the providers on the connector tests' port, or (`for: "console"`, `"mcp"`) on the one reserved
+ * for the console's browser tests or the MCP endpoint's, so that two test files never share a server.
  */
-export async function startProviders(opts: { for?: "connectors" | "console" } = {}): Promise<FakeProviders> {
-  const { port: connectorsPort, consoleProviderPort, cert, key } = settings();
-  const port = opts.for === "console" ? consoleProviderPort : connectorsPort;
+export async function startProviders(opts: { for?: "connectors" | "console" | "mcp" } = {}): Promise<FakeProviders> {
+  const { port: connectorsPort, consoleProviderPort, mcpProviderPort, cert, key } = settings();
+  const port = opts.for === "console" ? consoleProviderPort : opts.for === "mcp" ? mcpProviderPort : connectorsPort;
   const grants = new Map<string, Grant>();
   const p: FakeProviders = {
     base: `https://127.0.0.1:${port}`,

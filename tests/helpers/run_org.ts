@@ -27,7 +27,11 @@ export interface RunOrg {
 
 export async function createRunOrg(
   sql: postgres.Sql,
-  settings: { name: string; vendorBaseUrl: string; vendorKey: string; providerBase: string; slackHooks: Set<string> },
+  settings: {
+    name: string; vendorBaseUrl: string; vendorKey: string; providerBase: string; slackHooks: Set<string>;
+    /** The tool's connection: a Slack webhook (default), or the organization's own HTTPS endpoint (the fake's /hooks/). */
+    customHooks?: Set<string>;
+  },
 ): Promise<RunOrg> {
   const [org, project, agent, admin] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
   const slug = `${settings.name.toLowerCase()}-${org.slice(0, 8)}`;
@@ -44,19 +48,22 @@ export async function createRunOrg(
             values (${org}, 'openai', ${settings.vendorBaseUrl}, '…test', vault.create_secret(${settings.vendorKey}), now())`;
 
   // The tool's connection, saved as the platform would for the organization (checked live).
-  const hook = `T${org.slice(0, 8)}/B1/${randomUUID().replaceAll("-", "")}`;
-  settings.slackHooks.add(hook);
+  const custom = settings.customHooks !== undefined;
+  const hook = custom ? `mcp-${org.slice(0, 8)}-${randomUUID()}` : `T${org.slice(0, 8)}/B1/${randomUUID().replaceAll("-", "")}`;
+  (custom ? settings.customHooks! : settings.slackHooks).add(hook);
+  const hookPath = custom ? `/hooks/${hook}` : `/slack/services/${hook}`;
+  const provider = custom ? "https_webhook" : "slack_webhook";
   const s = stack();
   const res = await fetch(`${s.functionsUrl}/connectors/connections`, {
     method: "POST",
     headers: { authorization: `Bearer ${s.serviceRoleKey}`, "content-type": "application/json" },
-    body: JSON.stringify({ org_id: org, provider: "slack_webhook", display_name: "Ops alerts", credential: { url: `${settings.providerBase}/slack/services/${hook}` } }),
+    body: JSON.stringify({ org_id: org, provider, display_name: "Ops alerts", credential: { url: `${settings.providerBase}${hookPath}` } }),
   });
   const saved = await res.json() as { connection?: { id: string }; error?: unknown };
   if (res.status !== 201 || !saved.connection) throw new Error(`saving the connection failed: ${res.status} ${JSON.stringify(saved)}`);
   const connection = saved.connection.id;
   await sql`insert into public.agent_tools (org_id, project_id, agent_id, tool, provider, connection_id, scopes)
-            values (${org}, ${project}, ${agent}, 'notify', 'slack_webhook', ${connection}, ${sql.array(["incoming-webhook"])})`;
+            values (${org}, ${project}, ${agent}, 'notify', ${provider}, ${connection}, ${sql.array(custom ? [] : ["incoming-webhook"])})`;
 
   const asAdmin = async <T>(work: (tx: postgres.TransactionSql) => Promise<T>): Promise<T> =>
     await sql.begin(async (tx) => {
@@ -66,7 +73,7 @@ export async function createRunOrg(
       return await work(tx);
     }) as T;
   return {
-    org, project, agent, admin, connection, hookPath: `/slack/services/${hook}`, asAdmin,
+    org, project, agent, admin, connection, hookPath, asAdmin,
     allowTool: async () => {
       await sql`insert into public.approval_policies (org_id, project_id, agent_id, tool, mode, connection_id)
                 values (${org}, ${project}, ${agent}, 'notify', 'allow', ${connection})`;
