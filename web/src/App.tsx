@@ -23,6 +23,8 @@ import { Organizations } from "./Organizations.tsx";
 import { Projects } from "./Projects.tsx";
 import { Settings } from "./Settings.tsx";
 import { RunDetail, Runs } from "./Runs.tsx";
+import { Tokens } from "./Tokens.tsx";
+import { Webhooks } from "./Webhooks.tsx";
 import { Widgets } from "./Widgets.tsx";
 import { auth, loadMe, onSignedOut, type Me } from "./session.ts";
 import { PageHeader, QueryState } from "./kit.tsx";
@@ -87,6 +89,8 @@ export function App() {
             <Route path="audit" element={<Audit />} />
             <Route path="limits" element={<ModelsScreen />} />
             <Route path="widgets" element={<WidgetsScreen me={me} />} />
+            <Route path="webhooks" element={<Webhooks apiUrl={me.api_url || location.origin} />} />
+            <Route path="tokens" element={<Tokens />} />
             <Route path="billing" element={<Billing />} />
             <Route path="settings" element={<Settings />} />
           </Route>
@@ -113,6 +117,8 @@ const SCREENS: [string, string][] = [
   ["audit", "Audit log"],
   ["limits", "Models and limits"],
   ["widgets", "Widgets"],
+  ["webhooks", "Inbound webhooks"],
+  ["tokens", "Access tokens"],
   ["billing", "Billing"],
   ["settings", "Settings"],
 ];
