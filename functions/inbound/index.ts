@@ -6,11 +6,11 @@
  * to the subscription's project, and the Standard Webhooks headers. Every check comes before
  * anything is started, in this order, each refusal a 4xx with its own code:
  *
- *   1. Authorization: Bearer gtp_…    missing_auth; token_invalid (a bad checksum: no lookup), token_revoked, token_expired
- *   2. the token and the subscription token_scope, inbound_subscription_not_found, inbound_token_project
- *   3. the headers                    inbound_headers_missing
- *   4. webhook-timestamp, ±5 minutes  inbound_timestamp_invalid, inbound_timestamp_too_old, inbound_timestamp_too_new
- *   5. the body's size                body_too_large (48 KiB)
+ *   1. the body's size                body_too_large (48 KiB; read, not parsed, as every function's is first)
+ *   2. Authorization: Bearer gtp_…    missing_auth; token_invalid (a bad checksum: no lookup), token_revoked, token_expired
+ *   3. the token and the subscription token_scope, inbound_subscription_not_found, inbound_token_project
+ *   4. the headers                    inbound_headers_missing
+ *   5. webhook-timestamp, ±5 minutes  inbound_timestamp_invalid, inbound_timestamp_too_old, inbound_timestamp_too_new
  *   6. webhook-signature              inbound_signature_invalid: v1 (HMAC-SHA256) through the standardwebhooks
  *                                     package, v1a (Ed25519) with Web Crypto; any signature in the header
  *                                     may match any secret (or key) that verifies now, so senders rotate
@@ -28,6 +28,7 @@ import { Webhook } from "standardwebhooks";
 import { functionApp } from "../_shared/http/app.ts";
 import { serviceDb } from "../_shared/http/db.ts";
 import { HttpError, refuse, type RefusalCode } from "../_shared/http/errors.ts";
+import { readRawBody } from "../_shared/http/body.ts";
 import { jsonContent, refusals } from "../_shared/http/schemas.ts";
 import { unsafeJsonText } from "../_shared/json/text.ts";
 import { patFormatValid } from "../_shared/pat/token.ts";
@@ -77,6 +78,8 @@ app.openapi(createRoute({
   },
 }), async (c) => {
   const subscription = c.req.valid("param").subscription;
+  // The size first, as every function's body: nothing larger is read, whoever sends it.
+  const body = await readRawBody(c.req.raw, MAX_BODY_BYTES);
   const bearer = c.req.header("authorization")?.match(/^Bearer\s+(\S+)$/i)?.[1];
   if (!bearer) throw refuse("missing_auth", "send Authorization: Bearer <personal access token with webhooks:ingest>");
   // A bad checksum is refused before anything is asked of the database.
@@ -92,7 +95,6 @@ app.openapi(createRoute({
     if (!id || !timestamp || !signature) throw refuse("inbound_headers_missing");
     if (id.length > 256 || !/^[\x21-\x7e]+$/.test(id)) throw refuse("inbound_headers_missing", "webhook-id is 1 to 256 printable ASCII characters");
     const sentAt = checkTimestamp(timestamp);
-    const body = await readBody(c.req.raw);
     if (!(await signatureHolds(ctx, { id, timestamp, signature }, body))) throw refuse("inbound_signature_invalid");
     const json = parseJsonBody(c.req.header("content-type"), body);
     const digest = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", body)), (b) => b.toString(16).padStart(2, "0")).join("");
@@ -118,34 +120,6 @@ function checkTimestamp(raw: string): Date {
   if (now - seconds > TOLERANCE_SECONDS) throw refuse("inbound_timestamp_too_old");
   if (seconds - now > TOLERANCE_SECONDS) throw refuse("inbound_timestamp_too_new");
   return new Date(seconds * 1000);
-}
-
-/** The raw body, at most MAX_BODY_BYTES (stopping as soon as it is over). */
-async function readBody(req: Request): Promise<Uint8Array<ArrayBuffer>> {
-  const declared = Number(req.headers.get("content-length") ?? NaN);
-  if (declared > MAX_BODY_BYTES) throw refuse("body_too_large", `a delivery's body is limited to ${MAX_BODY_BYTES} bytes`);
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  if (req.body) {
-    const reader = req.body.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > MAX_BODY_BYTES) {
-        await reader.cancel().catch(() => {});
-        throw refuse("body_too_large", `a delivery's body is limited to ${MAX_BODY_BYTES} bytes`);
-      }
-      chunks.push(value);
-    }
-  }
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.byteLength;
-  }
-  return bytes;
 }
 
 /**

@@ -18,6 +18,7 @@
 import { createHash, createPublicKey, type KeyObject, verify } from "node:crypto";
 import { createRoute, z } from "@hono/zod-openapi";
 import { functionApp } from "../_shared/http/app.ts";
+import { jsonBody, readRawBody } from "../_shared/http/body.ts";
 import { configuration } from "../_shared/http/config.ts";
 import { serviceDb } from "../_shared/http/db.ts";
 import { refuse } from "../_shared/http/errors.ts";
@@ -62,6 +63,9 @@ const Exchanged = z.object({
     expires_at: z.string(),
   }),
 });
+
+// The exchange takes no body (an empty JSON object at most).
+app.use("/exchange", jsonBody(1024));
 
 app.openapi(createRoute({
   method: "post", path: "/exchange", summary: "Exchange a personal access token (Authorization: Bearer gtp_…) for a short-lived access token",
@@ -108,15 +112,13 @@ app.openapi(createRoute({
     ...refusals(400, 401, 413, 415, 503),
   },
 }), async (c) => {
+  // The size first, as every function's body: nothing larger is read, whoever sends it.
+  const body = await readRawBody(c.req.raw, MAX_REPORT_BYTES);
   const keys = leakKeys();
   if (!keys) throw refuse("leak_reports_not_configured");
   const keyId = c.req.header("github-public-key-identifier");
   const signature = c.req.header("github-public-key-signature");
   if (!keyId || !signature) throw refuse("leak_report_signature_missing");
-  const declared = Number(c.req.header("content-length") ?? NaN);
-  if (declared > MAX_REPORT_BYTES) throw refuse("body_too_large", `a report is limited to ${MAX_REPORT_BYTES} bytes`);
-  const body = new Uint8Array(await c.req.arrayBuffer());
-  if (body.byteLength > MAX_REPORT_BYTES) throw refuse("body_too_large", `a report is limited to ${MAX_REPORT_BYTES} bytes`);
   // The signature is over the raw bytes, checked before anything reads them.
   const key = keys.get(keyId);
   const signatureBytes = /^[A-Za-z0-9+/]+={0,2}$/.test(signature) ? Buffer.from(signature, "base64") : null;

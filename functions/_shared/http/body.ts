@@ -28,6 +28,16 @@ async function readJsonBytes(req: Request, maxBytes: number): Promise<{ json: un
   return { json, bytes };
 }
 
+/**
+ * The raw body of `req`, at most `maxBytes` (413 body_too_large as soon as it is over, declared or
+ * not): for routes that check a signature over the exact bytes before they read them as JSON.
+ */
+export async function readRawBody(req: Request, maxBytes: number): Promise<Uint8Array<ArrayBuffer>> {
+  const declared = Number(req.headers.get("content-length") ?? NaN);
+  if (declared > maxBytes) throw refuse("body_too_large", `the body is limited to ${maxBytes} bytes`);
+  return await readBytes(req, maxBytes);
+}
+
 async function readBytes(req: Request, maxBytes: number): Promise<Uint8Array<ArrayBuffer>> {
   if (!req.body) return new Uint8Array();
   const chunks: Uint8Array[] = [];
