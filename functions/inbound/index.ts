@@ -28,9 +28,8 @@ import { Webhook } from "standardwebhooks";
 import { functionApp } from "../_shared/http/app.ts";
 import { serviceDb } from "../_shared/http/db.ts";
 import { HttpError, refuse, type RefusalCode } from "../_shared/http/errors.ts";
-import { readRawBody } from "../_shared/http/body.ts";
+import { parseJsonBytes, readRawBody } from "../_shared/http/body.ts";
 import { jsonContent, refusals } from "../_shared/http/schemas.ts";
-import { unsafeJsonText } from "../_shared/json/text.ts";
 import { patFormatValid } from "../_shared/pat/token.ts";
 
 /** The largest body taken: a run's input (the body and the delivery's ids) is at most 64 KiB. */
@@ -96,7 +95,7 @@ app.openapi(createRoute({
     if (id.length > 256 || !/^[\x21-\x7e]+$/.test(id)) throw refuse("inbound_headers_missing", "webhook-id is 1 to 256 printable ASCII characters");
     const sentAt = checkTimestamp(timestamp);
     if (!(await signatureHolds(ctx, { id, timestamp, signature }, body))) throw refuse("inbound_signature_invalid");
-    const json = parseJsonBody(c.req.header("content-type"), body);
+    const json = parseJsonBytes(c.req.header("content-type"), body);
     const digest = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", body)), (b) => b.toString(16).padStart(2, "0")).join("");
     const [{ accepted }] = await sql`select private.accept_webhook_delivery(${subscription}, ${ctx.user_id}, ${id}, ${sentAt.toISOString()},
                                       ${sql.json(json as never)}, ${body.byteLength}, ${digest}) as accepted`;
@@ -157,20 +156,6 @@ async function signatureHolds(ctx: IngestContext, headers: { id: string; timesta
     }
   }
   return false;
-}
-
-/** The body as JSON, checked as every function's JSON is (json/text.ts). */
-function parseJsonBody(contentType: string | undefined, body: Uint8Array): unknown {
-  if (!/^application\/json\s*(;|$)/i.test(contentType ?? "")) throw refuse("unsupported_media_type");
-  let json: unknown;
-  try {
-    json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body));
-  } catch {
-    throw refuse("invalid_json");
-  }
-  const unsafe = unsafeJsonText(json);
-  if (unsafe) throw refuse(unsafe.reason, `${unsafe.path}: ${unsafe.reason === "invalid_text" ? "NUL characters and unpaired surrogates are refused" : "nested too deeply"}`);
-  return json;
 }
 
 Deno.serve(app.fetch);

@@ -11,12 +11,14 @@ const JSON_TYPE = /^application\/json\s*(;|$)/i;
 
 /** Reads the body of `req` (at most `maxBytes`, stopping as soon as it is over) as JSON; an empty body reads as `{}`. */
 async function readJsonBytes(req: Request, maxBytes: number): Promise<{ json: unknown; bytes: Uint8Array<ArrayBuffer> }> {
-  const declared = Number(req.headers.get("content-length") ?? NaN);
-  if (declared > maxBytes) throw refuse("body_too_large", `the body is limited to ${maxBytes} bytes`);
-  const bytes = await readBytes(req, maxBytes);
+  const bytes = await readRawBody(req, maxBytes);
   if (bytes.byteLength === 0) return { json: {}, bytes };
-  const type = req.headers.get("content-type");
-  if (type === null || !JSON_TYPE.test(type)) throw refuse("unsupported_media_type");
+  return { json: parseJsonBytes(req.headers.get("content-type"), bytes), bytes };
+}
+
+/** `bytes` as JSON, sent with `contentType`: 415 unsupported_media_type, 400 invalid_json, invalid_text or json_too_deep. */
+export function parseJsonBytes(contentType: string | null | undefined, bytes: Uint8Array): unknown {
+  if (!contentType || !JSON_TYPE.test(contentType)) throw refuse("unsupported_media_type");
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
@@ -25,7 +27,7 @@ async function readJsonBytes(req: Request, maxBytes: number): Promise<{ json: un
   }
   const unsafe = unsafeJsonText(json);
   if (unsafe) throw refuse(unsafe.reason, `${unsafe.path}: ${unsafe.reason === "invalid_text" ? "NUL characters and unpaired surrogates are refused" : "nested too deeply"}`);
-  return { json, bytes };
+  return json;
 }
 
 /**
