@@ -10,8 +10,8 @@ import { randomUUID } from "node:crypto";
 import { Webhook } from "standardwebhooks";
 import { afterAll, describe, expect, it } from "vitest";
 import { answerDialog, checkScreen, signedInPage, suiteBrowser } from "../helpers/browser.ts";
-import { ACME, ACME_AGENT } from "../helpers/fixtures.ts";
-import { stack, superuser } from "../helpers/stack.ts";
+import { ACME, ACME_AGENT, ACME_PROJECT } from "../helpers/fixtures.ts";
+import { asMemberIn, stack, superuser } from "../helpers/stack.ts";
 
 const s = stack();
 const db = superuser();
@@ -77,11 +77,8 @@ describe("inbound webhooks", () => {
     await checkScreen(page, "webhooks");
 
     // A sender delivers with a token bound to the project.
-    const [{ made }] = await db.begin(async (tx) => {
-      await tx`select set_config('request.jwt.claims', ${JSON.stringify({ sub: "a0000000-0000-4000-8000-000000000001", role: "authenticated" })}, true),
-                      set_config('role', 'authenticated', true), private.set_context(${ACME})`;
-      return await tx`select public.create_personal_access_token('Sender', '{webhooks:ingest}', 1, '1a000000-0000-4000-8000-00000000000a') as made`;
-    });
+    const [{ made }] = await asMemberIn(db, "a0000000-0000-4000-8000-000000000001", ACME, (tx) =>
+      tx`select public.create_personal_access_token('Sender', '{webhooks:ingest}', 1, ${ACME_PROJECT}) as made`);
     const body = JSON.stringify({ ticket: 77 });
     const id = `msg_${randomUUID()}`;
     const at = new Date();

@@ -7,6 +7,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type postgres from "postgres";
+import { asMemberIn } from "./stack.ts";
 
 export interface InboundOrg {
   org: string;
@@ -33,13 +34,7 @@ export async function createInboundOrg(sql: postgres.Sql, name: string): Promise
                               values (${org}, ${project}, ${agent}, ${sql.json({ model: "gpt-4o-mini", instructions: "Triage the ticket." })}) returning id`;
   await sql`update public.agent_versions set published_at = now(), published_by = ${admin} where id = ${version.id}`;
 
-  const asAdmin = async <T>(work: (tx: postgres.TransactionSql) => Promise<T>): Promise<T> =>
-    await sql.begin(async (tx) => {
-      await tx`select set_config('request.jwt.claims', ${JSON.stringify({ sub: admin, role: "authenticated", aal: "aal1" })}, true),
-                      set_config('role', 'authenticated', true)`;
-      await tx`select private.set_context(${org})`;
-      return await work(tx);
-    }) as T;
+  const asAdmin = <T>(work: (tx: postgres.TransactionSql) => Promise<T>): Promise<T> => asMemberIn(sql, admin, org, work);
   return {
     org, project, agent, admin, asAdmin,
     token: async (scopes, bound = project) =>

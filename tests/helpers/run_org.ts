@@ -7,7 +7,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type postgres from "postgres";
-import { stack } from "./stack.ts";
+import { asMemberIn, stack } from "./stack.ts";
 
 export interface RunOrg {
   org: string;
@@ -65,13 +65,7 @@ export async function createRunOrg(
   await sql`insert into public.agent_tools (org_id, project_id, agent_id, tool, provider, connection_id, scopes)
             values (${org}, ${project}, ${agent}, 'notify', ${provider}, ${connection}, ${sql.array(custom ? [] : ["incoming-webhook"])})`;
 
-  const asAdmin = async <T>(work: (tx: postgres.TransactionSql) => Promise<T>): Promise<T> =>
-    await sql.begin(async (tx) => {
-      await tx`select set_config('request.jwt.claims', ${JSON.stringify({ sub: admin, role: "authenticated", aal: "aal1" })}, true),
-                      set_config('role', 'authenticated', true)`;
-      await tx`select private.set_context(${org})`;
-      return await work(tx);
-    }) as T;
+  const asAdmin = <T>(work: (tx: postgres.TransactionSql) => Promise<T>): Promise<T> => asMemberIn(sql, admin, org, work);
   return {
     org, project, agent, admin, connection, hookPath, asAdmin,
     allowTool: async () => {

@@ -66,3 +66,17 @@ export async function rest(path: string, headers: Record<string, string>, init: 
 export function superuser(): postgres.Sql {
   return postgres(stack().dbUrl, { max: 2, onnotice: () => {} });
 }
+
+/**
+ * Runs `work` in one transaction as `userId`, a member acting in organization `orgId`, as PostgREST
+ * runs their request with X-Org-Id (role authenticated, their claims, private.set_context), on a
+ * superuser connection: how a test calls an RPC as a person it made without signing them in.
+ */
+export async function asMemberIn<T>(sql: postgres.Sql, userId: string, orgId: string, work: (tx: postgres.TransactionSql) => Promise<T>): Promise<T> {
+  return await sql.begin(async (tx) => {
+    await tx`select set_config('request.jwt.claims', ${JSON.stringify({ sub: userId, role: "authenticated", aal: "aal1" })}, true),
+                    set_config('role', 'authenticated', true)`;
+    await tx`select private.set_context(${orgId})`;
+    return await work(tx);
+  }) as T;
+}

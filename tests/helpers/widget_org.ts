@@ -6,6 +6,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type postgres from "postgres";
+import { asMemberIn } from "./stack.ts";
 
 export interface WidgetOrg {
   org: string;
@@ -34,13 +35,7 @@ export async function createWidgetOrg(
   await sql`update public.agent_versions set published_at = now(), published_by = ${admin} where id = ${version.id}`;
   await sql`insert into public.model_provider_keys (org_id, provider, base_url, key_hint, secret_id, verified_at)
             values (${org}, 'openai', ${settings.vendorBaseUrl}, '…test', vault.create_secret(${settings.vendorKey}), now())`;
-  const asAdmin = async <T>(work: (tx: postgres.TransactionSql) => Promise<T>): Promise<T> =>
-    await sql.begin(async (tx) => {
-      await tx`select set_config('request.jwt.claims', ${JSON.stringify({ sub: admin, role: "authenticated" })}, true),
-                      set_config('role', 'authenticated', true)`;
-      await tx`select private.set_context(${org})`;
-      return await work(tx);
-    }) as T;
+  const asAdmin = <T>(work: (tx: postgres.TransactionSql) => Promise<T>): Promise<T> => asMemberIn(sql, admin, org, work);
   if (!settings.origins) return { org, agent, keyId: "", key: "", asAdmin };
   const origins = settings.origins;
   const [made] = await asAdmin((tx) => tx`select public.create_widget_key(${agent}, ${tx.array(origins)}) as v`);

@@ -12,7 +12,7 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FakeProviders, startProviders } from "../helpers/providers.ts";
 import { createRunOrg, type RunOrg } from "../helpers/run_org.ts";
-import { stack, superuser } from "../helpers/stack.ts";
+import { asMemberIn, stack, superuser } from "../helpers/stack.ts";
 
 const sql = superuser();
 const { functionsUrl } = stack();
@@ -102,9 +102,7 @@ describe("the MCP endpoint", () => {
     const approver = randomUUID();
     await sql`insert into auth.users (id, email) values (${approver}, ${`approver-${approver.slice(0, 8)}@mcp.test`})`;
     await sql`insert into public.organization_members (org_id, user_id, role) values (${org.org}, ${approver}, 'tenant_admin')`;
-    await sql.begin(async (tx) => {
-      await tx`select set_config('request.jwt.claims', ${JSON.stringify({ sub: approver, role: "authenticated", aal: "aal1" })}, true),
-                      set_config('role', 'authenticated', true), private.set_context(${org.org})`;
+    await asMemberIn(sql, approver, org.org, async (tx) => {
       const [r] = await tx`select approval_sha256 from public.action_requests where id = ${waiting.request_id as string}`;
       await tx`select public.decide_action(${waiting.request_id as string}, ${r.approval_sha256}, true)`;
     });

@@ -11,7 +11,7 @@ import { createClient } from "@supabase/supabase-js";
 import { afterAll, describe, expect, it } from "vitest";
 import ws from "ws";
 import { ACME, ACME_AGENT, ACME_PROJECT } from "../helpers/fixtures.ts";
-import { signedIn, stack, superuser } from "../helpers/stack.ts";
+import { asMemberIn, signedIn, stack, superuser } from "../helpers/stack.ts";
 
 const sql = superuser();
 afterAll(() => sql.end());
@@ -24,9 +24,7 @@ function withToken(token: string) {
 
 /** Makes a token for `userId` in Acme, as they would through the RPC (superuser session acting as them). */
 async function tokenFor(userId: string, scopes: string[], projectId: string | null = null): Promise<{ id: string; token: string }> {
-  return await sql.begin(async (tx) => {
-    await tx`select set_config('request.jwt.claims', ${JSON.stringify({ sub: userId, role: "authenticated" })}, true),
-                    set_config('role', 'authenticated', true), private.set_context(${ACME})`;
+  return await asMemberIn(sql, userId, ACME, async (tx) => {
     const [{ made }] = await tx`select public.create_personal_access_token('test', ${scopes}::text[], 30, ${projectId}) as made`;
     return made as { id: string; token: string };
   });
