@@ -1,21 +1,26 @@
 /**
  * /functions/v1/tokens: personal access tokens in use (docs/tokens.md).
  *
- *   POST /exchange   Authorization: Bearer gtp_…  →  a 5-minute access token for REST and the
- *                    functions, carrying the token's user, organization, project and scopes
+ *   POST /exchange   (internal: the local gateway's; the rest function exchanges in-process) X-Personal-Access-Token:
+ *                    gtp_… → a 5-minute access token for REST and the functions, carrying the
+ *                    token's user, organization, project and scopes. It is never handed to the
+ *                    token's holder: a JWT signed with the project's secret for a real user is
+ *                    also a credential Supabase Auth accepts (it needs no session), so a
+ *                    read-only token's holder could use it to change its owner's password or
+ *                    factors. Only the service role may call it.
  *   POST /leaked     a secret scanner's report of tokens found in public (GitHub's secret scanning
  *                    partner format, signed with ECDSA P-256): each one of ours is revoked, with an
  *                    audit entry naming where it was found
  *
- * verify_jwt is off: a personal access token is not a JWT, and a scanner has no account. Each route
- * checks its own credential before anything else.
+ * verify_jwt is off: a scanner has no account, and the exchange compares its caller's key with
+ * the service role's itself. Each route checks its own credential before anything else.
  *
  * Configuration: GATEHOUSE_JWT_SECRET (the project's JWT secret, which signs the access tokens;
  * hosted: the legacy JWT secret, set as a function secret); GATEHOUSE_LEAK_REPORT_KEYS, the
  * scanner's public keys in the shape of GitHub's https://api.github.com/meta/public_keys/secret_scanning
  * ({"public_keys": [{"key_identifier", "key" (PEM), "is_current"}]}); without it /leaked answers 503.
  */
-import { createHash, createPublicKey, type KeyObject, verify } from "node:crypto";
+import { createHash, createPublicKey, type KeyObject, timingSafeEqual, verify } from "node:crypto";
 import { createRoute, z } from "@hono/zod-openapi";
 import { functionApp } from "../_shared/http/app.ts";
 import { jsonBody, readRawBody } from "../_shared/http/body.ts";
@@ -28,6 +33,7 @@ import { PAT_SCOPES } from "../_shared/pat/token.ts";
 
 const signing = configuration((get) => ({
   jwtSecret: z.string().min(32).parse(get("GATEHOUSE_JWT_SECRET")),
+  serviceRoleKey: z.string().min(20).parse(get("SUPABASE_SERVICE_ROLE_KEY")),
   issuer: `${(get("SUPABASE_URL") ?? "").replace(/\/$/, "")}/functions/v1/tokens`,
 }), "tokens_misconfigured");
 
@@ -68,14 +74,18 @@ const Exchanged = z.object({
 app.use("/exchange", jsonBody(1024));
 
 app.openapi(createRoute({
-  method: "post", path: "/exchange", summary: "Exchange a personal access token (Authorization: Bearer gtp_…) for a short-lived access token",
+  method: "post", path: "/exchange",
+  summary: "Internal (the service role): exchange the personal access token in X-Personal-Access-Token for a short-lived access token",
+  request: { headers: z.object({ "x-personal-access-token": z.string().optional().describe("The personal access token (gtp_…) to exchange") }) },
   security: [{ bearer: [] }],
-  responses: { 200: { description: "The access token and what it acts for", content: jsonContent(Exchanged) }, ...refusals(401, 503) },
+  responses: { 200: { description: "The access token and what it acts for", content: jsonContent(Exchanged) }, ...refusals(401, 403, 503) },
 }), async (c) => {
-  const bearer = c.req.header("authorization")?.match(/^Bearer\s+(\S+)$/i)?.[1];
-  if (!bearer) throw refuse("missing_auth", "send Authorization: Bearer <personal access token>");
-  const { jwtSecret, issuer } = signing();
-  const grant = await exchangeToken(bearer);
+  const { jwtSecret, issuer, serviceRoleKey } = signing();
+  const bearer = c.req.header("authorization")?.match(/^Bearer\s+(\S+)$/i)?.[1] ?? "";
+  if (!sameSecret(bearer, serviceRoleKey)) throw refuse("token_exchange_internal");
+  const pat = c.req.header("x-personal-access-token");
+  if (!pat) throw refuse("missing_auth", "send the personal access token in X-Personal-Access-Token");
+  const grant = await exchangeToken(pat);
   const { token, expiresAt } = await signAccessToken(grant, jwtSecret, issuer);
   return c.json({
     access_token: token,
@@ -147,5 +157,12 @@ app.openapi(createRoute({
   }
   return c.json(feedback, 200);
 });
+
+/** Whether `given` is `expected`, compared in constant time. */
+function sameSecret(given: string, expected: string): boolean {
+  const a = new TextEncoder().encode(given);
+  const b = new TextEncoder().encode(expected);
+  return a.byteLength === b.byteLength && timingSafeEqual(a, b);
+}
 
 Deno.serve(app.fetch);

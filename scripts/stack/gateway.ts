@@ -319,12 +319,14 @@ function serveStatic(res: ServerResponse, webDist: string, pathname: string): vo
  * `Bearer gtp_…` to REST or a function goes on with the access token the tokens function exchanges
  * it for; a token whose checksum fails is refused here, before anything is asked of the database.
  * Exchanged tokens are kept until a minute before they expire (the database re-checks the token
- * row on every request, so a revocation still takes effect at once). Hosted Supabase's gateway
- * takes JWTs only: there a program exchanges the token itself (POST /functions/v1/tokens/exchange).
+ * row on every request, so a revocation still takes effect at once). The access token never goes
+ * back to the caller: Supabase Auth would take it as the owner's. Hosted Supabase's gateway takes
+ * JWTs only: there REST with a token goes through the rest function (/functions/v1/rest/…), which
+ * does the same exchange inside.
  */
 export class PatExchanger {
   private readonly cache = new Map<string, { authorization: string; until: number }>();
-  constructor(private readonly edgePort: number) {}
+  constructor(private readonly edgePort: number, private readonly serviceRoleKey: string) {}
 
   /** The Authorization to send on for a `gtp_` bearer, or the refusal to answer (status and body). */
   async exchange(pat: string): Promise<{ authorization: string } | { status: number; code: string; message: string }> {
@@ -332,7 +334,10 @@ export class PatExchanger {
     const key = createHash("sha256").update(pat).digest("hex");
     const kept = this.cache.get(key);
     if (kept && kept.until > Date.now()) return { authorization: kept.authorization };
-    const answer = await fetch(`http://127.0.0.1:${this.edgePort}/tokens/exchange`, { method: "POST", headers: { authorization: `Bearer ${pat}` } });
+    // The exchange is internal: the access token goes on to PostgREST or a function, never back to the caller.
+    const answer = await fetch(`http://127.0.0.1:${this.edgePort}/tokens/exchange`, {
+      method: "POST", headers: { authorization: `Bearer ${this.serviceRoleKey}`, "x-personal-access-token": pat },
+    });
     const body = await answer.json() as { access_token: string; expires_at: number; error?: { code: string; message: string } };
     if (answer.status !== 200) return { status: answer.status, code: body.error?.code ?? "token_exchange_failed", message: body.error?.message ?? "the token could not be exchanged" };
     const { access_token, expires_at } = body;
@@ -347,7 +352,7 @@ export class PatExchanger {
 export async function startGateway(opts: GatewayOptions): Promise<Server> {
   const secret = new TextEncoder().encode(opts.jwtSecret);
   const apiKeys = new Set([opts.anonKey, opts.serviceRoleKey]);
-  const pats = new PatExchanger(opts.edgePort);
+  const pats = new PatExchanger(opts.edgePort, opts.serviceRoleKey);
 
   const server = createServer((req, res) => {
     const started = performance.now();

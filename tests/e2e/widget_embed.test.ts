@@ -176,10 +176,13 @@ describe("a widget from the console to a live page", () => {
     await page.getByLabel("Your message").fill("And to Iceland?");
     await page.keyboard.press("Enter");
     await log.getByText("You said: And to Iceland?", { exact: false }).waitFor();
-    const conversations = await sql`select c.id, (select count(*)::int from public.widget_messages m where m.conversation_id = c.id) as messages
-                                      from public.widget_conversations c where c.org_id = ${shop.org}`;
     // The page's conversation (4 messages), beside the console's preview (2), on the console's origin.
-    expect(conversations.map((c) => c.messages).sort()).toEqual([2, 4]);
+    // The answer is stored when its stream ends, which may be just after the page shows its last word.
+    await expect.poll(async () => {
+      const conversations = await sql`select c.id, (select count(*)::int from public.widget_messages m where m.conversation_id = c.id) as messages
+                                        from public.widget_conversations c where c.org_id = ${shop.org}`;
+      return conversations.map((c) => c.messages).sort();
+    }, { timeout: 5_000 }).toEqual([2, 4]);
     await screenshot(page, "widget-after-reload");
     await page.close();
     await console_.context().close();

@@ -15,7 +15,7 @@ import { asMemberIn, signedIn, stack, superuser } from "../helpers/stack.ts";
 
 const sql = superuser();
 afterAll(() => sql.end());
-const { apiUrl, anonKey } = stack();
+const { apiUrl, anonKey, serviceRoleKey } = stack();
 
 /** A supabase-js client that sends `token` as its bearer, as a program holding a personal access token would. */
 function withToken(token: string) {
@@ -38,8 +38,11 @@ async function newMember(role: "project_contributor" | "project_viewer"): Promis
   return id;
 }
 
+/** The internal exchange, as the gateway (and the rest function) call it: with the service role's key. */
 async function exchange(token: string): Promise<Response> {
-  return await fetch(`${apiUrl}/functions/v1/tokens/exchange`, { method: "POST", headers: { authorization: `Bearer ${token}` } });
+  return await fetch(`${apiUrl}/functions/v1/tokens/exchange`, {
+    method: "POST", headers: { authorization: `Bearer ${serviceRoleKey}`, "x-personal-access-token": token },
+  });
 }
 
 describe("personal access tokens in use", () => {
@@ -89,7 +92,39 @@ describe("personal access tokens in use", () => {
     expect([exchanged.status, (await exchanged.json()).error.code]).toEqual([401, "token_invalid"]);
   });
 
-  it("exchange for a 5-minute access token with their claims; first use is an audit entry", async () => {
+  it("never get their holder an access token: Supabase Auth would take it as their owner's", async () => {
+    const { token } = await tokenFor("a0000000-0000-4000-8000-000000000001", ["runs:read"]);
+    const asHolder = await fetch(`${apiUrl}/functions/v1/tokens/exchange`, { method: "POST", headers: { authorization: `Bearer ${token}` } });
+    expect([asHolder.status, (await asHolder.json()).error.code]).toEqual([403, "token_exchange_internal"]);
+    const withAnon = await fetch(`${apiUrl}/functions/v1/tokens/exchange`, {
+      method: "POST", headers: { authorization: `Bearer ${anonKey}`, "x-personal-access-token": token },
+    });
+    expect(withAnon.status).toBe(403);
+    // Nor is the token itself anything to Auth: the gateway passes it on untouched, and Auth refuses it.
+    const auth = await fetch(`${apiUrl}/auth/v1/user`, { headers: { apikey: anonKey, authorization: `Bearer ${token}` } });
+    expect(auth.status).toBeGreaterThanOrEqual(401);
+    expect(auth.status).toBeLessThan(500);
+  });
+
+  it("work on REST through the rest function, the path where the gateway takes JWTs only (hosted)", async () => {
+    const { token } = await tokenFor("a0000000-0000-4000-8000-000000000001", ["runs:read"]);
+    const runs = await fetch(`${apiUrl}/functions/v1/rest/agent_runs?select=id,org_id&limit=2`, { headers: { authorization: `Bearer ${token}` } });
+    expect(runs.status).toBe(200);
+    const rows = await runs.json() as { org_id: string }[];
+    expect(rows.length).toBeGreaterThan(0);
+    expect(rows.every((r) => r.org_id === ACME)).toBe(true);
+    const agents = await fetch(`${apiUrl}/functions/v1/rest/agents?select=id`, { headers: { authorization: `Bearer ${token}` } });
+    expect([agents.status, (await agents.json()).code]).toEqual([403, "token_scope"]);
+    const start = await fetch(`${apiUrl}/functions/v1/rest/rpc/start_agent_run`, {
+      method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify({ p_agent_id: ACME_AGENT }),
+    });
+    expect([start.status, (await start.json()).code]).toEqual([403, "token_scope"]);
+    const wrong = token.slice(0, -1) + (token.endsWith("a") ? "b" : "a");
+    const bad = await fetch(`${apiUrl}/functions/v1/rest/agent_runs`, { headers: { authorization: `Bearer ${wrong}` } });
+    expect([bad.status, (await bad.json()).error.code]).toEqual([401, "token_invalid"]);
+  });
+
+  it("exchange (internally) for a 5-minute access token with their claims; first use is an audit entry", async () => {
     const { id, token } = await tokenFor("a0000000-0000-4000-8000-000000000001", ["runs:read", "agents:read"], ACME_PROJECT);
     const answer = await exchange(token);
     expect(answer.status).toBe(200);

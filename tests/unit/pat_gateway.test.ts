@@ -14,7 +14,9 @@ let server: Server;
 const asked: string[] = [];
 beforeAll(async () => {
   server = createServer((req, res) => {
-    asked.push(req.headers.authorization ?? "");
+    // The exchange is internal: the gateway calls it with the service role's key, the token beside it.
+    expect(req.headers.authorization).toBe("Bearer service-role-key");
+    asked.push(String(req.headers["x-personal-access-token"] ?? ""));
     res.writeHead(200, { "content-type": "application/json" });
     res.end(JSON.stringify({ access_token: "header.claims.signature", expires_at: Math.floor(Date.now() / 1000) + 300 }));
   });
@@ -27,7 +29,7 @@ describe("the gateway's personal access token exchange", () => {
   const token = `gtp_${body}${patChecksum(body)}`;
 
   it("refuses a bad checksum without asking the tokens function", async () => {
-    const exchanger = new PatExchanger((server.address() as AddressInfo).port);
+    const exchanger = new PatExchanger((server.address() as AddressInfo).port, "service-role-key");
     for (const wrong of [token.slice(0, -1) + (token.endsWith("a") ? "b" : "a"), "gtp_", `gtp_${body}000000`]) {
       expect(await exchanger.exchange(wrong)).toEqual({ status: 401, code: "token_invalid", message: expect.any(String) });
     }
@@ -35,9 +37,9 @@ describe("the gateway's personal access token exchange", () => {
   });
 
   it("exchanges a token once and keeps its access token", async () => {
-    const exchanger = new PatExchanger((server.address() as AddressInfo).port);
+    const exchanger = new PatExchanger((server.address() as AddressInfo).port, "service-role-key");
     expect(await exchanger.exchange(token)).toEqual({ authorization: "Bearer header.claims.signature" });
     expect(await exchanger.exchange(token)).toEqual({ authorization: "Bearer header.claims.signature" });
-    expect(asked).toEqual([`Bearer ${token}`]);
+    expect(asked).toEqual([token]);
   });
 });

@@ -38,6 +38,7 @@ export const REFUSALS = {
   token_expired: [401, "the personal access token has expired"],
   user_disabled: [401, "this account is disabled"],
   token_not_accepted: [403, "this route does not take personal access tokens"],
+  token_exchange_internal: [403, "the exchange is internal: send the personal access token itself, as Authorization: Bearer gtp_… (REST: through /functions/v1/rest)"],
   token_scope: [403, "the personal access token lacks the scope this needs"],
   tokens_misconfigured: [503, "the tokens function's configuration is not valid"],
   leak_reports_not_configured: [503, "no secret scanner's keys are configured here (GATEHOUSE_LEAK_REPORT_KEYS)"],
