@@ -46,29 +46,35 @@ const app = functionApp({
   description: "REST (PostgREST) with a personal access token: the token is exchanged inside, and the request passed on with the access token it gives.",
 });
 
-const Name = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, "a table, view or function name");
+// A name is checked in forward(), after the body's size and the token: every request of the
+// route's shape is answered in that order, whatever its name.
+const Name = z.string().max(200).describe("A table, view or function name");
+/** What a table, view or function name may be (one path segment, no escapes). */
+const NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 app.openapi(createRoute({
   method: "get", path: "/{table}", summary: "Read a table or view as PostgREST does, with a personal access token (Authorization: Bearer gtp_…)",
   request: { params: z.object({ table: Name }) },
   security: [{ bearer: [] }],
   responses: { 200: { description: "PostgREST's answer" }, 206: { description: "A range of rows" }, ...refusals(400, 401, 403, 404, 406, 416, 503) },
-}), (c) => forward(c, `/${c.req.valid("param").table}`));
+}), (c) => forward(c, "", c.req.valid("param").table));
 
 app.openapi(createRoute({
   method: "post", path: "/rpc/{function}", summary: "Call an RPC as PostgREST does, with a personal access token (Authorization: Bearer gtp_…)",
   request: { params: z.object({ function: Name }) },
   security: [{ bearer: [] }],
   responses: { 200: { description: "PostgREST's answer" }, ...refusals(400, 401, 403, 404, 409, 413, 415, 429, 503) },
-}), (c) => forward(c, `/rpc/${c.req.valid("param").function}`));
+}), (c) => forward(c, "/rpc", c.req.valid("param").function));
 
-/** Passes the request on to PostgREST as the token's owner, narrowed to the token. */
-async function forward(c: Context, path: string): Promise<Response> {
+/** Passes the request on to PostgREST (`${prefix}/${name}`) as the token's owner, narrowed to the token. */
+async function forward(c: Context, prefix: string, name: string): Promise<Response> {
   // The size first, as every function's body: nothing larger is read, whoever sends it.
   const body = c.req.method === "POST" ? await readRawBody(c.req.raw, MAX_BODY_BYTES) : undefined;
   const bearer = c.req.header("authorization")?.match(/^Bearer\s+(\S+)$/i)?.[1];
   if (!bearer) throw refuse("missing_auth", "send Authorization: Bearer <personal access token>");
   if (!patFormatValid(bearer)) throw refuse("token_invalid", "this route takes a personal access token (gtp_…) whose checksum holds");
+  if (!NAME.test(name)) throw refuse("not_found", "no table, view or function of that name");
+  const path = `${prefix}/${name}`;
   const { restUrl, anonKey, jwtSecret, issuer } = config();
   const { token } = await signAccessToken(await exchangeToken(bearer), jwtSecret, issuer);
   const headers = new Headers({ apikey: anonKey, authorization: `Bearer ${token}` });
