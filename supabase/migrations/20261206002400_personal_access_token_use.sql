@@ -13,9 +13,11 @@
 --      removing or demoting its owner (which revokes it in the same transaction), stops it at once,
 --      whatever access token it was exchanged for.
 --   2. The owner's role, capped: the context helpers every policy and RPC uses (org_role,
---      current_org_id, visible_org_ids, is_org_member, project_ids_with_role) see only the token's
---      organization and project, and a role no higher than the token's scopes need. A token can
---      never do more than both its scopes and its owner's current role allow.
+--      visible_org_ids, is_org_member, project_ids_with_role) see only the token's organization and
+--      project, and a role no higher than the token's scopes need; the context is the token's
+--      organization (check_request sets it, and set_context takes no other, through
+--      is_org_member). A token can never do more than both its scopes and its owner's current role
+--      allow.
 --   3. Scopes, through one helper, private.token_allows(scope): PostgREST's pre-request hook lets a
 --      token reach only the routes a scope opens (private.token_route_scope); every tenant table has
 --      four restrictive policies (a token reads a table only with the scope that names it, within
@@ -45,10 +47,19 @@ create trigger audit_changes after update on public.personal_access_tokens
 -- =============================================================================================
 -- The request's `pat` claim, or null when no personal access token is behind it.
 create function private.request_token() returns jsonb
-language sql stable
+language plpgsql stable
 set search_path = ''
 as $$
-  select nullif(coalesce(nullif(pg_catalog.current_setting('request.jwt.claims', true), ''), '{}')::jsonb -> 'pat', 'null'::jsonb)
+declare
+  claims text := pg_catalog.current_setting('request.jwt.claims', true);
+begin
+  -- Most requests are no token's: a string search spares them parsing the claims (this runs in
+  -- the policies of every tenant table).
+  if claims is null or pg_catalog.strpos(claims, '"pat"') = 0 then
+    return null;
+  end if;
+  return nullif(claims::jsonb -> 'pat', 'null'::jsonb);
+end
 $$;
 comment on function private.request_token() is 'The request''s personal access token claim ({id, org_id, project_id, scopes}), or null.';
 revoke execute on function private.request_token() from public, anon, authenticated;
@@ -68,7 +79,7 @@ comment on function private.token_allows(text) is
 revoke execute on function private.token_allows(text) from public, anon, authenticated;
 grant execute on function private.token_allows(text) to authenticated, service_role;
 
--- The organization and project a token is bound to (null without a token, or for a token of every project).
+-- The organization a token is bound to (null without a token).
 create function private.token_org_id() returns uuid
 language sql stable
 set search_path = ''
@@ -78,14 +89,38 @@ $$;
 revoke execute on function private.token_org_id() from public, anon, authenticated;
 grant execute on function private.token_org_id() to authenticated;
 
-create function private.token_project_id() returns uuid
-language sql stable
+
+-- For the read policies of tables with a project, in one value: null when the request is no
+-- token's, or a token with the scope and no project (no narrowing); the token's project when it is
+-- bound to one; none ('{}') when it lacks the scope.
+create function private.token_read_projects(p_scope text) returns uuid[]
+language plpgsql stable
 set search_path = ''
 as $$
-  select (private.request_token() ->> 'project_id')::uuid
+declare
+  token jsonb;
+begin
+  -- The string search first, here too: this runs once a statement on every tenant table.
+  if pg_catalog.strpos(coalesce(pg_catalog.current_setting('request.jwt.claims', true), ''), '"pat"') = 0 then
+    return null;
+  end if;
+  token := private.request_token();
+  if token is null then
+    return null;
+  end if;
+  if not coalesce((token -> 'scopes') ? p_scope, false) then
+    return '{}';
+  end if;
+  if token ->> 'project_id' is null then
+    return null;
+  end if;
+  return array[(token ->> 'project_id')::uuid];
+end
 $$;
-revoke execute on function private.token_project_id() from public, anon, authenticated;
-grant execute on function private.token_project_id() to authenticated;
+comment on function private.token_read_projects(text) is
+  'The projects a request''s token may read with a scope: null for no narrowing (no token, or one of every project), else its project or none.';
+revoke execute on function private.token_read_projects(text) from public, anon, authenticated;
+grant execute on function private.token_read_projects(text) to authenticated;
 
 -- The highest role a token's scopes need (its ceiling): never above project_contributor. Null
 -- without a token. Roles sort most privileged first, so the ceiling is the least of the needs.
@@ -158,19 +193,25 @@ declare
   scope text := private.token_read_scope(p_table);
   has_project boolean := exists (select 1 from pg_catalog.pg_attribute a
                                   where a.attrelid = p_table and a.attname = 'project_id' and a.attnum > 0 and not a.attisdropped);
-  read_rule text := pg_catalog.format('(select private.token_allows(%L))', scope);
+  -- Most requests are no token's: built-ins alone tell them apart, in an initplan, so that their
+  -- statements call no function for these policies (npm run bench -- rls). The helpers then decide
+  -- for a token's.
+  -- (The setting also in a select of its own, as Supabase's linter reads it: auth_rls_initplan.)
+  no_token constant text := $q$(select pg_catalog.strpos(coalesce((select pg_catalog.current_setting('request.jwt.claims', true)), ''), '"pat"') = 0)$q$;
+  read_rule text := pg_catalog.format('%s or (select private.token_allows(%L))', no_token, scope);
+  write_rule text := pg_catalog.format('%s or (select private.token_allows(null))', no_token);
 begin
   if scope is not null and has_project then
-    read_rule := read_rule || ' and ((select private.token_project_id()) is null or project_id = (select private.token_project_id()))';
+    read_rule := pg_catalog.format('%s or coalesce(project_id = any ((select private.token_read_projects(%L))::uuid[]), true)', no_token, scope);
   end if;
   execute pg_catalog.format('create policy "tokens read with their scope" on %s as restrictive for select to authenticated using (%s)',
                             p_table, read_rule);
   execute pg_catalog.format('create policy "tokens insert nothing directly" on %s as restrictive for insert to authenticated '
-                            'with check ((select private.token_allows(null)))', p_table);
+                            'with check (%s)', p_table, write_rule);
   execute pg_catalog.format('create policy "tokens update nothing directly" on %s as restrictive for update to authenticated '
-                            'using ((select private.token_allows(null)))', p_table);
+                            'using (%s)', p_table, write_rule);
   execute pg_catalog.format('create policy "tokens delete nothing directly" on %s as restrictive for delete to authenticated '
-                            'using ((select private.token_allows(null)))', p_table);
+                            'using (%s)', p_table, write_rule);
 end
 $$;
 comment on function private.guard_from_tokens(regclass) is
@@ -262,33 +303,22 @@ set search_path = ''
 as $$
 declare
   member_role public.member_role;
+  token jsonb := case when pg_catalog.strpos(coalesce(pg_catalog.current_setting('request.jwt.claims', true), ''), '"pat"') > 0
+                      then private.request_token() end;
 begin
-  -- A token's role is its owner's, no higher than its scopes need (greatest: the less privileged).
-  select greatest(m.role, private.token_role_ceiling()) into member_role
+  select m.role into member_role
     from public.organization_members m
    where m.org_id = private.setting_uuid('gatehouse.org_id')
-     and m.user_id = (select auth.uid())
-     and (private.token_org_id() is null or m.org_id = private.token_org_id());
-  return member_role;
-end
-$$;
-
-create or replace function private.current_org_id() returns uuid
-language plpgsql stable security definer
-set search_path = ''
-as $$
-declare
-  context text := pg_catalog.current_setting('gatehouse.org_id', true);
-  member_of uuid;
-begin
-  -- The context setting alone proves nothing (a direct session can set it): it counts only while
-  -- the caller is a member of that organization, and, for a token, is the token's organization.
-  -- Compared as text, so a malformed setting matches nothing instead of raising.
-  select m.org_id into member_of
-    from public.organization_members m
-   where m.user_id = (select auth.uid()) and m.org_id::text = context
-     and (private.token_org_id() is null or m.org_id = private.token_org_id());
-  return member_of;
+     and m.user_id = (select auth.uid());
+  if token is null then
+    return member_role;
+  end if;
+  -- A token's role is its owner's, in its organization only, no higher than its scopes need
+  -- (greatest: the less privileged).
+  if private.setting_uuid('gatehouse.org_id') is distinct from (token ->> 'org_id')::uuid then
+    return null;
+  end if;
+  return greatest(member_role, private.token_role_ceiling());
 end
 $$;
 
@@ -300,10 +330,11 @@ as $$
 declare
   org uuid := private.setting_uuid('gatehouse.org_id');
   project uuid := private.setting_uuid('gatehouse.project_id');
-  token jsonb := private.request_token();
+  token jsonb := case when pg_catalog.strpos(coalesce(pg_catalog.current_setting('request.jwt.claims', true), ''), '"pat"') > 0
+                      then private.request_token() end;
   token_org uuid := (token ->> 'org_id')::uuid;
   token_project uuid := (token ->> 'project_id')::uuid;
-  ceiling public.member_role := private.token_role_ceiling();
+  ceiling public.member_role := case when token is not null then private.token_role_ceiling() end;
   project_ids uuid[];
 begin
   -- A malformed project setting narrows to nothing rather than widening to every project.
@@ -330,13 +361,14 @@ set search_path = ''
 as $$
 declare
   org uuid := private.setting_uuid('gatehouse.org_id');
+  token_org uuid := private.token_org_id();
   org_ids uuid[];
 begin
   select coalesce(pg_catalog.array_agg(m.org_id), '{}') into org_ids
     from public.organization_members m
    where m.user_id = (select auth.uid())
      and (org is null or m.org_id = org)
-     and (private.token_org_id() is null or m.org_id = private.token_org_id());
+     and (token_org is null or m.org_id = token_org);
   return org_ids;
 end
 $$;
