@@ -169,6 +169,8 @@ describe("a widget from the console to a live page", () => {
     await page.getByLabel("Your message").fill("Do you ship to Norway?");
     await page.keyboard.press("Enter");
     await log.getByText("You said: Do you ship to Norway?", { exact: false }).waitFor();
+    // The answer is over when Send is back (the stream has ended, and the conversation is kept).
+    await page.locator("gatehouse-chat button:enabled", { hasText: "Send" }).waitFor();
 
     // A reload shows the conversation and goes on with it.
     await page.reload();

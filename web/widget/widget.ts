@@ -222,7 +222,11 @@ class GatehouseChat extends HTMLElement {
           answer.textContent += event.delta;
         } else {
           if (event.reply) this.#say(event.reply.role, event.reply.content);
-          if (event.conversation_id) this.#conversation = event.conversation_id;
+          if (event.conversation_id) {
+            // Saved at once: a reload right after the answer shows still finds the conversation.
+            this.#conversation = event.conversation_id;
+            this.#save(session);
+          }
         }
       }
     }
