@@ -191,3 +191,11 @@ async function scratchDirs(): Promise<string[]> {
   for await (const e of Deno.readDir(tmp)) if (e.isDirectory && e.name.startsWith("gatehouse-sandbox-")) found.push(`${tmp}/${e.name}`);
   return found;
 }
+
+Deno.test("input files land under /work and can't replace the code or escape", async () => {
+  const result = await runUnchecked({ runtime: "python", code: "print(open('/work/data/in.csv').read())", files: { "data/in.csv": "a,b\n1,2" } });
+  assert.equal(result.stdout.trim(), "a,b\n1,2");
+  for (const path of ["../escape.txt", "/etc/passwd", "main.py", "out/x", "a/../../b"]) {
+    await assert.rejects(runUnchecked({ runtime: "python", code: "pass", files: { [path]: "x" } }), /input file's path/);
+  }
+});

@@ -198,9 +198,10 @@ function arch(): SeccompArch {
  */
 export async function runUnchecked(req: SandboxRequest, limits: SandboxLimits = DEFAULT_LIMITS): Promise<SandboxResult> {
   if (req.runtime !== "javascript" && req.runtime !== "python") throw new SandboxError("sandbox_invalid_request", "runtime is javascript or python");
+  const main = req.runtime === "python" ? "main.py" : "main.ts";
   for (const path of Object.keys(req.files ?? {})) {
-    if (!FILE_PATH.test(path) || path === "out" || path.startsWith("out/")) {
-      throw new SandboxError("sandbox_invalid_request", `an input file's path is relative, without .. (and not under out/): ${path.slice(0, 80)}`);
+    if (!FILE_PATH.test(path) || path === "out" || path.startsWith("out/") || path === main) {
+      throw new SandboxError("sandbox_invalid_request", `an input file's path is relative, without .. (and neither ${main} nor under out/): ${path.slice(0, 80)}`);
     }
   }
   const started = performance.now();
@@ -209,7 +210,6 @@ export async function runUnchecked(req: SandboxRequest, limits: SandboxLimits = 
   try {
     const work = `${scratch}/work`;
     await Deno.mkdir(`${work}/out`, { recursive: true });
-    const main = req.runtime === "python" ? "main.py" : "main.ts";
     await Deno.writeTextFile(`${work}/${main}`, req.code);
     for (const [path, content] of Object.entries(req.files ?? {})) {
       await Deno.mkdir(`${work}/${path}`.replace(/\/[^/]+$/, ""), { recursive: true });
