@@ -22,6 +22,9 @@
  *   inbound signed webhook deliveries per second through every check to a run's start vs
  *           accept_webhook_delivery alone, delivery-to-start time, a retry storm's runs (scripts/bench/inbound.ts)
  *           options: --deliveries 300 --concurrency 8 --storm 20 --distinct 10
+ *   sandbox the code sandbox's cold start (JavaScript, Python; median, p95) and executions per second
+ *           two at a time (scripts/bench/sandbox.ts; as root: bubblewrap and cgroups)
+ *           options: --runs 20 --concurrency 2
  */
 import { parseArgs } from "node:util";
 import { benchAudit } from "./bench/audit.ts";
@@ -31,6 +34,7 @@ import { benchInbound } from "./bench/inbound.ts";
 import { benchWidget } from "./bench/widget.ts";
 import { benchRls } from "./bench/rls.ts";
 import { benchRuns } from "./bench/runs.ts";
+import { benchSandbox } from "./bench/sandbox.ts";
 
 const USAGE = `usage: npm run bench -- rls [--orgs 1000] [--rows 1000] [--iterations 500] [--explain]
        npm run bench -- audit [--events 500] [--entries 20000] [--rounds 3]
@@ -38,7 +42,8 @@ const USAGE = `usage: npm run bench -- rls [--orgs 1000] [--rows 1000] [--iterat
        npm run bench -- widget [--messages 400] [--concurrency 8] [--limit 10]
        npm run bench -- billing [--events 500] [--concurrency 8] [--deliveries 1000] [--distinct 10]
        npm run bench -- runs [--runs 200] [--idle 30] [--storm 50] [--concurrency 16]
-       npm run bench -- inbound [--deliveries 300] [--concurrency 8] [--storm 20] [--distinct 10]`;
+       npm run bench -- inbound [--deliveries 300] [--concurrency 8] [--storm 20] [--distinct 10]
+       npm run bench -- sandbox [--runs 20] [--concurrency 2]`;
 
 function positive(value: string | undefined, fallback: number, flag: string): number {
   if (value === undefined) return fallback;
@@ -135,6 +140,14 @@ async function main(): Promise<number> {
       distinct: positive(values.distinct, 10, "distinct"),
     });
     console.log(met ? "inbound: every delivery accepted, the storm started each run once" : "inbound: a target is missed");
+    return met ? 0 : 1;
+  }
+  if (name === "sandbox") {
+    const met = await benchSandbox({
+      runs: positive(values.runs, 20, "runs"),
+      concurrency: positive(values.concurrency, 2, "concurrency"),
+    });
+    console.log(met ? "sandbox: the self-test passed and every execution answered" : "sandbox: a target is missed");
     return met ? 0 : 1;
   }
   console.error(USAGE);
