@@ -18,6 +18,9 @@
  *
  * Stateless, JSON answers (no SSE stream, no session): each POST stands alone. verify_jwt is off:
  * neither token is a JWT; each is checked here before anything else.
+ *
+ * Configuration: GATEHOUSE_CONSOLE_URL, the console's origin for the pending request's link
+ * (default: SUPABASE_URL, where the local gateway serves the console).
  */
 import { createRoute, z } from "@hono/zod-openapi";
 // The SDK's exports map sends `x.js` to the types at `x.js.d.ts`, which Deno does not find: each
@@ -180,7 +183,7 @@ async function settle(actor: Actor, proposed: Proposed, payload: unknown): Promi
         request_id: proposed.id,
         approvals_required: proposed.approvals_required,
         expires_at: proposed.expires_at,
-        console_url: `${consoleUrl()}/o/${actor.orgId}/approvals/${proposed.id}`,
+        console_url: `${consoleOrigin()}/o/${actor.orgId}/approvals/${proposed.id}`,
         next: `A person must approve this action. Call ${STATUS_TOOL} with this request_id later: once approved, it executes then.`,
       }, false);
     case "denied":
@@ -214,9 +217,7 @@ function failed(code: string, message: string): CallToolResult {
   return answer({ error: code, message }, true);
 }
 
-/** Where the console is (GATEHOUSE_CONSOLE_URL; default the API's /console). */
-function consoleUrl(): string {
-  return (Deno.env.get("GATEHOUSE_CONSOLE_URL") ?? `${(Deno.env.get("SUPABASE_URL") ?? "").replace(/\/$/, "")}/console`).replace(/\/$/, "");
-}
+/** The console's origin (GATEHOUSE_CONSOLE_URL, default SUPABASE_URL), as billing and invitations read it. */
+const consoleOrigin = configuration((get) => new URL(z.url().parse(get("GATEHOUSE_CONSOLE_URL") ?? get("SUPABASE_URL"))).origin, "mcp_misconfigured");
 
 Deno.serve(app.fetch);

@@ -20,6 +20,7 @@ import { fileURLToPath } from "node:url";
 import postgres from "postgres";
 import Stripe from "stripe";
 import { startOnFreePorts } from "../stack/index.ts";
+import { pool } from "./common.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -38,14 +39,6 @@ function topUp(org: string) {
     data: { object: { id: id("cs_test"), object: "checkout.session", mode: "payment", payment_status: "paid", client_reference_id: org,
                       payment_intent: id("pi"), metadata: { gatehouse_credits: "1000" } } },
   };
-}
-
-/** Runs `work` over `items`, `concurrency` at a time. */
-async function pool<T>(items: T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, async () => {
-    while (next < items.length) await work(items[next++]);
-  }));
 }
 
 export async function benchBilling(opts: BillingBenchOptions): Promise<boolean> {

@@ -22,7 +22,7 @@ import { fileURLToPath } from "node:url";
 import postgres from "postgres";
 import { Webhook } from "standardwebhooks";
 import { startOnFreePorts } from "../stack/index.ts";
-import { median, percentile } from "./common.ts";
+import { median, percentile, pool } from "./common.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -31,14 +31,6 @@ export interface InboundBenchOptions {
   concurrency: number;
   storm: number;
   distinct: number;
-}
-
-/** Runs `work` over `items`, `concurrency` at a time. */
-async function pool<T>(items: T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, async () => {
-    while (next < items.length) await work(items[next++]);
-  }));
 }
 
 export async function benchInbound(opts: InboundBenchOptions): Promise<boolean> {

@@ -16,6 +16,7 @@ import { writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { median, percentile } from "./common.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -46,17 +47,6 @@ const seconds = (performance.now() - started) / 1000;
 console.log(JSON.stringify({ selfTest: test, cold, parallel: { executions: jobs.length, seconds } }));
 `;
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
-function p95(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(0.95 * sorted.length))];
-}
-
 export async function benchSandbox(opts: SandboxBenchOptions): Promise<boolean> {
   const dir = mkdtempSync(join(tmpdir(), "gatehouse-bench-sandbox-"));
   try {
@@ -81,7 +71,7 @@ export async function benchSandbox(opts: SandboxBenchOptions): Promise<boolean> 
     for (const runtime of ["javascript", "python"] as const) {
       const times = result.cold[runtime];
       console.log(`sandbox: cold start of a trivial ${runtime === "javascript" ? "JavaScript" : "Python"} execution: median ${median(times).toFixed(1)} ms, ` +
-        `p95 ${p95(times).toFixed(1)} ms (${times.length} executions, one at a time)`);
+        `p95 ${percentile(times, 95).toFixed(1)} ms (${times.length} executions, one at a time)`);
     }
     const { executions, seconds } = result.parallel;
     console.log(`sandbox: ${(executions / seconds).toFixed(1)} executions/s with ${opts.concurrency} at a time (${executions} executions, JavaScript and Python alternating)`);

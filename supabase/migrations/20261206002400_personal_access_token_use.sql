@@ -569,7 +569,9 @@ begin
   if p_token is null or p_token !~ '^gtp_[0-9A-Za-z]{36}$' then
     return '{"refusal": "token_invalid"}';
   end if;
-  select t.* into pat from public.personal_access_tokens t where t.token_sha256 = private.sha256_hex(p_token) for update;
+  -- No row lock: the requests of one token must not queue behind each other here (every inbound
+  -- delivery and every request through the rest function exchanges its token).
+  select t.* into pat from public.personal_access_tokens t where t.token_sha256 = private.sha256_hex(p_token);
   if pat.id is null then
     return '{"refusal": "token_invalid"}';
   end if;
@@ -584,8 +586,14 @@ begin
   if usr.id is null or usr.deleted_at is not null or usr.banned_until > pg_catalog.now() then
     return '{"refusal": "user_disabled"}';
   end if;
-  update public.personal_access_tokens t set last_used_at = pg_catalog.now() where t.id = pat.id;
-  if pat.last_used_at is null then
+  -- last_used_at moves at most once a minute (a write a request otherwise); the first use is the
+  -- update that finds it null, which one exchange alone can be.
+  update public.personal_access_tokens t set last_used_at = pg_catalog.now()
+   where t.id = pat.id and t.last_used_at is null;
+  if not found then
+    update public.personal_access_tokens t set last_used_at = pg_catalog.now()
+     where t.id = pat.id and t.last_used_at < pg_catalog.now() - interval '1 minute';
+  else
     perform private.act_as_owner(pat.user_id);
     perform audit.append(pat.org_id, 'personal_access_token.first_use', 'public.personal_access_tokens', pat.id::text,
       pg_catalog.jsonb_build_object('name', pat.name, 'token_prefix', pat.token_prefix, 'scopes', pat.scopes, 'project_id', pat.project_id));
@@ -595,7 +603,7 @@ begin
 end
 $$;
 comment on function private.exchange_personal_access_token(text) is
-  'What a personal access token acts for (or why it is refused); moves last_used_at and records first use and expiry.';
+  'What a personal access token acts for (or why it is refused); moves last_used_at (at most once a minute) and records first use and expiry.';
 revoke execute on function private.exchange_personal_access_token(text) from public, anon, authenticated;
 grant execute on function private.exchange_personal_access_token(text) to service_role;
 

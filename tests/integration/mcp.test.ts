@@ -15,7 +15,7 @@ import { createRunOrg, type RunOrg } from "../helpers/run_org.ts";
 import { asMemberIn, stack, superuser } from "../helpers/stack.ts";
 
 const sql = superuser();
-const { functionsUrl } = stack();
+const { functionsUrl, apiUrl } = stack();
 let providers: FakeProviders;
 let org: RunOrg;
 let run: string;
@@ -93,7 +93,8 @@ describe("the MCP endpoint", () => {
     expect(pending.isError).toBe(false);
     const waiting = pending.structuredContent as Structured;
     expect(waiting).toMatchObject({ status: "approval_pending", approvals_required: 1 });
-    expect(waiting.console_url).toMatch(new RegExp(`/console/o/${org.org}/approvals/${waiting.request_id}$`));
+    // The console's own route for the request (the console is served at the API's origin locally).
+    expect(waiting.console_url).toBe(`${apiUrl}/o/${org.org}/approvals/${waiting.request_id}`);
     expect(providers.requests.filter((r) => r.path === org.hookPath).length).toBe(before);
     const still = await client.callTool({ name: "gatehouse_action_status", arguments: { request_id: waiting.request_id } });
     expect((still.structuredContent as Structured).status).toBe("approval_pending");

@@ -129,6 +129,7 @@ export const REFUSALS = {
   inbound_signature_invalid: [401, "no signature in webhook-signature verifies the delivery with the subscription's secret"],
   inbound_replayed: [409, "this webhook-id was delivered before; its run is run_id"],
   // The MCP endpoint (docs/mcp.md)
+  mcp_misconfigured: [503, "the mcp function's configuration is not valid"],
   mcp_run_required: [400, "a personal access token names the run it acts in: /functions/v1/mcp?run=<run id>"],
   // Billing
   billing_not_configured: [503, "billing is not configured here (no Stripe keys): see docs/billing.md"],

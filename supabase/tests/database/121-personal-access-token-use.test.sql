@@ -4,7 +4,7 @@
 -- token's organization and project as the context, and the leaked-token revocation.
 begin;
 \ir _helpers.psql
-select plan(56);
+select plan(58);
 create temporary table made (name text primary key, v jsonb) on commit drop;
 grant all on made to authenticated;
 
@@ -205,6 +205,15 @@ select lives_ok($$ select public.revoke_personal_access_token(pg_temp.token_id('
 reset role;
 select throws_like($$ select pg_temp.act_with('reader') $$, '%token_revoked%', 'and its access token stops at once');
 select is(private.exchange_personal_access_token(pg_temp.token('reader')), '{"refusal": "token_revoked"}', 'nor is it exchanged again');
+
+-- A banned owner's tokens stop too, as their sessions do.
+select set_config('request.jwt.claims', '', true);
+update auth.users set banned_until = now() + interval '1 day' where id = pg_temp.uid('ada');
+select is(private.exchange_personal_access_token(pg_temp.token('agents')), '{"refusal": "user_disabled"}', 'a banned owner''s token is not exchanged');
+select throws_like($$ select pg_temp.act_with('agents', 'GET', '/agents') $$, '%user_disabled%', 'nor is its access token taken');
+reset role;
+select set_config('request.jwt.claims', '', true);
+update auth.users set banned_until = null where id = pg_temp.uid('ada');
 
 -- =============================================================================================
 -- Leaked
