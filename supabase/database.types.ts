@@ -2574,7 +2574,8 @@ export type Database = {
       approval_mode: "allow" | "require_approval" | "require_dual_control" | "deny";
       billing_mode: "postpaid" | "prepaid";
       connection_status: "active" | "disabled";
-      connector_provider: "slack_webhook" | "discord_webhook" | "https_webhook" | "github" | "notion" | "oauth2";
+      connector_provider:
+        "slack_webhook" | "discord_webhook" | "https_webhook" | "github" | "notion" | "oauth2" | "sandbox";
       credit_entry_kind: "grant" | "top_up" | "usage_debit" | "reversal" | "adjustment";
       member_role: "tenant_admin" | "project_admin" | "project_contributor" | "project_viewer";
       model_call_outcome: "succeeded" | "failed" | "cancelled" | "abandoned";
@@ -2706,7 +2707,15 @@ export const Constants = {
       approval_mode: ["allow", "require_approval", "require_dual_control", "deny"],
       billing_mode: ["postpaid", "prepaid"],
       connection_status: ["active", "disabled"],
-      connector_provider: ["slack_webhook", "discord_webhook", "https_webhook", "github", "notion", "oauth2"],
+      connector_provider: [
+        "slack_webhook",
+        "discord_webhook",
+        "https_webhook",
+        "github",
+        "notion",
+        "oauth2",
+        "sandbox",
+      ],
       credit_entry_kind: ["grant", "top_up", "usage_debit", "reversal", "adjustment"],
       member_role: ["tenant_admin", "project_admin", "project_contributor", "project_viewer"],
       model_call_outcome: ["succeeded", "failed", "cancelled", "abandoned"],

@@ -4,7 +4,14 @@
  * connector and egress code as the edge functions. Any number of workers may run side by side,
  * here or beside hosted Supabase (docs/runs.md: deploying workers); a step is leased to one.
  *
- *   deno run --allow-net --allow-env --allow-read --allow-sys --config deno.json functions/_worker/main.ts
+ *   deno run --allow-all --config deno.json functions/_worker/main.ts
+ *
+ * The worker also runs the code of agents' code.run tools, in the sandbox on its host
+ * (functions/_shared/sandbox/, docs/sandbox.md): it self-tests the sandbox at start-up and logs each
+ * layer, and where a layer is missing (no user namespaces, no writable cgroup, not root) it refuses
+ * to run code, holding code actions back with their approvals unused. That is why it runs with
+ * --allow-all: Deno lets only a fully permitted process write /sys (each execution's cgroup) and
+ * start the sandbox's processes; the sandbox, not Deno's permissions, is what confines the code.
  *
  * Environment: SUPABASE_DB_URL (required), the functions' model and connector settings
  * (OPENAI_API_KEY, ANTHROPIC_API_KEY, …), and
@@ -23,6 +30,7 @@ import { connectorEnvFrom } from "../_shared/connectors/providers.ts";
 import { db, serviceDb, statementsSent } from "../_shared/http/db.ts";
 import { modelEnvFrom } from "../_shared/models/upstream.ts";
 import { RetryStep, runStep, type StepContext } from "../_shared/runs/step.ts";
+import { bubblewrapBackend } from "../_shared/sandbox/bubblewrap.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -53,7 +61,7 @@ try {
     sql: serviceDb(),
     executionSql: db(),
     modelEnv: modelEnvFrom(get),
-    connectorEnv: connectorEnvFrom(get),
+    connectorEnv: { ...connectorEnvFrom(get), sandbox: bubblewrapBackend },
     workerId: `worker-${Deno.hostname()}-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`,
     leaseSeconds,
   };
@@ -110,6 +118,16 @@ const runner: Runner = await run({
   },
 });
 console.log(`worker ${ctx.workerId} ready (${concurrency} at once, lease ${leaseSeconds} s)`);
+
+// The sandbox's self-test, once, beside the first jobs (each code action waits for its result).
+void bubblewrapBackend.selfTest().then((test) => {
+  const layers = test.layers.map((l) => `${l.layer} ${l.ok ? "ok" : "MISSING"}`).join(", ");
+  if (test.ok) console.log(`worker: sandbox ready (bubblewrap: ${layers})`);
+  else {
+    const missing = test.layers.filter((l) => !l.ok).map((l) => `${l.layer}: ${l.detail}`).join("; ");
+    console.error(`worker: sandbox refuses to run code, a layer is missing (${missing}); code actions wait, unused, for a worker whose sandbox passes`);
+  }
+});
 
 // The sweep: deadlines, approvals that expired while a run waited, steps whose worker stopped.
 const sweeping = setInterval(() => {

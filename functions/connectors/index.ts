@@ -34,8 +34,9 @@ const SaveBody = z.strictObject({
   ...orgField,
   provider: z.enum(PROVIDERS),
   display_name: displayName,
-  credential: z.unknown().describe("{url} for a webhook, {token} for github and notion"),
+  credential: z.unknown().optional().describe("{url} for a webhook, {token} for github and notion; none (or {}) for a sandbox"),
   connection_id: z.uuid().optional().describe("Replace this connection's credential"),
+  config: z.unknown().optional().describe("A sandbox's settings only: {backend: \"bubblewrap\", limits?: {seconds, memory_mib, processes}}"),
 });
 const EmptyBody = z.strictObject(orgField);
 const OAuthStartBody = OAuth2Config.extend({
@@ -75,7 +76,7 @@ const app = functionApp({
 app.use(jsonBody(MAX_BODY));
 
 app.openapi(createRoute({
-  method: "post", path: "/connections", summary: "Check a webhook or token live, then save it (tenant admin)",
+  method: "post", path: "/connections", summary: "Check a webhook or token live, then save it; or connect the code sandbox (tenant admin)",
   request: { headers: OrgHeader, ...jsonRequest(SaveBody) },
   responses: {
     201: { description: "The new connection", content: jsonContent(z.object({ connection: Connection })) },

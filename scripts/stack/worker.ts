@@ -27,7 +27,8 @@ export async function startWorker(opts: { root: string; env: NodeJS.ProcessEnv; 
   const worker = spawnLogged(
     opts.name ?? "run-worker",
     binary(opts.root, "deno", "deno"),
-    ["run", "--no-prompt", "--allow-net", "--allow-env", "--allow-read", "--allow-write", "--allow-sys", "--config", join(opts.root, "deno.json"), join(opts.root, "functions/_worker/main.ts")],
+    // --allow-all: the sandbox's cgroups are under /sys, which Deno lets only a fully permitted process write.
+    ["run", "--no-prompt", "--allow-all", "--config", join(opts.root, "deno.json"), join(opts.root, "functions/_worker/main.ts")],
     { cwd: opts.root, logFile: opts.logFile, env: { DENO_NO_UPDATE_CHECK: "1", ...opts.env } },
   );
   await waitFor(worker.name, 60_000, async () => {

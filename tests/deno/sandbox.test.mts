@@ -14,7 +14,8 @@
  * Run with the other Deno tests: npm test, or node_modules/.bin/deno test --allow-all tests/deno/ (as root: bubblewrap and cgroups).
  */
 import assert from "node:assert/strict";
-import { DEFAULT_LIMITS, runUnchecked } from "../../functions/_shared/sandbox/run.ts";
+import { DEFAULT_LIMITS } from "../../functions/_shared/sandbox/backend.ts";
+import { runUnchecked } from "../../functions/_shared/sandbox/run.ts";
 import { runCode, selfTest } from "../../functions/_shared/sandbox/selftest.ts";
 
 const py = (code: string, limits = {}) => runUnchecked({ runtime: "python", code }, { ...DEFAULT_LIMITS, ...limits });

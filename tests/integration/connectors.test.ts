@@ -5,6 +5,7 @@
  * OAuth2 with PKCE, refresh before expiry, revocation on disable (connection and agent), rate
  * limits and budgets, the audit trail of every call, and the sanitized result.
  */
+import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Client, accessToken, anonClient, rest, signedIn, stack, superuser } from "../helpers/stack.ts";
 import { createMember } from "../helpers/console.ts";
@@ -643,4 +644,54 @@ describe("a live check that takes a while", () => {
       }
     });
   }
+});
+
+describe("the code sandbox (code.run)", () => {
+  let sandboxId: string;
+  const body = { provider: "sandbox", display_name: "Code sandbox", config: { backend: "bubblewrap", limits: { seconds: 2 } } };
+
+  it("is connected by a tenant admin with settings and no credential, checks nothing outside, and pins its backend as the destination", async () => {
+    const before = providers.requests.length;
+    expect(await call("connections", victor, body)).toMatchObject({ status: 403, body: { error: { code: "forbidden" } } });
+    for (const config of [{ backend: "docker" }, { backend: "bubblewrap", limits: { seconds: 3600 } }, { backend: "bubblewrap", net: true }, null]) {
+      expect(await call("connections", ada, { ...body, config })).toMatchObject({ status: 400, body: { error: { code: "invalid_sandbox_config" } } });
+    }
+    expect(await call("connections", ada, { ...body, credential: { token: "x" } })).toMatchObject({ status: 400, body: { error: { code: "invalid_credential" } } });
+    const slack = { provider: "slack_webhook", display_name: "x", credential: { url: `${providers.base}/slack/services/none` }, config: {} };
+    expect(await call("connections", ada, slack)).toMatchObject({ status: 400, body: { error: { code: "config_not_taken" } } });
+
+    const saved = await call("connections", ada, body);
+    expect(saved).toMatchObject({ status: 201, body: { connection: { provider: "sandbox", scopes: [], status: "active" } } });
+    sandboxId = saved.body.connection.id;
+    const [row] = await sql`select destination, config from public.connections where id = ${sandboxId}`;
+    expect(row).toEqual({ destination: "sandbox:bubblewrap", config: { backend: "bubblewrap", limits: { seconds: 2 } } });
+    expect(providers.requests.length).toBe(before);
+  });
+
+  it("pins the code that was approved: other code is refused, and the function, which runs no code, leaves the approval unused", async () => {
+    await tool("code.run", "sandbox", [], sandboxId);
+    try {
+      const code = { runtime: "python", code: "print('approved')" };
+      const action = await approved("code.run", code);
+      const [request] = await sql`select canonical_payload, payload_sha256, provider, connection_id, destination from public.action_requests where id = ${action.id}`;
+      const canonical = `{"code":"print('approved')","runtime":"python"}`;
+      expect(request).toEqual({
+        canonical_payload: canonical, payload_sha256: createHash("sha256").update(canonical).digest("hex"),
+        provider: "sandbox", connection_id: sandboxId, destination: "sandbox:bubblewrap",
+      });
+      // The approved code, and no other: the gate compares the canonical hash.
+      expect(await execute({ id: action.id, payload: { runtime: "python", code: "print('swapped')" } }))
+        .toMatchObject({ status: 409, body: { error: { code: "payload_mismatch" } } });
+      // Edge functions start no processes: the code waits, approved and unused, for a run worker.
+      expect(await execute(action)).toMatchObject({ status: 409, body: { error: { code: "sandbox_unavailable" } } });
+      const [after] = await sql`select status, executed_at from public.action_requests where id = ${action.id}`;
+      expect(after).toEqual({ status: "approved", executed_at: null });
+      const audit = await sql`select payload from audit.records where org_id = ${ACME} and action = 'connector.call'
+                                 and payload->>'action_request_id' = ${action.id}`;
+      expect(audit.map((a) => a.payload.outcome)).toEqual(["sandbox_unavailable"]);
+      expect(JSON.stringify(audit)).not.toContain("approved')");
+    } finally {
+      await sql`update public.agent_tools set enabled = false where agent_id = ${ACME_AGENT} and tool = 'code.run'`;
+    }
+  });
 });

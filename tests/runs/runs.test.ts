@@ -9,6 +9,7 @@
  * CA. The workers here are the real worker process, with a 3-second lease and a 1-second sweep so
  * that a killed worker's step is taken over quickly.
  */
+import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -252,6 +253,96 @@ describe("limits end a run with their own status", () => {
     await sql`update public.action_requests set expires_at = now() where run_id = ${runId}`;
     const run = await until(runId, ["approval_expired"], 5_000);
     expect(run.end_code).toBe("approval_expired");
+  });
+});
+
+describe("code.run: an agent's code, approved and run in the sandbox", () => {
+  let sandbox: string;
+  const codeRun = (args: unknown) => `use code_run with ${JSON.stringify(args)}`;
+  const toolResult = async (runId: string) => JSON.parse((await transcript(runId)).find((m) => m.role === "tool")!.content.content as string);
+
+  beforeAll(async () => {
+    // Code execution turned on as a tenant admin would: a sandbox connection, and a tool bound to it.
+    const s = stack();
+    const res = await fetch(`${s.functionsUrl}/connectors/connections`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${s.serviceRoleKey}`, "content-type": "application/json" },
+      body: JSON.stringify({ org_id: org.org, provider: "sandbox", display_name: "Code sandbox", config: { backend: "bubblewrap", limits: { seconds: 2 } } }),
+    });
+    expect(res.status).toBe(201);
+    sandbox = ((await res.json()) as { connection: { id: string } }).connection.id;
+    await sql`insert into public.agent_tools (org_id, project_id, agent_id, tool, provider, connection_id)
+              values (${org.org}, ${org.project}, ${org.agent}, 'code.run', 'sandbox', ${sandbox})`;
+    await sql`delete from public.approval_policies where org_id = ${org.org}`;
+  });
+
+  it("waits for a person to approve the exact code, then runs that code, and audits the execution without its code or output", async () => {
+    const program = { runtime: "python", code: "print(6 * 7)\nopen('out/answer.txt', 'w').write('forty-two')\n" };
+    const runId = await org.start(codeRun(program));
+    await until(runId, ["waiting_approval"]);
+    const [request] = await sql`select id, approval_sha256, canonical_payload, payload_sha256, tool, provider, destination, status
+                                  from public.action_requests where run_id = ${runId}`;
+    // What the approver sees and decides on is the code itself, pinned by its hash with the sandbox it runs on.
+    expect(request).toMatchObject({ tool: "code.run", provider: "sandbox", destination: "sandbox:bubblewrap", status: "pending" });
+    expect(JSON.parse(request.canonical_payload)).toEqual(program);
+    expect(request.payload_sha256).toBe(createHash("sha256").update(request.canonical_payload).digest("hex"));
+    const executions = async () => await sql`select payload from audit.records where org_id = ${org.org} and action = 'connector.call'
+                                                and payload->>'run_id' = ${runId}`;
+    expect(await executions()).toHaveLength(0);
+
+    await org.asAdmin((tx) => tx`select public.decide_action(${request.id}, ${request.approval_sha256}, true)`);
+    const run = await until(runId, ["succeeded", "failed"]);
+    expect(run.status).toBe("succeeded");
+    const result = await toolResult(runId);
+    expect(result).toMatchObject({ exit_code: 0, killed: null, stdout: "42\n", stderr: "", files: [{ path: "out/answer.txt", bytes: 9, base64: btoa("forty-two") }] });
+    expect(run.result?.output).toContain("42");
+    const [after] = await sql`select status, outcome, outcome_detail from public.action_requests where id = ${request.id}`;
+    expect(after).toEqual({ status: "executed", outcome: "delivered", outcome_detail: "exit_0" });
+
+    // A run event {tool_name, ms, code, iter} and one audit entry with the limits and the outcome.
+    const events = await sql`select meta from public.agent_run_events where run_id = ${runId} and meta->>'tool_name' is not null`;
+    expect(events.map((e) => [e.meta.tool_name, e.meta.code, e.meta.iter])).toEqual([["code.run", "exit_0", 1]]);
+    expect(Object.keys(events[0].meta).sort()).toEqual(["code", "iter", "ms", "tool_name"]);
+    const audited = await executions();
+    expect(audited).toHaveLength(1);
+    expect(audited[0].payload).toMatchObject({
+      kind: "deliver", provider: "sandbox", tool: "code.run", outcome: "exit_0", action_request_id: request.id,
+      sandbox: {
+        backend: "bubblewrap", runtime: "python", exit_code: 0, killed: null, stdout_bytes: 3, stderr_bytes: 0, out_files: 1, out_bytes: 9,
+        limits: { seconds: 2, memory_mib: 256, processes: 64, file_mib: 8, output_bytes: 32768, out_bytes: 65536 },
+      },
+    });
+    expect(audited[0].payload.sandbox.ms).toBeGreaterThan(0);
+    const everything = JSON.stringify(await sql`select payload from audit.records where org_id = ${org.org}`);
+    expect(everything).not.toContain("6 * 7");
+    expect(everything).not.toContain("forty-two");
+    expect(everything).not.toContain(btoa("forty-two"));
+  });
+
+  it("kills code at its wall-clock budget and tells the model so", async () => {
+    await sql`insert into public.approval_policies (org_id, project_id, agent_id, tool, mode, connection_id)
+              values (${org.org}, ${org.project}, ${org.agent}, 'code.run', 'allow', ${sandbox})`;
+    try {
+      const runId = await org.start(codeRun({ runtime: "javascript", code: "while (true) {}" }));
+      const run = await until(runId, ["succeeded", "failed"]);
+      expect(run.status).toBe("succeeded");
+      expect(await toolResult(runId)).toMatchObject({ exit_code: null, killed: "deadline" });
+      const [event] = await sql`select meta from public.agent_run_events where run_id = ${runId} and meta->>'tool_name' = 'code.run'`;
+      expect(event.meta.code).toBe("killed_deadline");
+      expect(event.meta.ms).toBeGreaterThanOrEqual(2000);
+      const [audit] = await sql`select payload from audit.records where org_id = ${org.org} and action = 'connector.call' and payload->>'run_id' = ${runId}`;
+      expect(audit.payload.sandbox).toMatchObject({ runtime: "javascript", killed: "deadline", exit_code: null });
+    } finally {
+      await sql`delete from public.approval_policies where org_id = ${org.org}`;
+    }
+  });
+
+  it("never asks anyone to approve arguments the sandbox would refuse: the model is told what to fix", async () => {
+    const runId = await org.start(codeRun({ runtime: "cobol", code: "DISPLAY 'HI'" }));
+    const run = await until(runId, ["succeeded", "failed"]);
+    expect(run.status).toBe("succeeded");
+    expect(await toolResult(runId)).toMatchObject({ error: "invalid_arguments" });
+    expect(await sql`select 1 from public.action_requests where run_id = ${runId}`).toHaveLength(0);
   });
 });
 

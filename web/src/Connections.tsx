@@ -38,9 +38,10 @@ const PROVIDER_NAMES: Record<Provider, string> = {
   github: "GitHub (token)",
   notion: "Notion (token)",
   oauth2: "OAuth2 provider",
+  sandbox: "Code sandbox",
 };
-/** The providers connected with a webhook URL or a token; oauth2 has its own flow. */
-const DIRECT: Exclude<Provider, "oauth2">[] = ["slack_webhook", "discord_webhook", "https_webhook", "github", "notion"];
+/** The providers connected with a webhook URL or a token; oauth2 has its own flow, and the sandbox its own form. */
+const DIRECT: Exclude<Provider, "oauth2" | "sandbox">[] = ["slack_webhook", "discord_webhook", "https_webhook", "github", "notion"];
 const TOKEN_PROVIDERS = new Set<Provider>(["github", "notion"]);
 
 interface Overview {
@@ -107,6 +108,8 @@ function refusalText(error: { code?: string; message: string }): string {
       return "The authorize URL must be https.";
     case "connection_not_found":
       return "That connection is not in this organization (any more).";
+    case "invalid_sandbox_config":
+      return `Those sandbox settings are not allowed: ${error.message}.`;
     case "internal_error":
       return "The connectors function failed unexpectedly. If another connection has this display name, choose another: names are unique.";
     default:
@@ -221,6 +224,7 @@ export function Connections() {
                       <Stack gap={2}>
                         <Text size="sm">{PROVIDER_NAMES[c.provider]}</Text>
                         {apiUrlOf(c.config) && <Text size="xs" c="dimmed">at <Code style={{ wordBreak: "break-all" }}>{apiUrlOf(c.config)}</Code></Text>}
+                        {c.provider === "sandbox" && <Text size="xs" c="dimmed">{sandboxSummary(c.config)}</Text>}
                       </Stack>
                     ),
                   },
@@ -275,6 +279,7 @@ export function Connections() {
           <>
             <ConnectDirect needed={overview.data?.needed} />
             <ConnectOAuth needed={overview.data?.needed} />
+            <ConnectSandbox />
           </>
         ) : (
           <Text c="dimmed" size="sm">
@@ -289,6 +294,70 @@ export function Connections() {
 function apiUrlOf(config: Json): string | null {
   const url = (config as { api_url?: unknown } | null)?.api_url;
   return typeof url === "string" ? url : null;
+}
+
+/** A sandbox connection's backend and limits, in words (the connectors function's defaults where it sets none). */
+function sandboxSummary(config: Json): string {
+  const c = (config ?? {}) as { backend?: string; limits?: { seconds?: number; memory_mib?: number; processes?: number } };
+  const l = c.limits ?? {};
+  return `runs on ${c.backend ?? "?"}: ${l.seconds ?? 10} s, ${l.memory_mib ?? 256} MiB, ${l.processes ?? 64} processes, no network`;
+}
+
+/**
+ * Turning code execution on: a sandbox connection on the run worker's host (bubblewrap), with
+ * limits no looser than the platform's. Tools bound to it run the code an agent writes, after the
+ * approval its policy asks for; the worker proves the sandbox (its self-test) before any code runs.
+ */
+function ConnectSandbox() {
+  const org = useOrg();
+  const api = useOrgApi();
+  const act = useAct([["connections", org.id]]);
+
+  function connect(event: FormEvent<HTMLFormElement>) {
+    event.preventDefault();
+    const formElement = event.currentTarget;
+    const form = new FormData(formElement);
+    const body = {
+      provider: "sandbox",
+      display_name: field(form, "display_name"),
+      config: { backend: "bubblewrap", limits: { seconds: Number(form.get("seconds")), memory_mib: Number(form.get("memory_mib")) } },
+    };
+    act.run(async () => {
+      let connection: Connection;
+      try {
+        ({ connection } = await api.invoke<{ connection: Connection }>("connectors/connections", body));
+      } catch (e) {
+        throw await refused(e);
+      }
+      (formElement.elements.namedItem("display_name") as HTMLInputElement).value = "";
+      return `Connected ${connection.display_name}: bind an agent's tool (code.run) to it on the Agents screen. Its code waits for the approval its policy asks for.`;
+    });
+  }
+
+  return (
+    <Paper withBorder p={{ base: "md", sm: "lg" }} radius="md" component="section" mt={0} aria-labelledby="sandbox-heading">
+      <Title order={2} size="h3" id="sandbox-heading" mb="xs">Turn on code execution</Title>
+      <Text size="sm" c="dimmed" mb="sm">
+        A code sandbox runs the programs agents write, each in a fresh sandbox on the run worker's host: no network, its own scratch
+        directory, hard limits. The code is what people approve, pinned by its hash.
+      </Text>
+      <Outcome outcome={act.outcome} />
+      <form onSubmit={connect} aria-label="Turn on code execution" autoComplete="off">
+        <Stack>
+          <SimpleGrid cols={{ base: 1, sm: 3 }}>
+            <TextInput name="display_name" label="Display name" required maxLength={100} defaultValue="Code sandbox" />
+            <NativeSelect name="seconds" label="Wall-clock limit" defaultValue="10"
+              data={["2", "5", "10"].map((v) => ({ value: v, label: `${v} seconds` }))} />
+            <NativeSelect name="memory_mib" label="Memory limit" defaultValue="256"
+              data={["64", "128", "256"].map((v) => ({ value: v, label: `${v} MiB` }))} />
+          </SimpleGrid>
+          <Group>
+            <Button type="submit" loading={act.busy}>Connect the sandbox</Button>
+          </Group>
+        </Stack>
+      </form>
+    </Paper>
+  );
 }
 
 function revocableAtProvider(c: Connection): boolean {
@@ -318,7 +387,7 @@ function ConnectDirect({ needed }: { needed: Map<Provider, string[]> | undefined
   const org = useOrg();
   const api = useOrgApi();
   const act = useAct([["connections", org.id]]);
-  const [provider, setProvider] = useState<Exclude<Provider, "oauth2">>("slack_webhook");
+  const [provider, setProvider] = useState<(typeof DIRECT)[number]>("slack_webhook");
   const token = TOKEN_PROVIDERS.has(provider);
 
   function connect(event: FormEvent<HTMLFormElement>) {

@@ -4,7 +4,8 @@
  * prepaid organization's credits checked (private.meter_connector_call, one statement;
  * revocations are counted but never held back), and then recorded as an audit entry
  * `connector.call`: connection, provider, kind, agent, run, action, outcome, HTTP status and
- * latency. The entry never holds a credential or a body. A live check or delivery is charged the
+ * latency, and for a sandbox execution its limits and outcome. The entry never holds a credential,
+ * a body, code or its output. A live check or delivery is charged the
  * platform's connector price with its entry (private.charge_connector_call), unless the egress
  * guard refused it before anything left.
  */
@@ -13,6 +14,7 @@ import type { Caller } from "../http/caller.ts";
 import { asService, type Sql, type Tx } from "../http/db.ts";
 import { refuse, type HttpError } from "../http/errors.ts";
 import type { CallResult, ConnectorEnv, Provider } from "./providers.ts";
+import type { ExecutionAudit } from "../sandbox/tool.ts";
 
 /** Who a connector operation acts for, and how it reaches the database and the providers. */
 export interface ConnectorContext {
@@ -45,6 +47,8 @@ export interface CallAudit {
    * call is recorded here (private.connector_holds): one per metered call, made with holdId().
    */
   holdId?: string;
+  /** A sandbox execution's limits and outcome (never its code or output). */
+  sandbox?: ExecutionAudit;
 }
 
 /** A fresh hold id for one metered call. */
@@ -67,6 +71,7 @@ export async function auditCallIn(tx: Tx, a: CallAudit): Promise<void> {
     run_id: a.runId ?? null,
     tool: a.tool ?? null,
     action_request_id: a.actionRequestId ?? null,
+    ...(a.sandbox ? { sandbox: a.sandbox } : {}),
   };
   await tx`insert into audit.records (org_id, action, target_type, target_id, payload)
            values (${a.orgId}, 'connector.call', 'connection', ${a.connectionId}, ${tx.json(payload)})`;

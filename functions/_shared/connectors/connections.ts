@@ -11,6 +11,7 @@ import { refuse } from "../http/errors.ts";
 import { auditCall, type ConnectorContext, holdId, meter, type OrgContext, timed, verificationError } from "./calls.ts";
 import { revokeAndAudit } from "./oauth.ts";
 import { parseCredential, type Provider, verifyCredential } from "./providers.ts";
+import { SandboxConfig } from "../sandbox/tool.ts";
 import { type ConnectionView, saveCredential, scopesNeeded, storedConnection } from "./store.ts";
 
 type Scope = { caller: Caller; orgId: string };
@@ -30,31 +31,59 @@ async function connectionIn(tx: Tx, scope: Scope, wanted: { id: string; provider
   return inScope(scope, row as { org_id: string } | undefined) && (!wanted.provider || row.provider === wanted.provider);
 }
 
-/** What a tenant admin sends to save a webhook or token connection. */
+/** What a tenant admin sends to save a webhook, token or sandbox connection. */
 export interface SaveInput {
   provider: Provider;
   display_name: string;
-  credential: unknown;
+  credential?: unknown;
   connection_id?: string;
+  /** A sandbox connection's settings (sandbox/tool.ts SandboxConfig); no other provider takes any. */
+  config?: unknown;
+}
+
+/** Checks that `tx`'s caller is a tenant admin of the organization, and that a connection it names is one of its, of `provider`. */
+async function checkAdmin(ctx: OrgContext, input: SaveInput): Promise<void> {
+  await ctx.sql.begin(async (tx) => {
+    await asCaller(tx, ctx.caller, ctx.orgId, { atLeast: "tenant_admin" });
+    if (input.connection_id && !(await connectionIn(tx, ctx, { id: input.connection_id, provider: input.provider }))) {
+      throw refuse("connection_not_found", "no such connection of this provider in this organization");
+    }
+  });
+}
+
+/**
+ * Turns code execution on for the organization (tenant admin): a sandbox connection, whose settings
+ * name the backend and any tighter limits. The local backend needs no credential; there is nothing
+ * outside to check, and the run worker proves its sandbox (the self-test) before any code runs.
+ */
+async function saveSandbox(ctx: OrgContext, input: SaveInput): Promise<ConnectionView> {
+  const config = SandboxConfig.safeParse(input.config ?? null);
+  if (!config.success) throw refuse("invalid_sandbox_config", config.error.issues.map((i) => `${i.path.join(".") || "config"}: ${i.message}`).join("; "));
+  const credential = input.credential ?? {};
+  if (typeof credential !== "object" || credential === null || Object.keys(credential).length > 0) {
+    throw refuse("invalid_credential", "the bubblewrap backend takes no credential: send {} or none");
+  }
+  await checkAdmin(ctx, input);
+  return saveCredential(ctx, {
+    orgId: ctx.orgId, provider: "sandbox", displayName: input.display_name, scopes: [], credential: {},
+    expiresAt: null, connectionId: input.connection_id ?? null, config: config.data,
+  });
 }
 
 /**
  * Checks the credential with a live call to its provider, then stores it through
- * save_connection, asking for the scopes the workspace's enabled tools of that provider need.
+ * save_connection (a sandbox connection: saveSandbox), asking for the scopes the workspace's enabled tools of that provider need.
  * A GitHub token that reports its scopes must hold exactly those (least privilege).
  */
 export async function saveConnection(ctx: OrgContext, input: SaveInput): Promise<ConnectionView> {
-  const { sql, caller, orgId, env } = ctx;
+  const { sql, orgId, env } = ctx;
   const provider = input.provider;
   if (provider === "oauth2") throw refuse("use_oauth2_flow");
+  if (provider === "sandbox") return await saveSandbox(ctx, input);
+  if (input.config !== undefined) throw refuse("config_not_taken");
   const credential = parseCredential({ provider, credential: input.credential }, env.urls);
   if (!credential.ok) throw refuse(credential.reason, credential.message);
-  await sql.begin(async (tx) => {
-    await asCaller(tx, caller, orgId, { atLeast: "tenant_admin" });
-    if (input.connection_id && !(await connectionIn(tx, ctx, { id: input.connection_id, provider }))) {
-      throw refuse("connection_not_found", "no such connection of this provider in this organization");
-    }
-  });
+  await checkAdmin(ctx, input);
   const needed = await scopesNeeded(sql, { orgId, provider });
 
   const audit = { orgId, connectionId: input.connection_id ?? null, provider, kind: "verify" as const, holdId: holdId() };

@@ -7,7 +7,8 @@
  *      derives the destination again from the credential and meters the call. A refusal of the admission check rolls the transaction back, so the
  *      approval stays unused, to be executed later.
  *   2. deliver: the connection's credential (an OAuth2 token refreshed first when it is about to
- *      expire), then the provider call with the approved canonical bytes.
+ *      expire), then the provider call with the approved canonical bytes; for a sandbox
+ *      connection, the approved code runs in a fresh sandbox (sandbox/tool.ts) instead.
  *   3. record the call in the audit chain and the outcome on the action request, in one transaction.
  *   4. sanitize the provider's answer with the connection's own credentials before the agent sees it.
  */
@@ -16,6 +17,7 @@ import type { Caller } from "../http/caller.ts";
 import { asService, type Sql, type Tx } from "../http/db.ts";
 import { auditCall, auditCallIn, type CallAudit, holdId, type LimitRefusal, meterIn, timed } from "./calls.ts";
 import { type ConnectorEnv, deliver, destinationOf, OAuth2Config, OAuth2Credential, type Provider, refreshTokens } from "./providers.ts";
+import { executeCode, SandboxConfig } from "../sandbox/tool.ts";
 import { sanitizeToolResult } from "./sanitize.ts";
 import { saveCredentialIn } from "./store.ts";
 
@@ -23,7 +25,7 @@ import { saveCredentialIn } from "./store.ts";
 export const REFRESH_MARGIN_MS = 60_000;
 
 /** Why the admission check held an approved action back. */
-export type AdmissionRefusal = "approval_target_changed" | "connection_inactive" | LimitRefusal;
+export type AdmissionRefusal = "approval_target_changed" | "connection_inactive" | "sandbox_unavailable" | LimitRefusal;
 
 /** Why an action was not executed: the gate's reasons (committed) or the admission check's (rolled back). */
 export type ExecuteRefusal = GateRefusal | AdmissionRefusal;
@@ -101,7 +103,7 @@ export async function executeAction(
       }
       const gate = await openGate(tx, input);
       if (!gate.ok) return gate;  // committed: the refusal is in the audit chain
-      const admission = await admit(tx, gate.value);
+      const admission = await admit(tx, gate.value, ctx.env);
       if (!admission.ok) throw new NotAdmitted(admission);  // rolled back: the approval stays unused
       return { ok: true as const, value: { action: gate.value, binding: admission.value } };
     });
@@ -120,14 +122,14 @@ export async function executeAction(
   await sql.begin(async (tx) => {
     await asService(tx);
     if (delivery.audit) await auditCallIn(tx, delivery.audit);
-    await recordOutcome(tx, { requestId: action.requestId, delivered: delivery.outcome === "delivered", detail: delivery.outcome });
+    await recordOutcome(tx, { requestId: action.requestId, delivered: delivery.delivered, detail: delivery.outcome });
   });
 
   // 4. Sanitize what the agent gets back.
   return {
     ok: true,
     value: {
-      delivered: delivery.outcome === "delivered",
+      delivered: delivery.delivered,
       outcome: delivery.outcome,
       http_status: delivery.status,
       result: sanitizeToolResult(delivery.body, { secrets: delivery.secrets }),
@@ -139,9 +141,10 @@ export async function executeAction(
  * The admission check, inside the gate's transaction: the connection the action was approved to
  * go through (the gate has checked that the tool is still bound there and that the connection is
  * active and delivers to the approved destination), the destination derived again from the
- * credential about to be used, then the meter.
+ * credential about to be used, for a sandbox that this process runs its backend with every layer
+ * in force (its self-test, run once per process), then the meter.
  */
-async function admit(tx: Tx, action: ApprovedAction): Promise<Admission> {
+async function admit(tx: Tx, action: ApprovedAction, env: ConnectorEnv): Promise<Admission> {
   const [row] = await tx`
     select r.org_id, r.agent_id, r.run_id, t.cost_units
       from public.action_requests r
@@ -155,6 +158,8 @@ async function admit(tx: Tx, action: ApprovedAction): Promise<Admission> {
   if (!stored) reason = "connection_inactive";
   else if (destinationOf(action.provider, JSON.parse(stored.credential), stored.config) !== action.destination) {
     reason = "approval_target_changed";
+  } else if (action.provider === "sandbox" && !(await sandboxHere(env, stored.config))) {
+    reason = "sandbox_unavailable";
   } else reason = await meterIn(tx, { orgId: row.org_id, cost: row.cost_units, holdId: hold });
   if (reason !== null) return { ok: false, reason, audit: { ...audit, outcome: reason } };
   return {
@@ -166,7 +171,15 @@ async function admit(tx: Tx, action: ApprovedAction): Promise<Admission> {
   };
 }
 
+/** Whether this process runs the backend a sandbox connection names, and its self-test passed. */
+async function sandboxHere(env: ConnectorEnv, config: Record<string, unknown>): Promise<boolean> {
+  if (!env.sandbox || env.sandbox.name !== config.backend) return false;
+  return (await env.sandbox.selfTest()).ok;
+}
+
 interface Delivery {
+  /** Whether it reached the provider (2xx), or the code ran (whatever its exit). */
+  delivered: boolean;
   outcome: string;
   status: number | null;
   body: unknown;
@@ -182,18 +195,40 @@ async function deliverAction(ctx: RuntimeContext, admitted: { action: ApprovedAc
   const audit = { orgId: b.orgId, connectionId: b.connectionId, provider: b.provider, kind: "deliver" as const,
                   agentId: b.agentId, runId: b.runId, tool: action.tool, actionRequestId: action.requestId, holdId: b.holdId };
   try {
+    const provider = b.provider;
+    if (provider === "sandbox") return await runSandboxed(ctx, admitted, audit);
     const fresh = await freshCredential(ctx, b);
-    if (!fresh.ok) return { outcome: fresh.reason, status: null, body: null, secrets: [], audit: { ...audit, outcome: fresh.reason } };
+    if (!fresh.ok) return { delivered: false, outcome: fresh.reason, status: null, body: null, secrets: [], audit: { ...audit, outcome: fresh.reason } };
     const { credential, config } = fresh.value;
-    const [result, latencyMs] = await timed(() => deliver({ provider: b.provider, credential, config, canonicalPayload: action.canonicalPayload }, ctx.env));
+    const [result, latencyMs] = await timed(() => deliver({ provider, credential, config, canonicalPayload: action.canonicalPayload }, ctx.env));
     return {
-      outcome: result.outcome, status: result.status, body: result.body, secrets: Object.values(credential),
+      delivered: result.outcome === "delivered", outcome: result.outcome, status: result.status, body: result.body, secrets: Object.values(credential),
       audit: { ...audit, outcome: result.outcome, status: result.status, latencyMs },
     };
   } catch {
     // The error may quote the request or a credential, so only its kind is kept.
-    return { outcome: "delivery_error", status: null, body: null, secrets: [], audit: null };
+    return { delivered: false, outcome: "delivery_error", status: null, body: null, secrets: [], audit: null };
   }
+}
+
+/**
+ * Runs an admitted code action: the approved canonical payload, in a fresh sandbox with the
+ * connection's limits. Its audit entry carries the execution's limits and outcome, never the code
+ * or its output; the output is the tool's result.
+ */
+async function runSandboxed(ctx: RuntimeContext, admitted: { action: ApprovedAction; binding: Binding }, audit: Omit<CallAudit, "outcome">): Promise<Delivery> {
+  const config = SandboxConfig.safeParse(admitted.binding.stored.config);
+  if (!config.success || !ctx.env.sandbox) {
+    return { delivered: false, outcome: "sandbox_unavailable", status: null, body: null, secrets: [], audit: { ...audit, outcome: "sandbox_unavailable" } };
+  }
+  const ran = await executeCode(ctx.env.sandbox, config.data, admitted.action.canonicalPayload);
+  if (!ran.ok) {
+    return { delivered: false, outcome: ran.outcome, status: null, body: { error: ran.outcome, message: ran.message }, secrets: [], audit: { ...audit, outcome: ran.outcome } };
+  }
+  return {
+    delivered: true, outcome: ran.outcome, status: null, body: ran.result, secrets: [],
+    audit: { ...audit, outcome: ran.outcome, latencyMs: ran.audit.ms, sandbox: ran.audit },
+  };
 }
 
 type Fresh =

@@ -11,6 +11,7 @@
  * | `github`          | `{token}`                                 | GET /user; X-OAuth-Scopes      | `{method, path, body}` on the API |
  * | `notion`          | `{token}`                                 | GET /v1/users/me               | `{method, path, body}` on the API |
  * | `oauth2`          | `{access_token, refresh_token?, client_secret}` | the code exchange itself | `{method, path, body}` on `api_url` |
+ * | `sandbox`         | `{}` (bubblewrap needs none)              | the worker's self-test         | `{runtime, code, files}` runs (sandbox/tool.ts) |
  *
  * Provider base URLs default to the real services; GATEHOUSE_PROVIDER_URLS (operator or test
  * configuration, never tenant input) can point them elsewhere.
@@ -20,11 +21,14 @@ import { canonicalJson } from "../json/canonical.ts";
 import { testAllowanceFrom } from "../egress/allowance.ts";
 import type { EgressCode, EgressOptions } from "../egress/check.ts";
 import { guardedFetch } from "../egress/transport.ts";
+import type { SandboxBackend } from "../sandbox/backend.ts";
 
 /** The providers a connection can be to (public.connector_provider). */
-export const PROVIDERS = ["slack_webhook", "discord_webhook", "https_webhook", "github", "notion", "oauth2"] as const;
+export const PROVIDERS = ["slack_webhook", "discord_webhook", "https_webhook", "github", "notion", "oauth2", "sandbox"] as const;
 /** A connector provider. */
 export type Provider = typeof PROVIDERS[number];
+/** The providers reached over HTTP with a webhook URL or a token (oauth2 has its flow, sandbox runs code). */
+export type HttpProvider = Exclude<Provider, "oauth2" | "sandbox">;
 
 /** Where the fixed providers live. Webhook entries are the prefix every webhook URL must start with. */
 export interface ProviderUrls {
@@ -41,10 +45,16 @@ export const DEFAULT_PROVIDER_URLS: ProviderUrls = {
   notion: "https://api.notion.com",
 };
 
-/** How connector calls are made: provider URLs and egress options. */
+/** How connector calls are made: provider URLs and egress options, and where code runs. */
 export interface ConnectorEnv {
   urls: ProviderUrls;
   egress: EgressOptions;
+  /**
+   * The code sandbox this process runs sandbox actions on (the run worker's, after its self-test).
+   * Absent where processes can't be started (the edge functions): a sandbox action is then held
+   * back, its approval unused, for a worker to execute.
+   */
+  sandbox?: SandboxBackend;
 }
 
 /**
@@ -92,7 +102,7 @@ export const ApiCall = z.strictObject({
 });
 
 /** A webhook or token credential, parsed (OAuth2 credentials come from the code exchange); a refusal names what is wrong. */
-export function parseCredential(input: { provider: Exclude<Provider, "oauth2">; credential: unknown }, urls: ProviderUrls):
+export function parseCredential(input: { provider: HttpProvider; credential: unknown }, urls: ProviderUrls):
   { ok: true; value: Record<string, string> } | { ok: false; reason: "invalid_credential"; message: string } {
   const { provider, credential: raw } = input;
   const schema = provider === "github" || provider === "notion" ? TokenCredential : WebhookCredential;
@@ -116,6 +126,7 @@ const FIXED_DESTINATIONS = { github: "api.github.com", notion: "api.notion.com" 
  */
 export function destinationOf(provider: Provider, credential: Record<string, string>, config: Record<string, unknown>): string | null {
   if (provider === "github" || provider === "notion") return FIXED_DESTINATIONS[provider];
+  if (provider === "sandbox") return typeof config.backend === "string" && /^[a-z][a-z0-9-]{0,31}$/.test(config.backend) ? `sandbox:${config.backend}` : null;
   const url = provider === "oauth2" ? config.api_url : credential.url;
   if (typeof url !== "string" || !URL.canParse(url)) return null;
   return new URL(url).host;
@@ -184,7 +195,7 @@ function apiUrl(base: string, path: string): string {
 
 /** The live check of a credential before it is saved. `grantedScopes` when the provider reports them. */
 export async function verifyCredential(
-  check: { provider: Exclude<Provider, "oauth2">; credential: Record<string, string> },
+  check: { provider: HttpProvider; credential: Record<string, string> },
   env: ConnectorEnv,
 ): Promise<CallResult & { grantedScopes?: string[] }> {
   const { provider, credential } = check;
@@ -210,7 +221,7 @@ export async function verifyCredential(
  * providers receive `{method, path, body}` from it, the body as canonical JSON.
  */
 export async function deliver(
-  delivery: { provider: Provider; credential: Record<string, string>; config: Record<string, unknown>; canonicalPayload: string },
+  delivery: { provider: Exclude<Provider, "sandbox">; credential: Record<string, string>; config: Record<string, unknown>; canonicalPayload: string },
   env: ConnectorEnv,
 ): Promise<CallResult | { outcome: "invalid_payload"; status: null; body: string; headers: null }> {
   const { provider, credential, config, canonicalPayload } = delivery;

@@ -74,6 +74,9 @@ export const REFUSALS = {
   approval_target_changed: [409, "the tool, its connection or the connection's destination is not what was approved"],
   agent_disabled: [409, "the agent is disabled"],
   connection_inactive: [409, "the tool's connection is disabled"],
+  sandbox_unavailable: [409, "nothing here can run code safely (edge functions start no processes; a run worker executes it after its sandbox's self-test): the approval stays unused"],
+  invalid_sandbox_config: [400, "a sandbox connection's config is {backend: \"bubblewrap\", limits?: {seconds, memory_mib, processes}}"],
+  config_not_taken: [400, "only a sandbox connection takes config; a webhook or token connection has none"],
   // The model gateway (the database's refusals, and the upstream's failures)
   missing_run_id: [400, "the agent runtime names its run with X-Run-Id"],
   run_token_invalid: [401, "the run token is unknown, expired, revoked, or its run has ended"],

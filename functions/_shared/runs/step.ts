@@ -14,7 +14,9 @@
  *   3. tools     each tool call becomes public.propose_action on the agent's bound tool (pinned
  *                target, policy decides). Allowed: executed at once through the execution gate
  *                and the connector (connectors/execution.ts), and the sanitized answer is the
- *                tool's result. Pending: the run waits in the database, and the decision enqueues
+ *                tool's result. A tool bound to a sandbox connection (code.run) takes code, which
+ *                is checked for shape first, approved and hash-pinned like any payload, and run in
+ *                a fresh sandbox by this worker (sandbox/tool.ts). Pending: the run waits in the database, and the decision enqueues
  *                its resume. Rejected, denied, withdrawn: the result says so. Expired: the run
  *                ends approval_expired.
  *   4. finish    the step ends in the transaction that enqueues the next one, or waits, or ends
@@ -32,6 +34,7 @@ import { admitCall } from "../models/admit.ts";
 import { completeCall } from "../models/call.ts";
 import type { ModelEnv } from "../models/upstream.ts";
 import { ChatMessage, type ChatRequest, type Tool, type ToolCall } from "../models/wire.ts";
+import { CODE_RUN_PARAMETERS, CodeRun, codeRunDescription } from "../sandbox/tool.ts";
 
 /** What a worker brings to a step. */
 export interface StepContext {
@@ -94,16 +97,31 @@ function refusalOf(e: unknown): HttpError | null {
   return e instanceof HttpError ? e : databaseRefusal(e);
 }
 
-/** The run's tools as function tools: the payload the tool's connection receives, as one JSON object. */
+/**
+ * The run's tools as function tools: the payload the tool's connection receives, as one JSON
+ * object; a sandbox tool's is the code to run (sandbox/tool.ts).
+ */
 function toolDefinitions(tools: RunTool[]): Tool[] {
   return tools.map((t) => ({
     type: "function",
-    function: {
-      name: t.name,
-      description: `${t.tool}: sends its arguments as the JSON payload of a ${t.provider} action (a person may have to approve it first).`,
-      parameters: { type: "object", additionalProperties: true },
-    },
+    function: t.provider === "sandbox"
+      ? { name: t.name, description: codeRunDescription(t.tool), parameters: structuredClone(CODE_RUN_PARAMETERS) }
+      : {
+        name: t.name,
+        description: `${t.tool}: sends its arguments as the JSON payload of a ${t.provider} action (a person may have to approve it first).`,
+        parameters: { type: "object", additionalProperties: true },
+      },
   }));
+}
+
+/** The most of a tool's result the transcript keeps (a message holds at most 256 KiB). */
+const MAX_RESULT_CHARS = 192 * 1024;
+
+/** A tool's result as the transcript keeps it: the whole JSON, or, too large, what it was and that it was cut. */
+function resultText(result: unknown, code: string): string {
+  const text = JSON.stringify(result);
+  if (text.length <= MAX_RESULT_CHARS) return text;
+  return JSON.stringify({ error: "tool_result_too_large", outcome: code, message: `the tool's result was ${text.length} characters; at most ${MAX_RESULT_CHARS} are kept` });
 }
 
 /** Runs the next step of `runId`. Throws only what the job engine should retry (after releasing the step). */
@@ -218,8 +236,13 @@ async function toolCall(ctx: StepContext, claim: Claim, call: ToolCall): Promise
   const started = performance.now();
   let result: unknown;
   let code: string;
+  const program = tool?.provider === "sandbox" ? CodeRun.safeParse(parseArguments(call.function.arguments)) : null;
   if (!tool) {
     [result, code] = [{ error: "unknown_tool", message: `no tool named ${call.function.name}` }, "unknown_tool"];
+  } else if (program && !program.success) {
+    // Nobody is asked to approve code the sandbox would refuse; the model is told what to fix.
+    const issues = program.error.issues.map((i) => `${i.path.join(".") || "arguments"}: ${i.message}`).join("; ");
+    [result, code] = [{ error: "invalid_arguments", message: `code.run takes {runtime, code, files?}: ${issues.slice(0, 500)}` }, "invalid_arguments"];
   } else {
     let proposed: { request_id: string; status: string; expired: boolean; outcome: string | null; outcome_detail: string | null };
     try {
@@ -243,7 +266,10 @@ async function toolCall(ctx: StepContext, claim: Claim, call: ToolCall): Promise
         const executed = await executeAction({ sql: ctx.executionSql, env: ctx.connectorEnv }, {
           requestId: proposed.request_id, payload: JSON.parse(call.function.arguments), runId: claim.run.id,
         });
-        [result, code] = executed.ok ? [executed.value, executed.value.outcome] : [{ error: executed.reason }, executed.reason];
+        // A sandbox's answer is the execution itself (exit code, output, files); a provider's, the delivery and its answer.
+        [result, code] = !executed.ok
+          ? [{ error: executed.reason }, executed.reason]
+          : [tool.provider === "sandbox" ? executed.value.result : executed.value, executed.value.outcome];
         break;
       }
       case "executed":
@@ -266,9 +292,18 @@ async function toolCall(ctx: StepContext, claim: Claim, call: ToolCall): Promise
     }
   }
   const meta = { tool_name: tool?.tool ?? null, ms: Math.round(performance.now() - started), code: safeCode(code), iter: claim.step };
-  await ctx.sql`select private.record_tool_result(${claim.run.id}, ${claim.step}, ${claim.lease}, ${call.id}, ${JSON.stringify(result)},
+  await ctx.sql`select private.record_tool_result(${claim.run.id}, ${claim.step}, ${claim.lease}, ${call.id}, ${resultText(result, code)},
                                                   ${JSON.stringify(meta)}::text::jsonb)`;
   return null;
+}
+
+/** A tool call's arguments as JSON, or undefined when they don't parse. */
+function parseArguments(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 /** A telemetry code: a short identifier, else none. */

@@ -17,53 +17,9 @@
  * /work/out (a second layer); Python 3 runs isolated (-I). Output is capped while it is read.
  */
 import { seccompFilter, type SeccompArch } from "./seccomp.ts";
-
-export type Runtime = "javascript" | "python";
-
-export interface SandboxLimits {
-  /** Wall-clock budget, in seconds. */
-  seconds: number;
-  memoryMiB: number;
-  processes: number;
-  /** The largest file it may write. */
-  fileMiB: number;
-  /** stdout and stderr, each. */
-  outputBytes: number;
-  /** All of out/ together. */
-  outBytes: number;
-}
-
-export const DEFAULT_LIMITS: SandboxLimits = { seconds: 10, memoryMiB: 256, processes: 64, fileMiB: 8, outputBytes: 64 * 1024, outBytes: 1024 * 1024 };
-
-export interface SandboxRequest {
-  runtime: Runtime;
-  code: string;
-  /** Input files, by a relative path under /work (no `..`). */
-  files?: Record<string, string>;
-}
-
-export interface SandboxResult {
-  exitCode: number | null;
-  /** Why it was stopped from outside, if it was. */
-  killed: "deadline" | "memory" | null;
-  ms: number;
-  stdout: string;
-  stderr: string;
-  truncated: { stdout: boolean; stderr: boolean; out: boolean };
-  /** What it wrote under /work/out (base64), within outBytes. */
-  out: { path: string; bytes: number; base64: string }[];
-}
-
-/** Why the sandbox refuses to run code (the self-test found a layer missing), or why a request is refused. */
-export class SandboxError extends Error {
-  override name = "SandboxError";
-  constructor(readonly code: "sandbox_unavailable" | "sandbox_invalid_request", message: string) {
-    super(message);
-  }
-}
+import { type SandboxLimits, type SandboxRequest, type SandboxResult, DEFAULT_LIMITS, FILE_PATH, SandboxError } from "./backend.ts";
 
 const NOBODY = 65534;
-const FILE_PATH = /^(?!.*(?:^|\/)\.\.?(?:\/|$))[A-Za-z0-9_][A-Za-z0-9_./-]{0,199}$/;
 
 /** The host's cgroup layout: v1 (pids and memory controllers) or v2 (one tree), or none usable. */
 async function cgroupLayout(): Promise<"v1" | "v2" | null> {

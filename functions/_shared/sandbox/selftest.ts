@@ -4,18 +4,8 @@
  * without user namespaces, without cgroups, without bubblewrap), runCode refuses to run code and
  * says which, and never falls back to running it unprotected.
  */
-import { DEFAULT_LIMITS, runUnchecked, SandboxError, type SandboxLimits, type SandboxRequest, type SandboxResult } from "./run.ts";
-
-export interface LayerCheck {
-  layer: "bubblewrap" | "network" | "filesystem" | "processes" | "identity" | "limits" | "deadline";
-  ok: boolean;
-  detail: string;
-}
-
-export interface SelfTest {
-  ok: boolean;
-  layers: LayerCheck[];
-}
+import { DEFAULT_LIMITS, type LayerCheck, SandboxError, type SandboxLimits, type SandboxRequest, type SandboxResult, type SelfTest } from "./backend.ts";
+import { runUnchecked } from "./run.ts";
 
 /** What the probe sees from inside, as JSON on stdout. */
 const PROBE = String.raw`
