@@ -3,7 +3,8 @@
  * reserves for this file (tests/helpers/providers.ts): a customer's HTTPS webhook that passes its
  * live check, and the whole OAuth2 flow, from "Start authorization" through the provider's consent
  * redirect back to the console, the code exchanged with PKCE by the connectors function, and then
- * the connection disabled with its tokens revoked at the provider. In an organization made for the
+ * the connection disabled with its tokens revoked at the provider; and code execution turned on
+ * with a sandbox connection. In an organization made for the
  * file, so that no other test's tools change the scopes asked for.
  */
 import { randomUUID } from "node:crypto";
@@ -74,6 +75,22 @@ describe("connecting through the console", () => {
     expect(providers.revoked.size).toBeGreaterThan(0);
     const [after] = await db`select status from public.connections where org_id = ${org} and display_name = 'Helpdesk'`;
     expect(after.status).toBe("disabled");
+    await page.context().close();
+  });
+
+  it("turns code execution on with a sandbox connection and tighter limits, which an agent's tool can then be bound to", async () => {
+    const page = await (await browser().newContext()).newPage();
+    await signIn(page, admin.email, admin.password, `/o/${org}/connections`);
+    const form = page.getByRole("form", { name: "Turn on code execution" });
+    await form.getByLabel("Wall-clock limit").selectOption("5");
+    await form.getByLabel("Memory limit").selectOption("128");
+    await form.getByRole("button", { name: "Connect the sandbox" }).click();
+    await page.getByRole("status").getByText(/Connected Code sandbox: bind an agent's tool/).waitFor();
+    const table = page.getByRole("table", { name: "Connections" });
+    await table.getByText("runs on bubblewrap: 5 s, 128 MiB, 64 processes, no network").waitFor();
+    const [row] = await db`select provider, destination, config, scopes from public.connections where org_id = ${org} and display_name = 'Code sandbox'`;
+    expect(row).toEqual({ provider: "sandbox", destination: "sandbox:bubblewrap", config: { backend: "bubblewrap", limits: { seconds: 5, memory_mib: 128 } }, scopes: [] });
+    await checkScreen(page, "connections-sandbox");
     await page.context().close();
   });
 });

@@ -337,6 +337,23 @@ describe("code.run: an agent's code, approved and run in the sandbox", () => {
     }
   });
 
+  it("holds code back, its approval unused, when the connection's settings were loosened behind the connectors function's back", async () => {
+    await sql`insert into public.approval_policies (org_id, project_id, agent_id, tool, mode, connection_id)
+              values (${org.org}, ${org.project}, ${org.agent}, 'code.run', 'allow', ${sandbox})`;
+    await sql`update public.connections set config = ${sql.json({ backend: "bubblewrap", limits: { seconds: 3600 } })} where id = ${sandbox}`;
+    try {
+      const runId = await org.start(codeRun({ runtime: "python", code: "print('slow')" }));
+      const run = await until(runId, ["succeeded", "failed"]);
+      expect(run.status).toBe("succeeded");
+      expect(await toolResult(runId)).toEqual({ error: "sandbox_unavailable" });
+      const [request] = await sql`select status, executed_at from public.action_requests where run_id = ${runId}`;
+      expect(request).toEqual({ status: "approved", executed_at: null });
+    } finally {
+      await sql`update public.connections set config = ${sql.json({ backend: "bubblewrap", limits: { seconds: 2 } })} where id = ${sandbox}`;
+      await sql`delete from public.approval_policies where org_id = ${org.org}`;
+    }
+  });
+
   it("never asks anyone to approve arguments the sandbox would refuse: the model is told what to fix", async () => {
     const runId = await org.start(codeRun({ runtime: "cobol", code: "DISPLAY 'HI'" }));
     const run = await until(runId, ["succeeded", "failed"]);

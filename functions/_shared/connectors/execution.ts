@@ -171,9 +171,13 @@ async function admit(tx: Tx, action: ApprovedAction, env: ConnectorEnv): Promise
   };
 }
 
-/** Whether this process runs the backend a sandbox connection names, and its self-test passed. */
+/**
+ * Whether this process runs the backend a sandbox connection names, with settings it takes (a
+ * connection written behind the connectors function's back can't loosen the limits), and its
+ * self-test passed.
+ */
 async function sandboxHere(env: ConnectorEnv, config: Record<string, unknown>): Promise<boolean> {
-  if (!env.sandbox || env.sandbox.name !== config.backend) return false;
+  if (!env.sandbox || env.sandbox.name !== config.backend || !SandboxConfig.safeParse(config).success) return false;
   return (await env.sandbox.selfTest()).ok;
 }
 
