@@ -91,6 +91,12 @@ describe("connecting through the console", () => {
     const [row] = await db`select provider, destination, config, scopes from public.connections where org_id = ${org} and display_name = 'Code sandbox'`;
     expect(row).toEqual({ provider: "sandbox", destination: "sandbox:bubblewrap", config: { backend: "bubblewrap", limits: { seconds: 5, memory_mib: 128 } }, scopes: [] });
     await checkScreen(page, "connections-sandbox");
+
+    await page.getByRole("button", { name: "Disable Code sandbox" }).click();
+    await answerDialog(page, "Disable Code sandbox?", { confirm: "Yes, disable Code sandbox" });
+    await page.getByRole("status").getByText(/Disabled Code sandbox: code execution is off/).waitFor();
+    const [after] = await db`select status from public.connections where org_id = ${org} and display_name = 'Code sandbox'`;
+    expect(after.status).toBe("disabled");
     await page.context().close();
   });
 });

@@ -166,6 +166,7 @@ export function Connections() {
           : refusalText(error));
       }
       strand(c.id, false);
+      if (c.provider === "sandbox") return `Disabled ${c.display_name}: code execution is off, and code approved to run on it was withdrawn.`;
       return revocation === "revoked"
         ? `Disabled ${c.display_name}: its tokens were revoked at the provider and its credential deleted from Vault.`
         : revocation === "failed"
