@@ -131,8 +131,10 @@ function mcpServer(actor: Actor): Server {
   const server = new Server({ name: "gatehouse", version: "1.0.0" }, { capabilities: { tools: {} } });
 
   server.setRequestHandler(ListToolsRequestSchema, async () => {
+    // Code tools run on Gatehouse's run worker only (edge functions start no processes), so they are not offered here.
     const tools = await serviceDb()`select t.tool, t.provider from public.agent_tools t
-                                      where t.org_id = ${actor.orgId} and t.agent_id = ${actor.agentId} and t.enabled order by t.tool`;
+                                      where t.org_id = ${actor.orgId} and t.agent_id = ${actor.agentId} and t.enabled
+                                        and t.provider <> 'sandbox' order by t.tool`;
     return {
       tools: [
         ...tools.map((t) => ({
@@ -154,6 +156,10 @@ function mcpServer(actor: Actor): Server {
     const { name, arguments: args = {} } = request.params;
     try {
       if (name === STATUS_TOOL) return await actionStatus(actor, String((args as { request_id?: unknown }).request_id ?? ""));
+      if (await isCodeTool(actor, name)) {
+        // Refused before it is proposed: nobody is asked to approve code that nothing here could run.
+        return failed("sandbox_unavailable", "code tools run only in runs on Gatehouse's own worker (docs/sandbox.md); an agent that runs elsewhere runs its code itself");
+      }
       const proposed = await asActor(actor, async (tx) => {
         const [row] = await tx`select (r).id, (r).status, (r).approvals_required, (r).expires_at
                                  from (select public.propose_action(${actor.runId}, ${name}, ${tx.json(args as never)}) as r) p`;
@@ -167,6 +173,13 @@ function mcpServer(actor: Actor): Server {
     }
   });
   return server;
+}
+
+/** Whether the run's agent's tool `name` is bound to a code sandbox. */
+async function isCodeTool(actor: Actor, name: string): Promise<boolean> {
+  const [row] = await serviceDb()`select 1 from public.agent_tools t
+                                   where t.org_id = ${actor.orgId} and t.agent_id = ${actor.agentId} and t.tool = ${name} and t.provider = 'sandbox'`;
+  return row !== undefined;
 }
 
 /** A proposal's answer: executed when approved, the pending request when it waits, why not otherwise. */

@@ -120,6 +120,29 @@ describe("the MCP endpoint", () => {
     await client.close();
   });
 
+  it("offers no code tool, and refuses a call to one before anything is proposed: code runs only on Gatehouse's worker", async () => {
+    const res = await fetch(`${functionsUrl}/connectors/connections`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${stack().serviceRoleKey}`, "content-type": "application/json" },
+      body: JSON.stringify({ org_id: org.org, provider: "sandbox", display_name: "Code sandbox", config: { backend: "bubblewrap" } }),
+    });
+    expect(res.status).toBe(201);
+    const { connection } = await res.json() as { connection: { id: string } };
+    await sql`insert into public.agent_tools (org_id, project_id, agent_id, tool, provider, connection_id)
+              values (${org.org}, ${org.project}, ${org.agent}, 'code.run', 'sandbox', ${connection.id})`;
+    try {
+      const client = await connect(await runToken());
+      expect((await client.listTools()).tools.map((t) => t.name)).toEqual(["notify", "gatehouse_action_status"]);
+      const result = await client.callTool({ name: "code.run", arguments: { runtime: "python", code: "print(1)" } });
+      expect(result.isError).toBe(true);
+      expect((result.structuredContent as Structured).error).toBe("sandbox_unavailable");
+      expect(await sql`select 1 from public.action_requests where run_id = ${run} and tool = 'code.run'`).toHaveLength(0);
+      await client.close();
+    } finally {
+      await sql`delete from public.agent_tools where org_id = ${org.org} and tool = 'code.run'`;
+    }
+  });
+
   it("answers an unknown tool as a tool error, not a transport failure", async () => {
     const client = await connect(await runToken());
     const result = await client.callTool({ name: "nope", arguments: {} });
