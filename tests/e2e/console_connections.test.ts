@@ -13,7 +13,7 @@ import { answerDialog, checkScreen, signIn, suiteBrowser } from "../helpers/brow
 import { createMember } from "../helpers/console.ts";
 import { ACME } from "../helpers/fixtures.ts";
 import { type FakeProviders, startProviders } from "../helpers/providers.ts";
-import { superuser } from "../helpers/stack.ts";
+import { stack, superuser } from "../helpers/stack.ts";
 
 const db = superuser();
 const browser = suiteBrowser();
@@ -92,11 +92,38 @@ describe("connecting through the console", () => {
     expect(row).toEqual({ provider: "sandbox", destination: "sandbox:bubblewrap", config: { backend: "bubblewrap", limits: { seconds: 5, memory_mib: 128 } }, scopes: [] });
     await checkScreen(page, "connections-sandbox");
 
+    // An agent's code action on it: the approval page shows the program as it will run.
+    const [project] = await db`insert into public.projects (org_id, name, slug) values (${org}, 'Analytics', 'analytics') returning id`;
+    const [agent] = await db`insert into public.agents (org_id, project_id, name) values (${org}, ${project.id}, 'Analyst') returning id`;
+    const [version] = await db`insert into public.agent_versions (org_id, project_id, agent_id, config)
+                               values (${org}, ${project.id}, ${agent.id}, ${db.json({ model: "gpt-4o-mini" })}) returning id`;
+    await db`update public.agent_versions set published_at = now() where id = ${version.id}`;
+    const [run] = await db`insert into public.agent_runs (org_id, project_id, agent_id, agent_version_id, status, input, deadline_at)
+                           values (${org}, ${project.id}, ${agent.id}, ${version.id}, 'running', ${db.json({ prompt: "sum the column" })},
+                                   now() + interval '10 minutes') returning id`;
+    const [{ connection_id: sandbox }] = await db`select id as connection_id from public.connections where org_id = ${org} and provider = 'sandbox'`;
+    await db`insert into public.agent_tools (org_id, project_id, agent_id, tool, provider, connection_id)
+             values (${org}, ${project.id}, ${agent.id}, 'code.run', 'sandbox', ${sandbox})`;
+    const program = { runtime: "python", code: "import csv\nprint(sum(int(r[0]) for r in csv.reader(open('data.csv'))))  # \u202e", files: { "data.csv": "1\n2\n" } };
+    const [request] = await db.begin(async (tx) => {
+      await tx`select set_config('role', 'service_role', true)`;
+      return await tx`select id from public.propose_action(${run.id}, 'code.run', ${tx.json(program)}, 'low')`;
+    });
+    await page.goto(`${stack().apiUrl}/o/${org}/approvals/${request.id}`);
+    await page.getByRole("heading", { name: "The code, as it will run" }).waitFor();
+    expect(await page.getByLabel("The code (main.py)").textContent()).toBe("import csv\nprint(sum(int(r[0]) for r in csv.reader(open('data.csv'))))  # \\u202e");
+    expect(await page.getByLabel("Input file data.csv").textContent()).toBe("1\n2\n");
+    await page.getByText("Invisible characters in the payload").waitFor();
+    await checkScreen(page, "approval-code");
+    await page.goto(`${stack().apiUrl}/o/${org}/connections`);
+
     await page.getByRole("button", { name: "Disable Code sandbox" }).click();
     await answerDialog(page, "Disable Code sandbox?", { confirm: "Yes, disable Code sandbox" });
     await page.getByRole("status").getByText(/Disabled Code sandbox: code execution is off/).waitFor();
     const [after] = await db`select status from public.connections where org_id = ${org} and display_name = 'Code sandbox'`;
     expect(after.status).toBe("disabled");
+    // The code waiting for approval on it is withdrawn with it.
+    expect((await db`select status from public.action_requests where id = ${request.id}`)[0].status).toBe("withdrawn");
     await page.context().close();
   });
 });

@@ -14,7 +14,7 @@
  * is needed (the computed field needs_step_up, enforced by a trigger), whether the hash is current.
  * The page sends the hash it showed and explains what the database answers.
  */
-import { Alert, Anchor, Badge, Button, Code, Group, Paper, Progress, SegmentedControl, Stack, Table, Text, Textarea, Title } from "@mantine/core";
+import { Alert, Anchor, Badge, Box, Button, Code, Group, Paper, Progress, SegmentedControl, Stack, Table, Text, Textarea, Title } from "@mantine/core";
 import { useQuery } from "@tanstack/react-query";
 import { useEffect, useState, type FormEvent, type ReactNode } from "react";
 import { Link, useLocation, useParams, useSearchParams } from "react-router";
@@ -295,6 +295,7 @@ function RequestView({ detail, me, reload }: { detail: Detail; me: Me; reload: (
         ]}
       />
 
+      {r.provider === "sandbox" && <CodeToRun canonical={r.canonical_payload} />}
       <Payload canonical={r.canonical_payload} sha256={r.payload_sha256} />
       <Target request={r} connection={detail.connection} />
 
@@ -571,6 +572,40 @@ function Checked({ computed, expected, matches, differs }: { computed: string | 
 }
 
 const wrapped = { whiteSpace: "pre-wrap", wordBreak: "normal", overflowWrap: "break-word" } as const;
+
+/**
+ * A code action's program as it will run: the payload's strings decoded (what the sandbox writes to
+ * main.py or main.ts, and each input file), hidden characters shown as escapes. The payload below
+ * stays the exact text the hash covers.
+ */
+function CodeToRun({ canonical }: { canonical: string }) {
+  let program: { runtime?: unknown; code?: unknown; files?: unknown };
+  try {
+    program = JSON.parse(canonical);
+  } catch {
+    return null;
+  }
+  if (typeof program.code !== "string") return null;
+  const shown = (text: string) => text.replace(HIDDEN, escapeHidden);
+  const files = program.files && typeof program.files === "object" ? Object.entries(program.files as Record<string, unknown>) : [];
+  const main = program.runtime === "python" ? "main.py" : "main.ts";
+  return (
+    <>
+      <Title order={2} size="h3" mt="xl" mb="xs">The code, as it will run</Title>
+      <Text size="sm" mb="sm">
+        In a fresh sandbox with no network ({String(program.runtime)}, as <Code>{main}</Code>). Approving lets exactly this code and these
+        files run once; the payload below is the same program as the text its hash covers.
+      </Text>
+      <Code block aria-label={`The code (${main})`} style={wrapped}>{shown(program.code)}</Code>
+      {files.map(([path, content]) => (
+        <Box key={path} mt="sm">
+          <Title order={3} size="h5" mb={4}>Input file <Code>{shown(path)}</Code></Title>
+          <Code block aria-label={`Input file ${path}`} style={wrapped}>{shown(String(content))}</Code>
+        </Box>
+      ))}
+    </>
+  );
+}
 
 function Payload({ canonical, sha256 }: { canonical: string; sha256: string }) {
   const computed = useSha256(canonical);
