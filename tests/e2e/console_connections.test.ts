@@ -19,7 +19,7 @@ const db = superuser();
 const browser = suiteBrowser();
 let providers: FakeProviders;
 let org = "";
-let admin: { email: string; password: string };
+let admin: { email: string; password: string; userId: string };
 
 beforeAll(async () => {
   providers = await startProviders({ for: "console" });
@@ -97,7 +97,7 @@ describe("connecting through the console", () => {
     const [agent] = await db`insert into public.agents (org_id, project_id, name) values (${org}, ${project.id}, 'Analyst') returning id`;
     const [version] = await db`insert into public.agent_versions (org_id, project_id, agent_id, config)
                                values (${org}, ${project.id}, ${agent.id}, ${db.json({ model: "gpt-4o-mini" })}) returning id`;
-    await db`update public.agent_versions set published_at = now() where id = ${version.id}`;
+    await db`update public.agent_versions set published_at = now(), published_by = ${admin.userId} where id = ${version.id}`;
     const [run] = await db`insert into public.agent_runs (org_id, project_id, agent_id, agent_version_id, status, input, deadline_at)
                            values (${org}, ${project.id}, ${agent.id}, ${version.id}, 'running', ${db.json({ prompt: "sum the column" })},
                                    now() + interval '10 minutes') returning id`;
