@@ -122,6 +122,15 @@ async function refused(e: unknown): Promise<Error> {
   return new Error(refusalText(await apiError(e)));
 }
 
+/** Saves a connection through the connectors function; a refusal comes back as an Error in words. */
+async function saveConnection(api: OrgApi, body: Record<string, unknown>): Promise<Connection> {
+  try {
+    return (await api.invoke<{ connection: Connection }>("connectors/connections", body)).connection;
+  } catch (e) {
+    throw await refused(e);
+  }
+}
+
 /** Moves to a section of the screen and puts the focus on its first control. */
 function jumpTo(headingId: string, controlId: string) {
   document.getElementById(headingId)?.scrollIntoView({ behavior: "smooth", block: "start" });
@@ -324,12 +333,7 @@ function ConnectSandbox() {
       config: { backend: "bubblewrap", limits: { seconds: Number(form.get("seconds")), memory_mib: Number(form.get("memory_mib")) } },
     };
     act.run(async () => {
-      let connection: Connection;
-      try {
-        ({ connection } = await api.invoke<{ connection: Connection }>("connectors/connections", body));
-      } catch (e) {
-        throw await refused(e);
-      }
+      const connection = await saveConnection(api, body);
       (formElement.elements.namedItem("display_name") as HTMLInputElement).value = "";
       return `Connected ${connection.display_name}: bind an agent's tool (code.run) to it on the Agents screen. Its code waits for the approval its policy asks for.`;
     });
@@ -400,12 +404,7 @@ function ConnectDirect({ needed }: { needed: Map<Provider, string[]> | undefined
     // The credential leaves the page's state at once, whatever the answer: it is never shown again.
     (formElement.elements.namedItem("credential") as HTMLInputElement).value = "";
     act.run(async () => {
-      let connection: Connection;
-      try {
-        ({ connection } = await api.invoke<{ connection: Connection }>("connectors/connections", body));
-      } catch (e) {
-        throw await refused(e);
-      }
+      const connection = await saveConnection(api, body);
       // Not form.reset(): the provider stays as chosen (a controlled select), the name is cleared.
       (formElement.elements.namedItem("display_name") as HTMLInputElement).value = "";
       return `Connected ${connection.display_name}: the provider accepted the credential in a live check, and it is kept in Vault.`;
