@@ -2566,6 +2566,7 @@ export type Database = {
           first_bad_seq: number;
           ok: boolean;
           reason: string;
+          unchecked: string;
         }[];
       };
     };

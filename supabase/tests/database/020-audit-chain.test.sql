@@ -217,7 +217,8 @@ select is(:'edited_payload'::text, 'entry 3: the payload is not the one that was
 select is(:'edited_hash'::text, 'entry 3: entry_hash is not the hash of the entry', 'an edited hash is detected');
 select is(:'deleted_middle'::text, 'entry 4: sequence gap: expected entry 3, found 4', 'a deleted middle entry is detected');
 select is(:'reordered'::text, 'entry 3: prev_hash is not the hash of the entry before', 'reordered entries are detected');
-select is(:'forged'::text, 'entry 4: prev_hash is not the hash of the entry before', 'a forged entry inserted in the middle is detected');
+select is(:'forged'::text, 'entry 3: the entry''s time (occurred_at) is not the one that was hashed',
+          'a forged entry inserted in the middle is detected (it hashes no time)');
 select is(:'tail_cut'::text, 'entry 6: the chain ends at entry 5, but a checkpoint signed 7 entries (the tail was cut)',
           'a tail cut is detected against the stored checkpoint');
 select is(:'rewritten'::text, 'entry 7: the chain up to entry 7 is not the one its checkpoint signed',
