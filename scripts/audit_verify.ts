@@ -4,20 +4,27 @@
  *
  *   npm run audit:verify -- <export.jsonl> [--pin <checkpoint.json>] [--public-key <base64>] [--strict]
  *
- * Recomputes every entry's hash and link, each payload's hash, the RFC 6962 Merkle root, and the
- * closing checkpoint's Ed25519 signature; with --pin, checks that the export extends the pinned
- * checkpoint (same history up to its size, nothing cut from the tail). Reports the first broken
- * entry and why. --strict also requires each entry's canonical text to be in RFC 8785 form
- * (the hashes cover the bytes either way). Exit status: 0 verified, 1 verification failed, 2 usage
- * or unreadable input.
+ * The checks are functions/_shared/audit/verify.ts's, the same module the console's Audit page and
+ * the tests run: every entry's hash and link (entry 1 to the all-zero hash), each payload's hash (a
+ * purged one only with its purge recorded), the RFC 6962 Merkle root, and the closing checkpoint's
+ * Ed25519 signature; with --pin, that the export extends the pinned checkpoint (same history up to
+ * its size, nothing cut from the tail). A line with a duplicate JSON key, a CR or a byte order mark,
+ * or bytes that are not UTF-8, is refused. Reports the first broken entry and why. --strict also
+ * requires each entry's canonical text to be in RFC 8785 form (the hashes cover the bytes either
+ * way). Exit status: 0 verified, 1 verification failed, 2 usage or unreadable input.
+ *
+ * Node's own SHA-256 is installed for speed (merkle.ts: setSha256); the digests are the same.
  */
+import { hash } from "node:crypto";
 import { createReadStream, readFileSync } from "node:fs";
-import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import canonicalize from "canonicalize";
-import { ExportVerifier, type SignedCheckpoint } from "../functions/_shared/audit/export.ts";
+import { setSha256 } from "../functions/_shared/audit/merkle.ts";
+import { ExportVerifier, type SignedCheckpoint } from "../functions/_shared/audit/verify.ts";
 
 const USAGE = "usage: npm run audit:verify -- <export.jsonl> [--pin <checkpoint.json>] [--public-key <base64>] [--strict]";
+
+setSha256((data) => hash("sha256", data, "buffer"));
 
 function readPin(path: string): SignedCheckpoint {
   const pin = JSON.parse(readFileSync(path, "utf8")) as SignedCheckpoint;
@@ -25,6 +32,25 @@ function readPin(path: string): SignedCheckpoint {
     if (typeof pin[field] !== "string") throw new Error(`${path} is not a signed checkpoint (no "${field}")`);
   }
   return pin;
+}
+
+/**
+ * The file's lines, split on LF (a CR stays on its line, for the verifier to refuse), each decoded
+ * as UTF-8 with invalid bytes refused.
+ */
+async function* linesOf(file: string): AsyncGenerator<string> {
+  const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+  let rest: Buffer | null = null;
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
+    const data: Buffer = rest ? Buffer.concat([rest, chunk]) : chunk;
+    let start = 0;
+    for (let end = data.indexOf(10, start); end !== -1; end = data.indexOf(10, start)) {
+      yield decoder.decode(data.subarray(start, end));
+      start = end + 1;
+    }
+    rest = start < data.length ? data.subarray(start) : null;
+  }
+  if (rest) yield decoder.decode(rest);
 }
 
 async function main(): Promise<number> {
@@ -50,19 +76,15 @@ async function main(): Promise<number> {
   const verifier = new ExportVerifier({ pin, publicKey, canonicalize: strict ? (v) => canonicalize(v) : undefined });
   let lineNo = 0;
   try {
-    for await (const text of createInterface({ input: createReadStream(file), crlfDelay: Infinity })) {
+    for await (const text of linesOf(file)) {
       lineNo++;
-      if (text.trim() === "") continue;
-      let value: unknown;
-      try {
-        value = JSON.parse(text);
-      } catch {
-        console.log(`FAILED: line ${lineNo} is not JSON`);
-        return 1;
-      }
-      verifier.line(value);
+      verifier.line(text);
     }
   } catch (e) {
+    if (e instanceof TypeError && /encoded data was not valid/i.test(e.message)) {
+      console.log(`FAILED: line ${lineNo + 1} is not UTF-8`);
+      return 1;
+    }
     console.error(`cannot read ${file}: ${(e as Error).message}`);
     return 2;
   }

@@ -1,6 +1,6 @@
 /**
  * GET /functions/v1/audit-export: streams an organization's audit chain as JSON Lines (format in
- * functions/_shared/audit/export.ts), ending with a signed checkpoint of the last entry exported.
+ * functions/_shared/audit/verify.ts), ending with a signed checkpoint of the last entry exported.
  *   - a member: X-Org-Id names the organization;
  *   - the service role: ?org_id=….
  * Range, all optional: ?from_seq=&to_seq= (entry numbers) or ?from=&to= (ISO 8601 times); the
@@ -8,7 +8,7 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import { signCheckpoint } from "../_shared/audit/checkpoint.ts";
-import { EXPORT_FORMAT, type ExportHeader, type SignedCheckpoint } from "../_shared/audit/export.ts";
+import { EXPORT_FORMAT, type ExportHeader, type SignedCheckpoint } from "../_shared/audit/verify.ts";
 import { functionApp } from "../_shared/http/app.ts";
 import { type Caller, callerOf, orgIdOf } from "../_shared/http/caller.ts";
 import { asCaller, asService, db, type Sql } from "../_shared/http/db.ts";

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { createHash, generateKeyPairSync, sign } from "node:crypto";
 import canonicalize from "canonicalize";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ExportVerifier, checkpointMessage, entryHash, type SignedCheckpoint } from "../../functions/_shared/audit/export.ts";
+import { ExportVerifier, checkpointMessage, entryHash, type SignedCheckpoint } from "../../functions/_shared/audit/verify.ts";
 import { MerkleFrontier } from "../../functions/_shared/audit/merkle.ts";
 import { type Client, accessToken, signedIn, stack, superuser } from "../helpers/stack.ts";
 import { ACME, GLOBEX } from "../helpers/fixtures.ts";
@@ -53,7 +53,7 @@ function cli(lines: Record<string, unknown>[], ...args: string[]) {
 
 async function verify(lines: Record<string, unknown>[], options: { pin?: SignedCheckpoint; publicKey?: string } = {}) {
   const v = new ExportVerifier({ ...options, canonicalize: (x) => canonicalize(x) });
-  for (const l of lines) v.line(l);
+  for (const l of lines) v.line(JSON.stringify(l));
   return v.finish();
 }
 

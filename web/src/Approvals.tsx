@@ -20,7 +20,7 @@ import { useEffect, useState, type FormEvent, type ReactNode } from "react";
 import { Link, useLocation, useParams, useSearchParams } from "react-router";
 import type { Database } from "../../supabase/database.types.ts";
 import { ApiError, describeError, type OrgApi } from "./api.ts";
-import { sha256Hex } from "./audit_verify.ts";
+import { sha256Hex } from "../../functions/_shared/audit/verify.ts";
 import { confirmAction } from "./confirm.tsx";
 import { DataTable, Outcome, PageHeader, QueryState, useAct, useOrgApi } from "./kit.tsx";
 import type { Me } from "./session.ts";
@@ -554,7 +554,7 @@ function useSha256(text: string): string | null {
   useEffect(() => {
     let live = true;
     setComputed(null);
-    sha256Hex(text).then((h) => live && setComputed(h), () => live && setComputed(""));
+    Promise.resolve().then(() => sha256Hex(text)).then((h) => live && setComputed(h), () => live && setComputed(""));
     return () => {
       live = false;
     };

@@ -3,7 +3,7 @@
  * them (public.audit_log, under the chain's RLS), filtered and paged, newest first, in a table
  * whose columns sort the page shown; the chain's head, its latest signed checkpoint and its
  * signing keys; an export through the audit-export function, downloaded as a file; and
- * verification of an export here in the browser (audit_verify.ts, Web Crypto) against a signing
+ * verification of an export here in the browser (functions/_shared/audit/verify.ts, the CLI's verifier) against a signing
  * key and checkpoint the person pinned, so that the answer does not rest on this page's server
  * telling the truth about itself.
  *
@@ -18,7 +18,7 @@ import { keepPreviousData, useQuery } from "@tanstack/react-query";
 import { useEffect, useState, type FormEvent, type ReactNode } from "react";
 import type { Database, Json } from "../../supabase/database.types.ts";
 import { apiError, describeError, type OrgApi } from "./api.ts";
-import { parseCheckpoint, verifyExport, type Pin, type SignedCheckpoint, type Verification } from "./audit_verify.ts";
+import { parseCheckpoint, type SignedCheckpoint, verifyExportText, type VerifyResult } from "../../functions/_shared/audit/verify.ts";
 import { DataTable, Outcome, PageHeader, QueryState, useAct, useOrgApi } from "./kit.tsx";
 import { consoleFetch } from "./session.ts";
 import { field, useOrg, when } from "./ui.tsx";
@@ -27,6 +27,13 @@ type Directory = Database["public"]["Functions"]["organization_directory"]["Retu
 type SigningKey = Database["public"]["Functions"]["audit_signing_keys"]["Returns"][number];
 
 const PAGE = 50;
+
+/** What a person trusts: a signing key (raw Ed25519, base64) and, optionally, a checkpoint the export must extend. */
+interface Pin {
+  keyId: string;
+  publicKey: string;
+  checkpoint?: SignedCheckpoint;
+}
 
 // ---------------------------------------------------------------------------------------------
 // The pins: where the pinned key and checkpoint are kept
@@ -460,7 +467,7 @@ function ExportAndVerify({ pin }: { pin: Pin | null }) {
   const [download, setDownload] = useState<{ url: string; name: string } | null>(null);
   const [text, setText] = useState("");
   const [opened, setOpened] = useState<string | null>(null);
-  const [result, setResult] = useState<Verification | null>(null);
+  const [result, setResult] = useState<VerifyResult | null>(null);
   const [verifying, setVerifying] = useState(false);
 
   // A download link holds the export in memory until it is replaced or the screen closes.
@@ -489,9 +496,10 @@ function ExportAndVerify({ pin }: { pin: Pin | null }) {
     setVerifying(true);
     setResult(null);
     try {
-      setResult(await verifyExport(text, pin));
+      // The same verifier as the offline CLI (functions/_shared/audit/verify.ts), against what is pinned.
+      setResult(await verifyExportText(text, { publicKey: pin.publicKey, ...(pin.checkpoint ? { pin: pin.checkpoint } : {}) }));
     } catch (e) {
-      setResult({ ok: false, firstBadSeq: null, reason: describeError(e) });
+      setResult({ ok: false, seq: null, reason: describeError(e) });
     } finally {
       setVerifying(false);
     }
@@ -558,15 +566,15 @@ function ExportAndVerify({ pin }: { pin: Pin | null }) {
           </Group>
           {result?.ok && (
             <Alert color="teal" role="status">
-              Verified: {result.checked} {result.checked === 1 ? "entry" : "entries"} ({result.fromSeq} to {result.head.seq}) of{" "}
+              Verified: {result.entries} {result.entries === 1 ? "entry" : "entries"} ({result.fromSeq} to {result.size}) of{" "}
               {result.org === org.id ? `the chain of ${org.name}` : `the chain of another organization (${result.org})`} check out, up to
-              head <Hex>{result.head.hash}</Hex>, signed by the pinned key {pin?.keyId}
+              head <Hex>{result.head}</Hex>, signed by the pinned key {pin?.keyId}
               {result.extendsPin ? ", and the export extends the pinned checkpoint" : ""}.
             </Alert>
           )}
           {result && !result.ok && (
             <Alert color="red" role="alert">
-              Verification failed{result.firstBadSeq !== null ? ` at entry ${result.firstBadSeq}` : ""}: {result.reason}.
+              Verification failed{result.seq !== null ? ` at entry ${result.seq}` : ""}: {result.reason}.
             </Alert>
           )}
         </Stack>

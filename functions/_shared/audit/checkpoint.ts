@@ -5,7 +5,7 @@
  * in Vault and is created on first use; its public half is published by audit_signing_keys().
  */
 import type { Tx } from "../http/db.ts";
-import { base64Bytes, checkpointMessage, type SignedCheckpoint } from "./export.ts";
+import { base64Bytes, checkpointMessage, type SignedCheckpoint } from "./verify.ts";
 
 function base64(bytes: ArrayBuffer | Uint8Array): string {
   return btoa(String.fromCharCode(...new Uint8Array(bytes)));
@@ -37,7 +37,9 @@ async function activeKey(tx: Tx): Promise<{ keyId: string; privateKey: CryptoKey
       values (${keyId}, ${publicKey}, ${id}) returning key_id, secret_id`;
   }
   const [{ secret }] = await tx`select decrypted_secret as secret from vault.decrypted_secrets where id = ${key.secret_id}`;
-  const privateKey = await crypto.subtle.importKey("pkcs8", base64Bytes(secret), { name: "Ed25519" }, false, ["sign"]);
+  const pkcs8 = base64Bytes(secret);
+  if (!pkcs8) throw new Error("the audit signing key in Vault is not base64");
+  const privateKey = await crypto.subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, false, ["sign"]);
   return { keyId: key.key_id, privateKey };
 }
 

@@ -1,40 +1,72 @@
 /**
- * RFC 6962 Merkle trees over audit entry hashes (the same tree private.merkle_frontier_push builds in the
- * database): leaf = SHA-256(0x00 || data), node = SHA-256(0x01 || left || right). Proof
+ * RFC 6962 Merkle trees over audit entry hashes (the same tree private.merkle_frontier_push builds in
+ * the database): leaf = SHA-256(0x00 || data), node = SHA-256(0x01 || left || right). Proof
  * generation follows RFC 6962 §2.1; verification follows RFC 9162 §2.1.3.2 and §2.1.4.2.
- * Runs on Node and Deno alike (node:crypto).
+ *
+ * Platform-neutral (the browser, Deno and Node alike): SHA-256 is @noble/hashes' by default, and a
+ * runtime with a faster one (Node's node:crypto, for the CLI) installs it with setSha256.
  */
-import { Buffer } from "node:buffer";
-import { hash } from "node:crypto";
+import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
 
-// A tree hashes about two inputs per leaf, each of a few dozen bytes, where a hash call's own cost
-// dominates. So the inputs are written in place, and digests inside a tree are binary strings
-// (one char per byte), which node:crypto returns and writes much faster than it allocates buffers.
-const leafInput = Buffer.alloc(33, 0);
-const nodeInput = Buffer.alloc(65, 1);
+/** A synchronous SHA-256. */
+export type Sha256 = (data: Uint8Array) => Uint8Array;
 
-function sha256(bytes: Uint8Array): Uint8Array {
-  return hash("sha256", bytes, "buffer");
+let sha256Impl: Sha256 = nobleSha256;
+
+/** Installs a faster SHA-256 for this process (it must give the same digests: the tests check). */
+export function setSha256(impl: Sha256): void {
+  sha256Impl = impl;
 }
 
-function leafDigest(input: Uint8Array | string): string {
-  if (typeof input === "string") {
-    if (input.length !== 64 || leafInput.write(input, 1, "hex") !== 32) throw new TypeError("a leaf's hex is not 32 bytes");
-    return hash("sha256", leafInput, "binary");
+/** SHA-256 of `data`, with the installed implementation. */
+export function sha256(data: Uint8Array): Uint8Array {
+  return sha256Impl(data);
+}
+
+// A tree hashes about two small inputs per leaf, so they are written in place.
+const leafInput = new Uint8Array(33);
+const nodeInput = new Uint8Array(65);
+nodeInput[0] = 1;
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+/** Lowercase hex of bytes. */
+export function hexOf(bytes: Uint8Array): string {
+  let out = "";
+  for (let i = 0; i < bytes.length; i++) out += HEX[bytes[i]];
+  return out;
+}
+
+/** The bytes of lowercase hex (null when it is not lowercase hex of whole bytes). */
+export function bytesOfHex(hex: string): Uint8Array | null {
+  if (hex.length % 2 !== 0) return null;
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) {
+    const hi = hexDigit(hex.charCodeAt(2 * i));
+    const lo = hexDigit(hex.charCodeAt(2 * i + 1));
+    if (hi < 0 || lo < 0) return null;
+    out[i] = (hi << 4) | lo;
   }
-  if (input.length !== 32) return hash("sha256", Buffer.concat([leafInput.subarray(0, 1), input]), "binary");
-  leafInput.set(input, 1);
-  return hash("sha256", leafInput, "binary");
+  return out;
 }
 
-function nodeDigest(left: string, right: string): string {
-  nodeInput.write(left, 1, "latin1");
-  nodeInput.write(right, 33, "latin1");
-  return hash("sha256", nodeInput, "binary");
+/** Writes the 32 bytes of 64 hex digits into `target` at `at`; false when it is not such hex. */
+export function writeHex32(hex: string, target: Uint8Array, at: number): boolean {
+  if (hex.length !== 64) return false;
+  for (let i = 0; i < 32; i++) {
+    const hi = hexDigit(hex.charCodeAt(2 * i));
+    const lo = hexDigit(hex.charCodeAt(2 * i + 1));
+    if (hi < 0 || lo < 0) return false;
+    target[at + i] = (hi << 4) | lo;
+  }
+  return true;
 }
 
-const digestOf = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1");
-const bytesOf = (digest: string): Uint8Array => Buffer.from(digest, "latin1");
+function hexDigit(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 97 && c <= 102) return c - 87;
+  return -1;  // lowercase only: the format's hex is lowercase
+}
 
 function equal(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
@@ -45,13 +77,27 @@ function equal(a: Uint8Array, b: Uint8Array): boolean {
 
 /** The hash of a leaf holding `data`. */
 export function leafHash(data: Uint8Array): Uint8Array {
-  return bytesOf(leafDigest(data));
+  if (data.length === 32) {
+    leafInput.set(data, 1);
+    return sha256(leafInput);
+  }
+  const input = new Uint8Array(data.length + 1);
+  input.set(data, 1);
+  return sha256(input);
 }
 
 /** The hash of an interior node. */
 export function nodeHash(left: Uint8Array, right: Uint8Array): Uint8Array {
-  if (left.length !== 32 || right.length !== 32) return sha256(Buffer.concat([nodeInput.subarray(0, 1), left, right]));
-  return bytesOf(nodeDigest(digestOf(left), digestOf(right)));
+  if (left.length === 32 && right.length === 32) {
+    nodeInput.set(left, 1);
+    nodeInput.set(right, 33);
+    return sha256(nodeInput);
+  }
+  const input = new Uint8Array(1 + left.length + right.length);
+  input[0] = 1;
+  input.set(left, 1);
+  input.set(right, 1 + left.length);
+  return sha256(input);
 }
 
 /**
@@ -59,7 +105,7 @@ export function nodeHash(left: Uint8Array, right: Uint8Array): Uint8Array {
  * to right (one per set bit of the size). Appending and taking the root are O(log n).
  */
 export class MerkleFrontier {
-  private nodes: string[];
+  private nodes: Uint8Array[];
   private count: number;
 
   /** Resumes a tree of `size` leaves from its frontier (as audit exports carry it). */
@@ -70,14 +116,14 @@ export class MerkleFrontier {
     }
     this.nodes = frontier.map((node) => {
       if (node.length !== 32) throw new Error("a frontier node is not 32 bytes");
-      return digestOf(node);
+      return node.slice();
     });
     this.count = size;
   }
 
   /** The frontier (perfect-subtree roots, left to right), e.g. to resume the tree later. */
   frontier(): Uint8Array[] {
-    return this.nodes.map(bytesOf);
+    return this.nodes.map((n) => n.slice());
   }
 
   /** Number of leaves. */
@@ -87,8 +133,15 @@ export class MerkleFrontier {
 
   /** Appends a leaf holding `data` (bytes, or 32 bytes as hex such as an entry hash). */
   push(data: Uint8Array | string): void {
-    let node = leafDigest(data);
-    for (let n = this.count; n % 2 === 1; n = Math.floor(n / 2)) node = nodeDigest(this.nodes.pop()!, node);
+    let leaf: Uint8Array;
+    if (typeof data === "string") {
+      if (!writeHex32(data, leafInput, 1)) throw new TypeError("a leaf's hex is not 32 bytes");
+      leaf = sha256(leafInput);
+    } else {
+      leaf = leafHash(data);
+    }
+    let node = leaf;
+    for (let n = this.count; n % 2 === 1; n = Math.floor(n / 2)) node = nodeHash(this.nodes.pop()!, node);
     this.nodes.push(node);
     this.count++;
   }
@@ -97,8 +150,8 @@ export class MerkleFrontier {
   root(): Uint8Array {
     if (this.nodes.length === 0) return sha256(new Uint8Array(0));
     let root = this.nodes[this.nodes.length - 1];
-    for (let i = this.nodes.length - 2; i >= 0; i--) root = nodeDigest(this.nodes[i], root);
-    return bytesOf(root);
+    for (let i = this.nodes.length - 2; i >= 0; i--) root = nodeHash(this.nodes[i], root);
+    return root;
   }
 }
 

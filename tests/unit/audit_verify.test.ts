@@ -1,18 +1,36 @@
 /**
- * The console's in-browser audit verifier (web/src/audit_verify.ts, Web Crypto only) against the
- * server's own code: exports built with functions/_shared/audit (entry hashes, the RFC 6962
- * frontier, checkpoint messages) and signed with Ed25519 the way audit/checkpoint.ts signs, then
- * tampered with in every way the offline CLI's verifier catches. Both verifiers must agree on
- * the verdict and on the first bad entry. When a stack is running, a real export from the
- * audit-export function is verified and tampered with too.
+ * The audit verifier (functions/_shared/audit/verify.ts), the one module the console's Audit page,
+ * the offline CLI and these tests run, against exports built the server's way (entry hashes, the
+ * RFC 6962 frontier, checkpoint messages, Ed25519 as audit/checkpoint.ts signs) and then tampered
+ * with in every way we know. Each export is checked twice: as text with the module's own SHA-256
+ * (@noble/hashes: what the browser runs), and line by line with Node's SHA-256 installed (what the
+ * CLI runs). Both must agree on the verdict and on the first bad entry. When a stack is running, a
+ * real export from the audit-export function is verified and tampered with too.
  */
-import { createHash } from "node:crypto";
+import { createHash, hash } from "node:crypto";
 import { existsSync } from "node:fs";
 import canonicalize from "canonicalize";
 import { describe, expect, it } from "vitest";
-import { checkpointMessage, entryHash, ExportVerifier, type SignedCheckpoint } from "../../functions/_shared/audit/export.ts";
-import { MerkleFrontier } from "../../functions/_shared/audit/merkle.ts";
-import { sha256Hex, verifyExport, type Pin } from "../../web/src/audit_verify.ts";
+import { hexOf, MerkleFrontier, setSha256 } from "../../functions/_shared/audit/merkle.ts";
+import {
+  checkpointMessage, entryHash, ExportVerifier, hasDuplicateKeys, type SignedCheckpoint, sha256Hex, verifyExportText, type VerifyResult,
+} from "../../functions/_shared/audit/verify.ts";
+import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
+
+/** What a person pins: a key, and maybe a checkpoint. */
+interface Pin {
+  keyId: string;
+  publicKey: string;
+  checkpoint?: SignedCheckpoint;
+}
+
+const nodeSha256 = (data: Uint8Array) => hash("sha256", data, "buffer");
+
+/** The page's path: the whole text, the module's own SHA-256. */
+async function verifyExport(exported: string, pin: Pin): Promise<VerifyResult> {
+  setSha256(nobleSha256);
+  return await verifyExportText(exported, { publicKey: pin.publicKey, ...(pin.checkpoint ? { pin: pin.checkpoint } : {}) });
+}
 
 const ORG = "0a000000-0000-4000-8000-00000000000a";
 type Line = Record<string, any>;
@@ -35,9 +53,9 @@ async function signer(keyId: string): Promise<Signer> {
   };
 }
 
-/** A chain of `n` entries as the database seals them (audit.seal's canonical shape). */
-function chain(n: number) {
-  let prev = "0".repeat(64);
+/** A chain of `n` entries as the database seals them (audit.seal's canonical shape), from `start` (the all-zero hash). */
+function chain(n: number, start = "0".repeat(64)) {
+  let prev = start;
   const entries: Line[] = [];
   for (let seq = 1; seq <= n; seq++) {
     const payload = JSON.stringify({ new: { id: seq, note: `entry ${seq}` }, pi: 3.14159 });
@@ -51,6 +69,17 @@ function chain(n: number) {
     prev = hash;
   }
   return entries;
+}
+
+/** `all` and one more entry of `action`, `payload` and `target`, hashed onto it. */
+function extend(all: Line[], e: { action: string; payload: string; target: { id: string; type: string } }): Line[] {
+  const seq = all.length + 1;
+  const prev = all[all.length - 1].entry_hash;
+  const canonical = canonicalize({
+    action: e.action, actor: null, at: "2026-11-22T10:02:00.000000Z", org: ORG,
+    payload_sha256: createHash("sha256").update(e.payload).digest("hex"), seq, target: e.target, v: 1,
+  })!;
+  return [...all.map((x) => ({ ...x })), { type: "entry", seq, prev_hash: prev, entry_hash: entryHash(prev, canonical), canonical, payload: e.payload }];
 }
 
 /** An export of entries `from`..`to` of `all`, closed by a checkpoint `key` signs. */
@@ -70,38 +99,48 @@ async function exportOf(all: Line[], key: Signer, range: { from?: number; to?: n
 const text = (lines: Line[]) => lines.map((l) => JSON.stringify(l)).join("\n") + "\n";
 const entriesOf = (lines: Line[]) => lines.filter((l) => l.type === "entry");
 
-/** Both verifiers' verdicts on the same export: the browser's and the CLI's (Node). */
+/** The two paths' verdicts on the same export: the page's (text, noble) and the CLI's (lines, Node's SHA-256). */
 async function both(lines: Line[], pin: Pin) {
   const browser = await verifyExport(text(lines), pin);
-  const node = new ExportVerifier({ publicKey: pin.publicKey, ...(pin.checkpoint ? { pin: pin.checkpoint } : {}) });
-  for (const l of lines) node.line(l);
-  const cli = await node.finish();
-  return { browser, cli };
+  setSha256(nodeSha256);
+  try {
+    const node = new ExportVerifier({ publicKey: pin.publicKey, ...(pin.checkpoint ? { pin: pin.checkpoint } : {}) });
+    for (const l of lines) node.line(JSON.stringify(l));
+    return { browser, cli: await node.finish() };
+  } finally {
+    setSha256(nobleSha256);
+  }
 }
 
 function expectAgreement(result: Awaited<ReturnType<typeof both>>, firstBadSeq: number | null, reason: RegExp) {
   const { browser, cli } = result;
   expect(browser.ok).toBe(false);
-  expect(cli.ok).toBe(false);
-  if (browser.ok || cli.ok) return;
-  expect(browser.firstBadSeq).toBe(firstBadSeq);
-  expect(cli.seq).toBe(firstBadSeq);
+  expect(cli).toEqual(browser);
+  if (browser.ok) return;
+  expect(browser.seq).toBe(firstBadSeq);
   expect(browser.reason).toMatch(reason);
 }
 
-describe("the browser's audit export verifier", () => {
-  it("verifies an export of the server's format against the pinned key, as the CLI does", async () => {
+describe("the audit export verifier", () => {
+  it("verifies an export of the server's format against the pinned key, the same on both paths", async () => {
     const key = await signer("k1");
     const { lines } = await exportOf(chain(9), key);
     const { browser, cli } = await both(lines, { keyId: key.keyId, publicKey: key.publicKey });
-    expect(cli).toMatchObject({ ok: true, entries: 9, size: 9 });
-    expect(browser).toMatchObject({ ok: true, checked: 9, head: { seq: 9, hash: entriesOf(lines)[8].entry_hash }, org: ORG, fromSeq: 1, extendsPin: false });
+    expect(browser).toMatchObject({ ok: true, entries: 9, size: 9, head: entriesOf(lines)[8].entry_hash, org: ORG, fromSeq: 1, extendsPin: false });
+    expect(cli).toEqual(browser);
+  });
+
+  it("hashes the same with @noble/hashes as with Node's SHA-256", () => {
+    for (const size of [0, 1, 55, 56, 63, 64, 65, 1000, 100_000]) {
+      const data = new Uint8Array(size).map((_, i) => (i * 31 + size) & 255);
+      expect(hexOf(nobleSha256(data))).toBe(hexOf(nodeSha256(data)));
+    }
   });
 
   it("rebuilds the root of a range from the header's frontier", async () => {
     const key = await signer("k1");
     const { lines } = await exportOf(chain(11), key, { from: 4, to: 10 });
-    expect(await verifyExport(text(lines), { keyId: key.keyId, publicKey: key.publicKey })).toMatchObject({ ok: true, checked: 7, head: { seq: 10 } });
+    expect(await verifyExport(text(lines), { keyId: key.keyId, publicKey: key.publicKey })).toMatchObject({ ok: true, entries: 7, size: 10 });
   });
 
   it("accepts an export that extends the pinned checkpoint", async () => {
@@ -111,12 +150,20 @@ describe("the browser's audit export verifier", () => {
     const { lines } = await exportOf(all, key);
     const { browser, cli } = await both(lines, { keyId: key.keyId, publicKey: key.publicKey, checkpoint: pinned });
     expect(cli.ok).toBe(true);
-    expect(browser).toMatchObject({ ok: true, checked: 12, extendsPin: true });
+    expect(browser).toMatchObject({ ok: true, entries: 12, extendsPin: true });
+  });
+
+  it("finds duplicate JSON keys at any depth, as decoded, and not in strings", () => {
+    expect(hasDuplicateKeys('{"a":1,"b":{"c":2,"c":3}}')).toBe(true);
+    expect(hasDuplicateKeys('{"a":1,"\\u0061":2}')).toBe(true);
+    expect(hasDuplicateKeys('[{"a":1},{"a":2}]')).toBe(false);
+    expect(hasDuplicateKeys('{"a":"\\"a\\":1","b":["a","a"]}')).toBe(false);
+    expect(hasDuplicateKeys('{"a" : 1, "a" : 2}')).toBe(true);
   });
 
   it("computes the SHA-256 an approver sees from the canonical text's UTF-8 bytes", async () => {
     for (const canonical of ['{"a":"x","b":[1,2]}', '{"text":"Crème brûlée, 🍮"}']) {
-      expect(await sha256Hex(canonical)).toBe(createHash("sha256").update(canonical, "utf8").digest("hex"));
+      expect(sha256Hex(canonical)).toBe(createHash("sha256").update(canonical, "utf8").digest("hex"));
     }
   });
 
@@ -141,7 +188,7 @@ describe("the browser's audit export verifier", () => {
       const original = text(lines);
       const tampered = original.replace('\\"note\\":\\"entry 5\\"', '\\"note\\":\\"entry 6\\"');
       expect(tampered).not.toBe(original);
-      expect(await verifyExport(tampered, pin())).toEqual({ ok: false, firstBadSeq: 5, reason: "the payload is not the one that was hashed" });
+      expect(await verifyExport(tampered, pin())).toEqual({ ok: false, seq: 5, reason: "the payload is not the one that was hashed" });
     });
 
     it("edited hashed bytes, with the entry's hash recomputed", async () => {
@@ -193,7 +240,7 @@ describe("the browser's audit export verifier", () => {
       let prev = all[0].entry_hash;
       for (const e of all.slice(1)) {
         const fields = JSON.parse(e.canonical);
-        fields.payload_sha256 = await sha256Hex(e.payload);
+        fields.payload_sha256 = sha256Hex(e.payload);
         e.canonical = canonicalize(fields)!;
         e.prev_hash = prev;
         e.entry_hash = entryHash(prev, e.canonical);
@@ -201,8 +248,8 @@ describe("the browser's audit export verifier", () => {
       }
       const { lines: forged } = await exportOf(all, forger);
       const { browser, cli } = await both(forged, pin());
-      expect(cli.ok).toBe(false);
-      expect(browser).toMatchObject({ ok: false, firstBadSeq: null, reason: expect.stringMatching(/signature is not valid for the pinned key k1/) });
+      expect(cli).toEqual(browser);
+      expect(browser).toMatchObject({ ok: false, seq: null, reason: expect.stringMatching(/signature is not valid for the trusted key/) });
     });
 
     it("history rewritten before a pinned checkpoint", async () => {
@@ -214,7 +261,7 @@ describe("the browser's audit export verifier", () => {
       let prev = rewritten[1].entry_hash;
       for (const e of rewritten.slice(2)) {
         const fields = JSON.parse(e.canonical);
-        fields.payload_sha256 = await sha256Hex(e.payload);
+        fields.payload_sha256 = sha256Hex(e.payload);
         e.canonical = canonicalize(fields)!;
         e.prev_hash = prev;
         e.entry_hash = entryHash(prev, e.canonical);
@@ -225,10 +272,51 @@ describe("the browser's audit export verifier", () => {
       expectAgreement(await both(l, { ...pin(), checkpoint: pinned }), 5, /not the one the pinned checkpoint states/);
     });
 
+    it("a duplicated payload key, which JSON.parse would read as the last one", async () => {
+      const l = await fresh();
+      const victim = entriesOf(l)[2];
+      const lines = text(l).split("\n");
+      const at = lines.findIndex((x) => x.includes(`"seq":${victim.seq},`));
+      // The first payload is what another parser may read; the last one hashes right.
+      lines[at] = lines[at].replace('"payload":', `"payload":${JSON.stringify('{"forged":true}')},"payload":`);
+      expect(JSON.parse(lines[at]).payload).toBe(victim.payload);
+      const tampered = lines.join("\n");
+      expect(await verifyExport(tampered, pin())).toEqual({ ok: false, seq: 3, reason: "line 4: the line has a duplicate JSON key (parsers disagree on which one counts)" });
+    });
+
+    it("a payload emptied without a recorded purge, and one with its purge in the export", async () => {
+      const l = await fresh();
+      entriesOf(l)[3].payload = null;
+      expectAgreement(await both(l, pin()), 4, /the payload of entry 4 is gone, and the export holds no record of its purge/);
+
+      // The same chain with entry 9 recording the purge of entry 4: accepted.
+      const all = chain(8);
+      const purge = { action: "audit.payload_purged", payload: JSON.stringify({ reason: "erasure request", seq: 4 }), target: { id: "4", type: "audit.entries" } };
+      const purged = extend(all, purge);
+      purged[3].payload = null;
+      const { lines: withPurge } = await exportOf(purged, key);
+      const { browser, cli } = await both(withPurge, pin());
+      expect(browser).toMatchObject({ ok: true, entries: 9 });
+      expect(cli).toEqual(browser);
+    });
+
+    it("a chain whose entry 1 does not link to the all-zero hash, even with every hash recomputed and signed", async () => {
+      await fresh();
+      const all = chain(5, "1".repeat(64));
+      const { lines: l } = await exportOf(all, key);
+      expectAgreement(await both(l, pin()), 1, /entry 1 does not link to the all-zero hash/);
+    });
+
+    it("a carriage return or a byte order mark, which the format has none of", async () => {
+      await fresh();
+      expect(await verifyExport(text(lines).replaceAll("\n", "\r\n"), pin())).toEqual({ ok: false, seq: null, reason: "line 1 ends with a carriage return: lines end with a line feed alone" });
+      expect(await verifyExport(`\uFEFF${text(lines)}`, pin())).toEqual({ ok: false, seq: null, reason: "the export starts with a byte order mark: it is UTF-8 without one" });
+    });
+
     it("a line that is no longer JSON", async () => {
       await fresh();
       const broken = text(lines).split("\n").map((l, i) => (i === 3 ? l.slice(0, -2) : l)).join("\n");
-      expect(await verifyExport(broken, pin())).toEqual({ ok: false, firstBadSeq: 3, reason: "line 4 is not JSON" });
+      expect(await verifyExport(broken, pin())).toEqual({ ok: false, seq: 3, reason: "line 4: the line is not JSON" });
     });
   });
 });
@@ -247,7 +335,7 @@ async function stackUp(): Promise<boolean> {
 }
 
 describe.skipIf(!(await stackUp()))("a real export from the audit-export function", () => {
-  it("verifies in the browser's verifier, and fails at the one entry whose payload was edited", async () => {
+  it("verifies in the page's verifier, and fails at the one entry whose payload was edited", async () => {
     const { accessToken, signedIn, stack } = await import("../helpers/stack.ts");
     const ada = await signedIn("ada@acme.test");
     try {
@@ -261,11 +349,11 @@ describe.skipIf(!(await stackUp()))("a real export from the audit-export functio
       const key = keys!.find((k) => k.key_id === closing.key_id)!;
       const pin = { keyId: key.key_id, publicKey: key.public_key };
       const verified = await verifyExport(exported, pin);
-      expect(verified).toMatchObject({ ok: true, org: ORG, head: { seq: lines[0].to_seq } });
+      expect(verified).toMatchObject({ ok: true, org: ORG, size: lines[0].to_seq });
 
       const victim = entriesOf(lines).find((e) => typeof e.payload === "string" && e.payload.length > 2)!;
       victim.payload = victim.payload.replace(/^\{/, '{"tampered":true,');
-      expect(await verifyExport(text(lines), pin)).toEqual({ ok: false, firstBadSeq: victim.seq, reason: "the payload is not the one that was hashed" });
+      expect(await verifyExport(text(lines), pin)).toEqual({ ok: false, seq: victim.seq, reason: "the payload is not the one that was hashed" });
     } finally {
       await ada.auth.signOut();
     }

@@ -1,0 +1,456 @@
+/**
+ * The audit chain's verifier: one module for the offline CLI (scripts/audit_verify.ts), the
+ * console's Audit page (web/src/Audit.tsx, in the browser), the audit-export function (which writes
+ * the format) and the tests. The SQL verifier (audit.verify_chain) stays the independent
+ * in-database check. Platform-neutral: Web APIs only (Web Crypto for Ed25519), and SHA-256 from
+ * merkle.ts (@noble/hashes unless the runtime installs a faster one).
+ *
+ * An export (format gatehouse-audit-export/1) is UTF-8 JSON Lines, each line ended by LF alone,
+ * with no byte order mark (a CR or a BOM is refused, not stripped: the bytes are what was signed
+ * for, and two readings of one file must not differ):
+ *   {"type":"header","format":"gatehouse-audit-export/1","org":…,"from_seq":a,"to_seq":b,"frontier":[hex…]}
+ *   {"type":"entry","seq":…,"prev_hash":hex,"entry_hash":hex,"canonical":"{…}","payload":"{…}"|null}   (a..b)
+ *   {"type":"checkpoint","checkpoint":"{…}","signature":base64,"key_id":…,"public_key":base64}
+ * `frontier` is the Merkle frontier of entries 1..a-1, so the root can be rebuilt from a..b alone;
+ * `payload` is the payload's JSON text exactly as it was hashed, or null once purged. The
+ * checkpoint states size b. What is checked, in order:
+ *   - each line is one JSON value with no duplicate key at any depth (JSON.parse keeps the last of
+ *     two, and another parser may keep the first);
+ *   - entries run from a to b without a gap; entry 1 links to the all-zero hash; each later one to
+ *     the hash of the one before; each entry_hash is SHA-256("gatehouse.audit.v1" 0x00 || prev_hash
+ *     || canonical); the hashed bytes name the entry's own number and organization;
+ *   - a payload is the text whose SHA-256 the hashed bytes state; a null one only where the export
+ *     also holds that entry's purge (an `audit.payload_purged` entry whose target is its number);
+ *   - the RFC 6962 root of the entries and the last entry's hash are the closing checkpoint's, and
+ *     that checkpoint is signed (Ed25519 over "gatehouse.audit.checkpoint.v1\n" || body) by the
+ *     trusted key, not by whatever key the export carries;
+ *   - given a pinned checkpoint, the export extends it: the same history up to its size, and
+ *     nothing cut after it.
+ */
+import { hexOf, MerkleFrontier, sha256, writeHex32 } from "./merkle.ts";
+
+export const EXPORT_FORMAT = "gatehouse-audit-export/1";
+const ENTRY_TAG = new TextEncoder().encode("gatehouse.audit.v1\u0000");
+const CHECKPOINT_TAG = "gatehouse.audit.checkpoint.v1\n";
+const HEX64 = /^[0-9a-f]{64}$/;
+const ZERO_HASH = "0".repeat(64);
+const utf8 = new TextEncoder();
+
+export interface ExportHeader {
+  type: "header";
+  format: typeof EXPORT_FORMAT;
+  org: string;
+  from_seq: number;
+  to_seq: number;
+  frontier: string[];
+}
+
+export interface ExportEntry {
+  type: "entry";
+  seq: number;
+  prev_hash: string;
+  entry_hash: string;
+  canonical: string;
+  payload: string | null;
+}
+
+/** A signed checkpoint, as exports end with it and as a customer pins it. */
+export interface SignedCheckpoint {
+  checkpoint: string;
+  signature: string;
+  key_id: string;
+  public_key: string;
+}
+
+/** What a checkpoint signs (RFC 8785 JSON). */
+export interface CheckpointBody {
+  head: string;
+  key: string;
+  org: string;
+  root: string;
+  size: number;
+  time: string;
+  v: 1;
+}
+
+export type VerifyResult =
+  | { ok: true; org: string; fromSeq: number; entries: number; size: number; head: string; keyPinned: boolean; extendsPin: boolean; checkpoint: CheckpointBody }
+  | { ok: false; seq: number | null; reason: string };
+
+export interface VerifyOptions {
+  /** The trusted signing key (raw Ed25519, base64). Without it, the pin's key, else the export's own. */
+  publicKey?: string;
+  /** An earlier checkpoint the customer pinned: the export must extend it. */
+  pin?: SignedCheckpoint;
+  /** An RFC 8785 canonicalizer, to also require that hashed JSON is in canonical form. */
+  canonicalize?: (value: unknown) => string | undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encodings
+// ---------------------------------------------------------------------------------------------
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** The bytes of standard base64 (RFC 4648 §4, padded, no line breaks or spaces); null when it is not that. */
+export function base64Bytes(b64: string): Uint8Array<ArrayBuffer> | null {
+  if (!BASE64.test(b64)) return null;
+  const binary = atob(b64);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+/** Standard base64 of bytes, one line. */
+export function base64Of(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i++) binary += String.fromCharCode(bytes[i]);
+  return btoa(binary);
+}
+
+/** SHA-256 of a text's UTF-8 bytes, as hex. */
+export function sha256Hex(text: string): string {
+  return hexOf(sha256(utf8.encode(text)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON with no duplicate keys
+// ---------------------------------------------------------------------------------------------
+/**
+ * Whether JSON text (already known to parse) has an object with the same key twice, at any depth.
+ * Keys are compared as decoded ("a" and "\u0061" are one key).
+ */
+export function hasDuplicateKeys(text: string): boolean {
+  const stack: (Set<string> | null)[] = [];
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 123) stack.push(new Set());  // {
+    else if (c === 91) stack.push(null);  // [
+    else if (c === 125 || c === 93) stack.pop();  // } ]
+    else if (c === 34) {  // a string: a key when a colon follows it
+      let j = i + 1;
+      let escaped = false;
+      for (; j < text.length; j++) {
+        const d = text.charCodeAt(j);
+        if (d === 92) {
+          j++;  // the escaped character
+          escaped = true;
+        } else if (d === 34) {
+          break;
+        }
+      }
+      let k = j + 1;
+      while (k < text.length && (text[k] === " " || text[k] === "\t" || text[k] === "\n" || text[k] === "\r")) k++;
+      const keys = stack[stack.length - 1];
+      if (text[k] === ":" && keys) {
+        const key = escaped ? JSON.parse(text.slice(i, j + 1)) as string : text.slice(i + 1, j);
+        if (keys.has(key)) return true;
+        keys.add(key);
+      }
+      i = j;
+    }
+  }
+  return false;
+}
+
+/** One line as a JSON value, refusing duplicate keys; a reason when it is not one. */
+export function parseLine(text: string): { ok: true; value: unknown } | { ok: false; reason: string } {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { ok: false, reason: "the line is not JSON" };
+  }
+  if (hasDuplicateKeys(text)) return { ok: false, reason: "the line has a duplicate JSON key (parsers disagree on which one counts)" };
+  return { ok: true, value };
+}
+
+// An entry line exactly as the audit-export function writes it: no key can repeat, and its parts
+// are taken without parsing the whole line.
+const STRING = String.raw`"(?:[^"\\\u0000-\u001f]|\\.)*"`;
+const ENTRY_LINE = new RegExp(
+  String.raw`^\{"type":"entry","seq":([1-9][0-9]{0,15}),"prev_hash":"([0-9a-f]{64})","entry_hash":"([0-9a-f]{64})","canonical":(${STRING}),"payload":(${STRING}|null)\}$`,
+);
+// The hashed bytes as audit.seal writes them (RFC 8785, keys in order): their fields without a parse.
+const CANONICAL = new RegExp(
+  String.raw`^\{"action":"([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+)","actor":(?:null|"[0-9a-f-]{36}"),"at":"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z","org":"([0-9a-f-]{36})","payload_sha256":"([0-9a-f]{64})","seq":([1-9][0-9]{0,15}),"target":(?:null|\{"id":(null|${STRING}),"type":${STRING}\}),"v":1\}$`,
+);
+
+/** The fields of the hashed bytes the verifier reads. */
+interface Hashed {
+  action: unknown;
+  org: unknown;
+  seq: unknown;
+  payload_sha256: unknown;
+  /** The target's id (a purge names the entry it purged here). */
+  targetId: unknown;
+}
+
+function hashedFields(canonical: string): Hashed | null {
+  const m = CANONICAL.exec(canonical);
+  if (m) {
+    return { action: m[1], org: m[2], payload_sha256: m[3], seq: Number(m[4]), targetId: m[5] === undefined || m[5] === "null" ? null : JSON.parse(m[5]) };
+  }
+  const parsed = parseLine(canonical);
+  if (!parsed.ok || typeof parsed.value !== "object" || parsed.value === null) return null;
+  const f = parsed.value as { action?: unknown; org?: unknown; seq?: unknown; payload_sha256?: unknown; target?: { id?: unknown } | null };
+  return { action: f.action, org: f.org, seq: f.seq, payload_sha256: f.payload_sha256, targetId: f.target?.id ?? null };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hashes and signatures
+// ---------------------------------------------------------------------------------------------
+// What an entry hash covers, written in place (the tag stays at the front).
+let entryInput = new Uint8Array(4096);
+entryInput.set(ENTRY_TAG);
+let payloadInput = new Uint8Array(4096);
+
+/** SHA-256("gatehouse.audit.v1" 0x00 || prev_hash || canonical), or null if prev_hash is not 64 hex digits. */
+function entryHashBytes(prevHash: string, canonical: string): Uint8Array | null {
+  const start = ENTRY_TAG.length + 32;
+  if (entryInput.length < start + canonical.length * 3) {
+    entryInput = new Uint8Array(2 * (start + canonical.length * 3));
+    entryInput.set(ENTRY_TAG);
+  }
+  if (!writeHex32(prevHash, entryInput, ENTRY_TAG.length)) return null;
+  const { written } = utf8.encodeInto(canonical, entryInput.subarray(start));
+  return sha256(entryInput.subarray(0, start + written));
+}
+
+/** The hash that chains an entry: SHA-256("gatehouse.audit.v1" 0x00 || prev_hash || canonical), as hex. */
+export function entryHash(prevHash: string, canonical: string): string {
+  const computed = entryHashBytes(prevHash, canonical);
+  if (computed === null) throw new TypeError("prev_hash is not 64 lowercase hex digits");
+  return hexOf(computed);
+}
+
+function payloadHash(payload: string): string {
+  if (payloadInput.length < payload.length * 3) payloadInput = new Uint8Array(payload.length * 3);
+  const { written } = utf8.encodeInto(payload, payloadInput);
+  return hexOf(sha256(payloadInput.subarray(0, written)));
+}
+
+/** The bytes an Ed25519 checkpoint signature covers. */
+export function checkpointMessage(body: string): Uint8Array<ArrayBuffer> {
+  return utf8.encode(CHECKPOINT_TAG + body);
+}
+
+/** Checks a checkpoint's Ed25519 signature against a raw public key (base64). */
+export async function checkpointSignatureValid(cp: SignedCheckpoint, publicKey: string): Promise<boolean> {
+  // Exports and pins from before base64 went on one line (issue 25) break it every 76 characters.
+  const legacy = (b64: string) => b64.replaceAll("\n", "");
+  const key = base64Bytes(legacy(publicKey));
+  const signature = base64Bytes(legacy(cp.signature));
+  if (!key || !signature) return false;
+  try {
+    const imported = await crypto.subtle.importKey("raw", key, { name: "Ed25519" }, false, ["verify"]);
+    return await crypto.subtle.verify("Ed25519", imported, signature, checkpointMessage(cp.checkpoint));
+  } catch {
+    return false;
+  }
+}
+
+/** A checkpoint's body, or null when it is not one. */
+export function parseCheckpoint(text: string): CheckpointBody | null {
+  const parsed = parseLine(text);
+  if (!parsed.ok) return null;
+  const body = parsed.value as CheckpointBody;
+  const fine = body !== null && typeof body === "object" && body.v === 1 && typeof body.head === "string" && HEX64.test(body.head)
+    && typeof body.root === "string" && HEX64.test(body.root) && Number.isSafeInteger(body.size) && body.size >= 0
+    && typeof body.org === "string" && typeof body.key === "string";
+  return fine ? body : null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The verifier
+// ---------------------------------------------------------------------------------------------
+/**
+ * Verifies an export fed one line at a time (its text, without the LF), so that exports of any
+ * size stream through in constant memory (but for the numbers of purged entries). Call `line`
+ * for each line, then `finish`. The first failure is kept.
+ */
+export class ExportVerifier {
+  private header: ExportHeader | null = null;
+  private tree: MerkleFrontier | null = null;
+  private last: { seq: number; hash: string } | null = null;
+  private checkpoint: SignedCheckpoint | null = null;
+  private failure: { seq: number | null; reason: string } | null = null;
+  private pinBody: CheckpointBody | null = null;
+  private pinMatched = false;
+  private lines = 0;
+  /** Entries whose payload is null, and the entries the export records purges of. */
+  private readonly emptied: number[] = [];
+  private readonly purges = new Set<number>();
+
+  constructor(private readonly options: VerifyOptions = {}) {}
+
+  private fail(seq: number | null, reason: string): void {
+    this.failure ??= { seq, reason };
+  }
+
+  private checkPinAt(size: number, head: string | null): void {
+    const pin = this.pinBody;
+    if (!pin || pin.size !== size || !this.tree) return;
+    if (hexOf(this.tree.root()) !== pin.root || (head !== null && head !== pin.head)) {
+      this.fail(size, `the chain up to entry ${size} is not the one the pinned checkpoint states (history was rewritten)`);
+    }
+    this.pinMatched = true;
+  }
+
+  /** Feeds one line of the export: its text, without the line feed. */
+  line(text: string): void {
+    if (this.failure) return;
+    this.lines++;
+    if (this.lines === 1 && text.charCodeAt(0) === 0xfeff) {
+      return this.fail(null, "the export starts with a byte order mark: it is UTF-8 without one");
+    }
+    if (text.endsWith("\r")) return this.fail(null, `line ${this.lines} ends with a carriage return: lines end with a line feed alone`);
+    if (this.header !== null && !this.checkpoint) {
+      const m = ENTRY_LINE.exec(text);
+      if (m) {
+        let canonical: string;
+        let payload: string | null;
+        try {
+          canonical = JSON.parse(m[4]);
+          payload = m[5] === "null" ? null : JSON.parse(m[5]);
+        } catch {
+          return this.fail(Number(m[1]), "the entry is malformed");
+        }
+        return this.entry({ type: "entry", seq: Number(m[1]), prev_hash: m[2], entry_hash: m[3], canonical, payload });
+      }
+    }
+    if (text === "") return this.fail(null, `line ${this.lines} is empty`);
+    const parsed = parseLine(text);
+    if (!parsed.ok) return this.fail(this.last ? this.last.seq + 1 : this.header?.from_seq ?? null, `line ${this.lines}: ${parsed.reason}`);
+    this.value(parsed.value);
+  }
+
+  /** Feeds one line already parsed (from a source that holds values, not text; duplicate keys can't be seen then). */
+  value(value: unknown): void {
+    if (this.failure) return;
+    const line = value as { type?: string } | null;
+    if (this.header === null) {
+      if (line?.type !== "header") return this.fail(null, "the export does not start with its header");
+      const h = line as ExportHeader;
+      if (h.format !== EXPORT_FORMAT) return this.fail(null, `unknown export format ${JSON.stringify(h.format)}`);
+      if (!Number.isSafeInteger(h.from_seq) || h.from_seq < 1 || !Number.isSafeInteger(h.to_seq) || typeof h.org !== "string"
+          || !Array.isArray(h.frontier) || !h.frontier.every((x) => typeof x === "string" && HEX64.test(x))) {
+        return this.fail(null, "the header is malformed");
+      }
+      this.header = h;
+      try {
+        this.tree = new MerkleFrontier(h.frontier.map((x) => { const b = new Uint8Array(32); writeHex32(x, b, 0); return b; }), h.from_seq - 1);
+      } catch (e) {
+        return this.fail(null, `the header's frontier is wrong: ${(e as Error).message}`);
+      }
+      if (this.options.pin) {
+        this.pinBody = parseCheckpoint(this.options.pin.checkpoint);
+        if (!this.pinBody) return this.fail(null, "the pinned checkpoint is malformed");
+        if (this.pinBody.org !== h.org) return this.fail(null, "the pinned checkpoint is of another organization");
+        if (this.pinBody.size < h.from_seq - 1) {
+          return this.fail(null, `the pinned checkpoint (size ${this.pinBody.size}) precedes the export; export from entry ${this.pinBody.size + 1} or earlier`);
+        }
+        this.checkPinAt(h.from_seq - 1, null);
+      }
+      return;
+    }
+    if (this.checkpoint) return this.fail(null, "lines follow the checkpoint");
+    if (line?.type === "entry") return this.entry(line as ExportEntry);
+    if (line?.type === "checkpoint") {
+      this.checkpoint = line as unknown as SignedCheckpoint;
+      return;
+    }
+    this.fail(this.last ? this.last.seq + 1 : this.header.from_seq, `unexpected line type ${JSON.stringify(line?.type)}`);
+  }
+
+  private entry(e: ExportEntry): void {
+    const h = this.header!;
+    const expected = this.last ? this.last.seq + 1 : h.from_seq;
+    if (e.seq !== expected) return this.fail(expected, `expected entry ${expected}, found ${JSON.stringify(e.seq)} (an entry is missing or out of order)`);
+    if (typeof e.prev_hash !== "string" || typeof e.entry_hash !== "string" || typeof e.canonical !== "string"
+        || !HEX64.test(e.prev_hash) || !HEX64.test(e.entry_hash)) {
+      return this.fail(e.seq, "the entry is malformed");
+    }
+    if (e.seq === 1 && e.prev_hash !== ZERO_HASH) return this.fail(1, "entry 1 does not link to the all-zero hash (the chain's start was replaced)");
+    if (this.last && e.prev_hash !== this.last.hash) return this.fail(e.seq, "prev_hash is not the hash of the entry before");
+    if (!this.last && this.pinBody?.size === e.seq - 1 && e.seq > 1 && e.prev_hash !== this.pinBody.head) {
+      return this.fail(e.seq, "prev_hash is not the head of the pinned checkpoint (history was rewritten)");
+    }
+    const computed = entryHashBytes(e.prev_hash, e.canonical);
+    if (computed === null || hexOf(computed) !== e.entry_hash) return this.fail(e.seq, "entry_hash is not the hash of the entry");
+    const fields = hashedFields(e.canonical);
+    if (!fields) return this.fail(e.seq, "the hashed bytes are not one JSON object without duplicate keys");
+    if (fields.seq !== e.seq || fields.org !== h.org) return this.fail(e.seq, "the hashed bytes name another entry or organization");
+    const canonicalize = this.options.canonicalize;
+    if (canonicalize && canonicalize(JSON.parse(e.canonical)) !== e.canonical) return this.fail(e.seq, "the hashed bytes are not RFC 8785 canonical JSON");
+    if (e.payload === null) {
+      this.emptied.push(e.seq);
+    } else {
+      if (typeof e.payload !== "string") return this.fail(e.seq, "the payload is malformed");
+      if (payloadHash(e.payload) !== fields.payload_sha256) return this.fail(e.seq, "the payload is not the one that was hashed");
+    }
+    if (fields.action === "audit.payload_purged" && typeof fields.targetId === "string" && /^[1-9][0-9]{0,15}$/.test(fields.targetId)) {
+      this.purges.add(Number(fields.targetId));
+    }
+    this.tree!.push(computed);
+    this.last = { seq: e.seq, hash: e.entry_hash };
+    this.checkPinAt(e.seq, e.entry_hash);
+  }
+
+  /** Finishes: checks the purges, the closing checkpoint, its signature and the pin. */
+  async finish(): Promise<VerifyResult> {
+    if (this.failure) return { ok: false, ...this.failure };
+    const h = this.header;
+    if (!h) return { ok: false, seq: null, reason: "the export is empty" };
+    const size = this.last?.seq ?? h.from_seq - 1;
+    const unexplained = this.emptied.find((seq) => !this.purges.has(seq));
+    if (unexplained !== undefined) {
+      return {
+        ok: false, seq: unexplained,
+        reason: `the payload of entry ${unexplained} is gone, and the export holds no record of its purge (export through the audit.payload_purged entry that names it)`,
+      };
+    }
+    const cp = this.checkpoint;
+    if (!cp) return { ok: false, seq: size + 1, reason: "the export has no closing checkpoint (it was cut short)" };
+    if (typeof cp.checkpoint !== "string" || typeof cp.signature !== "string" || typeof cp.public_key !== "string") {
+      return { ok: false, seq: null, reason: "the checkpoint line is malformed" };
+    }
+    const body = parseCheckpoint(cp.checkpoint);
+    if (!body) return { ok: false, seq: null, reason: "the checkpoint is malformed" };
+    if (body.org !== h.org) return { ok: false, seq: null, reason: "the checkpoint is of another organization" };
+    if (body.size !== size || size !== h.to_seq) {
+      return { ok: false, seq: size + 1, reason: `the export ends at entry ${size}, but its checkpoint states ${body.size} and its header ${h.to_seq}` };
+    }
+    if (this.last && body.head !== this.last.hash) return { ok: false, seq: size, reason: "the checkpoint's head is not the last entry's hash" };
+    if (hexOf(this.tree!.root()) !== body.root) return { ok: false, seq: null, reason: "the Merkle root of the entries is not the checkpoint's" };
+
+    const pinned = this.options.pin;
+    const trusted = this.options.publicKey ?? pinned?.public_key ?? cp.public_key;
+    const keyPinned = this.options.publicKey !== undefined || pinned !== undefined;
+    if (pinned && !(await checkpointSignatureValid(pinned, trusted))) {
+      return { ok: false, seq: null, reason: "the pinned checkpoint's signature is not valid for the trusted key" };
+    }
+    if (!(await checkpointSignatureValid(cp, trusted))) {
+      return { ok: false, seq: null, reason: "the checkpoint's signature is not valid for the trusted key (forged or re-signed)" };
+    }
+    if (this.pinBody && this.pinBody.size > size) {
+      return { ok: false, seq: size + 1, reason: `the export ends at entry ${size}, but the pinned checkpoint has ${this.pinBody.size} entries (the tail was cut)` };
+    }
+    if (this.pinBody && !this.pinMatched) return { ok: false, seq: null, reason: "the pinned checkpoint was not reached" };
+    return {
+      ok: true, org: h.org, fromSeq: h.from_seq, entries: size - h.from_seq + 1, size, head: this.last?.hash ?? body.head,
+      keyPinned, extendsPin: pinned !== undefined, checkpoint: body,
+    };
+  }
+}
+
+/**
+ * Verifies a whole export held as text (the browser's case): lines split on LF, the last one
+ * possibly without it.
+ */
+export async function verifyExportText(text: string, options: VerifyOptions = {}): Promise<VerifyResult> {
+  const verifier = new ExportVerifier(options);
+  const lines = text.split("\n");
+  if (lines[lines.length - 1] === "") lines.pop();
+  for (const line of lines) verifier.line(line);
+  return await verifier.finish();
+}
