@@ -2295,6 +2295,7 @@ export type Database = {
         Returns: {
           checkpoint: string;
           key_id: string;
+          note: string;
           public_key: string;
           signature: string;
         }[];

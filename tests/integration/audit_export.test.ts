@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { createHash, generateKeyPairSync, sign } from "node:crypto";
 import canonicalize from "canonicalize";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ED25519, openNote, parseCheckpointText, parseVerifierKey, verifierKeyText } from "../../functions/_shared/audit/note.ts";
 import { ExportVerifier, checkpointMessage, entryHash, type SignedCheckpoint } from "../../functions/_shared/audit/verify.ts";
 import { MerkleFrontier } from "../../functions/_shared/audit/merkle.ts";
 import { type Client, accessToken, signedIn, stack, superuser } from "../helpers/stack.ts";
@@ -116,6 +117,25 @@ describe("audit export and offline verification", () => {
     e.canonical = JSON.stringify(JSON.parse(e.canonical), null, 1);
     e.entry_hash = entryHash(e.prev_hash, e.canonical);
     expect(cli(respaced, "--strict").out).toMatch(/FAILED at entry 1: the hashed bytes are not RFC 8785 canonical JSON/);
+  });
+
+  it("closes with the checkpoint as a C2SP signed note too, which a note verifier written from the spec opens", async () => {
+    const lines = await exportLines();
+    const cp = lines.at(-1)! as unknown as SignedCheckpoint;
+    const body = JSON.parse(cp.checkpoint);
+    const origin = `gatehouse.local/audit/${ACME}`;
+    expect(cp.note!.startsWith(`${origin}\n${body.size}\n${Buffer.from(body.root, "hex").toString("base64")}\n\n\u2014 ${origin} `)).toBe(true);
+    const vkey = verifierKeyText({ name: origin, type: ED25519, publicKey: Buffer.from(cp.public_key, "base64") });
+    const opened = await openNote(cp.note!, [parseVerifierKey(vkey)!]);
+    expect(opened.ok && parseCheckpointText(opened.value.text)).toMatchObject({ origin, size: body.size, rootHex: body.root });
+    expect(cli(lines, "--public-key", cp.public_key).out).toContain(`note: the C2SP checkpoint of ${origin} verifies`);
+    // A note edited to state another tree no longer verifies.
+    const edited = structuredClone(lines);
+    (edited.at(-1) as Record<string, unknown>).note = cp.note!.replace(`\n${body.size}\n`, `\n${body.size + 1}\n`);
+    expect(cli(edited, "--public-key", cp.public_key).out).toMatch(/^FAILED: the checkpoint's note: the signature of .+ does not verify/);
+    // The database keeps the note beside the body, and publishes it with the latest checkpoint.
+    const [{ note }] = await sql`select note from audit.checkpoints where org_id = ${ACME} and size = ${body.size}`;
+    expect(note).toBe(cp.note);
   });
 
   it("exports a sequence range whose root is rebuilt from the header's frontier", async () => {

@@ -28,6 +28,7 @@
  *     nothing cut after it.
  */
 import { hexOf, MerkleFrontier, sha256, writeHex32 } from "./merkle.ts";
+import { ed25519Verifier, type NoteVerifier, openNote, parseCheckpointText, parseVerifierKey } from "./note.ts";
 
 export const EXPORT_FORMAT = "gatehouse-audit-export/1";
 const ENTRY_TAG = new TextEncoder().encode("gatehouse.audit.v1\u0000");
@@ -60,6 +61,8 @@ export interface SignedCheckpoint {
   signature: string;
   key_id: string;
   public_key: string;
+  /** The same checkpoint as a C2SP tlog-checkpoint signed note (checkpoints signed since issue 28 have one). */
+  note?: string;
 }
 
 /** What a checkpoint signs (RFC 8785 JSON). */
@@ -73,8 +76,19 @@ export interface CheckpointBody {
   v: 1;
 }
 
+/** What the closing checkpoint's C2SP signed note said: its origin, and the witnesses that cosigned it. */
+export interface NoteCheck {
+  origin: string;
+  cosignedBy: { name: string; time: number }[];
+}
+
 export type VerifyResult =
-  | { ok: true; org: string; fromSeq: number; entries: number; size: number; head: string; keyPinned: boolean; extendsPin: boolean; checkpoint: CheckpointBody }
+  | {
+      ok: true; org: string; fromSeq: number; entries: number; size: number; head: string; keyPinned: boolean; extendsPin: boolean;
+      checkpoint: CheckpointBody;
+      /** The closing checkpoint's signed note, verified; null when the export has none (checkpoints signed before notes were kept). */
+      note: NoteCheck | null;
+    }
   | { ok: false; seq: number | null; reason: string };
 
 export interface VerifyOptions {
@@ -84,6 +98,8 @@ export interface VerifyOptions {
   pin?: SignedCheckpoint;
   /** An RFC 8785 canonicalizer, to also require that hashed JSON is in canonical form. */
   canonicalize?: (value: unknown) => string | undefined;
+  /** Witnesses' verifier keys (name+hex+base64): their cosignatures on the checkpoint's note are checked and reported. */
+  witnesses?: string[];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -436,11 +452,44 @@ export class ExportVerifier {
       return { ok: false, seq: size + 1, reason: `the export ends at entry ${size}, but the pinned checkpoint has ${this.pinBody.size} entries (the tail was cut)` };
     }
     if (this.pinBody && !this.pinMatched) return { ok: false, seq: null, reason: "the pinned checkpoint was not reached" };
+    const note = await checkNote(cp.note, { org: h.org, body, publicKey: trusted, witnesses: this.options.witnesses ?? [] });
+    if (typeof note === "string") return { ok: false, seq: null, reason: note };
     return {
       ok: true, org: h.org, fromSeq: h.from_seq, entries: size - h.from_seq + 1, size, head: this.last?.hash ?? body.head,
-      keyPinned, extendsPin: pinned !== undefined, checkpoint: body,
+      keyPinned, extendsPin: pinned !== undefined, checkpoint: body, note,
     };
   }
+}
+
+/**
+ * Checks a checkpoint's C2SP signed note, when it has one: signed by the trusted key under its
+ * origin (which names the organization), stating the body's size and root; witnesses' cosignatures
+ * checked. Null when there is no note; a reason when it does not verify.
+ */
+export async function checkNote(
+  note: unknown,
+  expected: { org: string; body: CheckpointBody; publicKey: string; witnesses: string[] },
+): Promise<NoteCheck | null | string> {
+  if (note === undefined || note === null) return null;
+  if (typeof note !== "string") return "the checkpoint's note is malformed";
+  const origin = note.slice(0, note.indexOf("\n"));
+  if (!origin.endsWith(`/${expected.org}`)) return "the checkpoint's note names another log than the organization's";
+  const key = base64Bytes(expected.publicKey.replaceAll("\n", ""));
+  if (!key || key.length !== 32) return "the trusted key is not an Ed25519 public key";
+  const witnesses: NoteVerifier[] = [];
+  for (const w of expected.witnesses) {
+    const parsed = parseVerifierKey(w);
+    if (!parsed) return `the witness key ${w.slice(0, 40)} is not a verifier key (name+hex+base64)`;
+    witnesses.push(parsed);
+  }
+  const opened = await openNote(note, [ed25519Verifier(origin, key), ...witnesses]);
+  if (!opened.ok) return `the checkpoint's note: ${opened.reason}`;
+  if (!opened.value.signedBy.includes(origin)) return "the checkpoint's note is not signed by the trusted key";
+  const text = parseCheckpointText(opened.value.text);
+  if (!text || text.origin !== origin || text.size !== expected.body.size || text.rootHex !== expected.body.root) {
+    return "the checkpoint's note states another tree than its body";
+  }
+  return { origin, cosignedBy: opened.value.cosignedBy };
 }
 
 /**

@@ -5,7 +5,7 @@
 -- frontier or hash is never signed: audit.checkpoint_body refuses.
 begin;
 \ir _helpers.psql
-select plan(22);
+select plan(24);
 
 create function pg_temp.verdict(p_org uuid) returns text language sql as $$
   select audit.seal(p_org);
@@ -43,10 +43,11 @@ do $$ begin perform audit.seal('0d000000-0000-4000-8000-00000000000d'); end $$;
 -- Sealing the membership insert too; the chain now has 8 entries.
 insert into audit.signing_keys (key_id, public_key, secret_id, retired_at)
 values ('pgtap-truth', extensions.digest('pgtap truth key', 'sha256'), gen_random_uuid(), now());
-select audit.store_checkpoint(audit.checkpoint_body(:'org', 'pgtap-truth'), extensions.gen_random_bytes(64)) is not null as stored \gset
+select (audit.store_checkpoint(audit.checkpoint_body(:'org', 'pgtap-truth'), extensions.gen_random_bytes(64))).size is not null as stored \gset
 select (select seq from audit.heads where org_id = :'org') as size \gset
 
 select is(pg_temp.verdict(:'org'), 'ok', 'a chain with a recorded purge and a stored checkpoint verifies');
+
 select is((select unchecked from audit.verify_chain(:'org')),
           'checkpoint signatures: Postgres has no Ed25519 here; npm run audit:verify checks them',
           'the verifier says plainly what it does not check');
@@ -161,6 +162,19 @@ select is(:'head_frontier'::text, format('entry %s: the chain head''s Merkle fro
           'a head edited into another Merkle frontier is detected');
 select is(:'head_hash'::text, format('entry %s: the chain ends at entry %s but its head is entry %s', :size + 2, :size + 1, :size + 1),
           'a head edited to another hash is detected');
+
+-- A checkpoint's C2SP note must state the tree of the body it is stored with (its signature is checked outside).
+select audit.seal(:'org') as sealed \gset
+select audit.append(:'org', 'test.noted', 'test', 'noted', '{}') is not null as appended \gset
+select audit.seal(:'org') as sealed \gset
+select audit.checkpoint_body(:'org', 'pgtap-truth') as noted_body \gset
+select format(E'gatehouse.test/audit/%s\n%s\n%s\n\n\u2014 gatehouse.test/audit/%s AAAA\n', :'org', (:'noted_body'::jsonb ->> 'size'),
+              translate(encode(decode(:'noted_body'::jsonb ->> 'root', 'hex'), 'base64'), E'\n', ''), :'org') as noted_note \gset
+select throws_like(format('select audit.store_checkpoint(%L, extensions.gen_random_bytes(64), %L)', :'noted_body',
+                          replace(:'noted_note', E'\n' || (:'noted_body'::jsonb ->> 'size') || E'\n', E'\n1\n')),
+                   '%note does not state%', 'a checkpoint note that states another size than its body is refused');
+select is((audit.store_checkpoint(:'noted_body', extensions.gen_random_bytes(64), :'noted_note')).note, :'noted_note',
+          'a checkpoint note that states its body''s tree is kept beside it');
 
 -- And through the API: audit_log is read-only for everyone.
 select pg_temp.act_as(pg_temp.uid('ada'), :'org');
