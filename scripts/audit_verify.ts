@@ -3,6 +3,15 @@
  * Offline audit-export verifier: needs the export file and nothing else (no database, no network).
  *
  *   npm run audit:verify -- <export.jsonl> [--pin <checkpoint.json>] [--public-key <base64>] [--witness <vkey>]… [--strict]
+ *   npm run audit:verify -- --since <pin.json> --url <…/functions/v1> --org <id> [--public-key <base64>] [--out <new-pin.json>]
+ *   npm run audit:verify -- --entry <seq> --url <…/functions/v1> --org <id> (--public-key <base64> | --pin <pin.json>)
+ *
+ * With --since, no export is needed: the audit-proof function's consistency proof from the pinned
+ * checkpoint's size to the chain now, and the new signed checkpoint, are checked (the same key,
+ * the pinned tree a prefix of the new one), and the new checkpoint is the new pin (--out writes
+ * it). With --entry, one entry is checked against a signed tree by its inclusion proof. Both read
+ * a bearer token from GATEHOUSE_TOKEN (a personal access token with audit:read, or a member's
+ * access token), and send GATEHOUSE_APIKEY as apikey when it is set.
  *
  * The checks are functions/_shared/audit/verify.ts's, the same module the console's Audit page and
  * the tests run: every entry's hash and link (entry 1 to the all-zero hash), each payload's hash (a
@@ -18,13 +27,20 @@
  * Node's own SHA-256 is installed for speed (merkle.ts: setSha256); the digests are the same.
  */
 import { hash } from "node:crypto";
-import { createReadStream, readFileSync } from "node:fs";
+import { createReadStream, readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import canonicalize from "canonicalize";
 import { setSha256 } from "../functions/_shared/audit/merkle.ts";
-import { ExportVerifier, type SignedCheckpoint } from "../functions/_shared/audit/verify.ts";
+import {
+  type ConsistencyAnswer, ExportVerifier, fetchProof, type InclusionAnswer, parseCheckpoint, type SignedCheckpoint, verifyEntryInclusion,
+  verifyExtension,
+} from "../functions/_shared/audit/verify.ts";
 
-const USAGE = "usage: npm run audit:verify -- <export.jsonl> [--pin <checkpoint.json>] [--public-key <base64>] [--witness <vkey>]... [--strict]";
+const USAGE = [
+  "usage: npm run audit:verify -- <export.jsonl> [--pin <checkpoint.json>] [--public-key <base64>] [--witness <vkey>]... [--strict]",
+  "       npm run audit:verify -- --since <pin.json> --url <functions url> --org <id> [--public-key <base64>] [--out <new-pin.json>]",
+  "       npm run audit:verify -- --entry <seq> --url <functions url> --org <id> (--public-key <base64> | --pin <pin.json>)",
+].join("\n");
 
 setSha256((data) => hash("sha256", data, "buffer"));
 
@@ -56,31 +72,46 @@ async function* linesOf(file: string): AsyncGenerator<string> {
 }
 
 async function main(): Promise<number> {
-  let file: string;
+  let file: string | undefined;
   let pin: SignedCheckpoint | undefined;
   let publicKey: string | undefined;
   let strict = false;
   let witnesses: string[] = [];
+  let online: { since?: SignedCheckpoint; entry?: number; url: string; orgId: string; out?: string } | undefined;
   try {
     const { positionals, values } = parseArgs({
       allowPositionals: true,
-      options: { pin: { type: "string" }, "public-key": { type: "string" }, strict: { type: "boolean" }, witness: { type: "string", multiple: true } },
+      options: {
+        pin: { type: "string" }, "public-key": { type: "string" }, strict: { type: "boolean" }, witness: { type: "string", multiple: true },
+        since: { type: "string" }, entry: { type: "string" }, url: { type: "string" }, org: { type: "string" }, out: { type: "string" },
+      },
     });
-    if (positionals.length !== 1) throw new Error(USAGE);
-    file = positionals[0];
     pin = values.pin ? readPin(values.pin) : undefined;
     publicKey = values["public-key"];
     strict = values.strict ?? false;
     witnesses = values.witness ?? [];
+    if (values.since !== undefined || values.entry !== undefined) {
+      if (positionals.length !== 0 || !values.url || !values.org || (values.since !== undefined) === (values.entry !== undefined)) throw new Error(USAGE);
+      if (values.entry !== undefined && !/^[1-9][0-9]{0,15}$/.test(values.entry)) throw new Error("--entry is an entry number");
+      if (values.entry !== undefined && !publicKey && !pin) throw new Error("--entry needs the key to trust: --public-key or --pin");
+      online = {
+        url: values.url, orgId: values.org, out: values.out,
+        ...(values.since !== undefined ? { since: readPin(values.since) } : { entry: Number(values.entry) }),
+      };
+    } else {
+      if (positionals.length !== 1) throw new Error(USAGE);
+      file = positionals[0];
+    }
   } catch (e) {
     console.error((e as Error).message);
     return 2;
   }
+  if (online) return await proofs(online, { publicKey: publicKey ?? pin?.public_key, witnesses });
 
   const verifier = new ExportVerifier({ pin, publicKey, witnesses, canonicalize: strict ? (v) => canonicalize(v) : undefined });
   let lineNo = 0;
   try {
-    for await (const text of linesOf(file)) {
+    for await (const text of linesOf(file!)) {
       lineNo++;
       verifier.line(text);
     }
@@ -110,6 +141,48 @@ async function main(): Promise<number> {
       (result.keyPinned ? "" : "\nwarning: the signature was checked against the key inside the export; pass --public-key (from audit_signing_keys) or --pin to trust a key you hold"),
   );
   return 0;
+}
+
+/** --since and --entry: a proof from the audit-proof function, checked here. */
+async function proofs(
+  run: { since?: SignedCheckpoint; entry?: number; url: string; orgId: string; out?: string },
+  trust: { publicKey?: string; witnesses: string[] },
+): Promise<number> {
+  const token = process.env.GATEHOUSE_TOKEN;
+  if (!token) {
+    console.error("set GATEHOUSE_TOKEN: a personal access token with audit:read (or a member's access token)");
+    return 2;
+  }
+  const auth = { token, orgId: run.orgId, ...(process.env.GATEHOUSE_APIKEY ? { apikey: process.env.GATEHOUSE_APIKEY } : {}) };
+  try {
+    if (run.since) {
+      const pinned = parseCheckpoint(run.since.checkpoint);
+      if (!pinned) throw new Error("the pin's checkpoint is malformed");
+      const answer = await fetchProof<ConsistencyAnswer>(run.url, { type: "consistency", from: pinned.size }, auth);
+      const result = await verifyExtension(run.since, answer, { ...(trust.publicKey ? { publicKey: trust.publicKey } : {}), witnesses: trust.witnesses });
+      if (!result.ok) {
+        console.log(`FAILED: ${result.reason}`);
+        return 1;
+      }
+      if (run.out) writeFileSync(run.out, JSON.stringify(result.checkpoint) + "\n");
+      console.log(
+        `ok: the log extends the pinned checkpoint: ${pinned.size} → ${result.body.size} entries, root ${result.body.root}, signed ${result.body.time} by key ${result.body.key}` +
+          (run.out ? `\nnew pin: written to ${run.out}` : `\nnew pin: ${JSON.stringify(result.checkpoint)}`),
+      );
+      return 0;
+    }
+    const answer = await fetchProof<InclusionAnswer>(run.url, { type: "inclusion", seq: run.entry! }, auth);
+    const result = await verifyEntryInclusion(answer, { publicKey: trust.publicKey!, witnesses: trust.witnesses });
+    if (!result.ok) {
+      console.log(`FAILED at entry ${run.entry}: ${result.reason}`);
+      return 1;
+    }
+    console.log(`ok: entry ${run.entry} (${JSON.parse(answer.entry.canonical).action}) is in the tree of ${result.body.size} entries, root ${result.body.root}, signed by key ${result.body.key}`);
+    return 0;
+  } catch (e) {
+    console.error((e as Error).message);
+    return 2;
+  }
 }
 
 main().then((code) => process.exit(code));

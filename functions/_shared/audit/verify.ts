@@ -27,7 +27,7 @@
  *   - given a pinned checkpoint, the export extends it: the same history up to its size, and
  *     nothing cut after it.
  */
-import { hexOf, MerkleFrontier, sha256, writeHex32 } from "./merkle.ts";
+import { hexOf, MerkleFrontier, sha256, verifyConsistency, verifyInclusion, writeHex32 } from "./merkle.ts";
 import { ed25519Verifier, type NoteVerifier, openNote, parseCheckpointText, parseVerifierKey } from "./note.ts";
 
 export const EXPORT_FORMAT = "gatehouse-audit-export/1";
@@ -502,4 +502,137 @@ export async function verifyExportText(text: string, options: VerifyOptions = {}
   if (lines[lines.length - 1] === "") lines.pop();
   for (const line of lines) verifier.line(line);
   return await verifier.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proofs (the audit-proof function's answers): a pin extended, one entry included
+// ---------------------------------------------------------------------------------------------
+/** What audit-proof answers for ?type=consistency. */
+export interface ConsistencyAnswer {
+  type: "consistency";
+  from: number;
+  to: number;
+  proof: string[];
+  checkpoint: SignedCheckpoint;
+}
+
+/** What audit-proof answers for ?type=inclusion. */
+export interface InclusionAnswer {
+  type: "inclusion";
+  seq: number;
+  size: number;
+  proof: string[];
+  entry: { seq: number; prev_hash: string; entry_hash: string; canonical: string };
+  checkpoint: SignedCheckpoint;
+}
+
+/** A proof's verdict: the checkpoint it proved against (the new pin, for a consistency proof), or why not. */
+export type ProofResult =
+  | { ok: true; checkpoint: SignedCheckpoint; body: CheckpointBody; note: NoteCheck | null }
+  | { ok: false; reason: string };
+
+function hashes(list: unknown): Uint8Array[] | null {
+  if (!Array.isArray(list) || list.length > 64) return null;
+  const out: Uint8Array[] = [];
+  for (const h of list) {
+    const b = new Uint8Array(32);
+    if (typeof h !== "string" || !writeHex32(h, b, 0)) return null;
+    out.push(b);
+  }
+  return out;
+}
+
+/** A signed checkpoint checked against the trusted key (and its note, if any); its body, or why not. */
+async function trustedCheckpoint(cp: SignedCheckpoint | undefined, publicKey: string, witnesses: string[]): Promise<{ body: CheckpointBody; note: NoteCheck | null } | string> {
+  if (!cp || typeof cp.checkpoint !== "string" || typeof cp.signature !== "string") return "the answer has no signed checkpoint";
+  const body = parseCheckpoint(cp.checkpoint);
+  if (!body) return "the checkpoint is malformed";
+  if (!(await checkpointSignatureValid(cp, publicKey))) return "the checkpoint's signature is not valid for the trusted key (forged or re-signed)";
+  const note = await checkNote(cp.note, { org: body.org, body, publicKey, witnesses });
+  if (typeof note === "string") return note;
+  return { body, note };
+}
+
+/**
+ * Checks that a consistency proof extends the pinned checkpoint: both signed by the trusted key
+ * (the pin's, unless given), of the same organization, and the pinned tree a prefix of the new one
+ * (RFC 9162 §2.1.4.2). The new checkpoint is then the new pin.
+ */
+export async function verifyExtension(
+  pin: SignedCheckpoint,
+  answer: ConsistencyAnswer,
+  options: { publicKey?: string; witnesses?: string[] } = {},
+): Promise<ProofResult> {
+  const key = options.publicKey ?? pin.public_key;
+  const old = await trustedCheckpoint(pin, key, []);
+  if (typeof old === "string") return { ok: false, reason: `the pinned checkpoint: ${old}` };
+  const next = await trustedCheckpoint(answer?.checkpoint, key, options.witnesses ?? []);
+  if (typeof next === "string") return { ok: false, reason: next };
+  if (next.body.org !== old.body.org) return { ok: false, reason: "the new checkpoint is of another organization" };
+  if (next.body.size < old.body.size) {
+    return { ok: false, reason: `the log now states ${next.body.size} entries, fewer than the ${old.body.size} pinned (it forked or was cut)` };
+  }
+  const proof = hashes(answer.proof);
+  if (!proof || answer.from !== old.body.size || answer.to !== next.body.size) return { ok: false, reason: "the consistency proof is malformed or for other sizes" };
+  const oldRoot = new Uint8Array(32);
+  const newRoot = new Uint8Array(32);
+  writeHex32(old.body.root, oldRoot, 0);
+  writeHex32(next.body.root, newRoot, 0);
+  if (!verifyConsistency(old.body.size, next.body.size, proof, oldRoot, newRoot)) {
+    return {
+      ok: false,
+      reason: old.body.size === next.body.size
+        ? `two signed checkpoints of size ${old.body.size} state different roots (a split view)`
+        : `the tree of ${next.body.size} entries does not extend the pinned tree of ${old.body.size} (history was rewritten: a fork)`,
+    };
+  }
+  return { ok: true, checkpoint: answer.checkpoint, body: next.body, note: next.note };
+}
+
+/**
+ * Checks that an entry is in a signed tree: its hash is the hash of its bytes, its bytes name it
+ * and the checkpoint's organization, and the inclusion proof leads to the checkpoint's root
+ * (RFC 9162 §2.1.3.2), which the trusted key signed.
+ */
+export async function verifyEntryInclusion(answer: InclusionAnswer, options: { publicKey: string; witnesses?: string[] }): Promise<ProofResult> {
+  const signed = await trustedCheckpoint(answer?.checkpoint, options.publicKey, options.witnesses ?? []);
+  if (typeof signed === "string") return { ok: false, reason: signed };
+  const e = answer.entry;
+  const proof = hashes(answer.proof);
+  if (!e || !proof || typeof e.canonical !== "string" || typeof e.prev_hash !== "string" || typeof e.entry_hash !== "string"
+      || answer.size !== signed.body.size || e.seq !== answer.seq) {
+    return { ok: false, reason: "the inclusion proof is malformed or for another tree" };
+  }
+  const computed = entryHashBytes(e.prev_hash, e.canonical);
+  if (!computed || hexOf(computed) !== e.entry_hash) return { ok: false, reason: "entry_hash is not the hash of the entry" };
+  if (e.seq === 1 && e.prev_hash !== ZERO_HASH) return { ok: false, reason: "entry 1 does not link to the all-zero hash" };
+  const fields = hashedFields(e.canonical);
+  if (!fields || fields.seq !== e.seq || fields.org !== signed.body.org) return { ok: false, reason: "the hashed bytes name another entry or organization" };
+  const root = new Uint8Array(32);
+  writeHex32(signed.body.root, root, 0);
+  if (!verifyInclusion(computed, e.seq - 1, signed.body.size, proof, root)) {
+    return { ok: false, reason: `entry ${e.seq} is not in the signed tree of ${signed.body.size} entries` };
+  }
+  return { ok: true, checkpoint: answer.checkpoint, body: signed.body, note: signed.note };
+}
+
+/** Asks the audit-proof function at `functionsUrl` (…/functions/v1) for a proof, with a bearer token. */
+export async function fetchProof<T>(functionsUrl: string, query: Record<string, string | number>, auth: { token: string; orgId: string; apikey?: string }): Promise<T> {
+  const url = new URL(`${functionsUrl.replace(/\/+$/, "")}/audit-proof`);
+  for (const [k, v] of Object.entries(query)) url.searchParams.set(k, String(v));
+  const res = await fetch(url, {
+    headers: { authorization: `Bearer ${auth.token}`, "x-org-id": auth.orgId, ...(auth.apikey ? { apikey: auth.apikey } : {}) },
+  });
+  const text = await res.text();
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new Error(`audit-proof answered ${res.status} without JSON`);
+  }
+  if (!res.ok) {
+    const error = (body as { error?: { code?: string; message?: string } }).error;
+    throw new Error(`audit-proof answered ${res.status} ${error?.code ?? ""}: ${error?.message ?? text.slice(0, 200)}`);
+  }
+  return body as T;
 }
