@@ -14,10 +14,11 @@ import { join } from "node:path";
 import canonicalize from "canonicalize";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkpointMessage, type SignedCheckpoint } from "../../functions/_shared/audit/verify.ts";
-import { accessToken, type Client, signedIn, stack, superuser } from "../helpers/stack.ts";
+import { createMember } from "../helpers/console.ts";
+import { ACME } from "../helpers/fixtures.ts";
+import { accessToken, anonClient, type Client, stack, superuser } from "../helpers/stack.ts";
 
 const sql = superuser();
-const ADA = "a0000000-0000-4000-8000-000000000001";
 const org = randomUUID();
 const dir = mkdtempSync(join(tmpdir(), "gatehouse-audit-monitor-"));
 const state = join(dir, "state.json");
@@ -25,10 +26,15 @@ let ada: Client;
 let publicKey: string;
 
 beforeAll(async () => {
+  // A person of its own, the organization's only member, so that nobody else's view changes.
+  const member = await createMember(sql, ACME, "project_viewer", "monitor");
+  await sql`delete from public.organization_members where user_id = ${member.userId}`;
   await sql`insert into public.organizations (id, name, slug) values (${org}, 'Monitor Co', ${`monitor-${org.slice(0, 8)}`})`;
-  await sql`insert into public.organization_members (org_id, user_id, role) values (${org}, ${ADA}, 'tenant_admin')`;
+  await sql`insert into public.organization_members (org_id, user_id, role) values (${org}, ${member.userId}, 'tenant_admin')`;
   await grow(4);
-  ada = await signedIn("ada@acme.test");
+  ada = anonClient();
+  const { error: signInError } = await ada.auth.signInWithPassword({ email: member.email, password: member.password });
+  if (signInError) throw signInError;
   // The key a customer reads from audit_signing_keys (made on first use, so ask for a proof first).
   await fetch(`${stack().functionsUrl}/audit-proof?type=consistency&from=1`, { headers: { authorization: `Bearer ${await accessToken(ada)}`, "x-org-id": org } });
   const { data: keys, error } = await ada.rpc("audit_signing_keys");
@@ -37,7 +43,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await ada?.auth.signOut();
-  await sql`delete from public.organization_members where org_id = ${org}`;
   await sql.end();
   rmSync(dir, { recursive: true, force: true });
 });
