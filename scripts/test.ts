@@ -19,7 +19,7 @@
  * Arguments after `--` are passed to vitest (e.g. `npm test -- tests/integration/vault.test.ts`).
  */
 import { spawn, spawnSync } from "node:child_process";
-import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -32,6 +32,7 @@ import { startOnFreePorts, type Stack } from "./stack/index.ts";
 import { freePort } from "./stack/ports.ts";
 import { typecheck } from "./typecheck.ts";
 import { typesAreCurrent } from "./types.ts";
+import { COSIGNATURE_V1, verifierKeyText } from "../functions/_shared/audit/note.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -106,6 +107,9 @@ export interface TestProviders {
   stripeSecretKey: string;
   /** The Stripe webhook's signing secrets, the current one first and the previous one (a rotation's overlap). */
   stripeWebhookSecrets: [string, string];
+  /** A transparency-log witness (tests/helpers/witness.ts) on a port of its own: its name, Ed25519 seed and verifier key. */
+  witnessPort: number;
+  witness: { name: string; seed: string; vkey: string };
   /** A secret scanner's signing key (ECDSA P-256), as GitHub's partner program signs leak reports: the tokens function trusts its public half. */
   leakReporter: { keyId: string; privateKey: string; publicKey: string };
   ca: string;
@@ -144,13 +148,14 @@ async function testProviders(dir: string): Promise<TestProviders> {
     stripeSecretKey: `sk_test_${randomBytes(24).toString("hex")}`,
     stripeWebhookSecrets: [`whsec_test${randomBytes(24).toString("hex")}`, `whsec_test${randomBytes(24).toString("hex")}`],
     leakReporter: leakReporterKey(),
+    witnessPort: await freePort(),
+    witness: witnessKey(),
     ca: read("ca.pem"),
     cert: read("leaf.pem"),
     key: read("leaf.key"),
   };
 }
 
-/** The edge functions' environment that lets them reach the local provider and model servers, and only those. */
 /** A local secret scanner's key pair (made for this run; never in the repository). */
 function leakReporterKey(): TestProviders["leakReporter"] {
   const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
@@ -161,12 +166,23 @@ function leakReporterKey(): TestProviders["leakReporter"] {
   };
 }
 
+/** A local witness's Ed25519 key (made for this run), and its cosignature/v1 verifier key. */
+function witnessKey(): TestProviders["witness"] {
+  const name = "witness.test/w1";
+  const seed = randomBytes(32);
+  const privateKey = createPrivateKey({ key: Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), seed]), format: "der", type: "pkcs8" });
+  const publicKey = (createPublicKey(privateKey).export({ format: "der", type: "spki" }) as Buffer).subarray(-32);
+  return { name, seed: seed.toString("base64"), vkey: verifierKeyText({ name, type: COSIGNATURE_V1, publicKey }) };
+}
+
+/** The edge functions' environment that lets them reach the local provider and model servers, and only those. */
 function providersEnv(p: TestProviders): Record<string, string> {
   const base = `https://127.0.0.1:${p.port}`;
   const models = `https://127.0.0.1:${p.modelPort}`;
   return {
     GATEHOUSE_EGRESS_TEST_ALLOWANCE: JSON.stringify({
-      endpoints: [p.port, p.modelPort, p.widgetModelPort, p.embedModelPort, p.consoleProviderPort, p.mcpProviderPort, p.stripePort].map((port) => `127.0.0.1:${port}`),
+      endpoints: [p.port, p.modelPort, p.widgetModelPort, p.embedModelPort, p.consoleProviderPort, p.mcpProviderPort, p.stripePort, p.witnessPort]
+        .map((port) => `127.0.0.1:${port}`),
       caCerts: [p.ca],
     }),
     OPENAI_API_KEY: p.platformKeys.openai,
@@ -180,6 +196,7 @@ function providersEnv(p: TestProviders): Record<string, string> {
     STRIPE_WEBHOOK_SECRETS: p.stripeWebhookSecrets.join(","),
     STRIPE_SECRET_KEY: p.stripeSecretKey,
     STRIPE_API_BASE: `https://127.0.0.1:${p.stripePort}`,
+    GATEHOUSE_AUDIT_WITNESSES: JSON.stringify([{ url: `https://127.0.0.1:${p.witnessPort}`, vkey: p.witness.vkey }]),
     // GitHub's /meta/public_keys/secret_scanning shape, with the local scanner's key.
     GATEHOUSE_LEAK_REPORT_KEYS: JSON.stringify({ public_keys: [{ key_identifier: p.leakReporter.keyId, key: p.leakReporter.publicKey, is_current: true }] }),
     GATEHOUSE_PROVIDER_URLS: JSON.stringify({

@@ -11,18 +11,17 @@
  * service role with ?org_id=. The checkpoint is signed for exactly the larger size (an earlier one
  * of that size if it was signed before). Proof hashes are lowercase hex.
  */
-import { createHash } from "node:crypto";
 import { createRoute, z } from "@hono/zod-openapi";
 import { signCheckpoint } from "../_shared/audit/checkpoint.ts";
-import { consistencyProof, hexOf, inclusionProof, setSha256 } from "../_shared/audit/merkle.ts";
+import { hexOf } from "../_shared/audit/merkle.ts";
+import { consistencyFrom, inclusionOf, useNativeSha256 } from "../_shared/audit/proofs.ts";
 import { functionApp } from "../_shared/http/app.ts";
 import { callerOf, orgIdOf } from "../_shared/http/caller.ts";
-import { asCaller, asService, db, type Tx } from "../_shared/http/db.ts";
+import { asCaller, asService, db } from "../_shared/http/db.ts";
 import { refuse } from "../_shared/http/errors.ts";
 import { jsonContent, OrgHeader, refusals } from "../_shared/http/schemas.ts";
 
-// Deno's node:crypto hashes natively; the digests are @noble/hashes' (merkle.ts).
-setSha256((data) => new Uint8Array(createHash("sha256").update(data).digest()));
+useNativeSha256();
 
 const Size = z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 const Query = z.strictObject({
@@ -78,19 +77,17 @@ app.openapi(createRoute({
       const to = q.to ?? chain;
       const from = q.from!;
       if (from > to || to > chain) throw refuse("range_not_satisfiable", `the chain holds entries 1 to ${chain}; no consistency proof from ${from} to ${to}`);
-      const leaves = await leavesUpTo(tx, orgId, to);
-      const proof = consistencyProof(leaves, from).map(hexOf);
+      const proof = (await consistencyFrom(tx, orgId, from, to)).map(hexOf);
       return { type: "consistency" as const, from, to, proof, checkpoint: await signCheckpoint(tx, orgId, { size: to }) };
     }
     const size = q.size ?? chain;
     const seq = q.seq!;
     if (seq > size || size > chain) throw refuse("range_not_satisfiable", `the chain holds entries 1 to ${chain}; entry ${seq} is not in a tree of ${size}`);
-    const leaves = await leavesUpTo(tx, orgId, size);
     const [entry] = await tx`
       select seq, encode(prev_hash, 'hex') as prev_hash, encode(entry_hash, 'hex') as entry_hash, canonical
         from audit.entries where org_id = ${orgId} and seq = ${seq}`;
     return {
-      type: "inclusion" as const, seq, size, proof: inclusionProof(leaves, seq - 1).map(hexOf),
+      type: "inclusion" as const, seq, size, proof: (await inclusionOf(tx, orgId, seq, size)).map(hexOf),
       entry: { seq: Number(entry.seq), prev_hash: entry.prev_hash, entry_hash: entry.entry_hash, canonical: entry.canonical },
       checkpoint: await signCheckpoint(tx, orgId, { size }),
     };
@@ -99,10 +96,3 @@ app.openapi(createRoute({
 });
 
 Deno.serve(app.fetch);
-
-/** The entry hashes of the first `size` entries (the tree's leaves), in order. */
-async function leavesUpTo(tx: Tx, orgId: string, size: number): Promise<Uint8Array[]> {
-  const rows = await tx`select entry_hash from audit.entries where org_id = ${orgId} and seq <= ${size} order by seq`;
-  if (rows.length !== size) throw new Error("the chain has a gap");
-  return rows.map((r) => new Uint8Array(r.entry_hash));
-}

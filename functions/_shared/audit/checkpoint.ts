@@ -72,7 +72,7 @@ export async function signCheckpoint(tx: Tx, orgId: string, options: { size?: nu
   const [stored] = await tx`
     -- One line of base64 (encode breaks its output every 76 characters).
     select c.body, translate(encode(c.signature, 'base64'), chr(10), '') as signature, c.key_id,
-           translate(encode(k.public_key, 'base64'), chr(10), '') as public_key, c.note
+           translate(encode(k.public_key, 'base64'), chr(10), '') as public_key, audit.note_of(c.org_id, c.size) as note
       from audit.store_checkpoint(${body}, ${signature}, ${note}) c
       join audit.signing_keys k on k.key_id = c.key_id`;
   return {

@@ -113,6 +113,7 @@ export const REFUSALS = {
   widget_preview_misconfigured: [503, "the widget-preview function's configuration is not valid"],
   // The audit chain
   no_audit_chain: [404, "this organization has no audit entries yet"],
+  audit_checkpoint_misconfigured: [503, "the audit-checkpoint function's configuration is not valid (GATEHOUSE_AUDIT_WITNESSES)"],
   range_not_satisfiable: [416, "the range selects no entries of the chain"],
   // Invitations
   invitations_misconfigured: [503, "the invitations function's configuration is not valid"],
