@@ -135,7 +135,7 @@ describe("audit export and offline verification", () => {
     expect(cli(edited, "--public-key", cp.public_key).out).toMatch(/^FAILED: the checkpoint's note: the signature of .+ does not verify/);
     // The database keeps the note beside the body, and publishes it with the latest checkpoint.
     const [{ note }] = await sql`select note from audit.checkpoints where org_id = ${ACME} and size = ${body.size}`;
-    expect(note).toBe(cp.note);
+    expect(cp.note!.startsWith(note)).toBe(true);  // then any witness's cosignature (audit_witness.test.ts)
   });
 
   it("exports a sequence range whose root is rebuilt from the header's frontier", async () => {
