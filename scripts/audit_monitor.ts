@@ -21,16 +21,15 @@
  * member's access token), and GATEHOUSE_APIKEY is sent as apikey when it is set.
  */
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { hash } from "node:crypto";
 import { parseArgs } from "node:util";
-import { setSha256 } from "../functions/_shared/audit/merkle.ts";
+import { useNodeSha256 } from "./node_sha256.ts";
 import {
   checkpointSignatureValid, checkNote, type ConsistencyAnswer, fetchProof, parseCheckpoint, type SignedCheckpoint, verifyExtension,
 } from "../functions/_shared/audit/verify.ts";
 
 const USAGE = "usage: npm run audit:monitor -- --org <id> --state <file> --url <functions url> [--public-key <base64>] [--witness <vkey>]...";
 
-setSha256((data) => hash("sha256", data, "buffer"));
+useNodeSha256();
 
 /** What the monitor keeps between runs. */
 export interface MonitorState {

@@ -26,11 +26,10 @@
  *
  * Node's own SHA-256 is installed for speed (merkle.ts: setSha256); the digests are the same.
  */
-import { hash } from "node:crypto";
 import { createReadStream, readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import canonicalize from "canonicalize";
-import { setSha256 } from "../functions/_shared/audit/merkle.ts";
+import { useNodeSha256 } from "./node_sha256.ts";
 import {
   type ConsistencyAnswer, ExportVerifier, fetchProof, type InclusionAnswer, parseCheckpoint, type SignedCheckpoint, verifyEntryInclusion,
   verifyExtension,
@@ -42,7 +41,7 @@ const USAGE = [
   "       npm run audit:verify -- --entry <seq> --url <functions url> --org <id> (--public-key <base64> | --pin <pin.json>)",
 ].join("\n");
 
-setSha256((data) => hash("sha256", data, "buffer"));
+useNodeSha256();
 
 function readPin(path: string): SignedCheckpoint {
   const pin = JSON.parse(readFileSync(path, "utf8")) as SignedCheckpoint;

@@ -7,7 +7,8 @@
  * CLI runs). Both must agree on the verdict and on the first bad entry. When a stack is running, a
  * real export from the audit-export function is verified and tampered with too.
  */
-import { createHash, hash } from "node:crypto";
+import { createHash } from "node:crypto";
+import { nodeSha256, useNodeSha256 } from "../../scripts/node_sha256.ts";
 import { existsSync } from "node:fs";
 import canonicalize from "canonicalize";
 import { describe, expect, it } from "vitest";
@@ -24,7 +25,7 @@ interface Pin {
   checkpoint?: SignedCheckpoint;
 }
 
-const nodeSha256 = (data: Uint8Array) => hash("sha256", data, "buffer");
+
 
 /** The page's path: the whole text, the module's own SHA-256. */
 async function verifyExport(exported: string, pin: Pin): Promise<VerifyResult> {
@@ -102,7 +103,7 @@ const entriesOf = (lines: Line[]) => lines.filter((l) => l.type === "entry");
 /** The two paths' verdicts on the same export: the page's (text, noble) and the CLI's (lines, Node's SHA-256). */
 async function both(lines: Line[], pin: Pin) {
   const browser = await verifyExport(text(lines), pin);
-  setSha256(nodeSha256);
+  useNodeSha256();
   try {
     const node = new ExportVerifier({ publicKey: pin.publicKey, ...(pin.checkpoint ? { pin: pin.checkpoint } : {}) });
     for (const l of lines) node.line(JSON.stringify(l));

@@ -12,10 +12,26 @@ import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
 export type Sha256 = (data: Uint8Array) => Uint8Array;
 
 let sha256Impl: Sha256 = nobleSha256;
+let textHexImpl: ((text: string) => string) | null = null;
 
-/** Installs a faster SHA-256 for this process (it must give the same digests: the tests check). */
-export function setSha256(impl: Sha256): void {
+/**
+ * Installs a faster SHA-256 for this process (it must give the same digests: the tests check),
+ * and optionally one that hashes a text's UTF-8 bytes straight to hex, as Node's hash() does.
+ */
+export function setSha256(impl: Sha256, textHex?: (text: string) => string): void {
   sha256Impl = impl;
+  textHexImpl = textHex ?? null;
+}
+
+const utf8 = new TextEncoder();
+let textInput = new Uint8Array(4096);
+
+/** SHA-256 of a text's UTF-8 bytes, as lowercase hex. */
+export function sha256TextHex(text: string): string {
+  if (textHexImpl) return textHexImpl(text);
+  if (textInput.length < text.length * 3) textInput = new Uint8Array(text.length * 3);
+  const { written } = utf8.encodeInto(text, textInput);
+  return hexOf(sha256Impl(textInput.subarray(0, written)));
 }
 
 /** SHA-256 of `data`, with the installed implementation. */

@@ -27,7 +27,7 @@
  *   - given a pinned checkpoint, the export extends it: the same history up to its size, and
  *     nothing cut after it.
  */
-import { hexOf, MerkleFrontier, sha256, verifyConsistency, verifyInclusion, writeHex32 } from "./merkle.ts";
+import { hexOf, MerkleFrontier, sha256, sha256TextHex, verifyConsistency, verifyInclusion, writeHex32 } from "./merkle.ts";
 import { ed25519Verifier, type NoteVerifier, openNote, parseCheckpointText, parseVerifierKey } from "./note.ts";
 
 export const EXPORT_FORMAT = "gatehouse-audit-export/1";
@@ -125,7 +125,7 @@ export function base64Of(bytes: Uint8Array): string {
 
 /** SHA-256 of a text's UTF-8 bytes, as hex. */
 export function sha256Hex(text: string): string {
-  return hexOf(sha256(utf8.encode(text)));
+  return sha256TextHex(text);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -180,12 +180,46 @@ export function parseLine(text: string): { ok: true; value: unknown } | { ok: fa
   return { ok: true, value };
 }
 
-// An entry line exactly as the audit-export function writes it: no key can repeat, and its parts
-// are taken without parsing the whole line.
 const STRING = String.raw`"(?:[^"\\\u0000-\u001f]|\\.)*"`;
-const ENTRY_LINE = new RegExp(
-  String.raw`^\{"type":"entry","seq":([1-9][0-9]{0,15}),"prev_hash":"([0-9a-f]{64})","entry_hash":"([0-9a-f]{64})","canonical":(${STRING}),"payload":(${STRING}|null)\}$`,
-);
+
+const ENTRY_START = '{"type":"entry","seq":';
+
+/**
+ * An entry line exactly as the audit-export function writes it, read by position: the six keys in
+ * order, each once, and the two text values (canonical, payload) parsed alone. A line of any other
+ * shape gives null, and goes through the full parse and duplicate-key scan instead. No key can
+ * repeat in a line read here: the keys before "canonical" are at fixed places, the canonical
+ * value is one JSON string up to the line's last `,"payload":` (a quote after a comma can't be
+ * inside a string), and the payload is one value up to the closing brace.
+ */
+function entryAt(text: string): ExportEntry | null {
+  if (!text.startsWith(ENTRY_START)) return null;
+  const digits = ENTRY_START.length;
+  let end = digits;
+  while (end < digits + 16 && text.charCodeAt(end) >= 48 && text.charCodeAt(end) <= 57) end++;
+  if (end === digits || (text.charCodeAt(digits) === 48 && end > digits + 1) || !text.startsWith(',"prev_hash":"', end)) return null;
+  const prev = end + 14;
+  if (!text.startsWith('","entry_hash":"', prev + 64)) return null;
+  const hash = prev + 80;
+  if (!text.startsWith('","canonical":', hash + 64)) return null;
+  const canonicalAt = hash + 78;
+  const payloadKey = text.lastIndexOf(',"payload":');
+  if (payloadKey < canonicalAt || text.charCodeAt(text.length - 1) !== 125) return null;
+  let canonical: unknown;
+  let payload: unknown;
+  try {
+    canonical = JSON.parse(text.slice(canonicalAt, payloadKey));
+    payload = JSON.parse(text.slice(payloadKey + 11, -1));
+  } catch {
+    return null;
+  }
+  if (typeof canonical !== "string" || (payload !== null && typeof payload !== "string")) return null;
+  return {
+    type: "entry", seq: Number(text.slice(digits, end)), prev_hash: text.slice(prev, prev + 64), entry_hash: text.slice(hash, hash + 64),
+    canonical, payload,
+  };
+}
+
 // The hashed bytes as audit.seal writes them (RFC 8785, keys in order): their fields without a parse.
 const CANONICAL = new RegExp(
   String.raw`^\{"action":"([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+)","actor":(?:null|"[0-9a-f-]{36}"),"at":"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z","org":"([0-9a-f-]{36})","payload_sha256":"([0-9a-f]{64})","seq":([1-9][0-9]{0,15}),"target":(?:null|\{"id":(null|${STRING}),"type":${STRING}\}),"v":1\}$`,
@@ -218,7 +252,6 @@ function hashedFields(canonical: string): Hashed | null {
 // What an entry hash covers, written in place (the tag stays at the front).
 let entryInput = new Uint8Array(4096);
 entryInput.set(ENTRY_TAG);
-let payloadInput = new Uint8Array(4096);
 
 /** SHA-256("gatehouse.audit.v1" 0x00 || prev_hash || canonical), or null if prev_hash is not 64 hex digits. */
 function entryHashBytes(prevHash: string, canonical: string): Uint8Array | null {
@@ -232,6 +265,15 @@ function entryHashBytes(prevHash: string, canonical: string): Uint8Array | null 
   return sha256(entryInput.subarray(0, start + written));
 }
 
+/** Scratch for a stated hash, decoded to compare. */
+const stated = new Uint8Array(32);
+
+function equal32(a: Uint8Array, b: Uint8Array): boolean {
+  let diff = 0;
+  for (let i = 0; i < 32; i++) diff |= a[i] ^ b[i];
+  return diff === 0 && a.length === 32;
+}
+
 /** The hash that chains an entry: SHA-256("gatehouse.audit.v1" 0x00 || prev_hash || canonical), as hex. */
 export function entryHash(prevHash: string, canonical: string): string {
   const computed = entryHashBytes(prevHash, canonical);
@@ -240,9 +282,7 @@ export function entryHash(prevHash: string, canonical: string): string {
 }
 
 function payloadHash(payload: string): string {
-  if (payloadInput.length < payload.length * 3) payloadInput = new Uint8Array(payload.length * 3);
-  const { written } = utf8.encodeInto(payload, payloadInput);
-  return hexOf(sha256(payloadInput.subarray(0, written)));
+  return sha256TextHex(payload);
 }
 
 /** The bytes an Ed25519 checkpoint signature covers. */
@@ -321,18 +361,8 @@ export class ExportVerifier {
     }
     if (text.endsWith("\r")) return this.fail(null, `line ${this.lines} ends with a carriage return: lines end with a line feed alone`);
     if (this.header !== null && !this.checkpoint) {
-      const m = ENTRY_LINE.exec(text);
-      if (m) {
-        let canonical: string;
-        let payload: string | null;
-        try {
-          canonical = JSON.parse(m[4]);
-          payload = m[5] === "null" ? null : JSON.parse(m[5]);
-        } catch {
-          return this.fail(Number(m[1]), "the entry is malformed");
-        }
-        return this.entry({ type: "entry", seq: Number(m[1]), prev_hash: m[2], entry_hash: m[3], canonical, payload });
-      }
+      const e = entryAt(text);
+      if (e) return this.entry(e);
     }
     if (text === "") return this.fail(null, `line ${this.lines} is empty`);
     const parsed = parseLine(text);
@@ -382,8 +412,8 @@ export class ExportVerifier {
     const h = this.header!;
     const expected = this.last ? this.last.seq + 1 : h.from_seq;
     if (e.seq !== expected) return this.fail(expected, `expected entry ${expected}, found ${JSON.stringify(e.seq)} (an entry is missing or out of order)`);
-    if (typeof e.prev_hash !== "string" || typeof e.entry_hash !== "string" || typeof e.canonical !== "string"
-        || !HEX64.test(e.prev_hash) || !HEX64.test(e.entry_hash)) {
+    // prev_hash is checked as it is decoded (entryHashBytes), entry_hash as it is compared.
+    if (typeof e.prev_hash !== "string" || typeof e.entry_hash !== "string" || typeof e.canonical !== "string") {
       return this.fail(e.seq, "the entry is malformed");
     }
     if (e.seq === 1 && e.prev_hash !== ZERO_HASH) return this.fail(1, "entry 1 does not link to the all-zero hash (the chain's start was replaced)");
@@ -392,7 +422,9 @@ export class ExportVerifier {
       return this.fail(e.seq, "prev_hash is not the head of the pinned checkpoint (history was rewritten)");
     }
     const computed = entryHashBytes(e.prev_hash, e.canonical);
-    if (computed === null || hexOf(computed) !== e.entry_hash) return this.fail(e.seq, "entry_hash is not the hash of the entry");
+    if (computed === null || !writeHex32(e.entry_hash, stated, 0) || !equal32(computed, stated)) {
+      return this.fail(e.seq, computed === null ? "the entry is malformed" : "entry_hash is not the hash of the entry");
+    }
     const fields = hashedFields(e.canonical);
     if (!fields) return this.fail(e.seq, "the hashed bytes are not one JSON object without duplicate keys");
     if (fields.seq !== e.seq || fields.org !== h.org) return this.fail(e.seq, "the hashed bytes name another entry or organization");
