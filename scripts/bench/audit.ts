@@ -143,7 +143,8 @@ async function buildExport(dbUrl: string, entries: number): Promise<{ lines: str
     }
     const keys = generateKeyPairSync("ed25519");
     const publicKey = (keys.publicKey.export({ format: "der", type: "spki" }) as Buffer).subarray(-32);
-    await sql`insert into audit.signing_keys (key_id, public_key, secret_id) values ('bench', ${publicKey}, ${randomUUID()})`;
+    // Retired at once: the active key is audit-checkpoint's, with its private half in Vault.
+    await sql`insert into audit.signing_keys (key_id, public_key, secret_id, retired_at) values ('bench', ${publicKey}, ${randomUUID()}, now())`;
     const [{ body }] = await sql`select audit.checkpoint_body(${org}, 'bench') as body`;
     const signature = sign(null, Buffer.from(checkpointMessage(body)), keys.privateKey);
     await sql`select audit.store_checkpoint(${body}, ${signature})`;
