@@ -9,6 +9,7 @@
  * tree (note.ts), whose origin, and key name, is GATEHOUSE_AUDIT_ORIGIN/<organization id>.
  */
 import type { Tx } from "../http/db.ts";
+import { refuse } from "../http/errors.ts";
 import { checkpointText, signNote, validKeyName } from "./note.ts";
 import { bytesOfHex } from "./merkle.ts";
 import { base64Bytes, checkpointMessage, parseCheckpoint, type SignedCheckpoint } from "./verify.ts";
@@ -50,9 +51,10 @@ async function activeKey(tx: Tx): Promise<{ keyId: string; privateKey: CryptoKey
       insert into audit.signing_keys (key_id, public_key, secret_id)
       values (${keyId}, ${publicKey}, ${id}) returning key_id, secret_id, public_key`;
   }
-  const [{ secret }] = await tx`select decrypted_secret as secret from vault.decrypted_secrets where id = ${key.secret_id}`;
-  const pkcs8 = base64Bytes(secret);
-  if (!pkcs8) throw new Error("the audit signing key in Vault is not base64");
+  const [vaulted] = await tx`select decrypted_secret as secret from vault.decrypted_secrets where id = ${key.secret_id}`;
+  const pkcs8 = vaulted ? base64Bytes(vaulted.secret) : null;
+  // The operator's to mend (retire the key, and a new one is made): nothing is signed meanwhile.
+  if (!pkcs8) throw refuse("audit_signing_key_unavailable");
   const privateKey = await crypto.subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, false, ["sign"]);
   return { keyId: key.key_id, privateKey, publicKey: new Uint8Array(key.public_key) };
 }

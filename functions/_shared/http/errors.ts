@@ -113,6 +113,7 @@ export const REFUSALS = {
   widget_preview_misconfigured: [503, "the widget-preview function's configuration is not valid"],
   // The audit chain
   no_audit_chain: [404, "this organization has no audit entries yet"],
+  audit_signing_key_unavailable: [503, "the active audit signing key's private half is not in Vault: retire it (audit.signing_keys.retired_at) and a new one is made"],
   audit_checkpoint_misconfigured: [503, "the audit-checkpoint function's configuration is not valid (GATEHOUSE_AUDIT_WITNESSES)"],
   range_not_satisfiable: [416, "the range selects no entries of the chain"],
   // Invitations
