@@ -33,7 +33,7 @@ beforeAll(async () => {
 afterAll(() => db.end());
 
 describe("connecting through the console", () => {
-  it("connects a webhook that passes its live check, and an OAuth2 provider through its consent redirect, then disables it with revocation", async () => {
+  it("connects a webhook that passes its live check, and an OAuth2 provider through its consent redirect, then disables it with revocation", { timeout: 90_000 }, async () => {
     // The fakes' certificate is signed by this run's own CA, which Chromium doesn't know.
     const page = await (await browser().newContext({ ignoreHTTPSErrors: true })).newPage();
     await signIn(page, admin.email, admin.password, `/o/${org}/connections`);
@@ -78,7 +78,7 @@ describe("connecting through the console", () => {
     await page.context().close();
   });
 
-  it("turns code execution on with a sandbox connection and tighter limits, which an agent's tool can then be bound to", async () => {
+  it("turns code execution on with a sandbox connection and tighter limits, which an agent's tool can then be bound to", { timeout: 90_000 }, async () => {
     const page = await (await browser().newContext()).newPage();
     await signIn(page, admin.email, admin.password, `/o/${org}/connections`);
     const form = page.getByRole("form", { name: "Turn on code execution" });
