@@ -9,8 +9,9 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { signCheckpoint } from "../_shared/audit/checkpoint.ts";
 import { EXPORT_FORMAT, type ExportHeader, type SignedCheckpoint } from "../_shared/audit/verify.ts";
+import { auditReader } from "../_shared/audit/readers.ts";
 import { functionApp } from "../_shared/http/app.ts";
-import { type Caller, callerOf, orgIdOf } from "../_shared/http/caller.ts";
+import type { Caller } from "../_shared/http/caller.ts";
 import { asCaller, asService, db, type Sql } from "../_shared/http/db.ts";
 import { refuse } from "../_shared/http/errors.ts";
 import { OrgHeader, refusals } from "../_shared/http/schemas.ts";
@@ -44,16 +45,9 @@ app.openapi(createRoute({
     ...refusals(400, 401, 403, 404, 416),
   },
 }), async (c) => {
-  // A personal access token exports its organization's chain with audit:read.
-  const caller = callerOf(c.req.raw, { tokenScope: "audit:read" });
   const q = c.req.valid("query");
-  let orgId: string;
-  if (caller.kind === "user") orgId = caller.token && c.req.header("x-org-id") === undefined ? caller.token.orgId : orgIdOf(c.req.raw);
-  else if (q.org_id) orgId = q.org_id;
-  else throw refuse("missing_org_id", "the service role names the organization with ?org_id=");
-
   const sql = db();
-  await sql.begin((tx) => asCaller(tx, caller, orgId, { atLeast: "project_viewer" }));
+  const { orgId, caller } = await auditReader(sql, c.req.raw, q.org_id);  // a personal access token reads with audit:read
   const { header, checkpoint } = await sql.begin(async (tx) => {
     await asService(tx);
     await tx`select audit.seal(${orgId})`;  // what was recorded up to now is in the export

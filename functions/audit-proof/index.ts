@@ -15,9 +15,9 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { signCheckpoint } from "../_shared/audit/checkpoint.ts";
 import { hexOf } from "../_shared/audit/merkle.ts";
 import { consistencyFrom, inclusionOf, useNativeSha256 } from "../_shared/audit/proofs.ts";
+import { auditReader } from "../_shared/audit/readers.ts";
 import { functionApp } from "../_shared/http/app.ts";
-import { callerOf, orgIdOf } from "../_shared/http/caller.ts";
-import { asCaller, asService, db } from "../_shared/http/db.ts";
+import { asService, db } from "../_shared/http/db.ts";
 import { refuse } from "../_shared/http/errors.ts";
 import { jsonContent, OrgHeader, refusals } from "../_shared/http/schemas.ts";
 
@@ -58,15 +58,9 @@ app.openapi(createRoute({
     ...refusals(400, 401, 403, 404, 416),
   },
 }), async (c) => {
-  const caller = callerOf(c.req.raw, { tokenScope: "audit:read" });
   const q = c.req.valid("query");
-  let orgId: string;
-  if (caller.kind === "user") orgId = caller.token && c.req.header("x-org-id") === undefined ? caller.token.orgId : orgIdOf(c.req.raw);
-  else if (q.org_id) orgId = q.org_id;
-  else throw refuse("missing_org_id", "the service role names the organization with ?org_id=");
-
   const sql = db();
-  await sql.begin((tx) => asCaller(tx, caller, orgId, { atLeast: "project_viewer" }));
+  const { orgId } = await auditReader(sql, c.req.raw, q.org_id);
   const answer = await sql.begin(async (tx) => {
     await asService(tx);
     await tx`select audit.seal(${orgId})`;

@@ -132,15 +132,7 @@ async function appendBench(dbUrl: string, opts: AuditOptions): Promise<{ spread:
 async function buildExport(dbUrl: string, entries: number): Promise<{ lines: string[]; publicKey: string }> {
   const sql = postgres(dbUrl, { max: 1, onnotice: () => {} });
   try {
-    const org = randomUUID();
-    await sql`insert into public.organizations (id, name, slug) values (${org}, 'Export', ${`export-${org.slice(0, 8)}`})`;
-    for (let done = 0; done < entries; done += 5000) {
-      await sql`
-        select audit.append(${org}, 'bench.event', 'bench', n::text,
-                            jsonb_build_object('new', jsonb_build_object('id', gen_random_uuid(), 'name', 'agent ' || n, 'temperature', 0.2)))
-          from generate_series(1, ${Math.min(5000, entries - done)}) n`;
-      await sql`select audit.seal(${org})`;
-    }
+    const org = await chainOf(sql, entries);
     const keys = generateKeyPairSync("ed25519");
     const publicKey = (keys.publicKey.export({ format: "der", type: "spki" }) as Buffer).subarray(-32);
     // Retired at once: the active key is audit-checkpoint's, with its private half in Vault.
