@@ -67,6 +67,8 @@ describe("connecting through the console", () => {
     expect(row).toEqual({ status: "active", provider: "oauth2" });
     expect(providers.requests.filter((r) => r.path === "/oauth/token")).toHaveLength(1);
     expect(await page.content()).not.toContain(providers.oauthClient.secret);
+    // The list refetches once the connection is saved (slowly when the whole suite runs at once).
+    await page.getByRole("table", { name: "Connections" }).getByText("Helpdesk").waitFor({ timeout: 60_000 });
     await checkScreen(page, "connections-connected");
 
     await page.getByRole("button", { name: "Disable Helpdesk" }).click();
