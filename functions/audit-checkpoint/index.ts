@@ -104,7 +104,7 @@ app.openapi(createRoute({
     for (const [i, orgId] of orgIds.entries()) {
       const note: string | null = await sql.begin(async (tx) => {
         await asService(tx);
-        const [row] = await tx`select audit.note_of(${orgId}, ${sizes[i]}) as note`;
+        const [row] = await tx`select audit.note_of(note, org_id, size) as note from audit.checkpoints where org_id = ${orgId} and size = ${sizes[i]}`;
         return (row?.note as string | undefined) ?? null;
       });
       if (note) checkpoints[i] = { ...checkpoints[i], note };

@@ -24,13 +24,18 @@
 --
 -- audit.heads is what sealing extends, and what a checkpoint of the current size used to read its
 -- root from. A head edited into another frontier would have been signed as it was. Now:
---   - a checkpoint keeps the Merkle frontier it was made from (audit.checkpoints.frontier);
---   - audit.frontier_at resumes from the newest stored checkpoint at or below the size asked for
---     (one whose frontier gives its signed root) and extends it with the entries after it, so it
---     reads only the entries since that checkpoint, never the whole chain. The export uses it too;
+--   - a checkpoint keeps the Merkle frontier it was made from (audit.checkpoints.frontier; stored by
+--     audit.store_checkpoint, which …_audit_checkpoint_notes.sql makes again with the C2SP note);
+--   - audit.frontier_at builds the frontier at any size from the entries, never from audit.heads.
+--     It resumes from the nearest frontier below the size asked for: a stored checkpoint's (one
+--     whose frontier gives its signed root), or one it keeps at every multiple of 4096 entries
+--     (audit.frontiers), and extends it inline, as audit.seal does. Each entry is hashed into a kept
+--     frontier once; after that an export or a checkpoint reads at most 4096 entries, however long
+--     the chain (a chain of 100,000 entries with no checkpoint took seconds to export from the end);
 --   - audit.checkpoint_body builds every checkpoint from the entries that way, and refuses to sign
 --     at all (data_corrupted) when the head disagrees with them: its hash is not the last entry's,
---     or its frontier is not the entries'.
+--     or its frontier is not the entries'. A kept frontier edited behind its back makes the same
+--     refusal, and an export's root fail offline: loudly, never silently.
 --
 -- Checkpoint signatures are Ed25519, which this Postgres lacks; the verifier says so in its result
 -- (`unchecked`), and the offline verifier checks them.
@@ -55,25 +60,59 @@ $$;
 comment on function audit.hashed_time(timestamptz) is 'A timestamp as the chain''s hashed bytes spell it: UTC, microseconds, one fixed format.';
 revoke execute on function audit.hashed_time(timestamptz) from public, anon, authenticated;
 
--- The Merkle frontier after the first p_size entries, resumed from the newest stored checkpoint at
--- or below that size whose frontier gives the root its signed body states.
+-- Kept frontiers, every 4096 entries, written only by audit.frontier_at.
+create table audit.frontiers (
+  org_id uuid not null,
+  size bigint not null check (size > 0 and size % 4096 = 0),
+  frontier bytea[] not null,
+  primary key (org_id, size)
+);
+comment on table audit.frontiers is
+  'The Merkle frontier of each organization''s chain at every multiple of 4096 entries, computed from the entries: where audit.frontier_at resumes.';
+
+create trigger refuse_update_delete before update or delete on audit.frontiers
+  for each row execute function audit.refuse_change();
+create trigger refuse_truncate before truncate on audit.frontiers
+  for each statement execute function audit.refuse_change();
+alter table audit.frontiers enable always trigger refuse_update_delete;
+alter table audit.frontiers enable always trigger refuse_truncate;
+alter table audit.frontiers enable row level security;
+alter table audit.frontiers force row level security;
+create policy "members read their organization's frontiers" on audit.frontiers
+  for select to authenticated
+  using (org_id = (select private.current_org_id()));
+revoke all on audit.frontiers from public, anon, authenticated, service_role;
+grant select on audit.frontiers to authenticated, service_role;
+
 create or replace function audit.frontier_at(p_org_id uuid, p_size bigint) returns bytea[]
-language plpgsql stable
+language plpgsql volatile security definer
 set search_path = ''
 as $$
 declare
-  frontier bytea[] := '{}';
+  tree bytea[] := '{}';
   start bigint := 0;
   cp record;
   e record;
+  node bytea;
+  remaining bigint;
+  kept bigint[] := '{}';
+  keep bytea[][];
 begin
+  -- The nearest resume point at or below p_size: a kept frontier, or a checkpoint's whose root is
+  -- the one its signed body states.
+  select f.size, f.frontier into cp from audit.frontiers f
+   where f.org_id = p_org_id and f.size <= p_size order by f.size desc limit 1;
+  if cp.size is not null then
+    tree := cp.frontier;
+    start := cp.size;
+  end if;
   for cp in
     select c.size, c.frontier, c.body from audit.checkpoints c
-     where c.org_id = p_org_id and c.size <= p_size and c.frontier is not null
+     where c.org_id = p_org_id and c.size <= p_size and c.size > start and c.frontier is not null
      order by c.size desc limit 3
   loop
     if pg_catalog.encode(private.merkle_root(cp.frontier), 'hex') = (cp.body::jsonb ->> 'root') then
-      frontier := cp.frontier;
+      tree := cp.frontier;
       start := cp.size;
       exit;
     end if;
@@ -82,13 +121,26 @@ begin
     select x.seq, x.entry_hash from audit.entries x
      where x.org_id = p_org_id and x.seq > start and x.seq <= p_size order by x.seq
   loop
-    frontier := private.merkle_frontier_push(frontier, e.seq - 1, e.entry_hash);
+    -- private.merkle_frontier_push, inline (as audit.seal has it).
+    node := pg_catalog.sha256('\x00'::bytea || e.entry_hash);
+    remaining := e.seq - 1;
+    while remaining & 1 = 1 loop
+      node := pg_catalog.sha256('\x01'::bytea || tree[pg_catalog.array_length(tree, 1)] || node);
+      tree := tree[1:pg_catalog.array_length(tree, 1) - 1];
+      remaining := remaining >> 1;
+    end loop;
+    tree := tree || node;
+    if e.seq % 4096 = 0 then
+      insert into audit.frontiers (org_id, size, frontier) values (p_org_id, e.seq, tree) on conflict do nothing;
+    end if;
   end loop;
-  return frontier;
+  return tree;
 end
 $$;
 comment on function audit.frontier_at(uuid, bigint) is
-  'The Merkle frontier of an organization''s chain after its first p_size entries, from the newest checkpoint below it on.';
+  'The Merkle frontier of an organization''s chain after its first p_size entries, from the nearest kept frontier or checkpoint below it; keeps the frontier at each multiple of 4096 it passes.';
+revoke execute on function audit.frontier_at(uuid, bigint) from public, anon, authenticated;
+grant execute on function audit.frontier_at(uuid, bigint) to service_role;
 
 -- The body a checkpoint signs, as before (…_audit.sql), built from the entries: the head row is
 -- locked and sealed up to, but its hash and frontier are only cross-checked, never signed as they are.
@@ -136,38 +188,6 @@ comment on function audit.checkpoint_body(uuid, text, bigint) is
   'The canonical body of a checkpoint of an organization''s chain (its current size unless given), built from the entries; refuses when the head disagrees with them.';
 revoke execute on function audit.checkpoint_body(uuid, text, bigint) from public, anon, authenticated;
 grant execute on function audit.checkpoint_body(uuid, text, bigint) to service_role;
-
--- Stores a signed checkpoint, as before (…_audit.sql), with the frontier it states.
-create or replace function audit.store_checkpoint(p_body text, p_signature bytea) returns audit.checkpoints
-language plpgsql volatile security definer
-set search_path = ''
-as $$
-declare
-  fields jsonb := p_body::jsonb;
-  v_org uuid := (fields ->> 'org')::uuid;
-  v_size bigint := (fields ->> 'size')::bigint;
-  expected text;
-  stored audit.checkpoints;
-begin
-  expected := audit.checkpoint_body(v_org, fields ->> 'key', v_size);
-  if (expected::jsonb - 'time') <> (fields - 'time') then
-    raise exception 'checkpoint body does not state organization %''s chain at size %', fields ->> 'org', fields ->> 'size'
-      using errcode = 'invalid_parameter_value';
-  end if;
-  insert into audit.checkpoints (org_id, size, body, signature, key_id, frontier)
-  values (v_org, v_size, p_body, p_signature, fields ->> 'key', audit.frontier_at(v_org, v_size))
-  on conflict (org_id, size) do nothing
-  returning * into stored;
-  if stored.org_id is null then
-    select * into stored from audit.checkpoints c where c.org_id = v_org and c.size = v_size;
-  end if;
-  return stored;
-end
-$$;
-comment on function audit.store_checkpoint(text, bytea) is
-  'Records a signed checkpoint whose body matches the chain, with its Merkle frontier; returns the stored one (the first for that size).';
-revoke execute on function audit.store_checkpoint(text, bytea) from public, anon, authenticated;
-grant execute on function audit.store_checkpoint(text, bytea) to service_role;
 
 -- =============================================================================================
 -- Verification

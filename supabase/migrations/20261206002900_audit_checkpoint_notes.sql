@@ -17,7 +17,8 @@ comment on column audit.checkpoints.note is
 
 drop function audit.store_checkpoint(text, bytea);
 
--- Stores a signed checkpoint, as before (…_audit_source_of_truth.sql), with its signed note.
+-- Stores a signed checkpoint, as before (…_audit.sql), with the Merkle frontier it states
+-- (…_audit_source_of_truth.sql) and its signed note.
 create function audit.store_checkpoint(p_body text, p_signature bytea, p_note text default null) returns audit.checkpoints
 language plpgsql volatile security definer
 set search_path = ''

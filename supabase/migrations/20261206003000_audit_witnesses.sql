@@ -36,20 +36,20 @@ revoke all on audit.cosignatures from public, anon, authenticated, service_role;
 grant select on audit.cosignatures to authenticated;
 grant select, insert on audit.cosignatures to service_role;
 
--- A checkpoint's note as published: the log's signed note, then the witnesses' cosignatures.
-create function audit.note_of(p_org_id uuid, p_size bigint) returns text
+-- A checkpoint's note as published: the log's signed note, then the witnesses' cosignatures. It
+-- takes the note itself, so that the statement that stores a checkpoint can publish it (a function
+-- would not see a row its own statement inserted); the cosignatures are all committed before.
+create function audit.note_of(p_note text, p_org_id uuid, p_size bigint) returns text
 language sql stable security definer
 set search_path = ''
 as $$
-  select c.note || coalesce((select pg_catalog.string_agg(w.line, '' order by w.witness)
-                               from audit.cosignatures w where w.org_id = c.org_id and w.size = c.size), '')
-    from audit.checkpoints c
-   where c.org_id = p_org_id and c.size = p_size
+  select p_note || coalesce((select pg_catalog.string_agg(w.line, '' order by w.witness)
+                               from audit.cosignatures w where w.org_id = p_org_id and w.size = p_size), '')
 $$;
-comment on function audit.note_of(uuid, bigint) is
+comment on function audit.note_of(text, uuid, bigint) is
   'A checkpoint''s C2SP note as published: the log''s signature, then every witness''s cosignature line.';
-revoke execute on function audit.note_of(uuid, bigint) from public, anon, authenticated;
-grant execute on function audit.note_of(uuid, bigint) to service_role;
+revoke execute on function audit.note_of(text, uuid, bigint) from public, anon, authenticated;
+grant execute on function audit.note_of(text, uuid, bigint) to service_role;
 
 create or replace function public.latest_audit_checkpoint()
 returns table (checkpoint text, signature text, key_id text, public_key text, note text)
@@ -57,7 +57,7 @@ language sql stable security definer
 set search_path = ''
 as $$
   select c.body, pg_catalog.translate(pg_catalog.encode(c.signature, 'base64'), E'\n', ''), c.key_id,
-         pg_catalog.translate(pg_catalog.encode(k.public_key, 'base64'), E'\n', ''), audit.note_of(c.org_id, c.size)
+         pg_catalog.translate(pg_catalog.encode(k.public_key, 'base64'), E'\n', ''), audit.note_of(c.note, c.org_id, c.size)
     from audit.checkpoints c join audit.signing_keys k on k.key_id = c.key_id
    where c.org_id = private.current_org_id()
    order by c.size desc, c.created_at desc

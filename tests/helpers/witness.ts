@@ -30,6 +30,8 @@ export interface FakeWitness {
   name: string;
   vkey: string;
   requests: WitnessRequest[];
+  /** When set, it answers with a cosignature whose signature is one byte off (a broken or lying witness). */
+  corrupt: boolean;
   /** Trusts `publicKey` (raw Ed25519, base64) as the key of the log named `origin`. */
   trust(origin: string, publicKey: string): void;
   /** What it last cosigned for `origin`. */
@@ -84,7 +86,12 @@ export async function startWitness(): Promise<FakeWitness> {
     }
     if (!known && proof.length > 0) return { status: 422, text: "no proof from 0\n" };
     state.set(origin, { size: checkpoint.size, root: checkpoint.root });
-    return { status: 200, text: await cosignLine(opened.value.text, s.witness.name, BigInt(Math.floor(Date.now() / 1000)), privateKey, verifier.publicKey) };
+    const line = await cosignLine(opened.value.text, s.witness.name, BigInt(Math.floor(Date.now() / 1000)), privateKey, verifier.publicKey);
+    if (!fake.corrupt) return { status: 200, text: line };
+    const [dash, name, sig] = line.trimEnd().split(" ");
+    const bytes = Buffer.from(sig, "base64");
+    bytes[bytes.length - 1] ^= 1;
+    return { status: 200, text: `${dash} ${name} ${bytes.toString("base64")}\n` };
   }
 
   const server: Server = createServer({ cert: s.cert, key: s.key }, (req, res) => {
@@ -103,13 +110,15 @@ export async function startWitness(): Promise<FakeWitness> {
   });
   await new Promise<void>((resolve, reject) => server.once("error", reject).listen(s.witnessPort, "127.0.0.1", () => resolve()));
 
-  return {
+  const fake: FakeWitness = {
     name: s.witness.name,
     vkey: s.witness.vkey,
     requests,
+    corrupt: false,
     trust: (origin, publicKey) => logs.set(origin, new Uint8Array(Buffer.from(publicKey, "base64"))),
     latest: (origin) => state.get(origin),
     set: (origin, next) => (next ? state.set(origin, next) : state.delete(origin)),
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
+  return fake;
 }

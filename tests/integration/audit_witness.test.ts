@@ -115,4 +115,16 @@ describe("witnesses", () => {
     expect(conflict).toBeGreaterThanOrEqual(0);
     expect(sent.slice(conflict + 1)).toContainEqual({ old: 0, proof: 0, status: 200 });
   });
+
+  it("keeps no cosignature that does not verify with the witness's key", async () => {
+    witness.corrupt = true;
+    try {
+      const lied = await checkpointNow();
+      expect(mine(lied)).toMatchObject({ outcome: "invalid_cosignature" });
+      expect(await sql`select 1 from audit.cosignatures where org_id = ${ACME} and size = ${mine(lied).size}`).toHaveLength(0);
+      expect(lied.checkpoints[0].note).not.toContain(`\u2014 ${witness.name} `);
+    } finally {
+      witness.corrupt = false;
+    }
+  });
 });

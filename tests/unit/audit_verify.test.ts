@@ -72,6 +72,19 @@ function chain(n: number, start = "0".repeat(64)) {
   return entries;
 }
 
+/** Recomputes the payload hash, link and entry hash of every entry from index `from` on (after an edit). */
+function rehashFrom(entries: Line[], from: number): void {
+  let prev = entries[from - 1].entry_hash;
+  for (const e of entries.slice(from)) {
+    const fields = JSON.parse(e.canonical);
+    fields.payload_sha256 = sha256Hex(e.payload);
+    e.canonical = canonicalize(fields)!;
+    e.prev_hash = prev;
+    e.entry_hash = entryHash(prev, e.canonical);
+    prev = e.entry_hash;
+  }
+}
+
 /** `all` and one more entry of `action`, `payload` and `target`, hashed onto it. */
 function extend(all: Line[], e: { action: string; payload: string; target: { id: string; type: string } }): Line[] {
   const seq = all.length + 1;
@@ -237,16 +250,7 @@ describe("the audit export verifier", () => {
       const forger = await signer("k1");
       const all = entriesOf(lines).map((e) => ({ ...e }));
       all[1].payload = all[1].payload.replace("entry 2", "entry two");
-      // Rebuild every hash from entry 2 on, as a forger holding the database would.
-      let prev = all[0].entry_hash;
-      for (const e of all.slice(1)) {
-        const fields = JSON.parse(e.canonical);
-        fields.payload_sha256 = sha256Hex(e.payload);
-        e.canonical = canonicalize(fields)!;
-        e.prev_hash = prev;
-        e.entry_hash = entryHash(prev, e.canonical);
-        prev = e.entry_hash;
-      }
+      rehashFrom(all, 1);  // every hash from entry 2 on, as a forger holding the database would
       const { lines: forged } = await exportOf(all, forger);
       const { browser, cli } = await both(forged, pin());
       expect(cli).toEqual(browser);
@@ -259,15 +263,7 @@ describe("the audit export verifier", () => {
       const { checkpoint: pinned } = await exportOf(all, key, { to: 5 });
       const rewritten = all.map((e) => ({ ...e }));
       rewritten[2].payload = rewritten[2].payload.replace("entry 3", "entry three");
-      let prev = rewritten[1].entry_hash;
-      for (const e of rewritten.slice(2)) {
-        const fields = JSON.parse(e.canonical);
-        fields.payload_sha256 = sha256Hex(e.payload);
-        e.canonical = canonicalize(fields)!;
-        e.prev_hash = prev;
-        e.entry_hash = entryHash(prev, e.canonical);
-        prev = e.entry_hash;
-      }
+      rehashFrom(rewritten, 2);
       // Signed by the real key (a compromised signer), yet it does not extend the pin.
       const { lines: l } = await exportOf(rewritten, key);
       expectAgreement(await both(l, { ...pin(), checkpoint: pinned }), 5, /not the one the pinned checkpoint states/);

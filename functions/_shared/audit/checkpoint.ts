@@ -74,10 +74,7 @@ export async function signCheckpoint(tx: Tx, orgId: string, options: { size?: nu
   const [stored] = await tx`
     -- One line of base64 (encode breaks its output every 76 characters).
     select c.body, translate(encode(c.signature, 'base64'), chr(10), '') as signature, c.key_id,
-           translate(encode(k.public_key, 'base64'), chr(10), '') as public_key,
-           -- The note as published (audit.note_of), from the row just stored: a function would not see it yet.
-           c.note || coalesce((select string_agg(w.line, '' order by w.witness) from audit.cosignatures w
-                                where w.org_id = c.org_id and w.size = c.size), '') as note
+           translate(encode(k.public_key, 'base64'), chr(10), '') as public_key, audit.note_of(c.note, c.org_id, c.size) as note
       from audit.store_checkpoint(${body}, ${signature}, ${note}) c
       join audit.signing_keys k on k.key_id = c.key_id`;
   return {

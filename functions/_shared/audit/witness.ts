@@ -19,7 +19,7 @@
 import { z } from "zod";
 import type { EgressOptions } from "../egress/check.ts";
 import { guardedFetch } from "../egress/transport.ts";
-import { asService, type Sql } from "../http/db.ts";
+import { asService, type Sql, type Tx } from "../http/db.ts";
 import { COSIGNATURE_V1, type NoteVerifier, openNote, parseVerifierKey } from "./note.ts";
 import { consistencyFrom } from "./proofs.ts";
 import { base64Of } from "./verify.ts";
@@ -69,34 +69,41 @@ async function addCheckpoint(witness: Witness, request: { old: number; proof: Ui
 
 /**
  * Submits the checkpoint of `size` (its note as stored) to each witness, and keeps each checked
- * cosignature. Runs as the service role on `sql`, outside the signing transaction.
+ * cosignature. Runs as the service role on `sql`, outside the signing transaction, and holds no
+ * transaction while a witness answers: the note and proofs are read first, the cosignature kept after.
  */
 export async function witnessCheckpoint(sql: Sql, orgId: string, size: number, witnesses: Witness[], egress: EgressOptions): Promise<WitnessOutcome[]> {
   const outcomes: WitnessOutcome[] = [];
-  for (const witness of witnesses) {
-    const name = witness.verifier.name;
-    outcomes.push(await sql.begin(async (tx): Promise<WitnessOutcome> => {
-      await asService(tx);
-      const [c] = await tx`select note, (select max(w.size) from audit.cosignatures w where w.org_id = ${orgId} and w.witness = ${name}) as last
-                             from audit.checkpoints where org_id = ${orgId} and size = ${size}`;
-      if (!c?.note) return { witness: name, outcome: "refused" };
-      let old = Number(c.last ?? 0);
-      if (old >= size) return { witness: name, outcome: "cosigned" };
-      let answer = await addCheckpoint(witness, { old, proof: await consistencyFrom(tx, orgId, old, size), note: c.note }, egress);
-      if (answer.kind === "conflict" && answer.size <= size && answer.size !== old) {
-        old = answer.size;
-        answer = await addCheckpoint(witness, { old, proof: await consistencyFrom(tx, orgId, old, size), note: c.note }, egress);
-      }
-      if (answer.kind === "unreachable") return { witness: name, outcome: "unreachable" };
-      if (answer.kind !== "cosigned") return { witness: name, outcome: "refused", status: answer.kind === "refused" ? answer.status : 409 };
-      // Only this witness's own cosignature lines, each checked, are kept.
-      const line = answer.lines.split("\n").filter((l) => l.startsWith(`\u2014 ${name} `)).map((l) => `${l}\n`)[0];
-      const opened = line ? await openNote(c.note + line, [witness.verifier]) : null;
-      if (!opened?.ok || !opened.value.cosignedBy.some((w) => w.name === name)) return { witness: name, outcome: "invalid_cosignature" };
-      await tx`insert into audit.cosignatures (org_id, size, witness, line) values (${orgId}, ${size}, ${name}, ${line})
-               on conflict do nothing`;
-      return { witness: name, outcome: "cosigned" };
-    }));
-  }
+  for (const witness of witnesses) outcomes.push(await witnessOne(sql, orgId, size, witness, egress));
   return outcomes;
+}
+
+async function witnessOne(sql: Sql, orgId: string, size: number, witness: Witness, egress: EgressOptions): Promise<WitnessOutcome> {
+  const name = witness.verifier.name;
+  const service = <T>(work: (tx: Tx) => Promise<T>) => sql.begin(async (tx) => {
+    await asService(tx);
+    return await work(tx);
+  }) as Promise<T>;
+  const [c] = await service((tx) => tx`
+    select note, (select max(w.size) from audit.cosignatures w where w.org_id = ${orgId} and w.witness = ${name}) as last
+      from audit.checkpoints where org_id = ${orgId} and size = ${size}`);
+  if (!c?.note) return { witness: name, outcome: "refused" };
+  const note = c.note as string;
+  let old = Number(c.last ?? 0);
+  if (old >= size) return { witness: name, outcome: "cosigned" };
+  const submit = async () => addCheckpoint(witness, { old, proof: await service((tx) => consistencyFrom(tx, orgId, old, size)), note }, egress);
+  let answer = await submit();
+  if (answer.kind === "conflict" && answer.size <= size && answer.size !== old) {
+    old = answer.size;
+    answer = await submit();
+  }
+  if (answer.kind === "unreachable") return { witness: name, outcome: "unreachable" };
+  if (answer.kind !== "cosigned") return { witness: name, outcome: "refused", status: answer.kind === "refused" ? answer.status : 409 };
+  // Only this witness's own cosignature line, checked with its key, is kept.
+  const line = answer.lines.split("\n").filter((l) => l.startsWith(`\u2014 ${name} `)).map((l) => `${l}\n`)[0];
+  const opened = line ? await openNote(note + line, [witness.verifier]) : null;
+  if (!opened?.ok || !opened.value.cosignedBy.some((w) => w.name === name)) return { witness: name, outcome: "invalid_cosignature" };
+  await service((tx) => tx`insert into audit.cosignatures (org_id, size, witness, line) values (${orgId}, ${size}, ${name}, ${line})
+                              on conflict do nothing`);
+  return { witness: name, outcome: "cosigned" };
 }
