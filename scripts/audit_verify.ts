@@ -19,21 +19,24 @@
  * Ed25519 signature; with --pin, that the export extends the pinned checkpoint (same history up to
  * its size, nothing cut from the tail). The closing checkpoint's C2SP signed note, when it has one,
  * must be signed by the same key and state the same tree; --witness (a verifier key,
- * name+hex+base64, repeatable) also checks and reports that witness's cosignature. A line with a duplicate JSON key, a CR or a byte order mark,
- * or bytes that are not UTF-8, is refused. Reports the first broken entry and why. --strict also
+ * name+hex+base64, repeatable) also checks and reports that witness's cosignature. A line with a
+ * duplicate JSON key, a CR or a byte order mark, or bytes that are not UTF-8, is refused. Reports the first broken entry and why. --strict also
  * requires each entry's canonical text to be in RFC 8785 form (the hashes cover the bytes either
  * way). Exit status: 0 verified, 1 verification failed, 2 usage or unreadable input.
  *
- * Node's own SHA-256 is installed for speed (merkle.ts: setSha256); the digests are the same.
+ * Node's own SHA-256 is installed for speed (merkle.ts: setSha256); the digests are the same. The
+ * file is streamed in batches of lines, and an export of 16 MiB or more is checked on every core
+ * (scripts/audit/verify_file.ts), with the same verdict and the same first failure as a line at a
+ * time.
  */
-import { createReadStream, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import canonicalize from "canonicalize";
 import { useNodeSha256 } from "./node_sha256.ts";
 import {
-  type ConsistencyAnswer, ExportVerifier, fetchProof, type InclusionAnswer, parseCheckpoint, type SignedCheckpoint, verifyEntryInclusion,
-  verifyExtension,
+  type ConsistencyAnswer, fetchProof, type InclusionAnswer, parseCheckpoint, type SignedCheckpoint, verifyEntryInclusion, verifyExtension,
+  type VerifyResult,
 } from "../functions/_shared/audit/verify.ts";
+import { verifyExportFile } from "./audit/verify_file.ts";
 
 const USAGE = [
   "usage: npm run audit:verify -- <export.jsonl> [--pin <checkpoint.json>] [--public-key <base64>] [--witness <vkey>]... [--strict]",
@@ -49,25 +52,6 @@ function readPin(path: string): SignedCheckpoint {
     if (typeof pin[field] !== "string") throw new Error(`${path} is not a signed checkpoint (no "${field}")`);
   }
   return pin;
-}
-
-/**
- * The file's lines, split on LF (a CR stays on its line, for the verifier to refuse), each decoded
- * as UTF-8 with invalid bytes refused.
- */
-async function* linesOf(file: string): AsyncGenerator<string> {
-  const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-  let rest: Buffer | null = null;
-  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
-    const data: Buffer = rest ? Buffer.concat([rest, chunk]) : chunk;
-    let start = 0;
-    for (let end = data.indexOf(10, start); end !== -1; end = data.indexOf(10, start)) {
-      yield decoder.decode(data.subarray(start, end));
-      start = end + 1;
-    }
-    rest = start < data.length ? data.subarray(start) : null;
-  }
-  if (rest) yield decoder.decode(rest);
 }
 
 async function main(): Promise<number> {
@@ -107,22 +91,13 @@ async function main(): Promise<number> {
   }
   if (online) return await proofs(online, { publicKey: publicKey ?? pin?.public_key, witnesses });
 
-  const verifier = new ExportVerifier({ pin, publicKey, witnesses, canonicalize: strict ? (v) => canonicalize(v) : undefined });
-  let lineNo = 0;
+  let result: VerifyResult;
   try {
-    for await (const text of linesOf(file!)) {
-      lineNo++;
-      verifier.line(text);
-    }
+    result = await verifyExportFile(file!, { pin, publicKey, witnesses, strict });
   } catch (e) {
-    if (e instanceof TypeError && /encoded data was not valid/i.test(e.message)) {
-      console.log(`FAILED: line ${lineNo + 1} is not UTF-8`);
-      return 1;
-    }
     console.error(`cannot read ${file}: ${(e as Error).message}`);
     return 2;
   }
-  const result = await verifier.finish();
   if (!result.ok) {
     console.log(`FAILED${result.seq !== null ? ` at entry ${result.seq}` : ""}: ${result.reason}`);
     return 1;

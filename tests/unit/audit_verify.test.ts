@@ -2,15 +2,20 @@
  * The audit verifier (functions/_shared/audit/verify.ts), the one module the console's Audit page,
  * the offline CLI and these tests run, against exports built the server's way (entry hashes, the
  * RFC 6962 frontier, checkpoint messages, Ed25519 as audit/checkpoint.ts signs) and then tampered
- * with in every way we know. Each export is checked twice: as text with the module's own SHA-256
- * (@noble/hashes: what the browser runs), and line by line with Node's SHA-256 installed (what the
- * CLI runs). Both must agree on the verdict and on the first bad entry. When a stack is running, a
+ * with in every way we know. Each export is checked three ways: as text with the module's own
+ * SHA-256 (@noble/hashes: what the browser runs), line by line with Node's SHA-256 installed, and
+ * as a file in batches, most of them on a worker thread (scripts/audit/verify_file.ts: what the CLI
+ * runs). All must agree on the verdict and on the first bad entry. When a stack is running, a
  * real export from the audit-export function is verified and tampered with too.
  */
 import { createHash } from "node:crypto";
 import { nodeSha256, useNodeSha256 } from "../../scripts/node_sha256.ts";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { verifyExportFile } from "../../scripts/audit/verify_file.ts";
 import canonicalize from "canonicalize";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { hexOf, MerkleFrontier, setSha256 } from "../../functions/_shared/audit/merkle.ts";
 import {
@@ -27,10 +32,25 @@ interface Pin {
 
 
 
-/** The page's path: the whole text, the module's own SHA-256. */
+/**
+ * The page's path (the whole text, the module's own SHA-256), checked against the CLI's (the file
+ * in batches of three lines, most on a worker thread, Node's SHA-256): the same verdict, the same
+ * first failure. The page's verdict is returned.
+ */
 async function verifyExport(exported: string, pin: Pin): Promise<VerifyResult> {
   setSha256(nobleSha256);
-  return await verifyExportText(exported, { publicKey: pin.publicKey, ...(pin.checkpoint ? { pin: pin.checkpoint } : {}) });
+  const options = { publicKey: pin.publicKey, ...(pin.checkpoint ? { pin: pin.checkpoint } : {}) };
+  const page = await verifyExportText(exported, options);
+  const file = join(mkdtempSync(join(tmpdir(), "verify-")), "export.jsonl");
+  writeFileSync(file, exported);
+  useNodeSha256();
+  try {
+    expect(await verifyExportFile(file, { ...options, workers: 1, awaitWorkers: true, batchLines: 3 })).toEqual(page);
+  } finally {
+    setSha256(nobleSha256);
+    rmSync(dirname(file), { recursive: true });
+  }
+  return page;
 }
 
 const ORG = "0a000000-0000-4000-8000-00000000000a";
@@ -315,6 +335,47 @@ describe("the audit export verifier", () => {
       const broken = text(lines).split("\n").map((l, i) => (i === 3 ? l.slice(0, -2) : l)).join("\n");
       expect(await verifyExport(broken, pin())).toEqual({ ok: false, seq: 3, reason: "line 4: the line is not JSON" });
     });
+  });
+});
+
+describe("hashed bytes read in place (audit.seal's form) and parsed (any other form)", () => {
+  /** Entry 2 of a three-entry chain with these fields, its hashed bytes in seal's key order or reversed. */
+  async function exportWith(fields: { action: string; actor: string | null; target: { id: string | null; type: string } | null }, reversed: boolean, key: Signer) {
+    const all = chain(1);
+    const payload = JSON.stringify({ note: "x" });
+    const body: Record<string, unknown> = {
+      action: fields.action, actor: fields.actor, at: "2026-11-22T10:02:00.000000Z", org: ORG, payload_sha256: sha256Hex(payload), seq: 2, target: fields.target, v: 1,
+    };
+    const canonical = reversed ? JSON.stringify(Object.fromEntries(Object.entries(body).reverse())) : canonicalize(body)!;
+    const prev = all[0].entry_hash;
+    all.push({ type: "entry", seq: 2, prev_hash: prev, entry_hash: entryHash(prev, canonical), canonical, payload });
+    const purge = extend(all, { action: "audit.payload_purged", payload: "{}", target: { id: "1", type: "audit.entries" } });
+    purge[0].payload = null;
+    return text((await exportOf(purge, key)).lines);
+  }
+
+  it("agree on every action, actor and target, including ids and types with quotes, backslashes and other scripts", async () => {
+    const key = await signer("k1");
+    const pin = { publicKey: key.publicKey };
+    const action = fc.stringMatching(/^[a-z][a-z0-9_]{0,8}(\.[a-z][a-z0-9_]{0,8}){1,3}$/);
+    const target = fc.option(fc.record({ id: fc.option(fc.string({ unit: "binary" })), type: fc.string({ unit: "binary" }) }));
+    await fc.assert(fc.asyncProperty(action, fc.option(fc.uuid()), target, async (a, actor, t) => {
+      for (const reversed of [false, true]) {
+        const result = await verifyExportText(await exportWith({ action: a, actor, target: t }, reversed, key), pin);
+        // Entry 1's payload is gone, and entry 3 records its purge: read in place or parsed, it counts.
+        expect(result).toMatchObject({ ok: true, entries: 3 });
+      }
+    }), { numRuns: 150 });
+  });
+
+  it("agree that a purge naming another entry, or the same number written otherwise, records no purge", async () => {
+    const key = await signer("k1");
+    for (const id of ["01", "1.0", " 1", "2"]) {
+      const all = chain(2);
+      const purged = extend(all, { action: "audit.payload_purged", payload: "{}", target: { id, type: "audit.entries" } });
+      purged[0].payload = null;
+      expect(await verifyExportText(text((await exportOf(purged, key)).lines), { publicKey: key.publicKey })).toMatchObject({ ok: false, seq: 1 });
+    }
   });
 });
 

@@ -1,11 +1,13 @@
 /**
  * functions/_shared/audit/merkle.ts against RFC 6962's recursive definition of the Merkle tree hash,
- * for every size and position up to a few dozen leaves.
+ * for every size and position up to a few dozen leaves, and the same tree joined from runs of
+ * leaves hashed apart (MerkleRange, as the verifier's threads hash them).
  */
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import {
   MerkleFrontier,
+  MerkleRange,
   consistencyProof,
   inclusionProof,
   merkleRoot,
@@ -32,6 +34,28 @@ const leaves = Array.from({ length: 40 }, (_, i) => sha(new TextEncoder().encode
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
 describe("RFC 6962 Merkle trees", () => {
+  it("joins runs of leaves hashed apart into the tree of all of them, wherever the runs are cut", () => {
+    // Every way to cut 40 leaves into a run before `a`, a run a..b and a run after, as the verifier's threads do.
+    for (let a = 0; a <= leaves.length; a++) {
+      for (let b = a; b <= leaves.length; b++) {
+        const tree = new MerkleFrontier();
+        for (const [from, to] of [[0, a], [a, b], [b, leaves.length]]) {
+          const run = new MerkleRange(from);
+          for (const leaf of leaves.slice(from, to)) run.push(leaf);
+          for (const t of run.subtrees()) tree.pushSubtree(t.hash, t.height);
+          expect(tree.size).toBe(to);
+          expect(hex(tree.root())).toBe(hex(mth(leaves.slice(0, to))));
+        }
+      }
+    }
+  });
+
+  it("refuses a subtree at a place it does not start", () => {
+    const tree = new MerkleFrontier();
+    tree.push(leaves[0]);
+    expect(() => tree.pushSubtree(leaves[1], 1)).toThrow(/can't follow 1 leaves/);
+  });
+
   it("builds the same root incrementally as the recursive definition, for every size", () => {
     const tree = new MerkleFrontier();
     expect(hex(tree.root())).toBe(hex(mth([])));

@@ -66,16 +66,21 @@ export function bytesOfHex(hex: string): Uint8Array | null {
   return out;
 }
 
+// Each character code's value as a lowercase hex digit, or 16 (by table: verifiers decode two hashes an entry).
+const HEX_VALUE = new Uint8Array(65536).fill(16);
+for (let i = 0; i < 16; i++) HEX_VALUE["0123456789abcdef".charCodeAt(i)] = i;
+
 /** Writes the 32 bytes of 64 hex digits into `target` at `at`; false when it is not such hex. */
 export function writeHex32(hex: string, target: Uint8Array, at: number): boolean {
   if (hex.length !== 64) return false;
+  let bad = 0;
   for (let i = 0; i < 32; i++) {
-    const hi = hexDigit(hex.charCodeAt(2 * i));
-    const lo = hexDigit(hex.charCodeAt(2 * i + 1));
-    if (hi < 0 || lo < 0) return false;
+    const hi = HEX_VALUE[hex.charCodeAt(2 * i)];
+    const lo = HEX_VALUE[hex.charCodeAt(2 * i + 1)];
+    bad |= hi | lo;
     target[at + i] = (hi << 4) | lo;
   }
-  return true;
+  return (bad & 16) === 0;
 }
 
 function hexDigit(c: number): number {
@@ -162,12 +167,63 @@ export class MerkleFrontier {
     this.count++;
   }
 
+  /**
+   * Appends a perfect subtree of 2^height leaves whose root is `hash` (as MerkleRange gives them),
+   * the same as pushing its leaves one by one. The tree's size must be a multiple of 2^height.
+   */
+  pushSubtree(hash: Uint8Array, height: number): void {
+    const leaves = 2 ** height;
+    if (this.count % leaves !== 0) throw new RangeError(`a subtree of ${leaves} leaves can't follow ${this.count} leaves`);
+    let node = hash;
+    for (let n = this.count / leaves; n % 2 === 1; n = Math.floor(n / 2)) node = nodeHash(this.nodes.pop()!, node);
+    this.nodes.push(node);
+    this.count += leaves;
+  }
+
   /** The Merkle tree hash (the empty tree's is SHA-256 of nothing). */
   root(): Uint8Array {
     if (this.nodes.length === 0) return sha256(new Uint8Array(0));
     let root = this.nodes[this.nodes.length - 1];
     for (let i = this.nodes.length - 2; i >= 0; i--) root = nodeHash(this.nodes[i], root);
     return root;
+  }
+}
+
+/**
+ * The leaves from index `start` on, hashed as far as they can be without the leaves before them:
+ * into the largest perfect subtrees that sit at their place in the whole tree (a subtree of 2^h
+ * leaves starts at a multiple of 2^h). A tree that has `start` leaves takes them with pushSubtree,
+ * in order, and is then the tree it would be with every leaf pushed. So runs of leaves are hashed
+ * apart (on other threads) and joined in order.
+ */
+export class MerkleRange {
+  private readonly hashes: Uint8Array[] = [];
+  private readonly heights: number[] = [];
+  private next: number;
+
+  constructor(start: number) {
+    this.next = start;
+  }
+
+  /** Appends a leaf holding `data` (an entry hash). */
+  push(data: Uint8Array): void {
+    let node = leafHash(data);
+    let height = 0;
+    // Merges with the subtree before while that one is this one's left sibling: this one is a
+    // right child (its leaves' first index over its width is odd) and the one before as wide.
+    for (let index = this.next; index % 2 === 1 && this.heights[this.heights.length - 1] === height; index = (index - 1) / 2) {
+      node = nodeHash(this.hashes.pop()!, node);
+      this.heights.pop();
+      height++;
+    }
+    this.hashes.push(node);
+    this.heights.push(height);
+    this.next++;
+  }
+
+  /** The subtrees, left to right. */
+  subtrees(): { hash: Uint8Array; height: number }[] {
+    return this.hashes.map((hash, i) => ({ hash, height: this.heights[i] }));
   }
 }
 

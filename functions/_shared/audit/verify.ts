@@ -27,7 +27,7 @@
  *   - given a pinned checkpoint, the export extends it: the same history up to its size, and
  *     nothing cut after it.
  */
-import { hexOf, MerkleFrontier, sha256, sha256TextHex, verifyConsistency, verifyInclusion, writeHex32 } from "./merkle.ts";
+import { hexOf, MerkleFrontier, MerkleRange, sha256, sha256TextHex, verifyConsistency, verifyInclusion, writeHex32 } from "./merkle.ts";
 import { ed25519Verifier, type NoteVerifier, openNote, parseCheckpointText, parseVerifierKey } from "./note.ts";
 
 export const EXPORT_FORMAT = "gatehouse-audit-export/1";
@@ -35,6 +35,7 @@ const ENTRY_TAG = new TextEncoder().encode("gatehouse.audit.v1\u0000");
 const CHECKPOINT_TAG = "gatehouse.audit.checkpoint.v1\n";
 const HEX64 = /^[0-9a-f]{64}$/;
 const ZERO_HASH = "0".repeat(64);
+const PURGE = "audit.payload_purged";
 const utf8 = new TextEncoder();
 
 export interface ExportHeader {
@@ -180,8 +181,6 @@ export function parseLine(text: string): { ok: true; value: unknown } | { ok: fa
   return { ok: true, value };
 }
 
-const STRING = String.raw`"(?:[^"\\\u0000-\u001f]|\\.)*"`;
-
 const ENTRY_START = '{"type":"entry","seq":';
 
 /**
@@ -220,10 +219,41 @@ function entryAt(text: string): ExportEntry | null {
   };
 }
 
-// The hashed bytes as audit.seal writes them (RFC 8785, keys in order): their fields without a parse.
-const CANONICAL = new RegExp(
-  String.raw`^\{"action":"([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+)","actor":(?:null|"[0-9a-f-]{36}"),"at":"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z","org":"([0-9a-f-]{36})","payload_sha256":"([0-9a-f]{64})","seq":([1-9][0-9]{0,15}),"target":(?:null|\{"id":(null|${STRING}),"type":${STRING}\}),"v":1\}$`,
+const STRING = String.raw`"(?:[^"\\\u0000-\u001f]|\\.)*"`;
+
+/**
+ * Hashed bytes as audit.seal writes them (RFC 8785: these keys in this order, each once, so no
+ * key can be there twice), matched whole rather than parsed, since a verifier reads every entry's:
+ * readSealed says whether a text has this form and, when it has, fills `sealed` with where its
+ * fields are. Hashed bytes of any other form are parsed (hashedFields).
+ */
+const SEALED = new RegExp(
+  String.raw`^\{"action":"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+","actor":(?:null|"[0-9a-f-]{36}"),"at":"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z","org":"[0-9a-f-]{36}","payload_sha256":"[0-9a-f]{64}","seq":[1-9][0-9]{0,15},"target":(?:null|\{"id":(null|${STRING}),"type":${STRING}\}),"v":1\}$`,
 );
+const sealed = { actionEnd: 0, org: 0, payloadSha: 0, seq: 0, purge: false };
+
+function readSealed(c: string): boolean {
+  if (!SEALED.test(c)) return false;
+  // Past the action, every field up to the target has a fixed length but the actor (null or a quoted uuid).
+  const actionEnd = c.indexOf('"', 11);
+  const org = actionEnd + (c.charCodeAt(actionEnd + 10) === 110 ? 14 : 48) + 43;
+  const digits = org + 128;
+  let seq = 0;
+  let i = digits;
+  for (let ch = c.charCodeAt(i); ch >= 48 && ch <= 57; ch = c.charCodeAt(++i)) seq = seq * 10 + (ch - 48);
+  sealed.actionEnd = actionEnd;
+  sealed.org = org;
+  sealed.payloadSha = org + 56;
+  sealed.seq = seq;
+  sealed.purge = actionEnd === 11 + PURGE.length && c.startsWith(PURGE, 11);
+  return true;
+}
+
+/** The target id of hashed bytes of audit.seal's form (only a purge's is read). */
+function sealedTargetId(c: string): unknown {
+  const id = SEALED.exec(c)?.[1];
+  return id === undefined || id === "null" ? null : JSON.parse(id);
+}
 
 /** The fields of the hashed bytes the verifier reads. */
 interface Hashed {
@@ -235,10 +265,19 @@ interface Hashed {
   targetId: unknown;
 }
 
+/** The fields of hashed bytes of any form (JSON without duplicate keys), or null when they are not one object. */
 function hashedFields(canonical: string): Hashed | null {
-  const m = CANONICAL.exec(canonical);
-  if (m) {
-    return { action: m[1], org: m[2], payload_sha256: m[3], seq: Number(m[4]), targetId: m[5] === undefined || m[5] === "null" ? null : JSON.parse(m[5]) };
+  if (readSealed(canonical)) {
+    let targetId: unknown;
+    try {
+      targetId = sealedTargetId(canonical);
+    } catch {
+      return null;
+    }
+    return {
+      action: canonical.slice(11, sealed.actionEnd), org: canonical.slice(sealed.org, sealed.org + 36),
+      payload_sha256: canonical.slice(sealed.payloadSha, sealed.payloadSha + 64), seq: sealed.seq, targetId,
+    };
   }
   const parsed = parseLine(canonical);
   if (!parsed.ok || typeof parsed.value !== "object" || parsed.value === null) return null;
@@ -332,7 +371,7 @@ export class ExportVerifier {
   private failure: { seq: number | null; reason: string } | null = null;
   private pinBody: CheckpointBody | null = null;
   private pinMatched = false;
-  private lines = 0;
+  private lineCount = 0;
   /** Entries whose payload is null, and the entries the export records purges of. */
   private readonly emptied: number[] = [];
   private readonly purges = new Set<number>();
@@ -355,18 +394,18 @@ export class ExportVerifier {
   /** Feeds one line of the export: its text, without the line feed. */
   line(text: string): void {
     if (this.failure) return;
-    this.lines++;
-    if (this.lines === 1 && text.charCodeAt(0) === 0xfeff) {
+    this.lineCount++;
+    if (this.lineCount === 1 && text.charCodeAt(0) === 0xfeff) {
       return this.fail(null, "the export starts with a byte order mark: it is UTF-8 without one");
     }
-    if (text.endsWith("\r")) return this.fail(null, `line ${this.lines} ends with a carriage return: lines end with a line feed alone`);
+    if (text.endsWith("\r")) return this.fail(null, `line ${this.lineCount} ends with a carriage return: lines end with a line feed alone`);
     if (this.header !== null && !this.checkpoint) {
       const e = entryAt(text);
       if (e) return this.entry(e);
     }
-    if (text === "") return this.fail(null, `line ${this.lines} is empty`);
+    if (text === "") return this.fail(null, `line ${this.lineCount} is empty`);
     const parsed = parseLine(text);
-    if (!parsed.ok) return this.fail(this.last ? this.last.seq + 1 : this.header?.from_seq ?? null, `line ${this.lines}: ${parsed.reason}`);
+    if (!parsed.ok) return this.fail(this.last ? this.last.seq + 1 : this.header?.from_seq ?? null, `line ${this.lineCount}: ${parsed.reason}`);
     this.value(parsed.value);
   }
 
@@ -408,40 +447,77 @@ export class ExportVerifier {
     this.fail(this.last ? this.last.seq + 1 : this.header.from_seq, `unexpected line type ${JSON.stringify(line?.type)}`);
   }
 
+  /** Whether a check has failed (finish() says which). */
+  get failed(): boolean {
+    return this.failure !== null;
+  }
+
+  /** Where the export stands: its organization and the entry expected next; null before the header, after the checkpoint or a failure. */
+  position(): { org: string; nextSeq: number; lines: number; pinSize: number | null } | null {
+    if (!this.header || this.checkpoint || this.failure) return null;
+    const nextSeq = this.last ? this.last.seq + 1 : this.header.from_seq;
+    return { org: this.header.org, nextSeq, lines: this.lineCount, pinSize: this.pinBody && this.pinBody.size >= nextSeq ? this.pinBody.size : null };
+  }
+
+  /**
+   * Feeds lines held in memory (texts without their LF), the entries among them checked in runs,
+   * which is faster than a line at a time: the same checks, in the same order.
+   */
+  feed(lines: readonly string[]): void {
+    let i = 0;
+    while (i < lines.length && !this.failure) {
+      const at = this.position();
+      if (!at) {
+        this.line(lines[i++]);
+        continue;
+      }
+      let end = Math.min(lines.length, i + RUN_LINES);
+      // A run ends where a pin needs the tree's root.
+      if (at.pinSize !== null) end = Math.min(end, i + at.pinSize - at.nextSeq + 1);
+      const run = checkEntryLines(lines, { org: at.org, firstSeq: at.nextSeq, canonicalize: this.options.canonicalize }, i, end);
+      this.accept(run);
+      const stopped = run.lines < end - i && !run.failure;
+      i += run.lines;
+      if (stopped) this.line(lines[i++]);  // a line of another kind (the checkpoint), read alone
+    }
+  }
+
   private entry(e: ExportEntry): void {
-    const h = this.header!;
-    const expected = this.last ? this.last.seq + 1 : h.from_seq;
-    if (e.seq !== expected) return this.fail(expected, `expected entry ${expected}, found ${JSON.stringify(e.seq)} (an entry is missing or out of order)`);
-    // prev_hash is checked as it is decoded (entryHashBytes), entry_hash as it is compared.
-    if (typeof e.prev_hash !== "string" || typeof e.entry_hash !== "string" || typeof e.canonical !== "string") {
-      return this.fail(e.seq, "the entry is malformed");
+    const at = this.position()!;
+    const run = new EntryRunBuilder(at.org, at.nextSeq, this.options.canonicalize);
+    run.add(e);
+    this.accept(run.result(0));
+  }
+
+  /**
+   * Takes the entries that follow as a run checked elsewhere (checkEntryLines, perhaps on another
+   * thread): what needs the entries before them (the link to the last one, the pin) is checked
+   * here, in order, and the run's own first failure is kept.
+   */
+  accept(run: EntryRun): void {
+    if (this.failure) return;
+    const at = this.position();
+    if (!at) return this.fail(null, this.checkpoint ? "lines follow the checkpoint" : "the export does not start with its header");
+    if (run.firstSeq !== at.nextSeq) return this.fail(at.nextSeq, `expected entry ${at.nextSeq}, found a run from entry ${run.firstSeq}`);
+    this.lineCount += run.lines;
+    if (run.firstPrev !== null) {
+      const first = run.firstSeq;
+      if (this.last && run.firstPrev !== this.last.hash) return this.fail(first, "prev_hash is not the hash of the entry before");
+      if (!this.last && this.pinBody?.size === first - 1 && first > 1 && run.firstPrev !== this.pinBody.head) {
+        return this.fail(first, "prev_hash is not the head of the pinned checkpoint (history was rewritten)");
+      }
     }
-    if (e.seq === 1 && e.prev_hash !== ZERO_HASH) return this.fail(1, "entry 1 does not link to the all-zero hash (the chain's start was replaced)");
-    if (this.last && e.prev_hash !== this.last.hash) return this.fail(e.seq, "prev_hash is not the hash of the entry before");
-    if (!this.last && this.pinBody?.size === e.seq - 1 && e.seq > 1 && e.prev_hash !== this.pinBody.head) {
-      return this.fail(e.seq, "prev_hash is not the head of the pinned checkpoint (history was rewritten)");
+    if (run.failure) return this.fail(run.failure.seq, run.failure.reason);
+    if (run.count === 0) return;
+    const lastSeq = run.firstSeq + run.count - 1;
+    if (this.pinBody && this.pinBody.size > at.nextSeq - 1 && this.pinBody.size < lastSeq) {
+      return this.fail(this.pinBody.size, "a run of entries spans the pinned checkpoint's size (verify it in runs that end there)");
     }
-    const computed = entryHashBytes(e.prev_hash, e.canonical);
-    if (computed === null || !writeHex32(e.entry_hash, stated, 0) || !equal32(computed, stated)) {
-      return this.fail(e.seq, computed === null ? "the entry is malformed" : "entry_hash is not the hash of the entry");
-    }
-    const fields = hashedFields(e.canonical);
-    if (!fields) return this.fail(e.seq, "the hashed bytes are not one JSON object without duplicate keys");
-    if (fields.seq !== e.seq || fields.org !== h.org) return this.fail(e.seq, "the hashed bytes name another entry or organization");
-    const canonicalize = this.options.canonicalize;
-    if (canonicalize && canonicalize(JSON.parse(e.canonical)) !== e.canonical) return this.fail(e.seq, "the hashed bytes are not RFC 8785 canonical JSON");
-    if (e.payload === null) {
-      this.emptied.push(e.seq);
-    } else {
-      if (typeof e.payload !== "string") return this.fail(e.seq, "the payload is malformed");
-      if (payloadHash(e.payload) !== fields.payload_sha256) return this.fail(e.seq, "the payload is not the one that was hashed");
-    }
-    if (fields.action === "audit.payload_purged" && typeof fields.targetId === "string" && /^[1-9][0-9]{0,15}$/.test(fields.targetId)) {
-      this.purges.add(Number(fields.targetId));
-    }
-    this.tree!.push(computed);
-    this.last = { seq: e.seq, hash: e.entry_hash };
-    this.checkPinAt(e.seq, e.entry_hash);
+    for (const t of run.subtrees) this.tree!.pushSubtree(t.hash, t.height);
+    for (const seq of run.emptied) this.emptied.push(seq);
+    for (const seq of run.purges) this.purges.add(seq);
+    this.last = { seq: lastSeq, hash: run.lastHash };
+    this.checkPinAt(lastSeq, run.lastHash);
   }
 
   /** Finishes: checks the purges, the closing checkpoint, its signature and the pin. */
@@ -493,6 +569,139 @@ export class ExportVerifier {
   }
 }
 
+/** What the checks of a run of consecutive entries found: all the verifier needs of them to go on (ExportVerifier.accept). */
+export interface EntryRun {
+  /** The number the run's first entry must have. */
+  firstSeq: number;
+  /** Entries that passed. */
+  count: number;
+  /** The first entry's prev_hash (null when it was not read that far), and the last passing entry's hash. */
+  firstPrev: string | null;
+  lastHash: string;
+  /** The passing entries' Merkle subtrees (MerkleRange), left to right. */
+  subtrees: { hash: Uint8Array; height: number }[];
+  /** Entries whose payload is null, and the entries whose purge the run records. */
+  emptied: number[];
+  purges: number[];
+  /** Lines the run took. */
+  lines: number;
+  /** The first failure; the entries before it passed. */
+  failure: { seq: number; reason: string } | null;
+}
+
+/** Checks entries one after another: all of an entry's checks that need no line before the run. */
+class EntryRunBuilder {
+  private readonly tree: MerkleRange;
+  private count = 0;
+  private firstPrev: string | null = null;
+  private lastHash = "";
+  private readonly emptied: number[] = [];
+  private readonly purges: number[] = [];
+  private failure: { seq: number; reason: string } | null = null;
+
+  constructor(
+    private readonly org: string,
+    private readonly firstSeq: number,
+    private readonly canonicalize?: (value: unknown) => string | undefined,
+  ) {
+    this.tree = new MerkleRange(firstSeq - 1);
+  }
+
+  /** Checks the next entry; false once one has failed. */
+  add(e: ExportEntry): boolean {
+    const seq = this.firstSeq + this.count;
+    const reason = this.check(e, seq);
+    if (reason === null) return true;
+    this.failure = { seq, reason };
+    return false;
+  }
+
+  private check(e: ExportEntry, seq: number): string | null {
+    if (e.seq !== seq) return `expected entry ${seq}, found ${JSON.stringify(e.seq)} (an entry is missing or out of order)`;
+    // prev_hash is checked as it is decoded (entryHashBytes), entry_hash as it is compared.
+    if (typeof e.prev_hash !== "string" || typeof e.entry_hash !== "string" || typeof e.canonical !== "string") return "the entry is malformed";
+    if (this.count === 0) this.firstPrev = e.prev_hash;
+    if (seq === 1 && e.prev_hash !== ZERO_HASH) return "entry 1 does not link to the all-zero hash (the chain's start was replaced)";
+    if (this.count > 0 && e.prev_hash !== this.lastHash) return "prev_hash is not the hash of the entry before";
+    const computed = entryHashBytes(e.prev_hash, e.canonical);
+    if (computed === null || !writeHex32(e.entry_hash, stated, 0) || !equal32(computed, stated)) {
+      return computed === null ? "the entry is malformed" : "entry_hash is not the hash of the entry";
+    }
+    const c = e.canonical;
+    if (readSealed(c) && sealed.seq === seq && this.org.length === 36 && c.startsWith(this.org, sealed.org)) {
+      // audit.seal's form, read in place (the hot path: the same checks as below).
+      if (this.canonicalize && this.canonicalize(JSON.parse(c)) !== c) return "the hashed bytes are not RFC 8785 canonical JSON";
+      if (e.payload === null) this.emptied.push(seq);
+      else if (typeof e.payload !== "string") return "the payload is malformed";
+      else if (!c.startsWith(payloadHash(e.payload), sealed.payloadSha)) return "the payload is not the one that was hashed";
+      if (sealed.purge) this.purged(c);
+    } else {
+      const fields = hashedFields(c);
+      if (!fields) return "the hashed bytes are not one JSON object without duplicate keys";
+      if (fields.seq !== seq || fields.org !== this.org) return "the hashed bytes name another entry or organization";
+      if (this.canonicalize && this.canonicalize(JSON.parse(c)) !== c) return "the hashed bytes are not RFC 8785 canonical JSON";
+      if (e.payload === null) this.emptied.push(seq);
+      else if (typeof e.payload !== "string") return "the payload is malformed";
+      else if (payloadHash(e.payload) !== fields.payload_sha256) return "the payload is not the one that was hashed";
+      if (fields.action === PURGE) this.purgeOf(fields.targetId);
+    }
+    this.tree.push(computed);
+    this.lastHash = e.entry_hash;
+    this.count++;
+    return null;
+  }
+
+  /** A purge record's target: the number of the entry whose payload it purged. */
+  private purgeOf(targetId: unknown): void {
+    if (typeof targetId === "string" && /^[1-9][0-9]{0,15}$/.test(targetId)) this.purges.push(Number(targetId));
+  }
+
+  /** A purge record in audit.seal's form. */
+  private purged(canonical: string): void {
+    try {
+      this.purgeOf(sealedTargetId(canonical));
+    } catch {
+      // An id that is not a JSON string names no entry.
+    }
+  }
+
+  result(lines: number): EntryRun {
+    return {
+      firstSeq: this.firstSeq, count: this.count, firstPrev: this.firstPrev, lastHash: this.lastHash, subtrees: this.tree.subtrees(),
+      emptied: this.emptied, purges: this.purges, lines, failure: this.failure,
+    };
+  }
+}
+
+/**
+ * Checks a run of entry lines (their texts) whose first must be entry `firstSeq` of `org`, as far
+ * as they are entries in the layout audit-export writes: each entry's hash, hashed bytes, payload
+ * and link to the one before it in the run, and the run's Merkle subtrees. It needs no line before
+ * the run, so runs are checked apart (on other threads, scripts/audit/verify_file.ts) and given to
+ * ExportVerifier.accept in order; the lines after `lines` go to ExportVerifier.line.
+ */
+export function checkEntryLines(
+  lines: readonly string[],
+  run: { org: string; firstSeq: number; canonicalize?: (value: unknown) => string | undefined },
+  start = 0,
+  end = lines.length,
+): EntryRun {
+  const builder = new EntryRunBuilder(run.org, run.firstSeq, run.canonicalize);
+  let i = start;
+  for (; i < end; i++) {
+    const e = entryAt(lines[i]);
+    if (!e) break;
+    if (!builder.add(e)) {
+      i++;
+      break;
+    }
+  }
+  return builder.result(i - start);
+}
+
+/** Lines checked in one run when a verifier is fed many at once. */
+const RUN_LINES = 4096;
+
 /**
  * Checks a checkpoint's C2SP signed note, when it has one: signed by the trusted key under its
  * origin (which names the organization), stating the body's size and root; witnesses' cosignatures
@@ -532,7 +741,7 @@ export async function verifyExportText(text: string, options: VerifyOptions = {}
   const verifier = new ExportVerifier(options);
   const lines = text.split("\n");
   if (lines[lines.length - 1] === "") lines.pop();
-  for (const line of lines) verifier.line(line);
+  verifier.feed(lines);
   return await verifier.finish();
 }
 
