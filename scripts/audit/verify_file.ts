@@ -2,19 +2,21 @@
  * The offline verifier over an export file, on every core: functions/_shared/audit/verify.ts's
  * checks, the file streamed in constant memory (but for the numbers of purged entries).
  *
- * The file is read in batches of whole lines. Each batch's entries are checked where there is a
- * free core (a worker thread, or this thread when none is free): each entry's hash, hashed bytes,
- * payload and link to the one before it, and the batch's Merkle subtrees, none of which needs a
- * line before the batch (checkEntryLines). This thread then takes the batches in order
- * (ExportVerifier.accept): the link from one batch to the next, the pin, the tree. So the verdict,
- * and the first failure it names, are the ones a line-at-a-time verifier gives; a batch ends where
- * a pinned checkpoint's size is, so the pin is checked at its own root.
+ * The file is read 512 KiB at a time, a batch being the whole lines read. Each batch is checked
+ * where there is a free core (a worker thread, or this thread when none is free; verify_batch.ts):
+ * each entry's hash, hashed bytes, payload and link to the one before it, and the batch's Merkle
+ * subtrees, none of which needs a line before the batch (checkEntryLines). This thread then takes
+ * the batches in order (ExportVerifier.accept): the link from one batch to the next, the numbers
+ * running on, the pin, the tree. So the verdict, and the first failure it names, are the ones a
+ * line-at-a-time verifier gives (the tests compare them on every tampering they make); a run of
+ * entries ends where a pinned checkpoint's size is, so the pin is checked at its own root.
  *
  * Workers pay off only on a large export (starting one takes about as long as checking 10,000
  * entries), so a smaller one is checked on this thread alone, as it is while the workers start.
  * The workers run a bundle of verify_worker.ts that esbuild makes as they start (a worker thread
  * does not inherit tsx's loader).
  */
+import { readSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
@@ -30,56 +32,52 @@ export interface FileVerifyOptions extends VerifyOptions {
   workers?: number;
   /** The size from which workers are started (default 16 MiB). */
   workersFrom?: number;
-  /** Lines per batch (default 1,024). */
-  batchLines?: number;
+  /** Bytes read at a time, a batch being the whole lines in them (default 512 KiB). */
+  batchBytes?: number;
   /** Waits for the workers to start before checking a batch on this thread (for tests: batches then go to workers first). */
   awaitWorkers?: boolean;
 }
 
-const CHUNK = 4 << 20;
+/** Bytes read at a time: a batch is the whole lines in them. */
+const CHUNK = 512 << 10;
+/** Batches read ahead of the one taken next: this thread checks on while that one is on a worker. */
+const MAX_QUEUED = 16;
 
-/** Reads a file in runs of whole lines (split on LF; a last line without one is a line too). */
-class LineReader {
-  private buf = Buffer.alloc(0);
-  private pos = 0;
+/**
+ * Reads a file in batches of whole lines, each in a buffer of its own (so that it can move to a
+ * worker without a copy): what follows the last LF of a read starts the next batch.
+ */
+class BatchReader {
+  private carry: Buffer = Buffer.alloc(0);
   private eof = false;
 
-  constructor(private readonly file: FileHandle) {}
+  constructor(private readonly file: FileHandle, private readonly chunk: number) {}
 
-  /** Up to `max` lines, as their bytes joined by LF (without the last LF); null at the end. */
-  async next(max: number): Promise<{ bytes: Buffer; lines: number } | null> {
-    let lines = 0;
-    let scan = this.pos;
-    let end = -1;
+  /** The next batch's lines (their bytes joined by LF, without the last LF); null at the end. */
+  async next(): Promise<Buffer | null> {
     for (;;) {
-      while (lines < max) {
-        const lf = this.buf.indexOf(10, scan);
-        if (lf === -1) break;
-        lines++;
-        end = lf;
-        scan = lf + 1;
+      if (this.eof) {
+        if (this.carry.length === 0) return null;
+        const last = this.carry;  // the last line, without an LF
+        this.carry = Buffer.alloc(0);
+        return last;
       }
-      if (lines === max || this.eof) break;
-      const chunk = Buffer.allocUnsafe(CHUNK);
-      const { bytesRead } = await this.file.read(chunk, 0, CHUNK, null);
+      const buf = Buffer.allocUnsafeSlow(this.carry.length + this.chunk);
+      this.carry.copy(buf, 0);
+      const bytesRead = readSync(this.file.fd, buf, this.carry.length, this.chunk, null);
+      const data = buf.subarray(0, this.carry.length + bytesRead);
       if (bytesRead === 0) {
         this.eof = true;
         continue;
       }
-      this.buf = Buffer.concat([this.buf.subarray(this.pos), chunk.subarray(0, bytesRead)]);
-      scan -= this.pos;
-      if (end !== -1) end -= this.pos;
-      this.pos = 0;
+      const lf = data.lastIndexOf(10);
+      if (lf === -1) {
+        this.carry = data;  // a line longer than a read: read on
+        continue;
+      }
+      this.carry = Buffer.from(data.subarray(lf + 1));
+      return data.subarray(0, lf);
     }
-    if (lines < max && scan < this.buf.length) {  // the last line, without an LF
-      lines++;
-      end = this.buf.length;
-      scan = end;
-    }
-    if (lines === 0) return null;
-    const bytes = this.buf.subarray(this.pos, end);
-    this.pos = scan;
-    return { bytes, lines };
   }
 }
 
@@ -118,17 +116,16 @@ class BatchWorker {
 
   /** Whether it can take a batch now (it keeps one queued, so it never waits on this thread). */
   get free(): boolean {
-    return this.isReady && !this.dead && this.inFlight < 2;
+    return this.isReady && !this.dead && this.inFlight < 3;
   }
 
   check(job: BatchJob): Promise<BatchResult> {
     const id = this.nextId++;
     this.inFlight++;
-    // The batch's bytes move to the worker rather than being copied twice.
-    const bytes = new Uint8Array(job.bytes);
+    // The batch's bytes (a buffer of their own: BatchReader) move to the worker, not copied.
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
-      this.worker.postMessage({ ...job, bytes, id }, [bytes.buffer]);
+      this.worker.postMessage({ ...job, id }, [job.bytes.buffer as ArrayBuffer]);
     });
   }
 
@@ -167,7 +164,6 @@ const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 export async function verifyExportFile(path: string, options: FileVerifyOptions = {}): Promise<VerifyResult> {
   const file = await open(path, "r");
   const verifier = new ExportVerifier(options);
-  const batchLines = options.batchLines ?? 1024;
   const strict = options.strict ?? false;
   let workers: BatchWorker[] = [];
   try {
@@ -176,70 +172,64 @@ export async function verifyExportFile(path: string, options: FileVerifyOptions 
     const pool = startWorkers(wanted);
     workers = pool.workers;
     if (options.awaitWorkers) await pool.started;
-    const reader = new LineReader(file);
+    const reader = new BatchReader(file, options.batchBytes ?? CHUNK);
 
-    const first = await reader.next(1);
+    // The header, read here: the organization and the pin the batches are checked for.
+    let first = await reader.next();
     if (!first) return await verifier.finish();
+    const lf = first.indexOf(10);
     try {
-      verifier.line(decoder.decode(first.bytes));
+      verifier.line(decoder.decode(lf === -1 ? first : first.subarray(0, lf)));
     } catch {
       return { ok: false, seq: null, reason: "line 1 is not UTF-8" };
     }
+    first = lf === -1 ? null : first.subarray(lf + 1);
     const start = verifier.position();
     if (!start) return await verifier.finish();
 
     // Batches in the order of their lines, each checked here or on a worker.
-    const queue: { line: number; result: BatchResult | Promise<BatchResult> }[] = [];
-    let planned = start.nextSeq;
+    const queue: { result: BatchResult | null; done?: Promise<unknown> }[] = [];
     let line = 2;
     let reading = true;
     for (;;) {
-      while (queue.length > 0 && !(queue[0].result instanceof Promise)) {
-        const { line: at, result } = queue.shift()!;
-        const verdict = take(verifier, at, result as BatchResult);
-        if (verdict) return verdict;
+      while (queue.length > 0 && queue[0].result) {
+        const result = queue.shift()!.result!;
+        if (!result.ok) return { ok: false, seq: null, reason: `line ${line + result.line} is not UTF-8` };
+        for (const item of result.items) {
+          if (typeof item === "string") verifier.line(item);
+          else verifier.accept(item);
+        }
+        line += result.lines;
         if (verifier.failed) return await verifier.finish();  // the first failure is found: nothing after it counts
       }
-      if (!reading && queue.length === 0) break;
-      if (reading && queue.length < 2 * workers.length + 2) {
-        let max = batchLines;
-        if (start.pinSize !== null && planned <= start.pinSize) max = Math.min(max, start.pinSize - planned + 1);
-        const batch = await reader.next(max);
-        if (!batch) {
+      if (reading && queue.length < MAX_QUEUED) {
+        const bytes = first ?? (await reader.next());
+        first = null;
+        if (!bytes) {
           reading = false;
           continue;
         }
-        const job: BatchJob = { bytes: batch.bytes, org: start.org, firstSeq: planned, strict };
+        const job: BatchJob = { bytes, org: start.org, pinSize: start.pinSize, strict };
         const worker = workers.find((w) => w.free);
         if (worker) {
-          const item: (typeof queue)[number] = { line, result: worker.check(job) };
-          item.result = (item.result as Promise<BatchResult>).then(
+          const item: (typeof queue)[number] = { result: null };
+          item.done = worker.check(job).then(
             (r) => (item.result = r),
             () => (item.result = checkBatch(job)),  // a worker that died: checked here instead
           );
           queue.push(item);
         } else {
-          queue.push({ line, result: checkBatch(job) });
+          queue.push({ result: checkBatch(job) });
           await new Promise((resolve) => setImmediate(resolve));  // lets finished workers' answers in
         }
-        planned += batch.lines;
-        line += batch.lines;
         continue;
       }
       if (queue.length === 0) break;
-      await queue[0].result;
+      await queue[0].done;
     }
     return await verifier.finish();
   } finally {
     await Promise.all(workers.map((w) => w.stop()));
     await file.close();
   }
-}
-
-/** Takes a checked batch into the verifier; a verdict when verification ends there. */
-function take(verifier: ExportVerifier, line: number, result: BatchResult): VerifyResult | null {
-  if (!result.ok) return { ok: false, seq: null, reason: `line ${line + result.line} is not UTF-8` };
-  verifier.accept(result.run);
-  for (const text of result.rest) verifier.line(text);
-  return null;
 }

@@ -291,16 +291,20 @@ function hashedFields(canonical: string): Hashed | null {
 // What an entry hash covers, written in place (the tag stays at the front).
 let entryInput = new Uint8Array(4096);
 entryInput.set(ENTRY_TAG);
+let entryCanonical = entryInput.subarray(ENTRY_TAG.length + 32);
 
 /** SHA-256("gatehouse.audit.v1" 0x00 || prev_hash || canonical), or null if prev_hash is not 64 hex digits. */
-function entryHashBytes(prevHash: string, canonical: string): Uint8Array | null {
+function entryHashBytes(prevHash: string, canonical: string, prevBytes?: Uint8Array): Uint8Array | null {
   const start = ENTRY_TAG.length + 32;
   if (entryInput.length < start + canonical.length * 3) {
     entryInput = new Uint8Array(2 * (start + canonical.length * 3));
     entryInput.set(ENTRY_TAG);
+    entryCanonical = entryInput.subarray(start);
   }
-  if (!writeHex32(prevHash, entryInput, ENTRY_TAG.length)) return null;
-  const { written } = utf8.encodeInto(canonical, entryInput.subarray(start));
+  // The hash before, decoded once: given as bytes when it was just computed (and prevHash is its hex).
+  if (prevBytes) entryInput.set(prevBytes, ENTRY_TAG.length);
+  else if (!writeHex32(prevHash, entryInput, ENTRY_TAG.length)) return null;
+  const { written } = utf8.encodeInto(canonical, entryCanonical);
   return sha256(entryInput.subarray(0, start + written));
 }
 
@@ -471,14 +475,12 @@ export class ExportVerifier {
         this.line(lines[i++]);
         continue;
       }
-      let end = Math.min(lines.length, i + RUN_LINES);
-      // A run ends where a pin needs the tree's root.
-      if (at.pinSize !== null) end = Math.min(end, i + at.pinSize - at.nextSeq + 1);
-      const run = checkEntryLines(lines, { org: at.org, firstSeq: at.nextSeq, canonicalize: this.options.canonicalize }, i, end);
+      const end = Math.min(lines.length, i + RUN_LINES);
+      const run = checkEntryLines(lines, { org: at.org, firstSeq: at.nextSeq, until: at.pinSize, canonicalize: this.options.canonicalize }, i, end);
       this.accept(run);
       const stopped = run.lines < end - i && !run.failure;
       i += run.lines;
-      if (stopped) this.line(lines[i++]);  // a line of another kind (the checkpoint), read alone
+      if (stopped && !entryAt(lines[i])) this.line(lines[i++]);  // a line of another kind (the checkpoint), read alone
     }
   }
 
@@ -498,7 +500,10 @@ export class ExportVerifier {
     if (this.failure) return;
     const at = this.position();
     if (!at) return this.fail(null, this.checkpoint ? "lines follow the checkpoint" : "the export does not start with its header");
-    if (run.firstSeq !== at.nextSeq) return this.fail(at.nextSeq, `expected entry ${at.nextSeq}, found a run from entry ${run.firstSeq}`);
+    if (run.count === 0 && !run.failure) return;  // no entry: the line that stopped it is read alone
+    if (run.firstSeq !== at.nextSeq) {
+      return this.fail(at.nextSeq, `expected entry ${at.nextSeq}, found ${run.firstSeq} (an entry is missing or out of order)`);
+    }
     this.lineCount += run.lines;
     if (run.firstPrev !== null) {
       const first = run.firstSeq;
@@ -594,7 +599,9 @@ class EntryRunBuilder {
   private readonly tree: MerkleRange;
   private count = 0;
   private firstPrev: string | null = null;
-  private lastHash = "";
+  /** The last entry's hash as bytes, and as its hex when it was read as text (else made when asked for). */
+  private lastBytes: Uint8Array = new Uint8Array(32);
+  private lastHex: string | null = "";
   private readonly emptied: number[] = [];
   private readonly purges: number[] = [];
   private failure: { seq: number; reason: string } | null = null;
@@ -622,8 +629,8 @@ class EntryRunBuilder {
     if (typeof e.prev_hash !== "string" || typeof e.entry_hash !== "string" || typeof e.canonical !== "string") return "the entry is malformed";
     if (this.count === 0) this.firstPrev = e.prev_hash;
     if (seq === 1 && e.prev_hash !== ZERO_HASH) return "entry 1 does not link to the all-zero hash (the chain's start was replaced)";
-    if (this.count > 0 && e.prev_hash !== this.lastHash) return "prev_hash is not the hash of the entry before";
-    const computed = entryHashBytes(e.prev_hash, e.canonical);
+    if (this.count > 0 && e.prev_hash !== this.lastHash()) return "prev_hash is not the hash of the entry before";
+    const computed = entryHashBytes(e.prev_hash, e.canonical, this.count > 0 ? this.lastBytes : undefined);
     if (computed === null || !writeHex32(e.entry_hash, stated, 0) || !equal32(computed, stated)) {
       return computed === null ? "the entry is malformed" : "entry_hash is not the hash of the entry";
     }
@@ -646,9 +653,15 @@ class EntryRunBuilder {
       if (fields.action === PURGE) this.purgeOf(fields.targetId);
     }
     this.tree.push(computed);
-    this.lastHash = e.entry_hash;
+    this.lastHex = e.entry_hash;
+    this.lastBytes = computed;
     this.count++;
     return null;
+  }
+
+  private lastHash(): string {
+    this.lastHex ??= hexOf(this.lastBytes);
+    return this.lastHex;
   }
 
   /** A purge record's target: the number of the entry whose payload it purged. */
@@ -667,34 +680,36 @@ class EntryRunBuilder {
 
   result(lines: number): EntryRun {
     return {
-      firstSeq: this.firstSeq, count: this.count, firstPrev: this.firstPrev, lastHash: this.lastHash, subtrees: this.tree.subtrees(),
+      firstSeq: this.firstSeq, count: this.count, firstPrev: this.firstPrev, lastHash: this.count > 0 ? this.lastHash() : "", subtrees: this.tree.subtrees(),
       emptied: this.emptied, purges: this.purges, lines, failure: this.failure,
     };
   }
 }
 
 /**
- * Checks a run of entry lines (their texts) whose first must be entry `firstSeq` of `org`, as far
- * as they are entries in the layout audit-export writes: each entry's hash, hashed bytes, payload
+ * Checks a run of entry lines (their texts) whose first must be entry `firstSeq` of `org` (by
+ * default, whatever its number), up to entry `until` if given, as far as they are entries in the
+ * layout audit-export writes: each entry's hash, hashed bytes, payload
  * and link to the one before it in the run, and the run's Merkle subtrees. It needs no line before
  * the run, so runs are checked apart (on other threads, scripts/audit/verify_file.ts) and given to
  * ExportVerifier.accept in order; the lines after `lines` go to ExportVerifier.line.
  */
 export function checkEntryLines(
   lines: readonly string[],
-  run: { org: string; firstSeq: number; canonicalize?: (value: unknown) => string | undefined },
+  run: { org: string; firstSeq?: number; until?: number | null; canonicalize?: (value: unknown) => string | undefined },
   start = 0,
   end = lines.length,
 ): EntryRun {
-  const builder = new EntryRunBuilder(run.org, run.firstSeq, run.canonicalize);
+  let e = start < end ? entryAt(lines[start]) : null;
+  // Without a number to start from (a batch cut from the file by its bytes), the run starts at its
+  // first entry's own: ExportVerifier.accept checks that it is the one expected next.
+  const builder = new EntryRunBuilder(run.org, run.firstSeq ?? (typeof e?.seq === "number" ? e.seq : 0), run.canonicalize);
   let i = start;
-  for (; i < end; i++) {
-    const e = entryAt(lines[i]);
-    if (!e) break;
-    if (!builder.add(e)) {
-      i++;
-      break;
-    }
+  while (e) {
+    i++;
+    // A run ends at entry `until` (a pinned checkpoint's size, whose root the pin needs).
+    if (!builder.add(e) || i >= end || e.seq === run.until) break;
+    e = entryAt(lines[i]);
   }
   return builder.result(i - start);
 }
