@@ -5,7 +5,7 @@
  *   rls     RLS with the organization context vs service_role with an explicit filter (scripts/bench/rls.ts)
  *           options: --orgs 1000 --rows 1000 --iterations 500 --explain
  *   audit   chained appends vs plain inserts, the offline verifier vs JSON parsing alone, the export's rate (scripts/bench/audit.ts)
- *           options: --events 500 --export-entries 100000 --rounds 3
+ *           options: --events 3000 --export-entries 100000 --rounds 5
  *   gateway the model gateway vs its upstream directly, database round trips per call, a budget
  *           race, and the database cost of a call as history grows and callers of one tenant
  *           multiply (scripts/bench/gateway.ts, scripts/bench/call_cost.ts)
@@ -37,7 +37,7 @@ import { benchRuns } from "./bench/runs.ts";
 import { benchSandbox } from "./bench/sandbox.ts";
 
 const USAGE = `usage: npm run bench -- rls [--orgs 1000] [--rows 1000] [--iterations 500] [--explain]
-       npm run bench -- audit [--events 500] [--export-entries 100000] [--rounds 3]
+       npm run bench -- audit [--events 3000] [--export-entries 100000] [--rounds 5]
        npm run bench -- gateway [--iterations 200] [--concurrency 200] [--fits 50]
        npm run bench -- widget [--messages 400] [--concurrency 8] [--limit 10]
        npm run bench -- billing [--events 500] [--concurrency 8] [--deliveries 1000] [--distinct 10]
@@ -87,9 +87,9 @@ async function main(): Promise<number> {
   }
   if (name === "audit") {
     const met = await benchAudit({
-      events: positive(values.events, 500, "events"),
+      events: positive(values.events, 3000, "events"),
       exportEntries: positive(values["export-entries"], 100000, "export-entries"),
-      rounds: positive(values.rounds, 3, "rounds"),
+      rounds: positive(values.rounds, 5, "rounds"),
     });
     console.log(met ? "audit: every ratio within target" : "audit: a ratio is off target");
     return met ? 0 : 1;
