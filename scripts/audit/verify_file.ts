@@ -43,10 +43,7 @@ const CHUNK = 512 << 10;
 /** Batches read ahead of the one taken next: this thread checks on while that one is on a worker. */
 const MAX_QUEUED = 16;
 
-/**
- * Reads a file in batches of whole lines, each in a buffer of its own (so that it can move to a
- * worker without a copy): what follows the last LF of a read starts the next batch.
- */
+/** Reads a file in batches of whole lines: what follows the last LF of a read starts the next batch. */
 class BatchReader {
   private carry: Buffer = Buffer.alloc(0);
   private eof = false;
@@ -114,7 +111,7 @@ class BatchWorker {
     this.ready.catch(() => {});
   }
 
-  /** Whether it can take a batch now (it keeps one queued, so it never waits on this thread). */
+  /** Whether it can take a batch now (it keeps two queued, so it never waits on this thread). */
   get free(): boolean {
     return this.isReady && !this.dead && this.inFlight < 3;
   }
@@ -122,10 +119,11 @@ class BatchWorker {
   check(job: BatchJob): Promise<BatchResult> {
     const id = this.nextId++;
     this.inFlight++;
-    // The batch's bytes (a buffer of their own: BatchReader) move to the worker, not copied.
+    // The batch's bytes are copied to the worker (half a megabyte), not moved: if the worker dies,
+    // this thread checks the batch itself.
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
-      this.worker.postMessage({ ...job, id }, [job.bytes.buffer as ArrayBuffer]);
+      this.worker.postMessage({ ...job, id });
     });
   }
 
