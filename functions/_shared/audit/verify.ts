@@ -456,11 +456,14 @@ export class ExportVerifier {
     return this.failure !== null;
   }
 
-  /** Where the export stands: its organization and the entry expected next; null before the header, after the checkpoint or a failure. */
-  position(): { org: string; nextSeq: number; lines: number; pinSize: number | null } | null {
+  /**
+   * Where the export stands: its organization, the entry expected next, and a pinned size still
+   * ahead (a run must end there); null before the header, after the checkpoint or a failure.
+   */
+  position(): { org: string; nextSeq: number; pinSize: number | null } | null {
     if (!this.header || this.checkpoint || this.failure) return null;
     const nextSeq = this.last ? this.last.seq + 1 : this.header.from_seq;
-    return { org: this.header.org, nextSeq, lines: this.lineCount, pinSize: this.pinBody && this.pinBody.size >= nextSeq ? this.pinBody.size : null };
+    return { org: this.header.org, nextSeq, pinSize: this.pinBody && this.pinBody.size >= nextSeq ? this.pinBody.size : null };
   }
 
   /**
