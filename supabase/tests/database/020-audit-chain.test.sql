@@ -193,7 +193,7 @@ select pg_temp.verdict('0c000000-0000-4000-8000-00000000000c') as forged \gset
 rollback to savepoint tamper;
 
 delete from audit.entries where org_id = '0c000000-0000-4000-8000-00000000000c' and seq > 5;
-update audit.heads h set seq = 5, head_hash = e.entry_hash, frontier = audit.frontier_at(h.org_id, 5)
+update audit.heads h set seq = 5, head_hash = e.entry_hash
   from audit.entries e where h.org_id = '0c000000-0000-4000-8000-00000000000c' and e.org_id = h.org_id and e.seq = 5;
 select pg_temp.verdict('0c000000-0000-4000-8000-00000000000c') as tail_cut \gset
 rollback to savepoint tamper;
