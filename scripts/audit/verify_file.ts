@@ -36,6 +36,8 @@ export interface FileVerifyOptions extends VerifyOptions {
   batchBytes?: number;
   /** Waits for the workers to start before checking a batch on this thread (for tests: batches then go to workers first). */
   awaitWorkers?: boolean;
+  /** The script the workers run instead of verify_worker.ts's bundle (for tests: a worker that dies). */
+  workerScript?: string;
 }
 
 /** Bytes read at a time: a batch is the whole lines in them. */
@@ -46,19 +48,22 @@ const MAX_QUEUED = 16;
 /** Reads a file in batches of whole lines: what follows the last LF of a read starts the next batch. */
 class BatchReader {
   private carry: Buffer = Buffer.alloc(0);
+  /** Where in the file the carry starts. */
+  private position = 0;
   private eof = false;
 
   constructor(private readonly file: FileHandle, private readonly chunk: number) {}
 
-  /** The next batch's lines (their bytes joined by LF, without the last LF); null at the end. */
-  async next(): Promise<Buffer | null> {
+  /** The next batch's lines (their bytes joined by LF, without the last LF) and where they start; null at the end. */
+  next(): { bytes: Buffer; at: number } | null {
     for (;;) {
       if (this.eof) {
         if (this.carry.length === 0) return null;
-        const last = this.carry;  // the last line, without an LF
+        const last = { bytes: this.carry, at: this.position };  // the last line, without an LF
         this.carry = Buffer.alloc(0);
         return last;
       }
+      // A buffer of its own, so that the batch can move to a worker.
       const buf = Buffer.allocUnsafeSlow(this.carry.length + this.chunk);
       this.carry.copy(buf, 0);
       const bytesRead = readSync(this.file.fd, buf, this.carry.length, this.chunk, null);
@@ -72,9 +77,18 @@ class BatchReader {
         this.carry = data;  // a line longer than a read: read on
         continue;
       }
+      const batch = { bytes: data.subarray(0, lf), at: this.position };
       this.carry = Buffer.from(data.subarray(lf + 1));
-      return data.subarray(0, lf);
+      this.position += lf + 1;
+      return batch;
     }
+  }
+
+  /** A batch's bytes again, read from the file (for a batch whose worker died with it). */
+  again(at: number, length: number): Buffer {
+    const bytes = Buffer.alloc(length);
+    readSync(this.file.fd, bytes, 0, length, at);
+    return bytes;
   }
 }
 
@@ -101,12 +115,15 @@ class BatchWorker {
         this.inFlight--;
         w.resolve(m.result);
       });
-      this.worker.on("error", (e) => {
+      // A worker that throws, or exits, hands back what it held (it is checked on this thread).
+      const died = (e: Error) => {
         this.dead = true;
         reject(e);
         for (const w of this.waiting.values()) w.reject(e);
         this.waiting.clear();
-      });
+      };
+      this.worker.on("error", died);
+      this.worker.on("exit", (code) => died(new Error(`the verifier's worker exited (${code})`)));
     });
     this.ready.catch(() => {});
   }
@@ -119,11 +136,10 @@ class BatchWorker {
   check(job: BatchJob): Promise<BatchResult> {
     const id = this.nextId++;
     this.inFlight++;
-    // The batch's bytes are copied to the worker (half a megabyte), not moved: if the worker dies,
-    // this thread checks the batch itself.
+    // The batch's bytes move to the worker (a buffer of their own: BatchReader), not copied.
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
-      this.worker.postMessage({ ...job, id });
+      this.worker.postMessage({ ...job, id }, [job.bytes.buffer as ArrayBuffer]);
     });
   }
 
@@ -144,9 +160,9 @@ function bundledWorker(): Promise<string> {
 }
 
 /** Starts `n` workers; they join the list as they come up (the bundle is made asynchronously). */
-function startWorkers(n: number): { workers: BatchWorker[]; started: Promise<unknown> } {
+function startWorkers(n: number, script?: string): { workers: BatchWorker[]; started: Promise<unknown> } {
   const workers: BatchWorker[] = [];
-  const code = bundledWorker();
+  const code = script !== undefined ? Promise.resolve(script) : bundledWorker();
   const started = Promise.all(Array.from({ length: n }, () => code.then((c) => {
     const w = new BatchWorker(c);
     workers.push(w);
@@ -167,21 +183,21 @@ export async function verifyExportFile(path: string, options: FileVerifyOptions 
   try {
     const size = (await file.stat()).size;
     const wanted = options.workers ?? (size >= (options.workersFrom ?? 16 << 20) ? availableParallelism() - 1 : 0);
-    const pool = startWorkers(wanted);
+    const pool = startWorkers(wanted, options.workerScript);
     workers = pool.workers;
     if (options.awaitWorkers) await pool.started;
     const reader = new BatchReader(file, options.batchBytes ?? CHUNK);
 
     // The header, read here: the organization and the pin the batches are checked for.
-    let first = await reader.next();
-    if (!first) return await verifier.finish();
-    const lf = first.indexOf(10);
+    const head = reader.next();
+    if (!head) return await verifier.finish();
+    const lf = head.bytes.indexOf(10);
     try {
-      verifier.line(decoder.decode(lf === -1 ? first : first.subarray(0, lf)));
+      verifier.line(decoder.decode(lf === -1 ? head.bytes : head.bytes.subarray(0, lf)));
     } catch {
       return { ok: false, seq: null, reason: "line 1 is not UTF-8" };
     }
-    first = lf === -1 ? null : first.subarray(lf + 1);
+    let first = lf === -1 ? null : { bytes: head.bytes.subarray(lf + 1), at: head.at + lf + 1 };
     const start = verifier.position();
     if (!start) return await verifier.finish();
 
@@ -201,19 +217,22 @@ export async function verifyExportFile(path: string, options: FileVerifyOptions 
         if (verifier.failed) return await verifier.finish();  // the first failure is found: nothing after it counts
       }
       if (reading && queue.length < MAX_QUEUED) {
-        const bytes = first ?? (await reader.next());
+        const batch = first ?? reader.next();
         first = null;
-        if (!bytes) {
+        if (!batch) {
           reading = false;
           continue;
         }
-        const job: BatchJob = { bytes, org: start.org, pinSize: start.pinSize, strict };
+        const job: BatchJob = { bytes: batch.bytes, org: start.org, pinSize: start.pinSize, strict };
         const worker = workers.find((w) => w.free);
         if (worker) {
           const item: (typeof queue)[number] = { result: null };
+          const at = batch.at;
+          const length = batch.bytes.length;
           item.done = worker.check(job).then(
             (r) => (item.result = r),
-            () => (item.result = checkBatch(job)),  // a worker that died: checked here instead
+            // A worker that died took the batch's bytes with it: read again, and checked here.
+            () => (item.result = checkBatch({ ...job, bytes: reader.again(at, length) })),
           );
           queue.push(item);
         } else {

@@ -340,6 +340,29 @@ describe("the audit export verifier", () => {
   });
 });
 
+describe("the CLI's verifier on every core (scripts/audit/verify_file.ts)", () => {
+  it("checks the batches of a worker that dies on the main thread, with the same verdict", async () => {
+    const key = await signer("k1");
+    const { lines } = await exportOf(chain(40), key);
+    const file = join(mkdtempSync(join(tmpdir(), "verify-")), "export.jsonl");
+    writeFileSync(file, text(lines));
+    // A worker that says it is ready, and exits when it is given its first batch.
+    const dies = `const { parentPort } = require("node:worker_threads"); parentPort.on("message", () => process.exit(3)); parentPort.postMessage("ready");`;
+    useNodeSha256();
+    try {
+      const options = { publicKey: key.publicKey, workers: 1, awaitWorkers: true, batchBytes: 1500 };
+      expect(await verifyExportFile(file, { ...options, workerScript: dies })).toMatchObject({ ok: true, entries: 40 });
+      const tampered = structuredClone(lines);
+      entriesOf(tampered)[30].payload = entriesOf(tampered)[30].payload.replace("entry 31", "entry 31!");
+      writeFileSync(file, text(tampered));
+      expect(await verifyExportFile(file, { ...options, workerScript: dies })).toEqual({ ok: false, seq: 31, reason: "the payload is not the one that was hashed" });
+    } finally {
+      setSha256(nobleSha256);
+      rmSync(dirname(file), { recursive: true });
+    }
+  });
+});
+
 describe("hashed bytes read in place (audit.seal's form) and parsed (any other form)", () => {
   /** Entry 2 of a three-entry chain with these fields, its hashed bytes in seal's key order or reversed. */
   async function exportWith(fields: { action: string; actor: string | null; target: { id: string | null; type: string } | null }, reversed: boolean, key: Signer) {
