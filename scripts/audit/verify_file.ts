@@ -14,7 +14,8 @@
  * Workers pay off only on a large export (starting one takes about as long as checking 10,000
  * entries), so a smaller one is checked on this thread alone, as it is while the workers start.
  * The workers run a bundle of verify_worker.ts that esbuild makes as they start (a worker thread
- * does not inherit tsx's loader).
+ * does not inherit tsx's loader). A batch moves to its worker without a copy; a worker that dies
+ * (it throws or exits) leaves its batches to be read again from the file and checked here.
  */
 import { readSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
