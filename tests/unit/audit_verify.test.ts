@@ -393,6 +393,18 @@ describe("hashed bytes read in place (audit.seal's form) and parsed (any other f
     }), { numRuns: 150 });
   });
 
+  it("agree that hashed bytes with an escape JSON has not (\\q) are not JSON, whichever path reads them", async () => {
+    const key = await signer("k1");
+    const all = chain(2);
+    const canonical = canonicalize({ action: "test.export", actor: null, at: "2026-11-22T10:02:00.000000Z", org: ORG, payload_sha256: sha256Hex("{}"), seq: 3, target: { id: "3", type: "test" }, v: 1 })!
+      .replace('"type":"test"', '"type":"te\\qst"');
+    expect(() => JSON.parse(canonical)).toThrow();
+    const prev = all[1].entry_hash;
+    all.push({ type: "entry", seq: 3, prev_hash: prev, entry_hash: entryHash(prev, canonical), canonical, payload: "{}" });
+    expect(await verifyExport(text((await exportOf(all, key)).lines), { keyId: key.keyId, publicKey: key.publicKey }))
+      .toEqual({ ok: false, seq: 3, reason: "the hashed bytes are not one JSON object without duplicate keys" });
+  });
+
   it("agree that a purge naming another entry, or the same number written otherwise, records no purge", async () => {
     const key = await signer("k1");
     for (const id of ["01", "1.0", " 1", "2"]) {

@@ -219,7 +219,8 @@ function entryAt(text: string): ExportEntry | null {
   };
 }
 
-const STRING = String.raw`"(?:[^"\\\u0000-\u001f]|\\.)*"`;
+// A JSON string: no raw control character, and only the escapes JSON has.
+const STRING = String.raw`"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"`;
 
 /**
  * Hashed bytes as audit.seal writes them (RFC 8785: these keys in this order, each once, so no
@@ -249,7 +250,7 @@ function readSealed(c: string): boolean {
   return true;
 }
 
-/** The target id of hashed bytes of audit.seal's form (only a purge's is read). */
+/** The target id of hashed bytes of audit.seal's form (only a purge's is read; SEALED matched it as a JSON string). */
 function sealedTargetId(c: string): unknown {
   const id = SEALED.exec(c)?.[1];
   return id === undefined || id === "null" ? null : JSON.parse(id);
@@ -268,15 +269,9 @@ interface Hashed {
 /** The fields of hashed bytes of any form (JSON without duplicate keys), or null when they are not one object. */
 function hashedFields(canonical: string): Hashed | null {
   if (readSealed(canonical)) {
-    let targetId: unknown;
-    try {
-      targetId = sealedTargetId(canonical);
-    } catch {
-      return null;
-    }
     return {
       action: canonical.slice(11, sealed.actionEnd), org: canonical.slice(sealed.org, sealed.org + 36),
-      payload_sha256: canonical.slice(sealed.payloadSha, sealed.payloadSha + 64), seq: sealed.seq, targetId,
+      payload_sha256: canonical.slice(sealed.payloadSha, sealed.payloadSha + 64), seq: sealed.seq, targetId: sealedTargetId(canonical),
     };
   }
   const parsed = parseLine(canonical);
@@ -637,24 +632,21 @@ class EntryRunBuilder {
     if (computed === null || !writeHex32(e.entry_hash, stated, 0) || !equal32(computed, stated)) {
       return computed === null ? "the entry is malformed" : "entry_hash is not the hash of the entry";
     }
+    // Hashed bytes of audit.seal's form are read in place (the hot path); any other form is parsed.
     const c = e.canonical;
-    if (readSealed(c) && sealed.seq === seq && this.org.length === 36 && c.startsWith(this.org, sealed.org)) {
-      // audit.seal's form, read in place (the hot path: the same checks as below).
-      if (this.canonicalize && this.canonicalize(JSON.parse(c)) !== c) return "the hashed bytes are not RFC 8785 canonical JSON";
-      if (e.payload === null) this.emptied.push(seq);
-      else if (typeof e.payload !== "string") return "the payload is malformed";
-      else if (!c.startsWith(payloadHash(e.payload), sealed.payloadSha)) return "the payload is not the one that was hashed";
-      if (sealed.purge) this.purged(c);
-    } else {
-      const fields = hashedFields(c);
+    const inPlace = readSealed(c) && sealed.seq === seq && this.org.length === 36 && c.startsWith(this.org, sealed.org);
+    const fields = inPlace ? null : hashedFields(c);
+    if (!inPlace) {
       if (!fields) return "the hashed bytes are not one JSON object without duplicate keys";
       if (fields.seq !== seq || fields.org !== this.org) return "the hashed bytes name another entry or organization";
-      if (this.canonicalize && this.canonicalize(JSON.parse(c)) !== c) return "the hashed bytes are not RFC 8785 canonical JSON";
-      if (e.payload === null) this.emptied.push(seq);
-      else if (typeof e.payload !== "string") return "the payload is malformed";
-      else if (payloadHash(e.payload) !== fields.payload_sha256) return "the payload is not the one that was hashed";
-      if (fields.action === PURGE) this.purgeOf(fields.targetId);
     }
+    if (this.canonicalize && this.canonicalize(JSON.parse(c)) !== c) return "the hashed bytes are not RFC 8785 canonical JSON";
+    if (e.payload === null) this.emptied.push(seq);
+    else if (typeof e.payload !== "string") return "the payload is malformed";
+    else if (fields ? payloadHash(e.payload) !== fields.payload_sha256 : !c.startsWith(payloadHash(e.payload), sealed.payloadSha)) {
+      return "the payload is not the one that was hashed";
+    }
+    if (fields ? fields.action === PURGE : sealed.purge) this.purgeOf(fields ? fields.targetId : sealedTargetId(c));
     this.tree.push(computed);
     this.lastHex = e.entry_hash;
     this.lastBytes = computed;
@@ -672,14 +664,6 @@ class EntryRunBuilder {
     if (typeof targetId === "string" && /^[1-9][0-9]{0,15}$/.test(targetId)) this.purges.push(Number(targetId));
   }
 
-  /** A purge record in audit.seal's form. */
-  private purged(canonical: string): void {
-    try {
-      this.purgeOf(sealedTargetId(canonical));
-    } catch {
-      // An id that is not a JSON string names no entry.
-    }
-  }
 
   result(lines: number): EntryRun {
     return {
