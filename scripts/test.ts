@@ -1,7 +1,10 @@
 /**
  * npm test: everything, against a throwaway stack on free ports (never the npm start data).
  *   0. the packages scripts/setup.sh installs, checked first (and installed where npm test may)
- *   1. typecheck (Node and Deno)
+ *   1. typecheck (Node and Deno), the web build, and the supply-chain checks (scripts/supply_chain.ts:
+ *      npm audit, npm audit signatures, the secret scan of the repository and web/dist, the SBOM; an
+ *      audit the registry can't answer is reported unavailable, and fails only with
+ *      GATEHOUSE_SUPPLY_CHAIN_STRICT=1, as the GitHub workflow sets)
  *   2. start a fresh stack in a temporary folder (migrations + seed through the Supabase CLI)
  *   3. supabase db advisors --type all --level info (target: zero findings outside the job engine's own schema), the
  *      bundle lint (scripts/bundle_lint.ts: no service-role key, secret or client pattern in web/dist), and the
@@ -29,6 +32,7 @@ import { buildWeb } from "./build_web.ts";
 import { lintBundle } from "./bundle_lint.ts";
 import { StackError } from "./stack/errors.ts";
 import { startOnFreePorts, type Stack } from "./stack/index.ts";
+import { supplyChain } from "./supply_chain.ts";
 import { freePort } from "./stack/ports.ts";
 import { typecheck } from "./typecheck.ts";
 import { typesAreCurrent } from "./types.ts";
@@ -318,6 +322,11 @@ async function main(): Promise<number> {
   console.log("\n== building the web app and the widget embed");
   const web = buildWeb(root);
   results.push({ step: "web build", passed: web ? 1 : 0, failed: web ? 0 : 1 });
+
+  console.log("\n== supply chain (npm run supply-chain)");
+  const chain = await supplyChain({ strict: process.env.GATEHOUSE_SUPPLY_CHAIN_STRICT === "1" });
+  for (const c of chain.checks) console.log(`  ${c.check.padEnd(22)} ${c.status.toUpperCase().padEnd(12)} ${c.detail}`);
+  results.push({ step: "supply chain", passed: chain.ok ? 1 : 0, failed: chain.ok ? 0 : 1 });
 
   console.log("\n== starting a throwaway stack");
   const stateDir = mkdtempSync(join(tmpdir(), "gatehouse-test-"));

@@ -64,7 +64,7 @@ export const blocked: BlockedCase[] = [
   { url: "https://ex!ample.com/", code: "egress_invalid_url", why: "not a DNS name" },
 
   // Credentials in the URL
-  { url: "https://user:pass@example.com/", code: "egress_userinfo", why: "user and password" },
+  { url: "https://user:pass@example.com/", code: "egress_userinfo", why: "user and password" }, // secretlint-disable-line -- the userinfo the guard refuses
   { url: "https://user@example.com/", code: "egress_userinfo", why: "user only" },
   { url: "https://:pass@example.com/", code: "egress_userinfo", why: "password only" },
   { url: "https://evil.com@127.0.0.1/", code: "egress_userinfo", why: "the host is 127.0.0.1, evil.com is the user" },

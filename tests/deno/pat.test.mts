@@ -13,7 +13,7 @@ import { HttpError } from "../../functions/_shared/http/errors.ts";
 import { base62, patChecksum } from "../../functions/_shared/pat/token.ts";
 
 // Port 9 (discard) on loopback: nothing listens, so connecting fails at once.
-Deno.env.set("SUPABASE_DB_URL", "postgresql://nobody:nothing@127.0.0.1:9/postgres");
+Deno.env.set("SUPABASE_DB_URL", "postgresql://nobody:nothing@127.0.0.1:9/postgres"); // secretlint-disable-line -- an unreachable database, no credential
 
 const body = "0123456789ABCDEFGHIJabcdefghij";
 const wellFormed = `gtp_${body}${patChecksum(body)}`;

@@ -19,7 +19,7 @@ update public.agent_tools set connection_id = :'slack', provider = 'slack_webhoo
 -- A second Slack webhook of Acme's: where an attacker would like the approved message to go.
 insert into public.connections (id, org_id, provider, display_name, scopes, secret_id, verified_at)
 values ('6a000000-0000-4000-8000-0000000000ff', pg_temp.org('acme'), 'slack_webhook', 'Another channel', '{}',
-        vault.create_secret('{"url": "https://hooks.slack.com/services/T9/B9/other"}', null, 'connection credential'), now());
+        vault.create_secret('{"url": "https://hooks.slack.com/services/T9/B9/other"}', null, 'connection credential'), now()); -- secretlint-disable-line -- a made-up Slack URL
 select '6a000000-0000-4000-8000-0000000000ff' as other \gset
 -- An https webhook on a host of the attacker's choosing.
 insert into public.connections (id, org_id, provider, display_name, scopes, secret_id, verified_at)
