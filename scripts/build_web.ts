@@ -1,10 +1,12 @@
 /**
  * Builds what the gateway serves from web/dist: the admin client (web/vite.config.ts, which
- * empties the folder) and then the widget embed (web/widget/vite.config.ts, /widget.js). Used by
- * npm start, npm test and npm run build:web. Returns whether both builds passed.
+ * empties the folder), the widget embed (web/widget/vite.config.ts, /widget.js) and
+ * /.well-known/security.txt (scripts/security_txt.ts). Used by npm start, npm test and
+ * npm run build:web. Returns whether every part was built.
  */
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
+import { writeSecurityTxt } from "./security_txt.ts";
 
 export function buildWeb(root: string): boolean {
   for (const config of ["web/vite.config.ts", "web/widget/vite.config.ts"]) {
@@ -14,6 +16,7 @@ export function buildWeb(root: string): boolean {
     });
     if (built.status !== 0) return false;
   }
+  writeSecurityTxt(join(root, "web", "dist"));
   return true;
 }
 

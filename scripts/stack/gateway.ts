@@ -6,7 +6,8 @@
  *   /console/*       -> the console server (cookie sessions; web/server/console.ts)
  *   /_mail/*         -> the local mailbox the auth stand-in writes to (LOCAL ONLY)
  *   /realtime/v1/*, /storage/v1/*, …  -> 404 not_available_locally (JSON): not run locally
- *   /*               -> the built console (web/dist), falling back to index.html for its deep links
+ *   /*               -> the built console (web/dist), falling back to index.html for its deep links;
+ *                       /.well-known/security.txt is a file there too (scripts/security_txt.ts)
  * CORS is answered here for /rest/v1 and /auth/v1, as the hosted gateway does. Functions answer their
  * own (hosted Supabase adds no CORS headers to them): their preflights and headers pass through
  * untouched. The console's pages are never framed (CONSOLE_FRAMING_HEADERS). A function's body is
@@ -26,6 +27,7 @@ import { createHash } from "node:crypto";
 import { jwtVerify } from "jose";
 import { patFormatValid } from "../../functions/_shared/pat/token.ts";
 import { CONSOLE_FRAMING_HEADERS } from "../../web/server/console.ts";
+import { API_CSP, CONSOLE_CSP, baseSecurityHeaders } from "../../web/server/security_headers.ts";
 
 const CORS_HEADERS: Record<string, string> = {
   "access-control-allow-origin": "*",
@@ -47,6 +49,7 @@ const MIME: Record<string, string> = {
   ".png": "image/png",
   ".ico": "image/x-icon",
   ".map": "application/json",
+  ".txt": "text/plain; charset=utf-8",
 };
 
 interface GatewayOptions {
@@ -113,7 +116,8 @@ function answerParserError(err: NodeJS.ErrnoException, socket: Duplex): void {
   const body = JSON.stringify({ error: { code, message }, message });
   socket.end(
     `HTTP/1.1 ${status} ${status === 431 ? "Request Header Fields Too Large" : status === 408 ? "Request Timeout" : "Bad Request"}\r\n` +
-      `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+      `x-content-type-options: nosniff\r\nreferrer-policy: no-referrer\r\ncontent-security-policy: ${API_CSP}\r\nconnection: close\r\n\r\n${body}`,
   );
 }
 
@@ -310,7 +314,7 @@ function serveStatic(res: ServerResponse, webDist: string, pathname: string): vo
   if (!existsSync(file)) {
     return gatewayError(res, 404, "web_not_built", "the web app is not built: run npm run build:web");
   }
-  res.writeHead(200, { "content-type": MIME[extname(file)] ?? "application/octet-stream", "x-content-type-options": "nosniff", ...CONSOLE_FRAMING_HEADERS });
+  res.writeHead(200, { "content-type": MIME[extname(file)] ?? "application/octet-stream", ...CONSOLE_FRAMING_HEADERS, "content-security-policy": CONSOLE_CSP });
   createReadStream(file).pipe(res);
 }
 
@@ -357,6 +361,11 @@ export async function startGateway(opts: GatewayOptions): Promise<Server> {
   const server = createServer((req, res) => {
     const started = performance.now();
     endAfterRequest(req, res);
+    // On every answer (web/server/security_headers.ts); a header the answer sets itself (a page's
+    // own CSP: the console's, the mailbox's) takes precedence over these.
+    for (const [name, value] of Object.entries({ ...baseSecurityHeaders(req.headers.host), "content-security-policy": API_CSP })) {
+      res.setHeader(name, value);
+    }
     res.once("close", () => {
       const path = (req.url ?? "/").split("?")[0];
       const line = `${new Date().toISOString()} ${req.method} ${path} ${res.statusCode} ${Math.round(performance.now() - started)}ms\n`;

@@ -1,7 +1,8 @@
 /**
  * Every screen of the console, at a desktop's width and a phone's (390 px): photographed into
  * .local/screenshots/ (console-<screen>-<width>.png), checked by axe (no serious or critical
- * finding), and wider than the phone's screen nowhere but inside a table's own scroll area. And
+ * finding), loaded under the console's strict CSP with nothing refused, and wider than the phone's
+ * screen nowhere but inside a table's own scroll area. And
  * every screen as a viewer: no enabled input or button that writes (the only controls left are the
  * ones that read: sorting, filters, showing a transcript or a version, copying, exporting and
  * verifying the audit chain). What a viewer may do is the database's answer (my_permissions); the
@@ -9,7 +10,7 @@
  */
 import type { Page } from "playwright-core";
 import { describe, expect, it } from "vitest";
-import { accessibilityViolations, screenshot, signedInPage, suiteBrowser } from "../helpers/browser.ts";
+import { accessibilityViolations, cspViolations, screenshot, signedInPage, suiteBrowser } from "../helpers/browser.ts";
 import { ACME, ACME_AGENT, ACME_RUN } from "../helpers/fixtures.ts";
 import { stack } from "../helpers/stack.ts";
 
@@ -70,6 +71,7 @@ describe("every screen", () => {
         await settle(page, path, loaded);
         await screenshot(page, `console-${name}-${label}`);
         problems.push(...(await accessibilityViolations(page)).map((v) => `${name}: ${v}`));
+        problems.push(...(await cspViolations(page)).map((v) => `${name}: CSP ${v}`));
         const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
         if (overflow > 1) problems.push(`${name}: the page is ${overflow}px wider than the screen`);
       }

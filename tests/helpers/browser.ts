@@ -5,7 +5,7 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, expect } from "vitest";
 import { stack } from "./stack.ts";
 
@@ -53,9 +53,27 @@ export async function signIn(page: Page, email: string, password = demoPassword(
   });
 }
 
-/** A new page (own cookies) signed in as `email`, at `path`. */
+/**
+ * Records every Content-Security-Policy violation on the context's pages (cspViolations reads
+ * them): an init script runs before the page's own, outside its CSP.
+ */
+export async function recordCspViolations(context: BrowserContext): Promise<void> {
+  await context.addInitScript(() => {
+    const seen: string[] = [];
+    (window as unknown as { __cspViolations: string[] }).__cspViolations = seen;
+    document.addEventListener("securitypolicyviolation", (e) => seen.push(`${e.effectiveDirective} refused ${e.blockedURI || "inline"} (${e.sourceFile}:${e.lineNumber})`));
+  });
+}
+
+/** The CSP violations on the page's current document since it loaded (recordCspViolations). */
+export async function cspViolations(page: Page): Promise<string[]> {
+  return page.evaluate(() => (window as unknown as { __cspViolations?: string[] }).__cspViolations ?? ["CSP violations were not recorded on this page"]);
+}
+
+/** A new page (own cookies) signed in as `email`, at `path`; CSP violations are recorded. */
 export async function signedInPage(browser: Browser, email: string, path = "/", password?: string): Promise<Page> {
   const context = await browser.newContext();
+  await recordCspViolations(context);
   const page = await context.newPage();
   await signIn(page, email, password, path);
   return page;
@@ -69,7 +87,8 @@ export async function screenshot(page: Page, name: string): Promise<void> {
 
 /** axe-core's serious and critical violations on the page (WCAG 2.x A and AA), as "rule: target" lines. */
 export async function accessibilityViolations(page: Page): Promise<string[]> {
-  await page.addScriptTag({ content: axeSource });
+  // Evaluated, not added as a script tag: the console's CSP (rightly) refuses an inline script.
+  await page.evaluate(axeSource);
   const violations = await page.evaluate(async () => {
     const axe = (window as unknown as { axe: { run: (ctx: Document, opts: object) => Promise<{ violations: { id: string; impact: string; nodes: { target: string[] }[] }[] }> } }).axe;
     const result = await axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"] } });
@@ -78,11 +97,12 @@ export async function accessibilityViolations(page: Page): Promise<string[]> {
   return violations.filter((v) => v.impact === "serious" || v.impact === "critical").map((v) => `${v.id}: ${v.targets.join(", ")}`);
 }
 
-/** Waits for the screen to settle, photographs it (console-<name>) and expects axe to find nothing serious. */
+/** Waits for the screen to settle, photographs it (console-<name>) and expects axe to find nothing serious, and the CSP to have refused nothing. */
 export async function checkScreen(page: Page, name: string): Promise<void> {
   await page.waitForLoadState("networkidle");
   await screenshot(page, `console-${name}`);
   expect(await accessibilityViolations(page), `axe on ${name}`).toEqual([]);
+  if (await page.evaluate(() => "__cspViolations" in window)) expect(await cspViolations(page), `CSP on ${name}`).toEqual([]);
 }
 
 /**

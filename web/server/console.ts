@@ -39,6 +39,7 @@ import { Hono, type Context, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { getCookie, setCookie, deleteCookie } from "hono/cookie";
 import { HTTPException } from "hono/http-exception";
+import { API_CSP } from "./security_headers.ts";
 import { decodeJwt } from "jose";
 import { unsafeJsonText } from "../../functions/_shared/json/text.ts";
 import ws from "ws";
@@ -105,10 +106,12 @@ class ConsoleError extends Error {
 /**
  * The headers that keep the console out of other sites' frames (clickjacking): on every answer of
  * the console server and on its pages, wherever they are served (web/server/main.ts, and the local
- * gateway's web/dist).
+ * gateway's web/dist). The console server answers data, never a page, so its CSP lets an answer
+ * load nothing (API_CSP); the pages replace it with the console's own (CONSOLE_CSP), which
+ * forbids framing as well.
  */
 export const CONSOLE_FRAMING_HEADERS: Readonly<Record<string, string>> = {
-  "content-security-policy": "frame-ancestors 'none'",
+  "content-security-policy": API_CSP,
   "x-frame-options": "DENY",
 };
 

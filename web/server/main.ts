@@ -1,7 +1,7 @@
 /**
  * The console, deployed next to hosted Supabase: one Node process that serves the built console
  * (web/dist, with index.html for every deep link) and the console server (/console, see
- * console.ts). Run it behind TLS on the origin you give it:
+ * console.ts), with the security headers (deployed.ts). Run it behind TLS on the origin you give it:
  *
  *   CONSOLE_ORIGIN=https://console.example.com \
  *   SUPABASE_URL=https://<ref>.supabase.co SUPABASE_ANON_KEY=<anon key> \
@@ -13,10 +13,8 @@
  * Supabase Auth enforces on its side. No service-role key: the console never needs one.
  */
 import { getRequestListener } from "@hono/node-server";
-import { serveStatic } from "@hono/node-server/serve-static";
 import { createServer } from "node:http";
-import { Hono } from "hono";
-import { consoleApp, framingHeaders } from "./console.ts";
+import { deployedConsoleApp } from "./deployed.ts";
 import { parseDuration } from "../../scripts/stack/config.ts";
 
 function required(name: string): string {
@@ -47,10 +45,7 @@ if (Buffer.from(secret, "base64").length < 32) {
   process.exit(1);
 }
 
-const app = new Hono();
-// The console's pages too, not only the console server's answers: never framed by another site.
-app.use("*", framingHeaders);
-app.route("/", consoleApp({
+const app = deployedConsoleApp({
   supabaseUrl: required("SUPABASE_URL").replace(/\/+$/, ""),
   anonKey: required("SUPABASE_ANON_KEY"),
   origin,
@@ -58,9 +53,7 @@ app.route("/", consoleApp({
   secureCookies: new URL(origin).protocol === "https:",
   inactivityTimeout: seconds("CONSOLE_INACTIVITY_TIMEOUT"),
   timebox: seconds("CONSOLE_TIMEBOX"),
-}));
-app.use("/*", serveStatic({ root: "web/dist" }));
-app.get("/*", serveStatic({ root: "web/dist", path: "index.html" }));
+});
 
 const port = Number(process.env.PORT ?? 8080);
 createServer(getRequestListener(app.fetch)).listen(port, () => console.log(`console: listening on ${port} for ${origin}`));
