@@ -6,7 +6,10 @@
  *     which creates their account and signs them in when they open it;
  *   - someone with an account gets a sign-in link (magic link) instead.
  * Either way the link lands on the console's /invitations/accept?token=…, where they accept. The
- * token travels only in that email; the response never carries it.
+ * token travels only in that email; the response never carries it. Every invitation mails
+ * someone, so the database limits them (public.create_invitation): 50 at once and 100 a day per
+ * organization, 25 at once and 50 a day per inviter; past that, 429 invitations_rate_limited with
+ * Retry-After, and nothing is kept or mailed.
  *
  *
  * POST /functions/v1/invitations/links: a new link for an open invitation, by its token (which is
@@ -63,7 +66,7 @@ app.openapi(createRoute({
   request: { headers: OrgHeader, ...jsonRequest(Invite) },
   responses: {
     201: { description: "Invited and mailed", content: jsonContent(Sent) },
-    ...refusals(400, 401, 403, 413, 415, 502, 503),
+    ...refusals(400, 401, 403, 413, 415, 429, 502, 503),
   },
 }), async (c) => {
   const caller = callerOf(c.req.raw);

@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
 import { ConsoleBrowser, createMember } from "../helpers/console.ts";
 import { ACME } from "../helpers/fixtures.ts";
-import { accessToken, signedIn, stack, superuser } from "../helpers/stack.ts";
+import { accessToken, anonClient, signedIn, stack, superuser } from "../helpers/stack.ts";
 
 const sql = superuser();
 afterAll(() => sql.end());
@@ -19,7 +19,7 @@ async function invite(token: string, body: unknown, headers: Record<string, stri
     headers: { authorization: `Bearer ${token}`, "x-org-id": ACME, "content-type": "application/json", ...headers },
     body: typeof body === "string" ? body : JSON.stringify(body),
   });
-  return { status: res.status, text: await res.text() };
+  return { status: res.status, text: await res.text(), retryAfter: res.headers.get("retry-after") };
 }
 
 async function mailFor(email: string): Promise<{ subject: string; html: string }[]> {
@@ -69,6 +69,27 @@ describe("inviting someone", () => {
     expect(await mailFor(email)).toEqual([]);
     const service = await invite(stack().serviceRoleKey, { email, role: "project_viewer" });
     expect(JSON.parse(service.text).error.code).toBe("sign_in_required");
+  });
+
+  it("refuses an inviter past their limit with 429 and Retry-After, and neither keeps nor mails anything", async () => {
+    const member = await createMember(sql, ACME, "tenant_admin", "admin");
+    const client = anonClient();
+    const { error } = await client.auth.signInWithPassword({ email: member.email, password: member.password });
+    expect(error).toBeNull();
+    const admin = await accessToken(client);
+    expect((await invite(admin, { email: `first-${randomUUID()}@acme.test`, role: "project_viewer" })).status).toBe(201);
+    // Their burst used up, as 25 invitations in a row leave it (pgTAP 016 sends the 25).
+    await sql`update private.invitation_rates set tat = now() + interval '1 day' where scope = 'inviter' and scope_id = ${member.userId}`;
+    const email = `limited-${randomUUID()}@acme.test`;
+    const sent = await invite(admin, { email, role: "project_viewer" });
+    expect(sent.status).toBe(429);
+    const body = JSON.parse(sent.text);
+    expect(body.error).toMatchObject({ code: "invitations_rate_limited", type: "rate_limit_error", retry_after: expect.any(Number) });
+    expect(body.error.message).toMatch(/^your invitations are used up for now: try again in \d+ seconds$/);
+    expect(sent.retryAfter).toBe(String(body.error.retry_after));
+    expect(body.error.retry_after).toBeGreaterThan(3600);
+    expect(await pending(email)).toBe(0);
+    expect(await mailFor(email)).toEqual([]);
   });
 
   it("answers bad input with a code", async () => {

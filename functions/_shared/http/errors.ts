@@ -123,6 +123,7 @@ export const REFUSALS = {
   invitation_not_mailed: [502, "Supabase Auth did not send the invitation email; the invitation was withdrawn"],
   invitation_not_found: [404, "no open invitation has that token"],
   invitation_expired: [410, "the invitation has expired: ask for a new one"],
+  invitations_rate_limited: [429, "too many invitations for now (the database's limits: per organization and per inviter); retry after retry_after seconds"],
   invitation_link_recent: [429, "a link was mailed less than a minute ago; check the inbox, or try again in a minute"],
   // Inbound webhooks (docs/webhooks.md)
   inbound_subscription_not_found: [404, "no live inbound webhook subscription of the token's organization has that id"],
@@ -198,7 +199,8 @@ export function refuse(code: RefusalCode, message?: string, extras?: RefusalExtr
 
 /**
  * A refusal raised by the database's private.refuse_request (SQLSTATE PGRST, the convention
- * PostgREST turns into a response): the same status and code here. Null for any other error.
+ * PostgREST turns into a response): the same status and code here, and a Retry-After the
+ * database set (a rate limit's) as the header and as `retry_after`. Null for any other error.
  */
 export function databaseRefusal(e: unknown): HttpError | null {
   const err = e as { code?: string; message?: string; detail?: string; constraint_name?: string };
@@ -209,8 +211,12 @@ export function databaseRefusal(e: unknown): HttpError | null {
   if (err?.code !== "PGRST") return null;
   try {
     const { code, message } = JSON.parse(err.message ?? "") as { code: string; message: string };
-    const { status } = JSON.parse(err.detail ?? "") as { status: number };
+    const { status, headers } = JSON.parse(err.detail ?? "") as { status: number; headers?: Record<string, unknown> };
     if (typeof code !== "string" || !Number.isInteger(status) || status < 400 || status > 499) return null;
+    const retryAfter = headers?.["Retry-After"];
+    if (typeof retryAfter === "string" && /^[0-9]{1,6}$/.test(retryAfter)) {
+      return new HttpError(status, code, String(message), { fields: { retry_after: Number(retryAfter) }, headers: { "retry-after": retryAfter } });
+    }
     return new HttpError(status, code, String(message));
   } catch {
     return null;
