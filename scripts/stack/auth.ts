@@ -46,6 +46,7 @@ import QRCode from "qrcode";
 import { jwtVerify, SignJWT } from "jose";
 import { Secret, TOTP } from "otpauth";
 import postgres, { type Sql, type TransactionSql } from "postgres";
+import { DATABASE_RETRY_AFTER_SECONDS, databaseUnavailable } from "../../functions/_shared/http/unavailable.ts";
 import { z } from "zod";
 import { type AuthConfig, parseDuration, type TemplateKind } from "./config.ts";
 import { StackError } from "./errors.ts";
@@ -989,6 +990,10 @@ export function createAuthHandler(opts: AuthOptions) {
       if (e instanceof AuthError) return send(res, e.status, { code: e.status, error_code: e.errorCode, msg: e.message, ...e.extra });
       const refusal = e instanceof postgres.PostgresError ? databaseRefusal(e) : null;
       if (refusal) return send(res, refusal.status, { code: refusal.status, error_code: refusal.code, msg: refusal.message });
+      if (databaseUnavailable(e)) {
+        res.setHeader("retry-after", String(DATABASE_RETRY_AFTER_SECONDS));
+        return send(res, 503, { code: 503, error_code: "database_unavailable", msg: "The database is not answering; try again shortly" });
+      }
       console.error(`auth stand-in: unexpected ${(e as Error)?.name ?? "error"}${e instanceof postgres.PostgresError ? ` (${e.code})` : ""}`);
       return send(res, 500, { code: 500, error_code: "unexpected_failure", msg: "Unexpected failure" });
     }

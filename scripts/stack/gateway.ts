@@ -26,6 +26,7 @@ import { extname, join, normalize, sep } from "node:path";
 import { createHash } from "node:crypto";
 import { jwtVerify } from "jose";
 import { patFormatValid } from "../../functions/_shared/pat/token.ts";
+import { DATABASE_RETRY_AFTER_SECONDS } from "../../functions/_shared/http/unavailable.ts";
 import { CONSOLE_FRAMING_HEADERS } from "../../web/server/console.ts";
 import { API_CSP, CONSOLE_CSP, baseSecurityHeaders } from "../../web/server/security_headers.ts";
 
@@ -207,6 +208,8 @@ function proxy(
     for (const [k, v] of Object.entries(up.headers)) {
       if (v !== undefined && !HOP_BY_HOP.has(k) && !(target.cors && k.startsWith("access-control-"))) out[k] = v;
     }
+    // An upstream that can't serve now (PostgREST without its database) says when to come back.
+    if (up.statusCode === 503 && out["retry-after"] === undefined) out["retry-after"] = String(DATABASE_RETRY_AFTER_SECONDS);
     res.writeHead(up.statusCode ?? 502, target.cors ? { ...out, ...CORS_HEADERS } : out);
     // An upstream that answers before reading the whole body (a 413) gets no more of it: ending
     // the answer drops the rest (endAfterRequest), and the upstream request is let go.

@@ -67,6 +67,11 @@ export interface Stack {
   info: StackInfo;
   /** The local model stand-in's server, when the stack runs it (benches steer it). */
   modelStandIn?: ModelUpstream;
+  /**
+   * The stack's Postgres, for failure drills: `stop` shuts it down (fast: open transactions roll
+   * back) while everything else keeps running, `start` brings it back on the same port and data.
+   */
+  database: { stop(): Promise<void>; start(): Promise<void> };
   stop(): Promise<void>;
 }
 
@@ -172,8 +177,15 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
       createdCluster = true;
     }
     const rootKeyFile = writeRootKey(stateDir, state.vaultRootKeyHex, postgresUser());
-    const pg = await startPostgres(bins, { dataDir, port: ports.db, password: state.postgresPassword, logFile: join(logs, "postgres.log") });
+    const startDb = () => startPostgres(bins, { dataDir, port: ports.db, password: state.postgresPassword, logFile: join(logs, "postgres.log") });
+    let pg = await startDb();
     stoppers.push({ name: "postgres", stop: () => pg.stop(), kill: () => pg.signal("SIGINT") });
+    const database = {
+      stop: () => pg.stop(),
+      start: async () => {
+        pg = await startDb();
+      },
+    };
     const sql = postgres(pg.superuserUrl, { max: 2, onnotice: () => {} });
     stoppers.push({ name: "setup connection", stop: () => sql.end({ timeout: 2 }) });
     await applyPlatformLayer(sql, {
@@ -205,7 +217,7 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
       demoUsers,
       workerEnv: {},
     };
-    if (opts.databaseOnly) return { info, stop };
+    if (opts.databaseOnly) return { info, database, stop };
 
     // The local model stand-in, the platform's model upstream here (npm start).
     const modelEnv: Record<string, string> = {};
@@ -325,7 +337,7 @@ export async function startStack(opts: StartOptions): Promise<Stack> {
 
     writeFileSync(join(stateDir, "stack.json"), JSON.stringify(info, null, 2) + "\n", { mode: 0o600 });
     wroteInfo = true;
-    return { info, ...(standIn ? { modelStandIn: standIn } : {}), stop };
+    return { info, ...(standIn ? { modelStandIn: standIn } : {}), database, stop };
   } catch (e) {
     await stop().catch(() => {});
     // A half-built new cluster holds nothing yet; remove it so that the next start builds it whole.

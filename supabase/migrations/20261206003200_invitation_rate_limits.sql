@@ -20,7 +20,6 @@ create table private.invitation_rates (
 );
 comment on table private.invitation_rates is
   'The invitation limits'' GCRA state (per organization, per inviter): when the next invitation is due.';
-alter table private.invitation_rates enable row level security;
 revoke all on private.invitation_rates from public, anon, authenticated, service_role;
 
 -- GCRA: `p_count` invitations per `p_period`, `p_burst` at once. Admits and counts one (null), or

@@ -87,6 +87,11 @@ export async function screenshot(page: Page, name: string): Promise<void> {
 
 /** axe-core's serious and critical violations on the page (WCAG 2.x A and AA), as "rule: target" lines. */
 export async function accessibilityViolations(page: Page): Promise<string[]> {
+  // Transitions first (a dialog fading in): axe measures contrast on what is painted at that moment.
+  // (Finite ones only: a spinner's never finishes.)
+  await page.evaluate(() => Promise.all(document.getAnimations()
+    .filter((a) => Number.isFinite(a.effect?.getComputedTiming().endTime ?? Infinity))
+    .map((a) => a.finished.catch(() => undefined))));
   // Evaluated, not added as a script tag: the console's CSP (rightly) refuses an inline script.
   await page.evaluate(axeSource);
   const violations = await page.evaluate(async () => {

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { anonClient, signedIn, stack } from "../helpers/stack.ts";
+import { anonClient, signedIn, stack, superuser } from "../helpers/stack.ts";
 
 const s = stack();
 
@@ -77,6 +77,46 @@ describe("edge functions", () => {
     expect(body.database.status).toBe("up");
     expect(body.database.version).toMatch(/^\d+/);
     expect(body.function).toMatchObject({ name: "health", version: expect.any(String) });
+  });
+
+  it("health reports each dependency apart, public and without a secret or an address", async () => {
+    const res = await fetch(`${s.functionsUrl}/health`);
+    const text = await res.text();
+    const body = JSON.parse(text);
+    expect(res.status).toBe(200);
+    expect(body.checks).toMatchObject({
+      vault: { status: "ok" },
+      sealer: { status: "ok", unsealed: expect.any(Number) },
+      checkpoints: { status: expect.stringMatching(/^(ok|degraded)$/) },
+      run_queue: { depth: expect.any(Number) },
+      model_providers: { openai: expect.stringMatching(/^(not_)?configured$/), anthropic: expect.stringMatching(/^(not_)?configured$/) },
+      stripe: expect.stringMatching(/^(not_)?configured$/),
+    });
+    expect(body.database.latency_ms).toBeGreaterThanOrEqual(0);
+    for (const secret of [s.serviceRoleKey, s.anonKey, s.jwtSecret, "127.0.0.1", "postgresql://", "sk_", "whsec_"]) expect(text).not.toContain(secret);
+    const live = await fetch(`${s.functionsUrl}/health/live`);
+    expect(live.status).toBe(200);
+    expect((await live.json()).status).toBe("live");
+  });
+
+  it("health is degraded, still serving, while a ready job waits past a minute in the run queue", async () => {
+    const sql = superuser();
+    try {
+      const [job] = await sql`select id from graphile_worker.add_job('health_drill_no_such_task', '{}'::json, run_at => now() - interval '5 minutes')`;
+      try {
+        const res = await fetch(`${s.functionsUrl}/health`);
+        const body = await res.json();
+        expect(res.status).toBe(200);
+        expect(body.status).toBe("degraded");
+        expect(body.checks.run_queue.status).toBe("degraded");
+        expect(body.checks.run_queue.oldest_queued_seconds).toBeGreaterThan(250);
+      } finally {
+        await sql`select graphile_worker.permanently_fail_jobs(array[${job.id}]::bigint[], 'health test')`;
+        await sql`delete from graphile_worker._private_jobs where id = ${job.id}`;
+      }
+    } finally {
+      await sql.end();
+    }
   });
 
   it("health refuses other methods with a JSON error", async () => {

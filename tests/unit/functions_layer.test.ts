@@ -48,7 +48,7 @@ describe("the functions layer", () => {
         "model_upstream_refused", "model_upstream_timeout", "invitations_misconfigured", "invitation_not_mailed",
         "billing_not_configured", "stripe_unavailable", "stripe_refused", "domains_misconfigured", "widget_preview_misconfigured",
         "tokens_misconfigured", "leak_reports_not_configured", "mcp_misconfigured", "audit_checkpoint_misconfigured",
-        "audit_signing_key_unavailable"];
+        "audit_signing_key_unavailable", "database_unavailable"];
       if (!notTheCallers.includes(code)) {
         expect(status, code).toBeGreaterThanOrEqual(400);
         expect(status, code).toBeLessThan(500);

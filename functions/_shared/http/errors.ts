@@ -11,6 +11,7 @@
  */
 import { HTTPException } from "hono/http-exception";
 import type { EgressCode } from "../egress/check.ts";
+import { DATABASE_RETRY_AFTER_SECONDS, databaseUnavailable } from "./unavailable.ts";
 
 /**
  * Every refusal a function answers itself: its HTTP status and a default message. The same
@@ -153,6 +154,7 @@ export const REFUSALS = {
   already_exists: [409, "something with that name (or those values) already exists here"],
   // The platform
   database_not_configured: [503, "SUPABASE_DB_URL is not set"],
+  database_unavailable: [503, "the database is not answering; retry after retry_after seconds"],
   internal_error: [500, "unexpected error"],
 } as const satisfies Record<string, readonly [number, string]>;
 
@@ -232,6 +234,11 @@ export function errorResponse(e: unknown, path: string): Response {
   if (e instanceof HttpError) return e.toResponse();
   const refusal = databaseRefusal(e) ?? routerRefusal(e);
   if (refusal) return refusal.toResponse();
+  // The database is down, restarting or overloaded: the caller may send the request again.
+  if (databaseUnavailable(e)) {
+    const after = DATABASE_RETRY_AFTER_SECONDS;
+    return refuse("database_unavailable", undefined, { fields: { retry_after: after }, headers: { "retry-after": String(after) } }).toResponse();
+  }
   // The kind and SQLSTATE only: messages may quote request data or secrets.
   const sqlstate = (e as { code?: unknown })?.code;
   console.error(`unexpected ${(e as Error)?.name ?? "error"}${typeof sqlstate === "string" ? ` (${sqlstate})` : ""} in ${path}`);

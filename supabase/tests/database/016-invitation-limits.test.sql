@@ -5,6 +5,9 @@ begin;
 \ir _helpers.psql
 select plan(11);
 
+-- From a clean slate: the suites before this one (vitest, on the same database) invite too.
+delete from private.invitation_rates;
+
 -- Two more tenant admins of Acme, and an organization of Ada's own.
 insert into auth.users (id, email, email_confirmed_at) values
   ('e1000000-0000-4000-8000-000000000001', 'second-admin@acme.test', now()),
