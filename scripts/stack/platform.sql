@@ -287,6 +287,39 @@ as $$
 $$;
 revoke execute on function vault._subkey(text) from public, anon, authenticated, service_role;
 
+-- While the root key rotates (npm run rotate -- vault-root-key), the key it replaces waits in a file
+-- beside it, <root key file>.previous: secrets not yet re-encrypted still open under it, so that
+-- nothing stops reading while the rotation runs. Null when no rotation is under way.
+create or replace function vault._previous_root_key() returns bytea
+language plpgsql stable security definer
+set search_path = ''
+as $$
+declare
+  hex text := btrim(pg_catalog.pg_read_file({{ROOT_KEY_FILE}} || '.previous', 0, 1024, true), E' \n\r\t');
+begin
+  if hex is null then
+    return null;
+  end if;
+  if hex !~ '^[0-9a-f]{64}$' then
+    raise exception 'vault previous root key file is malformed' using errcode = 'XX000';
+  end if;
+  return pg_catalog.decode(hex, 'hex');
+end
+$$;
+revoke execute on function vault._previous_root_key() from public, anon, authenticated, service_role;
+
+-- Whether a sealed secret's tag holds under `root` (its MAC key derived as _subkey derives it).
+create or replace function vault._sealed_under(root bytea, id uuid, sealed text, iv bytea) returns boolean
+language sql stable security definer
+set search_path = ''
+as $$
+  select pg_catalog.length(r.raw) >= 48 and pg_catalog.substr(r.raw, pg_catalog.length(r.raw) - 31) =
+         extensions.hmac(pg_catalog.convert_to(id::text, 'UTF8') || iv || pg_catalog.substr(r.raw, 1, pg_catalog.length(r.raw) - 32),
+                         extensions.hmac(pg_catalog.convert_to('gatehouse-vault/mac', 'UTF8'), root, 'sha256'), 'sha256')
+    from (select pg_catalog.decode(sealed, 'base64') as raw) r
+$$;
+revoke execute on function vault._sealed_under(bytea, uuid, text, bytea) from public, anon, authenticated, service_role;
+
 create or replace function vault._seal(id uuid, plaintext text, iv bytea) returns text
 language sql stable security definer
 set search_path = ''
@@ -311,16 +344,23 @@ declare
   raw bytea := pg_catalog.decode(sealed, 'base64');
   ct bytea;
   tag bytea;
+  previous bytea;
 begin
   if pg_catalog.length(raw) < 48 then
     raise exception 'vault secret % is malformed', id using errcode = 'XX001';
   end if;
   ct := pg_catalog.substr(raw, 1, pg_catalog.length(raw) - 32);
   tag := pg_catalog.substr(raw, pg_catalog.length(raw) - 31);
-  if tag <> extensions.hmac(pg_catalog.convert_to(id::text, 'UTF8') || iv || ct, vault._subkey('mac'), 'sha256') then
-    raise exception 'vault secret % failed authentication', id using errcode = 'XX001';
+  if tag = extensions.hmac(pg_catalog.convert_to(id::text, 'UTF8') || iv || ct, vault._subkey('mac'), 'sha256') then
+    return pg_catalog.convert_from(extensions.decrypt_iv(ct, vault._subkey('enc'), iv, 'aes-cbc/pad:pkcs'), 'UTF8');
   end if;
-  return pg_catalog.convert_from(extensions.decrypt_iv(ct, vault._subkey('enc'), iv, 'aes-cbc/pad:pkcs'), 'UTF8');
+  -- Mid-rotation, a secret not re-encrypted yet opens under the key being replaced.
+  previous := vault._previous_root_key();
+  if previous is not null and vault._sealed_under(previous, id, sealed, iv) then
+    return pg_catalog.convert_from(extensions.decrypt_iv(ct,
+      extensions.hmac(pg_catalog.convert_to('gatehouse-vault/enc', 'UTF8'), previous, 'sha256'), iv, 'aes-cbc/pad:pkcs'), 'UTF8');
+  end if;
+  raise exception 'vault secret % failed authentication', id using errcode = 'XX001';
 end
 $$;
 revoke execute on function vault._open(uuid, text, bytea) from public, anon, authenticated;
@@ -359,6 +399,50 @@ end
 $$;
 revoke execute on function vault.create_secret(text, text, text, uuid) from public, anon, authenticated;
 grant execute on function vault.create_secret(text, text, text, uuid) to service_role;
+
+-- The root key's rotation, a batch at a time (npm run rotate -- vault-root-key): up to `p_limit`
+-- secrets still sealed under the previous key are opened and sealed again under the current one,
+-- with a new IV, each in place. Returns how many; 0 once none is left. Readers never wait: a
+-- secret opens under either key until its turn comes.
+create or replace function vault._reencrypt(p_limit integer) returns integer
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  previous bytea := vault._previous_root_key();
+  current_key bytea := vault._root_key();
+  s record;
+  iv bytea;
+  n integer := 0;
+begin
+  if previous is null then
+    return 0;
+  end if;
+  for s in
+    select x.id, x.secret, x.nonce from vault.secrets x
+     where not vault._sealed_under(current_key, x.id, x.secret, x.nonce)
+     limit p_limit for update skip locked
+  loop
+    iv := extensions.gen_random_bytes(16);
+    update vault.secrets x set secret = vault._seal(x.id, vault._open(x.id, x.secret, x.nonce), iv), nonce = iv, updated_at = pg_catalog.now()
+     where x.id = s.id;
+    n := n + 1;
+  end loop;
+  return n;
+end
+$$;
+revoke execute on function vault._reencrypt(integer) from public, anon, authenticated, service_role;
+
+-- How many secrets the current root key opens, and how many it does not (rotation's check).
+create or replace function vault._sealed_count(out under_current bigint, out not_under_current bigint)
+language sql stable security definer
+set search_path = ''
+as $$
+  select pg_catalog.count(*) filter (where vault._sealed_under(vault._root_key(), s.id, s.secret, s.nonce)),
+         pg_catalog.count(*) filter (where not vault._sealed_under(vault._root_key(), s.id, s.secret, s.nonce))
+    from vault.secrets s
+$$;
+revoke execute on function vault._sealed_count() from public, anon, authenticated, service_role;
 
 create or replace function vault.update_secret(
   secret_id uuid,

@@ -30,7 +30,8 @@ export function loadState(stateDir: string): PersistedState {
   return state;
 }
 
-function saveState(stateDir: string, state: PersistedState): void {
+/** Writes the state folder's secrets.json (mode 0600). */
+export function saveState(stateDir: string, state: PersistedState): void {
   writeFileSync(join(stateDir, "secrets.json"), JSON.stringify(state, null, 2) + "\n", { mode: 0o600 });
 }
 
