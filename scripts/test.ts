@@ -23,7 +23,7 @@
  */
 import { spawn, spawnSync } from "node:child_process";
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -33,12 +33,15 @@ import { lintBundle } from "./bundle_lint.ts";
 import { StackError } from "./stack/errors.ts";
 import { startOnFreePorts, type Stack } from "./stack/index.ts";
 import { supplyChain } from "./supply_chain.ts";
+import { loadClaims, missingChecks, writePosture } from "./posture.ts";
 import { freePort } from "./stack/ports.ts";
 import { typecheck } from "./typecheck.ts";
 import { typesAreCurrent } from "./types.ts";
 import { COSIGNATURE_V1, verifierKeyText } from "../functions/_shared/audit/note.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+/** This run's results, which npm run posture reads (the posture page is made from them). */
+const RESULTS = join(root, ".artifacts", "test-results");
 
 interface StepResult {
   step: string;
@@ -223,7 +226,7 @@ async function vitest(stackFile: string, extra: string[]): Promise<StepResult> {
   const runs = extra.length > 0 ? [extra] : [["--exclude", "tests/fuzz/**", "--exclude", "tests/runs/**"], ["tests/runs/"], ["tests/fuzz/"]];
   const total: StepResult = { step: "vitest", passed: 0, failed: 0 };
   for (const [i, args] of runs.entries()) {
-    const report = join(dirname(stackFile), `vitest-${i}.json`);
+    const report = join(RESULTS, `vitest-${i}.json`);
     const { code } = await runLive(
       process.execPath,
       [join(root, "node_modules/vitest/vitest.mjs"), "run", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...args],
@@ -266,6 +269,7 @@ async function pgTap(stack: Stack): Promise<StepResult> {
     ["--host", url.hostname, "--port", url.port, "--username", "postgres", "--dbname", "postgres", "--failures", ...files],
     { ...process.env, PGPASSWORD: decodeURIComponent(url.password), PGSSLMODE: "disable" },
   );
+  writeFileSync(join(RESULTS, "pgtap.txt"), output);
   const tests = Number(/Tests=(\d+)/.exec(output)?.[1] ?? 0);
   const failedLine = /Failed (\d+)\/(\d+) subtests/g;
   let failed = 0;
@@ -282,6 +286,7 @@ async function denoTests(): Promise<StepResult> {
     ["test", "--allow-all", "tests/deno/"],
     { ...process.env, NO_COLOR: "1" },
   );
+  writeFileSync(join(RESULTS, "deno.txt"), output);
   const summary = /^(?:ok|FAILED) \| (\d+) passed.*?\| (\d+) failed/m.exec(output);
   if (!summary) return { step: "deno", passed: 0, failed: 1 };
   const failed = Number(summary[2]) + (code !== 0 && summary[2] === "0" ? 1 : 0);
@@ -315,6 +320,8 @@ async function main(): Promise<number> {
   const extra = process.argv.slice(2);
   const results: StepResult[] = [];
   if (!ensureSetup()) return 1;
+  rmSync(RESULTS, { recursive: true, force: true });
+  mkdirSync(RESULTS, { recursive: true });
   console.log("== typecheck");
   const typesOk = typecheck();
   results.push({ step: "typecheck", passed: typesOk ? 1 : 0, failed: typesOk ? 0 : 1 });
@@ -361,6 +368,13 @@ async function main(): Promise<number> {
   } finally {
     await cleanup();
   }
+
+  console.log("\n== posture (npm run posture: posture/claims.json against this run's results)");
+  const missing = missingChecks(loadClaims());
+  for (const m of missing) console.error(`posture: ${m}`);
+  const page = writePosture(root, { markdown: join(root, ".artifacts", "posture.md"), html: join(root, ".artifacts", "security.html") });
+  console.log(`${page.inPlace.length} claims in place, ${page.gaps.length} with a check that did not pass; .artifacts/posture.md`);
+  results.push({ step: "posture", passed: missing.length === 0 ? 1 : 0, failed: missing.length === 0 ? 0 : 1 });
 
   console.log("\n== summary");
   for (const r of results) console.log(`  ${r.step.padEnd(12)} ${r.passed} passed, ${r.failed} failed`);

@@ -7,7 +7,8 @@
  *   /_mail/*         -> the local mailbox the auth stand-in writes to (LOCAL ONLY)
  *   /realtime/v1/*, /storage/v1/*, …  -> 404 not_available_locally (JSON): not run locally
  *   /*               -> the built console (web/dist), falling back to index.html for its deep links;
- *                       /.well-known/security.txt is a file there too (scripts/security_txt.ts)
+ *                       /.well-known/security.txt is a file there too (scripts/security_txt.ts), and
+ *                       /security the posture page (security.html, scripts/posture.ts)
  * CORS is answered here for /rest/v1 and /auth/v1, as the hosted gateway does. Functions answer their
  * own (hosted Supabase adds no CORS headers to them): their preflights and headers pass through
  * untouched. The console's pages are never framed (CONSOLE_FRAMING_HEADERS). A function's body is
@@ -313,7 +314,9 @@ function serveStatic(res: ServerResponse, webDist: string, pathname: string): vo
   const root = join(webDist, sep);
   let file = join(webDist, rel);
   if (!file.startsWith(root) && file !== webDist) return gatewayError(res, 404, "not_found", "not found");
-  if (!existsSync(file) || statSync(file).isDirectory()) file = join(webDist, "index.html");
+  // A page of its own beside the console (/security: security.html), else the console's deep link.
+  if ((!existsSync(file) || statSync(file).isDirectory()) && extname(file) === "" && existsSync(`${file}.html`)) file = `${file}.html`;
+  else if (!existsSync(file) || statSync(file).isDirectory()) file = join(webDist, "index.html");
   if (!existsSync(file)) {
     return gatewayError(res, 404, "web_not_built", "the web app is not built: run npm run build:web");
   }

@@ -85,6 +85,18 @@ describe("security headers through the gateway", () => {
   });
 });
 
+describe("/security", () => {
+  it("serves the generated posture page, under the console's CSP, with no script", async () => {
+    const res = await get("/security");
+    expect(res.status).toBe(200);
+    expect(res.headers["content-type"]).toBe("text/html; charset=utf-8");
+    expect(res.headers["content-security-policy"]).toBe(CONSOLE_CSP);
+    expect(res.body).toContain("<h1>Security posture</h1>");
+    expect(res.body).toContain("<h2>Honest gaps</h2>");
+    expect(res.body).not.toMatch(/<script/i);
+  });
+});
+
 describe("/.well-known/security.txt", () => {
   it("is served as text/plain with RFC 9116's fields, and an Expires more than 30 days ahead", async () => {
     const res = await get("/.well-known/security.txt");
@@ -112,7 +124,7 @@ describe("the deployed console (web/server/main.ts)", () => {
   });
 
   it("gives its pages and files the console's CSP, its server's answers the load-nothing one, HSTS on its host", async () => {
-    for (const [path, csp] of [["/", CONSOLE_CSP], ["/o/x/runs", CONSOLE_CSP], ["/.well-known/security.txt", CONSOLE_CSP], ["/console/session", API_CSP]] as const) {
+    for (const [path, csp] of [["/", CONSOLE_CSP], ["/o/x/runs", CONSOLE_CSP], ["/.well-known/security.txt", CONSOLE_CSP], ["/security", CONSOLE_CSP], ["/console/session", API_CSP]] as const) {
       const res = await app.fetch(new Request(`https://console.example.com${path}`, { headers: { host: "console.example.com" } }));
       await res.body?.cancel();
       expect(res.headers.get("content-security-policy"), path).toBe(csp);

@@ -22,6 +22,8 @@ export function deployedConsoleApp(opts: ConsoleOptions, dist = "web/dist"): Hon
   // The console's pages too, not only the console server's answers: never framed by another site.
   app.use("*", framingHeaders);
   app.route("/", consoleApp(opts));
+  // The posture page (scripts/posture.ts), public like security.txt.
+  app.get("/security", serveStatic({ root: dist, path: "security.html" }));
   app.use("/*", serveStatic({ root: dist }));
   app.get("/*", serveStatic({ root: dist, path: "index.html" }));
   return app;
