@@ -25,6 +25,10 @@
  *   sandbox the code sandbox's cold start (JavaScript, Python; median, p95) and executions per second
  *           two at a time (scripts/bench/sandbox.ts; as root: bubblewrap and cgroups)
  *           options: --runs 20 --concurrency 2
+ *   soak    minutes of mixed traffic at a fixed rate (REST, model calls, widget messages, approvals,
+ *           Stripe events): 5xx count, each route's first and last minute, memory, nothing lost
+ *           (scripts/bench/soak.ts)
+ *           options: --minutes 5 --rate 20
  */
 import { parseArgs } from "node:util";
 import { benchAudit } from "./bench/audit.ts";
@@ -35,6 +39,7 @@ import { benchWidget } from "./bench/widget.ts";
 import { benchRls } from "./bench/rls.ts";
 import { benchRuns } from "./bench/runs.ts";
 import { benchSandbox } from "./bench/sandbox.ts";
+import { benchSoak } from "./bench/soak.ts";
 
 const USAGE = `usage: npm run bench -- rls [--orgs 1000] [--rows 1000] [--iterations 500] [--explain]
        npm run bench -- audit [--events 3000] [--export-entries 100000] [--rounds 5]
@@ -43,7 +48,8 @@ const USAGE = `usage: npm run bench -- rls [--orgs 1000] [--rows 1000] [--iterat
        npm run bench -- billing [--events 500] [--concurrency 8] [--deliveries 1000] [--distinct 10]
        npm run bench -- runs [--runs 200] [--idle 30] [--storm 50] [--concurrency 16]
        npm run bench -- inbound [--deliveries 300] [--concurrency 8] [--storm 20] [--distinct 10]
-       npm run bench -- sandbox [--runs 20] [--concurrency 2]`;
+       npm run bench -- sandbox [--runs 20] [--concurrency 2]
+       npm run bench -- soak [--minutes 5] [--rate 20]`;
 
 function positive(value: string | undefined, fallback: number, flag: string): number {
   if (value === undefined) return fallback;
@@ -72,6 +78,8 @@ async function main(): Promise<number> {
       runs: { type: "string" },
       idle: { type: "string" },
       storm: { type: "string" },
+      minutes: { type: "string" },
+      rate: { type: "string" },
     },
   });
   const [name] = positionals;
@@ -83,6 +91,11 @@ async function main(): Promise<number> {
       explain: values.explain ?? false,
     });
     console.log(met ? "rls: the tenant query is within target" : "rls: the tenant query is over target");
+    return met ? 0 : 1;
+  }
+  if (name === "soak") {
+    const met = await benchSoak({ minutes: positive(values.minutes, 5, "minutes"), rate: positive(values.rate, 20, "rate") });
+    console.log(met ? "soak: every target met" : "soak: a target is missed");
     return met ? 0 : 1;
   }
   if (name === "audit") {

@@ -33,7 +33,8 @@ export interface BillingBenchOptions {
 
 const id = (prefix: string) => `${prefix}_${randomBytes(12).toString("hex")}`;
 
-function topUp(org: string) {
+/** A signed-in organization's Checkout top-up of 1,000 credits, as Stripe sends it (a new event each call). */
+export function topUp(org: string) {
   return {
     id: id("evt"), object: "event", created: Math.floor(Date.now() / 1000), livemode: false, type: "checkout.session.completed",
     data: { object: { id: id("cs_test"), object: "checkout.session", mode: "payment", payment_status: "paid", client_reference_id: org,
