@@ -191,7 +191,7 @@ export function renderMarkdown(p: Posture): string {
   }
   out.push("## Honest gaps", "");
   if (p.gaps.length > 0) {
-    out.push("Claims whose checks did not all pass in this run:", "");
+    out.push("Claims whose checks did not all pass in this run, or that only a benchmark measures (benchmarks run on their own):", "");
     for (const { claim, results } of p.gaps) {
       out.push(`### ${claim.claim}`, "");
       for (const r of results) out.push(`- ${r.check}: ${mark[r.status]} (${r.detail})`);
@@ -220,7 +220,7 @@ export function renderHtml(p: Posture): string {
 <h2>In place</h2>
 ${section(p.inPlace)}
 <h2>Honest gaps</h2>
-${p.gaps.length ? `<p>Claims whose checks did not all pass in this run:</p>${section(p.gaps)}` : ""}
+${p.gaps.length ? `<p>Claims whose checks did not all pass in this run, or that only a benchmark measures (benchmarks run on their own):</p>${section(p.gaps)}` : ""}
 <p>Promises of the seeds we don't cover:</p>
 <table><thead><tr><th>promise</th><th>why</th><th>what a hosted deployment provides</th></tr></thead><tbody>
 ${p.notCovered.map((g) => `<tr><td>${esc(g.promise)}</td><td>${esc(g.why)}</td><td>${esc(g.hosted || "nothing")}</td></tr>`).join("\n")}

@@ -64,7 +64,12 @@ function memoryByProcess(): Record<string, number> {
     try {
       const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
       if (!rss) continue;
-      const kind = pid === process.pid ? "node (gateway, auth, console, this bench)" : /^postgres/.test(name) ? "postgres (all backends)" : name;
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      const kind = pid === process.pid ? "node: gateway, auth, console, this bench"
+        : name === "postgres" ? "postgres: every backend (shared memory counted in each)"
+        : name === "postgrest" ? "PostgREST"
+        : name === "deno" ? (cmdline.includes("_worker") ? "deno: the run worker" : "deno: the edge functions")
+        : name === "bwrap" || name === "python3" || name === "esbuild" ? `${name} (short-lived: a sandbox or a build)` : name;
       totals[kind] = (totals[kind] ?? 0) + Number(rss) / 1024;
     } catch {
       // gone already
@@ -87,12 +92,13 @@ export async function benchSoak(opts: SoakOptions): Promise<boolean> {
     await sql`update public.model_limits set allowed_models = null, monthly_budget_micro = 1000000000000, soft_budget_micro = null,
                      requests_per_minute = 100000, burst = 10000 where org_id = ${ACME}`;
     await sql`delete from public.model_caps where org_id = ${ACME}`;
+    await sql`update public.widget_keys set disabled_at = now() where org_id = ${ACME} and disabled_at is null`;
     const [{ v: key }] = await sql.begin(async (tx) => {
       await tx`select set_config('request.jwt.claims', ${JSON.stringify({ sub: CASEY, role: "authenticated" })}, true), set_config('role', 'authenticated', true)`;
       await tx`select private.set_context(${ACME})`;
       return tx`select public.create_widget_key(${ACME_AGENT}, ${tx.array([ORIGIN])}) as v`;
     });
-    await sql`update public.widget_keys set requests_per_minute = 100000, visitor_requests_per_minute = 100000, monthly_budget_micro = 1000000000000 where id = ${key.id}`;
+    await sql`update public.widget_keys set requests_per_minute = 100000, visitor_requests_per_minute = 10000, monthly_budget_micro = 1000000000000 where id = ${key.id}`;
     const stripeOrg = randomUUID();
     await sql`insert into public.organizations (id, name, slug) values (${stripeOrg}, 'Soak billing', ${`soak-${stripeOrg.slice(0, 8)}`})`;
 
@@ -204,7 +210,7 @@ export async function benchSoak(opts: SoakOptions): Promise<boolean> {
     // 3. Memory.
     console.log("soak: memory (RSS, MiB) at the start → the end");
     for (const kind of Object.keys({ ...memoryBefore, ...memoryAfter }).sort()) {
-      console.log(`  ${kind.padEnd(42)} ${(memoryBefore[kind] ?? 0).toFixed(0)} → ${(memoryAfter[kind] ?? 0).toFixed(0)}`);
+      console.log(`  ${kind.padEnd(58)} ${(memoryBefore[kind] ?? 0).toFixed(0)} → ${(memoryAfter[kind] ?? 0).toFixed(0)}`);
     }
 
     // 4. Nothing lost: the chains (once the sealer has caught up), the ledger, the Stripe events.
