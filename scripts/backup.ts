@@ -76,6 +76,8 @@ export interface RestoreResult {
   seconds: number;
   /** Where the database that was there before went (with --replace). */
   keptAs?: string;
+  /** Vault secrets this folder's root key does not open (sealed under another): 0 when all restore. */
+  unopenable: number;
 }
 
 /** Restores `dump` into a fresh cluster in `<stateDir>/pg`, with the state folder's secrets and root key. */
@@ -103,6 +105,7 @@ export async function restoreDump(opts: { dump: string; stateDir: string; replac
   mkdirSync(join(opts.stateDir, "logs"), { recursive: true });
   const pg = await startPostgres(bins, { dataDir, port: await freePort(), password: state.postgresPassword, logFile: join(opts.stateDir, "logs", "restore-postgres.log") });
   const sql = postgres(pg.superuserUrl, { max: 1, onnotice: () => {} });
+  let unopenable = 0;
   try {
     const platform = {
       rootKeyFile,
@@ -123,11 +126,18 @@ export async function restoreDump(opts: { dump: string; stateDir: string; replac
     }
     // The dump's Vault functions read the source's root key file: point them at this folder's.
     await applyPlatformLayer(sql, platform);
+    // Secrets sealed under another root key restore as ciphertext nothing opens: say so now, not
+    // when a connector first fails.
+    const [count] = await sql`select not_under_current::int as n from vault._sealed_count()`;
+    unopenable = count.n;
+    if (unopenable > 0) {
+      log(`${unopenable} Vault secret(s) do not open under this folder's root key: restore into a folder holding the source's secrets.json`);
+    }
   } finally {
     await sql.end({ timeout: 2 });
     await pg.stop();
   }
-  return { dataDir, seconds: (performance.now() - started) / 1000, ...(keptAs ? { keptAs } : {}) };
+  return { dataDir, seconds: (performance.now() - started) / 1000, unopenable, ...(keptAs ? { keptAs } : {}) };
 }
 
 function usage(message: string): never {

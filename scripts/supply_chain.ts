@@ -42,22 +42,33 @@ function parse(text: string): Record<string, unknown> | null {
   }
 }
 
-/** Why the registry did not answer, from npm's JSON error (a status code or a network error), or null. */
+/**
+ * Why the registry did not answer, from npm's JSON error (an HTTP status or a network error), or
+ * null when npm failed for another reason (no lockfile, say), which is a failure, not unavailability.
+ */
 function unreachable(out: Record<string, unknown> | null): string | null {
-  if (!out) return "npm printed no JSON";
+  if (!out) return null;
   if (typeof out.statusCode === "number") return `the registry answered ${out.statusCode} (${String(out.message ?? "")})`;
   const error = out.error as { code?: string; summary?: string } | undefined;
-  if (error && /^(E[A-Z]+|ETIMEDOUT|ECONNREFUSED|ENOTFOUND|E40\d|E50\d)$/.test(error.code ?? "")) return `${error.code}: ${error.summary ?? ""}`;
+  if (error && /^(ENOTFOUND|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|E[45]\d\d)$/.test(error.code ?? "")) {
+    return `${error.code}: ${error.summary ?? ""}`;
+  }
   return null;
+}
+
+/** A check that produced no report: unavailable when the registry could not answer, else failed. */
+export function noReport(check: SupplyChainCheck["check"], out: Record<string, unknown> | null, stderr: string): SupplyChainCheck {
+  const why = unreachable(out);
+  if (why) return { check, status: "unavailable", detail: `no report: ${why}` };
+  const error = (out?.error as { code?: string; summary?: string } | undefined);
+  return { check, status: "failed", detail: `npm failed: ${error ? `${error.code}: ${error.summary}` : stderr.trim().split("\n")[0] || "no JSON"}` };
 }
 
 export function npmAudit(): SupplyChainCheck {
   const run = npm(["audit", "--audit-level=high", "--json"]);
   const out = parse(run.stdout);
   const meta = (out?.metadata as { vulnerabilities?: Record<string, number> } | undefined)?.vulnerabilities;
-  if (!meta) {
-    return { check: "npm audit", status: "unavailable", detail: `no advisory report: ${unreachable(out) ?? run.stderr.trim().split("\n")[0]}` };
-  }
+  if (!meta) return noReport("npm audit", out, run.stderr);
   const counts = ["critical", "high", "moderate", "low"].map((level) => `${meta[level] ?? 0} ${level}`).join(", ");
   const failing = (meta.critical ?? 0) + (meta.high ?? 0);
   return { check: "npm audit", status: failing === 0 ? "passed" : "failed", detail: `${counts} (fails on high or critical)` };
@@ -66,9 +77,7 @@ export function npmAudit(): SupplyChainCheck {
 export function npmAuditSignatures(): SupplyChainCheck {
   const run = npm(["audit", "signatures", "--json"]);
   const out = parse(run.stdout);
-  if (!out || !Array.isArray(out.invalid) || !Array.isArray(out.missing)) {
-    return { check: "npm audit signatures", status: "unavailable", detail: `no signature report: ${unreachable(out) ?? run.stderr.trim().split("\n")[0]}` };
-  }
+  if (!out || !Array.isArray(out.invalid) || !Array.isArray(out.missing)) return noReport("npm audit signatures", out, run.stderr);
   const bad = out.invalid.length + out.missing.length;
   return {
     check: "npm audit signatures", status: bad === 0 ? "passed" : "failed",

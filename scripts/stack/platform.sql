@@ -262,60 +262,61 @@ comment on table vault.secrets is
 revoke all on vault.secrets from public, anon, authenticated;
 grant select, delete on vault.secrets to service_role;
 
--- The root key never enters a table, a setting or a log: it is read from its file on use.
-create or replace function vault._root_key() returns bytea
+-- The root key never enters a table, a setting or a log: it is read from its file on use. While
+-- the root key rotates (npm run rotate -- vault-root-key), the key it replaces waits in a file
+-- beside it, <root key file>.previous, so that secrets not yet re-encrypted still open and nothing
+-- stops reading while the rotation runs.
+create or replace function vault._key_file(suffix text, missing_ok boolean) returns bytea
 language plpgsql stable security definer
 set search_path = ''
 as $$
 declare
-  hex text := btrim(pg_catalog.pg_read_file({{ROOT_KEY_FILE}}), E' \n\r\t');
-begin
-  if hex !~ '^[0-9a-f]{64}$' then
-    raise exception 'vault root key file is malformed' using errcode = 'XX000';
-  end if;
-  return pg_catalog.decode(hex, 'hex');
-end
-$$;
-revoke execute on function vault._root_key() from public, anon, authenticated, service_role;
-
--- Separate keys for encryption and authentication, derived from the root key.
-create or replace function vault._subkey(purpose text) returns bytea
-language sql stable security definer
-set search_path = ''
-as $$
-  select extensions.hmac(pg_catalog.convert_to('gatehouse-vault/' || purpose, 'UTF8'), vault._root_key(), 'sha256')
-$$;
-revoke execute on function vault._subkey(text) from public, anon, authenticated, service_role;
-
--- While the root key rotates (npm run rotate -- vault-root-key), the key it replaces waits in a file
--- beside it, <root key file>.previous: secrets not yet re-encrypted still open under it, so that
--- nothing stops reading while the rotation runs. Null when no rotation is under way.
-create or replace function vault._previous_root_key() returns bytea
-language plpgsql stable security definer
-set search_path = ''
-as $$
-declare
-  hex text := btrim(pg_catalog.pg_read_file({{ROOT_KEY_FILE}} || '.previous', 0, 1024, true), E' \n\r\t');
+  hex text := btrim(pg_catalog.pg_read_file({{ROOT_KEY_FILE}} || suffix, 0, 1024, missing_ok), E' \n\r\t');
 begin
   if hex is null then
     return null;
   end if;
   if hex !~ '^[0-9a-f]{64}$' then
-    raise exception 'vault previous root key file is malformed' using errcode = 'XX000';
+    raise exception 'vault root key file% is malformed', suffix using errcode = 'XX000';
   end if;
   return pg_catalog.decode(hex, 'hex');
 end
 $$;
+revoke execute on function vault._key_file(text, boolean) from public, anon, authenticated, service_role;
+
+create or replace function vault._root_key() returns bytea
+language sql stable security definer
+set search_path = ''
+as $$ select vault._key_file('', false) $$;
+revoke execute on function vault._root_key() from public, anon, authenticated, service_role;
+
+-- The key being replaced while a rotation runs; null when none is under way.
+create or replace function vault._previous_root_key() returns bytea
+language sql stable security definer
+set search_path = ''
+as $$ select vault._key_file('.previous', true) $$;
 revoke execute on function vault._previous_root_key() from public, anon, authenticated, service_role;
 
--- Whether a sealed secret's tag holds under `root` (its MAC key derived as _subkey derives it).
+-- Separate keys for encryption and authentication, derived from a root key.
+create or replace function vault._subkey_of(root bytea, purpose text) returns bytea
+language sql immutable security definer
+set search_path = ''
+as $$
+  select extensions.hmac(pg_catalog.convert_to('gatehouse-vault/' || purpose, 'UTF8'), root, 'sha256')
+$$;
+revoke execute on function vault._subkey_of(bytea, text) from public, anon, authenticated, service_role;
+
+-- (vault._subkey(purpose), which read the key file on each call, is replaced by _subkey_of.)
+drop function if exists vault._subkey(text);
+
+-- Whether a sealed secret's tag holds under `root`: it was sealed under that key.
 create or replace function vault._sealed_under(root bytea, id uuid, sealed text, iv bytea) returns boolean
-language sql stable security definer
+language sql immutable security definer
 set search_path = ''
 as $$
   select pg_catalog.length(r.raw) >= 48 and pg_catalog.substr(r.raw, pg_catalog.length(r.raw) - 31) =
          extensions.hmac(pg_catalog.convert_to(id::text, 'UTF8') || iv || pg_catalog.substr(r.raw, 1, pg_catalog.length(r.raw) - 32),
-                         extensions.hmac(pg_catalog.convert_to('gatehouse-vault/mac', 'UTF8'), root, 'sha256'), 'sha256')
+                         vault._subkey_of(root, 'mac'), 'sha256')
     from (select pg_catalog.decode(sealed, 'base64') as raw) r
 $$;
 revoke execute on function vault._sealed_under(bytea, uuid, text, bytea) from public, anon, authenticated, service_role;
@@ -324,43 +325,41 @@ create or replace function vault._seal(id uuid, plaintext text, iv bytea) return
 language sql stable security definer
 set search_path = ''
 as $$
-  with c as (
-    select extensions.encrypt_iv(pg_catalog.convert_to(plaintext, 'UTF8'), vault._subkey('enc'), iv, 'aes-cbc/pad:pkcs') as ct
+  with k as (select vault._root_key() as root),
+  c as (
+    select extensions.encrypt_iv(pg_catalog.convert_to(plaintext, 'UTF8'), vault._subkey_of(k.root, 'enc'), iv, 'aes-cbc/pad:pkcs') as ct, k.root
+      from k
   )
   select pg_catalog.encode(
-    c.ct || extensions.hmac(pg_catalog.convert_to(id::text, 'UTF8') || iv || c.ct, vault._subkey('mac'), 'sha256'),
+    c.ct || extensions.hmac(pg_catalog.convert_to(id::text, 'UTF8') || iv || c.ct, vault._subkey_of(c.root, 'mac'), 'sha256'),
     'base64'
   )
   from c
 $$;
 revoke execute on function vault._seal(uuid, text, bytea) from public, anon, authenticated, service_role;
 
--- Returns the plaintext, or raises if the ciphertext, IV or row id was tampered with.
+-- Returns the plaintext, or raises if the ciphertext, IV or row id was tampered with. It reads the
+-- root key once; mid-rotation, a secret not re-encrypted yet opens under the key being replaced.
 create or replace function vault._open(id uuid, sealed text, iv bytea) returns text
 language plpgsql stable security definer
 set search_path = ''
 as $$
 declare
   raw bytea := pg_catalog.decode(sealed, 'base64');
-  ct bytea;
-  tag bytea;
-  previous bytea;
+  root bytea;
 begin
   if pg_catalog.length(raw) < 48 then
     raise exception 'vault secret % is malformed', id using errcode = 'XX001';
   end if;
-  ct := pg_catalog.substr(raw, 1, pg_catalog.length(raw) - 32);
-  tag := pg_catalog.substr(raw, pg_catalog.length(raw) - 31);
-  if tag = extensions.hmac(pg_catalog.convert_to(id::text, 'UTF8') || iv || ct, vault._subkey('mac'), 'sha256') then
-    return pg_catalog.convert_from(extensions.decrypt_iv(ct, vault._subkey('enc'), iv, 'aes-cbc/pad:pkcs'), 'UTF8');
+  root := vault._root_key();
+  if not vault._sealed_under(root, id, sealed, iv) then
+    root := vault._previous_root_key();
+    if root is null or not vault._sealed_under(root, id, sealed, iv) then
+      raise exception 'vault secret % failed authentication', id using errcode = 'XX001';
+    end if;
   end if;
-  -- Mid-rotation, a secret not re-encrypted yet opens under the key being replaced.
-  previous := vault._previous_root_key();
-  if previous is not null and vault._sealed_under(previous, id, sealed, iv) then
-    return pg_catalog.convert_from(extensions.decrypt_iv(ct,
-      extensions.hmac(pg_catalog.convert_to('gatehouse-vault/enc', 'UTF8'), previous, 'sha256'), iv, 'aes-cbc/pad:pkcs'), 'UTF8');
-  end if;
-  raise exception 'vault secret % failed authentication', id using errcode = 'XX001';
+  return pg_catalog.convert_from(extensions.decrypt_iv(pg_catalog.substr(raw, 1, pg_catalog.length(raw) - 32),
+                                                       vault._subkey_of(root, 'enc'), iv, 'aes-cbc/pad:pkcs'), 'UTF8');
 end
 $$;
 revoke execute on function vault._open(uuid, text, bytea) from public, anon, authenticated;
@@ -438,9 +437,9 @@ create or replace function vault._sealed_count(out under_current bigint, out not
 language sql stable security definer
 set search_path = ''
 as $$
-  select pg_catalog.count(*) filter (where vault._sealed_under(vault._root_key(), s.id, s.secret, s.nonce)),
-         pg_catalog.count(*) filter (where not vault._sealed_under(vault._root_key(), s.id, s.secret, s.nonce))
-    from vault.secrets s
+  select pg_catalog.count(*) filter (where x.sealed), pg_catalog.count(*) filter (where not x.sealed)
+    from (select vault._root_key() as root) k
+   cross join lateral (select vault._sealed_under(k.root, s.id, s.secret, s.nonce) as sealed from vault.secrets s) x
 $$;
 revoke execute on function vault._sealed_count() from public, anon, authenticated, service_role;
 

@@ -68,6 +68,7 @@ describe("the restore drill", () => {
       // Into a fresh cluster, in a folder that holds the source's secrets (its root key among them).
       copyFileSync(join(sourceDir, "secrets.json"), join(restoreDir, "secrets.json"));
       const result = await restoreDump({ dump: dump.file, stateDir: restoreDir });
+      expect(result.unopenable).toBe(0);
       console.log(`restore drill: ${written} writes went on during the dump; dump ${(dump.bytes / 1024 / 1024).toFixed(1)} MiB in ${dump.seconds.toFixed(1)} s, restore in ${result.seconds.toFixed(1)} s`);
       const state = loadState(restoreDir);
       restored = await startPostgres(findPostgres(), {

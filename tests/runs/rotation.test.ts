@@ -135,7 +135,8 @@ describe("rotating Vault's root key", () => {
     // The dump from before the rotation, restored under the current key, opens nothing.
     const restoreDir = mkdtempSync(join(tmpdir(), "gatehouse-rotation-restore-"));
     writeFileSync(join(restoreDir, "secrets.json"), readFileSync(join(stateDir, "secrets.json")));
-    await restoreDump({ dump: dumpBefore.file, stateDir: restoreDir });
+    const restoredBefore = await restoreDump({ dump: dumpBefore.file, stateDir: restoreDir });
+    expect(restoredBefore.unopenable).toBe(secrets);  // the restore says so itself
     const pg = await startPostgres(findPostgres(), { dataDir: join(restoreDir, "pg"), port: await freePort(), password: loadState(restoreDir).postgresPassword, logFile: join(restoreDir, "pg.log") });
     const copy = postgres(pg.superuserUrl, { max: 1, onnotice: () => {} });
     try {
