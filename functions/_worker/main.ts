@@ -18,16 +18,22 @@
  *   GATEHOUSE_WORKER_CONCURRENCY   steps at once in this process (default 8)
  *   GATEHOUSE_RUN_LEASE_SECONDS    a step's lease; renewed every third of it while the step runs (default 60)
  *   GATEHOUSE_RUN_SWEEP_SECONDS    how often this worker sweeps (deadlines, expired approvals, stopped steps; default 5)
+ *   GATEHOUSE_PURGE_LEASE_SECONDS  how long a workspace purge stays with a worker that stopped (default 300)
  *   GATEHOUSE_WORKER_STATS         a file to keep this worker's counts in (the runs bench reads it)
  *
  * A job names a run, and nothing else in its payload is read: the organization, project and agent
  * come from the run row, which the claim reads (seed 004: background workers re-derive tenant_id
  * from the agent_runs row; tenancy/row_scope.ts is the same rule for other rows).
+ * Each sweep also drives workspace purges (functions/_shared/lifecycle/purge.ts): it starts those
+ * whose subscription's grace period is over, and takes the oldest unfinished one (leased, so that
+ * a purge whose worker stopped is taken up by the next).
+ *
  * SIGTERM or SIGINT stops taking jobs, lets the steps under way finish, and exits.
  */
 import { Logger, run, type Runner } from "graphile-worker";
 import { connectorEnvFrom } from "../_shared/connectors/providers.ts";
 import { db, serviceDb, statementsSent } from "../_shared/http/db.ts";
+import { purgeDue } from "../_shared/lifecycle/purge.ts";
 import { modelEnvFrom } from "../_shared/models/upstream.ts";
 import { RetryStep, runStep, type StepContext } from "../_shared/runs/step.ts";
 import { bubblewrapBackend } from "../_shared/sandbox/bubblewrap.ts";
@@ -53,6 +59,7 @@ if (!dbUrl) {
 const concurrency = numberSetting("GATEHOUSE_WORKER_CONCURRENCY", 8, 1, 100);
 const leaseSeconds = numberSetting("GATEHOUSE_RUN_LEASE_SECONDS", 60, 2, 3600);
 const sweepSeconds = numberSetting("GATEHOUSE_RUN_SWEEP_SECONDS", 5, 1, 3600);
+const purgeLeaseSeconds = numberSetting("GATEHOUSE_PURGE_LEASE_SECONDS", 300, 1, 86400);
 const statsFile = Deno.env.get("GATEHOUSE_WORKER_STATS") ?? null;
 const get = (name: string) => Deno.env.get(name);
 let ctx: StepContext;
@@ -129,9 +136,17 @@ void bubblewrapBackend.selfTest().then((test) => {
   }
 });
 
-// The sweep: deadlines, approvals that expired while a run waited, steps whose worker stopped.
+// The sweep: deadlines, approvals that expired while a run waited, steps whose worker stopped;
+// and workspace purges, one at a time.
+let purging = false;
 const sweeping = setInterval(() => {
   serviceDb()`select private.sweep_runs()`.catch((e) => console.error(`worker: sweep failed (${(e as Error)?.name})`));
+  if (purging) return;
+  purging = true;
+  purgeDue({ sql: serviceDb(), connectorEnv: ctx.connectorEnv, workerId: ctx.workerId, leaseSeconds: purgeLeaseSeconds })
+    .then((done) => done && console.log(`worker: workspace ${done.orgId} purged`))
+    .catch((e) => console.error(`worker: a workspace purge stopped (${(e as Error)?.name}); the next sweep goes on from its last step`))
+    .finally(() => (purging = false));
 }, sweepSeconds * 1000);
 const flushing = setInterval(() => void writeStats().catch((e) => console.error(`worker: stats not written (${(e as Error)?.name})`)), 250);
 

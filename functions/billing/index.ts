@@ -20,40 +20,18 @@
  * Stripe's `identifier` (Stripe drops a second event with the same identifier), and marks it sent
  * in the transaction that holds its row locked, so concurrent flushes never send one twice.
  *
- * Configuration: STRIPE_SECRET_KEY (without it, 503 billing_not_configured), STRIPE_METER_EVENT
- * (the meter's event name; default gatehouse_usage_micro), GATEHOUSE_CONSOLE_URL (where Stripe
- * sends people back; default SUPABASE_URL), STRIPE_API_BASE (tests only: the local fake).
+ * Configuration: functions/_shared/billing/stripe.ts (STRIPE_SECRET_KEY and the rest).
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import Stripe from "stripe";
-import { testAllowanceFrom } from "../_shared/egress/allowance.ts";
-import { egressFailureOf, egressFetch } from "../_shared/egress/fetch.ts";
+import { stripeConfig as config } from "../_shared/billing/stripe.ts";
+import { egressFailureOf } from "../_shared/egress/fetch.ts";
 import { functionApp } from "../_shared/http/app.ts";
 import { jsonBody } from "../_shared/http/body.ts";
 import { callerOf, orgIdOf, type UserCaller } from "../_shared/http/caller.ts";
-import { configuration } from "../_shared/http/config.ts";
 import { asMember, asService, db, serviceDb } from "../_shared/http/db.ts";
 import { refuse } from "../_shared/http/errors.ts";
 import { jsonContent, jsonRequest, OrgHeader, refusals } from "../_shared/http/schemas.ts";
-
-const config = configuration((get) => {
-  const secretKey = z.string().regex(/^(sk|rk)_(test|live)_[A-Za-z0-9]+$/).parse(get("STRIPE_SECRET_KEY"));
-  const meterEvent = z.string().regex(/^[A-Za-z0-9_.-]{1,100}$/).parse(get("STRIPE_METER_EVENT") ?? "gatehouse_usage_micro");
-  const base = new URL(get("STRIPE_API_BASE") ?? "https://api.stripe.com");
-  const consoleUrl = new URL(z.url().parse(get("GATEHOUSE_CONSOLE_URL") ?? get("SUPABASE_URL"))).origin;
-  const testOnly = testAllowanceFrom(get);
-  const stripe = new Stripe(secretKey, {
-    httpClient: Stripe.createFetchHttpClient(egressFetch({ timeoutMs: 20_000, maxRedirects: 0, ...(testOnly ? { testOnly } : {}) })),
-    host: base.hostname,
-    port: Number(base.port || 443),
-    protocol: base.protocol === "http:" ? "http" : "https",
-    // Requests carry idempotency keys, so one retry of a lost answer is safe.
-    maxNetworkRetries: 1,
-    telemetry: false,
-    appInfo: { name: "Gatehouse" },
-  });
-  return { stripe, meterEvent, consoleUrl };
-}, "billing_not_configured");
 
 const Checkout = z.discriminatedUnion("kind", [
   z.strictObject({ kind: z.literal("credits"), amount_cents: z.number().int().min(500).max(1_000_000).describe("What to pay, in US cents ($5 to $10,000)") }),

@@ -10,6 +10,9 @@
  *                                       payload[value], identifier, timestamp); a second event with an
  *                                       identifier already used is refused, as Stripe enforces
  *                                       identifiers' uniqueness (meterEvents keeps those accepted)
+ *   DELETE /v1/subscriptions/:id        cancels a subscription the test put in `subscriptions`
+ *                                       (invoice_now and prorate read from the query or the form);
+ *                                       an unknown one is 404 resource_missing, as Stripe answers
  *
  * Every request is recorded (method, path, the form as an object, the Authorization header).
  */
@@ -31,6 +34,8 @@ export interface StripeFake {
   requests: StripeRequest[];
   /** The meter events accepted, by identifier. */
   meterEvents: Map<string, { event_name: string; customer: string; value: string; timestamp: number }>;
+  /** Subscriptions Stripe knows (the test adds them), and their status. */
+  subscriptions: Map<string, { customer: string; status: string; cancelParams?: Record<string, string> }>;
   close(): Promise<void>;
 }
 
@@ -48,12 +53,14 @@ export async function startStripeFake(): Promise<StripeFake> {
   const requests: StripeRequest[] = [];
   const byIdempotencyKey = new Map<string, unknown>();
   const meterEvents: StripeFake["meterEvents"] = new Map();
+  const subscriptions: StripeFake["subscriptions"] = new Map();
   const server: Server = createServer({ cert, key }, (req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
-      const path = new URL(req.url ?? "/", "https://stripe.fake").pathname;
-      const form = Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString("utf8")));
+      const url = new URL(req.url ?? "/", "https://stripe.fake");
+      const path = url.pathname;
+      const form = { ...Object.fromEntries(url.searchParams), ...Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString("utf8"))) };
       const idempotencyKey = (req.headers["idempotency-key"] as string | undefined) ?? null;
       requests.push({ method: req.method ?? "", path, form, authorization: req.headers.authorization ?? null, idempotencyKey });
       const send = (status: number, body: unknown) => {
@@ -91,6 +98,15 @@ export async function startStripeFake(): Promise<StripeFake> {
         meterEvents.set(identifier, { event_name: form.event_name, customer, value, timestamp });
         answer = { object: "billing.meter_event", created: Math.floor(Date.now() / 1000), event_name: form.event_name, identifier,
                    livemode: false, payload: { stripe_customer_id: customer, value }, timestamp };
+      } else if (req.method === "DELETE" && /^\/v1\/subscriptions\/sub_[A-Za-z0-9]+$/.test(path)) {
+        const subId = path.slice("/v1/subscriptions/".length);
+        const sub = subscriptions.get(subId);
+        if (!sub) {
+          return send(404, { error: { type: "invalid_request_error", code: "resource_missing", param: "id", message: `No such subscription: '${subId}'` } });
+        }
+        sub.status = "canceled";
+        sub.cancelParams = form;
+        answer = { id: subId, object: "subscription", customer: sub.customer, status: "canceled", canceled_at: Math.floor(Date.now() / 1000), livemode: false };
       } else {
         return send(404, { error: { type: "invalid_request_error", message: `Unrecognized request URL (${req.method}: ${path}).` } });
       }
@@ -104,6 +120,7 @@ export async function startStripeFake(): Promise<StripeFake> {
     secretKey: stripeSecretKey,
     requests,
     meterEvents,
+    subscriptions,
     close: () => new Promise((done) => server.close(() => done())),
   };
 }

@@ -319,6 +319,30 @@ describe("the audit export verifier", () => {
       expect(cli).toEqual(browser);
     });
 
+    it("a workspace purge: every payload before its org.purged entry gone, and not one after it", async () => {
+      await fresh();
+      const all = chain(6);
+      const purged = extend(all, { action: "org.purged", payload: JSON.stringify({ deleted: { "public.agents": 1 } }), target: { id: ORG, type: "public.organizations" } });
+      for (const e of purged.slice(0, 6)) e.payload = null;
+      const { lines: whole } = await exportOf(purged, key);
+      const { browser, cli } = await both(whole, pin());
+      expect(browser).toMatchObject({ ok: true, entries: 7 });
+      expect(cli).toEqual(browser);
+
+      // The org.purged entry keeps its own payload (the counts): emptied, it is caught.
+      const own = structuredClone(purged);
+      own[6].payload = null;
+      expectAgreement(await both((await exportOf(own, key)).lines, pin()), 7, /the payload of entry 7 is gone/);
+      // An entry after the workspace's purge keeps its payload: emptied, it is caught.
+      const later = extend(purged, { action: "test.after", payload: "{}", target: { id: "1", type: "test" } });
+      later[7].payload = null;
+      expectAgreement(await both((await exportOf(later, key)).lines, pin()), 8, /the payload of entry 8 is gone/);
+      // And another action of that name's shape is no workspace purge.
+      const other = extend(all, { action: "org.purged_not", payload: "{}", target: { id: "1", type: "test" } });
+      other[2].payload = null;
+      expectAgreement(await both((await exportOf(other, key)).lines, pin()), 3, /the payload of entry 3 is gone/);
+    });
+
     it("a chain whose entry 1 does not link to the all-zero hash, even with every hash recomputed and signed", async () => {
       await fresh();
       const all = chain(5, "1".repeat(64));

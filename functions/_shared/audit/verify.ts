@@ -20,7 +20,8 @@
  *     the hash of the one before; each entry_hash is SHA-256("gatehouse.audit.v1" 0x00 || prev_hash
  *     || canonical); the hashed bytes name the entry's own number and organization;
  *   - a payload is the text whose SHA-256 the hashed bytes state; a null one only where the export
- *     also holds that entry's purge (an `audit.payload_purged` entry whose target is its number);
+ *     also holds that entry's purge (an `audit.payload_purged` entry whose target is its number),
+ *     or the workspace's purge (an `org.purged` entry after it: every payload before it is gone);
  *   - the RFC 6962 root of the entries and the last entry's hash are the closing checkpoint's, and
  *     that checkpoint is signed (Ed25519 over "gatehouse.audit.checkpoint.v1\n" || body) by the
  *     trusted key, not by whatever key the export carries;
@@ -36,6 +37,7 @@ const CHECKPOINT_TAG = "gatehouse.audit.checkpoint.v1\n";
 const HEX64 = /^[0-9a-f]{64}$/;
 const ZERO_HASH = "0".repeat(64);
 const PURGE = "audit.payload_purged";
+const ORG_PURGED = "org.purged";
 const utf8 = new TextEncoder();
 
 export interface ExportHeader {
@@ -231,7 +233,7 @@ const STRING = String.raw`"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{
 const SEALED = new RegExp(
   String.raw`^\{"action":"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+","actor":(?:null|"[0-9a-f-]{36}"),"at":"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z","org":"[0-9a-f-]{36}","payload_sha256":"[0-9a-f]{64}","seq":[1-9][0-9]{0,15},"target":(?:null|\{"id":(null|${STRING}),"type":${STRING}\}),"v":1\}$`,
 );
-const sealed = { actionEnd: 0, org: 0, payloadSha: 0, seq: 0, purge: false };
+const sealed = { actionEnd: 0, org: 0, payloadSha: 0, seq: 0, purge: false, orgPurged: false };
 
 function readSealed(c: string): boolean {
   if (!SEALED.test(c)) return false;
@@ -247,6 +249,7 @@ function readSealed(c: string): boolean {
   sealed.payloadSha = org + 56;
   sealed.seq = seq;
   sealed.purge = actionEnd === 11 + PURGE.length && c.startsWith(PURGE, 11);
+  sealed.orgPurged = actionEnd === 11 + ORG_PURGED.length && c.startsWith(ORG_PURGED, 11);
   return true;
 }
 
@@ -374,6 +377,8 @@ export class ExportVerifier {
   /** Entries whose payload is null, and the entries the export records purges of. */
   private readonly emptied: number[] = [];
   private readonly purges = new Set<number>();
+  /** The last org.purged entry: every payload before it was purged with the workspace (0: none). */
+  private purgedThrough = 0;
 
   constructor(private readonly options: VerifyOptions = {}) {}
 
@@ -519,6 +524,7 @@ export class ExportVerifier {
     for (const t of run.subtrees) this.tree!.pushSubtree(t.hash, t.height);
     for (const seq of run.emptied) this.emptied.push(seq);
     for (const seq of run.purges) this.purges.add(seq);
+    this.purgedThrough = Math.max(this.purgedThrough, run.purgedThrough);
     this.last = { seq: lastSeq, hash: run.lastHash };
     this.checkPinAt(lastSeq, run.lastHash);
   }
@@ -529,11 +535,11 @@ export class ExportVerifier {
     const h = this.header;
     if (!h) return { ok: false, seq: null, reason: "the export is empty" };
     const size = this.last?.seq ?? h.from_seq - 1;
-    const unexplained = this.emptied.find((seq) => !this.purges.has(seq));
+    const unexplained = this.emptied.find((seq) => !this.purges.has(seq) && seq >= this.purgedThrough);
     if (unexplained !== undefined) {
       return {
         ok: false, seq: unexplained,
-        reason: `the payload of entry ${unexplained} is gone, and the export holds no record of its purge (export through the audit.payload_purged entry that names it)`,
+        reason: `the payload of entry ${unexplained} is gone, and the export holds no record of its purge (export through the audit.payload_purged entry that names it, or the org.purged entry after it)`,
       };
     }
     const cp = this.checkpoint;
@@ -586,6 +592,8 @@ export interface EntryRun {
   /** Entries whose payload is null, and the entries whose purge the run records. */
   emptied: number[];
   purges: number[];
+  /** The run's last org.purged entry (0: none): the workspace's purge, of every payload before it. */
+  purgedThrough: number;
   /** Lines the run took. */
   lines: number;
   /** The first failure; the entries before it passed. */
@@ -602,6 +610,7 @@ class EntryRunBuilder {
   private lastHex: string | null = "";
   private readonly emptied: number[] = [];
   private readonly purges: number[] = [];
+  private purgedThrough = 0;
   private failure: { seq: number; reason: string } | null = null;
 
   constructor(
@@ -647,6 +656,7 @@ class EntryRunBuilder {
       return "the payload is not the one that was hashed";
     }
     if (fields ? fields.action === PURGE : sealed.purge) this.purgeOf(fields ? fields.targetId : sealedTargetId(c));
+    else if (fields ? fields.action === ORG_PURGED : sealed.orgPurged) this.purgedThrough = seq;
     this.tree.push(computed);
     this.lastHex = e.entry_hash;
     this.lastBytes = computed;
@@ -668,7 +678,7 @@ class EntryRunBuilder {
   result(lines: number): EntryRun {
     return {
       firstSeq: this.firstSeq, count: this.count, firstPrev: this.firstPrev, lastHash: this.count > 0 ? this.lastHash() : "", subtrees: this.tree.subtrees(),
-      emptied: this.emptied, purges: this.purges, lines, failure: this.failure,
+      emptied: this.emptied, purges: this.purges, purgedThrough: this.purgedThrough, lines, failure: this.failure,
     };
   }
 }
