@@ -2559,6 +2559,7 @@ export type Database = {
           isSetofReturn: false;
         };
       };
+      terminate_workspace: { Args: { p_confirm_slug: string }; Returns: Json };
       unpin_audit_key: { Args: Record<PropertyKey, never>; Returns: undefined };
       verify_audit_chain: {
         Args: Record<PropertyKey, never>;

@@ -76,6 +76,7 @@ select is((select coalesce(array_agg(p.proname::text order by p.proname), '{}')
                 'revoke_member_sessions',    -- ends sessions: takes access away, never grants it
                 'verify_audit_chain',        -- reads (it seals pending entries first)
                 'purge_audit_payload',       -- erases a payload, itself an audit entry; changes no right
+                'terminate_workspace',       -- asks for step-up itself (step_up_refusal): its deletes run with triggers off
                 'adjust_credits'])),         -- the ledger's adjustment guard (below)
           '{}', 'every RPC that writes meets the guard through a guarded table, or is exempt for a stated reason');
 
