@@ -4,6 +4,8 @@
  * changes the rows meanwhile), as its tenant admin: each action's button opens its dialog, Cancel
  * closes it, and the database holds exactly what it held before. Rotating a key and turning an
  * agent off can't be undone, so their confirm button stays disabled until the name is typed.
+ * Last, terminating the workspace (Settings): cancelled, then confirmed with its slug typed, which
+ * ends everyone's access at once (the purge itself is tests/runs/purge.test.ts's).
  */
 import { randomUUID } from "node:crypto";
 import type { Page } from "playwright-core";
@@ -98,7 +100,36 @@ describe("destructive actions", () => {
     expect(await off.getByRole("button", { name: "Turn off" }).isDisabled()).toBe(true);
     await answerDialog(page, "Turn off Shop assistant?");
 
+    // Settings: terminating the workspace needs its slug typed.
+    await page.goto(`${s.apiUrl}/o/${shop.org}/settings`);
+    await page.getByRole("button", { name: "Terminate the workspace…" }).click();
+    const terminate = page.getByRole("dialog", { name: "Terminate Cancelco?" });
+    await terminate.getByText(/Nobody can open it from now on/).waitFor();
+    expect(await terminate.getByRole("button", { name: "Terminate the workspace" }).isDisabled()).toBe(true);
+    await answerDialog(page, "Terminate Cancelco?");
+
     expect(await state()).toEqual(before);
     await page.context().close();
   });
+
+  it("terminating the workspace, its slug typed, ends everyone's access at once", { timeout: 120_000 }, async () => {
+    const [{ slug }] = await sql`select slug from public.organizations where id = ${shop.org}`;
+    const page = await signedInPage(browser(), admin.email, `/o/${shop.org}/settings`, admin.password);
+    await page.getByRole("button", { name: "Terminate the workspace…" }).click();
+    await answerDialog(page, "Terminate Cancelco?", { typed: slug, confirm: "Terminate the workspace" });
+    await page.getByText("Cancelco is terminated: access has ended, and its content is being purged.").first().waitFor();
+    await page.waitForURL((u) => u.pathname === "/orgs");
+    const [t] = await sql`select reason, requested_by, step from private.workspace_terminations where org_id = ${shop.org}`;
+    expect(t).toEqual({ reason: "customer", requested_by: await userId(admin.email), step: "external" });
+    expect(await sql`select 1 from public.organization_members where org_id = ${shop.org}`).toHaveLength(0);
+    // The workspace is gone from the console: its pages answer as for any organization one isn't in.
+    await page.goto(`${s.apiUrl}/o/${shop.org}/settings`);
+    await page.getByText(/not a member|no such organization|not found/i).first().waitFor();
+    await page.context().close();
+  });
 });
+
+async function userId(email: string): Promise<string> {
+  const [u] = await sql`select id from auth.users where email = ${email}`;
+  return u.id as string;
+}

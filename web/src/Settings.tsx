@@ -5,10 +5,15 @@
  * manage_organization); everyone else reads them. The database decides: a change by anyone else
  * changes no row, and a change of the rules by a person with a second factor needs their session at
  * aal2 (the step-up guard, 403 step_up_required), as every privileged write does.
+ *
+ * A tenant admin can also terminate the workspace (public.terminate_workspace: the slug typed to
+ * confirm, at aal2 when they have a second factor): access ends at once, and the run worker purges
+ * its content (docs/lifecycle.md).
  */
 import { Button, Checkbox, Code, Group, List, Paper, Stack, Text, TextInput, Title } from "@mantine/core";
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { useEffect, useState, type FormEvent } from "react";
+import { useNavigate } from "react-router";
 import { confirmAction } from "./confirm.tsx";
 import { Outcome, PageHeader, QueryState, useAct, useOrgApi } from "./kit.tsx";
 import { field, useOrg } from "./ui.tsx";
@@ -51,6 +56,7 @@ export function Settings() {
           )}
         </section>
         <SecurityRules />
+        {may && <Terminate />}
       </Stack>
     </>
   );
@@ -111,6 +117,51 @@ function SecurityRules() {
           </List>
         ))}
       </QueryState>
+    </section>
+  );
+}
+
+/** Terminating the workspace: what goes, what stays, and the slug typed to confirm. */
+function Terminate() {
+  const org = useOrg();
+  const api = useOrgApi();
+  const navigate = useNavigate();
+  const act = useAct([["organizations"]]);
+
+  async function terminate() {
+    if (!(await confirmAction({
+      title: `Terminate ${org.name}?`,
+      body: (
+        <Stack gap="xs">
+          <Text size="sm">Nobody can open it from now on, you included. Then its content is purged and can't be brought back.</Text>
+          <Text size="sm">Export its audit chain first if you want to keep it: the hashes stay, the payloads go.</Text>
+        </Stack>
+      ),
+      confirmLabel: "Terminate the workspace",
+      typeToConfirm: org.slug,
+    }))) return;
+    act.run(async () => {
+      await api.run(api.rpc("terminate_workspace", { p_confirm_slug: org.slug }));
+      navigate("/");
+      return `${org.name} is terminated: access has ended, and its content is being purged.`;
+    });
+  }
+
+  return (
+    <section aria-labelledby="terminate-heading">
+      <Title order={2} size="h3" id="terminate-heading" mb="sm">Terminate the workspace</Title>
+      <Paper withBorder p="md" radius="md" style={{ borderColor: "var(--mantine-color-red-6)" }}>
+        <Outcome outcome={act.outcome} />
+        <Stack gap="sm">
+          <Text size="sm">Terminating ends everyone's access at once. Then every agent, run, transcript, widget, key, token, webhook and
+            connection of it is deleted (connections are revoked at their providers first), its Stripe subscription is cancelled, and its
+            billing ledger goes but for the payments tax law keeps.</Text>
+          <Text size="sm">Its audit chain keeps only its hashes, and ends with an <Code>org.purged</Code> entry that counts what was deleted,
+            so the chain, exported before or after, still verifies.</Text>
+          <Text size="sm" c="dimmed">If you have a second factor, verify it on your Account page first.</Text>
+          <Group><Button color="red" variant="outline" onClick={() => void terminate()} loading={act.busy}>Terminate the workspace…</Button></Group>
+        </Stack>
+      </Paper>
     </section>
   );
 }
