@@ -1,9 +1,10 @@
 /**
- * The platform terminates a workspace (docs/lifecycle.md): for a breach of the terms, or by hand
- * for any reason the billing sweep would (an ended subscription past its grace period, which the
- * run worker's sweep also starts by itself). A tenant admin terminates their own from the console.
+ * The platform terminates a workspace (docs/lifecycle.md): for a breach of the terms; by hand for
+ * the billing sweep's reason (an ended subscription past its grace period, which the run worker's
+ * sweep also starts by itself); or again for a customer's after a restore from a backup taken
+ * before their purge. A tenant admin terminates their own from the console.
  *
- *   npm run purge -- <org-id> --reason breach|grace_expired [--no-wait]
+ *   npm run purge -- <org-id> --reason breach|grace_expired|customer [--no-wait]
  *
  * Starting cuts every way in at once (members, tokens, widget keys, inbound webhooks, schedules,
  * queued runs), in one transaction, and records the termination in the organization's chain. The
@@ -17,7 +18,8 @@ import postgres from "postgres";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const REASONS = ["breach", "grace_expired"];
+// customer: a customer's termination run again, after a restore from a backup taken before it.
+const REASONS = ["breach", "grace_expired", "customer"];
 
 export interface PurgeState {
   step: string;
@@ -62,7 +64,7 @@ async function main(): Promise<void> {
   const orgId = args.find((a) => !a.startsWith("--") && args[args.indexOf(a) - 1] !== "--reason");
   const reason = args[args.indexOf("--reason") + 1];
   if (!orgId || !UUID.test(orgId) || !args.includes("--reason") || !REASONS.includes(reason ?? "")) {
-    console.error("usage: npm run purge -- <org-id> --reason breach|grace_expired [--no-wait]");
+    console.error("usage: npm run purge -- <org-id> --reason breach|grace_expired|customer [--no-wait]");
     process.exit(2);
   }
   const stackFile = join(root, ".local", "stack.json");

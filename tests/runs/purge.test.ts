@@ -22,6 +22,7 @@ import { join } from "node:path";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { verifyExportText } from "../../functions/_shared/audit/verify.ts";
+import { startPurge, waitForPurge } from "../../scripts/purge.ts";
 import type { ManagedChild } from "../../scripts/stack/processes.ts";
 import { stopChild } from "../../scripts/stack/processes.ts";
 import { startWorker } from "../../scripts/stack/worker.ts";
@@ -216,7 +217,8 @@ describe("a workspace purge", () => {
     await sql.unsafe(`create trigger purge_test_fault before delete on public.agent_tools for each row execute function public.purge_test_fault();
                       alter table public.agent_tools enable always trigger purge_test_fault`);
     try {
-      await sql`select private.start_termination(${org.org}, 'breach')`;
+      // The platform's command (npm run purge), for a breach.
+      expect(await startPurge(stack().dbUrl, org.org, "breach")).toMatchObject({ step: "external" });
       if (workers.every((w) => w.child.exitCode !== null || w.child.signalCode !== null)) await newWorker("purge-3");
       const stuck = await until(org.org, "stopped by the fault", (t) => t.last_error !== null && t.step === "deleting");
       expect(stuck.last_error).toContain("disk full (test fault)");
@@ -227,8 +229,12 @@ describe("a workspace purge", () => {
     } finally {
       await sql.unsafe(`drop trigger purge_test_fault on public.agent_tools; drop function public.purge_test_fault()`);
     }
-    const done = await until(org.org, "done after the fault", (t) => t.step === "done");
+    const lines: string[] = [];
+    const done = await waitForPurge(stack().dbUrl, org.org, { timeoutMs: 30_000, log: (l) => lines.push(l) });
+    expect(done.step).toBe("done");
+    expect(lines.at(-1)).toBe("done");
     expect(done.counts["public.agent_tools"]).toBe(1);
+    await expect(startPurge(stack().dbUrl, randomUUID(), "breach")).rejects.toThrow(/organization_not_found/);
     expect(Object.keys(await rowsLeft(org.org)).sort()).toEqual(
       ["audit.entries", "audit.heads", "audit.records", "private.workspace_terminations", ...Object.keys(await checkpointRows(org.org))].sort(),
     );
