@@ -241,6 +241,7 @@ as $$
    where c.org_id = p_org_id and c.status = 'active' and c.secret_id is not null
    order by c.id
 $$;
+comment on function private.purge_connections(uuid) is 'The connections of a purge at its outside step that still hold tokens (to revoke at their providers).';
 revoke execute on function private.purge_connections(uuid) from public, anon, authenticated;
 grant execute on function private.purge_connections(uuid) to service_role;
 
@@ -269,6 +270,7 @@ begin
    where t.org_id = p_org_id;
 end
 $$;
+comment on function private.purge_connection_done(uuid, uuid, text) is 'After a connection''s revocation: its Vault secret deleted, the connection disabled, the outcome counted.';
 revoke execute on function private.purge_connection_done(uuid, uuid, text) from public, anon, authenticated;
 grant execute on function private.purge_connection_done(uuid, uuid, text) to service_role;
 
@@ -281,6 +283,7 @@ as $$
    where b.org_id = p_org_id and b.subscription_id is not null
      and coalesce(b.subscription_status, '') not in ('canceled', 'incomplete_expired')
 $$;
+comment on function private.purge_subscription(uuid) is 'The Stripe subscription a purge cancels: the organization''s, if it is live.';
 revoke execute on function private.purge_subscription(uuid) from public, anon, authenticated;
 grant execute on function private.purge_subscription(uuid) to service_role;
 
@@ -302,6 +305,7 @@ begin
    where t.org_id = p_org_id and t.step = 'external';
 end
 $$;
+comment on function private.purge_external_done(uuid, text) is 'Ends a purge''s outside step (every token revoked; the subscription cancelled, none, or Stripe not configured).';
 revoke execute on function private.purge_external_done(uuid, text) from public, anon, authenticated;
 grant execute on function private.purge_external_done(uuid, text) to service_role;
 
@@ -466,6 +470,7 @@ as $$
   update private.workspace_terminations t set last_error = pg_catalog.left(p_error, 500), leased_until = null
    where t.org_id = p_org_id and t.step <> 'done'
 $$;
+comment on function private.purge_failed(uuid, text) is 'Records why a purge step failed and gives up its lease; the next sweep resumes it.';
 revoke execute on function private.purge_failed(uuid, text) from public, anon, authenticated;
 grant execute on function private.purge_failed(uuid, text) to service_role;
 
