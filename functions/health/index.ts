@@ -11,6 +11,8 @@
  *     sealer          the oldest recorded action not yet in the chain (degraded past 60 s);
  *     checkpoints     the oldest chain entry no signed checkpoint covers (degraded past 2 h);
  *     run_queue       jobs ready to run and the oldest one's wait (degraded past 60 s);
+ *     purges          workspace purges not done and the oldest one's age (degraded past 15 min:
+ *                     a terminated workspace's content is still there);
  *     model_providers whether the platform's OpenAI and Anthropic keys are configured;
  *     stripe          whether Stripe's key and webhook secret are configured.
  *   status is "ok" when all are; "degraded" (still 200: it serves) when the database answers but
@@ -24,10 +26,10 @@ import { asService, db } from "../_shared/http/db.ts";
 import { jsonContent } from "../_shared/http/schemas.ts";
 import { DATABASE_RETRY_AFTER_SECONDS } from "../_shared/http/unavailable.ts";
 
-const FUNCTION_VERSION = "2.0.0";
+const FUNCTION_VERSION = "2.1.0";
 
 /** Past these, a lag makes the report degraded. */
-const LIMITS = { unsealedSeconds: 60, uncheckpointedSeconds: 2 * 3600, queuedSeconds: 60 };
+const LIMITS = { unsealedSeconds: 60, uncheckpointedSeconds: 2 * 3600, queuedSeconds: 60, purgeSeconds: 15 * 60 };
 /** A health check that takes longer than this counts as the database not answering. */
 const PROBE_TIMEOUT_MS = 3_000;
 
@@ -43,6 +45,7 @@ const Health = z.object({
     sealer: z.object({ status: Check, unsealed: z.number().nullable(), oldest_unsealed_seconds: z.number().nullable() }),
     checkpoints: z.object({ status: Check, oldest_uncheckpointed_seconds: z.number().nullable() }),
     run_queue: z.object({ status: Check, depth: z.number().nullable(), oldest_queued_seconds: z.number().nullable() }),
+    purges: z.object({ status: Check, pending: z.number().nullable(), oldest_pending_seconds: z.number().nullable() }),
     model_providers: z.object({ openai: Configured, anthropic: Configured }),
     stripe: Configured,
   }),
@@ -58,6 +61,8 @@ interface Report {
   oldest_uncheckpointed_seconds: number | null;
   run_queue_depth: number;
   oldest_queued_seconds: number | null;
+  purges_pending: number;
+  oldest_purge_seconds: number | null;
 }
 
 /** The promise, or null once `PROBE_TIMEOUT_MS` has passed (or it failed): the database not answering. */
@@ -109,6 +114,7 @@ function health(probed: { report: Report; asOf: string } | null): Health {
       sealer: { status: lag(num(report.oldest_unsealed_seconds), LIMITS.unsealedSeconds), unsealed: num(report.unsealed), oldest_unsealed_seconds: num(report.oldest_unsealed_seconds) },
       checkpoints: { status: lag(num(report.oldest_uncheckpointed_seconds), LIMITS.uncheckpointedSeconds), oldest_uncheckpointed_seconds: num(report.oldest_uncheckpointed_seconds) },
       run_queue: { status: lag(num(report.oldest_queued_seconds), LIMITS.queuedSeconds), depth: num(report.run_queue_depth), oldest_queued_seconds: num(report.oldest_queued_seconds) },
+      purges: { status: lag(num(report.oldest_purge_seconds), LIMITS.purgeSeconds), pending: num(report.purges_pending), oldest_pending_seconds: num(report.oldest_purge_seconds) },
       model_providers: { openai: configured("OPENAI_API_KEY"), anthropic: configured("ANTHROPIC_API_KEY") },
       stripe: configured("STRIPE_SECRET_KEY", Deno.env.get("STRIPE_WEBHOOK_SECRETS") ? "STRIPE_WEBHOOK_SECRETS" : "STRIPE_WEBHOOK_SECRET"),
     }
@@ -117,10 +123,11 @@ function health(probed: { report: Report; asOf: string } | null): Health {
       sealer: { ...unknown, unsealed: null, oldest_unsealed_seconds: null },
       checkpoints: { ...unknown, oldest_uncheckpointed_seconds: null },
       run_queue: { ...unknown, depth: null, oldest_queued_seconds: null },
+      purges: { ...unknown, pending: null, oldest_pending_seconds: null },
       model_providers: { openai: configured("OPENAI_API_KEY"), anthropic: configured("ANTHROPIC_API_KEY") },
       stripe: configured("STRIPE_SECRET_KEY", Deno.env.get("STRIPE_WEBHOOK_SECRETS") ? "STRIPE_WEBHOOK_SECRETS" : "STRIPE_WEBHOOK_SECRET"),
     };
-  const degraded = [checks.vault, checks.sealer, checks.checkpoints, checks.run_queue].some((c) => c.status !== "ok");
+  const degraded = [checks.vault, checks.sealer, checks.checkpoints, checks.run_queue, checks.purges].some((c) => c.status !== "ok");
   return {
     status: !report ? "down" : degraded ? "degraded" : "ok",
     function: { name: "health", version: FUNCTION_VERSION, runtime: `deno ${Deno.version.deno}` },

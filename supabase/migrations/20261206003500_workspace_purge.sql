@@ -27,6 +27,9 @@
 --              verifiers accept a null payload below an org.purged entry
 --   done
 --
+-- /functions/v1/health reports the purges not done and the oldest one's age (degraded past 15
+-- minutes: a purge takes seconds unless a step keeps failing).
+--
 -- The deletes run with session_replication_role = replica: the tenant tables' triggers (the audit
 -- copy of each deleted row, the append-only and last-admin guards, cascades) would otherwise copy
 -- the content the purge removes into the chain, or refuse. So the purge deletes from every table
@@ -598,3 +601,54 @@ begin
   return next;
 end
 $$;
+
+-- =============================================================================================
+-- Health: a purge that doesn't finish is a workspace whose content outlives its termination
+-- =============================================================================================
+create or replace function private.health_report() returns jsonb
+language plpgsql stable security definer
+set search_path = ''
+as $$
+declare
+  vault_ok boolean;
+  pending_count bigint;
+  oldest_unsealed timestamptz;
+  oldest_uncovered timestamptz;
+  queue_depth bigint;
+  oldest_ready timestamptz;
+  purges_pending bigint;
+  oldest_purge timestamptz;
+  now_at timestamptz := pg_catalog.clock_timestamp();
+begin
+  begin
+    select pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(d.decrypted_secret, 'UTF8')), 'hex') = c.sha256
+      into vault_ok
+      from private.health_canary c join vault.decrypted_secrets d on d.id = c.secret_id;
+  exception when others then
+    vault_ok := false;  -- the root key is missing or wrong: decrypting fails
+  end;
+  select pg_catalog.count(*), pg_catalog.min(p.occurred_at) into pending_count, oldest_unsealed from audit.pending p;
+  -- Per chain, the first entry no signed checkpoint covers yet; the oldest of those.
+  select pg_catalog.min(e.occurred_at) into oldest_uncovered
+    from audit.heads h
+    join audit.entries e on e.org_id = h.org_id
+     and e.seq = coalesce((select pg_catalog.max(c.size) from audit.checkpoints c where c.org_id = h.org_id), 0) + 1;
+  select pg_catalog.count(*), pg_catalog.min(j.run_at) into queue_depth, oldest_ready
+    from graphile_worker._private_jobs j where j.is_available and j.run_at <= now_at;
+  select pg_catalog.count(*), pg_catalog.min(t.requested_at) into purges_pending, oldest_purge
+    from private.workspace_terminations t where t.step <> 'done';
+  return pg_catalog.jsonb_build_object(
+    'vault_round_trip', coalesce(vault_ok, false),
+    'unsealed', pending_count,
+    'oldest_unsealed_seconds', pg_catalog.round(extract(epoch from now_at - oldest_unsealed)::numeric, 1),
+    'oldest_uncheckpointed_seconds', pg_catalog.round(extract(epoch from now_at - oldest_uncovered)::numeric, 1),
+    'run_queue_depth', queue_depth,
+    'oldest_queued_seconds', pg_catalog.round(extract(epoch from now_at - oldest_ready)::numeric, 1),
+    'purges_pending', purges_pending,
+    'oldest_purge_seconds', pg_catalog.round(extract(epoch from now_at - oldest_purge)::numeric, 1));
+end
+$$;
+comment on function private.health_report() is
+  'The health function''s figures: the Vault round trip, the sealer''s and the checkpoints'' lag, the run queue, unfinished workspace purges. No secret, no address.';
+revoke execute on function private.health_report() from public, anon, authenticated;
+grant execute on function private.health_report() to service_role;

@@ -89,6 +89,7 @@ describe("edge functions", () => {
       sealer: { status: "ok", unsealed: expect.any(Number) },
       checkpoints: { status: expect.stringMatching(/^(ok|degraded)$/) },
       run_queue: { depth: expect.any(Number) },
+      purges: { pending: expect.any(Number) },
       model_providers: { openai: expect.stringMatching(/^(not_)?configured$/), anthropic: expect.stringMatching(/^(not_)?configured$/) },
       stripe: expect.stringMatching(/^(not_)?configured$/),
     });
@@ -126,6 +127,28 @@ describe("edge functions", () => {
         await sql`delete from graphile_worker._private_jobs where id = ${job.id}`;
       }
     } finally {
+      await sql.end();
+    }
+  });
+
+  it("health is degraded while a workspace purge has been unfinished for more than 15 minutes", async () => {
+    const sql = superuser();
+    const org = crypto.randomUUID();
+    try {
+      // A purge that started an hour ago and never finished (no worker runs in this suite).
+      await sql`insert into private.workspace_terminations (org_id, reason, requested_at) values (${org}, 'breach', now() - interval '1 hour')`;
+      const inserted = Date.now();
+      let body: { status: string; checks_as_of: string; checks: { purges: { status: string; pending: number; oldest_pending_seconds: number } } };
+      do {
+        await new Promise((r) => setTimeout(r, 500));
+        body = await (await fetch(`${s.functionsUrl}/health`)).json();
+      } while (Date.parse(body.checks_as_of) < inserted && Date.now() - inserted < 10_000);
+      expect(body.status).toBe("degraded");
+      expect(body.checks.purges.status).toBe("degraded");
+      expect(body.checks.purges.pending).toBeGreaterThanOrEqual(1);
+      expect(body.checks.purges.oldest_pending_seconds).toBeGreaterThan(3500);
+    } finally {
+      await sql`delete from private.workspace_terminations where org_id = ${org}`;
       await sql.end();
     }
   });
