@@ -96,7 +96,13 @@ begin
   end if;
   insert into private.workspace_terminations (org_id, reason, requested_by)
   values (p_org_id, p_reason, p_requested_by)
+  on conflict (org_id) do nothing
   returning * into t;
+  if t.org_id is null then
+    -- Another start committed while this one waited for the organization's row: that one stands.
+    select * into t from private.workspace_terminations x where x.org_id = p_org_id;
+    return t;
+  end if;
   perform audit.append(p_org_id, 'org.termination_started', 'public.organizations', p_org_id::text,
                        pg_catalog.jsonb_build_object('reason', p_reason));
 

@@ -217,8 +217,18 @@ describe("a workspace purge", () => {
     await sql.unsafe(`create trigger purge_test_fault before delete on public.agent_tools for each row execute function public.purge_test_fault();
                       alter table public.agent_tools enable always trigger purge_test_fault`);
     try {
-      // The platform's command (npm run purge), for a breach.
-      expect(await startPurge(stack().dbUrl, org.org, "breach")).toMatchObject({ step: "external" });
+      // The platform's command (npm run purge), for a breach, twice at once: both wait on the
+      // organization's row (held here), then one starts it and the other finds it started.
+      const holder = await sql.reserve();
+      await holder`begin`;
+      await holder`select 1 from public.organizations where id = ${org.org} for update`;
+      const racing = Promise.all([startPurge(stack().dbUrl, org.org, "breach"), startPurge(stack().dbUrl, org.org, "breach")]);
+      await new Promise((r) => setTimeout(r, 1_000));
+      await holder`commit`;
+      holder.release();
+      const both = await racing;
+      expect(both.map((t) => ["external", "deleting"].includes(t.step))).toEqual([true, true]);
+      expect(await sql`select 1 from audit.records where org_id = ${org.org} and action = 'org.termination_started'`).toHaveLength(1);
       if (workers.every((w) => w.child.exitCode !== null || w.child.signalCode !== null)) await newWorker("purge-3");
       const stuck = await until(org.org, "stopped by the fault", (t) => t.last_error !== null && t.step === "deleting");
       expect(stuck.last_error).toContain("disk full (test fault)");
