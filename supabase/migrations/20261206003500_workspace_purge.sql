@@ -33,7 +33,9 @@
 -- The deletes run with session_replication_role = replica: the tenant tables' triggers (the audit
 -- copy of each deleted row, the append-only and last-admin guards, cascades) would otherwise copy
 -- the content the purge removes into the chain, or refuse. So the purge deletes from every table
--- itself, and a final pass over the catalog finds nothing left before the organization goes.
+-- itself, and a final pass over the catalog finds nothing left before the organization goes. It is
+-- a SET statement, not set_config(): on hosted Supabase, supautils lets the postgres role (these
+-- functions' owner) set session_replication_role through SET, which is where it intercepts.
 --
 -- What is kept: the chain's hashes (audit.entries, checkpoints, cosignatures, frontiers, heads, and
 -- audit.records without payloads); this table's row (why, when and the counts; no content); and in
@@ -108,7 +110,7 @@ begin
 
   -- The cut-off. Triggers are off for it: they would refuse removing the last admin, or copy what
   -- goes into the chain.
-  perform pg_catalog.set_config('session_replication_role', 'replica', true);
+  set local session_replication_role = replica;
   -- The runs' queued jobs (a locked one finds its run gone, or its org, and stops).
   for r in select a.id from public.agent_runs a where a.org_id = p_org_id loop
     perform graphile_worker.remove_job('run:' || r.id::text);
@@ -134,7 +136,7 @@ begin
     get diagnostics n = row_count;
     cut := cut || pg_catalog.jsonb_build_object(rel, n);
   end loop;
-  perform pg_catalog.set_config('session_replication_role', 'origin', true);
+  set local session_replication_role = origin;
   update private.workspace_terminations x set counts = cut where x.org_id = p_org_id returning * into t;
   return t;
 end
@@ -268,10 +270,10 @@ begin
   if not found then
     return;
   end if;
-  perform pg_catalog.set_config('session_replication_role', 'replica', true);
+  set local session_replication_role = replica;
   delete from vault.secrets s where s.id = held;
   update public.connections c set status = 'disabled', secret_id = null, disabled_at = pg_catalog.now() where c.id = p_connection_id;
-  perform pg_catalog.set_config('session_replication_role', 'origin', true);
+  set local session_replication_role = origin;
   update private.workspace_terminations t
      set external = coalesce(t.external, '{}') || pg_catalog.jsonb_build_object('revocations',
                       coalesce(t.external -> 'revocations', '{}')
@@ -397,7 +399,7 @@ begin
         into kept;
       update private.workspace_terminations x set billing = kept where x.org_id = p_org_id returning * into t;
     end if;
-    perform pg_catalog.set_config('session_replication_role', 'replica', true);
+    set local session_replication_role = replica;
     found_rows := false;
     for rel in select * from private.purged_tables() loop
       execute pg_catalog.format('select exists (select 1 from %s where org_id = $1)', rel) into found_rows using p_org_id;
@@ -422,7 +424,7 @@ begin
       t.counts := t.counts || pg_catalog.jsonb_build_object('public.organizations', n);
       t.step := 'sealing';
     end if;
-    perform pg_catalog.set_config('session_replication_role', 'origin', true);
+    set local session_replication_role = origin;
     update private.workspace_terminations x set counts = t.counts, step = t.step where x.org_id = p_org_id;
     return t.step;
   end if;
