@@ -14,6 +14,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
 import postgres from "postgres";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -60,11 +61,18 @@ export async function waitForPurge(dbUrl: string, orgId: string, opts: { timeout
 }
 
 async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  const orgId = args.find((a) => !a.startsWith("--") && args[args.indexOf(a) - 1] !== "--reason");
-  const reason = args[args.indexOf("--reason") + 1];
-  if (!orgId || !UUID.test(orgId) || !args.includes("--reason") || !REASONS.includes(reason ?? "")) {
-    console.error("usage: npm run purge -- <org-id> --reason breach|grace_expired|customer [--no-wait]");
+  const usage = "usage: npm run purge -- <org-id> --reason breach|grace_expired|customer [--no-wait]";
+  let parsed;
+  try {
+    parsed = parseArgs({ allowPositionals: true, options: { reason: { type: "string" }, "no-wait": { type: "boolean" } } });
+  } catch {
+    console.error(usage);
+    process.exit(2);
+  }
+  const [orgId, ...extra] = parsed.positionals;
+  const reason = parsed.values.reason ?? "";
+  if (!orgId || extra.length > 0 || !UUID.test(orgId) || !REASONS.includes(reason)) {
+    console.error(usage);
     process.exit(2);
   }
   const stackFile = join(root, ".local", "stack.json");
@@ -88,7 +96,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   console.log(`purge: ${orgId} is terminating (${started.step === "external" ? "started; access is cut off" : started.step === "done" ? "it was purged before" : `started before, now at ${started.step}`})`);
-  if (args.includes("--no-wait")) return;
+  if (parsed.values["no-wait"]) return;
   const done = await waitForPurge(dbUrl, orgId, { timeoutMs: 10 * 60_000, log: (l) => console.log(`purge: ${l}`) });
   if (done.step !== "done") {
     console.error("purge: not done after 10 minutes; is the run worker running (npm start runs one)? Run this again to see where it is.");

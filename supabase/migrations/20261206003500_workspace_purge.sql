@@ -256,24 +256,18 @@ comment on function private.purge_connections(uuid) is 'The connections of a pur
 revoke execute on function private.purge_connections(uuid) from public, anon, authenticated;
 grant execute on function private.purge_connections(uuid) to service_role;
 
--- After revoking one connection: its secret goes now, so a resumed purge doesn't revoke it twice.
+-- After revoking one connection: it is disabled now (disable_connection: its Vault secret goes),
+-- so a resumed purge doesn't revoke it twice; the outcome is counted in the same transaction.
+-- The runtime (the service role) calls it, as disable_connection requires.
 create function private.purge_connection_done(p_org_id uuid, p_connection_id uuid, p_outcome text) returns void
 language plpgsql volatile security definer
 set search_path = ''
 as $$
-declare
-  held uuid;
 begin
-  select c.secret_id into held from public.connections c
-    join private.workspace_terminations t on t.org_id = c.org_id and t.step = 'external'
-   where c.id = p_connection_id and c.org_id = p_org_id for update of c;
-  if not found then
+  if not exists (select 1 from private.purge_connections(p_org_id) c where c.connection_id = p_connection_id) then
     return;
   end if;
-  set local session_replication_role = replica;
-  delete from vault.secrets s where s.id = held;
-  update public.connections c set status = 'disabled', secret_id = null, disabled_at = pg_catalog.now() where c.id = p_connection_id;
-  set local session_replication_role = origin;
+  perform public.disable_connection(p_connection_id);
   update private.workspace_terminations t
      set external = coalesce(t.external, '{}') || pg_catalog.jsonb_build_object('revocations',
                       coalesce(t.external -> 'revocations', '{}')
@@ -431,7 +425,6 @@ begin
 
   if t.step = 'sealing' then
     if t.final_record_id is null then
-      perform audit.seal(p_org_id);
       t.final_record_id := audit.append(p_org_id, 'org.purged', 'public.organizations', p_org_id::text,
         pg_catalog.jsonb_build_object(
           'reason', t.reason, 'requested_at', t.requested_at, 'requested_by', t.requested_by,
@@ -473,17 +466,21 @@ comment on function private.purge_step(uuid) is
 revoke execute on function private.purge_step(uuid) from public, anon, authenticated;
 grant execute on function private.purge_step(uuid) to service_role;
 
--- A step failed: why (the driver's words, no content), for the operator; the lease ends.
-create function private.purge_failed(p_org_id uuid, p_error text) returns void
+-- A step failed: why (the driver's words, no content), for the operator. The purge is tried again
+-- after p_retry_seconds, by any worker: meanwhile the others are claimed, so that one purge which
+-- keeps failing doesn't hold them all up.
+create function private.purge_failed(p_org_id uuid, p_error text, p_retry_seconds integer) returns void
 language sql volatile security definer
 set search_path = ''
 as $$
-  update private.workspace_terminations t set last_error = pg_catalog.left(p_error, 500), leased_until = null
+  update private.workspace_terminations t
+     set last_error = pg_catalog.left(p_error, 500), leased_by = null,
+         leased_until = pg_catalog.now() + pg_catalog.make_interval(secs => p_retry_seconds)
    where t.org_id = p_org_id and t.step <> 'done'
 $$;
-comment on function private.purge_failed(uuid, text) is 'Records why a purge step failed and gives up its lease; the next sweep resumes it.';
-revoke execute on function private.purge_failed(uuid, text) from public, anon, authenticated;
-grant execute on function private.purge_failed(uuid, text) to service_role;
+comment on function private.purge_failed(uuid, text, integer) is 'Records why a purge step failed; any worker tries it again after p_retry_seconds.';
+revoke execute on function private.purge_failed(uuid, text, integer) from public, anon, authenticated;
+grant execute on function private.purge_failed(uuid, text, integer) to service_role;
 
 -- =============================================================================================
 -- Verifying: a null payload below an org.purged entry is a purged one

@@ -236,6 +236,13 @@ describe("a workspace purge", () => {
       // Half-deleted, and nobody can see the half that is left.
       expect(Object.keys(await rowsLeft(org.org))).toContain("public.agent_tools");
       await expect(org.asAdmin((tx) => tx`select id from public.agent_tools`)).rejects.toThrow(/not a member/);
+      // It doesn't hold up the others: a workspace started after it is purged while it keeps failing.
+      const bare = randomUUID();
+      await sql`insert into public.organizations (id, name, slug) values (${bare}, 'Bare', ${`bare-${bare.slice(0, 8)}`})`;
+      await sql`insert into public.projects (org_id, name, slug) values (${bare}, 'Only', 'only')`;
+      await startPurge(stack().dbUrl, bare, "breach");
+      await until(bare, "done beside a failing purge", (t) => t.step === "done");
+      expect((await termination(org.org))?.step).toBe("deleting");
     } finally {
       await sql.unsafe(`drop trigger purge_test_fault on public.agent_tools; drop function public.purge_test_fault()`);
     }

@@ -108,13 +108,21 @@ export async function saveConnection(ctx: OrgContext, input: SaveInput): Promise
   });
 }
 
-/** Revokes (where the provider can) and disables connection `connectionId`, which the caller may act on (checked before). */
-async function revokeAndDisable(ctx: ConnectorContext, connectionId: string) {
+/**
+ * Revokes connection `connectionId`'s tokens at its provider where it can (OAuth2), and audits the
+ * call; what happened. Disabling a connection does this first, and so does a workspace purge.
+ */
+export async function revokeAtProvider(ctx: ConnectorContext, connectionId: string): Promise<"revoked" | "not_supported" | "failed"> {
   const stored = await ctx.sql.begin(async (tx) => {
     await asService(tx);
     return await storedConnection(tx, connectionId);
   });
-  const revocation = stored ? await revokeAndAudit(ctx, stored) : "not_supported";
+  return stored ? await revokeAndAudit(ctx, stored) : "not_supported";
+}
+
+/** Revokes (where the provider can) and disables connection `connectionId`, which the caller may act on (checked before). */
+async function revokeAndDisable(ctx: ConnectorContext, connectionId: string) {
+  const revocation = await revokeAtProvider(ctx, connectionId);
   const connection = await ctx.sql.begin(async (tx) => {
     await asService(tx, { actingFor: ctx.caller });
     const [row] = await tx`

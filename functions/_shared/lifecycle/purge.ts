@@ -11,15 +11,15 @@
  *
  * Every step is idempotent and committed on its own: a worker killed, or a step that fails (a
  * provider down, the database gone), leaves the purge where it was, and the next sweep of any
- * worker goes on from there once the lease has run out. The failure's name is kept for the
- * operator (private.workspace_terminations.last_error), never a payload.
+ * worker goes on from there once the lease has run out. A failed purge waits one lease before it
+ * is tried again, so that one which keeps failing doesn't hold up the others. The failure's name
+ * is kept for the operator (private.workspace_terminations.last_error), never a payload.
  */
 import Stripe from "stripe";
 import { stripeConfig, stripeConfigured } from "../billing/stripe.ts";
-import { revokeAndAudit } from "../connectors/oauth.ts";
+import { revokeAtProvider } from "../connectors/connections.ts";
 import type { ConnectorEnv } from "../connectors/providers.ts";
-import { storedConnection } from "../connectors/store.ts";
-import { asService, type Sql } from "../http/db.ts";
+import type { Sql } from "../http/db.ts";
 
 export interface PurgeContext {
   sql: Sql;
@@ -53,21 +53,17 @@ export async function purgeDue(ctx: PurgeContext): Promise<PurgeOutcome> {
     return { orgId, step };
   } catch (e) {
     const name = e instanceof Error ? `${e.name}: ${e.message}` : "unknown failure";
-    await ctx.sql`select private.purge_failed(${orgId}, ${name})`.catch(() => {});
+    await ctx.sql`select private.purge_failed(${orgId}, ${name}, ${ctx.leaseSeconds})`.catch(() => {});
     throw e;
   }
 }
 
-/** Revokes each connection that still holds tokens at its provider, then forgets its secret. */
+/** Revokes each connection that still holds tokens at its provider, then disables it (its secret goes), as disabling one does. */
 async function revokeConnections(ctx: PurgeContext, orgId: string): Promise<void> {
   const ids = await ctx.sql<{ connection_id: string }[]>`select connection_id from private.purge_connections(${orgId})`;
   for (const { connection_id: id } of ids) {
-    const stored = await ctx.sql.begin(async (tx) => {
-      await asService(tx);
-      return await storedConnection(tx, id);
-    });
     // A provider that is down or refuses doesn't hold the purge: the outcome is counted in org.purged.
-    const outcome = stored ? await revokeAndAudit({ sql: ctx.sql, caller: { kind: "service" }, env: ctx.connectorEnv }, stored) : "not_supported";
+    const outcome = await revokeAtProvider({ sql: ctx.sql, caller: { kind: "service" }, env: ctx.connectorEnv }, id);
     await ctx.sql`select private.purge_connection_done(${orgId}, ${id}, ${outcome})`;
   }
 }

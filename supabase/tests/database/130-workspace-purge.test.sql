@@ -10,7 +10,7 @@
 -- The outside steps (revocation, Stripe) and a killed worker are tests/runs/purge.test.ts's.
 begin;
 \ir _helpers.psql
-select plan(27);
+select plan(28);
 
 -- Every table of every schema with an org_id, and its rows of an organization.
 create function pg_temp.rows_of(p_org uuid) returns table (rel text, n bigint) language plpgsql as $$
@@ -53,7 +53,7 @@ create temporary table globex_secrets on commit drop as
   union all select secret_id from public.model_provider_keys where org_id = pg_temp.org('globex')
   union all select secret_id from public.webhook_subscriptions where org_id = pg_temp.org('globex') and secret_id is not null;
 create temporary table globex_records on commit drop as
-  select count(*) as n from audit.records where org_id = pg_temp.org('globex');
+  select count(*) as n, max(id) as last_id from audit.records where org_id = pg_temp.org('globex');
 select ok((select count(*) from globex_before where rel like 'public.%') >= 30 and (select count(*) from globex_secrets) >= 2,
           'Globex has rows in every exposed table, and Vault secrets, before');
 
@@ -93,8 +93,12 @@ select ok(exists (select 1 from audit.records where org_id = pg_temp.org('globex
 select is(private.purge_step(pg_temp.org('globex')), 'external', 'nothing is deleted before the outside steps are done');
 
 -- The outside steps, as the worker does them (tests/runs/purge.test.ts does them for real).
+select pg_temp.as_runtime();
 select private.purge_connection_done(pg_temp.org('globex'), connection_id, 'revoked') from private.purge_connections(pg_temp.org('globex'));
 select private.purge_external_done(pg_temp.org('globex'), 'cancelled');
+reset role;
+select is((select status || ' ' || (secret_id is null) from public.connections where id = pg_temp.connection('globex')), 'disabled true',
+          'the revoked connection is disabled, its secret gone, before any delete');
 select is((select external from private.workspace_terminations where org_id = pg_temp.org('globex')),
           '{"revocations": {"revoked": 1}, "stripe_subscription": "cancelled"}'::jsonb, 'revoked and cancelled, recorded');
 
@@ -141,8 +145,10 @@ select is((select e.action || ' ' || (r.payload::jsonb -> 'deleted' ->> 'public.
              from audit.entries e join audit.records r on r.id = e.record_id
             where e.org_id = pg_temp.org('globex') order by e.seq desc limit 1),
           'org.purged 1 customer', 'the last entry is org.purged, with the rows deleted per table');
-select is((select count(*) from audit.records where org_id = pg_temp.org('globex')) - (select n from globex_records), 2::bigint,
-          'the chain grew by the start and org.purged only: no deleted row was copied into it');
+select is((select array_agg(action order by id) from audit.records
+            where org_id = pg_temp.org('globex') and id > (select last_id from globex_records)),
+          array['org.termination_started', 'connection.update', 'action_request.update', 'org.purged'],
+          'the chain grew by the start, the connection''s disabling (which withdraws its pending request) and org.purged only: no deleted row was copied into it');
 select is((select ok from audit.verify_chain(pg_temp.org('globex'))), true, 'the chain still verifies end to end');
 select bag_eq($$ select * from pg_temp.rows_of(pg_temp.org('acme')) $$, $$ select * from acme_before $$,
               'Acme is untouched: the same rows in every table');
