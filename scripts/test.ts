@@ -198,6 +198,8 @@ function providersEnv(p: TestProviders): Record<string, string> {
     ANTHROPIC_BASE_URL: `${models}/anthropic`,
     // Short, so that the test of an upstream that never answers ends quickly.
     GATEHOUSE_MODEL_TIMEOUT_MS: "3000",
+    // Short, so that a workspace purge a test's worker held when it was killed is taken up at once.
+    GATEHOUSE_PURGE_LEASE_SECONDS: "3",
     GATEHOUSE_DNS_SERVERS: `127.0.0.1:${p.dnsPort}`,
     GATEHOUSE_DNS_TIMEOUT_MS: "1000",
     STRIPE_WEBHOOK_SECRETS: p.stripeWebhookSecrets.join(","),

@@ -28,7 +28,8 @@
  * whose subscription's grace period is over, and takes the oldest unfinished one (leased, so that
  * a purge whose worker stopped is taken up by the next).
  *
- * SIGTERM or SIGINT stops taking jobs, lets the steps under way finish, and exits.
+ * SIGTERM or SIGINT stops taking jobs, lets the steps under way finish (a purge's too, which then
+ * hands its lease back, so another worker goes on at once), and exits.
  */
 import { Logger, run, type Runner } from "graphile-worker";
 import { connectorEnvFrom } from "../_shared/connectors/providers.ts";
@@ -138,15 +139,15 @@ void bubblewrapBackend.selfTest().then((test) => {
 
 // The sweep: deadlines, approvals that expired while a run waited, steps whose worker stopped;
 // and workspace purges, one at a time.
-let purging = false;
+let purging: Promise<void> | null = null;
 const sweeping = setInterval(() => {
   serviceDb()`select private.sweep_runs()`.catch((e) => console.error(`worker: sweep failed (${(e as Error)?.name})`));
-  if (purging) return;
-  purging = true;
-  purgeDue({ sql: serviceDb(), connectorEnv: ctx.connectorEnv, workerId: ctx.workerId, leaseSeconds: purgeLeaseSeconds })
-    .then((done) => done && console.log(`worker: workspace ${done.orgId} purged`))
-    .catch((e) => console.error(`worker: a workspace purge stopped (${(e as Error)?.name}); the next sweep goes on from its last step`))
-    .finally(() => (purging = false));
+  purging ??= purgeDue({ sql: serviceDb(), connectorEnv: ctx.connectorEnv, workerId: ctx.workerId, leaseSeconds: purgeLeaseSeconds, stopping: () => stopping })
+    .then((done) => {
+      if (done?.step === "done") console.log(`worker: workspace ${done.orgId} purged`);
+    })
+    .catch((e) => console.error(`worker: a workspace purge stopped (${(e as Error)?.name}); it is tried again from its last step`))
+    .finally(() => (purging = null));
 }, sweepSeconds * 1000);
 const flushing = setInterval(() => void writeStats().catch((e) => console.error(`worker: stats not written (${(e as Error)?.name})`)), 250);
 
@@ -156,7 +157,8 @@ async function stop(): Promise<void> {
   stopping = true;
   clearInterval(sweeping);
   clearInterval(flushing);
-  await runner.stop();
+  // A purge under way stops after its current step and hands its lease back (purge.ts).
+  await Promise.all([runner.stop(), purging]);
   statsDirty = true;
   await writeStats().catch(() => {});
   Deno.exit(0);

@@ -466,6 +466,18 @@ comment on function private.purge_step(uuid) is
 revoke execute on function private.purge_step(uuid) from public, anon, authenticated;
 grant execute on function private.purge_step(uuid) to service_role;
 
+-- A worker that stops hands its purge back between two steps: another takes it at once.
+create function private.release_termination(p_org_id uuid, p_worker text) returns void
+language sql volatile security definer
+set search_path = ''
+as $$
+  update private.workspace_terminations t set leased_by = null, leased_until = null
+   where t.org_id = p_org_id and t.leased_by = p_worker
+$$;
+comment on function private.release_termination(uuid, text) is 'Hands a purge''s lease back (a worker stopping between two steps).';
+revoke execute on function private.release_termination(uuid, text) from public, anon, authenticated;
+grant execute on function private.release_termination(uuid, text) to service_role;
+
 -- A step failed: why (the driver's words, no content), for the operator. The purge is tried again
 -- after p_retry_seconds, by any worker: meanwhile the others are claimed, so that one purge which
 -- keeps failing doesn't hold them all up.

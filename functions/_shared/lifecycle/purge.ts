@@ -27,6 +27,8 @@ export interface PurgeContext {
   workerId: string;
   /** How long a purge stays leased to this worker without its next sweep. */
   leaseSeconds: number;
+  /** True once the worker is stopping: the purge stops after its current step and hands its lease back. */
+  stopping?: () => boolean;
 }
 
 export type PurgeOutcome = { orgId: string; step: string } | null;
@@ -47,6 +49,10 @@ export async function purgeDue(ctx: PurgeContext): Promise<PurgeOutcome> {
       step = "deleting";
     }
     while (step !== "done") {
+      if (ctx.stopping?.()) {
+        await ctx.sql`select private.release_termination(${orgId}, ${ctx.workerId})`;
+        return { orgId, step };
+      }
       const [row] = await ctx.sql<{ step: string }[]>`select private.purge_step(${orgId}) as step`;
       step = row.step;
     }
